@@ -1,0 +1,2 @@
+//! nanoecr benchmarks (see docs/performance.md).
+fn main() {}

@@ -1,0 +1,60 @@
+//! `[detection]`: the streaming spike and pop-in detector. Defaults are the paper's criteria
+//! (|Δρ/ρ| ≥ 5 × 10⁻⁴ at a noise of 1 × 10⁻⁴: five sigma; pop-ins > 2 nm, up to ≈ 8 ms).
+
+use serde::{Deserialize, Serialize};
+
+use super::check::{positive, within};
+use super::error::ConfigError;
+
+/// Detector thresholds and windows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectionConfig {
+    /// A spike starts when |Δρ/ρ − baseline| exceeds this many robust sigmas.
+    pub threshold_sigma: f64,
+    /// …and ends when it falls back below this many sigmas (hysteresis).
+    pub release_sigma: f64,
+    /// Absolute floor on the start threshold, Δρ/ρ (the paper's 5 × 10⁻⁴).
+    pub min_magnitude: f64,
+    /// Window of the trailing baseline, s.
+    pub baseline_window_s: f64,
+    /// Window of the robust noise estimate, s.
+    pub noise_window_s: f64,
+    /// Pop-in: displacement jump above the trend, nm.
+    pub popin_threshold_nm: f64,
+    /// Pop-in: longest duration of the jump, s.
+    pub popin_max_duration_s: f64,
+    /// Detect the end of the settle window from the current (Ohmic contact) as well as honouring
+    /// `acquisition.settle_s`.
+    pub detect_contact: bool,
+}
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        Self {
+            threshold_sigma: 5.0,
+            release_sigma: 2.0,
+            min_magnitude: 5e-4,
+            baseline_window_s: 0.05,
+            noise_window_s: 1.0,
+            popin_threshold_nm: 2.0,
+            popin_max_duration_s: 0.008,
+            detect_contact: true,
+        }
+    }
+}
+
+impl DetectionConfig {
+    /// Check every value; `rate_hz` is the acquisition rate.
+    pub fn validate(&self, _rate_hz: f64) -> Result<(), ConfigError> {
+        let k = |f: &str| format!("detection.{f}");
+        within(&k("threshold_sigma"), self.threshold_sigma, 1.0, 100.0, "threshold")?;
+        within(&k("release_sigma"), self.release_sigma, 0.0, self.threshold_sigma, "release threshold")?;
+        within(&k("min_magnitude"), self.min_magnitude, 0.0, 1.0, "minimum magnitude")?;
+        positive(&k("baseline_window_s"), self.baseline_window_s, "baseline window")?;
+        positive(&k("noise_window_s"), self.noise_window_s, "noise window")?;
+        positive(&k("popin_threshold_nm"), self.popin_threshold_nm, "pop-in threshold")?;
+        positive(&k("popin_max_duration_s"), self.popin_max_duration_s, "pop-in duration")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,169 @@
+//! `[simulation]`: the simulated rig. Defaults follow shared/science.md (Yang et al.).
+
+use serde::{Deserialize, Serialize};
+
+use super::check::{non_negative, positive, within};
+use super::error::{ConfigError, ConfigErrorKind};
+
+/// Parameters of the simulated rig; every value has a default from the paper.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulationConfig {
+    /// Seed of every random draw: the same seed gives bit-identical runs.
+    pub seed: u64,
+    /// Total Gaussian noise on Δρ/ρ (current and displacement noise together), dimensionless.
+    pub resistivity_noise: f64,
+    /// Gaussian displacement noise, nm.
+    pub disp_noise_nm: f64,
+    /// Gaussian load-sensor noise, µN.
+    pub load_noise_un: f64,
+    /// Slow thermal drift of the displacement, nm/s.
+    pub drift_nm_per_s: f64,
+    /// 1/f (pink) noise on Δρ/ρ, rms (0 = off).
+    pub pink_noise: f64,
+    /// Mains pick-up amplitude on Δρ/ρ (0 = off).
+    pub mains_amplitude: f64,
+    /// Mains frequency, Hz.
+    pub mains_hz: f64,
+    /// Baseline Δρ/ρ per unit strain (the slow drift of Δρ/ρ under the load ramp).
+    pub resistivity_per_strain: f64,
+    /// Ohmic contact is established uniformly between `contact_min_s` and `contact_max_s`, s.
+    pub contact_min_s: f64,
+    /// See `contact_min_s`, s.
+    pub contact_max_s: f64,
+    /// Resistance of the whole circuit at the reference state, Ω (sets the current scale:
+    /// 5 V over 5 MΩ is 1 µA).
+    pub circuit_resistance_ohm: f64,
+    /// First-order time constant of the load actuator, s.
+    pub actuator_time_constant_s: f64,
+    /// Static gain of the actuator (load produced per µN commanded); ≠ 1 so feedback matters.
+    pub actuator_gain: f64,
+    /// Secondary-spike rate during loading, 1/s.
+    pub spike_rate_load_per_s: f64,
+    /// Secondary-spike rate during the hold, 1/s.
+    pub spike_rate_hold_per_s: f64,
+    /// Secondary-spike rate during unloading, 1/s.
+    pub spike_rate_unload_per_s: f64,
+    /// Probability that a spike is p-type during loading (> 0.5: damage dominates).
+    pub p_fraction_load: f64,
+    /// Probability that a spike is p-type during the hold (0.5: dynamic equilibrium).
+    pub p_fraction_hold: f64,
+    /// Probability that a spike is p-type during unloading (< 0.5: recovery dominates).
+    pub p_fraction_unload: f64,
+    /// Power-law exponent α of |Δρ/ρ| magnitudes.
+    pub alpha: f64,
+    /// Exponential cutoff xc of |Δρ/ρ| magnitudes.
+    pub xc: f64,
+    /// Smallest magnitude drawn, x_min.
+    pub x_min: f64,
+    /// Largest magnitude drawn (truncation for numerical safety).
+    pub x_max: f64,
+    /// Shortest spike, s.
+    pub spike_min_duration_s: f64,
+    /// Longest spike, s.
+    pub spike_max_duration_s: f64,
+    /// Engineering stress above which pop-ins occur, MPa.
+    pub popin_threshold_stress_mpa: f64,
+    /// Pop-in rate above the threshold stress, 1/s.
+    pub popin_rate_per_s: f64,
+    /// Mean displacement jump of a pop-in above the 2 nm floor, nm (exponential).
+    pub popin_mean_extra_nm: f64,
+    /// Pop-in displacement speed, nm/s: duration = jump / speed, capped at 8 ms.
+    pub popin_speed_nm_per_s: f64,
+    /// Δρ/ρ of the spike accompanying a pop-in per unit strain jump Δh/H0.
+    pub popin_resistivity_per_strain: f64,
+}
+
+impl Default for SimulationConfig {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            resistivity_noise: 1e-4,
+            disp_noise_nm: 0.1,
+            load_noise_un: 0.05,
+            drift_nm_per_s: 0.05,
+            pink_noise: 0.0,
+            mains_amplitude: 0.0,
+            mains_hz: 50.0,
+            resistivity_per_strain: 0.5,
+            contact_min_s: 1.0,
+            contact_max_s: 2.0,
+            circuit_resistance_ohm: 5e6,
+            actuator_time_constant_s: 0.004,
+            actuator_gain: 0.95,
+            spike_rate_load_per_s: 12.0,
+            spike_rate_hold_per_s: 8.0,
+            spike_rate_unload_per_s: 10.0,
+            p_fraction_load: 0.65,
+            p_fraction_hold: 0.5,
+            p_fraction_unload: 0.35,
+            alpha: 1.5,
+            xc: 1e-3,
+            x_min: 1e-4,
+            x_max: 0.1,
+            spike_min_duration_s: 1.0e-3,
+            spike_max_duration_s: 1.5e-3,
+            popin_threshold_stress_mpa: 2000.0,
+            popin_rate_per_s: 1.0,
+            popin_mean_extra_nm: 6.0,
+            popin_speed_nm_per_s: 2000.0,
+            popin_resistivity_per_strain: 5.0,
+        }
+    }
+}
+
+impl SimulationConfig {
+    /// Check every value; `rate_hz` is the acquisition rate.
+    pub fn validate(&self, _rate_hz: f64) -> Result<(), ConfigError> {
+        let k = |f: &str| format!("simulation.{f}");
+        positive(&k("resistivity_noise"), self.resistivity_noise, "resistivity noise")?;
+        within(&k("resistivity_noise"), self.resistivity_noise, 0.0, 0.1, "resistivity noise")?;
+        non_negative(&k("disp_noise_nm"), self.disp_noise_nm, "displacement noise")?;
+        non_negative(&k("load_noise_un"), self.load_noise_un, "load noise")?;
+        within(&k("drift_nm_per_s"), self.drift_nm_per_s, -1e3, 1e3, "drift")?;
+        non_negative(&k("pink_noise"), self.pink_noise, "pink noise")?;
+        non_negative(&k("mains_amplitude"), self.mains_amplitude, "mains amplitude")?;
+        positive(&k("mains_hz"), self.mains_hz, "mains frequency")?;
+        within(&k("resistivity_per_strain"), self.resistivity_per_strain, -100.0, 100.0, "resistivity per strain")?;
+        non_negative(&k("contact_min_s"), self.contact_min_s, "contact time")?;
+        non_negative(&k("contact_max_s"), self.contact_max_s, "contact time")?;
+        if self.contact_max_s < self.contact_min_s {
+            return Err(ConfigError::new(ConfigErrorKind::Inconsistent, k("contact_max_s"), "contact_max_s is below contact_min_s")
+                .value(self.contact_max_s)
+                .expected(format!("≥ {} s", self.contact_min_s)));
+        }
+        positive(&k("circuit_resistance_ohm"), self.circuit_resistance_ohm, "circuit resistance")?;
+        positive(&k("actuator_time_constant_s"), self.actuator_time_constant_s, "actuator time constant")?;
+        within(&k("actuator_gain"), self.actuator_gain, 0.1, 10.0, "actuator gain")?;
+        for (f, v) in [
+            ("spike_rate_load_per_s", self.spike_rate_load_per_s),
+            ("spike_rate_hold_per_s", self.spike_rate_hold_per_s),
+            ("spike_rate_unload_per_s", self.spike_rate_unload_per_s),
+            ("popin_rate_per_s", self.popin_rate_per_s),
+        ] {
+            within(&k(f), v, 0.0, 1000.0, "event rate")?;
+        }
+        for (f, v) in [("p_fraction_load", self.p_fraction_load), ("p_fraction_hold", self.p_fraction_hold), ("p_fraction_unload", self.p_fraction_unload)] {
+            within(&k(f), v, 0.0, 1.0, "p-type probability")?;
+        }
+        within(&k("alpha"), self.alpha, 0.0, 5.0, "power-law exponent")?;
+        positive(&k("xc"), self.xc, "cutoff")?;
+        positive(&k("x_min"), self.x_min, "smallest magnitude")?;
+        if self.x_max <= self.x_min {
+            return Err(ConfigError::new(ConfigErrorKind::Inconsistent, k("x_max"), "x_max must exceed x_min")
+                .value(self.x_max)
+                .expected(format!("> {}", self.x_min)));
+        }
+        positive(&k("spike_min_duration_s"), self.spike_min_duration_s, "spike duration")?;
+        if self.spike_max_duration_s < self.spike_min_duration_s {
+            return Err(ConfigError::new(ConfigErrorKind::Inconsistent, k("spike_max_duration_s"), "longest spike is shorter than the shortest")
+                .value(self.spike_max_duration_s)
+                .expected(format!("≥ {} s", self.spike_min_duration_s)));
+        }
+        positive(&k("popin_threshold_stress_mpa"), self.popin_threshold_stress_mpa, "pop-in threshold")?;
+        non_negative(&k("popin_mean_extra_nm"), self.popin_mean_extra_nm, "pop-in size")?;
+        positive(&k("popin_speed_nm_per_s"), self.popin_speed_nm_per_s, "pop-in speed")?;
+        non_negative(&k("popin_resistivity_per_strain"), self.popin_resistivity_per_strain, "pop-in resistivity coupling")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,167 @@
+//! One test per class of config error, and the example configs in config/ parse and validate.
+
+use super::*;
+
+const DEMO: &str = include_str!("../../../../config/demo.toml");
+
+fn err(text: &str) -> ConfigError {
+    parse(text, Some(Path::new("test.toml"))).expect_err("config should be rejected")
+}
+
+#[test]
+fn demo_config_validates_to_the_paper_test() {
+    let c = parse(DEMO, None).expect("demo config is valid");
+    assert_eq!(c.load_function.total_s(), 32.0);
+    assert_eq!(c.load_function.peak_load_un(), 6000.0);
+    assert_eq!(c.expected_samples(), 32_000);
+    assert_eq!(c.raw.bias.voltage_v, 5.0);
+    assert_eq!(c.raw.simulation.seed, 42);
+    assert!((c.pillar.stress_mpa(6000.0) - 1909.86).abs() < 0.1);
+}
+
+#[test]
+fn every_example_config_validates() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+    let mut n = 0;
+    let mut stack = vec![root];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("config dir readable") {
+            let p = entry.expect("dir entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|e| e == "toml") && p.file_name().is_some_and(|f| f != "nanoecrd.toml") {
+                load(&p).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+    }
+    assert!(n >= 14, "expected demo + 13 campaign configs, found {n}");
+}
+
+#[test]
+fn syntax_error_names_the_line() {
+    let e = err("[sample\nmaterial = 1\n");
+    assert_eq!(e.kind, ConfigErrorKind::Syntax);
+    assert_eq!(e.line, Some(1));
+    assert!(e.to_string().starts_with("test.toml:1:"), "{e}");
+}
+
+#[test]
+fn unknown_key_is_rejected_with_its_line() {
+    let text = DEMO.replace("max_displacement_nm = 600.0", "max_displacement_nm = 600.0\nmax_lod_un = 5.0");
+    let e = err(&text);
+    assert_eq!(e.kind, ConfigErrorKind::UnknownKey);
+    assert_eq!(e.key, "limits.max_lod_un");
+    let line = text.lines().position(|l| l.starts_with("max_lod_un")).expect("line") + 1;
+    assert_eq!(e.line, Some(line));
+    assert!(e.expected.contains("max_load_un"), "{e}");
+}
+
+#[test]
+fn wrong_type_names_key_value_and_unit() {
+    let text = DEMO.replace("voltage_v = 5.0", "voltage_v = \"five\"");
+    let e = err(&text);
+    assert_eq!(e.kind, ConfigErrorKind::WrongType);
+    assert_eq!(e.key, "bias.voltage_v");
+    assert_eq!(e.value.as_deref(), Some("\"five\""));
+    assert!(e.expected.contains('V'), "{e}");
+}
+
+#[test]
+fn missing_key_is_named() {
+    let text = DEMO.replace("diameter_um = 2.0\n", "");
+    let e = err(&text);
+    assert_eq!(e.kind, ConfigErrorKind::Missing);
+    assert_eq!(e.key, "sample.diameter_um");
+    assert!(e.expected.contains("µm"), "{e}");
+}
+
+#[test]
+fn missing_trapezoid_key_is_named() {
+    let text = DEMO.replace("hold_s = 10.0\n", "");
+    let e = err(&text);
+    assert_eq!(e.kind, ConfigErrorKind::Missing);
+    assert_eq!(e.key, "load_function.hold_s");
+}
+
+#[test]
+fn negative_duration_is_out_of_range_with_unit() {
+    let text = DEMO.replace("unload_s = 10.0", "unload_s = -3.0");
+    let e = err(&text);
+    assert_eq!(e.kind, ConfigErrorKind::OutOfRange);
+    assert_eq!(e.key, "load_function.unload_s");
+    assert_eq!(e.value.as_deref(), Some("-3"));
+    assert!(e.expected.ends_with(" s"), "{e}");
+    let line = text.lines().position(|l| l.starts_with("unload_s")).expect("line") + 1;
+    assert_eq!(e.line, Some(line));
+}
+
+#[test]
+fn zero_rate_is_out_of_range() {
+    let e = err(&DEMO.replace("rate_hz = 1000", "rate_hz = 0"));
+    assert_eq!(e.kind, ConfigErrorKind::OutOfRange);
+    assert_eq!(e.key, "acquisition.rate_hz");
+    assert!(e.expected.contains("Hz"));
+}
+
+#[test]
+fn rates_up_to_100_khz_are_accepted_and_above_rejected() {
+    let c = parse(&DEMO.replace("rate_hz = 1000", "rate_hz = 100000"), None).expect("100 kHz accepted");
+    assert_eq!(c.expected_samples(), 3_200_000);
+    let e = err(&DEMO.replace("rate_hz = 1000", "rate_hz = 100001"));
+    assert_eq!(e.key, "acquisition.rate_hz");
+}
+
+#[test]
+fn peak_above_max_load_is_inconsistent() {
+    let e = err(&DEMO.replace("peak_load_un = 6000.0", "peak_load_un = 9000.0"));
+    assert_eq!(e.kind, ConfigErrorKind::Inconsistent);
+    assert_eq!(e.key, "load_function.peak_load_un");
+    assert!(e.to_string().contains("8000 µN"), "{e}");
+}
+
+#[test]
+fn explicit_segments_build_the_program_and_errors_point_into_them() {
+    let base = DEMO.replace(
+        "peak_load_un = 6000.0\nload_s = 10.0\nhold_s = 10.0\nunload_s = 10.0\n",
+        "[[load_function.segments]]\nkind = \"load\"\nduration_s = 5.0\ntarget_load_un = 3000.0\n\n\
+         [[load_function.segments]]\nkind = \"hold\"\nduration_s = 2.0\n\n\
+         [[load_function.segments]]\nkind = \"unload\"\nduration_s = 4.0\n",
+    );
+    let c = parse(&base, None).expect("segments valid");
+    assert_eq!(c.load_function.segments.len(), 3);
+    assert_eq!(c.load_function.total_s(), 13.0);
+    assert_eq!(c.load_function.setpoint_at(8.0), (Segment::Hold, 3000.0));
+
+    let bad = base.replace("duration_s = 2.0", "duration_s = 0.0");
+    let e = err(&bad);
+    assert_eq!(e.key, "load_function.segments[1].duration_s");
+    let line = bad.lines().position(|l| l == "duration_s = 0.0").expect("line") + 1;
+    assert_eq!(e.line, Some(line));
+}
+
+#[test]
+fn both_forms_of_load_function_are_inconsistent() {
+    let text = DEMO.replace("unload_s = 10.0", "unload_s = 10.0\nsegments = [{ kind = \"load\", duration_s = 1.0, target_load_un = 10.0 }]");
+    assert_eq!(err(&text).kind, ConfigErrorKind::Inconsistent);
+}
+
+#[test]
+fn unknown_template_placeholder_is_rejected() {
+    let e = err(&DEMO.replace("{seed}.h5", "{sed}.h5"));
+    assert_eq!(e.key, "output.file_template");
+    assert!(e.message.contains("{sed}"));
+}
+
+#[test]
+fn unreadable_file_is_an_io_error() {
+    let e = load(Path::new("/nonexistent/nanoecr.toml")).expect_err("no such file");
+    assert_eq!(e.kind, ConfigErrorKind::Io);
+    assert!(e.to_string().contains("/nonexistent/nanoecr.toml"));
+}
+
+#[test]
+fn file_name_fills_the_template() {
+    let c = parse(DEMO, None).expect("valid");
+    assert_eq!(c.file_name("20261125T100000Z"), "20261125T100000Z_Zr55Cu30Ni5Al10_6000uN_seed42.h5");
+}

@@ -1,0 +1,167 @@
+//! Loop timing and pipeline counters. Recorded on the hot path without allocation and written to
+//! `/entry/diagnostics` of every run file.
+
+use serde::{Deserialize, Serialize};
+
+/// Number of histogram bins: bin 0 holds values below 1 µs, bin k (k ≥ 1) holds
+/// [2^(k−1), 2^k) µs, the last bin everything above.
+pub const LATENCY_BINS: usize = 32;
+
+/// A fixed-size, log₂-binned histogram of durations in µs, plus exact max and count. Recording is
+/// O(1) and allocation-free so the control loop can call it every tick.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyHistogram {
+    /// Counts per bin; see [`LATENCY_BINS`] for the bin edges.
+    pub counts: [u64; LATENCY_BINS],
+    /// Largest value recorded, in µs.
+    pub max_us: f64,
+    /// Number of values recorded.
+    pub total: u64,
+    /// Sum of values in µs (for the mean).
+    pub sum_us: f64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self { counts: [0; LATENCY_BINS], max_us: 0.0, total: 0, sum_us: 0.0 }
+    }
+}
+
+impl LatencyHistogram {
+    /// Lower edge in µs of bin `k`.
+    pub fn bin_lower_us(k: usize) -> f64 {
+        if k == 0 {
+            0.0
+        } else {
+            (1u64 << (k - 1)) as f64
+        }
+    }
+
+    /// Upper edge in µs of bin `k` (infinite for the last).
+    pub fn bin_upper_us(k: usize) -> f64 {
+        if k + 1 >= LATENCY_BINS {
+            f64::INFINITY
+        } else {
+            (1u64 << k) as f64
+        }
+    }
+
+    /// Record one duration in µs (negative values count as zero).
+    #[inline]
+    pub fn record_us(&mut self, us: f64) {
+        let v = if us.is_finite() && us > 0.0 { us } else { 0.0 };
+        let k = if v < 1.0 {
+            0
+        } else {
+            // floor(log2(v)) + 1, computed on the integer part: v in [2^(k-1), 2^k).
+            let i = v as u64;
+            ((64 - i.leading_zeros()) as usize).min(LATENCY_BINS - 1)
+        };
+        self.counts[k] += 1;
+        self.total += 1;
+        self.sum_us += v;
+        if v > self.max_us {
+            self.max_us = v;
+        }
+    }
+
+    /// Merge another histogram into this one.
+    pub fn merge(&mut self, other: &Self) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *a += b;
+        }
+        self.total += other.total;
+        self.sum_us += other.sum_us;
+        self.max_us = self.max_us.max(other.max_us);
+    }
+
+    /// Quantile estimate in µs (q in 0..=1), interpolated geometrically inside the bin and capped
+    /// at the exact maximum. `None` when empty.
+    pub fn quantile_us(&self, q: f64) -> Option<f64> {
+        if self.total == 0 {
+            return None;
+        }
+        let target = (q.clamp(0.0, 1.0) * self.total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0u64;
+        for (k, &c) in self.counts.iter().enumerate() {
+            if c == 0 {
+                continue;
+            }
+            if seen + c >= target {
+                let lo = Self::bin_lower_us(k);
+                let hi = Self::bin_upper_us(k).min(self.max_us.max(lo));
+                let frac = (target - seen) as f64 / c as f64;
+                let v = if lo <= 0.0 { hi * frac } else { lo * (hi / lo).powf(frac) };
+                return Some(v.min(self.max_us));
+            }
+            seen += c;
+        }
+        Some(self.max_us)
+    }
+
+    /// Mean in µs, `None` when empty.
+    pub fn mean_us(&self) -> Option<f64> {
+        (self.total > 0).then(|| self.sum_us / self.total as f64)
+    }
+}
+
+/// Everything the run file records about how the acquisition itself behaved.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Diagnostics {
+    /// Tick lateness (actual wake-up minus deadline), µs.
+    pub loop_lateness: LatencyHistogram,
+    /// Ticks whose work finished after the next deadline.
+    pub missed_deadlines: u64,
+    /// Control ticks executed.
+    pub ticks: u64,
+    /// Most samples ever waiting in the ring.
+    pub ring_high_water: u64,
+    /// Ring capacity in samples.
+    pub ring_capacity: u64,
+    /// Samples lost because the ring was full.
+    pub dropped_samples: u64,
+    /// Sample timestamp → event emitted, µs (wall clock; only meaningful when paced in real time).
+    pub detection_latency: LatencyHistogram,
+    /// Whether the loop got real-time scheduling (SCHED_FIFO).
+    pub realtime_scheduling: bool,
+    /// Control loop tick rate in Hz.
+    pub rate_hz: f64,
+    /// Whether the loop was paced in real time (false for `--fast`).
+    pub paced: bool,
+    /// RMS of (load − setpoint) after settle, µN.
+    pub load_tracking_rms_un: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bins_cover_their_values() {
+        let mut h = LatencyHistogram::default();
+        for v in [0.5, 1.0, 1.9, 2.0, 3.0, 1000.0, 1e12] {
+            h.record_us(v);
+        }
+        assert_eq!(h.counts[0], 1); // 0.5
+        assert_eq!(h.counts[1], 2); // 1.0, 1.9 in [1,2)
+        assert_eq!(h.counts[2], 2); // 2, 3 in [2,4)
+        assert_eq!(h.counts[10], 1); // 1000 in [512,1024)
+        assert_eq!(h.counts[LATENCY_BINS - 1], 1);
+        assert_eq!(h.total, 7);
+        assert_eq!(h.max_us, 1e12);
+    }
+
+    #[test]
+    fn quantiles_are_monotone_and_bounded() {
+        let mut h = LatencyHistogram::default();
+        for i in 0..1000 {
+            h.record_us(i as f64 / 10.0);
+        }
+        let p50 = h.quantile_us(0.5).expect("non-empty");
+        let p99 = h.quantile_us(0.99).expect("non-empty");
+        assert!(p50 <= p99 && p99 <= h.max_us);
+        // The true median is 50 µs; the log2 bin [32,64) must contain the estimate.
+        assert!((32.0..64.0).contains(&p50), "p50 {p50}");
+        assert_eq!(LatencyHistogram::default().quantile_us(0.5), None);
+    }
+}

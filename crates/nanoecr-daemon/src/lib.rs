@@ -1,0 +1,1 @@
+//! The nanoecr control loop, acquisition pipeline, interlocks and the nanoecrd local-socket server.

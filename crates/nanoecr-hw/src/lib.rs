@@ -1,0 +1,117 @@
+//! # nanoecr-hw
+//!
+//! The two instruments of a NanoECR rig behind traits, so one control loop drives every backend:
+//!
+//! - [`LoadFrame`]: the load-frame controller (actuator command, load and displacement samples);
+//! - [`SourceMeter`]: the source-measure unit (constant bias, current samples).
+//!
+//! Both stream samples tagged with a sequence number from a shared trigger; the control loop
+//! merges them by sequence. Backends: [`sim`] (the simulated rig, in-process), and the real
+//! protocols (Modbus for the frame, SCPI over a serial port for the meter).
+
+pub mod error;
+pub mod sim;
+
+pub use error::HwError;
+
+use nanoecr_core::{Event, Segment};
+
+/// Identification of an instrument.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeviceInfo {
+    /// Logical name in the rig (e.g. `LOADFRAME0`, `SMU0`).
+    pub name: String,
+    /// Manufacturer.
+    pub vendor: String,
+    /// Model.
+    pub model: String,
+    /// Serial number.
+    pub serial: String,
+    /// Firmware version.
+    pub firmware: String,
+}
+
+/// One load-frame sample.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct FrameReading {
+    /// Shared-trigger sequence number.
+    pub seq: u64,
+    /// Device time since arming, s.
+    pub time_s: f64,
+    /// Load, µN.
+    pub load_un: f64,
+    /// Displacement, nm.
+    pub disp_nm: f64,
+}
+
+/// One source-measure-unit sample.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SmuReading {
+    /// Shared-trigger sequence number.
+    pub seq: u64,
+    /// Current, A.
+    pub current_a: f64,
+    /// Sourced voltage, V.
+    pub voltage_v: f64,
+    /// The meter is limiting current at its compliance.
+    pub compliance: bool,
+}
+
+/// Limits the frame enforces on its own, independent of the host (defence in depth).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FrameLimits {
+    /// Highest load, µN.
+    pub max_load_un: f64,
+    /// Highest displacement, nm.
+    pub max_displacement_nm: f64,
+}
+
+/// A load-frame controller in load control.
+///
+/// Call order: [`identify`](LoadFrame::identify), [`arm`](LoadFrame::arm), then per control
+/// tick [`command`](LoadFrame::command) and [`acquire`](LoadFrame::acquire), and finally
+/// [`make_safe`](LoadFrame::make_safe), which must also work after any error.
+pub trait LoadFrame: Send {
+    /// Who is there.
+    fn identify(&mut self) -> Result<DeviceInfo, HwError>;
+    /// Set limits, enter load control and enable the actuator.
+    fn arm(&mut self, limits: &FrameLimits) -> Result<(), HwError>;
+    /// Actuator command for this tick, µN; `segment` is the program segment (devices may use it
+    /// for logging; the simulator uses it as its stress-rate regime).
+    fn command(&mut self, command_un: f64, segment: Segment) -> Result<(), HwError>;
+    /// Samples acquired since the last call, at most `out.len()`; returns how many were written.
+    /// The simulated frame produces exactly one per `command`.
+    fn acquire(&mut self, out: &mut [FrameReading]) -> Result<usize, HwError>;
+    /// Bring the frame to a safe state: load to zero, actuator disabled.
+    fn make_safe(&mut self) -> Result<(), HwError>;
+    /// True events of a simulated rig (None for real hardware).
+    fn ground_truth(&mut self) -> Option<Vec<Event>> {
+        None
+    }
+}
+
+/// A source-measure unit sourcing a constant voltage and measuring current.
+pub trait SourceMeter: Send {
+    /// Who is there.
+    fn identify(&mut self) -> Result<DeviceInfo, HwError>;
+    /// Source `voltage_v` with current compliance `compliance_a` and switch the output on.
+    fn bias_on(&mut self, voltage_v: f64, compliance_a: f64) -> Result<(), HwError>;
+    /// Current samples acquired since the last call, at most `out.len()`.
+    fn acquire(&mut self, out: &mut [SmuReading]) -> Result<usize, HwError>;
+    /// Switch the output off. Must work after any error.
+    fn bias_off(&mut self) -> Result<(), HwError>;
+}
+
+/// A rig: one load frame and one source-measure unit, boxed so backends are chosen at run time.
+pub struct Rig {
+    /// The load frame.
+    pub frame: Box<dyn LoadFrame>,
+    /// The source-measure unit.
+    pub smu: Box<dyn SourceMeter>,
+}
+
+impl std::fmt::Debug for Rig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rig").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,2 @@
+//! Firmware shim (see README).
+fn main() {}

@@ -1,0 +1,1 @@
+//! Hardware-in-the-loop test support (see README.md). The tests live in tests/.

@@ -1,0 +1,29 @@
+# The recipes people type. `scripts/setup.sh` installs what they need (README).
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# A full simulated test (the paper's 6000 µN trapezoid, real time) that writes an HDF5 run.
+demo *ARGS:
+    cargo run --release -q -p nanoecr-cli -- run config/demo.toml {{ARGS}}
+
+# Everything CI runs: format, lints, the test suite, the hardware-in-the-loop tests.
+test: lint
+    cargo test --workspace --exclude nanoecr-hil-tests
+    cargo test -p nanoecr-hil-tests -- --test-threads=1
+
+# Format check and clippy with warnings as errors.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Hardware-in-the-loop tests only (daemon against the firmware shims over real transports).
+hil:
+    cargo test -p nanoecr-hil-tests -- --test-threads=1
+
+# Benchmarks: prints one table and writes bench/results/latest.json.
+bench:
+    cargo run --release -p nanoecr-bench -- --out bench/results/latest.json
+
+# Analyse run files: `just analyze runs/*.h5`.
+analyze +FILES:
+    cargo run --release -q -p nanoecr-cli -- analyze {{FILES}}

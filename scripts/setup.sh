@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what nanoecr needs on a fresh Debian machine with a Rust toolchain, as root.
+# Idempotent: each step checks first and does nothing when already satisfied.
+set -euo pipefail
+
+need_apt=()
+dpkg -s libhdf5-dev >/dev/null 2>&1 || need_apt+=(libhdf5-dev)
+command -v h5dump >/dev/null 2>&1 || need_apt+=(hdf5-tools)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+command -v socat >/dev/null 2>&1 || need_apt+=(socat)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "setup: installing ${need_apt[*]} (apt)" >&2
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+# just (the task runner), h5py + numpy (independent reader in tests), nexusformat (NeXus check),
+# pymodbus (independent Modbus client in HIL tests), scipy + powerlaw (the Python peer in bench/).
+pip_pkgs=()
+command -v just >/dev/null 2>&1 || pip_pkgs+=(rust-just)
+$PY - <<'PYEOF' || pip_pkgs+=(h5py numpy nexusformat pymodbus scipy powerlaw)
+import importlib, sys
+for m in ("h5py", "numpy", "nexusformat", "pymodbus", "scipy", "powerlaw"):
+    importlib.import_module(m)
+PYEOF
+if [ ${#pip_pkgs[@]} -gt 0 ]; then
+    echo "setup: installing ${pip_pkgs[*]} (pip)" >&2
+    $PY -m pip install -q --disable-pip-version-check --root-user-action=ignore "${pip_pkgs[@]}"
+fi
+command -v just >/dev/null 2>&1 || { echo "setup: just not on PATH after install" >&2; exit 1; }
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
