@@ -104,7 +104,14 @@ pub struct Event {
 
 impl Event {
     /// A spike with the given signed magnitude; other fields as given.
-    pub fn spike(onset_time_s: f64, peak_time_s: f64, duration_s: f64, magnitude: f64, segment: Segment, stress_mpa: f64) -> Self {
+    pub fn spike(
+        onset_time_s: f64,
+        peak_time_s: f64,
+        duration_s: f64,
+        magnitude: f64,
+        segment: Segment,
+        stress_mpa: f64,
+    ) -> Self {
         Self {
             kind: EventKind::Spike,
             sign: Sign::of(magnitude),

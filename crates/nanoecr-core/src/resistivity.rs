@@ -14,13 +14,7 @@
 ///
 /// `strain`/`strain_ref` are engineering strains; `current_a`/`current_ref_a` in A.
 #[inline]
-pub fn resistivity_change(
-    strain: f64,
-    strain_ref: f64,
-    current_a: f64,
-    current_ref_a: f64,
-    poisson_ratio: f64,
-) -> f64 {
+pub fn resistivity_change(strain: f64, strain_ref: f64, current_a: f64, current_ref_a: f64, poisson_ratio: f64) -> f64 {
     let geometric = (1.0 + 3.0 * poisson_ratio) * (strain - strain_ref) / (1.0 + strain);
     geometric - (current_a - current_ref_a) / current_ref_a
 }

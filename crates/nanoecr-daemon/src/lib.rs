@@ -1,1 +1,11 @@
-//! The nanoecr control loop, acquisition pipeline, interlocks and the nanoecrd local-socket server.
+//! # nanoecr-daemon
+//!
+//! The part of nanoecr that owns a rig while a test runs.
+//!
+//! - [`run`]: one test — the real-time control loop thread, the lock-free ring, the consumer
+//!   thread (detector + HDF5 writer), interlocks and safe unload. `nanoecr run` and `nanoecrd`
+//!   both use it.
+//! - [`server`]: `nanoecrd`'s local-socket JSON-RPC server (one run at a time, many subscribers).
+
+pub mod run;
+pub mod server;

@@ -50,7 +50,14 @@ pub struct World {
 impl World {
     /// A new world at rest (zero load) sampling at `rate_hz`.
     pub fn new(cfg: &SimulationConfig, pillar: Pillar, rate_hz: f64) -> Self {
-        Self { cfg: cfg.clone(), pillar, dt_s: 1.0 / rate_hz, seq: 0, load_un: 0.0, ground_truth: Vec::with_capacity(4096) }
+        Self {
+            cfg: cfg.clone(),
+            pillar,
+            dt_s: 1.0 / rate_hz,
+            seq: 0,
+            load_un: 0.0,
+            ground_truth: Vec::with_capacity(4096),
+        }
     }
 
     /// Advance one sample period with the actuator commanded to `command_un` µN. `segment` is the

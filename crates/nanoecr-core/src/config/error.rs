@@ -84,7 +84,15 @@ impl fmt::Display for ConfigError {
 impl ConfigError {
     /// A new error with no location yet; [`crate::config::parse`] fills in file and line.
     pub fn new(kind: ConfigErrorKind, key: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { kind, file: None, line: None, key: key.into(), value: None, message: message.into(), expected: String::new() }
+        Self {
+            kind,
+            file: None,
+            line: None,
+            key: key.into(),
+            value: None,
+            message: message.into(),
+            expected: String::new(),
+        }
     }
 
     /// Attach the offending value.
@@ -144,9 +152,10 @@ mod tests {
 
     #[test]
     fn display_names_everything() {
-        let mut e = ConfigError::new(ConfigErrorKind::OutOfRange, "acquisition.rate_hz", "sampling rate must be positive")
-            .value(0)
-            .expected("1 to 100000 Hz");
+        let mut e =
+            ConfigError::new(ConfigErrorKind::OutOfRange, "acquisition.rate_hz", "sampling rate must be positive")
+                .value(0)
+                .expected("1 to 100000 Hz");
         e.file = Some("demo.toml".into());
         e.line = Some(12);
         assert_eq!(

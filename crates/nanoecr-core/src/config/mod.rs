@@ -6,8 +6,8 @@
 //! range with unit; [`parse`] finds the line of a key with `toml_edit`'s spans.
 
 mod check;
-mod error;
 pub mod detection;
+mod error;
 pub mod hardware;
 pub mod limits;
 pub mod simulation;
@@ -138,7 +138,12 @@ pub struct AcquisitionConfig {
 
 impl Default for AcquisitionConfig {
     fn default() -> Self {
-        Self { rate_hz: default_rate(), settle_s: default_settle(), ring_capacity_samples: None, flush_interval_ms: default_flush() }
+        Self {
+            rate_hz: default_rate(),
+            settle_s: default_settle(),
+            ring_capacity_samples: None,
+            flush_interval_ms: default_flush(),
+        }
     }
 }
 
@@ -172,7 +177,12 @@ pub struct ControlConfig {
 
 impl Default for ControlConfig {
     fn default() -> Self {
-        Self { kp: default_kp(), ki_per_s: default_ki(), safe_unload_rate_un_per_s: default_safe_rate(), realtime: true }
+        Self {
+            kp: default_kp(),
+            ki_per_s: default_ki(),
+            safe_unload_rate_un_per_s: default_safe_rate(),
+            realtime: true,
+        }
     }
 }
 
@@ -307,18 +317,26 @@ impl RunConfig {
 
         let a = &raw.acquisition;
         if !(a.rate_hz.is_finite() && a.rate_hz >= 1.0 && a.rate_hz <= MAX_RATE_HZ) {
-            return Err(ConfigError::new(ConfigErrorKind::OutOfRange, "acquisition.rate_hz", "sampling rate is out of range")
-                .value(a.rate_hz)
-                .expected(format!("1 to {MAX_RATE_HZ} Hz")));
+            return Err(ConfigError::new(
+                ConfigErrorKind::OutOfRange,
+                "acquisition.rate_hz",
+                "sampling rate is out of range",
+            )
+            .value(a.rate_hz)
+            .expected(format!("1 to {MAX_RATE_HZ} Hz")));
         }
         non_negative("acquisition.settle_s", a.settle_s, "settle window")?;
         within("acquisition.settle_s", a.settle_s, 0.0, 600.0, "settle window")?;
         within("acquisition.flush_interval_ms", a.flush_interval_ms, 1.0, 100.0, "flush interval")?;
         let ring_capacity_samples = match a.ring_capacity_samples {
             Some(n) if !(64..=1 << 26).contains(&n) => {
-                return Err(ConfigError::new(ConfigErrorKind::OutOfRange, "acquisition.ring_capacity_samples", "ring capacity is out of range")
-                    .value(n)
-                    .expected("64 to 67108864 samples"));
+                return Err(ConfigError::new(
+                    ConfigErrorKind::OutOfRange,
+                    "acquisition.ring_capacity_samples",
+                    "ring capacity is out of range",
+                )
+                .value(n)
+                .expected("64 to 67108864 samples"));
             }
             Some(n) => n as usize,
             None => ((a.rate_hz * 4.0) as usize).max(16_384),
@@ -334,11 +352,18 @@ impl RunConfig {
         raw.limits.validate()?;
         let peak = load_function.peak_load_un();
         if peak > raw.limits.max_load_un {
-            let key = if raw.load_function.segments.is_some() { "load_function.segments" } else { "load_function.peak_load_un" };
+            let key = if raw.load_function.segments.is_some() {
+                "load_function.segments"
+            } else {
+                "load_function.peak_load_un"
+            };
             return Err(ConfigError::new(
                 ConfigErrorKind::Inconsistent,
                 key,
-                format!("the load function reaches {peak} µN, above limits.max_load_un = {} µN", raw.limits.max_load_un),
+                format!(
+                    "the load function reaches {peak} µN, above limits.max_load_un = {} µN",
+                    raw.limits.max_load_un
+                ),
             )
             .value(peak)
             .expected(format!("a peak load ≤ {} µN (or raise limits.max_load_un)", raw.limits.max_load_un)));
@@ -356,9 +381,13 @@ impl RunConfig {
 
         let o = &raw.output;
         if o.directory.trim().is_empty() {
-            return Err(ConfigError::new(ConfigErrorKind::OutOfRange, "output.directory", "output directory must not be empty")
-                .value("\"\"")
-                .expected("a directory path"));
+            return Err(ConfigError::new(
+                ConfigErrorKind::OutOfRange,
+                "output.directory",
+                "output directory must not be empty",
+            )
+            .value("\"\"")
+            .expected("a directory path"));
         }
         validate_template(&o.file_template)?;
 
@@ -398,9 +427,13 @@ fn validate_template(t: &str) -> Result<(), ConfigError> {
             .expected("a template ending in \".h5\""));
     }
     if t.contains('/') || t.contains('\\') {
-        return Err(ConfigError::new(ConfigErrorKind::OutOfRange, key, "the template is a file name, not a path (use output.directory)")
-            .value(format!("{t:?}"))
-            .expected("a file name without '/'"));
+        return Err(ConfigError::new(
+            ConfigErrorKind::OutOfRange,
+            key,
+            "the template is a file name, not a path (use output.directory)",
+        )
+        .value(format!("{t:?}"))
+        .expected("a file name without '/'"));
     }
     let mut rest = t;
     while let Some(i) = rest.find('{') {
@@ -441,18 +474,36 @@ fn validate_load_function(lf: &RawLoadFunction, settle_s: f64) -> Result<LoadFun
         (None, true) => {
             let get = |v: Option<f64>, key: &str, what: &str| {
                 v.ok_or_else(|| {
-                    ConfigError::new(ConfigErrorKind::Missing, format!("load_function.{key}"), format!("missing {what}"))
-                        .expected(with_unit(key, "a value > 0"))
+                    ConfigError::new(
+                        ConfigErrorKind::Missing,
+                        format!("load_function.{key}"),
+                        format!("missing {what}"),
+                    )
+                    .expected(with_unit(key, "a value > 0"))
                 })
             };
-            let peak = positive("load_function.peak_load_un", get(lf.peak_load_un, "peak_load_un", "the peak load")?, "peak load")?;
-            let load_s = positive("load_function.load_s", get(lf.load_s, "load_s", "the loading time")?, "loading time")?;
-            let hold_s = non_negative("load_function.hold_s", get(lf.hold_s, "hold_s", "the holding time")?, "holding time")?;
-            let unload_s = positive("load_function.unload_s", get(lf.unload_s, "unload_s", "the unloading time")?, "unloading time")?;
+            let peak = positive(
+                "load_function.peak_load_un",
+                get(lf.peak_load_un, "peak_load_un", "the peak load")?,
+                "peak load",
+            )?;
+            let load_s =
+                positive("load_function.load_s", get(lf.load_s, "load_s", "the loading time")?, "loading time")?;
+            let hold_s =
+                non_negative("load_function.hold_s", get(lf.hold_s, "hold_s", "the holding time")?, "holding time")?;
+            let unload_s = positive(
+                "load_function.unload_s",
+                get(lf.unload_s, "unload_s", "the unloading time")?,
+                "unloading time",
+            )?;
             if peak <= lf.preload_un {
-                return Err(ConfigError::new(ConfigErrorKind::Inconsistent, "load_function.peak_load_un", "peak load must exceed the preload")
-                    .value(peak)
-                    .expected(format!("a load > preload_un = {} µN", lf.preload_un)));
+                return Err(ConfigError::new(
+                    ConfigErrorKind::Inconsistent,
+                    "load_function.peak_load_un",
+                    "peak load must exceed the preload",
+                )
+                .value(peak)
+                .expected(format!("a load > preload_un = {} µN", lf.preload_un)));
             }
             let mut spec = vec![(Segment::Load, load_s, peak)];
             if hold_s > 0.0 {
@@ -463,13 +514,21 @@ fn validate_load_function(lf: &RawLoadFunction, settle_s: f64) -> Result<LoadFun
         }
         (Some(segs), false) => {
             if segs.is_empty() {
-                return Err(ConfigError::new(ConfigErrorKind::Missing, "load_function.segments", "the segment list is empty")
-                    .expected("at least one segment"));
+                return Err(ConfigError::new(
+                    ConfigErrorKind::Missing,
+                    "load_function.segments",
+                    "the segment list is empty",
+                )
+                .expected("at least one segment"));
             }
             if segs.len() > 10_000 {
-                return Err(ConfigError::new(ConfigErrorKind::OutOfRange, "load_function.segments", "too many segments")
-                    .value(segs.len())
-                    .expected("at most 10000 segments"));
+                return Err(ConfigError::new(
+                    ConfigErrorKind::OutOfRange,
+                    "load_function.segments",
+                    "too many segments",
+                )
+                .value(segs.len())
+                .expected("at most 10000 segments"));
             }
             let mut spec = Vec::with_capacity(segs.len());
             let mut prev = lf.preload_un;
@@ -480,21 +539,33 @@ fn validate_load_function(lf: &RawLoadFunction, settle_s: f64) -> Result<LoadFun
                     (SegmentKind::Hold, None) => prev,
                     (SegmentKind::Unload, None) => 0.0,
                     (SegmentKind::Load, None) => {
-                        return Err(ConfigError::new(ConfigErrorKind::Missing, k("target_load_un"), "a load segment needs a target load")
-                            .expected("a load ≥ 0 µN"))
+                        return Err(ConfigError::new(
+                            ConfigErrorKind::Missing,
+                            k("target_load_un"),
+                            "a load segment needs a target load",
+                        )
+                        .expected("a load ≥ 0 µN"))
                     }
                     (_, Some(t)) => non_negative(&k("target_load_un"), t, "target load")?,
                 };
                 match s.kind {
                     SegmentKind::Hold if (target - prev).abs() > 1e-9 => {
-                        return Err(ConfigError::new(ConfigErrorKind::Inconsistent, k("target_load_un"), "a hold keeps the previous load")
-                            .value(target)
-                            .expected(format!("{prev} µN or no target_load_un")))
+                        return Err(ConfigError::new(
+                            ConfigErrorKind::Inconsistent,
+                            k("target_load_un"),
+                            "a hold keeps the previous load",
+                        )
+                        .value(target)
+                        .expected(format!("{prev} µN or no target_load_un")))
                     }
                     SegmentKind::Unload if target > prev => {
-                        return Err(ConfigError::new(ConfigErrorKind::Inconsistent, k("target_load_un"), "an unload segment must not raise the load")
-                            .value(target)
-                            .expected(format!("a load ≤ {prev} µN")))
+                        return Err(ConfigError::new(
+                            ConfigErrorKind::Inconsistent,
+                            k("target_load_un"),
+                            "an unload segment must not raise the load",
+                        )
+                        .value(target)
+                        .expected(format!("a load ≤ {prev} µN")))
                     }
                     _ => {}
                 }
@@ -590,14 +661,20 @@ fn from_toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
         let unit = unit_of_key(&quoted);
         let expected = if unit.is_empty() { "this key to be set".to_string() } else { format!("a value in {unit}") };
         (ConfigErrorKind::Missing, quoted.clone(), format!("missing required key `{quoted}`"), expected)
-    } else if msg.starts_with("invalid type") || msg.starts_with("invalid value") || msg.starts_with("unknown variant") {
+    } else if msg.starts_with("invalid type") || msg.starts_with("invalid value") || msg.starts_with("unknown variant")
+    {
         let key = line.and_then(|l| key_on_line(text, l)).unwrap_or_default();
         let unit = unit_of_key(&key);
         let expected = msg.split_once("expected ").map(|(_, r)| r.to_string()).unwrap_or_default();
         let expected = if unit.is_empty() { expected } else { format!("{expected} in {unit}") };
         (ConfigErrorKind::WrongType, key, msg.split(", expected").next().unwrap_or(&msg).to_string(), expected)
     } else {
-        (ConfigErrorKind::Syntax, line.and_then(|l| key_on_line(text, l)).unwrap_or_default(), format!("invalid TOML: {msg}"), String::new())
+        (
+            ConfigErrorKind::Syntax,
+            line.and_then(|l| key_on_line(text, l)).unwrap_or_default(),
+            format!("invalid TOML: {msg}"),
+            String::new(),
+        )
     };
     let value = if kind == ConfigErrorKind::WrongType {
         line.and_then(|l| text.lines().nth(l - 1)).and_then(|s| s.split_once('=')).map(|(_, v)| v.trim().to_string())
@@ -620,10 +697,16 @@ fn key_on_line(text: &str, line: usize) -> Option<String> {
 }
 
 fn section_of_line(text: &str, line: usize) -> Option<String> {
-    text.lines().take(line).filter_map(|l| {
-        let t = l.trim();
-        t.strip_prefix("[[").and_then(|r| r.strip_suffix("]]")).or_else(|| t.strip_prefix('[').and_then(|r| r.strip_suffix(']')))
-    }).last().map(|s| s.trim().to_string())
+    text.lines()
+        .take(line)
+        .filter_map(|l| {
+            let t = l.trim();
+            t.strip_prefix("[[")
+                .and_then(|r| r.strip_suffix("]]"))
+                .or_else(|| t.strip_prefix('[').and_then(|r| r.strip_suffix(']')))
+        })
+        .last()
+        .map(|s| s.trim().to_string())
 }
 
 #[cfg(test)]

@@ -128,9 +128,13 @@ impl SimulationConfig {
         non_negative(&k("contact_min_s"), self.contact_min_s, "contact time")?;
         non_negative(&k("contact_max_s"), self.contact_max_s, "contact time")?;
         if self.contact_max_s < self.contact_min_s {
-            return Err(ConfigError::new(ConfigErrorKind::Inconsistent, k("contact_max_s"), "contact_max_s is below contact_min_s")
-                .value(self.contact_max_s)
-                .expected(format!("≥ {} s", self.contact_min_s)));
+            return Err(ConfigError::new(
+                ConfigErrorKind::Inconsistent,
+                k("contact_max_s"),
+                "contact_max_s is below contact_min_s",
+            )
+            .value(self.contact_max_s)
+            .expected(format!("≥ {} s", self.contact_min_s)));
         }
         positive(&k("circuit_resistance_ohm"), self.circuit_resistance_ohm, "circuit resistance")?;
         positive(&k("actuator_time_constant_s"), self.actuator_time_constant_s, "actuator time constant")?;
@@ -143,7 +147,11 @@ impl SimulationConfig {
         ] {
             within(&k(f), v, 0.0, 1000.0, "event rate")?;
         }
-        for (f, v) in [("p_fraction_load", self.p_fraction_load), ("p_fraction_hold", self.p_fraction_hold), ("p_fraction_unload", self.p_fraction_unload)] {
+        for (f, v) in [
+            ("p_fraction_load", self.p_fraction_load),
+            ("p_fraction_hold", self.p_fraction_hold),
+            ("p_fraction_unload", self.p_fraction_unload),
+        ] {
             within(&k(f), v, 0.0, 1.0, "p-type probability")?;
         }
         within(&k("alpha"), self.alpha, 0.0, 5.0, "power-law exponent")?;
@@ -156,14 +164,22 @@ impl SimulationConfig {
         }
         positive(&k("spike_min_duration_s"), self.spike_min_duration_s, "spike duration")?;
         if self.spike_max_duration_s < self.spike_min_duration_s {
-            return Err(ConfigError::new(ConfigErrorKind::Inconsistent, k("spike_max_duration_s"), "longest spike is shorter than the shortest")
-                .value(self.spike_max_duration_s)
-                .expected(format!("≥ {} s", self.spike_min_duration_s)));
+            return Err(ConfigError::new(
+                ConfigErrorKind::Inconsistent,
+                k("spike_max_duration_s"),
+                "longest spike is shorter than the shortest",
+            )
+            .value(self.spike_max_duration_s)
+            .expected(format!("≥ {} s", self.spike_min_duration_s)));
         }
         positive(&k("popin_threshold_stress_mpa"), self.popin_threshold_stress_mpa, "pop-in threshold")?;
         non_negative(&k("popin_mean_extra_nm"), self.popin_mean_extra_nm, "pop-in size")?;
         positive(&k("popin_speed_nm_per_s"), self.popin_speed_nm_per_s, "pop-in speed")?;
-        non_negative(&k("popin_resistivity_per_strain"), self.popin_resistivity_per_strain, "pop-in resistivity coupling")?;
+        non_negative(
+            &k("popin_resistivity_per_strain"),
+            self.popin_resistivity_per_strain,
+            "pop-in resistivity coupling",
+        )?;
         Ok(())
     }
 }

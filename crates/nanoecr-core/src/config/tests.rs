@@ -29,7 +29,8 @@ fn every_example_config_validates() {
             let p = entry.expect("dir entry").path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|e| e == "toml") && p.file_name().is_some_and(|f| f != "nanoecrd.toml") {
+            } else if p.extension().is_some_and(|e| e == "toml") && p.file_name().is_some_and(|f| f != "nanoecrd.toml")
+            {
                 load(&p).unwrap_or_else(|e| panic!("{e}"));
                 n += 1;
             }
@@ -142,7 +143,10 @@ fn explicit_segments_build_the_program_and_errors_point_into_them() {
 
 #[test]
 fn both_forms_of_load_function_are_inconsistent() {
-    let text = DEMO.replace("unload_s = 10.0", "unload_s = 10.0\nsegments = [{ kind = \"load\", duration_s = 1.0, target_load_un = 10.0 }]");
+    let text = DEMO.replace(
+        "unload_s = 10.0",
+        "unload_s = 10.0\nsegments = [{ kind = \"load\", duration_s = 1.0, target_load_un = 10.0 }]",
+    );
     assert_eq!(err(&text).kind, ConfigErrorKind::Inconsistent);
 }
 

@@ -1,0 +1,1 @@
+//! One test: control loop, ring, consumer (see docs/architecture.md).

@@ -1,0 +1,1 @@
+//! The nanoecrd local-socket server (being built; see docs/socket-protocol.md).
