@@ -182,11 +182,17 @@ mod tests {
 
     #[test]
     fn bias_off_reads_zero_current_and_compliance_clamps() {
-        let (mut f, mut m) = pair(&demo());
+        let cfg = demo();
+        let (mut f, mut m) = pair(&cfg);
         let mut mr = [SmuReading::default(); 1];
-        f.command(0.0, Segment::Settle).expect("command");
-        m.acquire(&mut mr).expect("acquire");
-        assert_eq!(mr[0].current_a, 0.0);
+        // Step past the settling window: before Ohmic contact the simulated current is only a
+        // small fraction of V/R, which would not reach the compliance below.
+        let settle_steps = (cfg.raw.simulation.contact_max_s * cfg.rate_hz()).ceil() as usize + 1;
+        for _ in 0..settle_steps {
+            f.command(0.0, Segment::Settle).expect("command");
+            m.acquire(&mut mr).expect("acquire");
+            assert_eq!(mr[0].current_a, 0.0);
+        }
         // 5 V over 5 MΩ is 1 µA: a 0.5 µA compliance must clamp and flag it.
         m.bias_on(5.0, 0.5e-6).expect("bias");
         f.command(0.0, Segment::Settle).expect("command");

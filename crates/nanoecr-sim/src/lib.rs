@@ -6,9 +6,75 @@
 //!
 //! [`World`] is the physics, advanced one sample period per [`World::step`]. Hardware backends
 //! (`nanoecr-hw`'s sim backend, the firmware shims) wrap it behind device interfaces.
+//!
+//! Layout: this file holds the world (actuator, pillar mechanics, contact, circuit, event
+//! processes); `powerlaw` the exact sampler of spike magnitudes ([`TruncatedPowerLaw`]); `noise`
+//! the stateful 1/f noise generator. docs/simulator.md describes the model and every parameter.
+//!
+//! ## Time and sampling
+//! Sample k is taken at t_k = k / rate_hz. Step k advances the world over (t_{k−1}, t_k]: events
+//! are born at exact continuous times in that interval and the outputs are point samples at t_k.
+
+mod noise;
+mod powerlaw;
 
 use nanoecr_core::config::SimulationConfig;
-use nanoecr_core::{Event, Pillar, Segment};
+use nanoecr_core::resistivity::current_for_resistivity_change;
+use nanoecr_core::{Event, EventKind, Pillar, Segment, Sign};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Exp1, StandardNormal};
+
+use crate::noise::PinkNoise;
+pub use crate::powerlaw::TruncatedPowerLaw;
+
+/// Smallest displacement jump that counts as a pop-in, nm (science.md: "greater than ≈ 2 nm").
+pub const POPIN_MIN_JUMP_NM: f64 = 2.0;
+/// Longest pop-in, s (science.md: durations "up to ≈ 8 ms").
+pub const POPIN_MAX_DURATION_S: f64 = 8e-3;
+
+/// Before Ohmic contact the punch touches asperities: the current is a small, erratic fraction
+/// of the contact current. These bound that fraction.
+const PRE_CONTACT_MIN_FACTOR: f64 = 0.02;
+/// See [`PRE_CONTACT_MIN_FACTOR`].
+const PRE_CONTACT_MAX_FACTOR: f64 = 0.3;
+/// How often the asperity contact rearranges (the fraction jumps to a new value), 1/s.
+const PRE_CONTACT_JUMP_RATE_PER_S: f64 = 50.0;
+/// Relative flicker on the pre-contact current between jumps.
+const PRE_CONTACT_JITTER: f64 = 0.02;
+
+/// Room for events alive at once; sized from the config so `step` never grows these vectors.
+const ACTIVE_BASE_CAPACITY: usize = 64;
+
+/// Errors building a [`World`] or a sampler from parameters that leave the physics undefined.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SimError {
+    /// The acquisition rate is not a positive finite number.
+    #[error("sample rate must be a positive finite number of Hz, got {0}")]
+    InvalidRate(f64),
+    /// The pillar geometry cannot give a strain (zero height or area).
+    #[error("pillar geometry must be positive (diameter {diameter_um} µm, height {height_um} µm)")]
+    InvalidPillar {
+        /// Top diameter, µm.
+        diameter_um: f64,
+        /// Initial height, µm.
+        height_um: f64,
+    },
+    /// The magnitude distribution's parameters do not define a distribution.
+    #[error("spike magnitude law: {what} (α = {alpha}, xc = {xc}, x_min = {x_min}, x_max = {x_max})")]
+    InvalidDistribution {
+        /// What is wrong.
+        what: &'static str,
+        /// Exponent α.
+        alpha: f64,
+        /// Cutoff xc.
+        xc: f64,
+        /// Lower end x_min.
+        x_min: f64,
+        /// Upper end x_max.
+        x_max: f64,
+    },
+}
 
 /// The state of the rig after one sample period, as the instruments would measure it (with
 /// noise) plus the noiseless truth for tests.
@@ -30,10 +96,73 @@ pub struct WorldSample {
     pub true_load_un: f64,
     /// True displacement (elastic + plastic, no noise, no drift), nm.
     pub true_disp_nm: f64,
-    /// True Δρ/ρ relative to the reference state (baseline + spikes), dimensionless.
+    /// True Δρ/ρ relative to the reference state (baseline + spikes), dimensionless. The reference
+    /// state is the first sample with Ohmic contact; before it only pop-in spikes show here.
     pub true_delta_rho: f64,
     /// Whether Ohmic contact is established.
     pub contact: bool,
+    /// Accumulated plastic (pop-in) displacement, nm, including pop-ins still ramping.
+    pub plastic_disp_nm: f64,
+}
+
+/// A resistivity spike alive in the world: a boxcar of `height` on [onset, end). Only the end is
+/// kept: every live boxcar was born at or before the current sample.
+#[derive(Debug, Clone, Copy)]
+struct Boxcar {
+    end_s: f64,
+    height: f64,
+}
+
+/// A pop-in still ramping its plastic displacement.
+#[derive(Debug, Clone, Copy)]
+struct Ramp {
+    onset_s: f64,
+    duration_s: f64,
+    jump_nm: f64,
+}
+
+/// One independent random stream per source, so that changing one parameter (a noise level, a
+/// rate) does not reshuffle the draws of the others: event times do not move when the noise does.
+#[derive(Debug, Clone)]
+struct Streams {
+    load: ChaCha8Rng,
+    disp: ChaCha8Rng,
+    current: ChaCha8Rng,
+    pink: ChaCha8Rng,
+    contact: ChaCha8Rng,
+    spike_time: ChaCha8Rng,
+    spike_sign: ChaCha8Rng,
+    spike_magnitude: ChaCha8Rng,
+    spike_duration: ChaCha8Rng,
+    popin_time: ChaCha8Rng,
+    popin_size: ChaCha8Rng,
+    mains: ChaCha8Rng,
+}
+
+impl Streams {
+    fn new(seed: u64) -> Self {
+        // Same key, distinct ChaCha stream ids: independent sequences by construction. Ids are
+        // part of the reproducibility contract: never renumber, only append.
+        let stream = |id: u64| {
+            let mut r = ChaCha8Rng::seed_from_u64(seed);
+            r.set_stream(id);
+            r
+        };
+        Self {
+            load: stream(1),
+            disp: stream(2),
+            current: stream(3),
+            pink: stream(4),
+            contact: stream(5),
+            spike_time: stream(6),
+            spike_sign: stream(7),
+            spike_magnitude: stream(8),
+            spike_duration: stream(9),
+            popin_time: stream(10),
+            popin_size: stream(11),
+            mains: stream(12),
+        }
+    }
 }
 
 /// The simulated pillar, actuator and electrical circuit.
@@ -41,43 +170,169 @@ pub struct WorldSample {
 pub struct World {
     cfg: SimulationConfig,
     pillar: Pillar,
+    rate_hz: f64,
     dt_s: f64,
+    height_nm: f64,
+    /// Fraction of the way to the commanded load the actuator moves in one sample (exact
+    /// discretisation of the first-order lag, so it does not depend on dt/τ being small).
+    actuator_step: f64,
     seq: u64,
     load_un: f64,
+    streams: Streams,
+    magnitudes: TruncatedPowerLaw,
+    /// Gaussian σ of the current factor, chosen so current and displacement noise together give
+    /// `resistivity_noise` on Δρ/ρ.
+    current_noise: f64,
+    pink: PinkNoise,
+    mains_phase_rad: f64,
+    contact_time_s: f64,
+    /// Strain at the reference (first contact) sample.
+    strain_ref: Option<f64>,
+    pre_contact_factor: f64,
+    pre_contact_jump_prob: f64,
+    /// Unit-rate exponential hazard left until the next secondary spike / pop-in. Spending it at
+    /// the current rate gives a Poisson process whose rate may change from step to step.
+    spike_hazard_left: f64,
+    popin_hazard_left: f64,
+    plastic_done_nm: f64,
+    active_spikes: Vec<Boxcar>,
+    active_popins: Vec<Ramp>,
     ground_truth: Vec<Event>,
 }
 
 impl World {
     /// A new world at rest (zero load) sampling at `rate_hz`.
+    ///
+    /// # Panics
+    /// If the parameters leave the physics undefined (see [`World::try_new`]); a config that passed
+    /// `SimulationConfig::validate` and a validated pillar never do.
     pub fn new(cfg: &SimulationConfig, pillar: Pillar, rate_hz: f64) -> Self {
-        Self {
+        match Self::try_new(cfg, pillar, rate_hz) {
+            Ok(w) => w,
+            Err(e) => panic!("World::new: {e}"),
+        }
+    }
+
+    /// Like [`World::new`], but reports a non-positive rate, a degenerate pillar or an undefined
+    /// magnitude law as an error. Other values are taken as given (zero noise is allowed, which
+    /// validation refuses, so tests can check the noiseless relation).
+    pub fn try_new(cfg: &SimulationConfig, pillar: Pillar, rate_hz: f64) -> Result<Self, SimError> {
+        if !(rate_hz.is_finite() && rate_hz > 0.0) {
+            return Err(SimError::InvalidRate(rate_hz));
+        }
+        if !(pillar.height_um > 0.0 && pillar.diameter_um > 0.0) {
+            return Err(SimError::InvalidPillar { diameter_um: pillar.diameter_um, height_um: pillar.height_um });
+        }
+        let magnitudes = TruncatedPowerLaw::from_config(cfg)?;
+        let dt_s = 1.0 / rate_hz;
+        let height_nm = pillar.height_nm();
+        let mut streams = Streams::new(cfg.seed);
+
+        let geometric_noise = (1.0 + 3.0 * pillar.poisson_ratio) * cfg.disp_noise_nm / height_nm;
+        let current_noise = (cfg.resistivity_noise.powi(2) - geometric_noise.powi(2)).max(0.0).sqrt();
+
+        let contact_time_s = cfg.contact_min_s + (cfg.contact_max_s - cfg.contact_min_s) * streams.contact.gen::<f64>();
+        let pre_contact_factor = streams.contact.gen_range(PRE_CONTACT_MIN_FACTOR..PRE_CONTACT_MAX_FACTOR);
+        let pink = PinkNoise::new(cfg.pink_noise, &mut streams.pink);
+        let mains_phase_rad = std::f64::consts::TAU * streams.mains.gen::<f64>();
+        let spike_hazard_left = streams.spike_time.sample(Exp1);
+        let popin_hazard_left = streams.popin_time.sample(Exp1);
+
+        // Events alive at once: a generous multiple of rate × longest duration, so `step` never
+        // reallocates in practice.
+        let max_rate = cfg.spike_rate_load_per_s.max(cfg.spike_rate_hold_per_s).max(cfg.spike_rate_unload_per_s);
+        let spike_alive = (8.0 * max_rate * cfg.spike_max_duration_s).ceil();
+        let popin_alive = (8.0 * cfg.popin_rate_per_s * POPIN_MAX_DURATION_S).ceil();
+        let spike_cap = ACTIVE_BASE_CAPACITY + clamp_to_usize(spike_alive + popin_alive);
+        let popin_cap = ACTIVE_BASE_CAPACITY + clamp_to_usize(popin_alive);
+
+        Ok(Self {
             cfg: cfg.clone(),
             pillar,
-            dt_s: 1.0 / rate_hz,
+            rate_hz,
+            dt_s,
+            height_nm,
+            actuator_step: 1.0 - (-dt_s / cfg.actuator_time_constant_s).exp(),
             seq: 0,
             load_un: 0.0,
+            streams,
+            magnitudes,
+            current_noise,
+            pink,
+            mains_phase_rad,
+            contact_time_s,
+            strain_ref: None,
+            pre_contact_factor,
+            pre_contact_jump_prob: 1.0 - (-PRE_CONTACT_JUMP_RATE_PER_S * dt_s).exp(),
+            spike_hazard_left,
+            popin_hazard_left,
+            plastic_done_nm: 0.0,
+            active_spikes: Vec::with_capacity(spike_cap),
+            active_popins: Vec::with_capacity(popin_cap),
             ground_truth: Vec::with_capacity(4096),
-        }
+        })
     }
 
     /// Advance one sample period with the actuator commanded to `command_un` µN. `segment` is the
     /// program segment, which the simulator uses as its proxy for the stress-rate regime (spike
     /// rates and p/n balance differ between loading, holding and unloading).
     pub fn step(&mut self, command_un: f64, segment: Segment) -> WorldSample {
-        let _ = segment;
-        let a = self.dt_s / self.cfg.actuator_time_constant_s;
-        self.load_un += (command_un * self.cfg.actuator_gain - self.load_un) * a.min(1.0);
-        let disp = self.pillar.elastic_disp_nm(self.load_un);
+        let t1 = self.seq as f64 * self.dt_s;
+        let t0 = (t1 - self.dt_s).max(0.0);
+
+        self.load_un += (command_un * self.cfg.actuator_gain - self.load_un) * self.actuator_step;
+        let stress_mpa = self.pillar.stress_mpa(self.load_un);
+
+        // Secondary spikes need a defined reference state and a program segment; the contact
+        // sample itself stays clean so it can serve as the reference.
+        let spike_rate = if self.strain_ref.is_some() { self.spike_rate_per_s(segment) } else { 0.0 };
+        let popin_rate =
+            if stress_mpa >= self.cfg.popin_threshold_stress_mpa { self.cfg.popin_rate_per_s } else { 0.0 };
+        if t1 > t0 {
+            self.draw_events(t0, t1, spike_rate, popin_rate, segment, stress_mpa);
+        }
+
+        let plastic_nm = self.plastic_at(t1);
+        let true_disp_nm = self.pillar.elastic_disp_nm(self.load_un) + plastic_nm;
+        let strain = true_disp_nm / self.height_nm;
+
+        let contact = t1 >= self.contact_time_s;
+        if contact && self.strain_ref.is_none() {
+            self.strain_ref = Some(strain);
+        }
+
+        self.active_spikes.retain(|b| t1 < b.end_s);
+        let spikes: f64 = self.active_spikes.iter().map(|b| b.height).sum();
+        let true_delta_rho = match self.strain_ref {
+            Some(strain_ref) => self.cfg.resistivity_per_strain * (strain - strain_ref) + spikes,
+            None => spikes,
+        };
+
+        let load_noise: f64 = self.streams.load.sample(StandardNormal);
+        let disp_noise: f64 = self.streams.disp.sample(StandardNormal);
+        let current_noise: f64 = self.streams.current.sample(StandardNormal);
+
+        let current_factor = match self.strain_ref {
+            Some(strain_ref) if contact => {
+                let clean =
+                    current_for_resistivity_change(true_delta_rho, strain, strain_ref, 1.0, self.pillar.poisson_ratio);
+                // Extra Δρ/ρ noise enters with the opposite sign in the current (Δρ/ρ ∋ −ΔI/I).
+                clean - self.current_noise * current_noise - self.pickup(t1)
+            }
+            _ => self.pre_contact_current(),
+        };
+
         let s = WorldSample {
             seq: self.seq,
-            time_s: self.seq as f64 * self.dt_s,
-            load_un: self.load_un,
-            disp_nm: disp,
-            current_factor: 1.0,
+            time_s: t1,
+            load_un: self.load_un + self.cfg.load_noise_un * load_noise,
+            disp_nm: true_disp_nm + self.cfg.drift_nm_per_s * t1 + self.cfg.disp_noise_nm * disp_noise,
+            current_factor,
             true_load_un: self.load_un,
-            true_disp_nm: disp,
-            true_delta_rho: 0.0,
-            contact: true,
+            true_disp_nm,
+            true_delta_rho,
+            contact,
+            plastic_disp_nm: plastic_nm,
         };
         self.seq += 1;
         s
@@ -91,5 +346,154 @@ impl World {
     /// The configuration in use.
     pub fn config(&self) -> &SimulationConfig {
         &self.cfg
+    }
+
+    /// The pillar being compressed.
+    pub fn pillar(&self) -> &Pillar {
+        &self.pillar
+    }
+
+    /// The sample rate, Hz.
+    pub fn rate_hz(&self) -> f64 {
+        self.rate_hz
+    }
+
+    /// When Ohmic contact is established, s since the start (drawn from [contact_min_s,
+    /// contact_max_s]); the first sample at or after it is the reference state.
+    pub fn contact_time_s(&self) -> f64 {
+        self.contact_time_s
+    }
+
+    /// Engineering strain of the reference (first contact) sample, once it has been taken.
+    pub fn reference_strain(&self) -> Option<f64> {
+        self.strain_ref
+    }
+
+    /// Gaussian σ put on the current factor: √(resistivity_noise² − ((1 + 3ν)·disp_noise/H0)²),
+    /// clamped at 0 when the displacement noise alone already exceeds the target.
+    pub fn current_noise(&self) -> f64 {
+        self.current_noise
+    }
+
+    /// Secondary-spike rate for a segment, 1/s: none while settling; a safe unload is an unload.
+    fn spike_rate_per_s(&self, segment: Segment) -> f64 {
+        match segment {
+            Segment::Settle => 0.0,
+            Segment::Load => self.cfg.spike_rate_load_per_s,
+            Segment::Hold => self.cfg.spike_rate_hold_per_s,
+            Segment::Unload | Segment::SafeUnload => self.cfg.spike_rate_unload_per_s,
+        }
+    }
+
+    /// Probability that a spike born in `segment` is p-type.
+    fn p_fraction(&self, segment: Segment) -> f64 {
+        match segment {
+            Segment::Load => self.cfg.p_fraction_load,
+            Segment::Hold | Segment::Settle => self.cfg.p_fraction_hold,
+            Segment::Unload | Segment::SafeUnload => self.cfg.p_fraction_unload,
+        }
+    }
+
+    /// Births of spikes and pop-ins in (t0, t1], in onset order across both processes.
+    fn draw_events(&mut self, t0: f64, t1: f64, spike_rate: f64, popin_rate: f64, segment: Segment, stress: f64) {
+        let mut t = t0;
+        loop {
+            let t_spike = if spike_rate > 0.0 { t + self.spike_hazard_left / spike_rate } else { f64::INFINITY };
+            let t_popin = if popin_rate > 0.0 { t + self.popin_hazard_left / popin_rate } else { f64::INFINITY };
+            let next = t_spike.min(t_popin);
+            let until = if next <= t1 { next } else { t1 };
+            self.spike_hazard_left -= spike_rate * (until - t);
+            self.popin_hazard_left -= popin_rate * (until - t);
+            t = until;
+            if next > t1 {
+                break;
+            }
+            if t_spike <= t_popin {
+                self.spike_hazard_left = self.streams.spike_time.sample(Exp1);
+                self.spawn_spike(next, segment, stress);
+            } else {
+                self.popin_hazard_left = self.streams.popin_time.sample(Exp1);
+                self.spawn_popin(next, segment, stress);
+            }
+        }
+    }
+
+    fn spawn_spike(&mut self, onset_s: f64, segment: Segment, stress_mpa: f64) {
+        let size = self.magnitudes.sample(&mut self.streams.spike_magnitude);
+        let p_type = self.streams.spike_sign.gen::<f64>() < self.p_fraction(segment);
+        let span = self.cfg.spike_max_duration_s - self.cfg.spike_min_duration_s;
+        let duration_s = self.cfg.spike_min_duration_s + span * self.streams.spike_duration.gen::<f64>();
+        let height = if p_type { size } else { -size };
+        self.active_spikes.push(Boxcar { end_s: onset_s + duration_s, height });
+        self.ground_truth.push(Event::spike(onset_s, onset_s, duration_s, height, segment, stress_mpa));
+    }
+
+    fn spawn_popin(&mut self, onset_s: f64, segment: Segment, stress_mpa: f64) {
+        let extra: f64 = self.streams.popin_size.sample(Exp1);
+        let jump_nm = POPIN_MIN_JUMP_NM + self.cfg.popin_mean_extra_nm * extra;
+        let duration_s = (jump_nm / self.cfg.popin_speed_nm_per_s).min(POPIN_MAX_DURATION_S);
+        let linked = self.cfg.popin_resistivity_per_strain * jump_nm / self.height_nm;
+        self.active_popins.push(Ramp { onset_s, duration_s, jump_nm });
+        self.active_spikes.push(Boxcar { end_s: onset_s + duration_s, height: linked });
+        self.ground_truth.push(Event {
+            kind: EventKind::Popin,
+            sign: Sign::of(linked),
+            onset_time_s: onset_s,
+            peak_time_s: onset_s,
+            duration_s,
+            magnitude: jump_nm,
+            linked_delta_rho: linked,
+            segment,
+            stress_mpa,
+        });
+    }
+
+    /// Plastic displacement at `t`: finished pop-ins in full, running ones along their linear ramp.
+    fn plastic_at(&mut self, t: f64) -> f64 {
+        let done = &mut self.plastic_done_nm;
+        let mut ramping = 0.0;
+        self.active_popins.retain(|r| {
+            if t >= r.onset_s + r.duration_s {
+                *done += r.jump_nm;
+                false
+            } else {
+                ramping += r.jump_nm * ((t - r.onset_s) / r.duration_s).max(0.0);
+                true
+            }
+        });
+        self.plastic_done_nm + ramping
+    }
+
+    /// Pink noise and mains pick-up on Δρ/ρ at `t`.
+    fn pickup(&mut self, t: f64) -> f64 {
+        let mut x = 0.0;
+        if self.cfg.pink_noise > 0.0 {
+            x += self.pink.next(&mut self.streams.pink);
+        }
+        if self.cfg.mains_amplitude > 0.0 {
+            x +=
+                self.cfg.mains_amplitude * (std::f64::consts::TAU * self.cfg.mains_hz * t + self.mains_phase_rad).sin();
+        }
+        x
+    }
+
+    /// Current through asperities before Ohmic contact: a small fraction that jumps between
+    /// values as the contact rearranges, with some flicker in between.
+    fn pre_contact_current(&mut self) -> f64 {
+        let rng = &mut self.streams.contact;
+        if rng.gen::<f64>() < self.pre_contact_jump_prob {
+            self.pre_contact_factor = rng.gen_range(PRE_CONTACT_MIN_FACTOR..PRE_CONTACT_MAX_FACTOR);
+        }
+        let jitter: f64 = rng.sample(StandardNormal);
+        self.pre_contact_factor * (1.0 + PRE_CONTACT_JITTER * jitter)
+    }
+}
+
+/// A non-negative finite count as `usize`, saturating (capacities come from user rates).
+fn clamp_to_usize(x: f64) -> usize {
+    if x.is_finite() && x > 0.0 {
+        x.min(1e6) as usize
+    } else {
+        0
     }
 }

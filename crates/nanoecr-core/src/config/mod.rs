@@ -413,9 +413,18 @@ impl RunConfig {
             .replace("{rate_hz}", &format!("{}", self.rate_hz().round() as i64))
     }
 
-    /// Replace the simulation seed (the CLI's `--seed`).
+    /// Replace the simulation seed (the CLI's `--seed`), in the validated values and in the
+    /// stored source text, so the run file records the seed that was actually used.
     pub fn set_seed(&mut self, seed: u64) {
         self.raw.simulation.seed = seed;
+        if let Ok(mut doc) = self.source_toml.parse::<toml_edit::DocumentMut>() {
+            let sim = doc.entry("simulation").or_insert(toml_edit::table());
+            if let Some(t) = sim.as_table_like_mut() {
+                // TOML integers are i64; seeds above i64::MAX are stored wrapped, as the parser reads them.
+                t.insert("seed", toml_edit::value(seed as i64));
+            }
+            self.source_toml = doc.to_string();
+        }
     }
 }
 

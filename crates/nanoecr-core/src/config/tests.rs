@@ -169,3 +169,12 @@ fn file_name_fills_the_template() {
     let c = parse(DEMO, None).expect("valid");
     assert_eq!(c.file_name("20261125T100000Z"), "20261125T100000Z_Zr55Cu30Ni5Al10_6000uN_seed42.h5");
 }
+
+#[test]
+fn set_seed_updates_the_stored_source() {
+    let mut c = parse(DEMO, None).expect("valid");
+    c.set_seed(7);
+    assert_eq!(c.raw.simulation.seed, 7);
+    let again = parse(&c.source_toml, None).expect("edited source still valid");
+    assert_eq!(again.raw.simulation.seed, 7);
+}
