@@ -1,1 +1,232 @@
 //! Hardware-in-the-loop test support (see README.md). The tests live in tests/.
+//!
+//! [`Shim`] starts the firmware shim as a real process and waits for its readiness lines (never a
+//! sleep); [`hil_config`] turns config/hil.toml into a run config pointed at the shim's
+//! endpoints; [`drive`] is a minimal control loop (absolute deadlines, feed-forward + PI) that
+//! runs a program through the `nanoecr-hw` backends and records what came back.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nanoecr_core::config::hardware::{Backend, Transport};
+use nanoecr_core::RunConfig;
+use nanoecr_hw::{FrameLimits, FrameReading, HwError, Rig, SmuReading};
+
+/// The workspace root (for config/ and docs/).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Path of config/hil.toml.
+pub fn hil_toml() -> PathBuf {
+    workspace_root().join("config/hil.toml")
+}
+
+/// A running shim process. Dropping it kills the process; [`Shim::stop`] ends it cleanly.
+#[derive(Debug)]
+pub struct Shim {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    /// `MODBUS_TCP` endpoint, if served.
+    pub tcp: Option<SocketAddr>,
+    /// `MODBUS_RTU` pseudo-terminal, if served.
+    pub rtu: Option<String>,
+    /// `SCPI` pseudo-terminal, if served.
+    pub scpi: Option<String>,
+}
+
+impl Shim {
+    /// Start `exe --config <config> <args…>` and wait (at most 30 s, a bound for a loaded CI
+    /// machine) for its `READY` line.
+    pub fn spawn(exe: &str, config: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        let mut child = Command::new(exe)
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {exe}"))?;
+        let stdout = child.stdout.take().context("shim stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut shim = Self { stdin: child.stdin.take(), child, tcp: None, rtu: None, scpi: None };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).context("shim did not report READY")?;
+            match line.split_once(' ') {
+                Some(("MODBUS_TCP", a)) => shim.tcp = Some(a.parse().context("tcp address")?),
+                Some(("MODBUS_RTU", p)) => shim.rtu = Some(p.to_string()),
+                Some(("SCPI", p)) => shim.scpi = Some(p.to_string()),
+                _ if line == "READY" => return Ok(shim),
+                _ => bail!("unexpected shim output {line:?}"),
+            }
+        }
+    }
+
+    /// Close the shim's stdin (its signal to write ground truth and exit) and wait, bounded.
+    pub fn stop(mut self) -> anyhow::Result<ExitStatus> {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = self.child.try_wait()? {
+                return Ok(st);
+            }
+            if Instant::now() > deadline {
+                self.child.kill()?;
+                bail!("shim did not exit within 10 s of stdin closing");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Shim {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// config/hil.toml pointed at a shim: Modbus TCP (if `tcp`) or RTU (the shim's pty), SCPI on the
+/// shim's pty. `edit` may change anything else (retries, timeouts…).
+pub fn hil_config(shim: &Shim, transport: Transport, edit: impl FnOnce(&mut RunConfig)) -> anyhow::Result<RunConfig> {
+    let mut cfg = nanoecr_core::config::load(&hil_toml())?;
+    let hw = &mut cfg.raw.hardware;
+    hw.backend = Backend::Devices;
+    hw.loadframe.transport = transport;
+    match transport {
+        Transport::Tcp => {
+            let a = shim.tcp.context("shim serves no TCP")?;
+            hw.loadframe.address = a.ip().to_string();
+            hw.loadframe.port = a.port();
+        }
+        Transport::Rtu => hw.loadframe.serial_path = Some(shim.rtu.clone().context("shim serves no RTU")?),
+    }
+    hw.smu.serial_path = Some(shim.scpi.clone().context("shim serves no SCPI")?);
+    edit(&mut cfg);
+    cfg.raw.hardware.validate()?;
+    Ok(cfg)
+}
+
+/// What [`drive`] recorded.
+#[derive(Debug, Default)]
+pub struct Trace {
+    /// Frame readings in arrival order.
+    pub frames: Vec<FrameReading>,
+    /// Meter readings in arrival order.
+    pub smus: Vec<SmuReading>,
+    /// Setpoint of the tick at which each frame reading arrived, µN.
+    pub setpoints_un: Vec<f64>,
+    /// The error that ended the loop early, if any.
+    pub error: Option<HwError>,
+    /// Result of `make_safe` (always attempted).
+    pub make_safe: Option<Result<(), HwError>>,
+    /// Result of `bias_off` (always attempted).
+    pub bias_off: Option<Result<(), HwError>>,
+    /// Control ticks run.
+    pub ticks: u64,
+}
+
+/// Run `cfg`'s load function (at most `max_s` seconds of it) through the rig at the config's
+/// rate: arm, bias on, per tick command + acquire both, then make safe and bias off whatever
+/// happened. A minimal stand-in for the daemon's control loop.
+pub fn drive(rig: &mut Rig, cfg: &RunConfig, max_s: f64) -> Trace {
+    let mut t = Trace::default();
+    let limits = FrameLimits {
+        max_load_un: cfg.raw.limits.max_load_un,
+        max_displacement_nm: cfg.raw.limits.max_displacement_nm,
+    };
+    let armed =
+        rig.frame.arm(&limits).and_then(|()| rig.smu.bias_on(cfg.raw.bias.voltage_v, cfg.raw.bias.compliance_a));
+    if let Err(e) = armed {
+        t.error = Some(e);
+    } else {
+        run_ticks(rig, cfg, max_s, &mut t);
+    }
+    t.make_safe = Some(rig.frame.make_safe());
+    t.bias_off = Some(rig.smu.bias_off());
+    t
+}
+
+fn run_ticks(rig: &mut Rig, cfg: &RunConfig, max_s: f64, t: &mut Trace) {
+    let lf = cfg.load_function.clone();
+    let mut cursor = lf.cursor();
+    let dt_s = cfg.dt_s();
+    let (kp, ki) = (cfg.raw.control.kp, cfg.raw.control.ki_per_s.min(0.3 / dt_s));
+    let mut integral = 0.0;
+    let mut last_load = 0.0;
+    let mut fr = [FrameReading::default(); 256];
+    let mut sr = [SmuReading::default(); 256];
+    let t0 = Instant::now();
+    let ticks = ((lf.total_s().min(max_s)) / dt_s) as u64;
+    for k in 0..ticks {
+        let deadline = t0 + Duration::from_secs_f64(k as f64 * dt_s);
+        if let Some(wait) = deadline.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let Some((segment, setpoint)) = cursor.at(&lf, k as f64 * dt_s) else { break };
+        let error = setpoint - last_load;
+        integral = (integral + ki * error * dt_s).clamp(-limits_clamp(cfg), limits_clamp(cfg));
+        let command = (setpoint + kp * error + integral).max(0.0);
+        let step = rig
+            .frame
+            .command(command, segment)
+            .and_then(|()| rig.frame.acquire(&mut fr))
+            .and_then(|nf| rig.smu.acquire(&mut sr).map(|ns| (nf, ns)));
+        match step {
+            Ok((nf, ns)) => {
+                for r in &fr[..nf] {
+                    last_load = r.load_un;
+                    t.frames.push(*r);
+                    t.setpoints_un.push(setpoint);
+                }
+                t.smus.extend_from_slice(&sr[..ns]);
+            }
+            Err(e) => {
+                t.error = Some(e);
+                break;
+            }
+        }
+        t.ticks += 1;
+    }
+}
+
+fn limits_clamp(cfg: &RunConfig) -> f64 {
+    cfg.raw.limits.max_load_un
+}
+
+/// Sequence numbers must be 0, 1, 2, … with no gap or repeat; returns the first offender.
+pub fn first_gap(seqs: impl IntoIterator<Item = u64>) -> Option<(usize, u64)> {
+    seqs.into_iter().enumerate().find(|&(i, s)| s != i as u64)
+}
+
+/// Start the full rig shim (TCP + RTU + SCPI) with extra flags.
+pub fn start_rig_shim(exe: &str, extra: &[&str]) -> anyhow::Result<Shim> {
+    let mut args = vec!["--tcp", "127.0.0.1:0", "--rtu", "--smu"];
+    args.extend_from_slice(extra);
+    Shim::spawn(exe, &hil_toml(), &args)
+}
+
+/// A temporary file path (the directory lives as long as the returned guard).
+pub fn temp_path(name: &str) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
+    let dir = tempfile::tempdir()?;
+    let p = dir.path().join(name);
+    Ok((dir, p))
+}

@@ -7,14 +7,28 @@
 //!
 //! Both stream samples tagged with a sequence number from a shared trigger; the control loop
 //! merges them by sequence. Backends: [`sim`] (the simulated rig, in-process), and the real
-//! protocols (Modbus for the frame, SCPI over a serial port for the meter).
+//! protocols: [`modbus`] for the frame (docs/register-map.md), [`scpi`] over a serial port for
+//! the meter (docs/hardware.md), joined by [`devices`]. [`open_rig`] picks one from the config.
 
+pub mod devices;
 pub mod error;
+pub mod modbus;
+pub mod scpi;
 pub mod sim;
 
 pub use error::HwError;
 
-use nanoecr_core::{Event, Segment};
+use nanoecr_core::config::hardware::Backend;
+use nanoecr_core::{Event, RunConfig, Segment};
+
+/// Open the rig a validated config asks for: the simulated rig for `backend = "sim"`, the Modbus
+/// frame and SCPI meter for `backend = "devices"` (connected, not yet armed).
+pub fn open_rig(cfg: &RunConfig) -> Result<Rig, HwError> {
+    match cfg.raw.hardware.backend {
+        Backend::Sim => Ok(sim::rig(cfg)),
+        Backend::Devices => devices::rig(cfg),
+    }
+}
 
 /// Identification of an instrument.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -27,6 +27,10 @@ pub struct DetectionConfig {
     /// Detect the end of the settle window from the current (Ohmic contact) as well as honouring
     /// `acquisition.settle_s`.
     pub detect_contact: bool,
+    /// Mains frequency whose pick-up the detector estimates (lock-in) and subtracts from the
+    /// residual before thresholding, Hz; 0 turns the canceller off. Also rounds the baseline
+    /// window to whole mains periods so the baseline itself carries no mains ripple.
+    pub mains_hz: f64,
 }
 
 impl Default for DetectionConfig {
@@ -40,13 +44,14 @@ impl Default for DetectionConfig {
             popin_threshold_nm: 2.0,
             popin_max_duration_s: 0.008,
             detect_contact: true,
+            mains_hz: 50.0,
         }
     }
 }
 
 impl DetectionConfig {
     /// Check every value; `rate_hz` is the acquisition rate.
-    pub fn validate(&self, _rate_hz: f64) -> Result<(), ConfigError> {
+    pub fn validate(&self, rate_hz: f64) -> Result<(), ConfigError> {
         let k = |f: &str| format!("detection.{f}");
         within(&k("threshold_sigma"), self.threshold_sigma, 1.0, 100.0, "threshold")?;
         within(&k("release_sigma"), self.release_sigma, 0.0, self.threshold_sigma, "release threshold")?;
@@ -55,6 +60,9 @@ impl DetectionConfig {
         positive(&k("noise_window_s"), self.noise_window_s, "noise window")?;
         positive(&k("popin_threshold_nm"), self.popin_threshold_nm, "pop-in threshold")?;
         positive(&k("popin_max_duration_s"), self.popin_max_duration_s, "pop-in duration")?;
+        // Above Nyquist the lock-in would lock onto an alias; 0 is the documented "off".
+        let nyquist_hz = if rate_hz.is_finite() && rate_hz > 0.0 { rate_hz / 2.0 } else { f64::MAX };
+        within(&k("mains_hz"), self.mains_hz, 0.0, nyquist_hz, "mains frequency")?;
         Ok(())
     }
 }

@@ -1,0 +1,520 @@
+//! The Modbus load-frame backend ([`ModbusLoadFrame`]), over TCP or RTU, speaking the register
+//! map of docs/register-map.md (protocol version 1). Written from that page, independently of
+//! the firmware shim that implements the device side.
+//!
+//! The [`LoadFrame`] trait is synchronous and called from the real-time control thread, so the
+//! backend owns a current-thread tokio runtime and `block_on`s one request at a time under a
+//! per-request timeout. Nothing runs on that runtime between calls: no background task competes
+//! with the control thread.
+//!
+//! Error policy (the fault table in docs/hardware.md):
+//! - a Modbus exception is the device's final word → [`HwError::Device`] with the exception code,
+//!   never retried;
+//! - a timeout, a transport error or an undecodable/short reply drops the connection (the byte
+//!   stream may be out of step) and is retried up to `retries` times over a fresh connection;
+//!   after that it surfaces as [`HwError::Timeout`], [`HwError::Transport`] or [`HwError::Protocol`];
+//! - FIFO reads are idempotent (the acknowledgement travels with the read), so a retry never
+//!   loses samples, and a sequence gap can only be a FIFO overflow → [`HwError::Stream`];
+//! - no new sample for longer than the stall window while armed → [`HwError::Stream`]
+//!   ("sample counter frozen").
+
+use std::borrow::Cow;
+use std::time::{Duration, Instant};
+
+use nanoecr_core::config::hardware::{LoadFrameConfig, Parity, Transport};
+use nanoecr_core::Segment;
+use tokio_modbus::client::{Client, Context};
+use tokio_modbus::{Request, Response, Slave};
+
+use crate::{DeviceInfo, FrameLimits, FrameReading, HwError, LoadFrame};
+
+/// Register addresses of protocol version 1 (docs/register-map.md).
+pub mod regs {
+    /// Input: identification block (vendor, model, serial, firmware as 8-register ASCII;
+    /// protocol version; FIFO capacity; samples per block; registers per sample).
+    pub const IDENT: u16 = 0;
+    /// Length of the identification block, registers.
+    pub const IDENT_LEN: u16 = 36;
+    /// Input: status register (bits `ST_*`).
+    pub const STATUS: u16 = 100;
+    /// Input/holding: start of the FIFO window.
+    pub const FIFO_WINDOW: u16 = 200;
+    /// Window header: count, fill, status, faults.
+    pub const WINDOW_HEADER: u16 = 4;
+    /// Registers per sample: seq u32, time µs u32, load f32, displacement f32.
+    pub const WORDS_PER_SAMPLE: u16 = 8;
+    /// Samples per window read: (125 − 4) / 8 rounded down.
+    pub const MAX_BLOCK: u16 = 15;
+    /// Holding: mode (0 idle, 1 load control, 2 displacement hold, 3 safe unload).
+    pub const MODE: u16 = 0;
+    /// Holding: enable.
+    pub const ENABLE: u16 = 1;
+    /// Holding: load command f32 (µN) + segment u16.
+    pub const COMMAND: u16 = 2;
+    /// Holding: max load f32 (µN), then max displacement f32 (nm).
+    pub const LIMITS: u16 = 5;
+    /// Holding: sample rate u32, Hz.
+    pub const RATE: u16 = 9;
+    /// Holding: control (write 1 = reset FIFO, counter, faults).
+    pub const CONTROL: u16 = 12;
+    /// Holding: FIFO acknowledgement u32 (next sequence number wanted).
+    pub const FIFO_ACK: u16 = 40;
+    /// The protocol version this backend speaks.
+    pub const PROTOCOL_VERSION: u16 = 1;
+    /// Mode values.
+    pub const MODE_IDLE: u16 = 0;
+    /// Load control.
+    pub const MODE_LOAD: u16 = 1;
+    /// Safe unload.
+    pub const MODE_SAFE_UNLOAD: u16 = 3;
+    /// Status bit: safe unload in progress.
+    pub const ST_SAFE_UNLOAD: u16 = 4;
+    /// Fault bits.
+    pub const F_OVERLOAD: u16 = 1;
+    /// Over-displacement.
+    pub const F_OVER_DISP: u16 = 2;
+    /// Actuator fault.
+    pub const F_ACTUATOR: u16 = 4;
+    /// FIFO overflow.
+    pub const F_FIFO_OVERFLOW: u16 = 8;
+}
+
+/// FIFO blocks read per `acquire` at most, so one call stays bounded in time.
+const MAX_BLOCKS_PER_ACQUIRE: usize = 8;
+/// How long `make_safe` waits for the controller's safe unload to finish.
+const SAFE_UNLOAD_WAIT: Duration = Duration::from_secs(2);
+
+/// Counters a test or an operator may want to see.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Requests sent (retries included).
+    pub requests: u64,
+    /// Requests repeated after a transient failure.
+    pub retries: u64,
+    /// Connections opened (the first included).
+    pub connects: u64,
+}
+
+/// One request, owned, so it can be re-sent on a retry.
+#[derive(Debug, Clone)]
+enum Op {
+    ReadInput(u16, u16),
+    WriteSingle(u16, u16),
+    WriteMultiple(u16, [u16; 4], usize),
+    ReadWrite(u16, u16, u16, [u16; 2]),
+}
+
+impl Op {
+    fn request(&self) -> Request<'_> {
+        match self {
+            Self::ReadInput(a, n) => Request::ReadInputRegisters(*a, *n),
+            Self::WriteSingle(a, v) => Request::WriteSingleRegister(*a, *v),
+            Self::WriteMultiple(a, w, n) => Request::WriteMultipleRegisters(*a, Cow::Borrowed(&w[..*n])),
+            Self::ReadWrite(ra, rn, wa, w) => Request::ReadWriteMultipleRegisters(*ra, *rn, *wa, Cow::Borrowed(&w[..])),
+        }
+    }
+
+    /// Words a correct reply carries (reads) — checked, because a short reply must be an
+    /// error, not a panic or a misparse.
+    fn expected_words(&self) -> usize {
+        match self {
+            Self::ReadInput(_, n) | Self::ReadWrite(_, n, _, _) => usize::from(*n),
+            _ => 0,
+        }
+    }
+}
+
+fn f32_words(v: f32) -> [u16; 2] {
+    let b = v.to_bits();
+    [(b >> 16) as u16, b as u16]
+}
+
+fn u32_of(w: &[u16]) -> u32 {
+    (u32::from(w[0]) << 16) | u32::from(w[1])
+}
+
+fn ascii_of(words: &[u16]) -> String {
+    let bytes: Vec<u8> = words.iter().flat_map(|w| [(w >> 8) as u8, *w as u8]).take_while(|&b| b != 0).collect();
+    String::from_utf8_lossy(&bytes).trim().to_string()
+}
+
+fn fault_names(bits: u16) -> String {
+    let names = [
+        (regs::F_OVERLOAD, "overload"),
+        (regs::F_OVER_DISP, "over-displacement"),
+        (regs::F_ACTUATOR, "actuator fault"),
+        (regs::F_FIFO_OVERFLOW, "FIFO overflow"),
+    ];
+    let v: Vec<&str> = names.iter().filter(|(b, _)| bits & b != 0).map(|(_, n)| *n).collect();
+    v.join(", ")
+}
+
+/// A load-frame controller over Modbus TCP or RTU.
+pub struct ModbusLoadFrame {
+    /// Logical name plus endpoint, used in every error.
+    device: String,
+    cfg: LoadFrameConfig,
+    rt: tokio::runtime::Runtime,
+    ctx: Option<Context>,
+    timeout: Duration,
+    rate_hz: f64,
+    armed: bool,
+    next_seq: u64,
+    last_time_us32: u32,
+    time_epochs: u64,
+    last_sample_at: Instant,
+    stall_after: Duration,
+    stats: LinkStats,
+}
+
+impl std::fmt::Debug for ModbusLoadFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModbusLoadFrame")
+            .field("device", &self.device)
+            .field("armed", &self.armed)
+            .field("next_seq", &self.next_seq)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ModbusLoadFrame {
+    /// Connect to the controller described by `cfg` under the logical name `name`, for a run at
+    /// `rate_hz`. Fails if the first connection cannot be made (after the configured retries).
+    pub fn connect(name: &str, cfg: &LoadFrameConfig, rate_hz: f64) -> Result<Self, HwError> {
+        let endpoint = match cfg.transport {
+            Transport::Tcp => format!("modbus tcp {}:{}", cfg.address, cfg.port),
+            Transport::Rtu => format!("modbus rtu {}", cfg.serial_path.as_deref().unwrap_or("?")),
+        };
+        let device = format!("{name} ({endpoint})");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|source| {
+            HwError::Transport { device: device.clone(), operation: "starting the I/O runtime".into(), source }
+        })?;
+        let timeout = Duration::from_millis(cfg.timeout_ms);
+        let mut me = Self {
+            device,
+            cfg: cfg.clone(),
+            rt,
+            ctx: None,
+            timeout,
+            rate_hz,
+            armed: false,
+            next_seq: 0,
+            last_time_us32: 0,
+            time_epochs: 0,
+            last_sample_at: Instant::now(),
+            // A stalled counter shows as no sample for this long: long enough for scheduling
+            // noise and a few retried requests, short enough to stop a run within half a second.
+            stall_after: (timeout * 4).max(Duration::from_millis(250)),
+            stats: LinkStats::default(),
+        };
+        let mut last = None;
+        for _ in 0..=cfg.retries {
+            match me.open() {
+                Ok(()) => return Ok(me),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| me.protocol("connecting", "no attempt made")))
+    }
+
+    /// Link counters (requests, retries, connections).
+    pub fn stats(&self) -> LinkStats {
+        self.stats
+    }
+
+    /// The logical name and endpoint this backend reports in errors.
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
+    fn protocol(&self, operation: &str, message: impl Into<String>) -> HwError {
+        HwError::Protocol { device: self.device.clone(), operation: operation.into(), message: message.into() }
+    }
+
+    fn open(&mut self) -> Result<(), HwError> {
+        let slave = Slave(self.cfg.unit_id);
+        let device = self.device.clone();
+        let timeout = self.timeout;
+        let transport = |source: std::io::Error| HwError::Transport {
+            device: device.clone(),
+            operation: "connecting".into(),
+            source,
+        };
+        let ctx = match self.cfg.transport {
+            Transport::Tcp => {
+                let target = (self.cfg.address.clone(), self.cfg.port);
+                let connect = async move {
+                    let stream = tokio::net::TcpStream::connect(target).await?;
+                    // One small request per tick: Nagle's algorithm would add up to 40 ms.
+                    stream.set_nodelay(true)?;
+                    Ok::<_, std::io::Error>(tokio_modbus::client::tcp::attach_slave(stream, slave))
+                };
+                match self.rt.block_on(async move { tokio::time::timeout(timeout, connect).await }) {
+                    Ok(r) => r.map_err(transport)?,
+                    Err(_) => {
+                        return Err(HwError::Timeout {
+                            device: self.device.clone(),
+                            operation: "connecting".into(),
+                            after: timeout,
+                        })
+                    }
+                }
+            }
+            Transport::Rtu => {
+                let path = self.cfg.serial_path.clone().unwrap_or_default();
+                let parity = match self.cfg.parity {
+                    Parity::None => tokio_serial::Parity::None,
+                    Parity::Even => tokio_serial::Parity::Even,
+                    Parity::Odd => tokio_serial::Parity::Odd,
+                };
+                let builder = tokio_serial::new(path, self.cfg.baud)
+                    .parity(parity)
+                    .data_bits(tokio_serial::DataBits::Eight)
+                    .stop_bits(tokio_serial::StopBits::One);
+                // Opening registers the fd with the reactor, so it must happen inside the runtime.
+                let _enter = self.rt.enter();
+                let stream = tokio_serial::SerialStream::open(&builder).map_err(|e| transport(e.into()))?;
+                tokio_modbus::client::rtu::attach_slave(stream, slave)
+            }
+        };
+        self.stats.connects += 1;
+        self.ctx = Some(ctx);
+        Ok(())
+    }
+
+    /// One request with timeout, reconnection and retries per config.
+    fn call(&mut self, operation: &str, op: Op) -> Result<Vec<u16>, HwError> {
+        let mut last: Option<HwError> = None;
+        for attempt in 0..=self.cfg.retries {
+            if attempt > 0 {
+                self.stats.retries += 1;
+                tracing::warn!(device = %self.device, operation, attempt, error = ?last, "retrying");
+            }
+            if self.ctx.is_none() {
+                if let Err(e) = self.open() {
+                    last = Some(e);
+                    continue;
+                }
+            }
+            let Some(ctx) = self.ctx.as_mut() else { continue };
+            self.stats.requests += 1;
+            let timeout = self.timeout;
+            // The timer must be created inside the runtime, hence the async block.
+            let outcome = self.rt.block_on(async { tokio::time::timeout(timeout, ctx.call(op.request())).await });
+            let err = match outcome {
+                Ok(Ok(Ok(response))) => match self.words_of(operation, &op, response) {
+                    Ok(w) => return Ok(w),
+                    Err(e) => e,
+                },
+                Ok(Ok(Err(exception))) => {
+                    return Err(HwError::Device {
+                        device: self.device.clone(),
+                        operation: operation.into(),
+                        code: i32::from(u8::from(exception)),
+                        message: format!("Modbus exception {exception}"),
+                    })
+                }
+                Ok(Err(tokio_modbus::Error::Protocol(p))) => self.protocol(operation, p.to_string()),
+                Ok(Err(tokio_modbus::Error::Transport(io))) => self.classify_io(operation, io),
+                Err(_) => {
+                    HwError::Timeout { device: self.device.clone(), operation: operation.into(), after: self.timeout }
+                }
+            };
+            // The byte stream may be out of step (half a reply still in flight): start afresh.
+            self.ctx = None;
+            last = Some(err);
+        }
+        Err(last.unwrap_or_else(|| self.protocol(operation, "no attempt made")))
+    }
+
+    fn classify_io(&self, operation: &str, io: std::io::Error) -> HwError {
+        use std::io::ErrorKind;
+        // tokio-modbus reports undecodable frames as InvalidData, and a stream that ends inside a
+        // frame as "bytes remaining on stream": both are bad replies, not link failures.
+        let garbled = io.kind() == ErrorKind::InvalidData || io.to_string().contains("bytes remaining");
+        if garbled {
+            self.protocol(operation, format!("undecodable or truncated reply: {io}"))
+        } else {
+            HwError::Transport { device: self.device.clone(), operation: operation.into(), source: io }
+        }
+    }
+
+    fn words_of(&self, operation: &str, op: &Op, response: Response) -> Result<Vec<u16>, HwError> {
+        let words = match response {
+            Response::ReadInputRegisters(w) | Response::ReadWriteMultipleRegisters(w) => w,
+            Response::WriteSingleRegister(..) | Response::WriteMultipleRegisters(..) => Vec::new(),
+            other => return Err(self.protocol(operation, format!("unexpected response {other:?}"))),
+        };
+        if words.len() != op.expected_words() {
+            return Err(
+                self.protocol(operation, format!("{} registers instead of {}", words.len(), op.expected_words()))
+            );
+        }
+        Ok(words)
+    }
+
+    fn write_multiple(&mut self, operation: &str, addr: u16, words: &[u16]) -> Result<(), HwError> {
+        let mut buf = [0u16; 4];
+        buf[..words.len()].copy_from_slice(words);
+        self.call(operation, Op::WriteMultiple(addr, buf, words.len())).map(drop)
+    }
+
+    fn write_single(&mut self, operation: &str, addr: u16, value: u16) -> Result<(), HwError> {
+        self.call(operation, Op::WriteSingle(addr, value)).map(drop)
+    }
+
+    /// Extend a 32-bit sequence number to 64 bits around the expected one.
+    fn extend_seq(&self, seq32: u32) -> u64 {
+        let delta = i64::from(seq32.wrapping_sub(self.next_seq as u32) as i32);
+        (self.next_seq as i64 + delta).max(0) as u64
+    }
+
+    fn time_s(&mut self, time_us32: u32) -> f64 {
+        if time_us32 < self.last_time_us32 {
+            self.time_epochs += 1;
+        }
+        self.last_time_us32 = time_us32;
+        ((self.time_epochs << 32) + u64::from(time_us32)) as f64 * 1e-6
+    }
+}
+
+impl LoadFrame for ModbusLoadFrame {
+    fn identify(&mut self) -> Result<DeviceInfo, HwError> {
+        let w = self.call("identify", Op::ReadInput(regs::IDENT, regs::IDENT_LEN))?;
+        if w[32] != regs::PROTOCOL_VERSION {
+            return Err(self.protocol("identify", format!("protocol version {} (this host speaks 1)", w[32])));
+        }
+        if w[34] == 0 || w[35] != regs::WORDS_PER_SAMPLE {
+            return Err(self.protocol("identify", format!("FIFO layout {} samples × {} registers", w[34], w[35])));
+        }
+        Ok(DeviceInfo {
+            name: self.device.clone(),
+            vendor: ascii_of(&w[0..8]),
+            model: ascii_of(&w[8..16]),
+            serial: ascii_of(&w[16..24]),
+            firmware: ascii_of(&w[24..32]),
+        })
+    }
+
+    fn arm(&mut self, limits: &FrameLimits) -> Result<(), HwError> {
+        let rate = self.rate_hz.round();
+        if !(1.0..=100_000.0).contains(&rate) {
+            return Err(self.protocol("arm", format!("sample rate {} Hz is not representable", self.rate_hz)));
+        }
+        let rate = rate as u32;
+        self.write_single("arm: idle", regs::MODE, regs::MODE_IDLE)?;
+        self.write_multiple("arm: sample rate", regs::RATE, &[(rate >> 16) as u16, rate as u16])?;
+        let [a, b] = f32_words(limits.max_load_un as f32);
+        let [c, d] = f32_words(limits.max_displacement_nm as f32);
+        self.write_multiple("arm: limits", regs::LIMITS, &[a, b, c, d])?;
+        self.write_single("arm: reset", regs::CONTROL, 1)?;
+        self.next_seq = 0;
+        self.last_time_us32 = 0;
+        self.time_epochs = 0;
+        self.write_multiple("arm: zero command", regs::COMMAND, &[0, 0, u16::from(Segment::Settle.code())])?;
+        self.write_multiple("arm: load control", regs::MODE, &[regs::MODE_LOAD, 1])?;
+        self.armed = true;
+        self.last_sample_at = Instant::now();
+        Ok(())
+    }
+
+    fn command(&mut self, command_un: f64, segment: Segment) -> Result<(), HwError> {
+        let [hi, lo] = f32_words(command_un as f32);
+        self.write_multiple("command", regs::COMMAND, &[hi, lo, u16::from(segment.code())])
+    }
+
+    fn acquire(&mut self, out: &mut [FrameReading]) -> Result<usize, HwError> {
+        let mut n = 0;
+        for _ in 0..MAX_BLOCKS_PER_ACQUIRE {
+            let room = (out.len() - n).min(usize::from(regs::MAX_BLOCK));
+            if room == 0 {
+                break;
+            }
+            let quantity = regs::WINDOW_HEADER + regs::WORDS_PER_SAMPLE * room as u16;
+            let ack = self.next_seq as u32;
+            let op = Op::ReadWrite(regs::FIFO_WINDOW, quantity, regs::FIFO_ACK, [(ack >> 16) as u16, ack as u16]);
+            let w = self.call("FIFO read", op)?;
+            let (k, fill, faults) = (usize::from(w[0]), usize::from(w[1]), w[3]);
+            if k > room {
+                return Err(self.protocol("FIFO read", format!("{k} samples announced, {room} requested")));
+            }
+            let hard = faults & (regs::F_OVERLOAD | regs::F_OVER_DISP | regs::F_ACTUATOR);
+            if hard != 0 {
+                return Err(HwError::Device {
+                    device: self.device.clone(),
+                    operation: "FIFO read".into(),
+                    code: i32::from(faults),
+                    message: format!("controller fault: {}", fault_names(faults)),
+                });
+            }
+            for i in 0..k {
+                let o = usize::from(regs::WINDOW_HEADER) + i * usize::from(regs::WORDS_PER_SAMPLE);
+                let s = &w[o..o + usize::from(regs::WORDS_PER_SAMPLE)];
+                let seq = self.extend_seq(u32_of(&s[0..2]));
+                if seq < self.next_seq {
+                    continue; // already delivered (cannot happen with the ack, harmless if it does)
+                }
+                if seq > self.next_seq {
+                    return Err(HwError::Stream {
+                        device: self.device.clone(),
+                        message: format!(
+                            "sample sequence gap: expected {}, got {seq} ({} lost; faults: {})",
+                            self.next_seq,
+                            seq - self.next_seq,
+                            fault_names(faults)
+                        ),
+                    });
+                }
+                let time_s = self.time_s(u32_of(&s[2..4]));
+                let load = f32::from_bits(u32_of(&s[4..6]));
+                let disp = f32::from_bits(u32_of(&s[6..8]));
+                if !(load.is_finite() && disp.is_finite()) {
+                    return Err(self.protocol("FIFO read", format!("non-finite sample at seq {seq}")));
+                }
+                out[n] = FrameReading { seq, time_s, load_un: f64::from(load), disp_nm: f64::from(disp) };
+                n += 1;
+                self.next_seq += 1;
+            }
+            if fill <= k {
+                break;
+            }
+        }
+        if n > 0 {
+            self.last_sample_at = Instant::now();
+        } else if self.armed && self.last_sample_at.elapsed() > self.stall_after {
+            return Err(HwError::Stream {
+                device: self.device.clone(),
+                message: format!(
+                    "sample counter frozen: no new sample for {:?} (next expected seq {})",
+                    self.last_sample_at.elapsed(),
+                    self.next_seq
+                ),
+            });
+        }
+        Ok(n)
+    }
+
+    fn make_safe(&mut self) -> Result<(), HwError> {
+        self.armed = false;
+        // Single-register writes only: a device refusing function 16 must still be made safe.
+        let first = self.write_single("make safe: safe unload", regs::MODE, regs::MODE_SAFE_UNLOAD).err();
+        if first.is_none() {
+            let deadline = Instant::now() + SAFE_UNLOAD_WAIT;
+            // Bounded poll: the controller ramps down by itself and clears the bit when done.
+            while Instant::now() < deadline {
+                match self.call("make safe: status", Op::ReadInput(regs::STATUS, 1)) {
+                    Ok(w) if w[0] & regs::ST_SAFE_UNLOAD == 0 => break,
+                    Ok(_) => std::thread::sleep(Duration::from_millis(5)),
+                    Err(_) => break,
+                }
+            }
+        }
+        let second = self.write_single("make safe: disable", regs::ENABLE, 0).err();
+        let third = self.write_single("make safe: idle", regs::MODE, regs::MODE_IDLE).err();
+        match first.or(second).or(third) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}

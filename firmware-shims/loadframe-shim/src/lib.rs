@@ -1,0 +1,263 @@
+//! # loadframe-shim
+//!
+//! The reference implementation of the load-frame controller's Modbus register map
+//! (docs/register-map.md): a [`frame::Frame`] with a real-time sample clock driving
+//! `nanoecr-sim`'s pillar, served over Modbus TCP and/or Modbus RTU on a pseudo-terminal by
+//! tokio-modbus's **server** side ([`service`]). With `--smu` the same process also serves the
+//! source-measure unit (`smu-shim`'s [`smu_shim::Meter`]) on a second pseudo-terminal, triggered
+//! by every frame sample: the meter's current depends on the strain the frame's actuator puts
+//! into the pillar, so both must observe one `World`, and one process is the simplest way to
+//! share it without inventing a third protocol.
+//!
+//! Start-up prints one line per endpoint on stdout, then `READY`:
+//! `MODBUS_TCP 127.0.0.1:40123`, `MODBUS_RTU /dev/pts/7`, `SCPI /dev/pts/8`. The process runs
+//! until its stdin closes, then writes the ground truth (`--ground-truth PATH`) and exits.
+//!
+//! Never depends on `nanoecr-hw`: host and device agree through the wire only.
+
+pub mod frame;
+pub mod service;
+
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use serde::Serialize;
+use smu_shim::{Meter, MeterConfig};
+
+use crate::frame::{lock, FaultRecord, Frame, Identity};
+use crate::service::{Bus, BusFaults, FaultyStream, FrameService};
+
+/// Command-line flags of the shim.
+#[derive(Debug, Clone, Parser)]
+#[command(about = "Load-frame controller (Modbus TCP/RTU) and optional SCPI source-measure unit over nanoecr-sim")]
+pub struct Args {
+    /// Run config whose [sample], [simulation] and [acquisition] sections define the pillar and
+    /// the initial sample rate.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Serve Modbus TCP on this address (port 0 picks a free port).
+    #[arg(long)]
+    pub tcp: Option<SocketAddr>,
+    /// Serve Modbus RTU on a new pseudo-terminal.
+    #[arg(long)]
+    pub rtu: bool,
+    /// Unit id answered on RTU (TCP answers any).
+    #[arg(long, default_value_t = 1)]
+    pub unit_id: u8,
+    /// Also serve the source-measure unit (SCPI) on a new pseudo-terminal.
+    #[arg(long)]
+    pub smu: bool,
+    /// SCPI reply terminator: lf, crlf or cr.
+    #[arg(long, default_value = "lf")]
+    pub smu_terminator: String,
+    /// Serial number reported by the frame.
+    #[arg(long, default_value = "SHIM-0001")]
+    pub serial: String,
+    /// Write ground truth (simulated events, injected faults, trips) as JSON here on exit.
+    #[arg(long)]
+    pub ground_truth: Option<PathBuf>,
+    /// Fault: delay every Modbus reply, ms.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Fault: close the connection instead of answering request N+1 (once).
+    #[arg(long)]
+    pub drop_after: Option<u64>,
+    /// Fault: `FC:CODE[@N]` — answer function FC with exception CODE (from request N on).
+    #[arg(long)]
+    pub exception: Option<String>,
+    /// Fault: the reply to request N is garbage (TCP).
+    #[arg(long)]
+    pub garbage_after: Option<u64>,
+    /// Fault: the reply to request N is cut in half and the connection closed (TCP).
+    #[arg(long)]
+    pub truncate_after: Option<u64>,
+    /// Fault: the sample counter freezes at this device time, s.
+    #[arg(long)]
+    pub freeze_at_s: Option<f64>,
+    /// Fault: the source-measure unit enters compliance at this device time, s.
+    #[arg(long)]
+    pub compliance_at_s: Option<f64>,
+    /// Fault: delay every SCPI reply, ms.
+    #[arg(long, default_value_t = 0)]
+    pub smu_latency_ms: u64,
+    /// Fault: the reply to SCPI query N is garbage.
+    #[arg(long)]
+    pub smu_garbage_after: Option<u64>,
+}
+
+/// `FC:CODE[@N]` → (function, code, from request).
+pub fn parse_exception(spec: &str) -> anyhow::Result<(u8, u8, u64)> {
+    let (main, from) = match spec.split_once('@') {
+        Some((m, n)) => (m, n.parse::<u64>().with_context(|| format!("bad request count in {spec:?}"))?),
+        None => (spec, 1),
+    };
+    let Some((fc, code)) = main.split_once(':') else { bail!("expected FC:CODE[@N], got {spec:?}") };
+    Ok((fc.parse().context("function code")?, code.parse().context("exception code")?, from))
+}
+
+/// Ground truth written on exit.
+#[derive(Debug, Serialize)]
+struct GroundTruth {
+    rate_hz: f64,
+    samples_produced: u64,
+    events: Vec<nanoecr_core::Event>,
+    faults: Vec<FaultRecord>,
+    compliance_onsets_s: Vec<f64>,
+}
+
+fn terminator(name: &str) -> anyhow::Result<String> {
+    Ok(match name {
+        "lf" => "\n",
+        "crlf" => "\r\n",
+        "cr" => "\r",
+        other => bail!("unknown terminator {other:?} (expected lf, crlf or cr)"),
+    }
+    .into())
+}
+
+/// Run the shim with parsed flags until stdin closes.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.tcp.is_none() && !args.rtu {
+        bail!("nothing to serve: give --tcp ADDR and/or --rtu");
+    }
+    let cfg = nanoecr_core::config::load(&args.config).with_context(|| format!("loading {}", args.config.display()))?;
+    let exception = args.exception.as_deref().map(parse_exception).transpose()?;
+    let faults = BusFaults {
+        latency: Duration::from_millis(args.latency_ms),
+        drop_after: args.drop_after,
+        exception,
+        garbage_after: args.garbage_after,
+        truncate_after: args.truncate_after,
+    };
+    let meter = if args.smu {
+        Some(Arc::new(Meter::new(MeterConfig {
+            circuit_resistance_ohm: cfg.raw.simulation.circuit_resistance_ohm,
+            terminator: terminator(&args.smu_terminator)?,
+            compliance_at_s: args.compliance_at_s,
+            latency: Duration::from_millis(args.smu_latency_ms),
+            garbage_after: args.smu_garbage_after,
+            ..MeterConfig::default()
+        })))
+    } else {
+        None
+    };
+    let identity = Identity {
+        vendor: "NANOECR".into(),
+        model: "LF-SHIM-1".into(),
+        serial: args.serial.clone(),
+        firmware: nanoecr_core::SOFTWARE_VERSION.into(),
+    };
+    let frame = Arc::new(Mutex::new(Frame::new(
+        cfg.raw.simulation.clone(),
+        cfg.pillar,
+        cfg.rate_hz(),
+        identity,
+        meter.clone(),
+        args.freeze_at_s,
+    )));
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("tokio runtime")?;
+    let mut lines = Vec::new();
+    let _guard = rt.enter();
+
+    if let Some(addr) = args.tcp {
+        let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).with_context(|| format!("binding {addr}"))?;
+        lines.push(format!("MODBUS_TCP {}", listener.local_addr()?));
+        let bus = Bus::new(frame.clone(), faults.clone(), None);
+        rt.spawn(async move {
+            let server = tokio_modbus::server::tcp::Server::new(listener);
+            let on_connected = |stream, _addr| {
+                let bus = bus.clone();
+                async move { Ok(Some((FrameService(bus.clone()), FaultyStream::new(stream, bus)))) }
+            };
+            if let Err(e) = server.serve(&on_connected, |e| eprintln!("modbus tcp connection ended: {e}")).await {
+                eprintln!("modbus tcp server stopped: {e}");
+            }
+        });
+    }
+    // Kept alive for the process's lifetime: the RTU server's master needs an open slave.
+    let mut _rtu_slave = None;
+    if args.rtu {
+        // The slave is neither TIOCEXCL'd nor flocked by `pair`, so a client can open it
+        // exclusively (set_exclusive(false) would take a shared flock and lock clients out).
+        let (master, slave) = serialport::TTYPort::pair().context("opening the RTU pseudo-terminal")?;
+        let path = serialport::SerialPort::name(&slave).context("pty slave has no path")?;
+        lines.push(format!("MODBUS_RTU {path}"));
+        _rtu_slave = Some(slave);
+        let stream = tokio_serial::SerialStream::try_from(master).context("pty master as async stream")?;
+        let bus = Bus::new(frame.clone(), faults.clone(), Some(args.unit_id));
+        rt.spawn(async move {
+            let server = tokio_modbus::server::rtu::Server::new(stream);
+            if let Err(e) = server.serve_forever(FrameService(bus)).await {
+                eprintln!("modbus rtu server stopped: {e}");
+            }
+        });
+    }
+    let scpi = match &meter {
+        Some(m) => {
+            let server = smu_shim::serve_pty(m.clone(), stop.clone()).context("opening the SCPI pseudo-terminal")?;
+            lines.push(format!("SCPI {}", server.path));
+            Some(server)
+        }
+        None => None,
+    };
+
+    let clock_frame = frame.clone();
+    let clock_stop = stop.clone();
+    let clock = std::thread::Builder::new()
+        .name("sample-clock".into())
+        .spawn(move || frame::run_clock(clock_frame, clock_stop))?;
+
+    {
+        let mut out = std::io::stdout().lock();
+        for l in &lines {
+            writeln!(out, "{l}")?;
+        }
+        writeln!(out, "READY")?;
+        out.flush()?;
+    }
+
+    // The servers run on this thread's runtime while we wait for stdin to close.
+    rt.block_on(async {
+        let eof = tokio::task::spawn_blocking(|| {
+            let stdin = std::io::stdin();
+            for line in stdin.lock().lines() {
+                if line.is_err() {
+                    break;
+                }
+            }
+        });
+        let _ = eof.await;
+    });
+    stop.store(true, Ordering::Relaxed);
+    let _ = clock.join();
+    if let Some(s) = scpi {
+        let _ = s.thread.join();
+    }
+    if let Some(path) = &args.ground_truth {
+        let f = lock(&frame);
+        let gt = GroundTruth {
+            rate_hz: f.rate_hz(),
+            samples_produced: f.produced(),
+            events: f.events(),
+            faults: f.records.clone(),
+            compliance_onsets_s: meter.as_ref().map(|m| m.compliance_onsets_s()).unwrap_or_default(),
+        };
+        let text = serde_json::to_string_pretty(&gt)?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    rt.shutdown_timeout(Duration::from_millis(100));
+    Ok(())
+}
+
+/// Parse flags from the process arguments and run.
+pub fn main() -> anyhow::Result<()> {
+    run(Args::parse())
+}
