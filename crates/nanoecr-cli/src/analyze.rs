@@ -1,15 +1,194 @@
-//! `nanoecr analyze` (being built; see docs/architecture.md).
+//! `nanoecr analyze`: the paper's statistics on one run or a campaign of runs. Parsing and output
+//! only; every number comes from `nanoecr-analysis`.
 
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use anyhow::Context;
+use nanoecr_analysis::io::load_run;
+use nanoecr_analysis::run::{analyze_campaign, CampaignAnalysis};
+use nanoecr_analysis::{analyze_run, AnalysisOptions, RunAnalysis};
+use nanoecr_core::Event;
 
 /// Arguments of `nanoecr analyze`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Run files.
-    pub files: Vec<std::path::PathBuf>,
+    /// Run files (nanoecr HDF5, or foreign files with the minimum of docs/file-format.md).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Write report.md and the plots (PNG + SVG) here, one sub-directory per file.
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+    /// Print one JSON object with every number on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Re-run the detector on the raw samples instead of using the stored events.
+    #[arg(long)]
+    pub redetect: bool,
+    /// Attempt frequency ω for ΔG = kT ln(2ω t_R), 1/s.
+    #[arg(long, default_value_t = 1e13)]
+    pub omega_per_s: f64,
+    /// Temperature for ΔG, K.
+    #[arg(long, default_value_t = 295.0)]
+    pub temperature_k: f64,
+    /// Fit magnitudes above this |Δρ/ρ| instead of the completeness threshold.
+    #[arg(long)]
+    pub x_min: Option<f64>,
+}
+
+/// Progress on stderr: a bar on a terminal, plain lines otherwise (logs, CI).
+pub(crate) struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    total: usize,
+}
+
+impl Progress {
+    pub(crate) fn new(total: usize) -> Self {
+        let bar = (total > 1 && std::io::stderr().is_terminal()).then(|| indicatif::ProgressBar::new(total as u64));
+        Self { bar, total }
+    }
+
+    pub(crate) fn step(&self, i: usize, file: &Path) {
+        match &self.bar {
+            Some(b) => {
+                b.set_message(file.display().to_string());
+                b.set_position(i as u64);
+            }
+            None if self.total > 1 => eprintln!("[{}/{}] {}", i + 1, self.total, file.display()),
+            None => {}
+        }
+    }
+
+    pub(crate) fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
 }
 
 /// Run the command.
-pub fn exec(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("nanoecr analyze is not available in this build yet")
+pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
+    let opts = AnalysisOptions {
+        omega_per_s: args.omega_per_s,
+        temperature_k: args.temperature_k,
+        x_min_override: args.x_min,
+        ..Default::default()
+    };
+    let progress = Progress::new(args.files.len());
+    let mut runs: Vec<(RunAnalysis, Vec<Event>)> = Vec::new();
+    let mut errors: Vec<serde_json::Value> = Vec::new();
+    let mut written: Vec<PathBuf> = Vec::new();
+    for (i, file) in args.files.iter().enumerate() {
+        progress.step(i, file);
+        let input = match load_run(file, args.redetect) {
+            Ok(input) => input,
+            Err(e) => {
+                eprintln!("error: {e}");
+                errors.push(serde_json::json!({ "file": file.display().to_string(), "error": e.to_string() }));
+                continue;
+            }
+        };
+        let analysis = analyze_run(&input, &opts);
+        if let Some(dir) = &args.out_dir {
+            let sub = if args.files.len() > 1 { dir.join(stem(file, i)) } else { dir.clone() };
+            let plots = nanoecr_analysis::plots::write_run_plots(&input, &analysis, &sub)
+                .with_context(|| format!("plots for {}", file.display()))?;
+            let report = sub.join("report.md");
+            nanoecr_analysis::report::write_text(&report, &nanoecr_analysis::report::run_markdown(&analysis, true))?;
+            written.extend(plots);
+            written.push(report);
+        }
+        runs.push((analysis, input.events));
+    }
+    progress.finish();
+    let campaign = (runs.len() > 1).then(|| analyze_campaign(&runs));
+    if let (Some(dir), Some(c)) = (&args.out_dir, &campaign) {
+        let path = dir.join("campaign.md");
+        nanoecr_analysis::report::write_text(&path, &nanoecr_analysis::report::campaign_markdown(c))?;
+        written.push(path);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&json_output(&runs, campaign.as_ref(), &errors, &written))?);
+    } else {
+        for (a, _) in &runs {
+            print_summary(a);
+        }
+        if let Some(c) = &campaign {
+            println!("{}", nanoecr_analysis::report::campaign_markdown(c));
+        }
+        if let Some(dir) = &args.out_dir {
+            println!("report and plots written to {}", dir.display());
+        }
+    }
+    Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn stem(file: &Path, i: usize) -> String {
+    let s = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    format!("{i:03}_{s}")
+}
+
+/// The `--json` object: for one file, that run's analysis (events at the top level) plus
+/// `files_written`; for several, `{ runs: [...], campaign: {...} }`; `errors` in both.
+pub(crate) fn json_output(
+    runs: &[(RunAnalysis, Vec<Event>)],
+    campaign: Option<&CampaignAnalysis>,
+    errors: &[serde_json::Value],
+    written: &[PathBuf],
+) -> serde_json::Value {
+    let files: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+    if runs.len() == 1 && campaign.is_none() {
+        let mut v = serde_json::to_value(&runs[0].0).unwrap_or(serde_json::Value::Null);
+        if let Some(o) = v.as_object_mut() {
+            o.insert("files_written".into(), serde_json::json!(files));
+            o.insert("errors".into(), serde_json::json!(errors));
+        }
+        v
+    } else {
+        serde_json::json!({
+            "runs": runs.iter().map(|r| &r.0).collect::<Vec<_>>(),
+            "campaign": campaign,
+            "files_written": files,
+            "errors": errors,
+        })
+    }
+}
+
+fn print_summary(a: &RunAnalysis) {
+    println!(
+        "{} ({}): {} spikes, {} pop-ins, peak {:.0} MPa, noise σ {:.2e}",
+        a.file, a.status, a.n_spikes, a.n_popins, a.peak_stress_mpa, a.noise_sigma
+    );
+    if let Some(m) = &a.magnitudes {
+        let t = &m.truncated_power_law;
+        println!(
+            "  TPL above {:.2e} (n = {}): α = {:.3} [{:.3}, {:.3}], xc = {:.3e} [{:.3e}, {:.3e}], KS D = {:.3}",
+            t.x_min, t.n, t.alpha, t.alpha_ci[0], t.alpha_ci[1], t.xc, t.xc_ci[0], t.xc_ci[1], t.ks_distance
+        );
+        if let Some(e) = &m.efficiency_aware {
+            println!(
+                "  efficiency-aware above {:.2e} (n = {}): α = {:.3} [{:.3}, {:.3}], xc = {:.3e}",
+                e.x_min, e.n, e.alpha, e.alpha_ci[0], e.alpha_ci[1], e.xc
+            );
+        }
+        println!(
+            "  vs power law: p = {:.3e} ({}); vs exponential: p = {:.3e} ({})",
+            m.tpl_vs_power_law.p_value,
+            m.tpl_vs_power_law.favours,
+            m.tpl_vs_exponential.p_value,
+            m.tpl_vs_exponential.favours
+        );
+    }
+    for b in &a.sign_balance {
+        println!("  {:<6} p = {:4} n = {:4} p−n = {:+4} ± {:.1}", b.segment, b.p, b.n, b.difference, b.sigma);
+    }
+    println!(
+        "  ΔG = {:.3} eV (t_R = {:.2} ms)",
+        a.activation_energy.delta_g_ev,
+        a.activation_energy.median_duration_s * 1e3
+    );
+    for n in &a.notes {
+        println!("  note: {n}");
+    }
 }

@@ -1,15 +1,95 @@
-//! `nanoecr score` (being built; see docs/architecture.md).
+//! `nanoecr score`: detection and fits of simulated runs against their /entry/ground_truth,
+//! per file and aggregated over all files.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use nanoecr_analysis::io::load_run;
+use nanoecr_analysis::scoring::{report_from_counts, ScoreCounts, ScoreOptions};
+use nanoecr_analysis::{analyze_run, AnalysisOptions};
 
 /// Arguments of `nanoecr score`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Run files.
-    pub files: Vec<std::path::PathBuf>,
+    /// Simulated run files carrying /entry/ground_truth.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Largest onset difference for a detected event to match a true one, in samples.
+    #[arg(long, default_value_t = 2.0)]
+    pub tolerance_samples: f64,
+    /// Re-run the detector on the raw samples instead of using the stored events.
+    #[arg(long)]
+    pub redetect: bool,
 }
 
 /// Run the command.
-pub fn exec(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("nanoecr score is not available in this build yet")
+pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
+    let opts = AnalysisOptions { tolerance_samples: args.tolerance_samples, ..Default::default() };
+    let progress = crate::analyze::Progress::new(args.files.len());
+    let mut total = ScoreCounts::default();
+    let mut per_file = Vec::new();
+    let mut errors = Vec::new();
+    let mut rate_hz = f64::NAN;
+    for (i, file) in args.files.iter().enumerate() {
+        progress.step(i, file);
+        let input = match load_run(file, args.redetect) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("error: {e}");
+                errors.push(serde_json::json!({ "file": file.display().to_string(), "error": e.to_string() }));
+                continue;
+            }
+        };
+        if input.ground_truth.is_none() {
+            let msg = "no /entry/ground_truth: not a simulated run";
+            eprintln!("error: {}: {msg}", file.display());
+            errors.push(serde_json::json!({ "file": file.display().to_string(), "error": msg }));
+            continue;
+        }
+        rate_hz = input.rate_hz;
+        let a = analyze_run(&input, &opts);
+        if let Some(s) = &a.score {
+            total.merge(&s.counts);
+        }
+        per_file.push(serde_json::json!({
+            "file": a.file,
+            "status": a.status,
+            "score": a.score,
+            "fit_vs_truth": a.fit_vs_truth,
+        }));
+    }
+    progress.finish();
+    if per_file.is_empty() {
+        anyhow::bail!("no file with ground truth could be scored");
+    }
+    let sopts = ScoreOptions { tolerance_samples: args.tolerance_samples, rate_hz, ..Default::default() };
+    let aggregate = report_from_counts(total, &sopts);
+    if args.json {
+        let v = serde_json::json!({ "files": per_file, "aggregate": aggregate, "errors": errors });
+        println!("{}", serde_json::to_string(&v)?);
+    } else {
+        for f in &per_file {
+            let s = &f["score"];
+            println!(
+                "{}: recall {:.3} precision {:.3} (|x| ≥ 7e-4: {:.3} / {:.3}), sign {:.3}, α fit {} vs true {}",
+                f["file"].as_str().unwrap_or(""),
+                s["recall"].as_f64().unwrap_or(f64::NAN),
+                s["precision"].as_f64().unwrap_or(f64::NAN),
+                s["recall_big"].as_f64().unwrap_or(f64::NAN),
+                s["precision_big"].as_f64().unwrap_or(f64::NAN),
+                s["sign_accuracy"].as_f64().unwrap_or(f64::NAN),
+                f["fit_vs_truth"]["alpha"],
+                f["fit_vs_truth"]["true_alpha"],
+            );
+        }
+        println!(
+            "\n## Aggregate over {} file(s)\n\n{}",
+            per_file.len(),
+            nanoecr_analysis::report::score_markdown(&aggregate)
+        );
+    }
+    Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -1,1 +1,584 @@
-//! Streaming detector for resistivity spikes and displacement pop-ins: O(1) per sample, no allocation.
+//! # nanoecr-detect
+//!
+//! The real-time streaming detector of resistivity spikes (p and n type) and displacement
+//! pop-ins. One [`Detector`] consumes [`Sample`]s one at a time, returns each sample's Δρ/ρ and
+//! hands completed [`Event`]s to a callback. Every buffer is allocated in [`Detector::new`]; a
+//! sample costs O(1) work and no allocation (tests/no_alloc.rs proves the latter).
+//! [`detect_columns`] runs the same detector offline over stored columns.
+//!
+//! Per sample, in order:
+//! 1. **Reference** (until set): Ohmic contact from the current ([`contact`]), then the reference
+//!    state at the end of the settle window, averaged over 50 ms. Before it Δρ/ρ is NaN and
+//!    nothing is detected; from contact on, the windows below already fill (with a provisional
+//!    reference) so detection is ready the moment the reference is set.
+//! 2. **Δρ/ρ** with [`nanoecr_core::resistivity::resistivity_change`].
+//! 3. **Residual** = Δρ/ρ − trailing baseline ([`stats::TrailingLine`]: least-squares line through the
+//!    last `baseline_window_s` of samples outside events, extrapolated to the current sample) − mains pick-up estimate ([`mains`]).
+//! 4. **Noise**: robust σ = 1.4826 × median |residual| over the noise window
+//!    ([`stats::MedianTracker`]).
+//! 5. **Spikes**: hysteresis thresholds on the residual; a sign flip ends one event and starts the
+//!    next; an excursion longer than any spike or pop-in is a level shift, which resets the
+//!    baseline.
+//! 6. **Pop-ins** ([`popin`]): a jump of the de-trended displacement; the resistivity spike that
+//!    overlaps it is folded into the pop-in (its peak becomes `linked_delta_rho`) and is *not*
+//!    reported as a spike. To make that possible, completed spikes are held for the pop-in
+//!    latency (longest pop-in + 4 ms window + 1 sample, 13 ms at the defaults and 1 kHz) before
+//!    they are emitted.
+
+mod contact;
+mod mains;
+mod popin;
+mod stats;
+
+use nanoecr_core::config::DetectionConfig;
+use nanoecr_core::resistivity::resistivity_change;
+use nanoecr_core::sample::FLAG_CURRENT_INVALID;
+use nanoecr_core::{Event, EventKind, Pillar, Sample, Segment, Sign};
+
+use crate::contact::ContactDetector;
+use crate::mains::MainsCanceller;
+use crate::popin::{PopinDetector, PopinFound};
+use crate::stats::{MedianTracker, TrailingLine};
+
+/// Averaging window of the reference strain and current, s: long enough to keep 10⁻⁴ noise out
+/// of the reference (√50 at 1 kHz), short against the drift of the settle period.
+const REFERENCE_WINDOW_S: f64 = 0.05;
+/// Window over which the current must be steady to declare Ohmic contact, s.
+const CONTACT_WINDOW_S: f64 = 0.02;
+/// Fewest samples in the contact window (a standard deviation of 2 samples means nothing).
+const CONTACT_MIN_SAMPLES: usize = 8;
+/// Largest relative scatter (σ/|mean|) of the current that counts as Ohmic contact. Contact noise
+/// is ~10⁻⁴, pre-contact flicker a few 10⁻².
+const CONTACT_MAX_REL_SCATTER: f64 = 5e-3;
+/// Memory of the mains canceller, s: 10 mains periods, ≈ 0.07 σ of estimation noise at 1 kHz.
+const MAINS_TAU_S: f64 = 0.2;
+/// Residuals the noise window must hold before detection starts, s (and at least
+/// [`NOISE_MIN_SAMPLES`]); a MAD from fewer is too uncertain for a 5σ threshold.
+const NOISE_WARMUP_S: f64 = 0.1;
+/// See [`NOISE_WARMUP_S`].
+const NOISE_MIN_SAMPLES: usize = 64;
+/// Length of each of the two displacement windows compared for pop-ins, s.
+const POPIN_WINDOW_S: f64 = 0.004;
+/// An excursion lasting this much longer than the longest pop-in is a level shift, not an event, s.
+const LEVEL_SHIFT_MARGIN_S: f64 = 0.002;
+/// Completed spikes waiting for the pop-in decision; more than this at once means a burst the
+/// hold cannot cover, and the oldest is emitted early (never dropped, never allocated).
+const PENDING_CAPACITY: usize = 64;
+/// The sample before a threshold crossing belongs to the spike when it is already past this
+/// fraction of the start threshold with the same sign: the excursion started there.
+const STEP_BACK_FRACTION: f64 = 0.5;
+/// Slack in samples when matching a spike to a pop-in's time span.
+const LINK_TOLERANCE_SAMPLES: u64 = 2;
+
+/// The reference (contact-established) state every Δρ/ρ is relative to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reference {
+    /// Time at which the reference was set, s since the run start.
+    pub time_s: f64,
+    /// Reference engineering strain (mean over the reference window).
+    pub strain: f64,
+    /// Reference current, A (mean over the reference window).
+    pub current_a: f64,
+}
+
+/// Stored columns for [`detect_columns`]; all slices index the same samples. Extra elements of
+/// longer slices are ignored.
+#[derive(Debug, Clone, Copy)]
+pub struct Columns<'a> {
+    /// Time since the run start, s.
+    pub time_s: &'a [f64],
+    /// Displacement, nm.
+    pub disp_nm: &'a [f64],
+    /// Current, A.
+    pub current_a: &'a [f64],
+    /// Load, µN.
+    pub load_un: &'a [f64],
+    /// Segment codes ([`Segment::code`]); unknown codes read as [`Segment::Settle`].
+    pub segment: &'a [u8],
+}
+
+/// Offline: run the streaming detector over stored columns and return (Δρ/ρ per sample, events).
+pub fn detect_columns(
+    cfg: &DetectionConfig,
+    pillar: Pillar,
+    rate_hz: f64,
+    settle_s: f64,
+    cols: Columns<'_>,
+) -> (Vec<f64>, Vec<Event>) {
+    let n = cols
+        .time_s
+        .len()
+        .min(cols.disp_nm.len())
+        .min(cols.current_a.len())
+        .min(cols.load_un.len())
+        .min(cols.segment.len());
+    let mut det = Detector::new(cfg, pillar, rate_hz, settle_s);
+    let mut delta_rho = Vec::with_capacity(n);
+    let mut events = Vec::new();
+    for i in 0..n {
+        let s = Sample {
+            seq: i as u64,
+            time_s: cols.time_s[i],
+            setpoint_un: f64::NAN,
+            load_un: cols.load_un[i],
+            disp_nm: cols.disp_nm[i],
+            current_a: cols.current_a[i],
+            voltage_v: f64::NAN,
+            segment: Segment::from_code(cols.segment[i]).unwrap_or(Segment::Settle),
+            flags: 0,
+        };
+        delta_rho.push(det.process(&s, &mut |e| events.push(e)));
+    }
+    det.finish(&mut |e| events.push(e));
+    (delta_rho, events)
+}
+
+/// Strain and current of a (provisional or final) reference state.
+#[derive(Debug, Clone, Copy)]
+struct RefState {
+    strain: f64,
+    current_a: f64,
+}
+
+/// A spike still above its release threshold.
+#[derive(Debug, Clone, Copy)]
+struct OpenSpike {
+    /// +1 for p, −1 for n.
+    sign: f64,
+    onset_k: u64,
+    onset_time_s: f64,
+    segment: Segment,
+    stress_mpa: f64,
+    peak_dev: f64,
+    peak_time_s: f64,
+    last_above_k: u64,
+    last_above_time_s: f64,
+    /// Already folded into a pop-in: drop it when it closes.
+    linked: bool,
+}
+
+/// A completed spike held until the pop-in detector has seen past it.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    event: Event,
+    onset_k: u64,
+    end_k: u64,
+    /// Closed because it outlasted any event: a step of the level. Only reported through a pop-in.
+    level_shift: bool,
+}
+
+/// What the previous sample left for the step-back of the next onset.
+#[derive(Debug, Clone, Copy)]
+struct Prev {
+    time_s: f64,
+    load_un: f64,
+    segment: Segment,
+    /// Its residual, NaN when it cannot start an event (inside one, invalid, warming up).
+    residual: f64,
+}
+
+/// The streaming spike and pop-in detector; see the crate documentation for the algorithm.
+#[derive(Debug, Clone)]
+pub struct Detector {
+    pillar: Pillar,
+    threshold_sigma: f64,
+    release_sigma: f64,
+    min_magnitude: f64,
+    settle_s: f64,
+    detect_contact: bool,
+    dt_s: f64,
+    /// 1/H0 in 1/nm: strain by multiplication.
+    inv_height_nm: f64,
+    elastic_nm_per_un: f64,
+    baseline_min: usize,
+    noise_min: usize,
+    max_event_samples: u64,
+    hold_samples: u64,
+
+    contact: ContactDetector,
+    contact_window: usize,
+    contact_seen: bool,
+    /// Last samples' (strain, current) for the reference average.
+    ref_ring: Vec<[f64; 2]>,
+    ref_head: usize,
+    ref_window: usize,
+    /// Samples usable for the reference: since the contact window began (or all, without
+    /// contact detection), capped at the ring length.
+    ref_available: usize,
+    provisional: Option<RefState>,
+    reference: Option<Reference>,
+    final_ref: Option<RefState>,
+
+    baseline: TrailingLine,
+    noise: MedianTracker,
+    mains: Option<MainsCanceller>,
+
+    /// Samples processed; the current sample's index is `k − 1`.
+    k: u64,
+    prev: Prev,
+    open: Option<OpenSpike>,
+    pending: Vec<Pending>,
+    popin: PopinDetector,
+    level_shifts: u64,
+}
+
+impl Detector {
+    /// A detector for one run sampled at `rate_hz`, whose reference may not be set before
+    /// `settle_s` (s since the run start). Every buffer is allocated here.
+    ///
+    /// # Panics
+    /// If `rate_hz` is not a positive finite number (a validated run config never gives one).
+    pub fn new(cfg: &DetectionConfig, pillar: Pillar, rate_hz: f64, settle_s: f64) -> Self {
+        assert!(rate_hz.is_finite() && rate_hz > 0.0, "Detector::new: sample rate must be positive, got {rate_hz}");
+        let samples = |s: f64| (s * rate_hz).round().max(1.0) as usize;
+        let mains_on = cfg.mains_hz > 0.0 && cfg.mains_hz < rate_hz / 2.0;
+        // A whole number of mains periods averages the pick-up out of the baseline itself.
+        let baseline_window_s = if mains_on {
+            (cfg.baseline_window_s * cfg.mains_hz).round().max(1.0) / cfg.mains_hz
+        } else {
+            cfg.baseline_window_s
+        };
+        let baseline_window = samples(baseline_window_s).max(2);
+        let noise_window = samples(cfg.noise_window_s).max(NOISE_MIN_SAMPLES);
+        let contact_window = samples(CONTACT_WINDOW_S).max(CONTACT_MIN_SAMPLES);
+        let ref_window = samples(REFERENCE_WINDOW_S);
+        let dt_s = 1.0 / rate_hz;
+        let popin = PopinDetector::new(
+            samples(POPIN_WINDOW_S).max(3),
+            samples(cfg.popin_max_duration_s),
+            cfg.popin_threshold_nm,
+            dt_s,
+        );
+        Self {
+            pillar,
+            threshold_sigma: cfg.threshold_sigma,
+            release_sigma: cfg.release_sigma,
+            min_magnitude: cfg.min_magnitude,
+            settle_s,
+            detect_contact: cfg.detect_contact,
+            dt_s,
+            inv_height_nm: 1.0 / pillar.height_nm(),
+            elastic_nm_per_un: pillar.elastic_disp_nm(1.0),
+            baseline_min: (baseline_window / 4).max(2),
+            noise_min: samples(NOISE_WARMUP_S).max(NOISE_MIN_SAMPLES).min(noise_window),
+            max_event_samples: samples(cfg.popin_max_duration_s + LEVEL_SHIFT_MARGIN_S) as u64,
+            hold_samples: popin.latency_samples(),
+            contact: ContactDetector::new(contact_window, CONTACT_MAX_REL_SCATTER),
+            contact_window,
+            contact_seen: false,
+            ref_ring: vec![[0.0; 2]; ref_window.max(contact_window)],
+            ref_head: 0,
+            ref_window,
+            ref_available: 0,
+            provisional: None,
+            reference: None,
+            final_ref: None,
+            baseline: TrailingLine::new(baseline_window),
+            noise: MedianTracker::new(noise_window),
+            mains: mains_on.then(|| MainsCanceller::new(cfg.mains_hz, rate_hz, MAINS_TAU_S)),
+            k: 0,
+            prev: Prev { time_s: f64::NAN, load_un: f64::NAN, segment: Segment::Settle, residual: f64::NAN },
+            open: None,
+            pending: Vec::with_capacity(PENDING_CAPACITY),
+            popin,
+            level_shifts: 0,
+        }
+    }
+
+    /// The reference (contact-established) state, once set.
+    pub fn reference(&self) -> Option<Reference> {
+        self.reference
+    }
+
+    /// Current robust noise estimate σ of the Δρ/ρ residual (NaN before any residual).
+    pub fn noise_sigma(&self) -> f64 {
+        self.noise.sigma()
+    }
+
+    /// How many times an excursion outlasted any spike or pop-in and the baseline was restarted
+    /// at the new level (steps of Δρ/ρ, e.g. the strain step a pop-in leaves behind).
+    pub fn level_shifts(&self) -> u64 {
+        self.level_shifts
+    }
+
+    /// One sample in; returns its Δρ/ρ (NaN until the reference state is set, and for a sample
+    /// without a valid current); completed events are passed to `emit`.
+    pub fn process(&mut self, s: &Sample, emit: &mut impl FnMut(Event)) -> f64 {
+        let k = self.k;
+        self.k += 1;
+        let strain = s.disp_nm * self.inv_height_nm;
+        let current_a = if s.flags & FLAG_CURRENT_INVALID != 0 { f64::NAN } else { s.current_a };
+        self.popin.push(s.disp_nm - self.elastic_nm_per_un * s.load_un, s.time_s, s.load_un, s.segment);
+        self.ref_ring[self.ref_head] = [strain, current_a];
+        self.ref_head = if self.ref_head + 1 == self.ref_ring.len() { 0 } else { self.ref_head + 1 };
+        if self.contact_seen || !self.detect_contact {
+            self.ref_available = (self.ref_available + 1).min(self.ref_ring.len());
+        }
+        if self.reference.is_none() {
+            self.seek_reference(s.time_s, current_a);
+        }
+
+        let active = self.final_ref.or(self.provisional);
+        let delta_rho = match active {
+            Some(r) => resistivity_change(strain, r.strain, current_a, r.current_a, self.pillar.poisson_ratio),
+            None => f64::NAN,
+        };
+        if let Some(m) = self.mains.as_mut() {
+            m.advance(s.time_s);
+        }
+        if delta_rho.is_finite() {
+            self.track(s, k, delta_rho, emit);
+        } else {
+            self.prev = Prev { time_s: s.time_s, load_un: s.load_un, segment: s.segment, residual: f64::NAN };
+        }
+
+        if self.reference.is_none() {
+            return f64::NAN;
+        }
+        if let Some(found) = self.popin.step() {
+            self.emit_popin(found, emit);
+        }
+        if !self.popin.is_open() {
+            while let Some(p) = self.pending.first().copied() {
+                if k < p.end_k + self.hold_samples {
+                    break;
+                }
+                self.pending.remove(0);
+                if !p.level_shift {
+                    emit(p.event);
+                }
+            }
+        }
+        delta_rho
+    }
+
+    /// End of data: close any open event, decide an open pop-in and emit everything held.
+    pub fn finish(&mut self, emit: &mut impl FnMut(Event)) {
+        if let Some(o) = self.open.take() {
+            self.close_spike(o, false, emit);
+        }
+        if self.reference.is_some() {
+            if let Some(found) = self.popin.flush() {
+                self.emit_popin(found, emit);
+            }
+        }
+        for p in self.pending.drain(..) {
+            if !p.level_shift {
+                emit(p.event);
+            }
+        }
+    }
+
+    /// Contact detection and reference selection; runs only until the reference is set.
+    fn seek_reference(&mut self, time_s: f64, current_a: f64) {
+        if self.detect_contact && !self.contact_seen && self.contact.push(current_a) {
+            self.contact_seen = true;
+            // The steady window itself is post-contact data, current sample included.
+            self.ref_available = self.contact_window;
+        }
+        if self.detect_contact && !self.contact_seen {
+            return;
+        }
+        if time_s >= self.settle_s {
+            let Some(r) = self.average_last(self.ref_window.min(self.ref_available)).or(self.provisional) else {
+                return;
+            };
+            if let Some(p) = self.provisional {
+                // Windows filled against the provisional reference move by the (constant) offset
+                // between the two references; one O(window) pass, once per run.
+                let offset =
+                    -resistivity_change(r.strain, p.strain, r.current_a, p.current_a, self.pillar.poisson_ratio);
+                if offset.is_finite() {
+                    self.baseline.shift(offset);
+                }
+            }
+            self.final_ref = Some(r);
+            self.reference = Some(Reference { time_s, strain: r.strain, current_a: r.current_a });
+        } else if self.provisional.is_none() {
+            self.provisional = self.average_last(self.contact_window.min(self.ref_available));
+        }
+    }
+
+    /// Mean (strain, current) of the last `n` samples with a valid current. Once per run.
+    fn average_last(&self, n: usize) -> Option<RefState> {
+        let cap = self.ref_ring.len();
+        let (mut strain, mut current, mut count) = (0.0, 0.0, 0usize);
+        for i in 0..n.min(cap) {
+            let [e, c] = self.ref_ring[(self.ref_head + cap - 1 - i) % cap];
+            if e.is_finite() && c.is_finite() {
+                strain += e;
+                current += c;
+                count += 1;
+            }
+        }
+        (count > 0 && current != 0.0)
+            .then(|| RefState { strain: strain / count as f64, current_a: current / count as f64 })
+    }
+
+    /// Baseline, noise and the spike state machine for one valid Δρ/ρ.
+    #[inline]
+    fn track(&mut self, s: &Sample, k: u64, delta_rho: f64, emit: &mut impl FnMut(Event)) {
+        if self.baseline.len() < self.baseline_min {
+            // Warming up (start, or after a level shift): every sample builds the baseline.
+            self.baseline.push(k, delta_rho);
+            self.prev = Prev { time_s: s.time_s, load_un: s.load_un, segment: s.segment, residual: f64::NAN };
+            return;
+        }
+        let r0 = delta_rho - self.baseline.value_at(k);
+        let residual = r0 - self.mains.as_ref().map_or(0.0, MainsCanceller::predict);
+        let mut in_event = false;
+        if self.reference.is_some() && self.noise.len() >= self.noise_min {
+            let sigma = self.noise.sigma();
+            let on = (self.threshold_sigma * sigma).max(self.min_magnitude);
+            let off = self.release_sigma * sigma;
+            if let Some(mut o) = self.open {
+                let signed = residual * o.sign;
+                if signed > off {
+                    if signed > o.peak_dev * o.sign {
+                        o.peak_dev = residual;
+                        o.peak_time_s = s.time_s;
+                    }
+                    o.last_above_k = k;
+                    o.last_above_time_s = s.time_s;
+                    if k - o.onset_k >= self.max_event_samples {
+                        // Longer than any spike or pop-in: the level moved. Restart the baseline
+                        // at the new level instead of holding an event open forever.
+                        self.open = None;
+                        self.close_spike(o, true, emit);
+                        self.level_shifts += 1;
+                        self.baseline.clear();
+                        self.baseline.push(k, delta_rho);
+                        self.prev =
+                            Prev { time_s: s.time_s, load_un: s.load_un, segment: s.segment, residual: f64::NAN };
+                        return;
+                    }
+                    self.open = Some(o);
+                    in_event = true;
+                } else {
+                    self.open = None;
+                    self.close_spike(o, false, emit);
+                    if -signed > on {
+                        // Opposite sign past the start threshold: the next event starts here.
+                        self.open = Some(self.new_spike(s, k, residual, false, on));
+                        in_event = true;
+                    }
+                }
+            } else if residual.abs() > on {
+                self.open = Some(self.new_spike(s, k, residual, true, on));
+                in_event = true;
+            }
+        }
+        if !in_event {
+            self.baseline.push(k, delta_rho);
+            self.noise.push(residual.abs());
+            if let Some(m) = self.mains.as_mut() {
+                m.learn(r0);
+            }
+        }
+        let residual = if in_event { f64::NAN } else { residual };
+        self.prev = Prev { time_s: s.time_s, load_un: s.load_un, segment: s.segment, residual };
+    }
+
+    fn new_spike(&self, s: &Sample, k: u64, residual: f64, may_step_back: bool, on: f64) -> OpenSpike {
+        let sign = if residual >= 0.0 { 1.0 } else { -1.0 };
+        let step_back = may_step_back && self.prev.residual * sign > STEP_BACK_FRACTION * on;
+        let (onset_k, onset_time_s, load_un, segment) = if step_back {
+            (k - 1, self.prev.time_s, self.prev.load_un, self.prev.segment)
+        } else {
+            (k, s.time_s, s.load_un, s.segment)
+        };
+        OpenSpike {
+            sign,
+            onset_k,
+            onset_time_s,
+            segment,
+            stress_mpa: self.pillar.stress_mpa(load_un),
+            peak_dev: residual,
+            peak_time_s: s.time_s,
+            last_above_k: k,
+            last_above_time_s: s.time_s,
+            linked: false,
+        }
+    }
+
+    /// Queue a closed spike for the pop-in decision; `process` emits it once the hold is over.
+    fn close_spike(&mut self, o: OpenSpike, level_shift: bool, emit: &mut impl FnMut(Event)) {
+        if o.linked {
+            return;
+        }
+        if self.pending.len() == PENDING_CAPACITY {
+            // A burst longer than the hold can cover: emit the oldest early rather than grow the
+            // queue (no allocation) or lose it.
+            let oldest = self.pending.remove(0);
+            if !oldest.level_shift {
+                emit(oldest.event);
+            }
+        }
+        let duration_s = o.last_above_time_s - o.onset_time_s + self.dt_s;
+        let event = Event::spike(o.onset_time_s, o.peak_time_s, duration_s, o.peak_dev, o.segment, o.stress_mpa);
+        self.pending.push(Pending { event, onset_k: o.onset_k, end_k: o.last_above_k, level_shift });
+    }
+
+    /// Fold overlapping spikes into the pop-in and emit it, after any earlier held spike.
+    fn emit_popin(&mut self, found: PopinFound, emit: &mut impl FnMut(Event)) {
+        let duration_samples = (found.duration_s / self.dt_s).round() as u64;
+        let lo = found.onset_k.saturating_sub(LINK_TOLERANCE_SAMPLES);
+        let hi = found.onset_k + duration_samples + LINK_TOLERANCE_SAMPLES;
+        // (|peak|, signed peak, onset time, peak time, segment, stress) of the largest overlapping spike.
+        let mut best: Option<(f64, f64, f64, f64, Segment, f64)> = None;
+        let mut consider = |peak: f64, onset: f64, peak_t: f64, seg: Segment, stress: f64| {
+            if best.is_none_or(|b| peak.abs() > b.0) {
+                best = Some((peak.abs(), peak, onset, peak_t, seg, stress));
+            }
+        };
+        let mut i = 0;
+        while i < self.pending.len() {
+            let p = self.pending[i];
+            if p.end_k < lo {
+                // Wholly before this pop-in (and any earlier pop-in is already decided).
+                self.pending.remove(i);
+                if !p.level_shift {
+                    emit(p.event);
+                }
+            } else if p.onset_k <= hi {
+                self.pending.remove(i);
+                let e = p.event;
+                consider(e.magnitude, e.onset_time_s, e.peak_time_s, e.segment, e.stress_mpa);
+            } else {
+                i += 1;
+            }
+        }
+        if let Some(o) = self.open.as_mut() {
+            if o.onset_k <= hi {
+                o.linked = true;
+                consider(o.peak_dev, o.onset_time_s, o.peak_time_s, o.segment, o.stress_mpa);
+            }
+        }
+        let event = match best {
+            Some((_, peak, onset, peak_t, segment, stress_mpa)) => Event {
+                kind: EventKind::Popin,
+                sign: Sign::of(peak),
+                // The resistivity spike times the burst far better than the averaged displacement.
+                onset_time_s: onset,
+                peak_time_s: peak_t,
+                duration_s: found.duration_s,
+                magnitude: found.jump_nm,
+                linked_delta_rho: peak,
+                segment,
+                stress_mpa,
+            },
+            None => Event {
+                kind: EventKind::Popin,
+                sign: Sign::P,
+                onset_time_s: found.onset_time_s,
+                peak_time_s: found.onset_time_s + found.duration_s,
+                duration_s: found.duration_s,
+                magnitude: found.jump_nm,
+                linked_delta_rho: f64::NAN,
+                segment: found.segment,
+                stress_mpa: self.pillar.stress_mpa(found.load_un),
+            },
+        };
+        emit(event);
+    }
+}

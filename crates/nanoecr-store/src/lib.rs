@@ -1,1 +1,76 @@
-//! HDF5 run files (NeXus-style): writer with chunking, compression and periodic flush; reader; crash recovery.
+//! # nanoecr-store
+//!
+//! One HDF5 file per run, NeXus-style (docs/file-format.md is the specification):
+//!
+//! - [`RunWriter`] creates the file, appends samples in blocks to chunked, compressed, extendible
+//!   datasets, flushes on request (the pipeline does so at least every 100 ms) and closes it
+//!   with the run's status. A writer dropped without [`RunWriter::finish`] flushes what it holds
+//!   and leaves `status = "running"`: exactly what a crash looks like to a reader.
+//! - [`read_run`] reads a run back (our files, and foreign files with the documented minimum).
+//! - [`recover`] makes a file left by a crash readable and marks it `failed`.
+
+mod names;
+mod reader;
+mod writer;
+
+use std::path::PathBuf;
+
+pub use reader::{read_run, RunData, RunFile};
+pub use writer::{InstrumentInfo, RunWriter};
+
+/// Errors of the run-file layer. Each names the file and what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The HDF5 library refused an operation (disk full, permissions, corrupt file, …).
+    #[error("{path}: HDF5 error while {during}: {source}")]
+    Hdf5 {
+        /// The file.
+        path: PathBuf,
+        /// What was being done.
+        during: String,
+        /// The library's error.
+        #[source]
+        source: hdf5::Error,
+    },
+    /// A file-system error outside HDF5.
+    #[error("{path}: {during}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What was being done.
+        during: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file lacks something a run file must have.
+    #[error("{path}: not a readable run file: {what}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is missing or wrong.
+        what: String,
+    },
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What [`recover`] found and did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecoverOutcome {
+    /// The status the file had.
+    pub status_before: nanoecr_core::RunStatus,
+    /// Whether the file was changed (a `running` file becomes `failed`).
+    pub changed: bool,
+    /// Whether the superblock's consistency flag had to be cleared first.
+    pub cleared_flag: bool,
+    /// Sample rows in the file.
+    pub rows: u64,
+}
+
+/// Make a file left `running` by a crash readable and mark it `failed`, keeping every row.
+/// A file that was closed properly is reported and left as it is.
+pub fn recover(path: &std::path::Path) -> Result<RecoverOutcome, StoreError> {
+    writer::recover(path)
+}

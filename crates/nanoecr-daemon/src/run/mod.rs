@@ -1,1 +1,241 @@
-//! One test: control loop, ring, consumer (see docs/architecture.md).
+//! One test, end to end: [`start_run`] identifies the instruments, creates the run file and
+//! starts two threads — the real-time control loop ([`control`]) and the consumer
+//! ([`consumer`]: detector + HDF5 writer) — joined by a lock-free SPSC ring. The returned
+//! [`RunHandle`] aborts (always as a safe unload), streams [`RunUpdate`]s and joins.
+//!
+//! `nanoecr run` and `nanoecrd` both drive tests through this module, so the CLI and the daemon
+//! share one control loop, one pipeline and one file format.
+
+pub mod consumer;
+pub mod control;
+pub mod shared;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::Receiver;
+use nanoecr_core::{EndReason, Event, Progress, RunConfig, RunSummary, Sample};
+use nanoecr_hw::{HwError, Rig};
+use nanoecr_store::{InstrumentInfo, RunWriter, StoreError};
+
+use self::consumer::Consumer;
+use self::control::ControlLoop;
+use self::shared::Shared;
+
+/// Capacity of the updates channel. Enough for seconds of progress and bursts of events; past it
+/// updates are dropped for the slow reader (samples never are).
+const UPDATES_CAPACITY: usize = 4096;
+/// Capacity of the control-event ring (interlock trips).
+const CONTROL_EVENTS_CAPACITY: usize = 64;
+
+/// How to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Directory for the run file (overrides `[output] directory`).
+    pub out_dir: Option<PathBuf>,
+    /// Exact file path (overrides directory and template; used by tests).
+    pub file_path: Option<PathBuf>,
+    /// Run unpaced, as fast as the rig answers (simulated rig only).
+    pub fast: bool,
+    /// Turn SIGINT/SIGTERM into a safe abort of this run (the CLI); the daemon handles signals
+    /// itself and leaves this off.
+    pub install_signal_handlers: bool,
+    /// Keep the consumer idle until the control loop has ended. Only for tests and benchmarks of
+    /// the drop accounting: with it, exactly `ring capacity` samples survive a long run.
+    pub hold_consumer_until_control_ends: bool,
+}
+
+/// Something that happened in a running test, for displays and subscribers.
+#[derive(Debug, Clone)]
+pub enum RunUpdate {
+    /// A progress snapshot (≈ 10 Hz).
+    Progress(Progress),
+    /// A detected event (spike, pop-in) or an interlock trip.
+    Event(Event),
+    /// A handful of decimated samples (≈ 10 Hz batches).
+    Samples(Vec<Sample>),
+    /// The run ended and its file is closed.
+    Finished(RunSummary),
+}
+
+/// Why a run could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// An instrument failed before the test began.
+    #[error("instrument not ready: {0}")]
+    Hardware(#[from] HwError),
+    /// The run file could not be created or closed.
+    #[error("run file: {0}")]
+    Store(#[from] StoreError),
+    /// The output directory could not be created.
+    #[error("cannot create output directory {path}: {source}")]
+    OutputDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `--fast` asked for a rig that runs on its own clock.
+    #[error("--fast only applies to the simulated rig; real instruments run on their own clock")]
+    FastOnHardware,
+    /// A thread could not be spawned or panicked.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// A running test.
+#[derive(Debug)]
+pub struct RunHandle {
+    path: PathBuf,
+    shared: Arc<Shared>,
+    updates: Receiver<RunUpdate>,
+    control: Option<JoinHandle<()>>,
+    consumer: Option<JoinHandle<Result<RunSummary, StoreError>>>,
+}
+
+impl RunHandle {
+    /// The run file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Ask for a stop. Never blocks; the loop ramps the load down, switches the bias off, and the
+    /// file ends `aborted` with the reason. A test cannot be paused: every stop is an abort.
+    pub fn abort(&self, reason: EndReason) {
+        self.shared.request_abort(reason);
+    }
+
+    /// Progress, events, decimated samples and the final summary.
+    pub fn updates(&self) -> &Receiver<RunUpdate> {
+        &self.updates
+    }
+
+    /// Whether the run has ended and its file is closed.
+    pub fn is_finished(&self) -> bool {
+        self.shared.finished.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Samples dropped so far because the ring was full.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Wait for the end of the run.
+    pub fn join(mut self) -> Result<RunSummary, RunError> {
+        if let Some(c) = self.control.take() {
+            c.join().map_err(|_| RunError::Internal("control thread panicked".into()))?;
+        }
+        match self.consumer.take() {
+            Some(c) => {
+                c.join().map_err(|_| RunError::Internal("consumer thread panicked".into()))?.map_err(RunError::from)
+            }
+            None => Err(RunError::Internal("run already joined".into())),
+        }
+    }
+}
+
+/// Start a test. Instruments are identified and the file created before any thread starts, so
+/// a missing device or an unwritable directory fails here, with nothing moved.
+pub fn start_run(cfg: RunConfig, mut rig: Rig, opts: RunOptions) -> Result<RunHandle, RunError> {
+    let is_sim = cfg.raw.hardware.backend == nanoecr_core::config::hardware::Backend::Sim;
+    if opts.fast && !is_sim {
+        return Err(RunError::FastOnHardware);
+    }
+    let frame_info = rig.frame.identify()?;
+    let smu_info = rig.smu.identify()?;
+    let path = match &opts.file_path {
+        Some(p) => p.clone(),
+        None => {
+            let dir = opts.out_dir.clone().unwrap_or_else(|| PathBuf::from(&cfg.raw.output.directory));
+            std::fs::create_dir_all(&dir).map_err(|source| RunError::OutputDir { path: dir.clone(), source })?;
+            unique_path(&dir, &cfg)
+        }
+    };
+    let instrument = InstrumentInfo {
+        backend: if is_sim { "sim".into() } else { "devices".into() },
+        frame: format!(
+            "{} {} {} (serial {}, firmware {})",
+            frame_info.name, frame_info.vendor, frame_info.model, frame_info.serial, frame_info.firmware
+        ),
+        smu: format!(
+            "{} {} {} (serial {}, firmware {})",
+            smu_info.name, smu_info.vendor, smu_info.model, smu_info.serial, smu_info.firmware
+        ),
+    };
+    let writer = RunWriter::create(&path, &cfg, &instrument)?;
+
+    let shared = Arc::new(Shared::default());
+    if opts.install_signal_handlers {
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            if let Err(e) = signal_hook::flag::register_usize(sig, Arc::clone(&shared.signal), sig as usize) {
+                tracing::warn!(error = %e, signal = sig, "cannot install signal handler");
+            }
+        }
+    }
+    let (ring_tx, ring_rx) = rtrb::RingBuffer::<Sample>::new(cfg.ring_capacity_samples);
+    let (ev_tx, ev_rx) = rtrb::RingBuffer::<Event>::new(CONTROL_EVENTS_CAPACITY);
+    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+    let (upd_tx, upd_rx) = crossbeam_channel::bounded(UPDATES_CAPACITY);
+    let paced = !opts.fast;
+
+    let span = tracing::info_span!("run", file = %path.display());
+    let control = {
+        let lp = ControlLoop::new(cfg.clone(), rig, ring_tx, ev_tx, Arc::clone(&shared), paced);
+        let shared = Arc::clone(&shared);
+        let span = span.clone();
+        std::thread::Builder::new()
+            .name("nanoecr-control".into())
+            .spawn(move || {
+                let _g = span.enter();
+                let outcome = lp.run();
+                tracing::info!(end = %outcome.end_reason.describe(), "control loop ended");
+                shared.control_done.store(true, std::sync::atomic::Ordering::Release);
+                let _ = done_tx.send(outcome);
+            })
+            .map_err(|e| RunError::Internal(format!("cannot spawn control thread: {e}")))?
+    };
+    let consumer = {
+        let c = Consumer {
+            cfg,
+            ring: ring_rx,
+            control_events: ev_rx,
+            writer,
+            shared: Arc::clone(&shared),
+            control_done: done_rx,
+            updates: upd_tx.clone(),
+            paced,
+            hold_until_control_ends: opts.hold_consumer_until_control_ends,
+        };
+        let shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("nanoecr-consumer".into())
+            .spawn(move || {
+                let _g = span.enter();
+                let result = c.run();
+                if let Ok(summary) = &result {
+                    // The final summary is the one update that must not be lost to a full
+                    // channel: block for it (the consumer has nothing left to do).
+                    let _ =
+                        upd_tx.send_timeout(RunUpdate::Finished(summary.clone()), std::time::Duration::from_secs(1));
+                }
+                shared.finished.store(true, std::sync::atomic::Ordering::Release);
+                result
+            })
+            .map_err(|e| RunError::Internal(format!("cannot spawn consumer thread: {e}")))?
+    };
+    Ok(RunHandle { path, shared, updates: upd_rx, control: Some(control), consumer: Some(consumer) })
+}
+
+/// A run-file path from the template that does not overwrite an existing file.
+fn unique_path(dir: &Path, cfg: &RunConfig) -> PathBuf {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let name = cfg.file_name(&stamp);
+    let candidate = dir.join(&name);
+    if !candidate.exists() {
+        return candidate;
+    }
+    let stem = name.trim_end_matches(".h5");
+    (1..).map(|i| dir.join(format!("{stem}_{i}.h5"))).find(|p| !p.exists()).unwrap_or(candidate)
+}

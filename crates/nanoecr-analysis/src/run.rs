@@ -1,0 +1,485 @@
+//! One run's analysis (and a campaign's), from columns and events already in memory:
+//! [`RunInput`] is what every source (an HDF5 run file, a foreign file, an in-memory simulation)
+//! is turned into, [`analyze_run`] does every statistic, [`RunAnalysis`] holds every number and
+//! serialises to the JSON that `nanoecr analyze --json` prints.
+
+use nanoecr_core::config::DetectionConfig;
+use nanoecr_core::{Event, EventKind, Pillar};
+use serde::{Deserialize, Serialize};
+
+use crate::events::{
+    activation_energy, popin_correlation, sign_balance, waiting_time_table, ActivationEnergy, PopinCorrelation,
+    SignBalance, WaitingTimes,
+};
+use crate::powerlaw::{analyze_magnitudes, ccdf, log_histogram, EfficiencyCurve, LogHistogram, MagnitudeAnalysis};
+use crate::scoring::{score_events, ScoreOptions, ScoreReport};
+
+/// A run as the analysis needs it. Columns are per sample and of equal length.
+#[derive(Debug, Clone, Default)]
+pub struct RunInput {
+    /// Where it came from (file path or a label).
+    pub path: String,
+    /// Run status as written ("complete", "aborted", "failed", "running").
+    pub status: String,
+    /// Why it ended, when recorded.
+    pub end_reason: Option<String>,
+    /// Pillar geometry.
+    pub pillar: Option<Pillar>,
+    /// Sampling rate, Hz.
+    pub rate_hz: f64,
+    /// Settle window, s.
+    pub settle_s: f64,
+    /// Time since run start, s.
+    pub time_s: Vec<f64>,
+    /// Displacement, nm.
+    pub disp_nm: Vec<f64>,
+    /// Load, µN.
+    pub load_un: Vec<f64>,
+    /// Δρ/ρ per sample (NaN in settle).
+    pub delta_rho: Vec<f64>,
+    /// Segment code per sample.
+    pub segment: Vec<u8>,
+    /// Detected (or stored) events.
+    pub events: Vec<Event>,
+    /// Simulator ground truth, when present.
+    pub ground_truth: Option<Vec<Event>>,
+    /// True α and xc from the run's `[simulation]` config, when simulated.
+    pub true_alpha: Option<f64>,
+    /// See `true_alpha`.
+    pub true_xc: Option<f64>,
+    /// Detector settings the events were found with (defaults when unknown).
+    pub detection: DetectionConfig,
+}
+
+impl RunInput {
+    /// Peak engineering stress in MPa (from the largest load), NaN without a pillar or data.
+    pub fn peak_stress_mpa(&self) -> f64 {
+        let peak = self.load_un.iter().copied().filter(|v| v.is_finite()).fold(f64::NAN, f64::max);
+        self.pillar.map_or(f64::NAN, |p| p.stress_mpa(peak))
+    }
+
+    /// Robust noise σ of Δρ/ρ: 1.4826 · MAD of first differences / √2 (spikes are sparse and
+    /// short, so they barely move the median; the slow baseline cancels in the differences).
+    pub fn noise_sigma(&self) -> f64 {
+        let d: Vec<f64> = self.delta_rho.windows(2).map(|w| w[1] - w[0]).filter(|v| v.is_finite()).collect();
+        if d.len() < 10 {
+            return f64::NAN;
+        }
+        let med = crate::events::median(&d);
+        let abs: Vec<f64> = d.iter().map(|v| (v - med).abs()).collect();
+        1.4826 * crate::events::median(&abs) / std::f64::consts::SQRT_2
+    }
+}
+
+/// Options of the analysis.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisOptions {
+    /// Attempt frequency ω for ΔG, 1/s.
+    pub omega_per_s: f64,
+    /// Temperature for ΔG, K.
+    pub temperature_k: f64,
+    /// Efficiency level that defines the completeness threshold.
+    pub completeness_level: f64,
+    /// Fit above this x instead of the completeness threshold, when set.
+    pub x_min_override: Option<f64>,
+    /// Matching tolerance for scoring, samples.
+    pub tolerance_samples: f64,
+}
+
+impl Default for AnalysisOptions {
+    fn default() -> Self {
+        Self {
+            omega_per_s: 1e13,
+            temperature_k: 295.0,
+            completeness_level: 0.95,
+            x_min_override: None,
+            tolerance_samples: 2.0,
+        }
+    }
+}
+
+/// An event in the JSON output, with the keys the CLI promises.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventJson {
+    /// "spike" or "popin".
+    pub kind: String,
+    /// "p" or "n".
+    pub sign: String,
+    /// Onset, s.
+    pub onset_time: f64,
+    /// Peak, s.
+    pub peak_time: f64,
+    /// Duration, s.
+    pub duration: f64,
+    /// Signed Δρ/ρ for spikes; nm for pop-ins.
+    pub magnitude: f64,
+    /// "settle", "load", "hold", "unload" (or "safe_unload").
+    pub segment: String,
+    /// Stress at onset, MPa.
+    pub stress_mpa: f64,
+    /// Pop-ins: Δρ/ρ of the linked spike (null otherwise).
+    pub linked_delta_rho: f64,
+}
+
+impl From<&Event> for EventJson {
+    fn from(e: &Event) -> Self {
+        Self {
+            kind: e.kind.name().into(),
+            sign: e.sign.name().into(),
+            onset_time: e.onset_time_s,
+            peak_time: e.peak_time_s,
+            duration: e.duration_s,
+            magnitude: e.magnitude,
+            segment: e.segment.name().into(),
+            stress_mpa: e.stress_mpa,
+            linked_delta_rho: e.linked_delta_rho,
+        }
+    }
+}
+
+/// Fitted vs true distribution parameters of a simulated run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FitVsTruth {
+    /// True α from the config.
+    pub true_alpha: f64,
+    /// True xc from the config.
+    pub true_xc: f64,
+    /// Fitted α (naive, above completeness) and whether its CI covers the truth.
+    pub alpha: f64,
+    /// See `alpha`.
+    pub alpha_ci_covers: bool,
+    /// Fitted xc (naive) and whether it is within a factor 2 of the truth.
+    pub xc: f64,
+    /// See `xc`.
+    pub xc_within_factor_2: bool,
+    /// Efficiency-aware α and xc, when fitted.
+    pub alpha_efficiency_aware: Option<f64>,
+    /// See `alpha_efficiency_aware`.
+    pub xc_efficiency_aware: Option<f64>,
+}
+
+/// Every number of one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunAnalysis {
+    /// Source file or label.
+    pub file: String,
+    /// Run status; "ended without closing" for a file still marked running.
+    pub status: String,
+    /// Why it ended, when recorded.
+    pub end_reason: Option<String>,
+    /// Sampling rate, Hz.
+    pub rate_hz: f64,
+    /// Peak engineering stress, MPa.
+    pub peak_stress_mpa: f64,
+    /// Samples in the file.
+    pub n_samples: usize,
+    /// Robust noise σ of Δρ/ρ.
+    pub noise_sigma: f64,
+    /// Spike, pop-in and interlock counts.
+    pub n_spikes: usize,
+    /// See `n_spikes`.
+    pub n_popins: usize,
+    /// See `n_spikes`.
+    pub n_interlocks: usize,
+    /// Detection threshold in Δρ/ρ assumed for the efficiency model.
+    pub detection_threshold: f64,
+    /// Efficiency curve used (measured from ground truth, or the threshold model).
+    pub efficiency_curve: EfficiencyCurve,
+    /// Completeness threshold: smallest x above which efficiency ≥ 0.95.
+    pub completeness_threshold: Option<f64>,
+    /// Lower end of the naive fit.
+    pub fit_x_min: f64,
+    /// Magnitude fits and model comparisons (None with too few spikes; see `notes`).
+    pub magnitudes: Option<MagnitudeAnalysis>,
+    /// Log-binned histogram of |Δρ/ρ| from 1e-4.
+    pub histogram: LogHistogram,
+    /// Waiting times per segment and sign.
+    pub waiting_times: Vec<WaitingTimes>,
+    /// p − n per segment.
+    pub sign_balance: Vec<SignBalance>,
+    /// Pop-ins and their strain/resistivity correlation.
+    pub popins: PopinCorrelation,
+    /// ΔG from the median spike duration.
+    pub activation_energy: ActivationEnergy,
+    /// Score against ground truth, when the run carries it.
+    pub score: Option<ScoreReport>,
+    /// Fitted vs true α, xc, when simulated.
+    pub fit_vs_truth: Option<FitVsTruth>,
+    /// Every event (spikes and pop-ins).
+    pub events: Vec<EventJson>,
+    /// Anything the reader should know (too few events, fallbacks).
+    pub notes: Vec<String>,
+}
+
+impl RunAnalysis {
+    /// The |Δρ/ρ| of the spikes (what the magnitude fits used).
+    pub fn spike_magnitudes(&self) -> Vec<f64> {
+        self.events.iter().filter(|e| e.kind == "spike").map(|e| e.magnitude.abs()).collect()
+    }
+
+    /// (x, P(X ≥ x)) of the spikes from 1e-4.
+    pub fn ccdf(&self) -> Vec<(f64, f64)> {
+        ccdf(&self.spike_magnitudes(), 1e-4)
+    }
+}
+
+/// Analyse one run.
+pub fn analyze_run(input: &RunInput, opts: &AnalysisOptions) -> RunAnalysis {
+    let mut notes = Vec::new();
+    let spikes: Vec<Event> = input.events.iter().filter(|e| e.kind == EventKind::Spike).copied().collect();
+    let mags: Vec<f64> = spikes.iter().map(|e| e.magnitude.abs()).collect();
+    let sigma = input.noise_sigma();
+    let threshold = if sigma.is_finite() {
+        (input.detection.threshold_sigma * sigma).max(input.detection.min_magnitude)
+    } else {
+        input.detection.min_magnitude
+    };
+    let model = EfficiencyCurve::threshold_model(threshold, if sigma.is_finite() { sigma } else { 1e-4 });
+
+    let score = input.ground_truth.as_ref().map(|truth| {
+        let so =
+            ScoreOptions { tolerance_samples: opts.tolerance_samples, rate_hz: input.rate_hz, ..Default::default() };
+        score_events(&input.events, truth, &so)
+    });
+    // A measured curve is preferred when it has enough true spikes to mean something.
+    let curve = match score.as_ref().and_then(|s| s.efficiency_curve()) {
+        Some(c) if score.as_ref().is_some_and(|s| s.counts.n_true >= 200) => c,
+        _ => model,
+    };
+    let completeness = curve.completeness(opts.completeness_level);
+    let fit_x_min = opts.x_min_override.or(completeness).unwrap_or(threshold * 1.4);
+    if completeness.is_none() {
+        notes.push(format!("efficiency never reaches {}; fitting above {fit_x_min:.3e}", opts.completeness_level));
+    }
+    let magnitudes = match analyze_magnitudes(&mags, fit_x_min, Some((&curve, threshold))) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            notes.push(format!("no magnitude fit: {e}"));
+            None
+        }
+    };
+    let fit_vs_truth = match (input.true_alpha, input.true_xc, magnitudes.as_ref()) {
+        (Some(a), Some(xc), Some(m)) => {
+            let t = &m.truncated_power_law;
+            Some(FitVsTruth {
+                true_alpha: a,
+                true_xc: xc,
+                alpha: t.alpha,
+                alpha_ci_covers: t.alpha_ci[0] <= a && a <= t.alpha_ci[1],
+                xc: t.xc,
+                xc_within_factor_2: t.xc >= xc / 2.0 && t.xc <= xc * 2.0,
+                alpha_efficiency_aware: m.efficiency_aware.as_ref().map(|f| f.alpha),
+                xc_efficiency_aware: m.efficiency_aware.as_ref().map(|f| f.xc),
+            })
+        }
+        _ => None,
+    };
+    let status = if input.status == "running" { "ended without closing".to_string() } else { input.status.clone() };
+    let height_nm = input.pillar.map_or(5000.0, |p| p.height_nm());
+    RunAnalysis {
+        file: input.path.clone(),
+        status,
+        end_reason: input.end_reason.clone(),
+        rate_hz: input.rate_hz,
+        peak_stress_mpa: input.peak_stress_mpa(),
+        n_samples: input.time_s.len(),
+        noise_sigma: sigma,
+        n_spikes: spikes.len(),
+        n_popins: input.events.iter().filter(|e| e.kind == EventKind::Popin).count(),
+        n_interlocks: input.events.iter().filter(|e| e.kind == EventKind::Interlock).count(),
+        detection_threshold: threshold,
+        efficiency_curve: curve,
+        completeness_threshold: completeness,
+        fit_x_min,
+        magnitudes,
+        histogram: log_histogram(&mags, 1e-4, 5),
+        waiting_times: waiting_time_table(&input.events),
+        sign_balance: sign_balance(&input.events),
+        popins: popin_correlation(&input.events, height_nm),
+        activation_energy: activation_energy(&input.events, opts.omega_per_s, opts.temperature_k),
+        score,
+        fit_vs_truth,
+        events: input.events.iter().filter(|e| e.kind != EventKind::Interlock).map(EventJson::from).collect(),
+        notes,
+    }
+}
+
+/// Runs with the same peak stress, analysed together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StressGroup {
+    /// Peak stress of the group (rounded to 10 MPa).
+    pub peak_stress_mpa: f64,
+    /// Files in the group.
+    pub files: Vec<String>,
+    /// Spikes pooled.
+    pub n_spikes: usize,
+    /// Pooled magnitude fit above the largest completeness threshold of the group.
+    pub magnitudes: Option<MagnitudeAnalysis>,
+    /// Pooled p − n per segment.
+    pub sign_balance: Vec<SignBalance>,
+    /// Pooled waiting times (waits never span files).
+    pub waiting_times: Vec<WaitingTimes>,
+    /// Why there is no fit, if there is none.
+    pub notes: Vec<String>,
+}
+
+/// A campaign: runs grouped by peak stress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CampaignAnalysis {
+    /// Groups in increasing stress.
+    pub groups: Vec<StressGroup>,
+}
+
+/// Group analysed runs (with their events) by peak stress and pool each group.
+pub fn analyze_campaign(runs: &[(RunAnalysis, Vec<Event>)]) -> CampaignAnalysis {
+    let mut keys: Vec<i64> = runs
+        .iter()
+        .map(|(a, _)| if a.peak_stress_mpa.is_finite() { (a.peak_stress_mpa / 10.0).round() as i64 } else { -1 })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let groups = keys
+        .into_iter()
+        .map(|k| {
+            let members: Vec<&(RunAnalysis, Vec<Event>)> = runs
+                .iter()
+                .filter(|(a, _)| {
+                    (if a.peak_stress_mpa.is_finite() { (a.peak_stress_mpa / 10.0).round() as i64 } else { -1 }) == k
+                })
+                .collect();
+            let mut mags = Vec::new();
+            let mut balance: Vec<SignBalance> = Vec::new();
+            let mut waits: Vec<Vec<f64>> = Vec::new();
+            let mut labels: Vec<(String, String)> = Vec::new();
+            let mut x_min: f64 = 0.0;
+            for (a, ev) in &members {
+                mags.extend(ev.iter().filter(|e| e.kind == EventKind::Spike).map(|e| e.magnitude.abs()));
+                x_min = x_min.max(a.fit_x_min);
+                let b = sign_balance(ev);
+                if balance.is_empty() {
+                    balance = b;
+                } else {
+                    for (acc, v) in balance.iter_mut().zip(b) {
+                        acc.p += v.p;
+                        acc.n += v.n;
+                    }
+                }
+                for (i, w) in waiting_time_table(ev).into_iter().enumerate() {
+                    if waits.len() <= i {
+                        waits.push(Vec::new());
+                        labels.push((w.segment.clone(), w.sign.clone()));
+                    }
+                    waits[i].extend_from_slice(&w.waits_s);
+                }
+            }
+            for b in &mut balance {
+                b.difference = b.p as i64 - b.n as i64;
+                b.sigma = ((b.p + b.n) as f64).sqrt();
+                b.z = if b.sigma > 0.0 { b.difference as f64 / b.sigma } else { 0.0 };
+            }
+            let mut notes = Vec::new();
+            let magnitudes = match analyze_magnitudes(&mags, x_min.max(1e-6), None) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    notes.push(format!("no pooled fit: {e}"));
+                    None
+                }
+            };
+            StressGroup {
+                peak_stress_mpa: k as f64 * 10.0,
+                files: members.iter().map(|(a, _)| a.file.clone()).collect(),
+                n_spikes: mags.len(),
+                magnitudes,
+                sign_balance: balance,
+                waiting_times: waits
+                    .iter()
+                    .zip(&labels)
+                    .map(|(w, (s, g))| crate::events::fit_waiting_times(w, s, g))
+                    .collect(),
+                notes,
+            }
+        })
+        .collect();
+    CampaignAnalysis { groups }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::powerlaw::sample_truncated_power_law;
+    use nanoecr_core::Segment;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// A synthetic run: noise-only Δρ/ρ columns and spikes from the paper's distribution.
+    pub(crate) fn synthetic_input(seed: u64) -> RunInput {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let n = 32_000;
+        let rate = 1000.0;
+        let time_s: Vec<f64> = (0..n).map(|i| i as f64 / rate).collect();
+        let segment: Vec<u8> = time_s.iter().map(|&t| if t < 2.0 { 0 } else { 1 + ((t - 2.0) / 10.0) as u8 }).collect();
+        let noise = rand_distr::Normal::new(0.0, 1e-4).expect("normal");
+        let delta_rho: Vec<f64> = time_s.iter().map(|&t| if t < 2.0 { f64::NAN } else { rng.sample(noise) }).collect();
+        let mags = sample_truncated_power_law(&mut rng, 1.5, 1e-3, 6.6e-4, 400);
+        let events = mags
+            .iter()
+            .enumerate()
+            .map(|(i, &m)| {
+                let t = 2.0 + 28.0 * i as f64 / 400.0;
+                let seg = Segment::from_code(1 + ((t - 2.0) / 10.0) as u8).unwrap_or(Segment::Hold);
+                let sign = if rng.gen::<f64>() < 0.5 { 1.0 } else { -1.0 };
+                Event::spike(t, t + 5e-4, 1.2e-3, sign * m, seg, 1000.0)
+            })
+            .collect();
+        RunInput {
+            path: format!("synthetic-{seed}"),
+            status: "complete".into(),
+            pillar: Some(Pillar {
+                diameter_um: 2.0,
+                height_um: 5.0,
+                poisson_ratio: 1.0 / 3.0,
+                youngs_modulus_gpa: 88.0,
+            }),
+            rate_hz: rate,
+            settle_s: 2.0,
+            load_un: time_s.iter().map(|t| 200.0 * t).collect(),
+            disp_nm: vec![0.0; n],
+            time_s,
+            delta_rho,
+            segment,
+            events,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn synthetic_run_analysis_has_every_section() {
+        let input = synthetic_input(1);
+        let a = analyze_run(&input, &AnalysisOptions::default());
+        assert!((a.noise_sigma - 1e-4).abs() < 1e-5, "σ {}", a.noise_sigma);
+        assert_eq!(a.n_spikes, 400);
+        let m = a.magnitudes.as_ref().expect("fit");
+        assert!((m.truncated_power_law.alpha - 1.5).abs() < 0.6, "α {}", m.truncated_power_law.alpha);
+        assert_eq!(a.sign_balance.len(), 3);
+        assert_eq!(a.waiting_times.len(), 8);
+        let json = serde_json::to_value(&a).expect("json");
+        for key in ["kind", "sign", "onset_time", "peak_time", "duration", "magnitude", "segment"] {
+            assert!(json["events"][0].get(key).is_some(), "missing {key}");
+        }
+        let running = analyze_run(&RunInput { status: "running".into(), ..input }, &AnalysisOptions::default());
+        assert_eq!(running.status, "ended without closing");
+    }
+
+    #[test]
+    fn campaign_groups_by_peak_stress() {
+        let a = synthetic_input(2);
+        let mut b = synthetic_input(3);
+        b.load_un.iter_mut().for_each(|v| *v *= 2.0);
+        let runs: Vec<(RunAnalysis, Vec<Event>)> =
+            [a.clone(), b, a].iter().map(|i| (analyze_run(i, &AnalysisOptions::default()), i.events.clone())).collect();
+        let c = analyze_campaign(&runs);
+        assert_eq!(c.groups.len(), 2);
+        assert_eq!(c.groups[0].files.len(), 2);
+        assert_eq!(c.groups[0].n_spikes, 800);
+    }
+}

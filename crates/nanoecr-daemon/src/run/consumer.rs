@@ -1,0 +1,260 @@
+//! The consumer thread: pops samples from the ring in chunks, runs the streaming detector, writes
+//! the HDF5 file in blocks and flushes it at least every `flush_interval_ms`, and publishes
+//! progress, events and decimated samples to a bounded channel with `try_send` (a stalled
+//! reader loses updates, never samples).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use nanoecr_core::{Diagnostics, EndReason, Event, EventKind, Progress, RunConfig, RunSummary, Sample, Segment, Sign};
+use nanoecr_detect::Detector;
+use nanoecr_store::RunWriter;
+
+use super::control::ControlOutcome;
+use super::shared::Shared;
+use super::RunUpdate;
+
+/// Samples taken from the ring per round; also the writer's append granularity.
+const CHUNK: usize = 4096;
+/// How long the consumer naps when the ring is empty. Short against the 100 ms flush bound and
+/// the ring's seconds of headroom; long enough not to burn a core on a 2-core machine.
+const IDLE_NAP: Duration = Duration::from_micros(500);
+/// Progress and decimated samples are published at this interval.
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+/// Decimated samples per publication.
+const SAMPLES_PER_PUBLISH: usize = 20;
+
+/// What the consumer needs.
+pub struct Consumer {
+    /// The run config.
+    pub cfg: RunConfig,
+    /// Samples from the control loop.
+    pub ring: rtrb::Consumer<Sample>,
+    /// Interlock events from the control loop.
+    pub control_events: rtrb::Consumer<Event>,
+    /// The open run file.
+    pub writer: RunWriter,
+    /// Shared counters and stop requests.
+    pub shared: Arc<Shared>,
+    /// The control thread's outcome arrives here when it ends.
+    pub control_done: Receiver<ControlOutcome>,
+    /// Where updates go.
+    pub updates: Sender<RunUpdate>,
+    /// Whether the run is paced in real time (detection latency is only meaningful then).
+    pub paced: bool,
+    /// See `RunOptions::hold_consumer_until_control_ends`.
+    pub hold_until_control_ends: bool,
+}
+
+#[derive(Default)]
+struct Counts {
+    spikes_p: u64,
+    spikes_n: u64,
+    popins: u64,
+    interlocks: u64,
+    by_segment: [(u64, u64); 5],
+}
+
+impl Counts {
+    fn add(&mut self, e: &Event) {
+        match e.kind {
+            EventKind::Spike => {
+                let slot = &mut self.by_segment[e.segment.code() as usize % 5];
+                if e.sign == Sign::P {
+                    self.spikes_p += 1;
+                    slot.0 += 1;
+                } else {
+                    self.spikes_n += 1;
+                    slot.1 += 1;
+                }
+            }
+            EventKind::Popin => self.popins += 1,
+            EventKind::Interlock => self.interlocks += 1,
+        }
+    }
+}
+
+impl Consumer {
+    /// Run until the control loop has ended and the ring is drained; close the file.
+    pub fn run(mut self) -> Result<RunSummary, nanoecr_store::StoreError> {
+        let wall0 = Instant::now();
+        let cfg = &self.cfg;
+        let mut detector = Detector::new(&cfg.raw.detection, cfg.pillar, cfg.rate_hz(), cfg.raw.acquisition.settle_s);
+        let flush_every = Duration::from_secs_f64(cfg.raw.acquisition.flush_interval_ms / 1000.0);
+        let mut chunk: Vec<Sample> = Vec::with_capacity(CHUNK);
+        let mut rho: Vec<f64> = Vec::with_capacity(CHUNK);
+        let mut events: Vec<Event> = Vec::with_capacity(256);
+        let mut counts = Counts::default();
+        let mut detection_latency = nanoecr_core::LatencyHistogram::default();
+        let mut last_flush = Instant::now();
+        let mut last_publish = Instant::now();
+        let mut last_sample = Sample::default();
+        let mut last_rho = f64::NAN;
+        let mut written: u64 = 0;
+        let mut storage_error: Option<String> = None;
+        let mut outcome: Option<ControlOutcome> = None;
+        if self.hold_until_control_ends {
+            outcome = self.control_done.recv().ok();
+        }
+        let mut decimated: Vec<Sample> = Vec::with_capacity(SAMPLES_PER_PUBLISH);
+        let decimate_every = ((cfg.rate_hz() * PUBLISH_EVERY.as_secs_f64()) as u64 / SAMPLES_PER_PUBLISH as u64).max(1);
+
+        loop {
+            // Take what the loop has produced, in one chunk.
+            chunk.clear();
+            rho.clear();
+            let available = self.ring.slots().min(CHUNK);
+            if available > 0 {
+                if let Ok(read) = self.ring.read_chunk(available) {
+                    chunk.extend(read.into_iter());
+                }
+            }
+            for s in &chunk {
+                let r = detector.process(s, &mut |e| events.push(e));
+                rho.push(r);
+                if s.seq % decimate_every == 0 && decimated.len() < decimated.capacity() {
+                    decimated.push(*s);
+                }
+            }
+            if let Some(s) = chunk.last() {
+                last_sample = *s;
+                last_rho = rho.last().copied().unwrap_or(f64::NAN);
+            }
+            while let Ok(e) = self.control_events.pop() {
+                events.push(e);
+            }
+            if outcome.is_some() && self.ring.is_empty() {
+                detector.finish(&mut |e| events.push(e));
+            }
+
+            if storage_error.is_none() && !chunk.is_empty() {
+                match self.writer.append(&chunk, &rho) {
+                    Ok(()) => written += chunk.len() as u64,
+                    Err(e) => storage_error = Some(e.to_string()),
+                }
+            }
+            if !events.is_empty() {
+                let now = Instant::now();
+                for e in &events {
+                    counts.add(e);
+                    if self.paced && e.kind != EventKind::Interlock {
+                        if let Some(t0) = self.shared.start() {
+                            // The event is known once its last sample has arrived.
+                            let known_at = t0 + Duration::from_secs_f64((e.onset_time_s + e.duration_s).max(0.0));
+                            detection_latency.record_us(now.saturating_duration_since(known_at).as_secs_f64() * 1e6);
+                        }
+                    }
+                    let _ = self.updates.try_send(RunUpdate::Event(*e));
+                }
+                if storage_error.is_none() {
+                    if let Err(e) = self.writer.append_events(&events) {
+                        storage_error = Some(e.to_string());
+                    }
+                }
+                events.clear();
+            }
+            if storage_error.is_none() && last_flush.elapsed() >= flush_every {
+                if let Err(e) = self.writer.flush() {
+                    storage_error = Some(e.to_string());
+                }
+                last_flush = Instant::now();
+            }
+            if let Some(msg) = &storage_error {
+                // The file is broken: stop the test safely; keep draining the ring so the loop
+                // never sees a full ring because of us.
+                if !self.shared.abort_requested() {
+                    tracing::error!(error = %msg, "run file write failed; stopping the test safely");
+                    self.shared.request_abort(EndReason::StorageFault(msg.clone()));
+                }
+            }
+            if last_publish.elapsed() >= PUBLISH_EVERY {
+                let p = Progress {
+                    time_s: last_sample.time_s,
+                    total_s: cfg.load_function.total_s(),
+                    segment: last_sample.segment,
+                    setpoint_un: last_sample.setpoint_un,
+                    load_un: last_sample.load_un,
+                    disp_nm: last_sample.disp_nm,
+                    delta_rho: last_rho,
+                    samples: written,
+                    dropped: self.shared.dropped.load(Ordering::Relaxed),
+                    spikes_p: counts.spikes_p,
+                    spikes_n: counts.spikes_n,
+                    popins: counts.popins,
+                    ring_occupancy: self.shared.ring_occupancy.load(Ordering::Relaxed),
+                };
+                let _ = self.updates.try_send(RunUpdate::Progress(p));
+                if !decimated.is_empty() {
+                    let batch = std::mem::replace(&mut decimated, Vec::with_capacity(SAMPLES_PER_PUBLISH));
+                    let _ = self.updates.try_send(RunUpdate::Samples(batch));
+                }
+                last_publish = Instant::now();
+            }
+
+            if outcome.is_none() {
+                if let Ok(o) = self.control_done.try_recv() {
+                    outcome = Some(o);
+                    continue; // drain what the loop pushed before it ended
+                }
+            }
+            if outcome.is_some() && self.ring.is_empty() && self.control_events.is_empty() {
+                break;
+            }
+            if chunk.is_empty() {
+                std::thread::sleep(IDLE_NAP);
+            }
+        }
+
+        let Some(outcome) = outcome else {
+            // Unreachable by construction (the loop only breaks with an outcome).
+            return Err(nanoecr_store::StoreError::Other("control loop ended without an outcome".into()));
+        };
+        let mut diag: Diagnostics = outcome.diagnostics;
+        diag.detection_latency = detection_latency;
+        diag.dropped_samples = self.shared.dropped.load(Ordering::Relaxed);
+        let end = match (&storage_error, outcome.end_reason) {
+            (Some(msg), EndReason::Completed) => EndReason::StorageFault(msg.clone()),
+            (_, r) => r,
+        };
+        let path = self.writer.path().to_path_buf();
+        let gt_len = outcome.ground_truth.as_ref().map_or(0, Vec::len) as u64;
+        let finish_result = self.writer.finish(&end, &diag, outcome.ground_truth.as_deref());
+        if let Err(e) = &finish_result {
+            tracing::error!(error = %e, "closing the run file failed");
+        }
+        let names = [Segment::Settle, Segment::Load, Segment::Hold, Segment::Unload, Segment::SafeUnload];
+        let summary = RunSummary {
+            file: path.display().to_string(),
+            status: end.status(),
+            end_reason: end.describe(),
+            samples: written,
+            dropped: diag.dropped_samples,
+            duration_s: last_sample.time_s + cfg.dt_s(),
+            wall_s: wall0.elapsed().as_secs_f64(),
+            ticks: diag.ticks,
+            lateness_p50_us: diag.loop_lateness.quantile_us(0.5).unwrap_or(0.0),
+            lateness_p99_us: diag.loop_lateness.quantile_us(0.99).unwrap_or(0.0),
+            lateness_max_us: diag.loop_lateness.max_us,
+            missed_deadlines: diag.missed_deadlines,
+            paced: diag.paced,
+            realtime_scheduling: diag.realtime_scheduling,
+            load_tracking_rms_un: diag.load_tracking_rms_un,
+            peak_load_un: cfg.load_function.peak_load_un(),
+            spikes_p: counts.spikes_p,
+            spikes_n: counts.spikes_n,
+            popins: counts.popins,
+            interlocks: counts.interlocks,
+            spikes_by_segment: names
+                .iter()
+                .zip(counts.by_segment.iter())
+                .filter(|(s, c)| c.0 + c.1 > 0 || matches!(s, Segment::Load | Segment::Hold | Segment::Unload))
+                .map(|(s, c)| (s.name().to_string(), c.0, c.1))
+                .collect(),
+            ground_truth_events: gt_len,
+        };
+        finish_result?;
+        Ok(summary)
+    }
+}

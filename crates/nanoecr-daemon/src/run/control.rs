@@ -1,0 +1,457 @@
+//! The control loop: a dedicated thread that ticks at `rate_hz` against absolute deadlines.
+//!
+//! Each tick: setpoint from the load function → feedforward + PI load feedback → actuator command
+//! → read both instruments → merge by sequence number → interlocks → push into the SPSC ring.
+//! It allocates nothing per tick and never blocks on the consumer, the file or a client: the
+//! only things it shares are atomics and the ring. A full ring costs a counted, dropped sample,
+//! never a late tick.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nanoecr_core::config::RunConfig;
+use nanoecr_core::sample::{FLAG_COMPLIANCE, FLAG_CURRENT_INVALID};
+use nanoecr_core::{Diagnostics, EndReason, Event, EventKind, Sample, Segment, Sign};
+use nanoecr_hw::{FrameLimits, FrameReading, HwError, Rig, SmuReading};
+
+use super::shared::Shared;
+
+/// Samples read from each instrument per tick at most; more than any backend returns at once.
+const READ_BATCH: usize = 256;
+/// How long before a deadline the loop stops sleeping and spins, so wake-up jitter of the
+/// scheduler does not become tick lateness.
+const SPIN_BEFORE_DEADLINE: Duration = Duration::from_micros(30);
+/// Ticks to keep sampling at zero load after a safe unload, so the file shows the rig at rest.
+const REST_TICKS_AFTER_UNLOAD_S: f64 = 0.05;
+
+/// What the control thread hands back when it ends.
+#[derive(Debug)]
+pub struct ControlOutcome {
+    /// Why the run ended.
+    pub end_reason: EndReason,
+    /// Loop timing and counters.
+    pub diagnostics: Diagnostics,
+    /// True events of a simulated rig.
+    pub ground_truth: Option<Vec<Event>>,
+    /// Samples pushed into the ring (not counting drops).
+    pub pushed: u64,
+}
+
+/// Everything the loop needs, moved into its thread.
+pub struct ControlLoop {
+    cfg: RunConfig,
+    rig: Rig,
+    ring: rtrb::Producer<Sample>,
+    control_events: rtrb::Producer<Event>,
+    shared: Arc<Shared>,
+    paced: bool,
+}
+
+/// State of the program.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    /// Following the load function.
+    Program,
+    /// Ramping down after an abort, from the given load at the given time.
+    SafeUnload { from_un: f64, since_s: f64 },
+    /// Unloaded; resting a few ticks before switching off.
+    Rest { until_s: f64 },
+}
+
+/// Merges frame and meter readings by sequence number without allocating.
+struct Merger {
+    frames: [FrameReading; READ_BATCH],
+    n_frames: usize,
+    smus: [SmuReading; READ_BATCH],
+    n_smus: usize,
+}
+
+impl Merger {
+    fn new() -> Self {
+        Self {
+            frames: [FrameReading::default(); READ_BATCH],
+            n_frames: 0,
+            smus: [SmuReading::default(); READ_BATCH],
+            n_smus: 0,
+        }
+    }
+
+    /// Pops the next frame reading together with its current reading, when both have arrived or
+    /// when the meter has moved past it (then the current is missing). `None`: wait for more.
+    fn next(&mut self) -> Option<(FrameReading, Option<SmuReading>)> {
+        if self.n_frames == 0 {
+            return None;
+        }
+        let f = self.frames[0];
+        let mut found = None;
+        let mut meter_ahead = false;
+        for i in 0..self.n_smus {
+            if self.smus[i].seq == f.seq {
+                found = Some(i);
+                break;
+            }
+            if self.smus[i].seq > f.seq {
+                meter_ahead = true;
+            }
+        }
+        let smu = match found {
+            Some(i) => {
+                let s = self.smus[i];
+                // Readings older than this frame can never be matched any more.
+                let keep_from = i + 1;
+                self.smus.copy_within(keep_from..self.n_smus, 0);
+                self.n_smus -= keep_from;
+                Some(s)
+            }
+            None if meter_ahead || self.n_frames == READ_BATCH => None,
+            None => return None,
+        };
+        self.frames.copy_within(1..self.n_frames, 0);
+        self.n_frames -= 1;
+        Some((f, smu))
+    }
+}
+
+impl ControlLoop {
+    /// Prepare a loop; nothing runs until [`ControlLoop::run`].
+    pub fn new(
+        cfg: RunConfig,
+        rig: Rig,
+        ring: rtrb::Producer<Sample>,
+        control_events: rtrb::Producer<Event>,
+        shared: Arc<Shared>,
+        paced: bool,
+    ) -> Self {
+        Self { cfg, rig, ring, control_events, shared, paced }
+    }
+
+    /// Run the test to its end on the calling thread (spawn a dedicated thread for it).
+    pub fn run(mut self) -> ControlOutcome {
+        let mut diag = Diagnostics {
+            rate_hz: self.cfg.rate_hz(),
+            paced: self.paced,
+            ring_capacity: self.ring.buffer().capacity() as u64,
+            ..Diagnostics::default()
+        };
+        if self.paced && self.cfg.raw.control.realtime {
+            diag.realtime_scheduling = try_realtime();
+        }
+        self.shared.realtime.store(diag.realtime_scheduling, Ordering::Relaxed);
+
+        let end = match self.arm() {
+            Ok(()) => self.ticks(&mut diag),
+            Err(e) => EndReason::DeviceFault(e.to_string()),
+        };
+        // Safe state whatever happened: the frame unloads and disables, the bias goes off. Both
+        // are attempted even if one fails.
+        if let Err(e) = self.rig.frame.make_safe() {
+            tracing::error!(error = %e, "load frame did not confirm the safe state");
+        }
+        if let Err(e) = self.rig.smu.bias_off() {
+            tracing::error!(error = %e, "source-measure unit did not confirm output off");
+        }
+        diag.dropped_samples = self.shared.dropped.load(Ordering::Relaxed);
+        let ground_truth = self.rig.frame.ground_truth();
+        ControlOutcome {
+            end_reason: end,
+            diagnostics: diag,
+            ground_truth,
+            pushed: self.shared.pushed.load(Ordering::Relaxed),
+        }
+    }
+
+    fn arm(&mut self) -> Result<(), HwError> {
+        let limits = &self.cfg.raw.limits;
+        self.rig
+            .frame
+            .arm(&FrameLimits { max_load_un: limits.max_load_un, max_displacement_nm: limits.max_displacement_nm })?;
+        self.rig.smu.bias_on(self.cfg.raw.bias.voltage_v, self.cfg.raw.bias.compliance_a)?;
+        Ok(())
+    }
+
+    /// The tick loop proper. Returns why it ended.
+    fn ticks(&mut self, diag: &mut Diagnostics) -> EndReason {
+        let dt_s = self.cfg.dt_s();
+        let dt = Duration::from_secs_f64(dt_s);
+        let lf = self.cfg.load_function.clone();
+        let mut cursor = lf.cursor();
+        let c = &self.cfg.raw.control;
+        let kp = c.kp;
+        // Keep the discrete integrator stable at low rates: the per-tick integral gain must stay
+        // well below one.
+        let ki = c.ki_per_s.min(0.3 / dt_s);
+        let safe_rate = c.safe_unload_rate_un_per_s;
+        let limits = self.cfg.raw.limits.clone();
+        let settle_s = self.cfg.raw.acquisition.settle_s;
+        let pillar = self.cfg.pillar;
+        // Integrator clamp: the actuator never needs more than the limit load of correction.
+        let integral_clamp = limits.max_load_un;
+
+        let mut phase = Phase::Program;
+        let mut end: Option<EndReason> = None;
+        let mut integral = 0.0_f64;
+        let mut last_load_un = 0.0_f64;
+        let mut last_setpoint_un = lf.preload_un;
+        let mut merger = Merger::new();
+        let mut tracking_sq = 0.0_f64;
+        let mut tracking_n = 0u64;
+        let mut high_water = 0usize;
+        let mut contact_seen = false;
+        let mut low_current_since: Option<f64> = None;
+        let t0 = Instant::now();
+        self.shared.set_start(t0);
+
+        let mut k: u64 = 0;
+        loop {
+            let t_s = k as f64 * dt_s;
+            if self.paced {
+                let deadline = t0 + dt.mul_f64(k as f64);
+                wait_until(deadline);
+                let late = Instant::now().saturating_duration_since(deadline);
+                diag.loop_lateness.record_us(late.as_secs_f64() * 1e6);
+            }
+
+            // Stop requests: operator, signal, storage fault. Each becomes a safe unload.
+            if phase == Phase::Program {
+                if let Some(reason) = self.shared.take_abort() {
+                    end = Some(reason);
+                    phase = Phase::SafeUnload {
+                        from_un: last_setpoint_un.max(last_load_un.min(limits.max_load_un)),
+                        since_s: t_s,
+                    };
+                }
+            }
+
+            let (segment, setpoint_un) = match phase {
+                Phase::Program => match cursor.at(&lf, t_s) {
+                    Some(x) => x,
+                    None => break,
+                },
+                Phase::SafeUnload { from_un, since_s } => {
+                    let sp = (from_un - safe_rate * (t_s - since_s)).max(0.0);
+                    if sp <= 0.0 {
+                        phase = Phase::Rest { until_s: t_s + REST_TICKS_AFTER_UNLOAD_S };
+                    }
+                    (Segment::SafeUnload, sp)
+                }
+                Phase::Rest { until_s } => {
+                    if t_s >= until_s {
+                        break;
+                    }
+                    (Segment::SafeUnload, 0.0)
+                }
+            };
+            last_setpoint_un = setpoint_un;
+
+            // Feedforward carries the program; PI removes actuator gain error and lag, also while
+            // ramping down safely. At rest the command is exactly zero: no correction term may
+            // hold load on an unloaded pillar.
+            let error = setpoint_un - last_load_un;
+            let command_un = if let Phase::Rest { .. } = phase {
+                integral = 0.0;
+                0.0
+            } else {
+                integral = (integral + ki * error * dt_s).clamp(-integral_clamp, integral_clamp);
+                (setpoint_un + kp * error + integral).max(0.0)
+            };
+
+            if let Err(e) = self.rig.frame.command(command_un, segment) {
+                return EndReason::DeviceFault(e.to_string());
+            }
+            match self.rig.frame.acquire(&mut merger.frames[merger.n_frames..]) {
+                Ok(n) => merger.n_frames += n,
+                Err(e) => return EndReason::DeviceFault(e.to_string()),
+            }
+            match self.rig.smu.acquire(&mut merger.smus[merger.n_smus..]) {
+                Ok(n) => merger.n_smus += n,
+                Err(e) => return EndReason::DeviceFault(e.to_string()),
+            }
+
+            while let Some((f, smu)) = merger.next() {
+                let (current_a, voltage_v, mut flags) = match smu {
+                    Some(s) => (s.current_a, s.voltage_v, if s.compliance { FLAG_COMPLIANCE } else { 0 }),
+                    None => (f64::NAN, f64::NAN, FLAG_CURRENT_INVALID),
+                };
+                if !current_a.is_finite() {
+                    flags |= FLAG_CURRENT_INVALID;
+                }
+                let sample = Sample {
+                    seq: f.seq,
+                    time_s: f.time_s,
+                    setpoint_un,
+                    load_un: f.load_un,
+                    disp_nm: f.disp_nm,
+                    current_a,
+                    voltage_v,
+                    segment,
+                    flags,
+                };
+                last_load_un = f.load_un;
+                if segment != Segment::Settle && segment != Segment::SafeUnload {
+                    let e = f.load_un - setpoint_un;
+                    tracking_sq += e * e;
+                    tracking_n += 1;
+                }
+
+                // Interlocks: only while following the program; a trip during a safe unload
+                // changes nothing (we are already unloading).
+                if phase == Phase::Program {
+                    let trip =
+                        check_interlocks(&limits, &sample, t_s, settle_s, &mut contact_seen, &mut low_current_since);
+                    if let Some((detail, value)) = trip {
+                        let ev = Event {
+                            kind: EventKind::Interlock,
+                            sign: Sign::P,
+                            onset_time_s: sample.time_s,
+                            peak_time_s: sample.time_s,
+                            duration_s: 0.0,
+                            magnitude: value,
+                            linked_delta_rho: f64::NAN,
+                            segment,
+                            stress_mpa: pillar.stress_mpa(sample.load_un),
+                        };
+                        // A full control-event ring would mean the consumer is gone; the end
+                        // reason still records the trip.
+                        let _ = self.control_events.push(ev);
+                        tracing::warn!(%detail, "interlock tripped; unloading safely");
+                        end = Some(EndReason::Interlock(detail));
+                        phase = Phase::SafeUnload {
+                            from_un: setpoint_un.max(sample.load_un.min(limits.max_load_un)),
+                            since_s: t_s,
+                        };
+                    }
+                }
+
+                match self.ring.push(sample) {
+                    Ok(()) => {
+                        self.shared.pushed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            let occupancy = self.ring.buffer().capacity() - self.ring.slots();
+            high_water = high_water.max(occupancy);
+            self.shared.ring_occupancy.store(occupancy as u64, Ordering::Relaxed);
+
+            k += 1;
+            diag.ticks = k;
+            if self.paced {
+                let next = t0 + dt.mul_f64(k as f64);
+                if Instant::now() > next {
+                    diag.missed_deadlines += 1;
+                }
+                // The deadline budget is judged after a first second, so start-up page faults do
+                // not abort a healthy run.
+                if phase == Phase::Program && t_s > 1.0 {
+                    let frac = diag.missed_deadlines as f64 / k as f64;
+                    if frac > limits.missed_deadline_fraction {
+                        end = Some(EndReason::DeadlineBudget(format!(
+                            "{} of {} ticks missed their deadline ({:.2}% > limits.missed_deadline_fraction {:.2}%)",
+                            diag.missed_deadlines,
+                            k,
+                            frac * 100.0,
+                            limits.missed_deadline_fraction * 100.0
+                        )));
+                        phase = Phase::SafeUnload {
+                            from_un: setpoint_un.max(last_load_un.min(limits.max_load_un)),
+                            since_s: t_s,
+                        };
+                    }
+                }
+            }
+        }
+        diag.ring_high_water = high_water as u64;
+        diag.load_tracking_rms_un = if tracking_n > 0 { (tracking_sq / tracking_n as f64).sqrt() } else { 0.0 };
+        end.unwrap_or(EndReason::Completed)
+    }
+}
+
+/// Checks one sample against the declarative limits. Returns a description and the offending
+/// value when one trips.
+fn check_interlocks(
+    limits: &nanoecr_core::config::LimitsConfig,
+    s: &Sample,
+    t_s: f64,
+    settle_s: f64,
+    contact_seen: &mut bool,
+    low_current_since: &mut Option<f64>,
+) -> Option<(String, f64)> {
+    if s.load_un > limits.max_load_un {
+        return Some((format!("load {:.1} µN > limits.max_load_un {} µN", s.load_un, limits.max_load_un), s.load_un));
+    }
+    if s.disp_nm > limits.max_displacement_nm {
+        return Some((
+            format!("displacement {:.1} nm > limits.max_displacement_nm {} nm", s.disp_nm, limits.max_displacement_nm),
+            s.disp_nm,
+        ));
+    }
+    if s.flags & FLAG_COMPLIANCE != 0 {
+        return Some((format!("current compliance reached at {:.3e} A", s.current_a), s.current_a));
+    }
+    if let Some(max_a) = limits.max_current_a {
+        if s.current_a.abs() > max_a {
+            return Some((
+                format!("current {:.3e} A > limits.max_current_a {:.3e} A", s.current_a, max_a),
+                s.current_a,
+            ));
+        }
+    }
+    if let Some(min_a) = limits.contact_lost_current_a {
+        let i = s.current_a.abs();
+        if t_s >= settle_s {
+            if i >= min_a {
+                *contact_seen = true;
+                *low_current_since = None;
+            } else if *contact_seen {
+                let since = *low_current_since.get_or_insert(t_s);
+                if t_s - since >= limits.contact_lost_s {
+                    return Some((
+                        format!(
+                            "contact lost: current {:.3e} A < limits.contact_lost_current_a {:.3e} A for {} s",
+                            s.current_a, min_a, limits.contact_lost_s
+                        ),
+                        s.current_a,
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Sleep until shortly before `deadline` on the monotonic clock, then spin to it.
+fn wait_until(deadline: Instant) {
+    let now = Instant::now();
+    if deadline <= now {
+        return;
+    }
+    let remaining = deadline - now;
+    if remaining > SPIN_BEFORE_DEADLINE {
+        std::thread::sleep(remaining - SPIN_BEFORE_DEADLINE);
+    }
+    while Instant::now() < deadline {
+        std::hint::spin_loop();
+    }
+}
+
+/// Ask for SCHED_FIFO on the calling thread. Fails without CAP_SYS_NICE (or an rtprio limit),
+/// which is normal on a desktop; the caller records and reports the outcome.
+fn try_realtime() -> bool {
+    use thread_priority::{
+        set_thread_priority_and_policy, thread_native_id, RealtimeThreadSchedulePolicy, ThreadPriority,
+        ThreadSchedulePolicy,
+    };
+    let policy = ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo);
+    match ThreadPriority::from_posix(thread_priority::ScheduleParams { sched_priority: 50 }) {
+        p => match set_thread_priority_and_policy(thread_native_id(), p, policy) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = ?e, "no real-time scheduling for the control loop (SCHED_FIFO refused); running at normal priority");
+                false
+            }
+        },
+    }
+}

@@ -1,0 +1,81 @@
+//! State shared between the control thread, the consumer thread and the run's handle: atomics
+//! only on the hot path. The abort reason sits behind a mutex that the control thread touches
+//! with `try_lock` once, when it sees the abort flag.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use nanoecr_core::EndReason;
+
+/// Counters and stop requests of one run.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Samples pushed into the ring.
+    pub pushed: AtomicU64,
+    /// Samples dropped because the ring was full.
+    pub dropped: AtomicU64,
+    /// Samples waiting in the ring now.
+    pub ring_occupancy: AtomicU64,
+    /// Whether the control thread runs under SCHED_FIFO.
+    pub realtime: AtomicBool,
+    /// Set when the control thread has ended.
+    pub control_done: AtomicBool,
+    /// Set when the whole run (file closed) has ended.
+    pub finished: AtomicBool,
+    abort_flag: AtomicBool,
+    abort_reason: Mutex<Option<EndReason>>,
+    /// Non-zero when a termination signal arrived (the signal number), set by signal-hook.
+    pub signal: Arc<AtomicUsize>,
+    start: OnceLock<Instant>,
+}
+
+impl Shared {
+    /// Request a safe stop. The first reason wins; later ones are ignored.
+    pub fn request_abort(&self, reason: EndReason) {
+        if let Ok(mut r) = self.abort_reason.lock() {
+            if r.is_none() {
+                *r = Some(reason);
+            }
+        }
+        self.abort_flag.store(true, Ordering::Release);
+    }
+
+    /// Whether a stop was requested (by anyone, or by a signal).
+    pub fn abort_requested(&self) -> bool {
+        self.abort_flag.load(Ordering::Acquire) || self.signal.load(Ordering::Relaxed) != 0
+    }
+
+    /// For the control thread: the pending stop request, if any. Non-blocking: if the reason is
+    /// being written right now, it answers `None` and the next tick picks it up.
+    pub fn take_abort(&self) -> Option<EndReason> {
+        let sig = self.signal.load(Ordering::Relaxed);
+        if sig != 0 {
+            return Some(EndReason::Signal(signal_name(sig)));
+        }
+        if !self.abort_flag.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut guard = self.abort_reason.try_lock().ok()?;
+        Some(guard.take().unwrap_or(EndReason::OperatorAbort))
+    }
+
+    /// Record the instant the first tick started.
+    pub fn set_start(&self, t0: Instant) {
+        let _ = self.start.set(t0);
+    }
+
+    /// The instant of the first tick (sample time 0), once known.
+    pub fn start(&self) -> Option<Instant> {
+        self.start.get().copied()
+    }
+}
+
+fn signal_name(sig: usize) -> String {
+    match sig as i32 {
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGINT => "SIGINT".into(),
+        libc::SIGHUP => "SIGHUP".into(),
+        n => format!("signal {n}"),
+    }
+}

@@ -1,0 +1,163 @@
+//! The control loop and pipeline end to end on the simulated rig, read back from real HDF5 files.
+
+use std::path::{Path, PathBuf};
+
+use nanoecr_core::{EndReason, EventKind, RunConfig, RunStatus, Segment};
+use nanoecr_daemon::run::{start_run, RunOptions};
+
+const DEMO: &str = include_str!("../../../config/demo.toml");
+
+/// The demo pillar and bias with a short program: 0.5 s settle, 1 s load, 1 s hold, 1 s unload.
+fn short_config(extra: &[(&str, &str)]) -> RunConfig {
+    let mut text = DEMO
+        .replace("load_s = 10.0", "load_s = 1.0")
+        .replace("hold_s = 10.0", "hold_s = 1.0")
+        .replace("unload_s = 10.0", "unload_s = 1.0")
+        .replace("settle_s = 2.0", "settle_s = 0.5");
+    for (from, to) in extra {
+        assert!(text.contains(from), "fixture edit {from:?} does not apply");
+        text = text.replace(from, to);
+    }
+    nanoecr_core::config::parse(&text, None).expect("test config is valid")
+}
+
+fn run(cfg: RunConfig, dir: &Path, name: &str, opts: RunOptions) -> (nanoecr_core::RunSummary, nanoecr_store::RunFile) {
+    let rig = nanoecr_hw::sim::rig(&cfg);
+    let path: PathBuf = dir.join(name);
+    let handle = start_run(cfg, rig, RunOptions { file_path: Some(path.clone()), ..opts }).expect("run starts");
+    let summary = handle.join().expect("run ends");
+    let file = nanoecr_store::read_run(&path).expect("run file readable");
+    (summary, file)
+}
+
+fn fast() -> RunOptions {
+    RunOptions { fast: true, ..Default::default() }
+}
+
+#[test]
+fn a_complete_run_tracks_the_load_function_and_writes_every_sample() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = short_config(&[]);
+    let expected = cfg.expected_samples();
+    let lf = cfg.load_function.clone();
+    let (s, f) = run(cfg, dir.path(), "run.h5", fast());
+    assert_eq!(s.status, RunStatus::Complete, "{}", s.end_reason);
+    assert_eq!(f.status, RunStatus::Complete);
+    assert_eq!(s.samples, expected);
+    assert_eq!(f.data.time_s.len() as u64, expected);
+    assert_eq!(s.dropped, 0);
+    // Consecutive sequence numbers: nothing lost between loop and file.
+    assert!(f.data.seq.windows(2).all(|w| w[1] == w[0] + 1));
+    // Load within 1% of the trapezoid after settle (RMS), and reported as such.
+    let peak = lf.peak_load_un();
+    let mut sq = 0.0;
+    let mut n = 0.0;
+    for (t, load) in f.data.time_s.iter().zip(&f.data.load_un) {
+        let (seg, sp) = lf.setpoint_at(*t);
+        if seg != Segment::Settle {
+            sq += (load - sp).powi(2);
+            n += 1.0;
+        }
+    }
+    let rms = (sq / n).sqrt();
+    assert!(rms < 0.01 * peak, "tracking RMS {rms} µN vs peak {peak} µN");
+    assert!(
+        (s.load_tracking_rms_un - rms).abs() < 0.05 * rms + 0.5,
+        "summary {} vs file {rms}",
+        s.load_tracking_rms_un
+    );
+    // Segments in order, and Δρ/ρ NaN exactly during settle (at least).
+    for (seg, rho) in f.data.segment.iter().zip(&f.data.delta_rho) {
+        if *seg == Segment::Settle.code() {
+            assert!(rho.is_nan(), "Δρ/ρ must be NaN during settle");
+        }
+    }
+    assert!(f.data.delta_rho.iter().any(|r| r.is_finite()), "Δρ/ρ must be defined after settle");
+    assert_eq!(f.data.segment.first(), Some(&0));
+    assert_eq!(f.data.segment.last(), Some(&3));
+    // The bias was applied throughout.
+    assert!(f.data.voltage_v.iter().all(|v| (*v - 5.0).abs() < 1e-9));
+}
+
+#[test]
+fn the_same_seed_gives_bit_identical_data_and_another_seed_does_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, a) = run(short_config(&[]), dir.path(), "a.h5", fast());
+    let (_, b) = run(short_config(&[]), dir.path(), "b.h5", fast());
+    let (_, c) = run(short_config(&[("seed = 42", "seed = 43")]), dir.path(), "c.h5", fast());
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&a.data.disp_nm), bits(&b.data.disp_nm));
+    assert_eq!(bits(&a.data.current_a), bits(&b.data.current_a));
+    assert_eq!(bits(&a.data.load_un), bits(&b.data.load_un));
+    assert_eq!(bits(&a.data.delta_rho), bits(&b.data.delta_rho));
+    // Events hold NaN (no linked spike), which is never == itself: compare the printed form.
+    assert_eq!(format!("{:?}", a.ground_truth), format!("{:?}", b.ground_truth));
+    assert!(a.ground_truth.as_ref().is_some_and(|g| !g.is_empty()), "a simulated run records ground truth");
+    assert_ne!(bits(&a.data.current_a), bits(&c.data.current_a));
+}
+
+#[test]
+fn an_interlock_trip_unloads_safely_and_ends_aborted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 6000 µN gives ≈ 108 nm; a 40 nm limit trips during loading.
+    let cfg = short_config(&[("max_displacement_nm = 600.0", "max_displacement_nm = 40.0")]);
+    let (s, f) = run(cfg, dir.path(), "trip.h5", fast());
+    assert_eq!(s.status, RunStatus::Aborted);
+    assert_eq!(f.status, RunStatus::Aborted);
+    assert!(s.end_reason.contains("interlock") && s.end_reason.contains("max_displacement_nm"), "{}", s.end_reason);
+    assert_eq!(s.interlocks, 1);
+    let trip = f.events.iter().find(|e| e.kind == EventKind::Interlock).expect("interlock event in the file");
+    assert!(trip.magnitude > 40.0);
+    // After the trip: a safe unload down to (nearly) zero load, no more program segments.
+    let first_safe = f.data.segment.iter().position(|&s| s == Segment::SafeUnload.code()).expect("safe unload samples");
+    assert!(f.data.segment[first_safe..].iter().all(|&s| s == Segment::SafeUnload.code()));
+    let last_load = *f.data.load_un.last().expect("samples");
+    assert!(last_load.abs() < 5.0, "load at the end {last_load} µN");
+    assert!(f.end_reason.as_deref().is_some_and(|r| r.contains("interlock")));
+}
+
+#[test]
+fn an_operator_abort_ramps_down_and_records_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = short_config(&[]);
+    let rig = nanoecr_hw::sim::rig(&cfg);
+    let path = dir.path().join("abort.h5");
+    // Paced, so the abort lands mid-run: wait for the first progress update after the settle.
+    let handle =
+        start_run(cfg, rig, RunOptions { file_path: Some(path.clone()), ..Default::default() }).expect("start");
+    loop {
+        match handle.updates().recv().expect("updates until the end") {
+            nanoecr_daemon::run::RunUpdate::Progress(p) if p.segment == Segment::Load && p.load_un > 500.0 => break,
+            nanoecr_daemon::run::RunUpdate::Finished(_) => panic!("run ended before the abort"),
+            _ => {}
+        }
+    }
+    handle.abort(EndReason::OperatorAbort);
+    let s = handle.join().expect("joins");
+    assert_eq!(s.status, RunStatus::Aborted);
+    assert_eq!(s.end_reason, "operator abort");
+    let f = nanoecr_store::read_run(&path).expect("readable");
+    assert_eq!(f.status, RunStatus::Aborted);
+    assert!(f.data.segment.contains(&Segment::SafeUnload.code()));
+    assert!(!f.data.segment.contains(&Segment::Hold.code()), "the program must not continue after an abort");
+    assert!(f.data.load_un.last().expect("samples").abs() < 5.0);
+}
+
+#[test]
+fn a_stalled_consumer_costs_exactly_the_overflow_in_counted_drops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = short_config(&[("settle_s = 0.5", "settle_s = 0.5\nring_capacity_samples = 1000")]);
+    let total = cfg.expected_samples();
+    let capacity = cfg.ring_capacity_samples as u64;
+    let opts = RunOptions { fast: true, hold_consumer_until_control_ends: true, ..Default::default() };
+    let (s, f) = run(cfg, dir.path(), "stall.h5", opts);
+    assert_eq!(s.dropped, total - capacity, "every sample that did not fit is counted");
+    assert_eq!(s.samples, capacity);
+    assert_eq!(f.data.seq.len() as u64, capacity);
+    // What survived is the start of the run, contiguous.
+    assert_eq!(f.data.seq.first(), Some(&0));
+    assert_eq!(f.data.seq.last(), Some(&(capacity - 1)));
+    let diag = f.diagnostics.expect("diagnostics");
+    assert_eq!(diag.dropped_samples, total - capacity);
+    assert_eq!(diag.ring_high_water, capacity);
+}

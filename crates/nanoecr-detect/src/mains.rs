@@ -1,0 +1,79 @@
+//! Adaptive cancellation of mains pick-up on the Δρ/ρ residual.
+
+use std::f64::consts::TAU;
+
+/// Adaptive noise canceller (Widrow's LMS with a sine/cosine reference) at a known frequency.
+///
+/// A trailing baseline cannot follow 50 Hz: the pick-up would stay in the residual, inflate the
+/// robust σ and either hide small spikes or, at a fixed threshold, add and subtract itself from
+/// them. The canceller learns the amplitude and phase of the pick-up at the mains frequency with a
+/// time constant of `tau_s`, long against a spike, so a spike barely moves it (and samples inside
+/// an event are not learned from at all). The reference phasor is rotated by a fixed step per
+/// sample (two multiplications) and re-synchronised from the time stamp when samples are missing.
+#[derive(Debug, Clone)]
+pub(crate) struct MainsCanceller {
+    omega_rad_per_s: f64,
+    dt_s: f64,
+    cos_step: f64,
+    sin_step: f64,
+    c: f64,
+    s: f64,
+    a: f64,
+    b: f64,
+    mu: f64,
+    last_time_s: f64,
+}
+
+impl MainsCanceller {
+    pub(crate) fn new(mains_hz: f64, rate_hz: f64, tau_s: f64) -> Self {
+        let omega_rad_per_s = TAU * mains_hz;
+        let dt_s = 1.0 / rate_hz;
+        let (sin_step, cos_step) = (omega_rad_per_s * dt_s).sin_cos();
+        Self {
+            omega_rad_per_s,
+            dt_s,
+            cos_step,
+            sin_step,
+            c: 1.0,
+            s: 0.0,
+            a: 0.0,
+            b: 0.0,
+            // LMS step 2/N with N = tau in samples gives an exponential memory of ≈ tau.
+            mu: (2.0 * dt_s / tau_s).min(0.5),
+            last_time_s: f64::NAN,
+        }
+    }
+
+    /// Move the reference phasor to time `time_s`.
+    #[inline]
+    pub(crate) fn advance(&mut self, time_s: f64) {
+        let step = time_s - self.last_time_s;
+        if (step - self.dt_s).abs() < 0.25 * self.dt_s {
+            let c = self.c * self.cos_step - self.s * self.sin_step;
+            let s = self.s * self.cos_step + self.c * self.sin_step;
+            // One Newton step back onto the unit circle keeps rounding from growing the amplitude.
+            let k = 0.5 * (3.0 - (c * c + s * s));
+            self.c = c * k;
+            self.s = s * k;
+        } else {
+            let (s, c) = (self.omega_rad_per_s * time_s).sin_cos();
+            self.c = c;
+            self.s = s;
+        }
+        self.last_time_s = time_s;
+    }
+
+    /// Estimated pick-up at the current phase.
+    #[inline]
+    pub(crate) fn predict(&self) -> f64 {
+        self.a * self.c + self.b * self.s
+    }
+
+    /// Learn from a residual `r0` that still contains the pick-up.
+    #[inline]
+    pub(crate) fn learn(&mut self, r0: f64) {
+        let e = r0 - self.predict();
+        self.a += self.mu * e * self.c;
+        self.b += self.mu * e * self.s;
+    }
+}

@@ -1,0 +1,85 @@
+//! `Detector::process` must not touch the heap: a counting global allocator watches 100 000
+//! samples (spikes, a pop-in, level shifts, mains) after warm-up and must see zero allocations.
+#![allow(unsafe_code)] // a GlobalAlloc impl is unsafe by definition; it only forwards to System
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use common::{boxcar, Extra, Synth, PILLAR};
+use nanoecr_core::config::DetectionConfig;
+use nanoecr_detect::Detector;
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn process_does_not_allocate_after_warm_up() {
+    let mut syn = Synth::new(1000.0, 105.0);
+    syn.mains_amplitude = 1e-4;
+    let samples = syn.build(|i, _| {
+        // A spike every 97 ms, a pop-in with its spike and strain step every 5 s.
+        let spike = if i % 97 == 0 {
+            if i % 2 == 0 {
+                1e-3
+            } else {
+                -1e-3
+            }
+        } else {
+            0.0
+        };
+        let since_popin = i % 5000;
+        let jump = if i > 5000 && since_popin < 3 {
+            4.0 * (since_popin + 1) as f64 / 3.0
+        } else if i > 5000 {
+            4.0
+        } else {
+            0.0
+        };
+        let popins_done = (i / 5000) as f64 - 1.0;
+        let disp = jump + 4.0 * popins_done.max(0.0);
+        let step = 0.5 * disp / PILLAR.height_nm();
+        Extra {
+            delta_rho: spike + boxcar(since_popin, 0, 3, if i > 5000 { 3e-3 } else { 0.0 }) + step,
+            disp_nm: disp,
+            quiet: false,
+        }
+    });
+    let mut det = Detector::new(&DetectionConfig::default(), PILLAR, syn.rate_hz, syn.settle_s);
+    let mut events = 0u64;
+    let warm_up = 5_000;
+    for s in &samples[..warm_up] {
+        det.process(s, &mut |_| events += 1);
+    }
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for s in &samples[warm_up..warm_up + 100_000] {
+        det.process(s, &mut |_| events += 1);
+    }
+    let after = ALLOCATIONS.load(Ordering::Relaxed);
+    assert_eq!(after - before, 0, "allocations in process()");
+    // The run did exercise the event paths.
+    assert!(events > 500, "events {events}");
+}

@@ -1,0 +1,246 @@
+//! Reading run files back: ours, and foreign files that follow docs/file-format.md minimally
+//! (`/entry/data/{time, displacement, current, load}` and
+//! `/entry/sample/{height_um, diameter_um, poisson_ratio}`).
+
+use std::path::{Path, PathBuf};
+
+use hdf5::types::{VarLenAscii, VarLenUnicode};
+use hdf5::{File, Group, Location};
+use nanoecr_core::{Diagnostics, Event, EventKind, Pillar, RunStatus, Segment, Sign};
+
+use crate::StoreError;
+
+/// The sample columns of a run, all the same length.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunData {
+    /// Sequence numbers (0.. for foreign files without them).
+    pub seq: Vec<u64>,
+    /// Time since run start, s.
+    pub time_s: Vec<f64>,
+    /// Load, µN.
+    pub load_un: Vec<f64>,
+    /// Setpoint, µN (NaN when absent).
+    pub setpoint_un: Vec<f64>,
+    /// Displacement, nm.
+    pub disp_nm: Vec<f64>,
+    /// Current, A.
+    pub current_a: Vec<f64>,
+    /// Voltage, V (NaN when absent).
+    pub voltage_v: Vec<f64>,
+    /// Segment codes (0 settle, 1 load, 2 hold, 3 unload, 4 safe unload; 0 when absent).
+    pub segment: Vec<u8>,
+    /// Δρ/ρ as computed live (NaN when absent).
+    pub delta_rho: Vec<f64>,
+}
+
+impl RunData {
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.time_s.len()
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.time_s.is_empty()
+    }
+}
+
+/// A run file, read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunFile {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// `status` of `/entry` (foreign files without one read as `complete`).
+    pub status: RunStatus,
+    /// `end_reason`, when written.
+    pub end_reason: Option<String>,
+    /// `start_time` (ISO 8601).
+    pub start_time: Option<String>,
+    /// `end_time` (ISO 8601).
+    pub end_time: Option<String>,
+    /// `software_version`.
+    pub software_version: Option<String>,
+    /// The run config as TOML text.
+    pub config_toml: Option<String>,
+    /// Pillar geometry (Young's modulus defaults to 88 GPa when absent).
+    pub pillar: Pillar,
+    /// Material name, when recorded.
+    pub material: Option<String>,
+    /// Sampling rate, Hz (from the instrument group, else from the time column).
+    pub rate_hz: Option<f64>,
+    /// Settle window, s.
+    pub settle_s: Option<f64>,
+    /// Peak load of the program, µN (else the largest load seen).
+    pub peak_load_un: Option<f64>,
+    /// Bias voltage, V.
+    pub voltage_v: Option<f64>,
+    /// The samples.
+    pub data: RunData,
+    /// Detected events (`/entry/events`), empty when absent.
+    pub events: Vec<Event>,
+    /// Simulated truth (`/entry/ground_truth/events`), for simulated runs.
+    pub ground_truth: Option<Vec<Event>>,
+    /// Acquisition diagnostics, when written (files closed properly).
+    pub diagnostics: Option<Diagnostics>,
+}
+
+/// Read a string attribute written as variable-length UTF-8 or ASCII (h5py writes either).
+pub(crate) fn read_str_attr(loc: &Location, name: &str) -> Option<String> {
+    let a = loc.attr(name).ok()?;
+    if let Ok(v) = a.read_scalar::<VarLenUnicode>() {
+        return Some(v.as_str().to_string());
+    }
+    if let Ok(v) = a.read_scalar::<VarLenAscii>() {
+        return Some(v.as_str().to_string());
+    }
+    None
+}
+
+fn read_str_ds(g: &Group, name: &str) -> Option<String> {
+    let d = g.dataset(name).ok()?;
+    if let Ok(v) = d.read_scalar::<VarLenUnicode>() {
+        return Some(v.as_str().to_string());
+    }
+    d.read_scalar::<VarLenAscii>().ok().map(|v| v.as_str().to_string())
+}
+
+fn read_f64_scalar(g: &Group, name: &str) -> Option<f64> {
+    let d = g.dataset(name).ok()?;
+    d.read_scalar::<f64>().ok().or_else(|| d.read_raw::<f64>().ok().and_then(|v| v.first().copied()))
+}
+
+fn column<T: hdf5::H5Type>(path: &Path, g: &Group, name: &str) -> Result<Option<Vec<T>>, StoreError> {
+    match g.dataset(name) {
+        Ok(d) => d.read_raw::<T>().map(Some).map_err(|source| StoreError::Hdf5 {
+            path: path.to_path_buf(),
+            during: format!("reading /entry/data/{name}"),
+            source,
+        }),
+        Err(_) => Ok(None),
+    }
+}
+
+fn read_events(path: &Path, g: &Group) -> Result<Vec<Event>, StoreError> {
+    let u8c = |n: &str| column::<u8>(path, g, n).map(Option::unwrap_or_default);
+    let f64c = |n: &str| column::<f64>(path, g, n).map(Option::unwrap_or_default);
+    let kind = u8c("kind")?;
+    let sign = u8c("sign")?;
+    let onset = f64c("onset_time")?;
+    let peak = f64c("peak_time")?;
+    let duration = f64c("duration")?;
+    let magnitude = f64c("magnitude")?;
+    let linked = f64c("linked_delta_rho")?;
+    let segment = u8c("segment")?;
+    let stress = f64c("stress")?;
+    let n = kind.len();
+    if [sign.len(), onset.len(), peak.len(), duration.len(), magnitude.len(), segment.len()].iter().any(|&l| l != n) {
+        return Err(StoreError::Invalid {
+            path: path.to_path_buf(),
+            what: "event columns of different lengths".into(),
+        });
+    }
+    Ok((0..n)
+        .map(|i| Event {
+            kind: EventKind::from_code(kind[i]).unwrap_or(EventKind::Spike),
+            sign: Sign::from_code(sign[i]).unwrap_or(Sign::P),
+            onset_time_s: onset[i],
+            peak_time_s: peak[i],
+            duration_s: duration[i],
+            magnitude: magnitude[i],
+            linked_delta_rho: linked.get(i).copied().unwrap_or(f64::NAN),
+            segment: Segment::from_code(segment[i]).unwrap_or(Segment::Settle),
+            stress_mpa: stress.get(i).copied().unwrap_or(f64::NAN),
+        })
+        .collect())
+}
+
+/// Read a run file.
+pub fn read_run(path: &Path) -> Result<RunFile, StoreError> {
+    let file = File::open(path).map_err(|source| StoreError::Hdf5 {
+        path: path.to_path_buf(),
+        during: "opening".into(),
+        source,
+    })?;
+    let invalid = |what: &str| StoreError::Invalid { path: path.to_path_buf(), what: what.to_string() };
+    let entry = file.group("entry").map_err(|_| invalid("no /entry group"))?;
+    let data_g = entry.group("data").map_err(|_| invalid("no /entry/data group"))?;
+    let sample_g = entry.group("sample").map_err(|_| invalid("no /entry/sample group"))?;
+
+    let need = |name: &str| -> Result<Vec<f64>, StoreError> {
+        column::<f64>(path, &data_g, name)?.ok_or_else(|| invalid(&format!("missing /entry/data/{name}")))
+    };
+    let time_s = need("time")?;
+    let disp_nm = need("displacement")?;
+    let current_a = need("current")?;
+    let load_un = need("load")?;
+    let n = time_s.len();
+    if disp_nm.len() != n || current_a.len() != n || load_un.len() != n {
+        return Err(invalid("time, displacement, current and load differ in length"));
+    }
+    let opt = |name: &str| -> Result<Vec<f64>, StoreError> {
+        Ok(column::<f64>(path, &data_g, name)?.filter(|v| v.len() == n).unwrap_or_else(|| vec![f64::NAN; n]))
+    };
+    let data = RunData {
+        seq: column::<u64>(path, &data_g, "sequence")?
+            .filter(|v| v.len() == n)
+            .unwrap_or_else(|| (0..n as u64).collect()),
+        setpoint_un: opt("setpoint")?,
+        voltage_v: opt("voltage")?,
+        delta_rho: opt("resistivity_change")?,
+        segment: column::<u8>(path, &data_g, "segment")?.filter(|v| v.len() == n).unwrap_or_else(|| vec![0; n]),
+        time_s,
+        load_un,
+        disp_nm,
+        current_a,
+    };
+
+    let geom =
+        |name: &str| read_f64_scalar(&sample_g, name).ok_or_else(|| invalid(&format!("missing /entry/sample/{name}")));
+    let pillar = Pillar {
+        diameter_um: geom("diameter_um")?,
+        height_um: geom("height_um")?,
+        poisson_ratio: geom("poisson_ratio")?,
+        youngs_modulus_gpa: read_f64_scalar(&sample_g, "youngs_modulus_gpa").unwrap_or(88.0),
+    };
+    let inst = entry.group("instrument").ok();
+    let from_inst = |name: &str| inst.as_ref().and_then(|g| read_f64_scalar(g, name));
+    let rate_hz = from_inst("rate_hz").or_else(|| {
+        (data.time_s.len() > 1).then(|| {
+            let span = data.time_s[data.time_s.len() - 1] - data.time_s[0];
+            (data.time_s.len() - 1) as f64 / span
+        })
+    });
+    let status = read_str_attr(&entry, "status").and_then(|s| RunStatus::from_name(&s)).unwrap_or(RunStatus::Complete);
+    let events = match entry.group("events") {
+        Ok(g) => read_events(path, &g)?,
+        Err(_) => Vec::new(),
+    };
+    let ground_truth = match entry.group("ground_truth").and_then(|g| g.group("events")) {
+        Ok(g) => Some(read_events(path, &g)?),
+        Err(_) => None,
+    };
+    let diagnostics = entry
+        .group("diagnostics")
+        .ok()
+        .and_then(|g| read_str_attr(&g, "json"))
+        .and_then(|j| serde_json::from_str::<Diagnostics>(&j).ok());
+    Ok(RunFile {
+        path: path.to_path_buf(),
+        status,
+        end_reason: read_str_attr(&entry, "end_reason"),
+        start_time: read_str_attr(&entry, "start_time"),
+        end_time: read_str_attr(&entry, "end_time"),
+        software_version: read_str_attr(&entry, "software_version"),
+        config_toml: read_str_attr(&entry, "config_toml"),
+        pillar,
+        material: read_str_ds(&sample_g, "material"),
+        rate_hz,
+        settle_s: from_inst("settle_s"),
+        peak_load_un: from_inst("peak_load_un").or_else(|| data.load_un.iter().copied().reduce(f64::max)),
+        voltage_v: from_inst("voltage_v"),
+        data,
+        events,
+        ground_truth,
+        diagnostics,
+    })
+}
