@@ -17,6 +17,9 @@ use nanoecr_analysis::scoring::{report_from_counts, score_counts, ScoreCounts, S
 use nanoecr_core::config::{DetectionConfig, SimulationConfig};
 use nanoecr_core::{Event, EventKind, LoadFunction, Pillar, Sample, Segment};
 use nanoecr_detect::Detector;
+
+/// The naive and the efficiency-aware fit of one campaign.
+type FitPair = (Option<TruncatedPowerLawFit>, Option<TruncatedPowerLawFit>);
 use nanoecr_sim::World;
 
 const PILLAR: Pillar = Pillar { diameter_um: 2.0, height_um: 5.0, poisson_ratio: 1.0 / 3.0, youngs_modulus_gpa: 88.0 };
@@ -188,9 +191,7 @@ fn main() {
         pooled.extend(runs);
     }
     let (pooled_naive, pooled_aware) = fits(&pooled, &curve, det.min_magnitude);
-    let summarize = |pick: &dyn Fn(
-        &(Option<TruncatedPowerLawFit>, Option<TruncatedPowerLawFit>),
-    ) -> Option<TruncatedPowerLawFit>| {
+    let summarize = |pick: &dyn Fn(&FitPair) -> Option<TruncatedPowerLawFit>| {
         let fs: Vec<TruncatedPowerLawFit> = rows.iter().filter_map(pick).collect();
         let n = fs.len().max(1) as f64;
         let cover = fs.iter().filter(|f| f.alpha_ci[0] <= 1.5 && 1.5 <= f.alpha_ci[1]).count();
