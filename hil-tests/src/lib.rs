@@ -107,7 +107,17 @@ impl Drop for Shim {
 /// config/hil.toml pointed at a shim: Modbus TCP (if `tcp`) or RTU (the shim's pty), SCPI on the
 /// shim's pty. `edit` may change anything else (retries, timeouts…).
 pub fn hil_config(shim: &Shim, transport: Transport, edit: impl FnOnce(&mut RunConfig)) -> anyhow::Result<RunConfig> {
-    let mut cfg = nanoecr_core::config::load(&hil_toml())?;
+    hil_config_from(&hil_toml(), shim, transport, edit)
+}
+
+/// As [`hil_config`], from another config file (same device sections).
+pub fn hil_config_from(
+    path: &Path,
+    shim: &Shim,
+    transport: Transport,
+    edit: impl FnOnce(&mut RunConfig),
+) -> anyhow::Result<RunConfig> {
+    let mut cfg = nanoecr_core::config::load(path)?;
     let hw = &mut cfg.raw.hardware;
     hw.backend = Backend::Devices;
     hw.loadframe.transport = transport;
