@@ -7,7 +7,7 @@ need_apt=()
 dpkg -s libhdf5-dev >/dev/null 2>&1 || need_apt+=(libhdf5-dev)
 command -v h5dump >/dev/null 2>&1 || need_apt+=(hdf5-tools)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
-command -v socat >/dev/null 2>&1 || need_apt+=(socat)
+command -v cyclictest >/dev/null 2>&1 || need_apt+=(rt-tests)   # the OS timing floor in `just bench`
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing ${need_apt[*]} (apt)" >&2
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -30,4 +30,5 @@ if [ ${#pip_pkgs[@]} -gt 0 ]; then
     $PY -m pip install -q --disable-pip-version-check --root-user-action=ignore "${pip_pkgs[@]}"
 fi
 command -v just >/dev/null 2>&1 || { echo "setup: just not on PATH after install" >&2; exit 1; }
-rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+# clippy and rustfmt ship with the toolchain here; add them only when missing.
+command -v cargo-clippy >/dev/null 2>&1 && command -v rustfmt >/dev/null 2>&1 || rustup component add clippy rustfmt
