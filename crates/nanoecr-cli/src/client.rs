@@ -1,45 +1,436 @@
-//! Client commands that talk to nanoecrd (being built; see docs/socket-protocol.md).
+//! Client commands that talk to nanoecrd over its Unix socket (docs/socket-protocol.md):
+//! `submit`, `status`, `abort`, `watch`, `runs`. Synchronous std I/O: one request at a time,
+//! notifications read in order.
+//!
+//! Exit codes (stable, for scripts; docs/operator-guide.md):
+//! - 0: done; for `watch` and `submit --watch`, the run completed.
+//! - 2: refused or invalid: bad config, a run already in progress, no run to abort, permission
+//!   denied, nothing to watch.
+//! - 3: the daemon is unreachable (no socket, connection refused or lost).
+//! - 4: the watched run ended `aborted` or `failed`.
 
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use nanoecr_core::RunStatus;
+use nanoecr_proto::jsonrpc::OutgoingRequest;
+use nanoecr_proto::methods::{self as m, RunRecord, RunStartParams, RunStatusResult};
+use nanoecr_proto::notes::{names, EventNote, ProgressNote, RunEndNote, RunStartedNote};
+use nanoecr_proto::{codes, Incoming, Notification, RpcError};
+use serde_json::{json, Value};
+
+/// Exit code: refused or invalid.
+pub const EXIT_REFUSED: u8 = 2;
+/// Exit code: daemon unreachable.
+pub const EXIT_UNREACHABLE: u8 = 3;
+/// Exit code: the run ended aborted or failed.
+pub const EXIT_RUN_NOT_COMPLETE: u8 = 4;
 
 /// Options shared by every client command.
 #[derive(Debug, clap::Args)]
 pub struct CommonArgs {
-    /// Socket path of nanoecrd.
+    /// Socket path of nanoecrd (default: $XDG_RUNTIME_DIR/nanoecr/nanoecrd.sock, else
+    /// /run/nanoecr/nanoecrd.sock).
     #[arg(long, env = "NANOECR_SOCKET")]
-    pub socket: Option<std::path::PathBuf>,
+    pub socket: Option<PathBuf>,
+    /// Print results (and, for `watch`, every notification) as JSON lines on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `nanoecr submit`.
 #[derive(Debug, clap::Args)]
 pub struct SubmitArgs {
-    /// Run config (TOML), or `-` for stdin.
+    /// Run config (TOML), or `-` for stdin. Sent as text: the daemon needs no access to it.
     pub config: String,
+    /// Directory for the run file on the daemon's machine (absolute; default: the daemon's).
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+    /// Simulation seed (overrides `[simulation] seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Run unpaced (simulated rig only).
+    #[arg(long)]
+    pub fast: bool,
+    /// Stay and watch the run to its end (exit code by its status).
+    #[arg(long)]
+    pub watch: bool,
     #[command(flatten)]
     pub common: CommonArgs,
 }
 
-fn unavailable() -> anyhow::Result<ExitCode> {
-    anyhow::bail!("the daemon client is not available in this build yet")
+/// Why a client command could not do its job.
+enum Failure {
+    /// No daemon to talk to.
+    Unreachable(String),
+    /// The daemon said no.
+    Refused(RpcError),
+}
+
+impl Failure {
+    fn report(self) -> ExitCode {
+        match self {
+            Failure::Unreachable(why) => {
+                eprintln!("error: nanoecrd unreachable: {why}");
+                ExitCode::from(EXIT_UNREACHABLE)
+            }
+            Failure::Refused(e) => {
+                eprintln!("error: {}", e.message);
+                if e.code == codes::INVALID_CONFIG {
+                    if let Some(d) = &e.data {
+                        eprintln!("  kind {}; key {}; expected {}", d["kind"], d["key"], d["expected"]);
+                    }
+                }
+                ExitCode::from(EXIT_REFUSED)
+            }
+        }
+    }
+}
+
+fn socket_path(c: &CommonArgs) -> PathBuf {
+    c.socket.clone().unwrap_or_else(nanoecr_daemon::server::config::default_socket_path)
+}
+
+/// One connection to the daemon.
+struct Conn {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    next_id: u64,
+    /// Notifications read while waiting for a response.
+    held: std::collections::VecDeque<Notification>,
+}
+
+impl Conn {
+    fn open(c: &CommonArgs) -> Result<Self, Failure> {
+        let path = socket_path(c);
+        let s = UnixStream::connect(&path).map_err(|e| Failure::Unreachable(format!("{}: {e}", path.display())))?;
+        let r = s.try_clone().map_err(|e| Failure::Unreachable(e.to_string()))?;
+        Ok(Self { reader: BufReader::new(r), writer: s, next_id: 1, held: Default::default() })
+    }
+
+    fn read_incoming(&mut self) -> Result<Incoming, Failure> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => Err(Failure::Unreachable("the daemon closed the connection".into())),
+            Ok(_) => Incoming::parse(line.trim_end().as_bytes())
+                .map_err(|e| Failure::Unreachable(format!("garbled line from the daemon: {e}"))),
+            Err(e) => Err(Failure::Unreachable(e.to_string())),
+        }
+    }
+
+    fn call(&mut self, method: &str, params: impl serde::Serialize) -> Result<Value, Failure> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut line = serde_json::to_string(&OutgoingRequest::new(id, method, params))
+            .map_err(|e| Failure::Refused(RpcError::internal(e)))?;
+        line.push('\n');
+        // A refused peer gets one error line and a closed socket: the write may fail while the
+        // explanation waits to be read, so read before giving up.
+        let wrote = self.writer.write_all(line.as_bytes());
+        loop {
+            match self.read_incoming() {
+                Ok(Incoming::Response(r)) if r.id == id || r.id.is_null() => {
+                    return r.into_result().map_err(Failure::Refused)
+                }
+                Ok(Incoming::Response(_)) => {}
+                Ok(Incoming::Notification(n)) => self.held.push_back(n),
+                Err(f) => {
+                    return Err(match wrote {
+                        Err(e) => Failure::Unreachable(e.to_string()),
+                        Ok(()) => f,
+                    })
+                }
+            }
+        }
+    }
+
+    fn next_note(&mut self) -> Result<Notification, Failure> {
+        if let Some(n) = self.held.pop_front() {
+            return Ok(n);
+        }
+        loop {
+            if let Incoming::Notification(n) = self.read_incoming()? {
+                return Ok(n);
+            }
+        }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, Failure> {
+    serde_json::from_value(v).map_err(|e| Failure::Unreachable(format!("unexpected answer from the daemon: {e}")))
+}
+
+fn finish(r: Result<ExitCode, Failure>) -> anyhow::Result<ExitCode> {
+    Ok(r.unwrap_or_else(Failure::report))
+}
+
+fn exit_for(status: RunStatus) -> ExitCode {
+    if status == RunStatus::Complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_RUN_NOT_COMPLETE)
+    }
 }
 
 /// `nanoecr submit`.
-pub fn submit(_a: SubmitArgs) -> anyhow::Result<ExitCode> {
-    unavailable()
+pub fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
+    let (text, name) = if a.config == "-" {
+        let mut s = String::new();
+        if let Err(e) = std::io::stdin().read_to_string(&mut s) {
+            eprintln!("error: cannot read the config from stdin: {e}");
+            return Ok(ExitCode::from(EXIT_REFUSED));
+        }
+        (s, "<stdin>".to_string())
+    } else {
+        match std::fs::read_to_string(&a.config) {
+            Ok(s) => (s, a.config.clone()),
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", a.config);
+                return Ok(ExitCode::from(EXIT_REFUSED));
+            }
+        }
+    };
+    let out_dir = match a.out_dir.as_ref().map(std::path::absolute) {
+        Some(Ok(p)) => Some(p.display().to_string()),
+        Some(Err(e)) => {
+            eprintln!("error: --out-dir: {e}");
+            return Ok(ExitCode::from(EXIT_REFUSED));
+        }
+        None => None,
+    };
+    let params = RunStartParams {
+        config_toml: Some(text),
+        config_name: Some(name),
+        out_dir,
+        seed: a.seed,
+        fast: a.fast.then_some(true),
+        ..Default::default()
+    };
+    finish((|| {
+        let mut conn = Conn::open(&a.common)?;
+        if a.watch {
+            // Subscribe first so not a notification of this run is missed.
+            conn.call(m::EVENTS_SUBSCRIBE, json!({ "samples": false }))?;
+        }
+        let started: m::RunStartResult = decode(conn.call(m::RUN_START, &params)?)?;
+        if a.common.json {
+            println!("{}", serde_json::to_string(&started).unwrap_or_default());
+        } else {
+            println!("started run {}: {} ({} s program)", started.run_id, started.file, started.total_s);
+        }
+        if a.watch {
+            follow(&mut conn, started.run_id, a.common.json)
+        } else {
+            Ok(ExitCode::SUCCESS)
+        }
+    })())
 }
+
 /// `nanoecr status`.
-pub fn status(_a: CommonArgs) -> anyhow::Result<ExitCode> {
-    unavailable()
+pub fn status(a: CommonArgs) -> anyhow::Result<ExitCode> {
+    finish((|| {
+        let mut conn = Conn::open(&a)?;
+        let v = conn.call(m::RUN_STATUS, json!({}))?;
+        if a.json {
+            println!("{v}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        let s: RunStatusResult = decode(v)?;
+        println!(
+            "nanoecrd: {}",
+            serde_json::to_value(s.state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+        );
+        if let Some(r) = &s.run {
+            println!("run {}: {}", r.run_id, r.file);
+            if let Some(p) = &r.progress {
+                println!("  {}", progress_line(p));
+            }
+            if let Some(why) = &r.abort_requested {
+                println!("  abort requested ({why}); unloading");
+            }
+        }
+        if let Some(l) = &s.last {
+            println!("last run: {}", record_line(l));
+        }
+        Ok(ExitCode::SUCCESS)
+    })())
 }
+
 /// `nanoecr abort`.
-pub fn abort(_a: CommonArgs) -> anyhow::Result<ExitCode> {
-    unavailable()
+pub fn abort(a: CommonArgs) -> anyhow::Result<ExitCode> {
+    finish((|| {
+        let mut conn = Conn::open(&a)?;
+        let r: m::RunAbortResult = decode(conn.call(m::RUN_ABORT, json!({}))?)?;
+        if a.json {
+            println!("{}", serde_json::to_string(&r).unwrap_or_default());
+        } else if r.already_requested {
+            println!("abort already requested for run {} ({})", r.run_id, r.file);
+        } else {
+            println!("abort requested for run {} ({}); the load ramps down safely", r.run_id, r.file);
+        }
+        Ok(ExitCode::SUCCESS)
+    })())
 }
+
 /// `nanoecr watch`.
-pub fn watch(_a: CommonArgs) -> anyhow::Result<ExitCode> {
-    unavailable()
+pub fn watch(a: CommonArgs) -> anyhow::Result<ExitCode> {
+    finish((|| {
+        let mut conn = Conn::open(&a)?;
+        let sub: m::SubscribeResult = decode(conn.call(m::EVENTS_SUBSCRIBE, json!({ "samples": a.json }))?)?;
+        match sub.run {
+            Some(r) => {
+                if !a.json {
+                    println!("watching run {}: {}", r.run_id, r.file);
+                }
+                follow(&mut conn, r.run_id, a.json)
+            }
+            None => {
+                // Maybe it just ended: report the last run and its status.
+                let s: RunStatusResult = decode(conn.call(m::RUN_STATUS, json!({}))?)?;
+                match s.last {
+                    Some(l) => {
+                        println!("no run in progress; last run: {}", record_line(&l));
+                        Ok(exit_for(l.status))
+                    }
+                    None => {
+                        eprintln!("no run in progress, and none has run yet");
+                        Ok(ExitCode::from(EXIT_REFUSED))
+                    }
+                }
+            }
+        }
+    })())
 }
+
 /// `nanoecr runs`.
-pub fn runs(_a: CommonArgs) -> anyhow::Result<ExitCode> {
-    unavailable()
+pub fn runs(a: CommonArgs) -> anyhow::Result<ExitCode> {
+    finish((|| {
+        let mut conn = Conn::open(&a)?;
+        let v = conn.call(m::RUNS_LIST, json!({}))?;
+        if a.json {
+            println!("{v}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        let list: m::RunsListResult = decode(v)?;
+        if list.runs.is_empty() {
+            println!("no runs yet");
+        }
+        for r in &list.runs {
+            println!("{}", record_line(r));
+        }
+        Ok(ExitCode::SUCCESS)
+    })())
+}
+
+/// Stream the run's notifications until its `run.end`; exit code by its status.
+fn follow(conn: &mut Conn, run_id: u64, json_out: bool) -> Result<ExitCode, Failure> {
+    let tty = std::io::stderr().is_terminal();
+    let mut last_plain = Instant::now() - Duration::from_secs(10);
+    loop {
+        let n = conn.next_note()?;
+        if json_out {
+            println!("{}", serde_json::to_string(&n).unwrap_or_default());
+        }
+        let mine = n.params.get("run_id").and_then(Value::as_u64) == Some(run_id);
+        match n.method.as_str() {
+            names::PROGRESS if mine && !json_out => {
+                if let Ok(p) = n.params::<ProgressNote>() {
+                    if tty {
+                        eprint!("\r\x1b[2K{}", progress_line(&p));
+                    } else if last_plain.elapsed() >= Duration::from_secs(1) {
+                        eprintln!("{}", progress_line(&p));
+                        last_plain = Instant::now();
+                    }
+                }
+            }
+            names::EVENT if mine && !json_out => {
+                if let Ok(e) = n.params::<EventNote>() {
+                    if tty {
+                        eprint!("\r\x1b[2K");
+                    }
+                    println!("{}", event_line(&e));
+                }
+            }
+            names::RUN_STARTED if !json_out => {
+                if let Ok(s) = n.params::<RunStartedNote>() {
+                    if s.run_id != run_id {
+                        println!("(another run started: {})", s.file);
+                    }
+                }
+            }
+            names::RUN_END if mine => {
+                let end: RunEndNote = decode(n.params)?;
+                if !json_out {
+                    if tty {
+                        eprintln!();
+                    }
+                    match &end.summary {
+                        Some(s) => println!(
+                            "run {} {}: {} — {} samples ({} dropped), spikes p {} n {}, pop-ins {}; {}",
+                            run_id,
+                            end.status,
+                            end.file,
+                            s.samples,
+                            s.dropped,
+                            s.spikes_p,
+                            s.spikes_n,
+                            s.popins,
+                            s.end_reason
+                        ),
+                        None => {
+                            println!("run {run_id} {}: {} — {}", end.status, end.file, end.error.unwrap_or_default())
+                        }
+                    }
+                }
+                return Ok(exit_for(end.status));
+            }
+            names::DROPPED => {
+                eprintln!("error: the daemon dropped this client (it read too slowly)");
+                return Err(Failure::Unreachable("dropped by the daemon".into()));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn progress_line(p: &ProgressNote) -> String {
+    format!(
+        "t {:6.2}/{:.1} s  {:<11} load {:7.1} µN  h {:6.2} nm  Δρ/ρ {:>10}  samples {} drops {}  spikes p{} n{}  pop-ins {}",
+        p.time_s,
+        p.total_s,
+        p.segment.name(),
+        p.load_un,
+        p.disp_nm,
+        if p.delta_rho.is_finite() { format!("{:+.2e}", p.delta_rho) } else { "—".into() },
+        p.samples,
+        p.dropped,
+        p.spikes_p,
+        p.spikes_n,
+        p.popins
+    )
+}
+
+fn event_line(e: &EventNote) -> String {
+    format!(
+        "{:>9} {} at t = {:.4} s ({}), magnitude {:+.3e}, stress {:.0} MPa",
+        e.kind.name(),
+        e.sign.name(),
+        e.onset_time_s,
+        e.segment.name(),
+        e.magnitude,
+        e.stress_mpa
+    )
+}
+
+fn record_line(r: &RunRecord) -> String {
+    let id = r.run_id.map_or("-".to_string(), |i| i.to_string());
+    let when = r.ended_at.as_deref().or(r.started_at.as_deref()).unwrap_or("");
+    let detail = match &r.summary {
+        Some(s) => format!("{} samples ({} dropped), {}", s.samples, s.dropped, s.end_reason),
+        None => r.end_reason.clone().unwrap_or_default(),
+    };
+    format!("{id:>4}  {:<8}  {when}  {}  {detail}", r.status.name(), r.file)
 }

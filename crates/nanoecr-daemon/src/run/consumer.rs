@@ -108,7 +108,7 @@ impl Consumer {
             let available = self.ring.slots().min(CHUNK);
             if available > 0 {
                 if let Ok(read) = self.ring.read_chunk(available) {
-                    chunk.extend(read.into_iter());
+                    chunk.extend(read);
                 }
             }
             for s in &chunk {

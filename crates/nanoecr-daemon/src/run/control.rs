@@ -445,13 +445,12 @@ fn try_realtime() -> bool {
         ThreadSchedulePolicy,
     };
     let policy = ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo);
-    match ThreadPriority::from_posix(thread_priority::ScheduleParams { sched_priority: 50 }) {
-        p => match set_thread_priority_and_policy(thread_native_id(), p, policy) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(error = ?e, "no real-time scheduling for the control loop (SCHED_FIFO refused); running at normal priority");
-                false
-            }
-        },
+    let p = ThreadPriority::from_posix(thread_priority::ScheduleParams { sched_priority: 50 });
+    match set_thread_priority_and_policy(thread_native_id(), p, policy) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = ?e, "no real-time scheduling for the control loop (SCHED_FIFO refused); running at normal priority");
+            false
+        }
     }
 }
