@@ -1,0 +1,133 @@
+//! The operating system's timing floor, from `cyclictest` (Debian `rt-tests`), and the competing
+//! CPU load used for the "loaded" timing figures.
+
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+/// Wake-up latency quantiles of one cyclictest run, µs.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Latency {
+    /// Median, µs.
+    pub p50_us: f64,
+    /// 99th percentile, µs.
+    pub p99_us: f64,
+    /// 99.9th percentile, µs.
+    pub p999_us: f64,
+    /// Maximum, µs.
+    pub max_us: f64,
+    /// Cycles measured.
+    pub cycles: u64,
+}
+
+/// Run `cyclictest -m -q -t1 -p0 -i interval_us -l loops -h hist_max_us` and parse its histogram.
+/// `-p0` asks for no particular priority; with `-h` cyclictest then defaults its thread to
+/// SCHED_FIFO priority 2 when permitted (it prints so), which is what the control loop gets too.
+pub fn run(interval_us: u64, loops: u64) -> Result<Latency> {
+    // Wide enough that overflows are rare even under load; overflows count as the maximum.
+    let hist_max_us = (interval_us * 20).clamp(2_000, 100_000);
+    let out = Command::new("cyclictest")
+        .args(["-m", "-q", "-t1", "-p0"])
+        .arg(format!("-i{interval_us}"))
+        .arg(format!("-l{loops}"))
+        .arg(format!("-h{hist_max_us}"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .context("running cyclictest (Debian package rt-tests)")?;
+    if !out.status.success() {
+        bail!("cyclictest failed: {}", out.status);
+    }
+    parse(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Parse cyclictest's histogram output (`NNNNNN CCCCCC` lines of 1 µs bins, then `# Max
+/// Latencies:` and `# Histogram Overflows:`).
+pub fn parse(text: &str) -> Result<Latency> {
+    let mut bins: Vec<(u64, u64)> = Vec::new();
+    let mut max_us = f64::NAN;
+    let mut overflows = 0u64;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# Max Latencies:") {
+            max_us = rest.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+        } else if let Some(rest) = line.strip_prefix("# Histogram Overflows:") {
+            overflows = rest.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        } else if !line.starts_with('#') {
+            let mut it = line.split_whitespace();
+            if let (Some(a), Some(b), None) = (it.next(), it.next(), it.next()) {
+                if let (Ok(us), Ok(n)) = (a.parse::<u64>(), b.parse::<u64>()) {
+                    bins.push((us, n));
+                }
+            }
+        }
+    }
+    let in_hist: u64 = bins.iter().map(|b| b.1).sum();
+    let total = in_hist + overflows;
+    if total == 0 {
+        bail!("cyclictest printed no histogram");
+    }
+    let q = |q: f64| -> f64 {
+        let target = (q * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for &(us, n) in &bins {
+            seen += n;
+            if seen >= target {
+                return us as f64;
+            }
+        }
+        max_us
+    };
+    Ok(Latency { p50_us: q(0.5), p99_us: q(0.99), p999_us: q(0.999), max_us, cycles: total })
+}
+
+/// Busy-looping shell processes, one per CPU, killed (by their own pids) when dropped.
+pub struct CpuLoad {
+    children: Vec<Child>,
+}
+
+impl CpuLoad {
+    /// Start `n` busy loops.
+    pub fn start(n: usize) -> Result<Self> {
+        let mut load = Self { children: Vec::with_capacity(n) };
+        for _ in 0..n {
+            let child = Command::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting a busy-loop load process")?;
+            load.children.push(child);
+        }
+        // Let the scheduler see them as CPU hogs before measuring.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        Ok(load)
+    }
+}
+
+impl Drop for CpuLoad {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_histogram_quantiles() {
+        let text = "# Histogram\n000005 000090\n000006 000009\n000040 000001\n# Total: 000000100\n\
+                    # Max Latencies: 00040\n# Histogram Overflows: 00000\n";
+        let l = parse(text).expect("parses");
+        assert_eq!(l.cycles, 100);
+        assert_eq!(l.p50_us, 5.0);
+        assert_eq!(l.p99_us, 6.0);
+        assert_eq!(l.p999_us, 40.0);
+        assert_eq!(l.max_us, 40.0);
+    }
+}

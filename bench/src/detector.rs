@@ -1,0 +1,100 @@
+//! Detector throughput on one core, offline: simulated samples generated up front (not timed),
+//! then pushed one by one through `Detector::process`, the exact call the consumer thread makes.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use nanoecr_core::{RunConfig, Sample};
+use nanoecr_detect::Detector;
+use nanoecr_sim::World;
+
+use crate::configs;
+use crate::report::Row;
+
+/// The detector's target, samples/s.
+pub const TARGET_SAMPLES_PER_S: f64 = 50e6;
+
+/// `n` samples of a simulated test at the config's rate, exactly as the control loop would
+/// build them from the rig (current = current_factor · V / R), repeating the program if needed.
+pub fn simulate(cfg: &RunConfig, n: usize) -> Result<Vec<Sample>> {
+    let rate_hz = cfg.rate_hz();
+    let dt_s = cfg.dt_s();
+    let mut world = World::new(&cfg.raw.simulation, cfg.pillar, rate_hz);
+    let lf = &cfg.load_function;
+    let mut cursor = lf.cursor();
+    let v = cfg.raw.bias.voltage_v;
+    let r = cfg.raw.simulation.circuit_resistance_ohm;
+    let mut out = Vec::with_capacity(n);
+    for k in 0..n {
+        let t_s = k as f64 * dt_s;
+        let (segment, setpoint_un) = cursor.at(lf, t_s).context("program shorter than the samples asked for")?;
+        let w = world.step(setpoint_un, segment);
+        out.push(Sample {
+            seq: w.seq,
+            time_s: w.time_s,
+            setpoint_un,
+            load_un: w.load_un,
+            disp_nm: w.disp_nm,
+            current_a: w.current_factor * v / r,
+            voltage_v: v,
+            segment,
+            flags: 0,
+        });
+    }
+    Ok(out)
+}
+
+/// One timed pass: samples/s and the number of events found (so the work cannot be optimised
+/// away and a broken detector shows).
+fn pass(cfg: &RunConfig, samples: &[Sample]) -> (f64, u64) {
+    let mut det = Detector::new(&cfg.raw.detection, cfg.pillar, cfg.rate_hz(), cfg.raw.acquisition.settle_s);
+    let mut events = 0u64;
+    let mut sum = 0.0_f64;
+    let t0 = Instant::now();
+    {
+        let mut emit = |_e: nanoecr_core::Event| events += 1;
+        for s in samples {
+            let d = det.process(black_box(s), &mut emit);
+            if d.is_finite() {
+                sum += d;
+            }
+        }
+        det.finish(&mut emit);
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    black_box(sum);
+    (samples.len() as f64 / dt, events)
+}
+
+/// The detector section: one row per rate (1 kHz, the paper's; 100 kHz, where it matters).
+pub fn section(quick: bool, tmp: &std::path::Path) -> Result<(Vec<Row>, serde_json::Value)> {
+    let base = configs::demo_text()?;
+    let reps = if quick { 3 } else { 7 };
+    let mut rows = Vec::new();
+    let mut details = serde_json::Map::new();
+    for (rate_hz, seconds) in
+        [(1_000.0, if quick { 600.0 } else { 1800.0 }), (100_000.0, if quick { 10.0 } else { 30.0 })]
+    {
+        // A program at least as long as the samples: segments of a third each after settle.
+        let text = configs::derive(&base, &configs::program(rate_hz, 2.0, (seconds / 3.0_f64).ceil()))?;
+        let path = configs::write(tmp, &format!("detector_{rate_hz}.toml"), &text)?;
+        let cfg = configs::load(&path)?;
+        let n = (seconds * rate_hz) as usize;
+        let samples = simulate(&cfg, n)?;
+        let runs: Vec<(f64, u64)> = (0..reps).map(|_| pass(&cfg, &samples)).collect();
+        let events = runs.first().map_or(0, |r| r.1);
+        details.insert(format!("{rate_hz}"), serde_json::json!({ "samples": n, "events": events, "runs": runs }));
+        rows.push(
+            Row::new(
+                "detector",
+                format!("Detector::process at {} kHz", rate_hz / 1e3),
+                "samples/s",
+                runs.iter().map(|r| r.0).collect(),
+            )
+            .target("≥ 50 M samples/s", |v| v >= TARGET_SAMPLES_PER_S)
+            .note(format!("{n} simulated samples ({seconds} s), {events} events; one core, generation not timed")),
+        );
+    }
+    Ok((rows, serde_json::Value::Object(details)))
+}

@@ -1,0 +1,139 @@
+//! End to end through the real pipeline, in-process: `start_run` with `fast` on the simulated
+//! rig (control loop → rtrb ring → detector → HDF5 writer), timed from start to a closed file.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use nanoecr_core::RunSummary;
+use nanoecr_daemon::run::{start_run, RunOptions};
+use serde::Serialize;
+
+use crate::configs;
+use crate::report::Row;
+
+/// End-to-end target, samples/s.
+pub const TARGET_SAMPLES_PER_S: f64 = 5e6;
+
+/// One run's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunFigures {
+    /// Samples written.
+    pub samples: u64,
+    /// Samples dropped.
+    pub dropped: u64,
+    /// From `start_run` to the joined, closed file, s.
+    pub wall_s: f64,
+    /// `samples / wall_s`.
+    pub samples_per_s: f64,
+    /// Size of the run file, bytes.
+    pub file_bytes: u64,
+    /// Bytes of the `/entry/data` columns uncompressed (elements × element size).
+    pub raw_column_bytes: u64,
+    /// Bytes the `/entry/data` columns take in the file.
+    pub stored_column_bytes: u64,
+    /// Final status.
+    pub status: String,
+}
+
+/// Run `config` once to `out` with `fast` (or paced) and return the summary and wall time.
+pub fn run_in_process(config: &Path, out: &Path, fast: bool) -> Result<(RunSummary, f64)> {
+    let cfg = configs::load(config)?;
+    let rig = nanoecr_hw::sim::rig(&cfg);
+    let opts = RunOptions { file_path: Some(out.to_path_buf()), fast, ..Default::default() };
+    let t0 = Instant::now();
+    let handle = start_run(cfg, rig, opts).with_context(|| format!("starting {}", config.display()))?;
+    let summary = handle.join().with_context(|| format!("running {}", config.display()))?;
+    Ok((summary, t0.elapsed().as_secs_f64()))
+}
+
+/// Uncompressed and stored bytes of every dataset under `/entry/data`.
+pub fn column_bytes(path: &Path) -> Result<(u64, u64)> {
+    let file = hdf5::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let group = file.group("entry/data").context("no /entry/data")?;
+    let mut raw = 0u64;
+    let mut stored = 0u64;
+    for name in group.member_names().context("listing /entry/data")? {
+        if let Ok(ds) = group.dataset(&name) {
+            let elem = ds.dtype().map(|t| t.size()).unwrap_or(0) as u64;
+            raw += ds.size() as u64 * elem;
+            stored += ds.storage_size();
+        }
+    }
+    Ok((raw, stored))
+}
+
+/// Run once and measure.
+pub fn measure(config: &Path, out: &Path) -> Result<RunFigures> {
+    let (summary, wall_s) = run_in_process(config, out, true)?;
+    let file_bytes = std::fs::metadata(out).with_context(|| format!("stat {}", out.display()))?.len();
+    let (raw_column_bytes, stored_column_bytes) = column_bytes(out)?;
+    Ok(RunFigures {
+        samples: summary.samples,
+        dropped: summary.dropped,
+        wall_s,
+        samples_per_s: summary.samples as f64 / wall_s,
+        file_bytes,
+        raw_column_bytes,
+        stored_column_bytes,
+        status: summary.status.name().to_string(),
+    })
+}
+
+/// The e2e section: a 30-minute test at 1 kHz and a 3-minute test at 100 kHz, `--fast`.
+pub fn section(quick: bool, tmp: &Path) -> Result<(Vec<Row>, serde_json::Value)> {
+    let base = configs::demo_text()?;
+    let reps = 3;
+    // (label, rate, program length after the 2 s settle)
+    let cases: [(&str, f64, f64); 2] = if quick {
+        [("5-min test at 1 kHz", 1_000.0, 300.0), ("30-s test at 100 kHz", 100_000.0, 30.0)]
+    } else {
+        [("30-min test at 1 kHz", 1_000.0, 1800.0), ("3-min test at 100 kHz", 100_000.0, 180.0)]
+    };
+    let mut rows = Vec::new();
+    let mut details = serde_json::Map::new();
+    for (label, rate_hz, program_s) in cases {
+        let text = configs::derive(&base, &configs::program(rate_hz, 2.0, program_s / 3.0))?;
+        let cfg_path = configs::write(tmp, &format!("e2e_{rate_hz}.toml"), &text)?;
+        let mut runs = Vec::new();
+        for i in 0..reps {
+            let out: PathBuf = tmp.join(format!("e2e_{rate_hz}_{i}.h5"));
+            eprintln!("   e2e: {label}, run {}/{reps}", i + 1);
+            let r = measure(&cfg_path, &out)?;
+            // Keep the disk use bounded: a 100 kHz file is hundreds of MB.
+            let _ = std::fs::remove_file(&out);
+            runs.push(r);
+        }
+        let col = |f: &dyn Fn(&RunFigures) -> f64| runs.iter().map(f).collect::<Vec<f64>>();
+        let samples = runs.first().map_or(0, |r| r.samples);
+        rows.push(
+            Row::new("e2e", format!("{label}: throughput"), "samples/s", col(&|r| r.samples_per_s))
+                .target("≥ 5 M samples/s", |v| v >= TARGET_SAMPLES_PER_S)
+                .note(format!("{samples} samples, start_run(fast) to closed file, detector + HDF5 writer included")),
+        );
+        rows.push(
+            Row::new("e2e", format!("{label}: dropped samples"), "samples", col(&|r| r.dropped as f64))
+                .target("0", |v| v == 0.0),
+        );
+        rows.push(
+            Row::new(
+                "e2e",
+                format!("{label}: file size per sample"),
+                "B/sample",
+                col(&|r| r.file_bytes as f64 / r.samples.max(1) as f64),
+            )
+            .note("whole file (data, events, ground truth, diagnostics)"),
+        );
+        rows.push(
+            Row::new(
+                "e2e",
+                format!("{label}: compression ratio"),
+                "×",
+                col(&|r| r.raw_column_bytes as f64 / r.file_bytes.max(1) as f64),
+            )
+            .note("uncompressed /entry/data column bytes ÷ file bytes"),
+        );
+        details.insert(label.to_string(), serde_json::to_value(&runs).context("encoding e2e runs")?);
+    }
+    Ok((rows, serde_json::Value::Object(details)))
+}
