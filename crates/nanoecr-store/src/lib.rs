@@ -2,15 +2,20 @@
 //!
 //! One HDF5 file per run, NeXus-style (docs/file-format.md is the specification):
 //!
-//! - [`RunWriter`] creates the file, appends samples in blocks to chunked, compressed, extendible
+//! - [`RunWriter`] creates the file (HDF5 1.10 format, every object created up front), switches it
+//!   to SWMR writing so that readers can follow the run live (`h5py.File(path, "r",
+//!   libver="latest", swmr=True)`), appends samples in blocks to chunked, compressed, extendible
 //!   datasets, flushes on request (the pipeline does so at least every 100 ms) and closes it
 //!   with the run's status. A writer dropped without [`RunWriter::finish`] flushes what it holds
 //!   and leaves `status = "running"`: exactly what a crash looks like to a reader.
-//! - [`read_run`] reads a run back (our files, and foreign files with the documented minimum).
-//! - [`recover`] makes a file left by a crash readable and marks it `failed`.
+//! - [`read_run`] reads a run back (our files, and foreign files with the documented minimum);
+//!   a file still being written, or left by a crash, is read in SWMR mode.
+//! - [`recover`] makes a file left by a crash readable by any reader (clearing the superblock's
+//!   "open for writing" flags) and marks it `failed`.
 
 mod names;
 mod reader;
+mod recover;
 mod writer;
 
 use std::path::PathBuf;
@@ -51,6 +56,12 @@ pub enum StoreError {
         /// What is missing or wrong.
         what: String,
     },
+    /// Another process has the file open (a run still being written, or a reader): not touched.
+    #[error("{path}: open in another process (a run still being written?); not touched")]
+    InUse {
+        /// The file.
+        path: PathBuf,
+    },
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -70,7 +81,8 @@ pub struct RecoverOutcome {
 }
 
 /// Make a file left `running` by a crash readable and mark it `failed`, keeping every row.
-/// A file that was closed properly is reported and left as it is.
+/// A file that was closed properly is reported and left as it is; a file another process holds
+/// open (the writer of a run in progress) is refused with [`StoreError::InUse`].
 pub fn recover(path: &std::path::Path) -> Result<RecoverOutcome, StoreError> {
-    writer::recover(path)
+    recover::recover(path)
 }

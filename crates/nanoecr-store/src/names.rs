@@ -33,3 +33,16 @@ pub const SAMPLE_CHUNK: usize = 8192;
 pub const EVENT_CHUNK: usize = 256;
 /// gzip level: 4 is within a few percent of 9's ratio on these signals at a fraction of the CPU.
 pub const DEFLATE_LEVEL: u8 = 4;
+
+/// Capacity in bytes of the fixed-length string attributes that change when a run ends
+/// (`status`, `end_time`, `end_reason`, `diagnostics@json`). They exist from creation so that
+/// closing a run in SWMR mode only writes values and never creates objects. Longer values are
+/// cut at a character boundary (the JSON record is left empty rather than cut).
+pub const STATUS_LEN: usize = 16;
+/// See [`STATUS_LEN`]: ISO 8601 timestamps (24 characters used).
+pub const TIME_LEN: usize = 40;
+/// See [`STATUS_LEN`]: the end reason (device-fault messages can be long).
+pub const REASON_LEN: usize = 1024;
+/// See [`STATUS_LEN`]: the diagnostics record as JSON (about 2 KiB at most: two 32-bin
+/// histograms of u64 plus a dozen numbers).
+pub const DIAG_JSON_LEN: usize = 4096;

@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use hdf5::types::{VarLenAscii, VarLenUnicode};
-use hdf5::{File, Group, Location};
+use hdf5::types::{FixedAscii, FixedUnicode, TypeDescriptor, VarLenAscii, VarLenUnicode};
+use hdf5::{Container, File, Group, Location, OpenMode};
 use nanoecr_core::{Diagnostics, Event, EventKind, Pillar, RunStatus, Segment, Sign};
 
 use crate::StoreError;
@@ -84,24 +84,34 @@ pub struct RunFile {
     pub diagnostics: Option<Diagnostics>,
 }
 
-/// Read a string attribute written as variable-length UTF-8 or ASCII (h5py writes either).
+/// Longest fixed-length string read back (longer ones are cut).
+const FIXED_READ_CAP: usize = 16384;
+
+/// A scalar string (attribute or dataset) in any of HDF5's string types: variable-length as we and
+/// h5py write by default, fixed-length as we write the values that change at the end of a run
+/// (and h5py writes for numpy bytes). Empty strings (unset placeholders) read as `None`.
+fn read_string(c: &Container) -> Option<String> {
+    let s = match c.dtype().ok()?.to_descriptor().ok()? {
+        TypeDescriptor::VarLenUnicode => c.read_scalar::<VarLenUnicode>().ok()?.as_str().to_string(),
+        TypeDescriptor::VarLenAscii => c.read_scalar::<VarLenAscii>().ok()?.as_str().to_string(),
+        TypeDescriptor::FixedUnicode(_) => {
+            String::from_utf8_lossy(c.read_scalar::<FixedUnicode<FIXED_READ_CAP>>().ok()?.as_bytes()).into_owned()
+        }
+        TypeDescriptor::FixedAscii(_) => {
+            String::from_utf8_lossy(c.read_scalar::<FixedAscii<FIXED_READ_CAP>>().ok()?.as_bytes()).into_owned()
+        }
+        _ => return None,
+    };
+    (!s.is_empty()).then_some(s)
+}
+
+/// Read a string attribute (see [`read_string`] for the types accepted).
 pub(crate) fn read_str_attr(loc: &Location, name: &str) -> Option<String> {
-    let a = loc.attr(name).ok()?;
-    if let Ok(v) = a.read_scalar::<VarLenUnicode>() {
-        return Some(v.as_str().to_string());
-    }
-    if let Ok(v) = a.read_scalar::<VarLenAscii>() {
-        return Some(v.as_str().to_string());
-    }
-    None
+    read_string(&*loc.attr(name).ok()?)
 }
 
 fn read_str_ds(g: &Group, name: &str) -> Option<String> {
-    let d = g.dataset(name).ok()?;
-    if let Ok(v) = d.read_scalar::<VarLenUnicode>() {
-        return Some(v.as_str().to_string());
-    }
-    d.read_scalar::<VarLenAscii>().ok().map(|v| v.as_str().to_string())
+    read_string(&*g.dataset(name).ok()?)
 }
 
 fn read_f64_scalar(g: &Group, name: &str) -> Option<f64> {
@@ -154,13 +164,26 @@ fn read_events(path: &Path, g: &Group) -> Result<Vec<Event>, StoreError> {
         .collect())
 }
 
-/// Read a run file.
+/// `v` if it has `n` rows; cut to `n` when `live` and longer; else `None`.
+fn fit_len<T>(mut v: Vec<T>, n: usize, live: bool) -> Option<Vec<T>> {
+    if live && v.len() > n {
+        v.truncate(n);
+    }
+    (v.len() == n).then_some(v)
+}
+
+/// Read a run file. A file that is still being written (or was left so by a crash: its
+/// superblock still says "open for writing") is read in SWMR mode, up to its last flush.
 pub fn read_run(path: &Path) -> Result<RunFile, StoreError> {
-    let file = File::open(path).map_err(|source| StoreError::Hdf5 {
-        path: path.to_path_buf(),
-        during: "opening".into(),
-        source,
-    })?;
+    let (file, live) = match File::open(path) {
+        Ok(f) => (f, false),
+        Err(source) => match File::open_as(path, OpenMode::ReadSWMR) {
+            Ok(f) => (f, true),
+            Err(_) => {
+                return Err(StoreError::Hdf5 { path: path.to_path_buf(), during: "opening".into(), source });
+            }
+        },
+    };
     let invalid = |what: &str| StoreError::Invalid { path: path.to_path_buf(), what: what.to_string() };
     let entry = file.group("entry").map_err(|_| invalid("no /entry group"))?;
     let data_g = entry.group("data").map_err(|_| invalid("no /entry/data group"))?;
@@ -169,25 +192,35 @@ pub fn read_run(path: &Path) -> Result<RunFile, StoreError> {
     let need = |name: &str| -> Result<Vec<f64>, StoreError> {
         column::<f64>(path, &data_g, name)?.ok_or_else(|| invalid(&format!("missing /entry/data/{name}")))
     };
-    let time_s = need("time")?;
-    let disp_nm = need("displacement")?;
-    let current_a = need("current")?;
-    let load_un = need("load")?;
+    let mut time_s = need("time")?;
+    let mut disp_nm = need("displacement")?;
+    let mut current_a = need("current")?;
+    let mut load_un = need("load")?;
+    if live {
+        // A writer extends the columns one after the other: a reader can catch them between two
+        // extents. Keep the rows every column has.
+        let n = [time_s.len(), disp_nm.len(), current_a.len(), load_un.len()].into_iter().min().unwrap_or(0);
+        for c in [&mut time_s, &mut disp_nm, &mut current_a, &mut load_un] {
+            c.truncate(n);
+        }
+    }
     let n = time_s.len();
     if disp_nm.len() != n || current_a.len() != n || load_un.len() != n {
         return Err(invalid("time, displacement, current and load differ in length"));
     }
+    // Optional columns must match the required ones (a live file's may be longer: cut them).
+    let fit = |v: Vec<_>| -> Option<Vec<_>> { fit_len(v, n, live) };
     let opt = |name: &str| -> Result<Vec<f64>, StoreError> {
-        Ok(column::<f64>(path, &data_g, name)?.filter(|v| v.len() == n).unwrap_or_else(|| vec![f64::NAN; n]))
+        Ok(column::<f64>(path, &data_g, name)?.and_then(|v| fit_len(v, n, live)).unwrap_or_else(|| vec![f64::NAN; n]))
     };
     let data = RunData {
-        seq: column::<u64>(path, &data_g, "sequence")?
-            .filter(|v| v.len() == n)
-            .unwrap_or_else(|| (0..n as u64).collect()),
+        seq: column::<u64>(path, &data_g, "sequence")?.and_then(fit).unwrap_or_else(|| (0..n as u64).collect()),
         setpoint_un: opt("setpoint")?,
         voltage_v: opt("voltage")?,
         delta_rho: opt("resistivity_change")?,
-        segment: column::<u8>(path, &data_g, "segment")?.filter(|v| v.len() == n).unwrap_or_else(|| vec![0; n]),
+        segment: column::<u8>(path, &data_g, "segment")?
+            .and_then(|v| fit_len(v, n, live))
+            .unwrap_or_else(|| vec![0; n]),
         time_s,
         load_un,
         disp_nm,

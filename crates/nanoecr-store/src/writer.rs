@@ -1,13 +1,30 @@
-//! The run-file writer and crash recovery.
+//! The run-file writer.
+//!
+//! Life cycle of a file (docs/file-format.md, "Live reading"):
+//! 1. created in the HDF5 1.10 file format with every group, dataset and attribute the run will
+//!    ever have (the values that only exist at the end — `status`, `end_time`, `end_reason`,
+//!    diagnostics, ground truth — as placeholders of fixed size);
+//! 2. switched to SWMR writing (`H5Fstart_swmr_write`): from here on the writer only extends
+//!    datasets and writes values, never creates an object, so SWMR readers can follow;
+//! 3. flushed at least every 100 ms by the pipeline;
+//! 4. closed by [`RunWriter::finish`] (values written, `status` last) or, without it, by drop
+//!    (status stays `running`).
+//!
+//! While the file is open for writing it holds a shared `flock` of its own so that `recover`
+//! refuses to touch a run that is still being written (HDF5 releases its own lock in SWMR mode).
 
 use std::path::{Path, PathBuf};
 
-use hdf5::types::VarLenUnicode;
-use hdf5::{Dataset, File, Group, H5Type, Location};
+use hdf5::file::LibraryVersion;
+use hdf5::types::{FixedAscii, FixedUnicode, TypeDescriptor, VarLenAscii, VarLenUnicode};
+use hdf5::{Attribute, Dataset, File, Group, H5Type, Location};
 use nanoecr_core::{Diagnostics, EndReason, Event, RunConfig, RunStatus, Sample};
 
-use crate::names::{DATA_COLUMNS, DEFLATE_LEVEL, EVENT_CHUNK, EVENT_COLUMNS, SAMPLE_CHUNK};
-use crate::{RecoverOutcome, StoreError};
+use crate::names::{
+    DATA_COLUMNS, DEFLATE_LEVEL, DIAG_JSON_LEN, EVENT_CHUNK, EVENT_COLUMNS, REASON_LEN, SAMPLE_CHUNK, STATUS_LEN,
+    TIME_LEN,
+};
+use crate::StoreError;
 
 /// Free-text descriptions of the instruments, recorded under `/entry/instrument`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,6 +44,9 @@ pub struct RunWriter {
     entry: Group,
     data: Vec<Dataset>,
     events: Vec<Dataset>,
+    /// `/entry/ground_truth/events` columns (simulated runs only).
+    gt_events: Option<Vec<Dataset>>,
+    diagnostics: Group,
     // Column buffers, reused: appends never allocate once they reached block size.
     seq: Vec<u64>,
     time: Vec<f64>,
@@ -41,6 +61,9 @@ pub struct RunWriter {
     pending_events: Vec<Event>,
     event_rows: u64,
     finished: bool,
+    /// Shared advisory lock held while the file is open for writing; declared after the HDF5
+    /// handles so it is released only after they are closed.
+    _writing: Option<nix::fcntl::Flock<std::fs::File>>,
 }
 
 impl std::fmt::Debug for RunWriter {
@@ -49,23 +72,80 @@ impl std::fmt::Debug for RunWriter {
     }
 }
 
-fn h5err(path: &Path, during: impl Into<String>) -> impl FnOnce(hdf5::Error) -> StoreError + '_ {
+pub(crate) fn h5err(path: &Path, during: impl Into<String>) -> impl FnOnce(hdf5::Error) -> StoreError + '_ {
     let during = during.into();
     move |source| StoreError::Hdf5 { path: path.to_path_buf(), during, source }
 }
 
-fn vlu(s: &str) -> VarLenUnicode {
+fn clean(s: &str) -> String {
     // Interior NULs cannot be stored in an HDF5 string; replace them rather than fail a run.
-    s.replace('\0', " ").parse().unwrap_or_default()
+    s.replace('\0', " ")
 }
 
-/// Create or overwrite a scalar string attribute.
+fn vlu(s: &str) -> VarLenUnicode {
+    clean(s).parse().unwrap_or_default()
+}
+
+/// Largest fixed-length string value written or read through the helpers below.
+const FIXED_CAP: usize = 16384;
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn fixed_unicode(s: &str, n: usize) -> hdf5::Result<Box<FixedUnicode<FIXED_CAP>>> {
+    let v = clean(s);
+    let v = cut(&v, n.min(FIXED_CAP));
+    v.parse::<FixedUnicode<FIXED_CAP>>().map(Box::new).map_err(|e| hdf5::Error::from(e.to_string()))
+}
+
+fn fixed_ascii(s: &str, n: usize) -> hdf5::Result<Box<FixedAscii<FIXED_CAP>>> {
+    let v: String = clean(s).chars().map(|c| if c.is_ascii() { c } else { '?' }).collect();
+    let v = cut(&v, n.min(FIXED_CAP));
+    FixedAscii::<FIXED_CAP>::from_ascii(v.as_bytes()).map(Box::new).map_err(|e| hdf5::Error::from(e.to_string()))
+}
+
+/// Write a string into an existing scalar string attribute, in whatever string type it has
+/// (fixed-length values are cut to the attribute's size).
+fn write_str(attr: &Attribute, value: &str) -> hdf5::Result<()> {
+    match attr.dtype()?.to_descriptor()? {
+        TypeDescriptor::FixedUnicode(n) => attr.write_scalar(&*fixed_unicode(value, n)?),
+        TypeDescriptor::FixedAscii(n) => attr.write_scalar(&*fixed_ascii(value, n)?),
+        TypeDescriptor::VarLenAscii => {
+            let v: String = clean(value).chars().map(|c| if c.is_ascii() { c } else { '?' }).collect();
+            attr.write_scalar(&VarLenAscii::from_ascii(v.as_bytes()).map_err(|e| hdf5::Error::from(e.to_string()))?)
+        }
+        _ => attr.write_scalar(&vlu(value)),
+    }
+}
+
+/// Create (as variable-length UTF-8) or overwrite a scalar string attribute. Creates an object:
+/// not for use once the file is in SWMR mode.
 pub(crate) fn set_str_attr(loc: &Location, name: &str, value: &str) -> hdf5::Result<()> {
-    let attr = match loc.attr(name) {
-        Ok(a) => a,
-        Err(_) => loc.new_attr::<VarLenUnicode>().shape(()).create(name)?,
-    };
-    attr.write_scalar(&vlu(value))
+    match loc.attr(name) {
+        Ok(a) => write_str(&a, value),
+        Err(_) => loc.new_attr::<VarLenUnicode>().shape(()).create(name)?.write_scalar(&vlu(value)),
+    }
+}
+
+/// Overwrite an existing scalar string attribute; an error if it does not exist (SWMR-safe).
+pub(crate) fn write_str_attr(loc: &Location, name: &str, value: &str) -> hdf5::Result<()> {
+    write_str(&loc.attr(name)?, value)
+}
+
+/// Create a fixed-length (`N` bytes, UTF-8, NUL-padded) scalar string attribute, so that its
+/// value can be changed later without allocating anything in the file.
+fn fixed_attr<const N: usize>(loc: &Location, name: &str, value: &str) -> hdf5::Result<()> {
+    let a = loc.new_attr::<FixedUnicode<N>>().shape(()).create(name)?;
+    write_str(&a, value)
 }
 
 fn scalar<T: H5Type>(g: &Group, name: &str, value: T, units: Option<&str>) -> hdf5::Result<()> {
@@ -131,20 +211,50 @@ fn now_iso() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// What [`RunWriter::layout`] created and the writer keeps open.
+struct Layout {
+    entry: Group,
+    data: Vec<Dataset>,
+    events: Vec<Dataset>,
+    gt_events: Option<Vec<Dataset>>,
+    diagnostics: Group,
+}
+
 impl RunWriter {
-    /// Create the file (refusing to overwrite one) with its metadata, status `running`.
+    /// Create the file (refusing to overwrite one) with its metadata, status `running`, and
+    /// switch it to SWMR writing so that readers can follow the run live.
     pub fn create(path: &Path, cfg: &RunConfig, instrument: &InstrumentInfo) -> Result<Self, StoreError> {
-        let file = File::create_excl(path).map_err(h5err(path, "creating the run file"))?;
-        let built = Self::layout(&file, cfg, instrument).map_err(h5err(path, "writing the file layout"))?;
-        let (entry, data, events) = built;
+        // Pinned to the 1.10 format (what SWMR needs) rather than "latest", so that a build
+        // against a newer HDF5 still writes files every HDF5 ≥ 1.10 reader opens.
+        let file = File::with_options()
+            .with_fapl(|p| p.libver_bounds(LibraryVersion::V110, LibraryVersion::V110))
+            .create_excl(path)
+            .map_err(h5err(path, "creating the run file"))?;
+        let layout = Self::layout(&file, cfg, instrument).map_err(h5err(path, "writing the file layout"))?;
         file.flush().map_err(h5err(path, "flushing the new file"))?;
+        file.start_swmr().map_err(h5err(path, "switching to SWMR writing"))?;
+        let writing = match std::fs::File::open(path) {
+            Ok(f) => match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockSharedNonblock) {
+                Ok(l) => Some(l),
+                Err((_, errno)) => {
+                    tracing::warn!(file = %path.display(), %errno, "cannot lock the run file against recovery while writing");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot lock the run file against recovery while writing");
+                None
+            }
+        };
         let cap = SAMPLE_CHUNK;
         Ok(Self {
             path: path.to_path_buf(),
             file,
-            entry,
-            data,
-            events,
+            entry: layout.entry,
+            data: layout.data,
+            events: layout.events,
+            gt_events: layout.gt_events,
+            diagnostics: layout.diagnostics,
             seq: Vec::with_capacity(cap),
             time: Vec::with_capacity(cap),
             load: Vec::with_capacity(cap),
@@ -158,18 +268,22 @@ impl RunWriter {
             pending_events: Vec::with_capacity(256),
             event_rows: 0,
             finished: false,
+            _writing: writing,
         })
     }
 
-    #[allow(clippy::type_complexity)]
-    fn layout(file: &File, cfg: &RunConfig, ins: &InstrumentInfo) -> hdf5::Result<(Group, Vec<Dataset>, Vec<Dataset>)> {
+    /// Everything the file will ever hold, created now: in SWMR mode no object may be created.
+    fn layout(file: &File, cfg: &RunConfig, ins: &InstrumentInfo) -> hdf5::Result<Layout> {
         set_str_attr(file, "default", "entry")?;
         set_str_attr(file, "creator", &format!("nanoecr {}", nanoecr_core::SOFTWARE_VERSION))?;
         let root = file.group("/")?;
         let entry = group(&root, "entry", "NXentry")?;
         set_str_attr(&entry, "default", "data")?;
-        set_str_attr(&entry, "start_time", &now_iso())?;
-        set_str_attr(&entry, "status", RunStatus::Running.name())?;
+        let start = now_iso();
+        set_str_attr(&entry, "start_time", &start)?;
+        fixed_attr::<STATUS_LEN>(&entry, "status", RunStatus::Running.name())?;
+        fixed_attr::<TIME_LEN>(&entry, "end_time", "")?;
+        fixed_attr::<REASON_LEN>(&entry, "end_reason", "")?;
         set_str_attr(&entry, "config_toml", &cfg.source_toml)?;
         set_str_attr(&entry, "software_version", nanoecr_core::SOFTWARE_VERSION)?;
         scalar_str(
@@ -177,7 +291,12 @@ impl RunWriter {
             "title",
             &format!("NanoECR micro-compression, {} µN peak", cfg.load_function.peak_load_un()),
         )?;
-        scalar_str(&entry, "start_time", &now_iso())?;
+        scalar_str(&entry, "start_time", &start)?;
+        entry
+            .new_dataset::<FixedUnicode<TIME_LEN>>()
+            .shape(())
+            .create("end_time")?
+            .write_scalar(&*fixed_unicode("", TIME_LEN)?)?;
 
         let s = &cfg.raw.sample;
         let sample = group(&entry, "sample", "NXsample")?;
@@ -201,23 +320,35 @@ impl RunWriter {
         scalar(&inst, "max_displacement_nm", cfg.raw.limits.max_displacement_nm, Some("nm"))?;
         scalar(&inst, "peak_load_un", cfg.load_function.peak_load_un(), Some("uN"))?;
 
-        let data = group(&entry, "data", "NXdata")?;
-        set_str_attr(&data, "signal", "resistivity_change")?;
-        set_str_attr(&data, "axes", "time")?;
-        set_str_attr(&data, "time_indices", "0")?;
-        let mut cols = Vec::with_capacity(DATA_COLUMNS.len());
+        let data_g = group(&entry, "data", "NXdata")?;
+        set_str_attr(&data_g, "signal", "resistivity_change")?;
+        set_str_attr(&data_g, "axes", "time")?;
+        set_str_attr(&data_g, "time_indices", "0")?;
+        let mut data = Vec::with_capacity(DATA_COLUMNS.len());
         for &(name, units) in DATA_COLUMNS.iter() {
-            cols.push(match name {
-                "sequence" => extendible::<u64>(&data, name, SAMPLE_CHUNK, units)?,
-                "segment" => extendible::<u8>(&data, name, SAMPLE_CHUNK, units)?,
-                _ => extendible::<f64>(&data, name, SAMPLE_CHUNK, units)?,
+            data.push(match name {
+                "sequence" => extendible::<u64>(&data_g, name, SAMPLE_CHUNK, units)?,
+                "segment" => extendible::<u8>(&data_g, name, SAMPLE_CHUNK, units)?,
+                _ => extendible::<f64>(&data_g, name, SAMPLE_CHUNK, units)?,
             });
         }
-        let rc = &cols[DATA_COLUMNS.len() - 1];
+        let rc = &data[DATA_COLUMNS.len() - 1];
         set_str_attr(rc, "long_name", "relative resistivity change Δρ/ρ (NaN before the reference state)")?;
         let ev = group(&entry, "events", "NXcollection")?;
         let events = event_columns(&ev)?;
-        Ok((entry, cols, events))
+
+        // Only the simulator knows the truth; it hands it over at the end of the run.
+        let gt_events = if ins.backend == "sim" {
+            let g = group(&entry, "ground_truth", "NXcollection")?;
+            scalar_str(&g, "description", "events injected by the simulated rig (nanoecr-sim)")?;
+            let ev = group(&g, "events", "NXcollection")?;
+            Some(event_columns(&ev)?)
+        } else {
+            None
+        };
+        let diagnostics = group(&entry, "diagnostics", "NXcollection")?;
+        diagnostics_layout(&diagnostics)?;
+        Ok(Layout { entry, data, events, gt_events, diagnostics })
     }
 
     /// The file being written.
@@ -316,6 +447,8 @@ impl RunWriter {
     }
 
     /// Close the run: remaining rows, diagnostics, ground truth, end time, status and reason.
+    /// Everything written here already exists in the file (created by `create`), so this works
+    /// in SWMR mode; `status` goes last.
     pub fn finish(
         mut self,
         end: &EndReason,
@@ -325,57 +458,186 @@ impl RunWriter {
         self.flush()?;
         let path = self.path.clone();
         let r = (|| -> hdf5::Result<()> {
-            let diag = group(&self.entry, "diagnostics", "NXcollection")?;
-            write_diagnostics(&diag, diagnostics)?;
-            if let Some(gt) = ground_truth {
-                let g = group(&self.entry, "ground_truth", "NXcollection")?;
-                scalar_str(&g, "description", "events injected by the simulated rig (nanoecr-sim)")?;
-                let ev = group(&g, "events", "NXcollection")?;
-                let cols = event_columns(&ev)?;
-                write_events(&cols, 0, gt)?;
+            write_diagnostics(&self.diagnostics, diagnostics)?;
+            match (ground_truth, &self.gt_events) {
+                (Some(gt), Some(cols)) => write_events(cols, 0, gt)?,
+                (Some(gt), None) => tracing::warn!(
+                    file = %self.path.display(),
+                    events = gt.len(),
+                    "ground truth handed over for a run not created as simulated; not stored"
+                ),
+                (None, _) => {}
             }
-            set_str_attr(&self.entry, "end_time", &now_iso())?;
-            scalar_str(&self.entry, "end_time", &now_iso())?;
-            set_str_attr(&self.entry, "end_reason", &end.describe())?;
+            let end_time = now_iso();
+            write_str_attr(&self.entry, "end_time", &end_time)?;
+            self.entry.dataset("end_time")?.write_scalar(&*fixed_unicode(&end_time, TIME_LEN)?)?;
+            write_str_attr(&self.entry, "end_reason", &end.describe())?;
             // The status goes last: a file that says `complete` has everything else.
             self.file.flush()?;
-            set_str_attr(&self.entry, "status", end.status().name())?;
+            write_str_attr(&self.entry, "status", end.status().name())?;
             self.file.flush()
         })();
         r.map_err(h5err(&path, "closing the run"))?;
         self.finished = true;
+        // Close every handle (the file leaves SWMR mode, its flags are cleared) and drop the lock.
+        drop(self);
+        compact(&path);
         Ok(path)
     }
 }
 
-fn write_diagnostics(g: &Group, d: &Diagnostics) -> hdf5::Result<()> {
-    let edges: Vec<f64> =
-        (0..nanoecr_core::diagnostics::LATENCY_BINS).map(nanoecr_core::LatencyHistogram::bin_lower_us).collect();
-    let arr = |name: &str, v: &[u64], units: &str| -> hdf5::Result<()> {
-        let ds = g.new_dataset::<u64>().shape(v.len()).create(name)?;
-        ds.write(v)?;
-        set_str_attr(&ds, "units", units)
+/// Total stored bytes of the datasets in `g` and its subgroups.
+fn stored_bytes(g: &Group) -> hdf5::Result<u64> {
+    let mut total = 0;
+    for name in g.member_names()? {
+        if let Ok(ds) = g.dataset(&name) {
+            total += ds.storage_size();
+        } else if let Ok(sub) = g.group(&name) {
+            total += stored_bytes(&sub)?;
+        }
+    }
+    Ok(total)
+}
+
+/// Dead space (bytes beyond what the datasets store) below which a closed file is left as it is.
+const COMPACT_SLACK: u64 = 1 << 20;
+
+/// In SWMR mode HDF5 never frees the old place of a rewritten chunk (a reader may still hold an
+/// index pointing at it), and each flush rewrites the partial last chunk of every column, larger
+/// each time: a slow run ends with a file several times its data. A finished run is therefore
+/// copied object by object (chunks stay compressed as they are) into a fresh file that replaces
+/// the original atomically — only when that saves more than [`COMPACT_SLACK`] and a quarter of
+/// the file. Any failure leaves the original, which is complete and valid, in place.
+fn compact(path: &Path) {
+    let tmp = match path.file_name() {
+        Some(n) => path.with_file_name(format!(".{}.compacting", n.to_string_lossy())),
+        None => return,
     };
-    arr("loop_lateness_counts", &d.loop_lateness.counts, "1")?;
-    let e = g.new_dataset::<f64>().shape(edges.len()).create("latency_bin_lower_us")?;
+    let r = (|| -> Result<Option<(u64, u64)>, String> {
+        let size = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+        let src = File::open(path).map_err(|e| e.to_string())?;
+        let entry = src.group("entry").map_err(|e| e.to_string())?;
+        let stored = stored_bytes(&entry).map_err(|e| e.to_string())?;
+        let dead = size.saturating_sub(stored);
+        if dead <= COMPACT_SLACK || dead <= size / 4 {
+            return Ok(None);
+        }
+        if tmp.exists() {
+            std::fs::remove_file(&tmp).map_err(|e| e.to_string())?;
+        }
+        {
+            let dst = File::with_options()
+                .with_fapl(|p| p.libver_bounds(LibraryVersion::V110, LibraryVersion::V110))
+                .create_excl(&tmp)
+                .map_err(|e| e.to_string())?;
+            for name in ["default", "creator"] {
+                if let Some(v) = crate::reader::read_str_attr(&src, name) {
+                    set_str_attr(&dst, name, &v).map_err(|e| e.to_string())?;
+                }
+            }
+            entry.copy_to(&dst, "entry").map_err(|e| e.to_string())?;
+            dst.flush().map_err(|e| e.to_string())?;
+        }
+        drop(entry);
+        drop(src);
+        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, path).map_err(|e| e.to_string())?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // Make the rename durable; failing that is harmless (either file is complete).
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        }
+        let after = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+        Ok(Some((size, after)))
+    })();
+    match r {
+        Ok(Some((before, after))) => {
+            tracing::debug!(file = %path.display(), before, after, "compacted the closed run file");
+        }
+        Ok(None) => {}
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::warn!(file = %path.display(), error = %e, "could not compact the closed run file; kept as written");
+        }
+    }
+}
+
+/// Scalars of `/entry/diagnostics`: (name, value, units).
+fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static str); 13] {
+    use DiagValue::{F64, U64, U8};
+    [
+        ("loop_lateness_max_us", F64(d.loop_lateness.max_us), "us"),
+        ("loop_lateness_p50_us", F64(d.loop_lateness.quantile_us(0.5).unwrap_or(f64::NAN)), "us"),
+        ("loop_lateness_p99_us", F64(d.loop_lateness.quantile_us(0.99).unwrap_or(f64::NAN)), "us"),
+        ("missed_deadlines", U64(d.missed_deadlines), "1"),
+        ("ticks", U64(d.ticks), "1"),
+        ("ring_high_water", U64(d.ring_high_water), "1"),
+        ("ring_capacity", U64(d.ring_capacity), "1"),
+        ("dropped_samples", U64(d.dropped_samples), "1"),
+        ("detection_latency_max_us", F64(d.detection_latency.max_us), "us"),
+        ("realtime_scheduling", U8(u8::from(d.realtime_scheduling)), "1"),
+        ("paced", U8(u8::from(d.paced)), "1"),
+        ("rate_hz", F64(d.rate_hz), "Hz"),
+        ("load_tracking_rms_un", F64(d.load_tracking_rms_un), "uN"),
+    ]
+}
+
+#[derive(Clone, Copy)]
+enum DiagValue {
+    F64(f64),
+    U64(u64),
+    U8(u8),
+}
+
+const DIAG_HISTOGRAMS: [&str; 2] = ["loop_lateness_counts", "detection_latency_counts"];
+
+/// `/entry/diagnostics` with placeholders (NaN for floats, 0 for counts, `@json` empty) that
+/// `finish` overwrites in place.
+fn diagnostics_layout(g: &Group) -> hdf5::Result<()> {
+    let bins = nanoecr_core::diagnostics::LATENCY_BINS;
+    let edges: Vec<f64> = (0..bins).map(nanoecr_core::LatencyHistogram::bin_lower_us).collect();
+    for name in DIAG_HISTOGRAMS {
+        let ds = g.new_dataset::<u64>().shape(bins).create(name)?;
+        ds.write(&vec![0u64; bins][..])?;
+        set_str_attr(&ds, "units", "1")?;
+    }
+    let e = g.new_dataset::<f64>().shape(bins).create("latency_bin_lower_us")?;
     e.write(&edges[..])?;
     set_str_attr(&e, "units", "us")?;
-    scalar(g, "loop_lateness_max_us", d.loop_lateness.max_us, Some("us"))?;
-    scalar(g, "loop_lateness_p50_us", d.loop_lateness.quantile_us(0.5).unwrap_or(f64::NAN), Some("us"))?;
-    scalar(g, "loop_lateness_p99_us", d.loop_lateness.quantile_us(0.99).unwrap_or(f64::NAN), Some("us"))?;
-    scalar(g, "missed_deadlines", d.missed_deadlines, Some("1"))?;
-    scalar(g, "ticks", d.ticks, Some("1"))?;
-    scalar(g, "ring_high_water", d.ring_high_water, Some("1"))?;
-    scalar(g, "ring_capacity", d.ring_capacity, Some("1"))?;
-    scalar(g, "dropped_samples", d.dropped_samples, Some("1"))?;
-    arr("detection_latency_counts", &d.detection_latency.counts, "1")?;
-    scalar(g, "detection_latency_max_us", d.detection_latency.max_us, Some("us"))?;
-    scalar(g, "realtime_scheduling", u8::from(d.realtime_scheduling), Some("1"))?;
-    scalar(g, "paced", u8::from(d.paced), Some("1"))?;
-    scalar(g, "rate_hz", d.rate_hz, Some("Hz"))?;
-    scalar(g, "load_tracking_rms_un", d.load_tracking_rms_un, Some("uN"))?;
-    // The exact record, for our own reader.
-    set_str_attr(g, "json", &serde_json::to_string(d).unwrap_or_default())
+    for (name, value, units) in diagnostic_scalars(&Diagnostics::default()) {
+        match value {
+            DiagValue::F64(_) => scalar(g, name, f64::NAN, Some(units))?,
+            DiagValue::U64(_) => scalar(g, name, 0u64, Some(units))?,
+            DiagValue::U8(_) => scalar(g, name, 0u8, Some(units))?,
+        }
+    }
+    fixed_attr::<DIAG_JSON_LEN>(g, "json", "")
+}
+
+/// Fill in `/entry/diagnostics` (created by [`diagnostics_layout`]); writes values only.
+fn write_diagnostics(g: &Group, d: &Diagnostics) -> hdf5::Result<()> {
+    g.dataset(DIAG_HISTOGRAMS[0])?.write(&d.loop_lateness.counts[..])?;
+    g.dataset(DIAG_HISTOGRAMS[1])?.write(&d.detection_latency.counts[..])?;
+    for (name, value, _) in diagnostic_scalars(d) {
+        match value {
+            DiagValue::F64(v) => g.dataset(name)?.write_scalar(&v)?,
+            DiagValue::U64(v) => g.dataset(name)?.write_scalar(&v)?,
+            DiagValue::U8(v) => g.dataset(name)?.write_scalar(&v)?,
+        }
+    }
+    // The exact record, for our own reader. Cutting JSON would make it unreadable: a record that
+    // does not fit (it cannot, with today's fields) is left out and the datasets above remain.
+    let json = serde_json::to_string(d).unwrap_or_default();
+    let json = if json.len() <= DIAG_JSON_LEN {
+        json
+    } else {
+        tracing::warn!(
+            len = json.len(),
+            cap = DIAG_JSON_LEN,
+            "diagnostics record too long for its attribute; left out"
+        );
+        String::new()
+    };
+    write_str_attr(g, "json", &json)
 }
 
 impl Drop for RunWriter {
@@ -387,53 +649,4 @@ impl Drop for RunWriter {
             }
         }
     }
-}
-
-/// See [`crate::recover`].
-pub(crate) fn recover(path: &Path) -> Result<RecoverOutcome, StoreError> {
-    if !path.exists() {
-        return Err(StoreError::Io {
-            path: path.to_path_buf(),
-            during: "recovering".into(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-        });
-    }
-    let mut cleared_flag = false;
-    let file = match File::open_rw(path) {
-        Ok(f) => f,
-        Err(first) => {
-            // Files in the newest format (or SWMR) keep a "file open for writing" flag in the
-            // superblock after a crash; h5clear (hdf5-tools) resets it.
-            let out = std::process::Command::new("h5clear").arg("-s").arg(path).output();
-            match out {
-                Ok(o) if o.status.success() => cleared_flag = true,
-                _ => {
-                    return Err(StoreError::Hdf5 {
-                        path: path.to_path_buf(),
-                        during: "opening for recovery".into(),
-                        source: first,
-                    })
-                }
-            }
-            File::open_rw(path).map_err(h5err(path, "opening for recovery after h5clear"))?
-        }
-    };
-    let entry = file
-        .group("entry")
-        .map_err(|_| StoreError::Invalid { path: path.to_path_buf(), what: "no /entry group".into() })?;
-    let status_before = crate::reader::read_str_attr(&entry, "status")
-        .and_then(|s| RunStatus::from_name(&s))
-        .unwrap_or(RunStatus::Running);
-    let rows = file.dataset("entry/data/time").map(|d| d.size() as u64).unwrap_or(0);
-    let changed = status_before == RunStatus::Running;
-    if changed {
-        let r = (|| -> hdf5::Result<()> {
-            set_str_attr(&entry, "end_reason", "ended without closing (recovered)")?;
-            set_str_attr(&entry, "recovered_time", &now_iso())?;
-            set_str_attr(&entry, "status", RunStatus::Failed.name())?;
-            file.flush()
-        })();
-        r.map_err(h5err(path, "marking the file failed"))?;
-    }
-    Ok(RecoverOutcome { status_before, changed, cleared_flag, rows })
 }

@@ -1,7 +1,7 @@
 //! Run files as other tools see them: read back by our reader and by h5py (independent), checked
-//! by nexusformat, and after a kill -9 in the middle of a run.
+//! by nexusformat, followed live by an h5py SWMR reader, and after a kill -9 in the middle of a run.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -264,9 +264,11 @@ fn kill_9_mid_run_keeps_every_flushed_row_and_recover_marks_it_failed() {
     let _ = child.wait();
     assert!(flushed >= 2500, "child reported {flushed} flushed rows");
 
+    // The superblock still says "open for writing": only a SWMR reader opens the file before
+    // recovery (a plain open fails with "file is already open for write").
     let check = r#"
 import sys, h5py
-f = h5py.File(sys.argv[1], "r")
+f = h5py.File(sys.argv[1], "r", libver="latest", swmr=True)
 e = f["entry"]
 st = e.attrs["status"]; st = st.decode() if isinstance(st, bytes) else st
 n = e["data/time"].shape[0]
@@ -279,10 +281,30 @@ print(st, n)
     let rows: u64 = parts.next().and_then(|n| n.parse().ok()).expect("row count");
     assert!(rows >= flushed, "h5py sees {rows} rows but {flushed} were flushed");
 
+    // Our reader opens it too (in SWMR mode), as `nanoecr analyze` does.
+    let before = read_run(&path).expect("crashed file readable before recovery");
+    assert_eq!(before.status, RunStatus::Running);
+    assert_eq!(before.data.len() as u64, rows);
+
     let outcome = recover(&path).expect("recover");
     assert_eq!(outcome.status_before, RunStatus::Running);
     assert!(outcome.changed);
+    assert!(outcome.cleared_flag, "a crashed SWMR writer leaves the superblock flags set");
     assert_eq!(outcome.rows, rows);
+    // Any reader now: a plain (non-SWMR) h5py open.
+    let plain = r#"
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as f:
+    e = f["entry"]
+    st = e.attrs["status"]; st = st.decode() if isinstance(st, bytes) else st
+    r = e.attrs["end_reason"]; r = r.decode() if isinstance(r, bytes) else r
+    print(st, e["data/time"].shape[0], r)
+"#;
+    let out = python(plain, &[path.to_str().expect("utf-8")]);
+    let mut parts = out.split_whitespace();
+    assert_eq!(parts.next(), Some("failed"), "{out}");
+    assert_eq!(parts.next().and_then(|n| n.parse::<u64>().ok()), Some(rows), "{out}");
+    assert!(out.contains("without closing"), "{out}");
     let f = read_run(&path).expect("readable after recovery");
     assert_eq!(f.status, RunStatus::Failed);
     assert_eq!(f.data.len() as u64, rows);
@@ -291,6 +313,150 @@ print(st, n)
     assert!(h5dump.status.success(), "h5dump -H failed: {}", String::from_utf8_lossy(&h5dump.stderr));
     // Recovering again changes nothing.
     assert!(!recover(&path).expect("second recover").changed);
+}
+
+/// The python half of the live-reading test: opens the file in SWMR mode while the run is being
+/// written, prints what it sees, and on each `refresh` line refreshes and prints again; on
+/// `close` it closes, reopens the file normally and prints the final state.
+const LIVE_READER: &str = r#"
+import sys, h5py
+def s(v): return v.decode() if isinstance(v, bytes) else str(v)
+f = h5py.File(sys.argv[1], "r", libver="latest", swmr=True)
+e = f["entry"]; d = e["data"]; ev = e["events/kind"]
+def report():
+    for k in d: d[k].refresh()
+    ev.refresh()
+    lens = sorted({d[k].shape[0] for k in d})
+    last = int(d["sequence"][-1]) if d["sequence"].shape[0] else -1
+    print("rows", ",".join(map(str, lens)), "last", last, "events", ev.shape[0], "status", s(e.attrs["status"]), flush=True)
+report()
+while True:
+    cmd = sys.stdin.readline().strip()
+    if cmd == "refresh":
+        report()
+    else:
+        break
+f.close()
+with h5py.File(sys.argv[1], "r") as g:
+    e = g["entry"]
+    print("final", s(e.attrs["status"]), e["data/time"].shape[0], int(e["diagnostics/ticks"][()]), e["events/kind"].shape[0], flush=True)
+"#;
+
+struct Py {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl Py {
+    fn start(script: &str, path: &Path) -> Self {
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3 must be installed (scripts/setup.sh)");
+        let stdin = child.stdin.take().expect("piped");
+        let lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        Self { child, stdin, lines }
+    }
+
+    /// The next line the script prints; fails the test with its stderr when it ended instead.
+    fn line(&mut self) -> String {
+        match self.lines.next() {
+            Some(Ok(l)) => l,
+            _ => {
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                let _ = self.child.wait();
+                panic!("the python reader ended early:\n{err}");
+            }
+        }
+    }
+
+    fn send(&mut self, cmd: &str) {
+        writeln!(self.stdin, "{cmd}").expect("python reader's stdin");
+        self.stdin.flush().expect("python reader's stdin");
+    }
+}
+
+#[test]
+fn h5py_follows_a_run_live_in_swmr_mode() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("live.h5");
+    let mut w = RunWriter::create(&path, &cfg(), &info()).expect("create");
+    append_range(&mut w, 0, 1000);
+    w.flush().expect("flush");
+
+    let mut py = Py::start(LIVE_READER, &path);
+    assert_eq!(py.line(), "rows 1000 last 999 events 0 status running");
+
+    // Across a chunk boundary (8192 rows), with events.
+    append_range(&mut w, 1000, 10_000);
+    w.append_events(&[event(0.2, 7e-4), event(0.5, -9e-4)]).expect("events");
+    w.flush().expect("flush");
+    py.send("refresh");
+    assert_eq!(py.line(), "rows 10000 last 9999 events 2 status running");
+
+    // Appended but not flushed: not in the file yet.
+    append_range(&mut w, 10_000, 10_500);
+    py.send("refresh");
+    assert_eq!(py.line(), "rows 10000 last 9999 events 2 status running");
+
+    // Our own reader reads the live file (SWMR), and recovery refuses to touch it.
+    let live = read_run(&path).expect("live file readable");
+    assert_eq!((live.status, live.data.len()), (RunStatus::Running, 10_000));
+    let e = recover(&path).expect_err("a file being written must not be recovered");
+    assert!(matches!(e, nanoecr_store::StoreError::InUse { .. }), "{e}");
+
+    // Finishing with the reader still attached.
+    let diag = Diagnostics { ticks: 10_500, rate_hz: 1000.0, ..Default::default() };
+    w.finish(&EndReason::Completed, &diag, Some(&[event(0.2, 7.1e-4)])).expect("finish");
+    py.send("close");
+    assert_eq!(py.line(), "final complete 10500 10500 2");
+    let status = py.child.wait().expect("python reader exit");
+    assert!(status.success(), "python reader: {status}");
+    let f = read_run(&path).expect("read");
+    assert_eq!((f.status, f.data.len()), (RunStatus::Complete, 10_500));
+    assert_eq!(f.ground_truth.map(|g| g.len()), Some(1));
+}
+
+#[test]
+fn a_slow_run_flushed_every_100_rows_ends_without_dead_space() {
+    // SWMR never frees the old place of a rewritten (partial, compressed) chunk; `finish` compacts.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("slow.h5");
+    let mut w = RunWriter::create(&path, &cfg(), &info()).expect("create");
+    for b in 0..320 {
+        append_range(&mut w, b * 100, b * 100 + 100);
+        w.flush().expect("flush");
+    }
+    let live_size = std::fs::metadata(&path).expect("stat").len();
+    w.finish(&EndReason::Completed, &Diagnostics::default(), None).expect("finish");
+    let size = std::fs::metadata(&path).expect("stat").len();
+    let stored = r#"
+import sys, h5py
+total = 0
+def visit(name, obj):
+    global total
+    if isinstance(obj, h5py.Dataset): total += obj.id.get_storage_size()
+with h5py.File(sys.argv[1], "r") as f:
+    f.visititems(visit)
+    assert f["entry/data/time"].shape[0] == 32000
+print(total)
+"#;
+    let stored: u64 = python(stored, &[path.to_str().expect("utf-8")]).trim().parse().expect("bytes");
+    assert!(
+        size < stored * 3 / 2 + 64 * 1024,
+        "{size} bytes on disk for {stored} bytes of data (was {live_size} live)"
+    );
+    assert!(size < live_size, "compaction did not shrink the file: {size} vs {live_size}");
+    assert_eq!(read_run(&path).expect("read").data.len(), 32_000);
 }
 
 /// `kill(pid, SIGKILL)` through the `kill` command: keeps `unsafe` out of the test.
