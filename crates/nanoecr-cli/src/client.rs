@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use nanoecr_core::RunStatus;
+use nanoecr_core::{EventKind, RunStatus};
 use nanoecr_proto::jsonrpc::OutgoingRequest;
 use nanoecr_proto::methods::{self as m, RunRecord, RunStartParams, RunStatusResult};
 use nanoecr_proto::notes::{names, EventNote, ProgressNote, RunEndNote, RunStartedNote};
@@ -75,14 +75,21 @@ impl Failure {
         match self {
             Failure::Unreachable(why) => {
                 eprintln!("error: nanoecrd unreachable: {why}");
+                eprintln!("  (is nanoecrd running? its socket is chosen with --socket or NANOECR_SOCKET)");
                 ExitCode::from(EXIT_UNREACHABLE)
             }
             Failure::Refused(e) => {
+                // The message is complete: for an invalid config it already names the file,
+                // line, key, value and the accepted range with its unit (`data` repeats it).
                 eprintln!("error: {}", e.message);
-                if e.code == codes::INVALID_CONFIG {
-                    if let Some(d) = &e.data {
-                        eprintln!("  kind {}; key {}; expected {}", d["kind"], d["key"], d["expected"]);
+                match e.code {
+                    codes::RUN_IN_PROGRESS => {
+                        eprintln!("  (follow it with `nanoecr watch`, or stop it with `nanoecr abort`)")
                     }
+                    codes::PERMISSION_DENIED => eprintln!(
+                        "  (nanoecrd admits its own user, root and members of its `socket.group`; see docs/operator-guide.md)"
+                    ),
+                    _ => {}
                 }
                 ExitCode::from(EXIT_REFUSED)
             }
@@ -369,7 +376,7 @@ fn follow(conn: &mut Conn, run_id: u64, json_out: bool) -> Result<ExitCode, Fail
                     }
                     match &end.summary {
                         Some(s) => println!(
-                            "run {} {}: {} — {} samples ({} dropped), spikes p {} n {}, pop-ins {}; {}",
+                            "run {} {}: {} — {} samples ({} dropped), spikes p {}, n {}, pop-ins {}; {}",
                             run_id,
                             end.status,
                             end.file,
@@ -413,14 +420,25 @@ fn progress_line(p: &ProgressNote) -> String {
     )
 }
 
+/// One event. The magnitude's meaning and unit depend on the kind (docs/file-format.md).
 fn event_line(e: &EventNote) -> String {
+    let what = match e.kind {
+        EventKind::Spike => format!("spike {}", e.sign.name()),
+        EventKind::Popin => "pop-in".to_string(),
+        EventKind::Interlock => "interlock".to_string(),
+    };
+    let magnitude = match e.kind {
+        EventKind::Spike => format!("Δρ/ρ {:+.3e}", e.magnitude),
+        EventKind::Popin if e.linked_delta_rho.is_finite() => {
+            format!("jump {:.2} nm, linked Δρ/ρ {:+.3e}", e.magnitude, e.linked_delta_rho)
+        }
+        EventKind::Popin => format!("jump {:.2} nm", e.magnitude),
+        EventKind::Interlock => format!("tripped at {:.4e} (in the limit's unit); unloading safely", e.magnitude),
+    };
     format!(
-        "{:>9} {} at t = {:.4} s ({}), magnitude {:+.3e}, stress {:.0} MPa",
-        e.kind.name(),
-        e.sign.name(),
+        "{what:>9} at t = {:.4} s ({}), {magnitude}, stress {:.0} MPa",
         e.onset_time_s,
         e.segment.name(),
-        e.magnitude,
         e.stress_mpa
     )
 }

@@ -1,0 +1,161 @@
+//! docs/examples/client.py, the standard-library Python client of docs/socket-protocol.md, run
+//! against a real server on a temp socket: daemon.info, a fast run submitted and watched to its
+//! end, the documented exit codes, and a real-time run watched and aborted from a second client.
+//! Synchronisation is by the client's output and exit, never by time.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{config_with, short_config, start_params, TestDaemon};
+use nanoecr_core::RunStatus;
+use serde_json::json;
+
+/// Longest a client invocation may take before the test fails (a hang, not a pace).
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/client.py")
+}
+
+fn python_available() -> bool {
+    Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+fn client(socket: &Path) -> Command {
+    let mut c = Command::new("python3");
+    c.arg(script()).arg("--socket").arg(socket).env("PYTHONUNBUFFERED", "1").stdin(Stdio::null());
+    c
+}
+
+/// Run to completion with captured output; fail the test if it does not end within [`LIMIT`].
+fn run(cmd: &mut Command) -> Output {
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn python3");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(LIMIT).expect("client.py did not finish").expect("client.py output")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `key=value` from a `run.end …` line (values have no spaces except `reason`, which is last).
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let start = line.find(&format!(" {key}="))? + key.len() + 2;
+    let rest = &line[start..];
+    Some(if key == "reason" { rest } else { rest.split(' ').next().unwrap_or("") })
+}
+
+#[test]
+fn python_client_info_submit_watch_and_exit_codes() {
+    if !python_available() {
+        eprintln!("skipped: python3 not found");
+        return;
+    }
+    let d = TestDaemon::start();
+    let cfg = d.dir.path().join("short.toml");
+    std::fs::write(&cfg, short_config()).expect("write config");
+
+    let out = run(client(&d.socket).arg("info"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("nanoecrd "), "{stdout}");
+    assert!(stdout.contains("protocol 1"), "{stdout}");
+    assert!(stdout.contains("events.subscribe"), "{stdout}");
+
+    // Submit a fast run and follow it to its end.
+    let out = run(client(&d.socket).arg("submit").arg(&cfg).arg("--fast").arg("--watch"));
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{}", text(&out.stderr));
+    assert!(stdout.starts_with("started run 1: "), "{stdout}");
+    let end = stdout.lines().last().expect("output");
+    assert!(end.starts_with("run.end run=1 "), "{end}");
+    assert_eq!(field(end, "status"), Some("complete"), "{end}");
+    assert_eq!(field(end, "samples"), Some("2000"), "{end}");
+    assert_eq!(field(end, "dropped"), Some("0"), "{end}");
+    assert_eq!(field(end, "reason"), Some("completed"), "{end}");
+    let file = PathBuf::from(field(end, "file").expect("file"));
+    assert!(file.starts_with(&d.out_dir), "{}", file.display());
+    let f = nanoecr_store::read_run(&file).expect("the run file it names exists and reads");
+    assert_eq!(f.status, RunStatus::Complete);
+    assert_eq!(f.data.time_s.len(), 2000);
+    // Every event line it printed is one the file holds.
+    let events = stdout.lines().filter(|l| l.starts_with("event ")).count();
+    assert_eq!(events, f.events.len(), "{stdout}");
+
+    // Refusals: an invalid config names its key (exit 2); abort with nothing running (exit 2).
+    let bad = d.dir.path().join("bad.toml");
+    std::fs::write(&bad, short_config().replace("rate_hz = 1000", "rate_hz = 0")).expect("write");
+    let out = run(client(&d.socket).arg("submit").arg(&bad));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("-32010") && stderr.contains("acquisition.rate_hz"), "{stderr}");
+    let out = run(client(&d.socket).arg("abort"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("-32012"), "{}", text(&out.stderr));
+    // Nothing to watch.
+    assert_eq!(run(client(&d.socket).arg("watch")).status.code(), Some(2));
+    // No daemon: exit 3.
+    let out = run(client(&d.dir.path().join("absent.sock")).arg("info"));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("unreachable"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn python_client_watches_a_real_time_run_that_another_client_aborts() {
+    if !python_available() {
+        eprintln!("skipped: python3 not found");
+        return;
+    }
+    let d = TestDaemon::start();
+    let mut c = d.client();
+    // 0.2 s settle + 3 s load + 3 s hold + 3 s unload, paced: long enough to be aborted mid-load.
+    c.call("run.start", start_params(&config_with(0.2, 3.0, 3.0, 3.0))).expect("start");
+
+    let mut watch =
+        client(&d.socket).arg("watch").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn watch");
+    let (tx, rx) = mpsc::channel::<String>();
+    let stdout = watch.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || rx.recv_timeout(LIMIT).expect("watch output");
+    let first = next();
+    assert_eq!(first.split(':').next(), Some("watching run 1"), "{first}");
+    // Wait until the watcher is streaming progress, then abort from another client.
+    loop {
+        let l = next();
+        if l.starts_with("progress ") {
+            break;
+        }
+    }
+    let out = run(client(&d.socket).arg("abort"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("abort requested for run 1 "), "{}", text(&out.stdout));
+
+    let mut lines = Vec::new();
+    while let Ok(l) = rx.recv_timeout(LIMIT) {
+        lines.push(l);
+    }
+    let status = watch.wait().expect("watch exits");
+    assert_eq!(status.code(), Some(4), "an aborted run is exit code 4; output: {lines:#?}");
+    let end = lines.last().expect("a run.end line");
+    assert_eq!(field(end, "status"), Some("aborted"), "{end}");
+    assert_eq!(field(end, "reason"), Some("operator abort"), "{end}");
+    assert!(lines.iter().any(|l| l.contains("segment=safe_unload")), "the ramp-down was streamed: {lines:#?}");
+    // The daemon agrees.
+    let st = c.call("run.status", json!({})).expect("status");
+    assert_eq!(st["state"], "idle");
+    assert_eq!(st["last"]["status"], "aborted");
+}
