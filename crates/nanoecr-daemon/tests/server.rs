@@ -317,7 +317,10 @@ fn forty_subscribers_get_everything_and_latency_is_measured() {
         .collect();
     barrier.wait();
     let mut c = d.client();
-    c.call("run.start", start_params(&short_config())).expect("start");
+    // This test is about delivery, not timing: on a loaded 2-core machine 40 reader threads
+    // compete with the control loop, so the missed-deadline budget must not end the run early.
+    let cfg = short_config().replace("[limits]\n", "[limits]\nmissed_deadline_fraction = 0.5\n");
+    c.call("run.start", start_params(&cfg)).expect("start");
     let results: Vec<_> = readers.into_iter().map(|h| h.join().expect("reader")).collect();
     let (end0, events0, ..) = &results[0];
     let summary = end0.summary.clone().expect("summary");

@@ -136,18 +136,26 @@ async fn process(
     let id = req.id.clone();
     tracing::debug!(conn = conn_id, method = %req.method, "request");
     if req.method == m::EVENTS_SUBSCRIBE {
-        // Answer first, then register, so the response precedes the first notification.
+        // Answer first, then register, so the response precedes the first notification. Both
+        // happen under the slot lock: a run that ends meanwhile frees the slot only after this
+        // subscriber is registered, so a client told "run in progress" always gets its run.end.
         let params: m::SubscribeParams = match req.params() {
             Ok(p) => p,
             Err(e) => return reply(tx, id, Err(e)).await,
         };
-        let run = match &*lock(&daemon.slot) {
+        let Ok(permit) = tx.reserve().await else { return false };
+        let slot = lock(&daemon.slot);
+        let run = match &*slot {
             Slot::Running(a) => Some(a.info()),
             _ => None,
         };
-        let ok = reply(tx, id, Ok(to_value(m::SubscribeResult { subscribed: true, run }))).await;
+        let result = Ok(to_value(m::SubscribeResult { subscribed: true, run }));
+        if let Some(id) = id {
+            permit.send(response(id, result).to_line().into());
+        }
         daemon.subs.add(Sub::new(conn_id, tx.clone(), params, kick.clone()));
-        return ok;
+        drop(slot);
+        return true;
     }
     let result = match req.method.as_str() {
         m::DAEMON_INFO => Ok(to_value(info(daemon))),
@@ -176,11 +184,14 @@ fn to_value(v: impl serde::Serialize) -> Value {
 async fn reply(tx: &mpsc::Sender<Line>, id: Option<Value>, result: Result<Value, RpcError>) -> bool {
     // A request without id is a notification: JSON-RPC says no response, even for an error.
     let Some(id) = id else { return true };
-    let resp = match result {
+    send(tx, response(id, result)).await
+}
+
+fn response(id: Value, result: Result<Value, RpcError>) -> Response {
+    match result {
         Ok(v) => Response::ok(id, v),
         Err(e) => Response::err(id, e),
-    };
-    send(tx, resp).await
+    }
 }
 
 async fn send(tx: &mpsc::Sender<Line>, resp: Response) -> bool {
