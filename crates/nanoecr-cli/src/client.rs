@@ -404,20 +404,7 @@ fn follow(conn: &mut Conn, run_id: u64, json_out: bool) -> Result<ExitCode, Fail
 }
 
 fn progress_line(p: &ProgressNote) -> String {
-    format!(
-        "t {:6.2}/{:.1} s  {:<11} load {:7.1} µN  h {:6.2} nm  Δρ/ρ {:>10}  samples {} drops {}  spikes p{} n{}  pop-ins {}",
-        p.time_s,
-        p.total_s,
-        p.segment.name(),
-        p.load_un,
-        p.disp_nm,
-        if p.delta_rho.is_finite() { format!("{:+.2e}", p.delta_rho) } else { "—".into() },
-        p.samples,
-        p.dropped,
-        p.spikes_p,
-        p.spikes_n,
-        p.popins
-    )
+    crate::run::progress_line(&p.progress())
 }
 
 /// One event. The magnitude's meaning and unit depend on the kind (docs/file-format.md).

@@ -120,31 +120,14 @@ impl Display {
         Self { bar, plain: !quiet && !tty, last_plain: Instant::now(), events_p: 0, events_n: 0 }
     }
 
-    fn line(p: &Progress) -> String {
-        format!(
-            "t {:6.2}/{:.0} s  {:<11} load {:7.1} µN  h {:6.2} nm  Δρ/ρ {:>10}  samples {}  drops {}  spikes p{} n{}  pop-ins {}",
-            p.time_s,
-            p.total_s,
-            p.segment.name(),
-            p.load_un,
-            p.disp_nm,
-            if p.delta_rho.is_finite() { format!("{:+.2e}", p.delta_rho) } else { "—".into() },
-            p.samples,
-            p.dropped,
-            p.spikes_p,
-            p.spikes_n,
-            p.popins
-        )
-    }
-
     fn progress(&mut self, p: &Progress) {
         self.events_p = p.spikes_p;
         self.events_n = p.spikes_n;
         if let Some(b) = &self.bar {
             b.set_position((p.time_s * 1000.0) as u64);
-            b.set_message(Self::line(p));
+            b.set_message(progress_line(p));
         } else if self.plain && self.last_plain.elapsed() >= Duration::from_secs(1) {
-            eprintln!("{}", Self::line(p));
+            eprintln!("{}", progress_line(p));
             self.last_plain = Instant::now();
         }
     }
@@ -207,4 +190,22 @@ fn print_summary(s: &RunSummary) {
             s.ground_truth_events
         );
     }
+}
+
+/// The one-line progress display, shared by `nanoecr run` and `nanoecr watch`.
+pub(crate) fn progress_line(p: &Progress) -> String {
+    format!(
+        "t {:6.2}/{:.0} s  {:<11} load {:7.1} µN  h {:6.2} nm  Δρ/ρ {:>10}  samples {}  drops {}  spikes p{} n{}  pop-ins {}",
+        p.time_s,
+        p.total_s,
+        p.segment.name(),
+        p.load_un,
+        p.disp_nm,
+        if p.delta_rho.is_finite() { format!("{:+.2e}", p.delta_rho) } else { "—".into() },
+        p.samples,
+        p.dropped,
+        p.spikes_p,
+        p.spikes_n,
+        p.popins
+    )
 }

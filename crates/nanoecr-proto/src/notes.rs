@@ -101,6 +101,25 @@ impl ProgressNote {
             ring_occupancy: p.ring_occupancy,
         }
     }
+
+    /// Back to the pipeline's snapshot (what a client displays exactly as a local run does).
+    pub fn progress(&self) -> Progress {
+        Progress {
+            time_s: self.time_s,
+            total_s: self.total_s,
+            segment: self.segment,
+            setpoint_un: self.setpoint_un,
+            load_un: self.load_un,
+            disp_nm: self.disp_nm,
+            delta_rho: self.delta_rho,
+            samples: self.samples,
+            dropped: self.dropped,
+            spikes_p: self.spikes_p,
+            spikes_n: self.spikes_n,
+            popins: self.popins,
+            ring_occupancy: self.ring_occupancy,
+        }
+    }
 }
 
 /// `event`: one detected event or interlock trip.
