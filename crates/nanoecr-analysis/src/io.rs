@@ -36,7 +36,8 @@ pub fn load_run(path: &Path, redetect: bool) -> Result<RunInput, AnalysisError> 
     } else {
         (rf.data.delta_rho.clone(), rf.events.clone())
     };
-    let sim = cfg.as_ref().filter(|_| rf.ground_truth.is_some()).map(|c| (c.raw.simulation.alpha, c.raw.simulation.xc));
+    let sim_cfg = cfg.as_ref().filter(|_| rf.ground_truth.is_some()).map(|c| &c.raw.simulation);
+    let sim = sim_cfg.map(|c| (c.alpha, c.xc));
     Ok(RunInput {
         path: path.display().to_string(),
         status: rf.status.name().to_string(),
@@ -54,6 +55,8 @@ pub fn load_run(path: &Path, redetect: bool) -> Result<RunInput, AnalysisError> 
         true_alpha: sim.map(|s| s.0),
         true_xc: sim.map(|s| s.1),
         detection,
+        law_x_min: sim_cfg.map(|c| c.x_min),
+        spike_duration_s: sim_cfg.map(|c| [c.spike_min_duration_s, c.spike_max_duration_s]),
     })
 }
 

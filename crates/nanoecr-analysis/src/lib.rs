@@ -10,6 +10,8 @@
 //! - [`optimize`]: golden-section and Nelder–Mead maximisers.
 //! - [`powerlaw`]: truncated power-law / power-law / exponential MLE, profile-likelihood intervals,
 //!   likelihood-ratio tests, KS distance, efficiency-aware fit, log histograms and CCDFs.
+//! - [`measured`]: the measurement-aware fit — the truncated power law seen through the detector's
+//!   noise, max-of-samples peak and floor ([`measured::MeasurementModel`]).
 //! - [`events`]: waiting times, p − n per segment, pop-in correlation, ΔG.
 //! - [`scoring`]: matching detected to true events, recall/precision/sign/onset/magnitude,
 //!   detection-efficiency curve.
@@ -21,6 +23,7 @@
 
 pub mod events;
 pub mod io;
+pub mod measured;
 pub mod optimize;
 pub mod plots;
 pub mod powerlaw;

@@ -27,8 +27,8 @@ pub const PROFILE_DROP_95: f64 = 1.920_729_410_347_062;
 
 /// Range of α the fits explore. Below 0 or above 4 nothing physical is expected, and the bounds
 /// keep the optimiser out of regions where the normaliser diverges.
-const ALPHA_LO: f64 = -1.0;
-const ALPHA_HI: f64 = 4.0;
+pub(crate) const ALPHA_LO: f64 = -1.0;
+pub(crate) const ALPHA_HI: f64 = 4.0;
 
 /// A detection-efficiency curve: probability that a spike of true magnitude x is detected,
 /// tabulated at increasing x and interpolated linearly in ln x (flat beyond the ends).
@@ -231,7 +231,7 @@ struct WeightedModel<'a> {
 }
 
 impl WeightedModel<'_> {
-    const N: usize = 1200;
+    const N: usize = 480;
 
     /// Grid of u = ln x from ln x_min to where e^(−x/xc) is negligible, and the log integrand.
     fn grid(&self, alpha: f64, xc: f64) -> (Vec<f64>, Vec<f64>, f64) {
@@ -441,7 +441,7 @@ pub fn fit_truncated_power_law(
 }
 
 /// KS distance between model CDF values at the sorted data and the empirical CDF.
-fn ks_distance(cdf_sorted: &[f64]) -> f64 {
+pub(crate) fn ks_distance(cdf_sorted: &[f64]) -> f64 {
     let n = cdf_sorted.len() as f64;
     cdf_sorted
         .iter()

@@ -98,9 +98,12 @@ pub fn run_markdown(a: &RunAnalysis, plots: bool) -> String {
     if let Some(mag) = &a.magnitudes {
         let _ = writeln!(m, "| fit | n | x ≥ | α [95 % CI] | xc [95 % CI] | KS D (p) | log L |");
         let _ = writeln!(m, "| --- | --- | --- | --- | --- | --- | --- |");
-        let mut fits = vec![("truncated power law", &mag.truncated_power_law)];
+        let mut fits = vec![("truncated power law (naive)", &mag.truncated_power_law)];
         if let Some(e) = &mag.efficiency_aware {
             fits.push(("efficiency-aware TPL", e));
+        }
+        if let Some(e) = &a.measured_fit {
+            fits.push(("measurement-aware TPL", &e.fit));
         }
         for (name, f) in fits {
             let _ = writeln!(
@@ -120,6 +123,16 @@ pub fn run_markdown(a: &RunAnalysis, plots: bool) -> String {
             );
         }
         let _ = writeln!(m, "\nIntervals: {}.", mag.truncated_power_law.ci_method);
+        if let Some(e) = &a.measured_fit {
+            let _ = writeln!(
+                m,
+                "Measurement-aware model: {}; mean peak bias {}, corr(α, ln xc) = {}. Its KS distance compares \
+                 reported magnitudes with the model's distribution of reported magnitudes.",
+                e.model.source,
+                num(e.peak_bias),
+                num(e.alpha_ln_xc_correlation)
+            );
+        }
         let _ = writeln!(
             m,
             "Pure power law: α = {} ± {}; exponential: λ = {}.\n",
@@ -233,7 +246,7 @@ pub fn run_markdown(a: &RunAnalysis, plots: bool) -> String {
     if let Some(f) = &a.fit_vs_truth {
         let _ = writeln!(
             m,
-            "\nFitted vs true: α = {} (true {}, CI covers: {}), xc = {} (true {}, within ×2: {}); efficiency-aware α = {}, xc = {}.",
+            "\nFitted vs true: naive α = {} (true {}, CI covers: {}), xc = {} (true {}, within ×2: {}); efficiency-aware α = {}, xc = {}; measurement-aware α = {} (CI covers: {}), xc = {} (within ×2: {}).",
             num(f.alpha),
             num(f.true_alpha),
             f.alpha_ci_covers,
@@ -241,7 +254,11 @@ pub fn run_markdown(a: &RunAnalysis, plots: bool) -> String {
             num(f.true_xc),
             f.xc_within_factor_2,
             f.alpha_efficiency_aware.map_or("—".into(), num),
-            f.xc_efficiency_aware.map_or("—".into(), num)
+            f.xc_efficiency_aware.map_or("—".into(), num),
+            f.alpha_measured.map_or("—".into(), num),
+            f.alpha_measured_ci_covers.map_or("—".into(), |b| b.to_string()),
+            f.xc_measured.map_or("—".into(), num),
+            f.xc_measured_within_factor_2.map_or("—".into(), |b| b.to_string())
         );
     }
     let _ = writeln!(
@@ -256,20 +273,26 @@ pub fn run_markdown(a: &RunAnalysis, plots: bool) -> String {
 pub fn campaign_markdown(c: &CampaignAnalysis) -> String {
     let mut m = String::new();
     let _ = writeln!(m, "# Campaign by peak stress\n");
-    let _ = writeln!(m, "| peak stress (MPa) | files | spikes | α [CI] | xc [CI] | p−n load | p−n hold | p−n unload |");
-    let _ = writeln!(m, "| --- | --- | --- | --- | --- | --- | --- | --- |");
+    let _ = writeln!(
+        m,
+        "| peak stress (MPa) | files | spikes | naive α [CI] | naive xc [CI] | measurement-aware α [CI] | measurement-aware xc [CI] | p−n load | p−n hold | p−n unload |"
+    );
+    let _ = writeln!(m, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for g in &c.groups {
         let fit = g.magnitudes.as_ref().map(|mm| &mm.truncated_power_law);
+        let meas = g.measured_fit.as_ref().map(|mm| &mm.fit);
         let bal =
             |i: usize| g.sign_balance.get(i).map_or("—".into(), |b| format!("{} ± {}", b.difference, num(b.sigma)));
         let _ = writeln!(
             m,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             num(g.peak_stress_mpa),
             g.files.len(),
             g.n_spikes,
             fit.map_or("—".into(), |f| format!("{} [{}, {}]", num(f.alpha), num(f.alpha_ci[0]), num(f.alpha_ci[1]))),
             fit.map_or("—".into(), |f| format!("{} [{}, {}]", num(f.xc), num(f.xc_ci[0]), num(f.xc_ci[1]))),
+            meas.map_or("—".into(), |f| format!("{} [{}, {}]", num(f.alpha), num(f.alpha_ci[0]), num(f.alpha_ci[1]))),
+            meas.map_or("—".into(), |f| format!("{} [{}, {}]", num(f.xc), num(f.xc_ci[0]), num(f.xc_ci[1]))),
             bal(0),
             bal(1),
             bal(2)
@@ -294,7 +317,9 @@ mod tests {
         let input = crate::run::tests::synthetic_input(6);
         let a = analyze_run(&input, &AnalysisOptions::default());
         let md = run_markdown(&a, true);
-        for needle in ["magnitudes_ccdf.png", "truncated power law", "p − n", "ΔG", "Vuong"] {
+        for needle in
+            ["magnitudes_ccdf.png", "truncated power law (naive)", "measurement-aware TPL", "p − n", "ΔG", "Vuong"]
+        {
             assert!(md.contains(needle), "missing {needle}");
         }
         let alpha = a.magnitudes.as_ref().expect("fit").truncated_power_law.alpha;

@@ -11,6 +11,7 @@ use crate::events::{
     activation_energy, popin_correlation, sign_balance, waiting_time_table, ActivationEnergy, PopinCorrelation,
     SignBalance, WaitingTimes,
 };
+use crate::measured::{detector_floor, fit_measured_power_law, MeasuredFit, MeasurementModel};
 use crate::powerlaw::{analyze_magnitudes, ccdf, log_histogram, EfficiencyCurve, LogHistogram, MagnitudeAnalysis};
 use crate::scoring::{score_events, ScoreOptions, ScoreReport};
 
@@ -49,6 +50,12 @@ pub struct RunInput {
     pub true_xc: Option<f64>,
     /// Detector settings the events were found with (defaults when unknown).
     pub detection: DetectionConfig,
+    /// Lower end x_min of the true magnitude law, when known (a simulated run's config);
+    /// otherwise [`AnalysisOptions::law_x_min`].
+    pub law_x_min: Option<f64>,
+    /// Shortest and longest spike, s, when known (a simulated run's config); otherwise
+    /// [`AnalysisOptions::spike_duration_s`].
+    pub spike_duration_s: Option<[f64; 2]>,
 }
 
 impl RunInput {
@@ -58,17 +65,64 @@ impl RunInput {
         self.pillar.map_or(f64::NAN, |p| p.stress_mpa(peak))
     }
 
-    /// Robust noise σ of Δρ/ρ: 1.4826 · MAD of first differences / √2 (spikes are sparse and
-    /// short, so they barely move the median; the slow baseline cancels in the differences).
+    /// Robust noise σ of Δρ/ρ, see [`noise_sigma_of`].
     pub fn noise_sigma(&self) -> f64 {
-        let d: Vec<f64> = self.delta_rho.windows(2).map(|w| w[1] - w[0]).filter(|v| v.is_finite()).collect();
-        if d.len() < 10 {
-            return f64::NAN;
-        }
-        let med = crate::events::median(&d);
-        let abs: Vec<f64> = d.iter().map(|v| (v - med).abs()).collect();
-        1.4826 * crate::events::median(&abs) / std::f64::consts::SQRT_2
+        noise_sigma_of(&self.delta_rho)
     }
+}
+
+/// Robust per-sample noise σ of a Δρ/ρ column (NaN samples, e.g. the settle window, skipped):
+/// 1.4826 · MAD of first differences / √2. Spikes are sparse and short, so they barely move the
+/// median; the slow baseline cancels in the differences. NaN with fewer than 10 differences.
+pub fn noise_sigma_of(delta_rho: &[f64]) -> f64 {
+    let d: Vec<f64> = delta_rho.windows(2).map(|w| w[1] - w[0]).filter(|v| v.is_finite()).collect();
+    if d.len() < 10 {
+        return f64::NAN;
+    }
+    let med = crate::events::median(&d);
+    let abs: Vec<f64> = d.iter().map(|v| (v - med).abs()).collect();
+    1.4826 * crate::events::median(&abs) / std::f64::consts::SQRT_2
+}
+
+/// The measurement model of `nanoecr-detect` with `detection` settings on a run of noise σ
+/// `noise_sigma` sampled at `rate_hz`: boxcar spikes of `spike_duration_s`, the law from
+/// `law_x_min`, and the floor [`detector_floor`] computed from the detector's threshold, its
+/// baseline window (rounded to whole mains periods as the detector does) and its noise window.
+pub fn detector_measurement_model(
+    noise_sigma: f64,
+    rate_hz: f64,
+    detection: &DetectionConfig,
+    spike_duration_s: [f64; 2],
+    law_x_min: f64,
+) -> Result<MeasurementModel, crate::AnalysisError> {
+    if !(noise_sigma.is_finite() && noise_sigma > 0.0) {
+        return Err(crate::AnalysisError::InvalidInput(format!("no usable noise estimate (σ = {noise_sigma})")));
+    }
+    let samples = |s: f64| (s * rate_hz).round().max(1.0) as usize;
+    let mains_on = detection.mains_hz > 0.0 && detection.mains_hz < rate_hz / 2.0;
+    let baseline_s = if mains_on {
+        (detection.baseline_window_s * detection.mains_hz).round().max(1.0) / detection.mains_hz
+    } else {
+        detection.baseline_window_s
+    };
+    let floor = detector_floor(
+        noise_sigma,
+        detection.threshold_sigma,
+        detection.min_magnitude,
+        samples(baseline_s),
+        samples(detection.noise_window_s),
+    );
+    let mut model = MeasurementModel::boxcar(noise_sigma, rate_hz, spike_duration_s, law_x_min, floor)?;
+    model.source = format!(
+        "{}; floor = max({} × σ_residual × (1 + 3 × MAD scatter), {:.1e}) for the detector's {}-sample baseline and \
+         {}-sample noise window",
+        model.source,
+        detection.threshold_sigma,
+        detection.min_magnitude,
+        samples(baseline_s),
+        samples(detection.noise_window_s)
+    );
+    Ok(model)
 }
 
 /// Options of the analysis.
@@ -84,6 +138,13 @@ pub struct AnalysisOptions {
     pub x_min_override: Option<f64>,
     /// Matching tolerance for scoring, samples.
     pub tolerance_samples: f64,
+    /// Spike duration range for the measurement model when the run does not say, s
+    /// (shared/science.md: 1–1.5 ms).
+    pub spike_duration_s: [f64; 2],
+    /// Lower end of the true magnitude law for the measurement model when the run does not say
+    /// (the paper's range starts at 10⁻⁴; the fit barely depends on it when it is well below
+    /// the floor).
+    pub law_x_min: f64,
 }
 
 impl Default for AnalysisOptions {
@@ -94,6 +155,8 @@ impl Default for AnalysisOptions {
             completeness_level: 0.95,
             x_min_override: None,
             tolerance_samples: 2.0,
+            spike_duration_s: [1.0e-3, 1.5e-3],
+            law_x_min: 1e-4,
         }
     }
 }
@@ -156,6 +219,16 @@ pub struct FitVsTruth {
     pub alpha_efficiency_aware: Option<f64>,
     /// See `alpha_efficiency_aware`.
     pub xc_efficiency_aware: Option<f64>,
+    /// Measurement-aware α, its 95 % interval and whether that covers the truth, when fitted.
+    pub alpha_measured: Option<f64>,
+    /// See `alpha_measured`.
+    pub alpha_measured_ci: Option<[f64; 2]>,
+    /// See `alpha_measured`.
+    pub alpha_measured_ci_covers: Option<bool>,
+    /// Measurement-aware xc and whether it is within a factor 2 of the truth.
+    pub xc_measured: Option<f64>,
+    /// See `xc_measured`.
+    pub xc_measured_within_factor_2: Option<bool>,
 }
 
 /// Every number of one run.
@@ -189,8 +262,16 @@ pub struct RunAnalysis {
     pub completeness_threshold: Option<f64>,
     /// Lower end of the naive fit.
     pub fit_x_min: f64,
-    /// Magnitude fits and model comparisons (None with too few spikes; see `notes`).
+    /// Magnitude fits and model comparisons (None with too few spikes; see `notes`). The
+    /// truncated power law there is the **naive** fit of the reported magnitudes above the
+    /// completeness threshold.
     pub magnitudes: Option<MagnitudeAnalysis>,
+    /// The measurement model of this run's detector: noise σ from the data, the sampling rate,
+    /// the spike durations, the floor from the detection settings (None without a noise estimate).
+    pub measurement_model: Option<MeasurementModel>,
+    /// The **measurement-aware** truncated power law: reported magnitudes above the model's
+    /// floor, fitted through the model (None with too few spikes; see `notes`).
+    pub measured_fit: Option<MeasuredFit>,
     /// Log-binned histogram of |Δρ/ρ| from 1e-4.
     pub histogram: LogHistogram,
     /// Waiting times per segment and sign.
@@ -258,9 +339,30 @@ pub fn analyze_run(input: &RunInput, opts: &AnalysisOptions) -> RunAnalysis {
             None
         }
     };
+    let measurement_model = match detector_measurement_model(
+        sigma,
+        input.rate_hz,
+        &input.detection,
+        input.spike_duration_s.unwrap_or(opts.spike_duration_s),
+        input.law_x_min.unwrap_or(opts.law_x_min),
+    ) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            notes.push(format!("no measurement model: {e}"));
+            None
+        }
+    };
+    let measured_fit = measurement_model.as_ref().and_then(|model| match fit_measured_power_law(&mags, model, None) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            notes.push(format!("no measurement-aware fit: {e}"));
+            None
+        }
+    });
     let fit_vs_truth = match (input.true_alpha, input.true_xc, magnitudes.as_ref()) {
         (Some(a), Some(xc), Some(m)) => {
             let t = &m.truncated_power_law;
+            let meas = measured_fit.as_ref().map(|f| &f.fit);
             Some(FitVsTruth {
                 true_alpha: a,
                 true_xc: xc,
@@ -270,6 +372,11 @@ pub fn analyze_run(input: &RunInput, opts: &AnalysisOptions) -> RunAnalysis {
                 xc_within_factor_2: t.xc >= xc / 2.0 && t.xc <= xc * 2.0,
                 alpha_efficiency_aware: m.efficiency_aware.as_ref().map(|f| f.alpha),
                 xc_efficiency_aware: m.efficiency_aware.as_ref().map(|f| f.xc),
+                alpha_measured: meas.map(|f| f.alpha),
+                alpha_measured_ci: meas.map(|f| f.alpha_ci),
+                alpha_measured_ci_covers: meas.map(|f| f.alpha_ci[0] <= a && a <= f.alpha_ci[1]),
+                xc_measured: meas.map(|f| f.xc),
+                xc_measured_within_factor_2: meas.map(|f| f.xc >= xc / 2.0 && f.xc <= xc * 2.0),
             })
         }
         _ => None,
@@ -292,6 +399,8 @@ pub fn analyze_run(input: &RunInput, opts: &AnalysisOptions) -> RunAnalysis {
         completeness_threshold: completeness,
         fit_x_min,
         magnitudes,
+        measurement_model,
+        measured_fit,
         histogram: log_histogram(&mags, 1e-4, 5),
         waiting_times: waiting_time_table(&input.events),
         sign_balance: sign_balance(&input.events),
@@ -304,6 +413,37 @@ pub fn analyze_run(input: &RunInput, opts: &AnalysisOptions) -> RunAnalysis {
     }
 }
 
+/// One measurement model for magnitudes pooled over runs: the highest floor (complete in every
+/// run), the rms noise σ and the lowest law x_min; the max-of-samples weights must agree (same
+/// sampling rate and spike durations), else pooling would mix kernels and this is an error.
+pub fn pooled_measurement_model(models: &[&MeasurementModel]) -> Result<MeasurementModel, crate::AnalysisError> {
+    let Some(first) = models.first() else {
+        return Err(crate::AnalysisError::InvalidInput("no run has a measurement model".into()));
+    };
+    let same_kernel = models.iter().all(|m| {
+        m.max_of_weights.len() == first.max_of_weights.len()
+            && m.max_of_weights.iter().zip(&first.max_of_weights).all(|(a, b)| (a - b).abs() < 1e-9)
+            && m.offset == first.offset
+    });
+    if !same_kernel {
+        return Err(crate::AnalysisError::InvalidInput(
+            "runs differ in sampling rate or spike durations: no common measurement model".into(),
+        ));
+    }
+    let n = models.len() as f64;
+    let sigma = (models.iter().map(|m| m.sigma * m.sigma).sum::<f64>() / n).sqrt();
+    let y_min = models.iter().map(|m| m.y_min).fold(f64::NEG_INFINITY, f64::max);
+    let x_min = models.iter().map(|m| m.x_min_true).fold(f64::INFINITY, f64::min);
+    MeasurementModel::new(
+        sigma,
+        first.max_of_weights.clone(),
+        first.offset,
+        x_min,
+        y_min,
+        format!("pooled over {} runs: rms σ, highest floor; {}", models.len(), first.source),
+    )
+}
+
 /// Runs with the same peak stress, analysed together.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StressGroup {
@@ -313,8 +453,10 @@ pub struct StressGroup {
     pub files: Vec<String>,
     /// Spikes pooled.
     pub n_spikes: usize,
-    /// Pooled magnitude fit above the largest completeness threshold of the group.
+    /// Pooled magnitude fit above the largest completeness threshold of the group (naive).
     pub magnitudes: Option<MagnitudeAnalysis>,
+    /// Pooled measurement-aware fit (see [`pooled_measurement_model`]).
+    pub measured_fit: Option<MeasuredFit>,
     /// Pooled p − n per segment.
     pub sign_balance: Vec<SignBalance>,
     /// Pooled waiting times (waits never span files).
@@ -385,11 +527,22 @@ pub fn analyze_campaign(runs: &[(RunAnalysis, Vec<Event>)]) -> CampaignAnalysis 
                     None
                 }
             };
+            let models: Vec<&MeasurementModel> =
+                members.iter().filter_map(|(a, _)| a.measurement_model.as_ref()).collect();
+            let measured_fit =
+                match pooled_measurement_model(&models).and_then(|model| fit_measured_power_law(&mags, &model, None)) {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        notes.push(format!("no pooled measurement-aware fit: {e}"));
+                        None
+                    }
+                };
             StressGroup {
                 peak_stress_mpa: k as f64 * 10.0,
                 files: members.iter().map(|(a, _)| a.file.clone()).collect(),
                 n_spikes: mags.len(),
                 magnitudes,
+                measured_fit,
                 sign_balance: balance,
                 waiting_times: waits
                     .iter()
@@ -468,6 +621,77 @@ pub(crate) mod tests {
         }
         let running = analyze_run(&RunInput { status: "running".into(), ..input }, &AnalysisOptions::default());
         assert_eq!(running.status, "ended without closing");
+    }
+
+    /// A run whose spikes are what the detector model reports: true magnitudes from the paper's
+    /// law (x ≥ 1e-4), each seen as the max over 1–2 noisy samples, kept above the floor.
+    fn measured_synthetic_input(seed: u64) -> RunInput {
+        let mut input = synthetic_input(seed);
+        let model =
+            detector_measurement_model(1e-4, 1000.0, &DetectionConfig::default(), [1e-3, 1.5e-3], 1e-4).expect("model");
+        let mut rng = ChaCha8Rng::seed_from_u64(seed + 1000);
+        let ys = crate::measured::sample_measured(&mut rng, 1.5, 1e-3, &model, 12_000);
+        let n = ys.len() as f64;
+        input.events = ys
+            .iter()
+            .enumerate()
+            .map(|(i, &y)| {
+                let t = 2.0 + 28.0 * i as f64 / n;
+                let seg = Segment::from_code(1 + ((t - 2.0) / 10.0) as u8).unwrap_or(Segment::Hold);
+                let sign = if rng.gen::<f64>() < 0.5 { 1.0 } else { -1.0 };
+                Event::spike(t, t + 5e-4, 1.2e-3, sign * y, seg, 1000.0)
+            })
+            .collect();
+        input.true_alpha = Some(1.5);
+        input.true_xc = Some(1e-3);
+        input
+    }
+
+    #[test]
+    fn run_analysis_reports_naive_and_measurement_aware_fits() {
+        let runs: Vec<(RunAnalysis, Vec<Event>)> = [measured_synthetic_input(5), measured_synthetic_input(6)]
+            .iter()
+            .map(|i| (analyze_run(i, &AnalysisOptions::default()), i.events.clone()))
+            .collect();
+        let a = &runs[0].0;
+        let model = a.measurement_model.as_ref().expect("model");
+        // σ from the Δρ/ρ column, floor from the default detection settings (50 Hz mains: a
+        // 60-sample baseline, a 1000-sample noise window).
+        assert!((model.sigma / 1e-4 - 1.0).abs() < 0.05, "σ {}", model.sigma);
+        assert!(model.y_min > 5.6e-4 && model.y_min < 6.0e-4, "floor {}", model.y_min);
+        assert!((model.max_of_weights[1] - 0.25).abs() < 1e-3);
+        let m = a.measured_fit.as_ref().expect("measured fit");
+        assert!(m.fit.n > 1000, "n {}", m.fit.n);
+        // ≈ 1 700 magnitudes: the 95 % half-width is ≈ 0.35, so a 2.5σ band is ±0.45.
+        assert!((m.fit.alpha - 1.5).abs() < 0.45, "α {} {:?}", m.fit.alpha, m.fit.alpha_ci);
+        assert!(m.fit.alpha_ci[0] <= 1.5 && 1.5 <= m.fit.alpha_ci[1], "{:?}", m.fit.alpha_ci);
+        let f = a.fit_vs_truth.as_ref().expect("fit vs truth");
+        assert_eq!(f.alpha_measured, Some(m.fit.alpha));
+        assert_eq!(f.alpha_measured_ci_covers, Some(true));
+        assert!(f.alpha_efficiency_aware.is_some());
+        let json = serde_json::to_value(a).expect("json");
+        assert!(json["measured_fit"]["fit"]["alpha"].is_f64());
+        assert!(json["magnitudes"]["truncated_power_law"]["alpha"].is_f64());
+
+        // Pooled over a campaign: one model with the highest floor, one measured fit per group.
+        let c = analyze_campaign(&runs);
+        let g = &c.groups[0];
+        let pooled = g.measured_fit.as_ref().expect("pooled measured fit");
+        let floor = runs.iter().filter_map(|r| r.0.measurement_model.as_ref()).map(|m| m.y_min).fold(0.0, f64::max);
+        assert_eq!(pooled.model.y_min, floor);
+        assert!(pooled.fit.alpha_ci[0] <= 1.5 && 1.5 <= pooled.fit.alpha_ci[1], "{:?}", pooled.fit.alpha_ci);
+    }
+
+    #[test]
+    fn pooling_refuses_different_kernels() {
+        let a = MeasurementModel::boxcar(1e-4, 1000.0, [1e-3, 1.5e-3], 1e-4, 5.8e-4).expect("model");
+        let b = MeasurementModel::boxcar(1e-4, 10_000.0, [1e-3, 1.5e-3], 1e-4, 5.8e-4).expect("model");
+        assert!(pooled_measurement_model(&[&a, &b]).is_err());
+        assert!(pooled_measurement_model(&[]).is_err());
+        let c = MeasurementModel { sigma: 2e-4, y_min: 6.5e-4, ..a.clone() };
+        let p = pooled_measurement_model(&[&a, &c]).expect("pooled");
+        assert_eq!(p.y_min, 6.5e-4);
+        assert!((p.sigma - (2.5e-8f64).sqrt()).abs() < 1e-12);
     }
 
     #[test]

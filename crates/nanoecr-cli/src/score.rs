@@ -74,7 +74,7 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
         for f in &per_file {
             let s = &f["score"];
             println!(
-                "{}: recall {:.3} precision {:.3} (|x| ≥ 7e-4: {:.3} / {:.3}), sign {:.3}, α fit {} vs true {}",
+                "{}: recall {:.3} precision {:.3} (|x| ≥ 7e-4: {:.3} / {:.3}), sign {:.3}, α naive {} / measurement-aware {} vs true {}",
                 f["file"].as_str().unwrap_or(""),
                 s["recall"].as_f64().unwrap_or(f64::NAN),
                 s["precision"].as_f64().unwrap_or(f64::NAN),
@@ -82,6 +82,7 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                 s["precision_big"].as_f64().unwrap_or(f64::NAN),
                 s["sign_accuracy"].as_f64().unwrap_or(f64::NAN),
                 f["fit_vs_truth"]["alpha"],
+                f["fit_vs_truth"]["alpha_measured"],
                 f["fit_vs_truth"]["true_alpha"],
             );
         }
