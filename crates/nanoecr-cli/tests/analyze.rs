@@ -42,6 +42,12 @@ fn analyze_json_has_event_keys_and_score_works() {
     }
     assert!(v["sign_balance"].as_array().is_some_and(|b| b.len() == 3));
     assert!(plots.join("report.md").exists() && plots.join("magnitudes_ccdf.png").exists());
+    // The text summary shows the measurement-aware fit whenever the JSON has one.
+    let text = nanoecr().args(["analyze", &file]).output().expect("analyze (text)");
+    assert!(text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
+    let has_measured = v["measured_fit"].is_object();
+    assert_eq!(text.contains("measurement-aware above"), has_measured, "{text}");
 
     let out = nanoecr().args(["score", &file, "--json"]).output().expect("score");
     assert!(out.status.success(), "score failed: {}", String::from_utf8_lossy(&out.stderr));
