@@ -20,9 +20,11 @@ lint:
 hil:
     cargo test -p nanoecr-hil-tests -- --test-threads=1
 
-# Benchmarks: prints one table and writes bench/results/latest.json.
-bench:
-    cargo run --release -p nanoecr-bench -- --out bench/results/latest.json
+# Benchmarks (docs/performance.md): prints one table and writes it to bench/results/latest.json.
+# About 10 minutes; `just bench --quick` is a 2-minute smoke run, `--only timing,peer` picks sections,
+# `--markdown FILE` also writes the table as Markdown.
+bench *ARGS:
+    cargo run --release -p nanoecr-bench -- --out bench/results/latest.json {{ARGS}}
 
 # Analyse run files: `just analyze runs/*.h5`.
 analyze +FILES:

@@ -19,27 +19,44 @@ pub struct Latency {
     pub max_us: f64,
     /// Cycles measured.
     pub cycles: u64,
+    /// SCHED_FIFO priority asked for (0: none; cyclictest only).
+    pub priority: u32,
 }
 
-/// Run `cyclictest -m -q -t1 -p0 -i interval_us -l loops -h hist_max_us` and parse its histogram.
-/// `-p0` asks for no particular priority; with `-h` cyclictest then defaults its thread to
-/// SCHED_FIFO priority 2 when permitted (it prints so), which is what the control loop gets too.
+/// The SCHED_FIFO priority the control loop asks for (crates/nanoecr-daemon/src/run/control.rs);
+/// cyclictest runs at the same one so the floor is measured under the same policy.
+pub const LOOP_PRIORITY: u32 = 50;
+
+/// Run `cyclictest -m -q -t1 -p50 -i interval_us -l loops -h hist_max_us` and parse its
+/// histogram. Without the privilege for SCHED_FIFO 50, falls back to `-p0` (then cyclictest
+/// runs at SCHED_OTHER or its default FIFO priority, whichever it is allowed).
 pub fn run(interval_us: u64, loops: u64) -> Result<Latency> {
     // Wide enough that overflows are rare even under load; overflows count as the maximum.
     let hist_max_us = (interval_us * 20).clamp(2_000, 100_000);
-    let out = Command::new("cyclictest")
-        .args(["-m", "-q", "-t1", "-p0"])
-        .arg(format!("-i{interval_us}"))
-        .arg(format!("-l{loops}"))
-        .arg(format!("-h{hist_max_us}"))
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .context("running cyclictest (Debian package rt-tests)")?;
+    let attempt = |prio: u32| {
+        Command::new("cyclictest")
+            .args(["-m", "-q", "-t1"])
+            .arg(format!("-p{prio}"))
+            .arg(format!("-i{interval_us}"))
+            .arg(format!("-l{loops}"))
+            .arg(format!("-h{hist_max_us}"))
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .context("running cyclictest (Debian package rt-tests)")
+    };
+    let mut out = attempt(LOOP_PRIORITY)?;
+    let mut priority = LOOP_PRIORITY;
+    if !out.status.success() {
+        out = attempt(0)?;
+        priority = 0;
+    }
     if !out.status.success() {
         bail!("cyclictest failed: {}", out.status);
     }
-    parse(&String::from_utf8_lossy(&out.stdout))
+    let mut l = parse(&String::from_utf8_lossy(&out.stdout))?;
+    l.priority = priority;
+    Ok(l)
 }
 
 /// Parse cyclictest's histogram output (`NNNNNN CCCCCC` lines of 1 µs bins, then `# Max
@@ -78,7 +95,7 @@ pub fn parse(text: &str) -> Result<Latency> {
         }
         max_us
     };
-    Ok(Latency { p50_us: q(0.5), p99_us: q(0.99), p999_us: q(0.999), max_us, cycles: total })
+    Ok(Latency { p50_us: q(0.5), p99_us: q(0.99), p999_us: q(0.999), max_us, cycles: total, priority: 0 })
 }
 
 /// Busy-looping shell processes, one per CPU, killed (by their own pids) when dropped.

@@ -68,14 +68,18 @@ fn pass(cfg: &RunConfig, samples: &[Sample]) -> (f64, u64) {
 }
 
 /// The detector section: one row per rate (1 kHz, the paper's; 100 kHz, where it matters).
-pub fn section(quick: bool, tmp: &std::path::Path) -> Result<(Vec<Row>, serde_json::Value)> {
+pub fn section(size: crate::Size, tmp: &std::path::Path) -> Result<(Vec<Row>, serde_json::Value)> {
+    use crate::Size;
     let base = configs::demo_text()?;
-    let reps = if quick { 3 } else { 7 };
+    // (reps, seconds at 1 kHz, seconds at 100 kHz)
+    let (reps, s_1k, s_100k) = match size {
+        Size::Full => (7, 1800.0, 30.0),
+        Size::Quick => (3, 600.0, 10.0),
+        Size::Smoke => (1, 10.0, 0.1),
+    };
     let mut rows = Vec::new();
     let mut details = serde_json::Map::new();
-    for (rate_hz, seconds) in
-        [(1_000.0, if quick { 600.0 } else { 1800.0 }), (100_000.0, if quick { 10.0 } else { 30.0 })]
-    {
+    for (rate_hz, seconds) in [(1_000.0, s_1k), (100_000.0, s_100k)] {
         // A program at least as long as the samples: segments of a third each after settle.
         let text = configs::derive(&base, &configs::program(rate_hz, 2.0, (seconds / 3.0_f64).ceil()))?;
         let path = configs::write(tmp, &format!("detector_{rate_hz}.toml"), &text)?;

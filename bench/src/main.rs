@@ -48,9 +48,13 @@ struct Args {
     /// Also write the table as Markdown here (for docs/performance.md).
     #[arg(long)]
     markdown: Option<PathBuf>,
-    /// A short smoke version (about a minute): smaller runs, fewer repetitions.
+    /// A short smoke version (about two minutes): smaller runs, fewer repetitions.
     #[arg(long)]
     quick: bool,
+    /// Internal (tests): tiny sizes, one repetition, for checking the report's shape. Implies
+    /// --quick; the figures mean nothing.
+    #[arg(long, hide = true)]
+    smoke: bool,
     /// Only these sections (repeat or comma-separate); all when absent.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Section>,
@@ -95,6 +99,7 @@ struct Output {
     command: String,
     machine: Machine,
     quick: bool,
+    smoke: bool,
     sections: Vec<Section>,
     /// Wall time of the whole bench, s.
     bench_wall_s: f64,
@@ -143,13 +148,14 @@ fn run(args: &Args) -> Result<()> {
     let t0 = Instant::now();
     let all = Section::value_variants().to_vec();
     let sections: Vec<Section> = if args.only.is_empty() { all } else { args.only.clone() };
-    let machine = Machine::detect();
+    let mut machine = Machine::detect();
     eprintln!(
-        "nanoecr-bench: {} × {} ({}), kernel {}",
+        "nanoecr-bench: {} × {} ({}), kernel {}, load average {}",
         machine.nproc,
         machine.cpu_model,
         mem_gib(&machine),
-        machine.kernel
+        machine.kernel,
+        machine.loadavg_start
     );
 
     // Configs and run files of this bench; removed at the end (run files are deleted as soon as
@@ -161,7 +167,7 @@ fn run(args: &Args) -> Result<()> {
         let name = section_name(*s);
         eprintln!("== {name}");
         let ts = Instant::now();
-        let result = run_section(*s, args.quick, tmp.path());
+        let result = run_section(*s, Size::of(args), tmp.path());
         match result {
             Ok(r) => {
                 rows.extend(r.rows);
@@ -177,11 +183,18 @@ fn run(args: &Args) -> Result<()> {
         eprintln!("   {name} took {:.1} s", ts.elapsed().as_secs_f64());
     }
 
+    machine.loadavg_end = report::proc_line("/proc/loadavg");
     let table = report::render(&rows);
     println!("{table}");
     let command = format!(
         "cargo run --release -p nanoecr-bench --{}{}{}",
-        if args.quick { " --quick" } else { "" },
+        if args.smoke {
+            " --smoke"
+        } else if args.quick {
+            " --quick"
+        } else {
+            ""
+        },
         if args.only.is_empty() {
             String::new()
         } else {
@@ -192,7 +205,8 @@ fn run(args: &Args) -> Result<()> {
     let output = Output {
         command,
         machine,
-        quick: args.quick,
+        quick: args.quick || args.smoke,
+        smoke: args.smoke,
         sections,
         bench_wall_s: t0.elapsed().as_secs_f64(),
         rows,
@@ -206,10 +220,34 @@ fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn run_section(s: Section, quick: bool, tmp: &Path) -> Result<SectionResult> {
+/// How big the runs are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Size {
+    /// The figures of docs/performance.md.
+    Full,
+    /// `--quick`: a smoke run of every section in a couple of minutes.
+    Quick,
+    /// `--smoke`: tiny, for the report-shape test (ring and detector only shrink further).
+    Smoke,
+}
+
+impl Size {
+    fn of(args: &Args) -> Self {
+        if args.smoke {
+            Self::Smoke
+        } else if args.quick {
+            Self::Quick
+        } else {
+            Self::Full
+        }
+    }
+}
+
+fn run_section(s: Section, size: Size, tmp: &Path) -> Result<SectionResult> {
+    let quick = size != Size::Full;
     let (rows, details) = match s {
-        Section::Ring => (ring::section(quick), serde_json::Value::Null),
-        Section::Detector => detector::section(quick, tmp)?,
+        Section::Ring => (ring::section(size), serde_json::Value::Null),
+        Section::Detector => detector::section(size, tmp)?,
         Section::E2e => e2e::section(quick, tmp)?,
         Section::Analysis => analysis::section(quick, tmp)?,
         Section::Timing => timing::section(quick, tmp)?,

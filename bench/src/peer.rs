@@ -218,6 +218,9 @@ struct ToolResult {
     timing: serde_json::Value,
     max_rss_mib: Vec<f64>,
     counts: Counts,
+    /// Counts of the 1 kHz files and of the 100 kHz file, apart.
+    counts_1k: Counts,
+    counts_100k: Counts,
     per_file: Vec<serde_json::Value>,
     alpha_median: f64,
     xc_median: f64,
@@ -263,6 +266,7 @@ fn run_tool(ours: bool, files: &[PathBuf], out_dir: &Path, reps: usize) -> Resul
     }
     let suffix = if ours { "ours" } else { "peer" };
     let mut counts = Counts::default();
+    let (mut counts_1k, mut counts_100k) = (Counts::default(), Counts::default());
     let mut per_file = Vec::new();
     let (mut alphas, mut xcs) = (Vec::new(), Vec::new());
     for f in files {
@@ -275,6 +279,11 @@ fn run_tool(ours: bool, files: &[PathBuf], out_dir: &Path, reps: usize) -> Resul
         let rate_hz = rf.rate_hz.unwrap_or(1000.0);
         let c = score(&out.events, &truth, rate_hz);
         counts.add(&c);
+        if rate_hz > 10_000.0 {
+            counts_100k.add(&c);
+        } else {
+            counts_1k.add(&c);
+        }
         alphas.push(out.alpha);
         xcs.push(out.xc);
         per_file.push(serde_json::json!({
@@ -288,6 +297,8 @@ fn run_tool(ours: bool, files: &[PathBuf], out_dir: &Path, reps: usize) -> Resul
         timing,
         max_rss_mib: rss,
         counts,
+        counts_1k,
+        counts_100k,
         per_file,
         alpha_median: median(&alphas),
         xc_median: median(&xcs),
@@ -337,7 +348,7 @@ pub fn section(quick: bool, tmp: &Path) -> Result<(Vec<Row>, serde_json::Value)>
     let compute_speedups: Vec<f64> = peer.compute_s.iter().zip(&ours.compute_s).map(|(p, o)| p / o).collect();
     let (orc, prc) = (ours.counts.recall(), peer.counts.recall());
     let (opr, ppr) = (ours.counts.precision(), peer.counts.precision());
-    let rows = vec![
+    let mut rows = vec![
         Row::new("peer", "ours: wall time (read, detect, fit, write)", "s", ours.wall_s.clone()).note(set.clone()),
         Row::new("peer", "python peer: wall time", "s", peer.wall_s.clone())
             .note("h5py + numpy + scipy find_peaks + powerlaw"),
@@ -365,6 +376,24 @@ pub fn section(quick: bool, tmp: &Path) -> Result<(Vec<Row>, serde_json::Value)>
         Row::new("peer", "python peer: fitted xc (median over files)", "", vec![peer.xc_median])
             .note(format!("ours ÷ peer = {:.3}", ours.xc_median / peer.xc_median)),
     ];
+    // The same scores by rate: at 100 kHz a 1–1.5 ms spike spans 100–150 samples, and the ±2
+    // sample onset tolerance is ±20 µs.
+    for (what, name, get) in [
+        ("recall", "1 kHz files", (|t: &ToolResult| t.counts_1k.recall()) as fn(&ToolResult) -> f64),
+        ("recall", "100 kHz file", |t: &ToolResult| t.counts_100k.recall()),
+        ("precision", "1 kHz files", |t: &ToolResult| t.counts_1k.precision()),
+        ("precision", "100 kHz file", |t: &ToolResult| t.counts_100k.precision()),
+    ] {
+        for (tool, t) in [("ours", &ours), ("python peer", &peer)] {
+            let c = if name.starts_with("100") { t.counts_100k } else { t.counts_1k };
+            let frac = if what == "recall" {
+                format!("{}/{} true", c.detectable_found, c.detectable)
+            } else {
+                format!("{}/{} detections", c.matched_detections, c.detected)
+            };
+            rows.push(Row::new("peer", format!("{tool}: {what}, {name}"), "", vec![get(t)]).note(frac));
+        }
+    }
     for f in &files {
         let _ = std::fs::remove_file(f);
     }

@@ -203,6 +203,20 @@ pub struct Machine {
     pub kernel: String,
     /// Total memory from /proc/meminfo, kB.
     pub mem_total_kb: u64,
+    /// /proc/loadavg when the bench started (the machine may be shared).
+    pub loadavg_start: String,
+    /// /proc/loadavg when the bench ended.
+    pub loadavg_end: String,
+    /// `kernel.sched_rt_runtime_us` / `kernel.sched_rt_period_us`: the real-time bandwidth
+    /// limit a SCHED_FIFO thread that never sleeps runs into.
+    pub sched_rt_runtime_us: String,
+    /// See `sched_rt_runtime_us`.
+    pub sched_rt_period_us: String,
+}
+
+/// The first line of a /proc file, trimmed ("" when unreadable).
+pub fn proc_line(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default().lines().next().unwrap_or("").trim().to_string()
 }
 
 impl Machine {
@@ -223,7 +237,16 @@ impl Machine {
                 l.strip_prefix("MemTotal:").map(|r| r.trim().trim_end_matches("kB").trim().parse().unwrap_or(0))
             })
             .unwrap_or(0);
-        Self { nproc: std::thread::available_parallelism().map_or(1, |n| n.get()), cpu_model, kernel, mem_total_kb }
+        Self {
+            nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu_model,
+            kernel,
+            mem_total_kb,
+            loadavg_start: proc_line("/proc/loadavg"),
+            loadavg_end: String::new(),
+            sched_rt_runtime_us: proc_line("/proc/sys/kernel/sched_rt_runtime_us"),
+            sched_rt_period_us: proc_line("/proc/sys/kernel/sched_rt_period_us"),
+        }
     }
 }
 

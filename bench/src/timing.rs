@@ -41,7 +41,14 @@ fn paced(config: &Path, out: &Path) -> Result<LoopTiming> {
     let q = |p: f64| h.quantile_us(p).unwrap_or(f64::NAN);
     let _ = std::fs::remove_file(out);
     Ok(LoopTiming {
-        latency: Latency { p50_us: q(0.5), p99_us: q(0.99), p999_us: q(0.999), max_us: h.max_us, cycles: h.total },
+        latency: Latency {
+            p50_us: q(0.5),
+            p99_us: q(0.99),
+            p999_us: q(0.999),
+            max_us: h.max_us,
+            cycles: h.total,
+            priority: if d.realtime_scheduling { cyclictest::LOOP_PRIORITY } else { 0 },
+        },
         missed: d.missed_deadlines,
         ticks: d.ticks,
         dropped: summary.dropped,
@@ -54,10 +61,17 @@ fn paced(config: &Path, out: &Path) -> Result<LoopTiming> {
 pub fn section(quick: bool, tmp: &Path) -> Result<(Vec<Row>, serde_json::Value)> {
     let base = configs::demo_text()?;
     let reps = if quick { 1 } else { 3 };
-    // Program length after settle, s: long enough for ≥ 10⁵ ticks at 100 kHz (p99.9 from a
-    // hundred late ticks), short enough to keep the section near two minutes.
-    let segment_s = if quick { 0.4 } else { 1.0 };
-    let cyclictest_s = if quick { 1.0 } else { 3.0 };
+    // Segment length (three segments after a 1 s settle) and cyclictest duration, s, per rate:
+    // ≥ 10⁴ ticks at 1 kHz (p99.9 from ten late ticks), ≥ 4·10⁵ at 100 kHz, and the section
+    // near three and a half minutes in all.
+    let lengths = |rate_hz: f64| -> (f64, f64) {
+        match (quick, rate_hz < 5_000.0) {
+            (true, true) => (1.0, 2.0),
+            (true, false) => (0.4, 1.0),
+            (false, true) => (3.0, 10.0),
+            (false, false) => (1.0, 3.0),
+        }
+    };
     let ncpu = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut rows = Vec::new();
     let mut details = serde_json::Map::new();
@@ -66,6 +80,7 @@ pub fn section(quick: bool, tmp: &Path) -> Result<(Vec<Row>, serde_json::Value)>
         // The competing load lives for the whole loaded half and is killed when dropped.
         let _load = if loaded { Some(CpuLoad::start(ncpu)?) } else { None };
         for rate_hz in [1_000.0, 10_000.0, 100_000.0] {
+            let (segment_s, cyclictest_s) = lengths(rate_hz);
             let mut edits = configs::program(rate_hz, 1.0, segment_s);
             // Measure the whole run: without this a loaded 100 kHz run would stop itself at the
             // deadline budget (an interlock doing its job) and cut the measurement short.
@@ -86,7 +101,7 @@ pub fn section(quick: bool, tmp: &Path) -> Result<(Vec<Row>, serde_json::Value)>
             let fcol = |f: &dyn Fn(&Latency) -> f64| floor.iter().map(f).collect::<Vec<f64>>();
             let ct_p99 = crate::report::median(&fcol(&|l| l.p99_us));
             let rt = ours.iter().all(|o| o.realtime);
-            let sched = if rt { "SCHED_FIFO" } else { "SCHED_OTHER (FIFO refused)" };
+            let sched = if rt { "loop SCHED_FIFO 50" } else { "loop SCHED_OTHER (FIFO refused)" };
             let is_100k = rate_hz >= 100_000.0;
             let mut p99 = Row::new("timing", format!("{label}: loop lateness p99"), "µs", col(&|o| o.latency.p99_us))
                 .note(format!("{sched}; cyclictest p99 {ct_p99:.0} µs"));
@@ -113,10 +128,11 @@ pub fn section(quick: bool, tmp: &Path) -> Result<(Vec<Row>, serde_json::Value)>
             rows.push(missed);
             rows.push(dropped);
             rows.push(Row::new("timing", format!("{label}: cyclictest p50"), "µs", fcol(&|l| l.p50_us)));
-            rows.push(
-                Row::new("timing", format!("{label}: cyclictest p99"), "µs", fcol(&|l| l.p99_us))
-                    .note(format!("-i {interval_us} -l {}, {cyclictest_s} s", (cyclictest_s * rate_hz) as u64)),
-            );
+            rows.push(Row::new("timing", format!("{label}: cyclictest p99"), "µs", fcol(&|l| l.p99_us)).note(format!(
+                "cyclictest -m -t1 -p{} -i {interval_us} -l {} ({cyclictest_s} s)",
+                floor.first().map_or(0, |l| l.priority),
+                (cyclictest_s * rate_hz) as u64
+            )));
             rows.push(Row::new("timing", format!("{label}: cyclictest p99.9"), "µs", fcol(&|l| l.p999_us)));
             rows.push(Row::new("timing", format!("{label}: cyclictest max"), "µs", fcol(&|l| l.max_us)));
             details.insert(label, serde_json::json!({ "loop": ours, "cyclictest": floor }));
