@@ -161,3 +161,18 @@ fn a_stalled_consumer_costs_exactly_the_overflow_in_counted_drops() {
     assert_eq!(diag.dropped_samples, total - capacity);
     assert_eq!(diag.ring_high_water, capacity);
 }
+
+#[test]
+fn an_unpaced_run_waits_for_the_writer_instead_of_dropping() {
+    // A 64-sample ring against a simulated rig that outruns the HDF5 writer many times over:
+    // paced, this would drop; unpaced there is no deadline, so every sample must arrive.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = short_config(&[("settle_s = 0.5", "settle_s = 0.5\nring_capacity_samples = 64")]);
+    let total = cfg.expected_samples();
+    let (s, f) = run(cfg, dir.path(), "tiny_ring.h5", fast());
+    assert_eq!(s.dropped, 0);
+    assert_eq!(s.samples, total);
+    assert_eq!(f.data.seq.len() as u64, total);
+    assert!(f.data.seq.windows(2).all(|w| w[1] == w[0] + 1), "no gaps in the sequence");
+    assert_eq!(f.diagnostics.expect("diagnostics").ring_high_water, 64, "the ring did fill up");
+}

@@ -31,8 +31,10 @@ pub const EVENT_COLUMNS: [(&str, &str); 9] = [
 pub const SAMPLE_CHUNK: usize = 8192;
 /// Rows per chunk of the event datasets.
 pub const EVENT_CHUNK: usize = 256;
-/// gzip level: 4 is within a few percent of 9's ratio on these signals at a fraction of the CPU.
-pub const DEFLATE_LEVEL: u8 = 4;
+/// gzip level. Compression is the writer's bottleneck (docs/performance.md: 78 % of the consumer
+/// thread at level 4); level 1 writes ≈ 1.5× faster for ≈ 2 % more bytes on these shuffled
+/// columns. gzip rather than a faster codec (LZ4, Blosc) because every HDF5 reader has it built in.
+pub const DEFLATE_LEVEL: u8 = 1;
 
 /// Capacity in bytes of the fixed-length string attributes that change when a run ends
 /// (`status`, `end_time`, `end_reason`, `diagnostics@json`). They exist from creation so that

@@ -4,7 +4,8 @@
 //! → read both instruments → merge by sequence number → interlocks → push into the SPSC ring.
 //! It allocates nothing per tick and never blocks on the consumer, the file or a client: the
 //! only things it shares are atomics and the ring. A full ring costs a counted, dropped sample,
-//! never a late tick.
+//! never a late tick. Unpaced (`--fast`, simulated rig) there is no deadline to protect, so the
+//! loop waits for ring space instead: a fast run is complete however slow the writer is.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -46,6 +47,7 @@ pub struct ControlLoop {
     control_events: rtrb::Producer<Event>,
     shared: Arc<Shared>,
     paced: bool,
+    wait_for_ring: bool,
 }
 
 /// State of the program.
@@ -123,7 +125,14 @@ impl ControlLoop {
         shared: Arc<Shared>,
         paced: bool,
     ) -> Self {
-        Self { cfg, rig, ring, control_events, shared, paced }
+        Self { cfg, rig, ring, control_events, shared, paced, wait_for_ring: !paced }
+    }
+
+    /// Drop samples on a full ring even when unpaced, as a paced loop must: only for measuring
+    /// the drop accounting (tests, benchmarks).
+    pub fn dropping_when_full(mut self) -> Self {
+        self.wait_for_ring = false;
+        self
     }
 
     /// Run the test to its end on the calling thread (spawn a dedicated thread for it).
@@ -323,12 +332,22 @@ impl ControlLoop {
                     }
                 }
 
-                match self.ring.push(sample) {
-                    Ok(()) => {
-                        self.shared.pushed.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(_) => {
-                        self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                let mut pending = sample;
+                loop {
+                    match self.ring.push(pending) {
+                        Ok(()) => {
+                            self.shared.pushed.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                        // Unpaced: let the consumer catch up, unless it is gone.
+                        Err(rtrb::PushError::Full(back)) if self.wait_for_ring && !self.ring.is_abandoned() => {
+                            pending = back;
+                            std::thread::yield_now();
+                        }
+                        Err(_) => {
+                            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
                     }
                 }
             }

@@ -41,8 +41,9 @@ pub struct RunOptions {
     /// Turn SIGINT/SIGTERM into a safe abort of this run (the CLI); the daemon handles signals
     /// itself and leaves this off.
     pub install_signal_handlers: bool,
-    /// Keep the consumer idle until the control loop has ended. Only for tests and benchmarks of
-    /// the drop accounting: with it, exactly `ring capacity` samples survive a long run.
+    /// Keep the consumer idle until the control loop has ended, and let the loop drop on a full
+    /// ring even when unpaced. Only for tests and benchmarks of the drop accounting: with it,
+    /// exactly `ring capacity` samples survive a long run.
     pub hold_consumer_until_control_ends: bool,
 }
 
@@ -182,7 +183,10 @@ pub fn start_run(cfg: RunConfig, mut rig: Rig, opts: RunOptions) -> Result<RunHa
 
     let span = tracing::info_span!("run", file = %path.display());
     let control = {
-        let lp = ControlLoop::new(cfg.clone(), rig, ring_tx, ev_tx, Arc::clone(&shared), paced);
+        let mut lp = ControlLoop::new(cfg.clone(), rig, ring_tx, ev_tx, Arc::clone(&shared), paced);
+        if opts.hold_consumer_until_control_ends {
+            lp = lp.dropping_when_full();
+        }
         let shared = Arc::clone(&shared);
         let span = span.clone();
         std::thread::Builder::new()
