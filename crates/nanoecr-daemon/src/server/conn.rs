@@ -146,7 +146,7 @@ async fn process(
         let Ok(permit) = tx.reserve().await else { return false };
         let slot = lock(&daemon.slot);
         let run = match &*slot {
-            Slot::Running(a) => Some(a.info()),
+            Slot::Running(a) => Some(a.run.clone()),
             _ => None,
         };
         let result = Ok(to_value(m::SubscribeResult { subscribed: true, run }));
@@ -222,7 +222,7 @@ fn status(d: &Daemon) -> m::RunStatusResult {
     let (state, run) = {
         let slot = lock(&d.slot);
         let run = match &*slot {
-            Slot::Running(a) => Some(a.info()),
+            Slot::Running(a) => Some(a.run.clone()),
             _ => None,
         };
         (slot.state(), run)
@@ -318,9 +318,9 @@ async fn run_start(d: &Arc<Daemon>, p: RunStartParams) -> Result<m::RunStartResu
                 return Err(RpcError::new(codes::RUN_IN_PROGRESS, "a run is already in progress: (starting)"));
             }
             Slot::Running(a) => {
-                let file = a.file.display().to_string();
+                let file = a.run.file.clone();
                 return Err(RpcError::new(codes::RUN_IN_PROGRESS, format!("a run is already in progress: {file}"))
-                    .with_data(m::RunInProgressData { run_id: a.run_id, file }));
+                    .with_data(m::RunInProgressData { run_id: a.run.run_id, file }));
             }
         }
         if d.shutting_down.load(Ordering::Acquire) {
@@ -380,15 +380,17 @@ fn start_blocking(
             abort_requested = Some(reason.describe());
         }
         *slot = Slot::Running(Box::new(Active {
-            run_id,
             handle: Some(handle),
-            file: PathBuf::from(&file),
-            started_at,
-            t0_unix_s,
-            total_s,
-            expected_samples,
-            abort_requested,
-            progress: None,
+            run: m::ActiveRun {
+                run_id,
+                file: file.clone(),
+                started_at,
+                t0_unix_s,
+                total_s,
+                expected_samples,
+                abort_requested,
+                progress: None,
+            },
         }));
         d.publish_state(slot.state());
     }

@@ -248,7 +248,7 @@ fn publish(daemon: &Daemon, run_id: u64, update: RunUpdate) {
                 daemon.subs.broadcast(Kind::Progress, line(names::PROGRESS, &note));
             }
             if let Slot::Running(a) = &mut *lock(&daemon.slot) {
-                a.progress = Some(note);
+                a.run.progress = Some(note);
             }
         }
         RunUpdate::Event(e) => {
@@ -276,7 +276,7 @@ fn publish(daemon: &Daemon, run_id: u64, update: RunUpdate) {
 /// The run ended: join it, free the slot, remember it, tell subscribers.
 fn finish(daemon: &Daemon, run_id: u64, summary: Option<nanoecr_core::RunSummary>) {
     let handle = match &mut *lock(&daemon.slot) {
-        Slot::Running(a) if a.run_id == run_id => a.handle.take(),
+        Slot::Running(a) if a.run.run_id == run_id => a.handle.take(),
         _ => None,
     };
     // The threads have ended (or are about to): this join is short, and on this thread, never
@@ -291,7 +291,7 @@ fn finish(daemon: &Daemon, run_id: u64, summary: Option<nanoecr_core::RunSummary
     let (file, started_at) = {
         let mut slot = lock(&daemon.slot);
         let info = match &*slot {
-            Slot::Running(a) if a.run_id == run_id => (a.file.display().to_string(), Some(a.started_at.clone())),
+            Slot::Running(a) if a.run.run_id == run_id => (a.run.file.clone(), Some(a.run.started_at.clone())),
             _ => (String::new(), None),
         };
         *slot = Slot::Idle;

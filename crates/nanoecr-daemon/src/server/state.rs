@@ -3,13 +3,11 @@
 //! or a blocking call, so the tokio tasks and the fan-out thread can share them.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
 use nanoecr_core::EndReason;
 use nanoecr_proto::methods::{ActiveRun, DaemonState, RunRecord};
-use nanoecr_proto::notes::ProgressNote;
 
 use super::config::DaemonConfig;
 use super::fanout::{FanoutCmd, Subscribers};
@@ -40,34 +38,12 @@ pub(crate) enum Slot {
     Running(Box<Active>),
 }
 
-/// The run in progress.
+/// The run in progress: what `run.status` reports, plus the handle to stop and join it.
 #[derive(Debug)]
 pub(crate) struct Active {
-    pub run_id: u64,
     /// Taken by the fan-out thread to join the run once it ended.
     pub handle: Option<RunHandle>,
-    pub file: PathBuf,
-    pub started_at: String,
-    pub t0_unix_s: f64,
-    pub total_s: f64,
-    pub expected_samples: u64,
-    pub abort_requested: Option<String>,
-    pub progress: Option<ProgressNote>,
-}
-
-impl Active {
-    pub(crate) fn info(&self) -> ActiveRun {
-        ActiveRun {
-            run_id: self.run_id,
-            file: self.file.display().to_string(),
-            started_at: self.started_at.clone(),
-            t0_unix_s: self.t0_unix_s,
-            total_s: self.total_s,
-            expected_samples: self.expected_samples,
-            abort_requested: self.abort_requested.clone(),
-            progress: self.progress.clone(),
-        }
-    }
+    pub run: ActiveRun,
 }
 
 impl Slot {
@@ -75,7 +51,7 @@ impl Slot {
         match self {
             Slot::Idle => DaemonState::Idle,
             Slot::Starting { .. } => DaemonState::Starting,
-            Slot::Running(a) if a.abort_requested.is_some() => DaemonState::Aborting,
+            Slot::Running(a) if a.run.abort_requested.is_some() => DaemonState::Aborting,
             Slot::Running(_) => DaemonState::Running,
         }
     }
@@ -158,18 +134,18 @@ impl Daemon {
                 Some((*run_id, String::new(), already))
             }
             Slot::Running(a) => {
-                let already = a.abort_requested.is_some();
+                let already = a.run.abort_requested.is_some();
                 match &a.handle {
                     Some(h) if !already => {
-                        tracing::info!(run_id = a.run_id, reason = %reason.describe(), "aborting the run (safe unload)");
+                        tracing::info!(run_id = a.run.run_id, reason = %reason.describe(), "aborting the run (safe unload)");
                         h.abort(reason.clone());
-                        a.abort_requested = Some(reason.describe());
+                        a.run.abort_requested = Some(reason.describe());
                     }
                     Some(_) => {}
                     // Being joined: it has already ended.
                     None => return None,
                 }
-                Some((a.run_id, a.file.display().to_string(), already))
+                Some((a.run.run_id, a.run.file.clone(), already))
             }
         };
         let st = slot.state();
