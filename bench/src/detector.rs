@@ -25,22 +25,14 @@ pub fn simulate(cfg: &RunConfig, n: usize) -> Result<Vec<Sample>> {
     let mut cursor = lf.cursor();
     let v = cfg.raw.bias.voltage_v;
     let r = cfg.raw.simulation.circuit_resistance_ohm;
+    let gain = cfg.raw.simulation.actuator_gain;
     let mut out = Vec::with_capacity(n);
     for k in 0..n {
         let t_s = k as f64 * dt_s;
         let (segment, setpoint_un) = cursor.at(lf, t_s).context("program shorter than the samples asked for")?;
-        let w = world.step(setpoint_un, segment);
-        out.push(Sample {
-            seq: w.seq,
-            time_s: w.time_s,
-            setpoint_un,
-            load_un: w.load_un,
-            disp_nm: w.disp_nm,
-            current_a: w.current_factor * v / r,
-            voltage_v: v,
-            segment,
-            flags: 0,
-        });
+        // Open loop, as the detector tests drive the world: command = setpoint / actuator gain.
+        let w = world.step(setpoint_un / gain, segment);
+        out.push(w.to_sample(setpoint_un, segment, v, r));
     }
     Ok(out)
 }

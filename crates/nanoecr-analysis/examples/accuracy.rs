@@ -17,7 +17,7 @@ use nanoecr_analysis::report::{num, score_markdown};
 use nanoecr_analysis::run::{detector_measurement_model, noise_sigma_of, pooled_measurement_model};
 use nanoecr_analysis::scoring::{report_from_counts, score_counts, ScoreCounts, ScoreOptions, ScoreReport};
 use nanoecr_core::config::{DetectionConfig, SimulationConfig};
-use nanoecr_core::{Event, EventKind, LoadFunction, Pillar, Sample, Segment};
+use nanoecr_core::{Event, EventKind, LoadFunction, Pillar, Segment};
 use nanoecr_detect::Detector;
 
 /// The naive, the efficiency-aware and the measurement-aware fit of one campaign.
@@ -57,22 +57,11 @@ fn simulate(sim: &SimulationConfig, det: &DetectionConfig, lf: &LoadFunction, ra
     let n = (lf.total_s() * rate_hz).round() as u64;
     let mut detected = Vec::new();
     let mut delta_rho = Vec::with_capacity(n as usize);
-    let i_ref_a = VOLTAGE_V / sim.circuit_resistance_ohm;
     for k in 0..n {
         let t = k as f64 / rate_hz;
         let (segment, setpoint_un) = lf.setpoint_at(t);
         let ws = world.step(setpoint_un / sim.actuator_gain, segment);
-        let sample = Sample {
-            seq: ws.seq,
-            time_s: ws.time_s,
-            setpoint_un,
-            load_un: ws.load_un,
-            disp_nm: ws.disp_nm,
-            current_a: ws.current_factor * i_ref_a,
-            voltage_v: VOLTAGE_V,
-            segment,
-            flags: 0,
-        };
+        let sample = ws.to_sample(setpoint_un, segment, VOLTAGE_V, sim.circuit_resistance_ohm);
         delta_rho.push(detector.process(&sample, &mut |e| detected.push(e)));
     }
     detector.finish(&mut |e| detected.push(e));

@@ -25,23 +25,12 @@ fn samples(rate_hz: f64) -> Vec<Sample> {
         &[(Segment::Load, 10.0, 7000.0), (Segment::Hold, 10.0, 7000.0), (Segment::Unload, 10.0, 0.0)],
     );
     let mut world = World::new(&sim, PILLAR, rate_hz);
-    let i_ref_a = 5.0 / sim.circuit_resistance_ohm;
     let n = (lf.total_s() * rate_hz).round() as u64;
     (0..n)
         .map(|k| {
             let (segment, setpoint_un) = lf.setpoint_at(k as f64 / rate_hz);
             let ws = world.step(setpoint_un / sim.actuator_gain, segment);
-            Sample {
-                seq: ws.seq,
-                time_s: ws.time_s,
-                setpoint_un,
-                load_un: ws.load_un,
-                disp_nm: ws.disp_nm,
-                current_a: ws.current_factor * i_ref_a,
-                voltage_v: 5.0,
-                segment,
-                flags: 0,
-            }
+            ws.to_sample(setpoint_un, segment, 5.0, sim.circuit_resistance_ohm)
         })
         .collect()
 }

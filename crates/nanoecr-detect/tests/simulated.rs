@@ -2,7 +2,7 @@
 //! 10 s hold, 10 s unload), detection in stream, events matched to truth by onset.
 
 use nanoecr_core::config::{DetectionConfig, SimulationConfig};
-use nanoecr_core::{Event, EventKind, LoadFunction, Pillar, Sample, Segment};
+use nanoecr_core::{Event, EventKind, LoadFunction, Pillar, Segment};
 use nanoecr_detect::Detector;
 use nanoecr_sim::World;
 
@@ -28,23 +28,12 @@ fn simulate(seed: u64, peak_un: f64, rate_hz: f64) -> Run {
     );
     let mut world = World::new(&sim, PILLAR, rate_hz);
     let mut det = Detector::new(&DetectionConfig::default(), PILLAR, rate_hz, SETTLE_S);
-    let i_ref_a = VOLTAGE_V / sim.circuit_resistance_ohm;
     let n = (lf.total_s() * rate_hz).round() as u64;
     let mut detected = Vec::new();
     for k in 0..n {
         let (segment, setpoint_un) = lf.setpoint_at(k as f64 / rate_hz);
         let ws = world.step(setpoint_un / sim.actuator_gain, segment);
-        let s = Sample {
-            seq: ws.seq,
-            time_s: ws.time_s,
-            setpoint_un,
-            load_un: ws.load_un,
-            disp_nm: ws.disp_nm,
-            current_a: ws.current_factor * i_ref_a,
-            voltage_v: VOLTAGE_V,
-            segment,
-            flags: 0,
-        };
+        let s = ws.to_sample(setpoint_un, segment, VOLTAGE_V, sim.circuit_resistance_ohm);
         det.process(&s, &mut |e| detected.push(e));
     }
     det.finish(&mut |e| detected.push(e));

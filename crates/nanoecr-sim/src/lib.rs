@@ -105,6 +105,32 @@ pub struct WorldSample {
     pub plastic_disp_nm: f64,
 }
 
+impl WorldSample {
+    /// The sample an ideal open-loop rig would record: the setpoint that drove this step, the
+    /// measured load and displacement, and the current the source-measure unit reads at a bias
+    /// of `voltage_v` across `circuit_resistance_ohm`. For offline generators (detector tests,
+    /// benchmarks, scoring); the simulated backend of the control loop builds its own.
+    pub fn to_sample(
+        &self,
+        setpoint_un: f64,
+        segment: Segment,
+        voltage_v: f64,
+        circuit_resistance_ohm: f64,
+    ) -> nanoecr_core::Sample {
+        nanoecr_core::Sample {
+            seq: self.seq,
+            time_s: self.time_s,
+            setpoint_un,
+            load_un: self.load_un,
+            disp_nm: self.disp_nm,
+            current_a: self.current_factor * voltage_v / circuit_resistance_ohm,
+            voltage_v,
+            segment,
+            flags: 0,
+        }
+    }
+}
+
 /// A resistivity spike alive in the world: a boxcar of `height` on [onset, end). Only the end is
 /// kept: every live boxcar was born at or before the current sample.
 #[derive(Debug, Clone, Copy)]
