@@ -89,9 +89,9 @@ pub fn section(quick: bool, tmp: &Path) -> Result<(Vec<Row>, serde_json::Value)>
             let mut row =
                 Row::new("memory", format!("peak RSS, {label} test at {} kHz --fast", rate_hz / 1e3), "MiB", rss).note(
                     format!(
-                    "nanoecr run --fast as a child, ru_maxrss; {:.1} M ticks, default ring (drops in --fast, see e2e)",
-                    (program_s + 2.0) * rate_hz / 1e6
-                ),
+                        "nanoecr run --fast as a child, ru_maxrss; {:.1} M ticks, default ring",
+                        (program_s + 2.0) * rate_hz / 1e6
+                    ),
                 );
             if is_long {
                 // Flat: the long run may not need more than the quarter-length run plus 10 % and 1 MiB.
