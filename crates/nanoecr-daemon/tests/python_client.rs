@@ -22,8 +22,10 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/client.py")
 }
 
-fn python_available() -> bool {
-    Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success())
+/// Like the other interop tests, fail (never skip) without python3: scripts/setup.sh installs it.
+fn require_python() {
+    let ok = Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(ok, "python3 must be installed (scripts/setup.sh)");
 }
 
 fn client(socket: &Path) -> Command {
@@ -55,10 +57,7 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 
 #[test]
 fn python_client_info_submit_watch_and_exit_codes() {
-    if !python_available() {
-        eprintln!("skipped: python3 not found");
-        return;
-    }
+    require_python();
     let d = TestDaemon::start();
     let cfg = d.dir.path().join("short.toml");
     std::fs::write(&cfg, short_config()).expect("write config");
@@ -110,10 +109,7 @@ fn python_client_info_submit_watch_and_exit_codes() {
 
 #[test]
 fn python_client_watches_a_real_time_run_that_another_client_aborts() {
-    if !python_available() {
-        eprintln!("skipped: python3 not found");
-        return;
-    }
+    require_python();
     let d = TestDaemon::start();
     let mut c = d.client();
     // 0.2 s settle + 3 s load + 3 s hold + 3 s unload, paced: long enough to be aborted mid-load.
