@@ -194,10 +194,7 @@ fn main() {
     );
 
     // 2. α coverage over 20 seeded campaigns, against the measured curve.
-    let _ = writeln!(
-        md,
-        "## α and xc over 20 seeded campaigns ({CAMPAIGN_RUNS} runs each, true α = 1.5, xc = 1e-3)\n"
-    );
+    let _ = writeln!(md, "## α and xc over 20 seeded campaigns ({CAMPAIGN_RUNS} runs each, true α = 1.5, xc = 1e-3)\n");
     let mut rows = Vec::new();
     // Oracle: the TPL fitted to the *true* magnitudes of the same spikes above the same floor as
     // the measurement-aware fit — what a noiseless, complete detector would give from these data.

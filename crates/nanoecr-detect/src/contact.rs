@@ -71,13 +71,22 @@ impl ContactDetector {
             // Amortised O(1): re-centre on the latest value and drop accumulated rounding.
             self.since_recompute = 0;
             self.pivot = current_a;
-            self.sum = 0.0;
-            self.sum_sq = 0.0;
-            for i in 0..self.len {
-                let d = self.ring[(self.head + cap - 1 - i) % cap] - self.pivot;
-                self.sum += d;
-                self.sum_sq += d * d;
+            // The last `len` readings end just before `head` and may wrap; their order does not
+            // matter for the sums, so walk the (at most two) contiguous pieces: a modulo per
+            // element would cost more than the rest of the push.
+            let start = (self.head + cap - self.len) % cap;
+            let (a, b) = if self.len == cap || start >= self.head {
+                (&self.ring[start..], &self.ring[..self.head])
+            } else {
+                (&self.ring[start..self.head], &self.ring[..0])
+            };
+            let (mut sum, mut sum_sq) = (0.0, 0.0);
+            for &x in a.iter().chain(b) {
+                let d = x - self.pivot;
+                sum += d;
+                sum_sq += d * d;
             }
+            (self.sum, self.sum_sq) = (sum, sum_sq);
         }
         if self.len < cap {
             return false;

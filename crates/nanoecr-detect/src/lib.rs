@@ -4,7 +4,9 @@
 //! pop-ins. One [`Detector`] consumes [`Sample`]s one at a time, returns each sample's Δρ/ρ and
 //! hands completed [`Event`]s to a callback. Every buffer is allocated in [`Detector::new`]; a
 //! sample costs O(1) work and no allocation (tests/no_alloc.rs proves the latter).
-//! [`detect_columns`] runs the same detector offline over stored columns.
+//! [`Detector::process_slice`] does the same for a slice of samples, bit for bit, about twice as
+//! fast (see `quiet.rs`); the daemon's consumer and [`detect_columns`] (the same detector offline
+//! over stored columns) use it.
 //!
 //! Per sample, in order:
 //! 1. **Reference** (until set): Ohmic contact from the current ([`contact`]), then the reference
@@ -28,6 +30,7 @@
 mod contact;
 mod mains;
 mod popin;
+mod quiet;
 mod stats;
 
 use nanoecr_core::config::DetectionConfig;
@@ -97,6 +100,9 @@ pub struct Columns<'a> {
     pub segment: &'a [u8],
 }
 
+/// Rows per [`Detector::process_slice`] call in [`detect_columns`].
+const COLUMN_CHUNK: usize = 4096;
+
 /// Offline: run the streaming detector over stored columns and return (Δρ/ρ per sample, events).
 pub fn detect_columns(
     cfg: &DetectionConfig,
@@ -115,8 +121,10 @@ pub fn detect_columns(
     let mut det = Detector::new(cfg, pillar, rate_hz, settle_s);
     let mut delta_rho = Vec::with_capacity(n);
     let mut events = Vec::new();
+    // Rows become samples a chunk at a time, for `process_slice`.
+    let mut chunk: Vec<Sample> = Vec::with_capacity(COLUMN_CHUNK.min(n));
     for i in 0..n {
-        let s = Sample {
+        chunk.push(Sample {
             seq: i as u64,
             time_s: cols.time_s[i],
             setpoint_un: f64::NAN,
@@ -126,8 +134,11 @@ pub fn detect_columns(
             voltage_v: f64::NAN,
             segment: Segment::from_code(cols.segment[i]).unwrap_or(Segment::Settle),
             flags: 0,
-        };
-        delta_rho.push(det.process(&s, &mut |e| events.push(e)));
+        });
+        if chunk.len() == COLUMN_CHUNK || i + 1 == n {
+            det.process_slice(&chunk, &mut delta_rho, &mut |e| events.push(e));
+            chunk.clear();
+        }
     }
     det.finish(&mut |e| events.push(e));
     (delta_rho, events)
@@ -138,6 +149,27 @@ pub fn detect_columns(
 struct RefState {
     strain: f64,
     current_a: f64,
+}
+
+/// The final reference in the form the per-sample Δρ/ρ wants: the relation of
+/// [`resistivity_change`] with its constant factor and the reciprocal of the reference current
+/// precomputed (a multiplication instead of one of its two divisions; the result differs by at
+/// most an ulp).
+#[derive(Debug, Clone, Copy)]
+struct ReferenceTerms {
+    strain: f64,
+    current_a: f64,
+    inv_current_a: f64,
+    /// 1 + 3ν.
+    geometric_factor: f64,
+}
+
+impl ReferenceTerms {
+    #[inline]
+    fn delta_rho(&self, strain: f64, current_a: f64) -> f64 {
+        self.geometric_factor * (strain - self.strain) / (1.0 + strain)
+            - (current_a - self.current_a) * self.inv_current_a
+    }
 }
 
 /// A spike still above its release threshold.
@@ -208,6 +240,8 @@ pub struct Detector {
     provisional: Option<RefState>,
     reference: Option<Reference>,
     final_ref: Option<RefState>,
+    /// Set with the reference: from then on every sample takes the short path of `process`.
+    terms: Option<ReferenceTerms>,
 
     baseline: TrailingLine,
     noise: MedianTracker,
@@ -220,6 +254,11 @@ pub struct Detector {
     pending: Vec<Pending>,
     popin: PopinDetector,
     level_shifts: u64,
+    /// Samples that went through the quiet loop of `process_slice`.
+    quiet_samples: u64,
+    /// Scratch columns of the quiet loop (Δρ/ρ and pop-in input of one block).
+    scratch_delta_rho: Vec<f64>,
+    scratch_popin_nm: Vec<f64>,
 }
 
 impl Detector {
@@ -273,6 +312,7 @@ impl Detector {
             provisional: None,
             reference: None,
             final_ref: None,
+            terms: None,
             baseline: TrailingLine::new(baseline_window),
             noise: MedianTracker::new(noise_window),
             mains: mains_on.then(|| MainsCanceller::new(cfg.mains_hz, rate_hz, MAINS_TAU_S)),
@@ -282,6 +322,9 @@ impl Detector {
             pending: Vec::with_capacity(PENDING_CAPACITY),
             popin,
             level_shifts: 0,
+            quiet_samples: 0,
+            scratch_delta_rho: vec![0.0; quiet::QUIET_BLOCK],
+            scratch_popin_nm: vec![0.0; quiet::QUIET_BLOCK],
         }
     }
 
@@ -295,6 +338,12 @@ impl Detector {
         self.noise.sigma()
     }
 
+    /// How many samples [`Detector::process_slice`] ran through its quiet loop (the rest took the
+    /// general path): a diagnostic for benchmarks and tests.
+    pub fn quiet_samples(&self) -> u64 {
+        self.quiet_samples
+    }
+
     /// How many times an excursion outlasted any spike or pop-in and the baseline was restarted
     /// at the new level (steps of Δρ/ρ, e.g. the strain step a pop-in leaves behind).
     pub fn level_shifts(&self) -> u64 {
@@ -304,11 +353,50 @@ impl Detector {
     /// One sample in; returns its Δρ/ρ (NaN until the reference state is set, and for a sample
     /// without a valid current); completed events are passed to `emit`.
     pub fn process(&mut self, s: &Sample, emit: &mut impl FnMut(Event)) -> f64 {
+        self.process_one(s, emit)
+    }
+
+    /// [`Detector::process`] for each of `samples` in order, appending each Δρ/ρ to `delta_rho`
+    /// (no allocation when it has the capacity). Bit-identical results to the per-sample calls,
+    /// whatever the slicing; about three times faster, because runs of quiet samples (no event
+    /// starting or open, nothing due) go through a loop that keeps the detector's state in
+    /// registers (see `quiet.rs`).
+    pub fn process_slice(&mut self, samples: &[Sample], delta_rho: &mut Vec<f64>, emit: &mut impl FnMut(Event)) {
+        let mut i = 0;
+        while i < samples.len() {
+            if self.quiet_ready() {
+                i += self.run_quiet(&samples[i..], delta_rho);
+                if i == samples.len() {
+                    break;
+                }
+            }
+            let d = self.process_one(&samples[i], emit);
+            delta_rho.push(d);
+            i += 1;
+        }
+    }
+
+    #[inline(always)]
+    fn process_one(&mut self, s: &Sample, emit: &mut impl FnMut(Event)) -> f64 {
         let k = self.k;
         self.k += 1;
         let strain = s.disp_nm * self.inv_height_nm;
         let current_a = if s.flags & FLAG_CURRENT_INVALID != 0 { f64::NAN } else { s.current_a };
         self.popin.push(s.disp_nm - self.elastic_nm_per_un * s.load_un, s.time_s, s.load_un, s.segment);
+        if let Some(terms) = self.terms {
+            // Reference set: the reference window and contact detection are done with.
+            let delta_rho = terms.delta_rho(strain, current_a);
+            if let Some(m) = self.mains.as_mut() {
+                m.advance(s.time_s);
+            }
+            if delta_rho.is_finite() {
+                self.track(s, k, delta_rho, emit);
+            } else {
+                self.prev = Prev { time_s: s.time_s, load_un: s.load_un, segment: s.segment, residual: f64::NAN };
+            }
+            self.after_track(k, emit);
+            return delta_rho;
+        }
         self.ref_ring[self.ref_head] = [strain, current_a];
         self.ref_head = if self.ref_head + 1 == self.ref_ring.len() { 0 } else { self.ref_head + 1 };
         if self.contact_seen || !self.detect_contact {
@@ -335,6 +423,13 @@ impl Detector {
         if self.reference.is_none() {
             return f64::NAN;
         }
+        self.after_track(k, emit);
+        delta_rho
+    }
+
+    /// Pop-in step and release of held spikes, once the reference is set.
+    #[inline(always)]
+    fn after_track(&mut self, k: u64, emit: &mut impl FnMut(Event)) {
         if let Some(found) = self.popin.step() {
             self.emit_popin(found, emit);
         }
@@ -349,7 +444,6 @@ impl Detector {
                 }
             }
         }
-        delta_rho
     }
 
     /// End of data: close any open event, decide an open pop-in and emit everything held.
@@ -394,6 +488,12 @@ impl Detector {
             }
             self.final_ref = Some(r);
             self.reference = Some(Reference { time_s, strain: r.strain, current_a: r.current_a });
+            self.terms = Some(ReferenceTerms {
+                strain: r.strain,
+                current_a: r.current_a,
+                inv_current_a: 1.0 / r.current_a,
+                geometric_factor: 1.0 + 3.0 * self.pillar.poisson_ratio,
+            });
         } else if self.provisional.is_none() {
             self.provisional = self.average_last(self.contact_window.min(self.ref_available));
         }
@@ -416,7 +516,7 @@ impl Detector {
     }
 
     /// Baseline, noise and the spike state machine for one valid Δρ/ρ.
-    #[inline]
+    #[inline(always)]
     fn track(&mut self, s: &Sample, k: u64, delta_rho: f64, emit: &mut impl FnMut(Event)) {
         if self.baseline.len() < self.baseline_min {
             // Warming up (start, or after a level shift): every sample builds the baseline.

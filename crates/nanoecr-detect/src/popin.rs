@@ -14,8 +14,20 @@ pub(crate) struct PopinFound {
     pub(crate) load_un: f64,
 }
 
+/// What the pop-in detector keeps of one sample.
 #[derive(Debug, Clone, Copy)]
-enum State {
+pub(crate) struct Slot {
+    /// Cumulative sum of the de-trended displacement up to and including this sample, nm.
+    pub(crate) csum: f64,
+    /// De-trended displacement, nm.
+    pub(crate) y_nm: f64,
+    pub(crate) time_s: f64,
+    pub(crate) load_un: f64,
+    pub(crate) segment: Segment,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum State {
     Idle,
     Open { first_k: u64, max_jump_nm: f64, k_max: u64, pre_mean_nm: f64 },
 }
@@ -27,31 +39,30 @@ enum State {
 /// load ramp does not read as a jump. Window sums come from a ring of cumulative sums: O(1).
 #[derive(Debug, Clone)]
 pub(crate) struct PopinDetector {
-    a: u64,
-    g: u64,
-    mask: usize,
-    threshold_nm: f64,
+    pub(crate) a: u64,
+    pub(crate) g: u64,
+    pub(crate) mask: usize,
+    pub(crate) threshold_nm: f64,
     /// 1/a: a multiplication per window mean instead of a division.
-    inv_a: f64,
-    dt_s: f64,
-    csum: Vec<f64>,
-    y: Vec<f64>,
-    time_s: Vec<f64>,
-    load_un: Vec<f64>,
-    segment: Vec<Segment>,
+    pub(crate) inv_a: f64,
+    pub(crate) dt_s: f64,
+    /// One slot per sample, indexed by `k & mask`: a single array, so a push is one bounds
+    /// check and one base address for all five values.
+    pub(crate) slots: Vec<Slot>,
     /// Number of samples pushed; the newest has index `k − 1`.
-    k: u64,
-    total: f64,
-    state: State,
-    refractory_until: u64,
+    pub(crate) k: u64,
+    pub(crate) total: f64,
+    pub(crate) state: State,
+    pub(crate) refractory_until: u64,
 }
 
 impl PopinDetector {
     pub(crate) fn new(window: usize, gap: usize, threshold_nm: f64, dt_s: f64) -> Self {
         let a = window.max(2) as u64;
         let g = gap.max(1) as u64;
-        // The onset scan reaches back 2(a + g) samples from the newest one.
-        let len = (3 * (2 * a + g) as usize + 8).next_power_of_two();
+        // The onset scan reaches back 2(a + g) samples from the newest one; the quiet loop may
+        // write up to QUIET_BLOCK samples ahead of what it commits (see quiet.rs).
+        let len = (3 * (2 * a + g) as usize + 8 + crate::quiet::QUIET_BLOCK).next_power_of_two();
         Self {
             a,
             g,
@@ -59,11 +70,7 @@ impl PopinDetector {
             threshold_nm,
             inv_a: 1.0 / a as f64,
             dt_s,
-            csum: vec![0.0; len],
-            y: vec![0.0; len],
-            time_s: vec![0.0; len],
-            load_un: vec![0.0; len],
-            segment: vec![Segment::Settle; len],
+            slots: vec![Slot { csum: 0.0, y_nm: 0.0, time_s: 0.0, load_un: 0.0, segment: Segment::Settle }; len],
             k: 0,
             total: 0.0,
             state: State::Idle,
@@ -89,22 +96,18 @@ impl PopinDetector {
         let y_nm = if y_nm.is_finite() {
             y_nm
         } else if self.k > 0 {
-            self.y[(self.k as usize - 1) & self.mask]
+            self.slots[(self.k as usize - 1) & self.mask].y_nm
         } else {
             0.0
         };
         self.total += y_nm;
-        self.csum[i] = self.total;
-        self.y[i] = y_nm;
-        self.time_s[i] = time_s;
-        self.load_un[i] = load_un;
-        self.segment[i] = segment;
+        self.slots[i] = Slot { csum: self.total, y_nm, time_s, load_un, segment };
         self.k += 1;
     }
 
     #[inline]
     fn c(&self, idx: u64) -> f64 {
-        self.csum[idx as usize & self.mask]
+        self.slots[idx as usize & self.mask].csum
     }
 
     /// Advance the state machine after a push; returns a pop-in when one is complete.
@@ -158,8 +161,9 @@ impl PopinDetector {
         let end = k_max;
         let crossing = |from: u64, level: f64| -> Option<u64> {
             // Two consecutive samples above the level: one noisy sample does not count.
-            (from..end)
-                .find(|&j| self.y[j as usize & self.mask] > level && self.y[(j + 1) as usize & self.mask] > level)
+            (from..end).find(|&j| {
+                self.slots[j as usize & self.mask].y_nm > level && self.slots[(j + 1) as usize & self.mask].y_nm > level
+            })
         };
         let i25 = crossing(start, pre_mean_nm + 0.25 * jump_nm).unwrap_or(start);
         let i75 = crossing(i25, pre_mean_nm + 0.75 * jump_nm).unwrap_or(i25);
@@ -169,11 +173,11 @@ impl PopinDetector {
         let at = onset_k as usize & self.mask;
         PopinFound {
             onset_k,
-            onset_time_s: self.time_s[at],
+            onset_time_s: self.slots[at].time_s,
             duration_s: duration_samples as f64 * self.dt_s,
             jump_nm,
-            segment: self.segment[at],
-            load_un: self.load_un[at],
+            segment: self.slots[at].segment,
+            load_un: self.slots[at].load_un,
         }
     }
 }

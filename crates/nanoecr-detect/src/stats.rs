@@ -1,5 +1,13 @@
 //! Trailing window statistics with O(1) amortised updates and storage fixed at construction.
 
+/// `k − origin` as a float. Through i64: x86-64 converts a signed integer in one instruction but
+/// an unsigned one in about ten, and this runs several times per sample. Indices are sample
+/// counts, far below 2⁶³.
+#[inline(always)]
+pub(crate) fn offset(k: u64, origin: u64) -> f64 {
+    k.wrapping_sub(origin) as i64 as f64
+}
+
 /// Least-squares line through the last `cap` values pushed, each at its sample index, evaluated
 /// at the current index.
 ///
@@ -11,22 +19,33 @@
 /// shift) the plain mean is used, since a short line extrapolates poorly.
 ///
 /// Sums are kept relative to an origin index that moves to the newest sample whenever they are
-/// recomputed from the buffer, once per `cap` pushes: that bounds both the accumulated rounding
-/// of add-then-subtract and the size of the index sums, for O(1) amortised work.
+/// recomputed from the buffer, once per [`RECOMPUTE_WINDOWS`] × `cap` pushes: that bounds both
+/// the accumulated rounding of add-then-subtract (≈ 10³ operations, ≈ 10⁻¹⁴ relative) and the size
+/// of the index sums (offsets below 16 windows: Σt² stays an exact integer in f64 up to windows of
+/// 10⁵ samples), for O(1) amortised work — one window's worth of adds every 16 windows.
+/// Windows' worth of pushes between two recomputations of [`TrailingLine`]'s sums.
+pub(crate) const RECOMPUTE_WINDOWS: usize = 16;
+
 #[derive(Debug, Clone)]
 pub(crate) struct TrailingLine {
-    x: Vec<f64>,
-    idx: Vec<u64>,
-    head: usize,
-    len: usize,
-    origin: u64,
-    s_t: f64,
-    s_tt: f64,
-    s_x: f64,
-    s_tx: f64,
-    since_recompute: usize,
+    pub(crate) x: Vec<f64>,
+    pub(crate) idx: Vec<u64>,
+    pub(crate) head: usize,
+    pub(crate) len: usize,
+    pub(crate) origin: u64,
+    pub(crate) s_t: f64,
+    pub(crate) s_tt: f64,
+    pub(crate) s_x: f64,
+    pub(crate) s_tx: f64,
+    pub(crate) since_recompute: usize,
     /// 1/cap, for the full window's mean.
-    inv_cap: f64,
+    pub(crate) inv_cap: f64,
+    /// Index of the newest value pushed.
+    pub(crate) last_k: u64,
+    /// 1 / (n Σt² − (Σt)²) for a full window of consecutive indices: that denominator is then
+    /// n²(n² − 1)/12 whatever the origin, and the sums of integer offsets are exact, so a
+    /// multiplication replaces the division on the common path (no event in the window).
+    pub(crate) inv_denominator_contiguous: f64,
 }
 
 impl TrailingLine {
@@ -44,6 +63,11 @@ impl TrailingLine {
             s_tx: 0.0,
             since_recompute: 0,
             inv_cap: 1.0 / cap as f64,
+            last_k: 0,
+            inv_denominator_contiguous: {
+                let n = cap as f64;
+                12.0 / (n * n * (n * n - 1.0))
+            },
         }
     }
 
@@ -60,15 +84,21 @@ impl TrailingLine {
         let n = self.len as f64;
         let mean_x = self.s_x * self.inv_cap;
         let mean_t = self.s_t * self.inv_cap;
-        let slope = (n * self.s_tx - self.s_t * self.s_x) / (n * self.s_tt - self.s_t * self.s_t);
-        mean_x + slope * (k as f64 - self.origin as f64 - mean_t)
+        let numerator = n * self.s_tx - self.s_t * self.s_x;
+        // Full window: the oldest value sits at `head`.
+        let slope = if self.last_k - self.idx[self.head] + 1 == self.x.len() as u64 {
+            numerator * self.inv_denominator_contiguous
+        } else {
+            numerator / (n * self.s_tt - self.s_t * self.s_t)
+        };
+        mean_x + slope * (offset(k, self.origin) - mean_t)
     }
 
     #[inline]
     pub(crate) fn push(&mut self, k: u64, x: f64) {
         let cap = self.x.len();
         if self.len == cap {
-            let t = self.idx[self.head] as f64 - self.origin as f64;
+            let t = offset(self.idx[self.head], self.origin);
             let old = self.x[self.head];
             self.s_t -= t;
             self.s_tt -= t * t;
@@ -79,20 +109,21 @@ impl TrailingLine {
         }
         self.x[self.head] = x;
         self.idx[self.head] = k;
-        let t = k as f64 - self.origin as f64;
+        self.last_k = k;
+        let t = offset(k, self.origin);
         self.s_t += t;
         self.s_tt += t * t;
         self.s_x += x;
         self.s_tx += t * x;
         self.head = if self.head + 1 == cap { 0 } else { self.head + 1 };
         self.since_recompute += 1;
-        if self.since_recompute >= cap {
+        if self.since_recompute >= cap * RECOMPUTE_WINDOWS {
             self.since_recompute = 0;
             self.recompute(k);
         }
     }
 
-    fn recompute(&mut self, origin: u64) {
+    pub(crate) fn recompute(&mut self, origin: u64) {
         self.origin = origin;
         let (mut s_t, mut s_tt, mut s_x, mut s_tx) = (0.0, 0.0, 0.0, 0.0);
         // Only the stored values matter, not their order: walk the filled part linearly (a
@@ -100,7 +131,7 @@ impl TrailingLine {
         let filled = if self.len == self.x.len() { self.x.len() } else { self.head };
         let start = if self.len == self.x.len() { 0 } else { self.head - self.len };
         for (&x, &k) in self.x[start..filled].iter().zip(&self.idx[start..filled]) {
-            let t = k as f64 - origin as f64;
+            let t = offset(k, origin);
             s_t += t;
             s_tt += t * t;
             s_x += x;
@@ -155,22 +186,24 @@ const MAD_TO_SIGMA: f64 = 1.482_602_218_505_602;
 /// The bin index is read straight from the float's exponent and top mantissa bits (no log call).
 #[derive(Debug, Clone)]
 pub(crate) struct MedianTracker {
-    counts: Vec<u32>,
-    ring: Vec<u16>,
-    head: usize,
-    len: usize,
+    pub(crate) counts: Vec<u32>,
+    pub(crate) ring: Vec<u16>,
+    pub(crate) head: usize,
+    pub(crate) len: usize,
     /// Bin holding the lower median.
-    median_bin: usize,
+    pub(crate) median_bin: usize,
     /// Number of values in bins below `median_bin`.
-    below: usize,
+    pub(crate) below: usize,
     /// σ as of the last refresh; the window spans ~10³ values, so refreshing every
     /// [`SIGMA_REFRESH`] pushes changes nothing but saves a division and a conversion per sample.
-    sigma: f64,
-    since_refresh: u32,
+    pub(crate) sigma: f64,
+    pub(crate) since_refresh: u32,
 }
 
 /// Pushes between two refreshes of the cached σ.
-const SIGMA_REFRESH: u32 = 16;
+pub(crate) const SIGMA_REFRESH: u32 = 16;
+/// Below this many values (or a full window, if shorter) σ is refreshed on every push.
+pub(crate) const YOUNG_WINDOW: usize = 1024;
 
 impl MedianTracker {
     pub(crate) fn new(cap: usize) -> Self {
@@ -192,57 +225,48 @@ impl MedianTracker {
     }
 
     #[inline]
-    fn bin_of(abs_x: f64) -> usize {
+    pub(crate) fn bin_of(abs_x: f64) -> usize {
         // abs_x ≥ 0, so the sign bit is clear and the shifted bits grow monotonically with the value.
         let idx = (abs_x.to_bits() >> SHIFT) as i64 - BASE;
         idx.clamp(0, BINS as i64 - 1) as usize
     }
 
-    #[inline]
+    #[inline(always)]
     fn bin_lower_edge(bin: usize) -> f64 {
         f64::from_bits(((bin as i64 + BASE) as u64) << SHIFT)
     }
 
     pub(crate) fn push(&mut self, abs_x: f64) {
         let cap = self.ring.len();
+        // Branch-free `below` updates: half the values lie below the median bin, so a branch on
+        // it would be mispredicted half the time.
+        let mut leaving_below = 0;
         if self.len == cap {
             let old = self.ring[self.head] as usize;
             self.counts[old] -= 1;
-            if old < self.median_bin {
-                self.below -= 1;
-            }
+            leaving_below = usize::from(old < self.median_bin);
         } else {
             self.len += 1;
         }
         let b = Self::bin_of(abs_x);
         self.ring[self.head] = b as u16;
         self.counts[b] += 1;
-        if b < self.median_bin {
-            self.below += 1;
-        }
+        self.below = self.below + usize::from(b < self.median_bin) - leaving_below;
         self.head = if self.head + 1 == cap { 0 } else { self.head + 1 };
-        self.rebalance();
         self.since_refresh += 1;
-        // Refresh on every push while the window is young, so warm-up sees a current value.
-        if self.since_refresh >= SIGMA_REFRESH || self.len < cap.min(1024) {
+        // Refresh on every push while the window is young, so warm-up sees a current value. The
+        // median bin is only needed for σ, so it is moved then (a few more steps at once, none
+        // on the other pushes; `below` stays exact meanwhile).
+        if self.since_refresh >= SIGMA_REFRESH || self.len < cap.min(YOUNG_WINDOW) {
             self.since_refresh = 0;
-            self.sigma = self.compute_sigma();
+            self.refresh();
         }
     }
 
-    /// Move the median bin until it holds rank (len − 1)/2. Noise keeps the median within a few
-    /// bins from one sample to the next, so this loop runs a step or two.
-    #[inline]
-    fn rebalance(&mut self) {
-        let target = (self.len - 1) / 2;
-        while self.below > target {
-            self.median_bin -= 1;
-            self.below -= self.counts[self.median_bin] as usize;
-        }
-        while self.below + self.counts[self.median_bin] as usize <= target {
-            self.below += self.counts[self.median_bin] as usize;
-            self.median_bin += 1;
-        }
+    /// Move the median bin to the current median and recompute σ from it.
+    #[inline(always)]
+    pub(crate) fn refresh(&mut self) {
+        (self.median_bin, self.below, self.sigma) = median_refresh(&self.counts, self.len, self.median_bin, self.below);
     }
 
     /// Robust σ: 1.4826 × the median of the stored |residuals| (refreshed every
@@ -251,18 +275,38 @@ impl MedianTracker {
     pub(crate) fn sigma(&self) -> f64 {
         self.sigma
     }
+}
 
-    fn compute_sigma(&self) -> f64 {
-        if self.len == 0 {
-            return f64::NAN;
-        }
-        let target = (self.len - 1) / 2;
-        let lo = Self::bin_lower_edge(self.median_bin);
-        let hi = Self::bin_lower_edge(self.median_bin + 1);
-        let inside = self.counts[self.median_bin] as f64;
-        let frac = ((target - self.below) as f64 + 0.5) / inside;
-        MAD_TO_SIGMA * (lo + (hi - lo) * frac)
+/// [`MedianTracker::refresh`] on its parts (the quiet loop holds the counts as a slice): moves
+/// the median bin until it holds rank (len − 1)/2 — noise keeps the median within a few bins
+/// over [`SIGMA_REFRESH`] pushes, so this runs a few steps — and interpolates σ inside it.
+/// Returns (median bin, values below it, σ); σ is NaN when `len` is 0. Always inlined: a call in
+/// the quiet loop would make every float register caller-saved there and push the loop's state
+/// to the stack.
+#[inline(always)]
+pub(crate) fn median_refresh(
+    counts: &[u32],
+    len: usize,
+    mut median_bin: usize,
+    mut below: usize,
+) -> (usize, usize, f64) {
+    if len == 0 {
+        return (median_bin, below, f64::NAN);
     }
+    let target = (len - 1) / 2;
+    while below > target {
+        median_bin -= 1;
+        below -= counts[median_bin] as usize;
+    }
+    while below + counts[median_bin] as usize <= target {
+        below += counts[median_bin] as usize;
+        median_bin += 1;
+    }
+    let lo = MedianTracker::bin_lower_edge(median_bin);
+    let hi = MedianTracker::bin_lower_edge(median_bin + 1);
+    let inside = counts[median_bin] as f64;
+    let frac = ((target - below) as f64 + 0.5) / inside;
+    (median_bin, below, MAD_TO_SIGMA * (lo + (hi - lo) * frac))
 }
 
 #[cfg(test)]
@@ -305,7 +349,8 @@ mod tests {
                 let mut s: Vec<f64> = window.iter().copied().collect();
                 s.sort_by(f64::total_cmp);
                 let exact = s[(s.len() - 1) / 2] * MAD_TO_SIGMA;
-                let got = t.compute_sigma();
+                t.refresh();
+                let got = t.sigma();
                 assert!((got / exact - 1.0).abs() < 0.05, "i {i}: {got} vs {exact}");
             }
         }

@@ -1,4 +1,4 @@
-//! `Detector::process` must not touch the heap: a counting global allocator watches 100 000
+//! `Detector::process` and `process_slice` must not touch the heap: a counting global allocator watches 100 000
 //! samples (spikes, a pop-in, level shifts, mains) after warm-up and must see zero allocations.
 #![allow(unsafe_code)] // a GlobalAlloc impl is unsafe by definition; it only forwards to System
 
@@ -82,4 +82,19 @@ fn process_does_not_allocate_after_warm_up() {
     assert_eq!(after - before, 0, "allocations in process()");
     // The run did exercise the event paths.
     assert!(events > 500, "events {events}");
+
+    // The same through `process_slice`, in the consumer's chunks, into a buffer with capacity.
+    let mut det = Detector::new(&DetectionConfig::default(), PILLAR, syn.rate_hz, syn.settle_s);
+    let mut rho = Vec::with_capacity(4096);
+    let mut slice_events = 0u64;
+    det.process_slice(&samples[..warm_up], &mut Vec::with_capacity(warm_up), &mut |_| slice_events += 1);
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for chunk in samples[warm_up..warm_up + 100_000].chunks(4096) {
+        rho.clear();
+        det.process_slice(chunk, &mut rho, &mut |_| slice_events += 1);
+    }
+    let after = ALLOCATIONS.load(Ordering::Relaxed);
+    assert_eq!(after - before, 0, "allocations in process_slice()");
+    assert_eq!(slice_events, events, "same events as process()");
+    assert!(det.quiet_samples() > 50_000, "the quiet loop ran: {}", det.quiet_samples());
 }

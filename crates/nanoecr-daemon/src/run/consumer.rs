@@ -111,9 +111,8 @@ impl Consumer {
                     chunk.extend(read);
                 }
             }
+            detector.process_slice(&chunk, &mut rho, &mut |e| events.push(e));
             for s in &chunk {
-                let r = detector.process(s, &mut |e| events.push(e));
-                rho.push(r);
                 if s.seq % decimate_every == 0 && decimated.len() < decimated.capacity() {
                     decimated.push(*s);
                 }

@@ -1,0 +1,296 @@
+//! The quiet-sample loop behind [`Detector::process_slice`].
+//!
+//! Almost every sample of a run is "quiet": the reference is set, no event is open, the residual
+//! stays under the start threshold, the displacement shows no jump and no held spike is due.
+//! For those samples `process` does a fixed sequence of updates, but as a per-sample call it
+//! reloads and stores all detector state each time (≈ 430 instructions a sample, callgrind),
+//! which capped it near 23 M samples/s. Here blocks of up to [`QUIET_BLOCK`] samples go through
+//! three short passes, each with few enough live values to stay in registers:
+//!
+//! 1. Δρ/ρ and the de-trended displacement of every sample (no loop-carried state), then the
+//!    first sample that is invalid or off the sampling grid;
+//! 2. the pop-in windows: each sample's jump, stopping at the first that would open a pop-in;
+//! 3. baseline, mains canceller, threshold and noise median, stopping at the first residual
+//!    over the start threshold.
+//!
+//! A sample that stops a pass is left, untouched, to the general path. Pass 2 writes its ring
+//! slots before pass 3 has accepted the samples; that is harmless because a later push of the
+//! same sample writes the same values there, and the ring has [`QUIET_BLOCK`] slots to spare so
+//! no history the general path still reads is overwritten. Every arithmetic step is written
+//! exactly as in the general path (same operations, same order), so both paths give
+//! bit-identical Δρ/ρ and events whatever the slicing; `tests/slice.rs` checks that on runs
+//! with spikes, pop-ins, mains pick-up, drift, 1/f noise and invalid and missing samples.
+
+use nanoecr_core::sample::FLAG_CURRENT_INVALID;
+use nanoecr_core::Sample;
+
+use crate::popin::{Slot, State};
+use crate::stats::{median_refresh, offset, MedianTracker, RECOMPUTE_WINDOWS, SIGMA_REFRESH};
+use crate::Detector;
+
+/// Samples per block of the quiet loop: long enough to amortise the block set-up, short enough
+/// for the scratch columns to stay in L1.
+pub(crate) const QUIET_BLOCK: usize = 256;
+
+impl Detector {
+    /// Whether the next sample may enter the quiet loop: everything the loop takes as given.
+    #[inline]
+    pub(crate) fn quiet_ready(&self) -> bool {
+        let p = &self.popin;
+        self.terms.is_some()
+            && self.open.is_none()
+            && self.baseline.len == self.baseline.x.len()
+            && self.noise.len >= self.noise_min
+            // Past the young window, where `MedianTracker::push` refreshes σ on every push.
+            && self.noise.len >= self.noise.ring.len().min(crate::stats::YOUNG_WINDOW)
+            && self.noise.sigma.is_finite()
+            && matches!(p.state, State::Idle)
+            && p.k + 1 > 2 * p.a + p.g
+    }
+
+    /// Process the leading quiet samples of `samples` (call only when [`Self::quiet_ready`]),
+    /// appending their Δρ/ρ; returns how many were consumed. Stops before the first sample that
+    /// needs the general path, untouched.
+    pub(crate) fn run_quiet(&mut self, samples: &[Sample], delta_rho_out: &mut Vec<f64>) -> usize {
+        let mut done = 0;
+        while done < samples.len() {
+            // Stop before a held spike falls due or the baseline sums are due for their exact
+            // recompute: the general path does both.
+            let release_k = self.pending.first().map_or(u64::MAX, |p| p.end_k + self.hold_samples);
+            let cap = self.baseline.x.len();
+            let m = (release_k.saturating_sub(self.k))
+                .min((cap * RECOMPUTE_WINDOWS).saturating_sub(self.baseline.since_recompute + 1) as u64)
+                .min((samples.len() - done).min(QUIET_BLOCK) as u64) as usize;
+            if m == 0 {
+                break;
+            }
+            // Monomorphised on the mains canceller, so the block loop carries no test for it.
+            let n = if self.mains.is_some() {
+                self.quiet_block::<true>(&samples[done..done + m], delta_rho_out)
+            } else {
+                self.quiet_block::<false>(&samples[done..done + m], delta_rho_out)
+            };
+            done += n;
+            if n < m {
+                break;
+            }
+        }
+        self.quiet_samples += done as u64;
+        done
+    }
+
+    /// One block of at most [`QUIET_BLOCK`] samples through the three passes; returns how many
+    /// were committed.
+    fn quiet_block<const MAINS: bool>(&mut self, block: &[Sample], delta_rho_out: &mut Vec<f64>) -> usize {
+        let Some(terms) = self.terms else { return 0 };
+        let m = block.len().min(QUIET_BLOCK);
+        let block = &block[..m];
+
+        // Pass 1: Δρ/ρ and the pop-in input, then the first sample the general path must take.
+        let (inv_height_nm, elastic_nm_per_un) = (self.inv_height_nm, self.elastic_nm_per_un);
+        let dr = &mut self.scratch_delta_rho[..m];
+        let yv = &mut self.scratch_popin_nm[..m];
+        let mains_dt = self.mains.as_ref().map(|mc| (mc.last_time_s, mc.dt_s));
+        // Whether sample j must go to the general path: invalid, non-finite, or off the sampling
+        // grid the mains phasor rotates on (a NaN step, with no previous time, is off the grid: the
+        // general path re-synchronises the phasor then).
+        // Non-short-circuit `|`: no branches in the hot pass.
+        let (check_grid, dt) = mains_dt.map_or((false, 0.0), |(_, dt)| (true, dt));
+        let needs_general = |s: &Sample, prev_time_s: f64, d: f64, y: f64| {
+            (s.flags & FLAG_CURRENT_INVALID != 0)
+                | !y.is_finite()
+                | !d.is_finite()
+                | (check_grid & !on_grid(s.time_s - prev_time_s, dt))
+        };
+        let mut prev_time_s = mains_dt.map_or(f64::NAN, |(t, _)| t);
+        let mut any_bad = false;
+        for j in 0..m {
+            let s = &block[j];
+            dr[j] = terms.delta_rho(s.disp_nm * inv_height_nm, s.current_a);
+            yv[j] = s.disp_nm - elastic_nm_per_un * s.load_un;
+            // Accumulated without a branch; the first offender is searched for only if there is one.
+            any_bad |= needs_general(s, prev_time_s, dr[j], yv[j]);
+            prev_time_s = s.time_s;
+        }
+        let mut m1 = m;
+        if any_bad {
+            let mut prev_time_s = mains_dt.map_or(f64::NAN, |(t, _)| t);
+            for j in 0..m {
+                if needs_general(&block[j], prev_time_s, dr[j], yv[j]) {
+                    m1 = j;
+                    break;
+                }
+                prev_time_s = block[j].time_s;
+            }
+        }
+
+        // Pass 2: pop-in windows (idle). Ring writes run ahead; `total`/`k` are committed below.
+        let pop = &mut self.popin;
+        let (a, g, mask, inv_a, popin_threshold) = (pop.a, pop.g, pop.mask, pop.inv_a, pop.threshold_nm);
+        let refractory_until = pop.refractory_until;
+        let (total_before, pk_before) = (pop.total, pop.k);
+        let mut total = total_before;
+        let mut m2 = m1;
+        {
+            let slots = &mut pop.slots[..];
+            for (j, (s, &y_nm)) in block[..m1].iter().zip(yv.iter()).enumerate() {
+                let i = pk_before + j as u64;
+                let new_total = total + y_nm;
+                let post = (new_total - slots[(i - a) as usize & mask].csum) * inv_a;
+                let pre =
+                    (slots[(i - a - g) as usize & mask].csum - slots[(i - 2 * a - g) as usize & mask].csum) * inv_a;
+                if i >= refractory_until && post - pre > popin_threshold {
+                    m2 = j;
+                    break;
+                }
+                total = new_total;
+                slots[i as usize & mask] =
+                    Slot { csum: total, y_nm, time_s: s.time_s, load_un: s.load_un, segment: s.segment };
+            }
+        }
+
+        // Pass 3: baseline, mains, threshold, noise.
+        let (threshold_sigma, min_magnitude) = (self.threshold_sigma, self.min_magnitude);
+        let k0 = self.k;
+        let line = &mut self.baseline;
+        let cap = line.x.len();
+        let n_line = line.len as f64;
+        let (inv_cap, inv_den, origin) = (line.inv_cap, line.inv_denominator_contiguous, line.origin);
+        let (mut s_t, mut s_tt, mut s_x, mut s_tx) = (line.s_t, line.s_tt, line.s_x, line.s_tx);
+        let (mut l_head, mut last_k) = (line.head, line.last_k);
+        let (lx, lidx) = (&mut line.x[..], &mut line.idx[..]);
+        let noise = &mut self.noise;
+        let mut noise_len = noise.len;
+        let (ring, counts) = (&mut noise.ring[..], &mut noise.counts[..]);
+        let n_ring = ring.len();
+        let (mut n_head, mut median_bin, mut below) = (noise.head, noise.median_bin, noise.below);
+        let (mut sigma, mut since_refresh) = (noise.sigma, noise.since_refresh);
+        // The start threshold only moves when σ is refreshed.
+        let mut on = (threshold_sigma * sigma).max(min_magnitude);
+        let (mut mc, mut ms, mut ma, mut mb, mut since_renormalise, cos_step, sin_step, mu) = match &self.mains {
+            Some(x) => (x.c, x.s, x.a, x.b, x.since_renormalise, x.cos_step, x.sin_step, x.mu),
+            None => (1.0, 0.0, 0.0, 0.0, 0, 1.0, 0.0, 0.0),
+        };
+        let mut m3 = m2;
+        let mut last_residual = f64::NAN;
+        // Quiet pushes add consecutive indices: a window that is contiguous now and continues
+        // with this block's first sample stays contiguous for the whole block, and the slope
+        // needs no per-sample check.
+        let contiguous_at_start = last_k - lidx[l_head] + 1 == cap as u64 && last_k + 1 == k0;
+        let cap_f = cap as f64;
+        let dr = &dr[..m2];
+        for (j, &delta_rho) in dr.iter().enumerate() {
+            let k = k0 + j as u64;
+            // Mains phasor at this sample (as `MainsCanceller::advance`).
+            let (mut nc, mut ns, mut renormalise_count) = (mc, ms, since_renormalise);
+            if MAINS {
+                nc = mc * cos_step - ms * sin_step;
+                ns = ms * cos_step + mc * sin_step;
+                renormalise_count += 1;
+                if renormalise_count >= crate::mains::RENORMALISE_EVERY {
+                    renormalise_count = 0;
+                    let kk = 0.5 * (3.0 - (nc * nc + ns * ns));
+                    nc *= kk;
+                    ns *= kk;
+                }
+            }
+            // Residual against the baseline line extrapolated to k (as `TrailingLine::value_at`).
+            let mean_x = s_x * inv_cap;
+            let mean_t = s_t * inv_cap;
+            let numerator = n_line * s_tx - s_t * s_x;
+            let slope = if contiguous_at_start || last_k - lidx[l_head] + 1 == cap as u64 {
+                numerator * inv_den
+            } else {
+                numerator / (n_line * s_tt - s_t * s_t)
+            };
+            let r0 = delta_rho - (mean_x + slope * (offset(k, origin) - mean_t));
+            let predicted = if MAINS { ma * nc + mb * ns } else { 0.0 };
+            let residual = r0 - predicted;
+            if residual.abs() > on {
+                m3 = j;
+                break;
+            }
+            // Quiet: commit, in the general path's order. Mains advance.
+            (mc, ms, since_renormalise) = (nc, ns, renormalise_count);
+            // Baseline push (as `TrailingLine::push` on a full window, before its recompute).
+            let t = offset(k, origin);
+            // Contiguous: the oldest index is exactly k − cap (integers, exact in f64).
+            let t_old = if contiguous_at_start { t - cap_f } else { offset(lidx[l_head], origin) };
+            let x_old = lx[l_head];
+            s_t -= t_old;
+            s_tt -= t_old * t_old;
+            s_x -= x_old;
+            s_tx -= t_old * x_old;
+            lx[l_head] = delta_rho;
+            lidx[l_head] = k;
+            last_k = k;
+            s_t += t;
+            s_tt += t * t;
+            s_x += delta_rho;
+            s_tx += t * delta_rho;
+            l_head = if l_head + 1 == cap { 0 } else { l_head + 1 };
+            // Noise push (as `MedianTracker::push` on a full window).
+            // Branch-free `below` updates: half the values lie below the median bin, so a branch
+            // on it would be mispredicted half the time.
+            let leaving_below = if noise_len == n_ring {
+                let old = ring[n_head] as usize;
+                counts[old] -= 1;
+                usize::from(old < median_bin)
+            } else {
+                noise_len += 1;
+                0
+            };
+            let b = MedianTracker::bin_of(residual.abs());
+            ring[n_head] = b as u16;
+            counts[b] += 1;
+            below = below + usize::from(b < median_bin) - leaving_below;
+            n_head = if n_head + 1 == n_ring { 0 } else { n_head + 1 };
+            since_refresh += 1;
+            if since_refresh >= SIGMA_REFRESH {
+                since_refresh = 0;
+                (median_bin, below, sigma) = median_refresh(counts, noise_len, median_bin, below);
+                on = (threshold_sigma * sigma).max(min_magnitude);
+            }
+            // Mains learn (as `MainsCanceller::learn`, whose error r0 − predict() is the residual:
+            // the same operations on the same values).
+            if MAINS {
+                ma += mu * residual * mc;
+                mb += mu * residual * ms;
+            }
+            last_residual = residual;
+        }
+
+        // Commit the first m3 samples.
+        let line = &mut self.baseline;
+        (line.s_t, line.s_tt, line.s_x, line.s_tx) = (s_t, s_tt, s_x, s_tx);
+        (line.head, line.last_k) = (l_head, last_k);
+        line.since_recompute += m3;
+        let noise = &mut self.noise;
+        (noise.head, noise.len, noise.median_bin, noise.below, noise.sigma, noise.since_refresh) =
+            (n_head, noise_len, median_bin, below, sigma, since_refresh);
+        let pop = &mut self.popin;
+        pop.k = pk_before + m3 as u64;
+        pop.total = if m3 == 0 { total_before } else { pop.slots[(pop.k - 1) as usize & mask].csum };
+        if m3 > 0 {
+            let last = &block[m3 - 1];
+            if let Some(x) = self.mains.as_mut() {
+                (x.c, x.s, x.a, x.b, x.since_renormalise) = (mc, ms, ma, mb, since_renormalise);
+                x.last_time_s = last.time_s;
+            }
+            self.prev.time_s = last.time_s;
+            self.prev.load_un = last.load_un;
+            self.prev.segment = last.segment;
+            self.prev.residual = last_residual;
+        }
+        self.k = k0 + m3 as u64;
+        delta_rho_out.extend_from_slice(&self.scratch_delta_rho[..m3]);
+        m3
+    }
+}
+
+/// Whether a time step is the sampling period, within a quarter of it (as
+/// `MainsCanceller::advance` decides); false for a NaN step.
+#[inline(always)]
+fn on_grid(step_s: f64, dt_s: f64) -> bool {
+    (step_s - dt_s).abs() < 0.25 * dt_s
+}

@@ -1,0 +1,134 @@
+//! `process_slice` against `process`: bit-identical Δρ/ρ and events for every slicing, on
+//! simulated runs that exercise each way out of the quiet loop (spikes, pop-ins, held spikes
+//! falling due, mains pick-up, drift, 1/f noise, invalid and missing samples).
+
+use nanoecr_core::config::{DetectionConfig, SimulationConfig};
+use nanoecr_core::sample::FLAG_CURRENT_INVALID;
+use nanoecr_core::{Event, EventKind, LoadFunction, Pillar, Sample, Segment};
+use nanoecr_detect::Detector;
+use nanoecr_sim::World;
+
+const PILLAR: Pillar = Pillar { diameter_um: 2.0, height_um: 5.0, poisson_ratio: 1.0 / 3.0, youngs_modulus_gpa: 88.0 };
+const SETTLE_S: f64 = 2.0;
+
+/// A simulated trapezoid to `peak_un` with `hold_s` of hold, open loop.
+fn simulate(sim: &SimulationConfig, rate_hz: f64, peak_un: f64, hold_s: f64) -> Vec<Sample> {
+    let lf = LoadFunction::from_targets(
+        SETTLE_S,
+        0.0,
+        &[(Segment::Load, 5.0, peak_un), (Segment::Hold, hold_s, peak_un), (Segment::Unload, 5.0, 0.0)],
+    );
+    let mut world = World::new(sim, PILLAR, rate_hz);
+    let n = (lf.total_s() * rate_hz).round() as u64;
+    (0..n)
+        .map(|k| {
+            let (segment, setpoint_un) = lf.setpoint_at(k as f64 / rate_hz);
+            world.step(setpoint_un / sim.actuator_gain, segment).to_sample(
+                setpoint_un,
+                segment,
+                5.0,
+                sim.circuit_resistance_ohm,
+            )
+        })
+        .collect()
+}
+
+/// Bits of everything an event carries, so NaN fields compare equal to themselves.
+fn event_bits(e: &Event) -> String {
+    format!(
+        "{:?} {:?} {:?} {:x} {:x} {:x} {:x} {:x} {:x}",
+        e.kind,
+        e.sign,
+        e.segment,
+        e.onset_time_s.to_bits(),
+        e.peak_time_s.to_bits(),
+        e.duration_s.to_bits(),
+        e.magnitude.to_bits(),
+        e.linked_delta_rho.to_bits(),
+        e.stress_mpa.to_bits()
+    )
+}
+
+/// Per-sample reference, then every slicing in `chunks`: identical outputs; returns the events
+/// and the share of samples the quiet loop took (for the whole-slice pass).
+fn check(cfg: &DetectionConfig, rate_hz: f64, samples: &[Sample], chunks: &[usize]) -> (Vec<Event>, f64) {
+    let mut det = Detector::new(cfg, PILLAR, rate_hz, SETTLE_S);
+    let mut want_events = Vec::new();
+    let want_rho: Vec<u64> = samples.iter().map(|s| det.process(s, &mut |e| want_events.push(e)).to_bits()).collect();
+    det.finish(&mut |e| want_events.push(e));
+    assert_eq!(det.quiet_samples(), 0, "per-sample calls never take the quiet loop");
+    let want: Vec<String> = want_events.iter().map(event_bits).collect();
+    let mut quiet_share = 0.0;
+    for &chunk in chunks {
+        let mut det = Detector::new(cfg, PILLAR, rate_hz, SETTLE_S);
+        let mut events = Vec::new();
+        let mut rho = Vec::with_capacity(samples.len());
+        for part in samples.chunks(chunk) {
+            det.process_slice(part, &mut rho, &mut |e| events.push(e));
+        }
+        det.finish(&mut |e| events.push(e));
+        assert_eq!(rho.len(), samples.len(), "chunk {chunk}: one Δρ/ρ per sample");
+        if let Some(i) = rho.iter().zip(&want_rho).position(|(a, b)| a.to_bits() != *b) {
+            panic!("chunk {chunk}: Δρ/ρ differs first at sample {i}: {} vs {}", rho[i], f64::from_bits(want_rho[i]));
+        }
+        let got: Vec<String> = events.iter().map(event_bits).collect();
+        assert_eq!(got, want, "chunk {chunk}: events differ");
+        quiet_share = det.quiet_samples() as f64 / samples.len() as f64;
+    }
+    (want_events, quiet_share)
+}
+
+const CHUNKS: [usize; 5] = [1, 7, 1000, 4096, usize::MAX];
+
+#[test]
+fn slices_match_per_sample_calls_with_spikes_popins_mains_drift_and_pink_noise() {
+    let sim = SimulationConfig {
+        seed: 11,
+        mains_amplitude: 1e-4,
+        drift_nm_per_s: 2.0,
+        pink_noise: 3e-5,
+        popin_rate_per_s: 3.0,
+        ..Default::default()
+    };
+    // 9000 µN on a 2 µm pillar is ≈ 2900 MPa, above the simulator's pop-in stress.
+    let samples = simulate(&sim, 1000.0, 9000.0, 5.0);
+    let (events, quiet) = check(&DetectionConfig::default(), 1000.0, &samples, &CHUNKS);
+    let spikes = events.iter().filter(|e| e.kind == EventKind::Spike).count();
+    let popins = events.iter().filter(|e| e.kind == EventKind::Popin).count();
+    assert!(spikes >= 20 && popins >= 3, "the run must exercise the event paths: {spikes} spikes, {popins} pop-ins");
+    assert!(quiet > 0.6, "most samples after settle and warm-up take the quiet loop, got {quiet}");
+}
+
+#[test]
+fn slices_match_at_10_khz_and_without_mains_cancelling() {
+    let sim = SimulationConfig { seed: 12, popin_rate_per_s: 2.0, ..Default::default() };
+    let samples = simulate(&sim, 10_000.0, 9000.0, 1.0);
+    for mains_hz in [50.0, 0.0] {
+        let cfg = DetectionConfig { mains_hz, ..Default::default() };
+        let (events, quiet) = check(&cfg, 10_000.0, &samples, &[3, 4096, usize::MAX]);
+        assert!(events.len() >= 10, "mains {mains_hz} Hz: {} events", events.len());
+        assert!(quiet > 0.6, "mains {mains_hz} Hz: quiet share {quiet}");
+    }
+}
+
+#[test]
+fn slices_match_with_invalid_and_missing_samples() {
+    let sim = SimulationConfig { seed: 13, mains_amplitude: 5e-5, ..Default::default() };
+    let mut samples = simulate(&sim, 1000.0, 6000.0, 5.0);
+    for (i, s) in samples.iter_mut().enumerate() {
+        if i % 997 == 500 {
+            s.flags |= FLAG_CURRENT_INVALID;
+        }
+        if i % 1499 == 700 {
+            s.disp_nm = f64::NAN;
+        }
+        if i % 2003 == 900 {
+            s.current_a = f64::NAN;
+        }
+    }
+    // A gap: 7 samples lost in transport (the mains phasor must re-synchronise from the time stamp).
+    samples.drain(9000..9007);
+    let (events, quiet) = check(&DetectionConfig::default(), 1000.0, &samples, &CHUNKS);
+    assert!(!events.is_empty());
+    assert!(quiet > 0.6, "quiet share {quiet}");
+}
