@@ -19,7 +19,9 @@
 //! 4. **Noise**: robust σ = 1.4826 × median |residual| over the noise window
 //!    ([`stats::MedianTracker`]).
 //! 5. **Spikes**: hysteresis thresholds on the residual; a sign flip ends one event and starts the
-//!    next; an excursion longer than any spike or pop-in is a level shift, which resets the
+//!    next; a same-sign spike starting within `merge_gap_s` of the previous one's end continues
+//!    it (at high rates noise dips a near-threshold spike under the release threshold for a few
+//!    samples); an excursion longer than any spike or pop-in is a level shift, which resets the
 //!    baseline.
 //! 6. **Pop-ins** ([`popin`]): a jump of the de-trended displacement; the resistivity spike that
 //!    overlaps it is folded into the pop-in (its peak becomes `linked_delta_rho`) and is *not*
@@ -193,6 +195,8 @@ struct OpenSpike {
 #[derive(Debug, Clone, Copy)]
 struct Pending {
     event: Event,
+    /// The spike as it closed, to continue it if a same-sign spike follows within the merge gap.
+    spike: OpenSpike,
     onset_k: u64,
     end_k: u64,
     /// Closed because it outlasted any event: a step of the level. Only reported through a pop-in.
@@ -226,6 +230,8 @@ pub struct Detector {
     noise_min: usize,
     max_event_samples: u64,
     hold_samples: u64,
+    /// Longest dip, in samples, over which a same-sign spike continues the previous one.
+    merge_gap_samples: u64,
 
     contact: ContactDetector,
     contact_window: usize,
@@ -302,6 +308,8 @@ impl Detector {
             noise_min: samples(NOISE_WARMUP_S).max(NOISE_MIN_SAMPLES).min(noise_window),
             max_event_samples: samples(cfg.popin_max_duration_s + LEVEL_SHIFT_MARGIN_S) as u64,
             hold_samples: popin.latency_samples(),
+            // Whole samples that fit in the gap: below one sample period nothing merges.
+            merge_gap_samples: (cfg.merge_gap_s * rate_hz).floor().max(0.0) as u64,
             contact: ContactDetector::new(contact_window, CONTACT_MAX_REL_SCATTER),
             contact_window,
             contact_seen: false,
@@ -564,7 +572,11 @@ impl Detector {
                     }
                 }
             } else if residual.abs() > on {
-                self.open = Some(self.new_spike(s, k, residual, true, on));
+                let spike = match self.resume_spike(s, k, residual) {
+                    Some(resumed) => resumed,
+                    None => self.new_spike(s, k, residual, true, on),
+                };
+                self.open = Some(spike);
                 in_event = true;
             }
         }
@@ -577,6 +589,26 @@ impl Detector {
         }
         let residual = if in_event { f64::NAN } else { residual };
         self.prev = Prev { time_s: s.time_s, load_un: s.load_un, segment: s.segment, residual };
+    }
+
+    /// The spike that closed last, taken back from the held queue and continued with this
+    /// sample, when it has the same sign and ended at most `merge_gap_samples` samples ago.
+    fn resume_spike(&mut self, s: &Sample, k: u64, residual: f64) -> Option<OpenSpike> {
+        let p = self.pending.last()?;
+        let sign = if residual >= 0.0 { 1.0 } else { -1.0 };
+        // Samples strictly between the previous spike's last one above release and this one.
+        let gap = k.saturating_sub(p.end_k + 1);
+        if p.level_shift || p.spike.sign != sign || gap > self.merge_gap_samples {
+            return None;
+        }
+        let mut o = self.pending.pop()?.spike;
+        if residual * sign > o.peak_dev * sign {
+            o.peak_dev = residual;
+            o.peak_time_s = s.time_s;
+        }
+        o.last_above_k = k;
+        o.last_above_time_s = s.time_s;
+        Some(o)
     }
 
     fn new_spike(&self, s: &Sample, k: u64, residual: f64, may_step_back: bool, on: f64) -> OpenSpike {
@@ -616,7 +648,7 @@ impl Detector {
         }
         let duration_s = o.last_above_time_s - o.onset_time_s + self.dt_s;
         let event = Event::spike(o.onset_time_s, o.peak_time_s, duration_s, o.peak_dev, o.segment, o.stress_mpa);
-        self.pending.push(Pending { event, onset_k: o.onset_k, end_k: o.last_above_k, level_shift });
+        self.pending.push(Pending { event, spike: o, onset_k: o.onset_k, end_k: o.last_above_k, level_shift });
     }
 
     /// Fold overlapping spikes into the pop-in and emit it, after any earlier held spike.

@@ -242,3 +242,50 @@ fn mains_pickup_and_wander_neither_create_spikes_nor_hide_a_7e_4_one() {
     // The canceller keeps the pick-up out of σ (it would be ~1.7e-4 with the sine left in).
     assert!(det.noise_sigma() < 1.15e-4, "sigma {}", det.noise_sigma());
 }
+
+/// Ten near-threshold spikes at 100 kHz (120 samples of 4.5σ each, 50 ms apart): noise carries
+/// each over the start threshold somewhere and dips it under the release threshold for a few
+/// samples here and there.
+fn near_threshold_train_100_khz() -> (Synth, Vec<nanoecr_core::Sample>, Vec<usize>) {
+    let syn = Synth::new(100_000.0, 4.0);
+    let starts: Vec<usize> = (0..10).map(|j| 330_000 + j * 5_000).collect();
+    let s2 = starts.clone();
+    let samples = syn.build(move |i, _| Extra {
+        delta_rho: s2.iter().map(|&st| boxcar(i, st, 120, 4.5e-4)).sum(),
+        ..Default::default()
+    });
+    (syn, samples, starts)
+}
+
+#[test]
+fn near_threshold_spikes_at_100_khz_are_one_event_each_not_split() {
+    let (syn, samples, starts) = near_threshold_train_100_khz();
+    let (_, events, _) = run(&cfg(), syn.rate_hz, syn.settle_s, &samples);
+    let s = spikes(&events);
+    assert_eq!(s.len(), starts.len(), "one event per spike: {s:?}");
+    for (e, &st) in s.iter().zip(&starts) {
+        assert_eq!(e.sign, Sign::P);
+        let onset = onset_sample(e.onset_time_s, syn.rate_hz);
+        assert!((onset - st as i64).abs() <= 60, "onset {onset} vs {st}");
+        // The merged event spans (most of) the spike, not one fragment of it.
+        assert!(e.duration_s > 0.8e-3 && e.duration_s < 1.6e-3, "{e:?}");
+    }
+    // Without the merge gap the same signal does split: the test exercises the merge.
+    let no_merge = DetectionConfig { merge_gap_s: 0.0, ..cfg() };
+    let (_, split, _) = run(&no_merge, syn.rate_hz, syn.settle_s, &samples);
+    assert!(spikes(&split).len() > starts.len(), "{} events without merging", spikes(&split).len());
+}
+
+#[test]
+fn same_sign_spikes_a_millisecond_apart_stay_two_events_at_100_khz() {
+    let syn = Synth::new(100_000.0, 4.0);
+    // 1.2 ms spikes of 1e-3 with a 1 ms gap: longer than the 0.3 ms merge gap.
+    let samples = syn.build(|i, _| Extra {
+        delta_rho: boxcar(i, 350_000, 120, 1e-3) + boxcar(i, 350_220, 120, 1e-3),
+        ..Default::default()
+    });
+    let (_, events, _) = run(&cfg(), syn.rate_hz, syn.settle_s, &samples);
+    let s = spikes(&events);
+    assert_eq!(s.len(), 2, "{s:?}");
+    assert_eq!(onset_sample(s[1].onset_time_s, syn.rate_hz), 350_220);
+}

@@ -14,6 +14,11 @@ pub struct DetectionConfig {
     pub threshold_sigma: f64,
     /// …and ends when it falls back below this many sigmas (hysteresis).
     pub release_sigma: f64,
+    /// A spike that starts at most this long after the previous one ended, with the same sign,
+    /// continues it, s: at high sampling rates noise dips a near-threshold spike under the
+    /// release threshold for a few samples and would split it. Shorter than one sample period
+    /// (as at the paper's 1 kHz) never merges.
+    pub merge_gap_s: f64,
     /// Absolute floor on the start threshold, Δρ/ρ (the paper's 5 × 10⁻⁴).
     pub min_magnitude: f64,
     /// Window of the trailing baseline, s.
@@ -38,6 +43,7 @@ impl Default for DetectionConfig {
         Self {
             threshold_sigma: 5.0,
             release_sigma: 2.0,
+            merge_gap_s: 3e-4,
             min_magnitude: 5e-4,
             baseline_window_s: 0.05,
             noise_window_s: 1.0,
@@ -55,6 +61,7 @@ impl DetectionConfig {
         let k = |f: &str| format!("detection.{f}");
         within(&k("threshold_sigma"), self.threshold_sigma, 1.0, 100.0, "threshold")?;
         within(&k("release_sigma"), self.release_sigma, 0.0, self.threshold_sigma, "release threshold")?;
+        within(&k("merge_gap_s"), self.merge_gap_s, 0.0, 0.01, "merge gap")?;
         within(&k("min_magnitude"), self.min_magnitude, 0.0, 1.0, "minimum magnitude")?;
         positive(&k("baseline_window_s"), self.baseline_window_s, "baseline window")?;
         positive(&k("noise_window_s"), self.noise_window_s, "noise window")?;
