@@ -25,7 +25,7 @@ use nanoecr_core::sample::FLAG_CURRENT_INVALID;
 use nanoecr_core::Sample;
 
 use crate::popin::{Slot, State};
-use crate::stats::{median_refresh, offset, MedianTracker, RECOMPUTE_WINDOWS, SIGMA_REFRESH};
+use crate::stats::{median_refresh, offset, MedianTracker, COUNT_SLOTS, RECOMPUTE_WINDOWS, SIGMA_REFRESH};
 use crate::Detector;
 
 /// Samples per block of the quiet loop: long enough to amortise the block set-up, short enough
@@ -133,6 +133,8 @@ impl Detector {
         let mut m2 = m1;
         {
             let slots = &mut pop.slots[..];
+            // `index & mask` is then provably below the length: no bounds checks in the loop.
+            let mask = slots.len().max(1) - 1;
             for (j, (s, &y_nm)) in block[..m1].iter().zip(yv.iter()).enumerate() {
                 let i = pk_before + j as u64;
                 let new_total = total + y_nm;
@@ -161,7 +163,9 @@ impl Detector {
         let (lx, lidx) = (&mut line.x[..], &mut line.idx[..]);
         let noise = &mut self.noise;
         let mut noise_len = noise.len;
-        let (ring, counts) = (&mut noise.ring[..], &mut noise.counts[..]);
+        let ring = &mut noise.ring[..];
+        // Fixed length: indexing with a u16 bin is provably in bounds.
+        let Ok(counts) = <&mut [u32; COUNT_SLOTS]>::try_from(&mut noise.counts[..]) else { return 0 };
         let n_ring = ring.len();
         let (mut n_head, mut median_bin, mut below) = (noise.head, noise.median_bin, noise.below);
         let (mut sigma, mut since_refresh) = (noise.sigma, noise.since_refresh);
@@ -178,86 +182,100 @@ impl Detector {
         // needs no per-sample check.
         let contiguous_at_start = last_k - lidx[l_head] + 1 == cap as u64 && last_k + 1 == k0;
         let cap_f = cap as f64;
-        let dr = &dr[..m2];
-        for (j, &delta_rho) in dr.iter().enumerate() {
-            let k = k0 + j as u64;
-            // Mains phasor at this sample (as `MainsCanceller::advance`).
-            let (mut nc, mut ns, mut renormalise_count) = (mc, ms, since_renormalise);
-            if MAINS {
-                nc = mc * cos_step - ms * sin_step;
-                ns = ms * cos_step + mc * sin_step;
-                renormalise_count += 1;
-                if renormalise_count >= crate::mains::RENORMALISE_EVERY {
-                    renormalise_count = 0;
-                    let kk = 0.5 * (3.0 - (nc * nc + ns * ns));
-                    nc *= kk;
-                    ns *= kk;
+        // Segments in which neither ring wraps: inside one, every ring access is a slice index
+        // the compiler can check once, and the heads advance by the segment length.
+        let mut j0 = 0;
+        'segments: while j0 < m2 {
+            let seg = (m2 - j0).min(n_ring - n_head).min(cap - l_head);
+            let noise_slots = &mut ring[n_head..n_head + seg];
+            let line_x = &mut lx[l_head..l_head + seg];
+            let line_idx = &mut lidx[l_head..l_head + seg];
+            let seg_dr = &dr[j0..j0 + seg];
+            for jj in 0..seg {
+                let delta_rho = seg_dr[jj];
+                let j = j0 + jj;
+                let k = k0 + j as u64;
+                // Mains phasor at this sample (as `MainsCanceller::advance`).
+                let (mut nc, mut ns, mut renormalise_count) = (mc, ms, since_renormalise);
+                if MAINS {
+                    nc = mc * cos_step - ms * sin_step;
+                    ns = ms * cos_step + mc * sin_step;
+                    renormalise_count += 1;
+                    if renormalise_count >= crate::mains::RENORMALISE_EVERY {
+                        renormalise_count = 0;
+                        let kk = 0.5 * (3.0 - (nc * nc + ns * ns));
+                        nc *= kk;
+                        ns *= kk;
+                    }
                 }
+                // Residual against the baseline line extrapolated to k (as `TrailingLine::value_at`).
+                let mean_x = s_x * inv_cap;
+                let mean_t = s_t * inv_cap;
+                let numerator = n_line * s_tx - s_t * s_x;
+                let slope = if contiguous_at_start || last_k - line_idx[jj] + 1 == cap as u64 {
+                    numerator * inv_den
+                } else {
+                    numerator / (n_line * s_tt - s_t * s_t)
+                };
+                let r0 = delta_rho - (mean_x + slope * (offset(k, origin) - mean_t));
+                let predicted = if MAINS { ma * nc + mb * ns } else { 0.0 };
+                let residual = r0 - predicted;
+                if residual.abs() > on {
+                    m3 = j;
+                    n_head += jj;
+                    l_head += jj;
+                    break 'segments;
+                }
+                // Quiet: commit, in the general path's order. Mains advance.
+                (mc, ms, since_renormalise) = (nc, ns, renormalise_count);
+                // Baseline push (as `TrailingLine::push` on a full window, before its recompute).
+                let t = offset(k, origin);
+                // Contiguous: the oldest index is exactly k − cap (integers, exact in f64).
+                let t_old = if contiguous_at_start { t - cap_f } else { offset(line_idx[jj], origin) };
+                let x_old = line_x[jj];
+                s_t -= t_old;
+                s_tt -= t_old * t_old;
+                s_x -= x_old;
+                s_tx -= t_old * x_old;
+                line_x[jj] = delta_rho;
+                line_idx[jj] = k;
+                last_k = k;
+                s_t += t;
+                s_tt += t * t;
+                s_x += delta_rho;
+                s_tx += t * delta_rho;
+                // Noise push (as `MedianTracker::push`). Branch-free `below` updates: half the
+                // values lie below the median bin, so a branch on it would be mispredicted half
+                // the time.
+                let leaving_below = if noise_len == n_ring {
+                    let old = noise_slots[jj] as usize;
+                    counts[old] -= 1;
+                    usize::from(old < median_bin)
+                } else {
+                    noise_len += 1;
+                    0
+                };
+                let b = MedianTracker::bin_of(residual.abs());
+                noise_slots[jj] = b as u16;
+                counts[b] += 1;
+                below = below + usize::from(b < median_bin) - leaving_below;
+                since_refresh += 1;
+                if since_refresh >= SIGMA_REFRESH {
+                    since_refresh = 0;
+                    (median_bin, below, sigma) = median_refresh(&counts[..], noise_len, median_bin, below);
+                    on = (threshold_sigma * sigma).max(min_magnitude);
+                }
+                // Mains learn (as `MainsCanceller::learn`, whose error r0 − predict() is the
+                // residual: the same operations on the same values).
+                if MAINS {
+                    ma += mu * residual * mc;
+                    mb += mu * residual * ms;
+                }
+                last_residual = residual;
             }
-            // Residual against the baseline line extrapolated to k (as `TrailingLine::value_at`).
-            let mean_x = s_x * inv_cap;
-            let mean_t = s_t * inv_cap;
-            let numerator = n_line * s_tx - s_t * s_x;
-            let slope = if contiguous_at_start || last_k - lidx[l_head] + 1 == cap as u64 {
-                numerator * inv_den
-            } else {
-                numerator / (n_line * s_tt - s_t * s_t)
-            };
-            let r0 = delta_rho - (mean_x + slope * (offset(k, origin) - mean_t));
-            let predicted = if MAINS { ma * nc + mb * ns } else { 0.0 };
-            let residual = r0 - predicted;
-            if residual.abs() > on {
-                m3 = j;
-                break;
-            }
-            // Quiet: commit, in the general path's order. Mains advance.
-            (mc, ms, since_renormalise) = (nc, ns, renormalise_count);
-            // Baseline push (as `TrailingLine::push` on a full window, before its recompute).
-            let t = offset(k, origin);
-            // Contiguous: the oldest index is exactly k − cap (integers, exact in f64).
-            let t_old = if contiguous_at_start { t - cap_f } else { offset(lidx[l_head], origin) };
-            let x_old = lx[l_head];
-            s_t -= t_old;
-            s_tt -= t_old * t_old;
-            s_x -= x_old;
-            s_tx -= t_old * x_old;
-            lx[l_head] = delta_rho;
-            lidx[l_head] = k;
-            last_k = k;
-            s_t += t;
-            s_tt += t * t;
-            s_x += delta_rho;
-            s_tx += t * delta_rho;
-            l_head = if l_head + 1 == cap { 0 } else { l_head + 1 };
-            // Noise push (as `MedianTracker::push` on a full window).
-            // Branch-free `below` updates: half the values lie below the median bin, so a branch
-            // on it would be mispredicted half the time.
-            let leaving_below = if noise_len == n_ring {
-                let old = ring[n_head] as usize;
-                counts[old] -= 1;
-                usize::from(old < median_bin)
-            } else {
-                noise_len += 1;
-                0
-            };
-            let b = MedianTracker::bin_of(residual.abs());
-            ring[n_head] = b as u16;
-            counts[b] += 1;
-            below = below + usize::from(b < median_bin) - leaving_below;
-            n_head = if n_head + 1 == n_ring { 0 } else { n_head + 1 };
-            since_refresh += 1;
-            if since_refresh >= SIGMA_REFRESH {
-                since_refresh = 0;
-                (median_bin, below, sigma) = median_refresh(counts, noise_len, median_bin, below);
-                on = (threshold_sigma * sigma).max(min_magnitude);
-            }
-            // Mains learn (as `MainsCanceller::learn`, whose error r0 − predict() is the residual:
-            // the same operations on the same values).
-            if MAINS {
-                ma += mu * residual * mc;
-                mb += mu * residual * ms;
-            }
-            last_residual = residual;
+            j0 += seg;
+            n_head = if n_head + seg == n_ring { 0 } else { n_head + seg };
+            l_head = if l_head + seg == cap { 0 } else { l_head + seg };
         }
 
         // Commit the first m3 samples.

@@ -168,6 +168,10 @@ const MIN_EXP: i64 = -40;
 const OCTAVES: i64 = 40;
 /// Number of histogram bins.
 const BINS: usize = (OCTAVES as usize) << SUB_BITS;
+/// Length of the counts array: every value a `u16` bin index can take, although only the first
+/// [`BINS`] are used, so that indexing it with a stored `u16` needs no bounds check in the quiet
+/// loop. The unused tail is never touched (the allocator's zeroed pages stay unmapped).
+pub(crate) const COUNT_SLOTS: usize = 1 << 16;
 /// Bits of the f64 representation kept for the bin index: sign, exponent and `SUB_BITS` mantissa bits.
 const SHIFT: u32 = 52 - SUB_BITS;
 /// `(bits >> SHIFT)` of 2^MIN_EXP: the index offset of bin 0.
@@ -209,7 +213,7 @@ impl MedianTracker {
     pub(crate) fn new(cap: usize) -> Self {
         let cap = cap.max(1);
         Self {
-            counts: vec![0; BINS],
+            counts: vec![0; COUNT_SLOTS],
             ring: vec![0; cap],
             head: 0,
             len: 0,
