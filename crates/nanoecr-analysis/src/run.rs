@@ -86,8 +86,8 @@ pub fn noise_sigma_of(delta_rho: &[f64]) -> f64 {
 
 /// The measurement model of `nanoecr-detect` with `detection` settings on a run of noise σ
 /// `noise_sigma` sampled at `rate_hz`: boxcar spikes of `spike_duration_s`, the law from
-/// `law_x_min`, and the floor [`detector_floor`] computed from the detector's threshold, its
-/// baseline window (rounded to whole mains periods as the detector does) and its noise window.
+/// `law_x_min`, and the floor [`detector_floor`] computed from the detector's threshold and the
+/// windows it keeps at that rate ([`nanoecr_detect::window_samples`]).
 pub fn detector_measurement_model(
     noise_sigma: f64,
     rate_hz: f64,
@@ -98,29 +98,22 @@ pub fn detector_measurement_model(
     if !(noise_sigma.is_finite() && noise_sigma > 0.0) {
         return Err(crate::AnalysisError::InvalidInput(format!("no usable noise estimate (σ = {noise_sigma})")));
     }
-    let samples = |s: f64| (s * rate_hz).round().max(1.0) as usize;
-    let mains_on = detection.mains_hz > 0.0 && detection.mains_hz < rate_hz / 2.0;
-    let baseline_s = if mains_on {
-        (detection.baseline_window_s * detection.mains_hz).round().max(1.0) / detection.mains_hz
-    } else {
-        detection.baseline_window_s
-    };
+    if !(rate_hz.is_finite() && rate_hz > 0.0) {
+        return Err(crate::AnalysisError::InvalidInput(format!("no usable sampling rate ({rate_hz} Hz)")));
+    }
+    let windows = nanoecr_detect::window_samples(detection, rate_hz);
     let floor = detector_floor(
         noise_sigma,
         detection.threshold_sigma,
         detection.min_magnitude,
-        samples(baseline_s),
-        samples(detection.noise_window_s),
+        windows.baseline,
+        windows.noise,
     );
     let mut model = MeasurementModel::boxcar(noise_sigma, rate_hz, spike_duration_s, law_x_min, floor)?;
     model.source = format!(
         "{}; floor = max({} × σ_residual × (1 + 3 × MAD scatter), {:.1e}) for the detector's {}-sample baseline and \
          {}-sample noise window",
-        model.source,
-        detection.threshold_sigma,
-        detection.min_magnitude,
-        samples(baseline_s),
-        samples(detection.noise_window_s)
+        model.source, detection.threshold_sigma, detection.min_magnitude, windows.baseline, windows.noise
     );
     Ok(model)
 }

@@ -105,6 +105,32 @@ pub struct Columns<'a> {
 /// Rows per [`Detector::process_slice`] call in [`detect_columns`].
 const COLUMN_CHUNK: usize = 4096;
 
+/// The lengths, in samples, of the windows a [`Detector`] keeps at a sampling rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSamples {
+    /// Trailing baseline (least-squares line) window.
+    pub baseline: usize,
+    /// Robust-noise (MAD) window.
+    pub noise: usize,
+}
+
+/// The baseline and noise windows a [`Detector`] built from `cfg` uses at `rate_hz` (what the
+/// analysis needs to model the detector's threshold). With the mains canceller on, the baseline
+/// window is rounded to whole mains periods, which average the pick-up out of the baseline itself.
+pub fn window_samples(cfg: &DetectionConfig, rate_hz: f64) -> WindowSamples {
+    let samples = |s: f64| (s * rate_hz).round().max(1.0) as usize;
+    let mains_on = cfg.mains_hz > 0.0 && cfg.mains_hz < rate_hz / 2.0;
+    let baseline_window_s = if mains_on {
+        (cfg.baseline_window_s * cfg.mains_hz).round().max(1.0) / cfg.mains_hz
+    } else {
+        cfg.baseline_window_s
+    };
+    WindowSamples {
+        baseline: samples(baseline_window_s).max(2),
+        noise: samples(cfg.noise_window_s).max(NOISE_MIN_SAMPLES),
+    }
+}
+
 /// Offline: run the streaming detector over stored columns and return (Δρ/ρ per sample, events).
 pub fn detect_columns(
     cfg: &DetectionConfig,
@@ -277,14 +303,7 @@ impl Detector {
         assert!(rate_hz.is_finite() && rate_hz > 0.0, "Detector::new: sample rate must be positive, got {rate_hz}");
         let samples = |s: f64| (s * rate_hz).round().max(1.0) as usize;
         let mains_on = cfg.mains_hz > 0.0 && cfg.mains_hz < rate_hz / 2.0;
-        // A whole number of mains periods averages the pick-up out of the baseline itself.
-        let baseline_window_s = if mains_on {
-            (cfg.baseline_window_s * cfg.mains_hz).round().max(1.0) / cfg.mains_hz
-        } else {
-            cfg.baseline_window_s
-        };
-        let baseline_window = samples(baseline_window_s).max(2);
-        let noise_window = samples(cfg.noise_window_s).max(NOISE_MIN_SAMPLES);
+        let WindowSamples { baseline: baseline_window, noise: noise_window } = window_samples(cfg, rate_hz);
         let contact_window = samples(CONTACT_WINDOW_S).max(CONTACT_MIN_SAMPLES);
         let ref_window = samples(REFERENCE_WINDOW_S);
         let dt_s = 1.0 / rate_hz;
