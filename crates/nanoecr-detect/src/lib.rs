@@ -221,10 +221,9 @@ struct OpenSpike {
 #[derive(Debug, Clone, Copy)]
 struct Pending {
     event: Event,
-    /// The spike as it closed, to continue it if a same-sign spike follows within the merge gap.
+    /// The spike as it closed (sample span `onset_k..=last_above_k`), to continue it if a
+    /// same-sign spike follows within the merge gap.
     spike: OpenSpike,
-    onset_k: u64,
-    end_k: u64,
     /// Closed because it outlasted any event: a step of the level. Only reported through a pop-in.
     level_shift: bool,
 }
@@ -462,7 +461,7 @@ impl Detector {
         }
         if !self.popin.is_open() {
             while let Some(p) = self.pending.first().copied() {
-                if k < p.end_k + self.hold_samples {
+                if k < p.spike.last_above_k + self.hold_samples {
                     break;
                 }
                 self.pending.remove(0);
@@ -616,7 +615,7 @@ impl Detector {
         let p = self.pending.last()?;
         let sign = if residual >= 0.0 { 1.0 } else { -1.0 };
         // Samples strictly between the previous spike's last one above release and this one.
-        let gap = k.saturating_sub(p.end_k + 1);
+        let gap = k.saturating_sub(p.spike.last_above_k + 1);
         if p.level_shift || p.spike.sign != sign || gap > self.merge_gap_samples {
             return None;
         }
@@ -667,7 +666,7 @@ impl Detector {
         }
         let duration_s = o.last_above_time_s - o.onset_time_s + self.dt_s;
         let event = Event::spike(o.onset_time_s, o.peak_time_s, duration_s, o.peak_dev, o.segment, o.stress_mpa);
-        self.pending.push(Pending { event, spike: o, onset_k: o.onset_k, end_k: o.last_above_k, level_shift });
+        self.pending.push(Pending { event, spike: o, level_shift });
     }
 
     /// Fold overlapping spikes into the pop-in and emit it, after any earlier held spike.
@@ -685,13 +684,13 @@ impl Detector {
         let mut i = 0;
         while i < self.pending.len() {
             let p = self.pending[i];
-            if p.end_k < lo {
+            if p.spike.last_above_k < lo {
                 // Wholly before this pop-in (and any earlier pop-in is already decided).
                 self.pending.remove(i);
                 if !p.level_shift {
                     emit(p.event);
                 }
-            } else if p.onset_k <= hi {
+            } else if p.spike.onset_k <= hi {
                 self.pending.remove(i);
                 let e = p.event;
                 consider(e.magnitude, e.onset_time_s, e.peak_time_s, e.segment, e.stress_mpa);

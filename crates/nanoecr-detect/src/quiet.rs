@@ -56,7 +56,7 @@ impl Detector {
         while done < samples.len() {
             // Stop before a held spike falls due or the baseline sums are due for their exact
             // recompute: the general path does both.
-            let release_k = self.pending.first().map_or(u64::MAX, |p| p.end_k + self.hold_samples);
+            let release_k = self.pending.first().map_or(u64::MAX, |p| p.spike.last_above_k + self.hold_samples);
             let cap = self.baseline.x.len();
             let m = (release_k.saturating_sub(self.k))
                 .min((cap * RECOMPUTE_WINDOWS).saturating_sub(self.baseline.since_recompute + 1) as u64)
