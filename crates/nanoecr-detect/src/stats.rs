@@ -21,8 +21,10 @@ pub(crate) fn offset(k: u64, origin: u64) -> f64 {
 /// Sums are kept relative to an origin index that moves to the newest sample whenever they are
 /// recomputed from the buffer, once per [`RECOMPUTE_WINDOWS`] × `cap` pushes: that bounds both
 /// the accumulated rounding of add-then-subtract (≈ 10³ operations, ≈ 10⁻¹⁴ relative) and the size
-/// of the index sums (offsets below 16 windows: Σt² stays an exact integer in f64 up to windows of
-/// 10⁵ samples), for O(1) amortised work — one window's worth of adds every 16 windows.
+/// of the index sums (offsets below 16 windows: Σt and Σt² stay exact integers in f64 for windows
+/// up to ≈ 3 × 10⁴ samples; beyond, Σt² — used only for windows with gaps, whose denominator then
+/// loses ≈ 10⁻¹² relative to cancellation — is rounded), for O(1) amortised work: one window's
+/// worth of adds every 16 windows.
 /// Windows' worth of pushes between two recomputations of [`TrailingLine`]'s sums.
 pub(crate) const RECOMPUTE_WINDOWS: usize = 16;
 
