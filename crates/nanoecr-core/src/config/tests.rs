@@ -178,3 +178,13 @@ fn set_seed_updates_the_stored_source() {
     let again = parse(&c.source_toml, None).expect("edited source still valid");
     assert_eq!(again.raw.simulation.seed, 7);
 }
+
+#[test]
+fn merge_gap_defaults_and_out_of_range_is_named() {
+    let c = parse(DEMO, None).expect("demo");
+    assert_eq!(c.raw.detection.merge_gap_s, 3e-4, "default when the key is absent");
+    let text = format!("{DEMO}\n[detection]\nmerge_gap_s = 0.5\n");
+    let e = err(&text);
+    assert_eq!(e.kind, ConfigErrorKind::OutOfRange);
+    assert_eq!(e.key, "detection.merge_gap_s");
+}
