@@ -22,7 +22,9 @@
 //!    next; a same-sign spike starting within `merge_gap_s` of the previous one's end continues
 //!    it (at high rates noise dips a near-threshold spike under the release threshold for a few
 //!    samples); an excursion longer than any spike or pop-in is a level shift, which resets the
-//!    baseline.
+//!    baseline; one shorter than `min_duration_s` above its release threshold is noise, not a
+//!    spike (at high rates a real spike spans many samples, a 5σ noise excursion one), and is
+//!    dropped when it would be emitted, after the merge gap could have continued it.
 //! 6. **Pop-ins** ([`popin`]): a jump of the de-trended displacement; the resistivity spike that
 //!    overlaps it is folded into the pop-in (its peak becomes `linked_delta_rho`) and is *not*
 //!    reported as a spike. To make that possible, completed spikes are held for the pop-in
@@ -226,6 +228,8 @@ struct Pending {
     spike: OpenSpike,
     /// Closed because it outlasted any event: a step of the level. Only reported through a pop-in.
     level_shift: bool,
+    /// Closed shorter than `min_duration_s`: noise, unless a same-sign spike continues it.
+    short: bool,
 }
 
 /// What the previous sample left for the step-back of the next onset.
@@ -257,6 +261,8 @@ pub struct Detector {
     hold_samples: u64,
     /// Longest dip, in samples, over which a same-sign spike continues the previous one.
     merge_gap_samples: u64,
+    /// Fewest samples from onset to the last one above release that make a spike (≥ 1).
+    min_spike_samples: u64,
 
     contact: ContactDetector,
     contact_window: usize,
@@ -285,6 +291,8 @@ pub struct Detector {
     pending: Vec<Pending>,
     popin: PopinDetector,
     level_shifts: u64,
+    /// Excursions dropped for being shorter than `min_duration_s`.
+    short_rejected: u64,
     /// Samples that went through the quiet loop of `process_slice`.
     quiet_samples: u64,
     /// Scratch columns of the quiet loop (Δρ/ρ and pop-in input of one block).
@@ -328,6 +336,7 @@ impl Detector {
             hold_samples: popin.latency_samples(),
             // Whole samples that fit in the gap: below one sample period nothing merges.
             merge_gap_samples: (cfg.merge_gap_s * rate_hz).floor().max(0.0) as u64,
+            min_spike_samples: ((cfg.min_duration_s * rate_hz).floor() as u64).max(1),
             contact: ContactDetector::new(contact_window, CONTACT_MAX_REL_SCATTER),
             contact_window,
             contact_seen: false,
@@ -348,6 +357,7 @@ impl Detector {
             pending: Vec::with_capacity(PENDING_CAPACITY),
             popin,
             level_shifts: 0,
+            short_rejected: 0,
             quiet_samples: 0,
             scratch_delta_rho: vec![0.0; quiet::QUIET_BLOCK],
             scratch_popin_nm: vec![0.0; quiet::QUIET_BLOCK],
@@ -374,6 +384,12 @@ impl Detector {
     /// at the new level (steps of Δρ/ρ, e.g. the strain step a pop-in leaves behind).
     pub fn level_shifts(&self) -> u64 {
         self.level_shifts
+    }
+
+    /// How many excursions past the start threshold were dropped as noise for lasting less than
+    /// `[detection] min_duration_s` (none at rates where that is under one sample period).
+    pub fn short_rejected(&self) -> u64 {
+        self.short_rejected
     }
 
     /// One sample in; returns its Δρ/ρ (NaN until the reference state is set, and for a sample
@@ -465,9 +481,7 @@ impl Detector {
                     break;
                 }
                 self.pending.remove(0);
-                if !p.level_shift {
-                    emit(p.event);
-                }
+                self.release(p, emit);
             }
         }
     }
@@ -482,10 +496,9 @@ impl Detector {
                 self.emit_popin(found, emit);
             }
         }
-        for p in self.pending.drain(..) {
-            if !p.level_shift {
-                emit(p.event);
-            }
+        while !self.pending.is_empty() {
+            let p = self.pending.remove(0);
+            self.release(p, emit);
         }
     }
 
@@ -660,13 +673,24 @@ impl Detector {
             // A burst longer than the hold can cover: emit the oldest early rather than grow the
             // queue (no allocation) or lose it.
             let oldest = self.pending.remove(0);
-            if !oldest.level_shift {
-                emit(oldest.event);
-            }
+            self.release(oldest, emit);
         }
         let duration_s = o.last_above_time_s - o.onset_time_s + self.dt_s;
         let event = Event::spike(o.onset_time_s, o.peak_time_s, duration_s, o.peak_dev, o.segment, o.stress_mpa);
-        self.pending.push(Pending { event, spike: o, level_shift });
+        let short = o.last_above_k + 1 - o.onset_k < self.min_spike_samples;
+        self.pending.push(Pending { event, spike: o, level_shift, short });
+    }
+
+    /// A held spike leaves the queue: emitted, unless it was a level step or too short.
+    fn release(&mut self, p: Pending, emit: &mut impl FnMut(Event)) {
+        if p.level_shift {
+            return;
+        }
+        if p.short {
+            self.short_rejected += 1;
+            return;
+        }
+        emit(p.event);
     }
 
     /// Fold overlapping spikes into the pop-in and emit it, after any earlier held spike.
@@ -687,13 +711,16 @@ impl Detector {
             if p.spike.last_above_k < lo {
                 // Wholly before this pop-in (and any earlier pop-in is already decided).
                 self.pending.remove(i);
-                if !p.level_shift {
-                    emit(p.event);
-                }
+                self.release(p, emit);
             } else if p.spike.onset_k <= hi {
                 self.pending.remove(i);
                 let e = p.event;
-                consider(e.magnitude, e.onset_time_s, e.peak_time_s, e.segment, e.stress_mpa);
+                if p.short {
+                    // Noise inside the burst: not the pop-in's resistivity spike.
+                    self.short_rejected += 1;
+                } else {
+                    consider(e.magnitude, e.onset_time_s, e.peak_time_s, e.segment, e.stress_mpa);
+                }
             } else {
                 i += 1;
             }

@@ -289,3 +289,40 @@ fn same_sign_spikes_a_millisecond_apart_stay_two_events_at_100_khz() {
     assert_eq!(s.len(), 2, "{s:?}");
     assert_eq!(onset_sample(s[1].onset_time_s, syn.rate_hz), 350_220);
 }
+
+#[test]
+fn one_sample_excursion_at_10_khz_is_noise_but_a_millisecond_spike_is_not() {
+    let syn = Synth::new(10_000.0, 5.0);
+    // A 10σ excursion for one sample (neighbours pinned below release), and 0.5 s later a real
+    // 1.2 ms spike of the same height.
+    let (blip, spike) = (35_000, 40_000);
+    let samples = syn.build(|i, _| Extra {
+        delta_rho: boxcar(i, blip, 1, 1e-3) + boxcar(i, spike, 12, 1e-3),
+        quiet: i.abs_diff(blip) == 1,
+        ..Default::default()
+    });
+    let (_, events, det) = run(&cfg(), syn.rate_hz, syn.settle_s, &samples);
+    let s = spikes(&events);
+    assert_eq!(s.len(), 1, "only the real spike: {s:?}");
+    assert_eq!(onset_sample(s[0].onset_time_s, syn.rate_hz), spike as i64);
+    assert!(s[0].duration_s > 1.0e-3, "{:?}", s[0]);
+    assert!(det.short_rejected() >= 1, "the blip was seen and rejected");
+    // Without the minimum duration the blip is an event: the test exercises the filter.
+    let no_min = DetectionConfig { min_duration_s: 0.0, ..cfg() };
+    let (_, all, _) = run(&no_min, syn.rate_hz, syn.settle_s, &samples);
+    assert!(spikes(&all).iter().any(|e| onset_sample(e.onset_time_s, syn.rate_hz) == blip as i64), "{all:?}");
+}
+
+#[test]
+fn one_sample_spike_at_1_khz_is_kept() {
+    // At the paper's 1 kHz a 1 ms spike is one sample: the 0.3 ms minimum rejects nothing.
+    let syn = Synth::new(1000.0, 5.0);
+    let samples = syn.build(|i, _| Extra {
+        delta_rho: boxcar(i, 3500, 1, 1e-3),
+        quiet: i.abs_diff(3500) == 1,
+        ..Default::default()
+    });
+    let (_, events, det) = run(&cfg(), syn.rate_hz, syn.settle_s, &samples);
+    assert_eq!(spikes(&events).len(), 1, "{events:?}");
+    assert_eq!(det.short_rejected(), 0);
+}

@@ -19,6 +19,10 @@ pub struct DetectionConfig {
     /// release threshold for a few samples and would split it. Shorter than one sample period
     /// (as at the paper's 1 kHz) never merges.
     pub merge_gap_s: f64,
+    /// A spike must stay above its release threshold for at least this long, s, or it is noise:
+    /// real spikes last 1–1.5 ms, a noise excursion past 5σ lasts one sample. Counted in whole
+    /// samples; shorter than one sample period (as at the paper's 1 kHz) rejects nothing.
+    pub min_duration_s: f64,
     /// Absolute floor on the start threshold, Δρ/ρ (the paper's 5 × 10⁻⁴).
     pub min_magnitude: f64,
     /// Window of the trailing baseline, s.
@@ -44,6 +48,7 @@ impl Default for DetectionConfig {
             threshold_sigma: 5.0,
             release_sigma: 2.0,
             merge_gap_s: 3e-4,
+            min_duration_s: 3e-4,
             min_magnitude: 5e-4,
             baseline_window_s: 0.05,
             noise_window_s: 1.0,
@@ -62,6 +67,7 @@ impl DetectionConfig {
         within(&k("threshold_sigma"), self.threshold_sigma, 1.0, 100.0, "threshold")?;
         within(&k("release_sigma"), self.release_sigma, 0.0, self.threshold_sigma, "release threshold")?;
         within(&k("merge_gap_s"), self.merge_gap_s, 0.0, 0.01, "merge gap")?;
+        within(&k("min_duration_s"), self.min_duration_s, 0.0, 0.001, "minimum spike duration")?;
         within(&k("min_magnitude"), self.min_magnitude, 0.0, 1.0, "minimum magnitude")?;
         positive(&k("baseline_window_s"), self.baseline_window_s, "baseline window")?;
         positive(&k("noise_window_s"), self.noise_window_s, "noise window")?;

@@ -188,3 +188,14 @@ fn merge_gap_defaults_and_out_of_range_is_named() {
     assert_eq!(e.kind, ConfigErrorKind::OutOfRange);
     assert_eq!(e.key, "detection.merge_gap_s");
 }
+
+#[test]
+fn min_duration_defaults_and_out_of_range_is_named() {
+    let c = parse(DEMO, None).expect("demo");
+    assert_eq!(c.raw.detection.min_duration_s, 3e-4, "default when the key is absent");
+    let text = format!("{DEMO}\n[detection]\nmin_duration_s = 0.002\n");
+    let e = err(&text);
+    assert_eq!(e.kind, ConfigErrorKind::OutOfRange);
+    assert_eq!(e.key, "detection.min_duration_s");
+    assert!(e.to_string().contains("0.002"), "{e}");
+}
