@@ -20,7 +20,8 @@ PY=${PYTHON:-python3}
 # pymodbus (independent Modbus client in HIL tests), scipy + powerlaw (the Python peer in bench/).
 pip_pkgs=()
 command -v just >/dev/null 2>&1 || pip_pkgs+=(rust-just)
-$PY - <<'PYEOF' || pip_pkgs+=(h5py numpy nexusformat pymodbus scipy powerlaw)
+# The probe's stderr is dropped: on a fresh machine a missing module is the expected answer, not an error.
+$PY - 2>/dev/null <<'PYEOF' || pip_pkgs+=(h5py numpy nexusformat pymodbus scipy powerlaw)
 import importlib, sys
 for m in ("h5py", "numpy", "nexusformat", "pymodbus", "scipy", "powerlaw"):
     importlib.import_module(m)
