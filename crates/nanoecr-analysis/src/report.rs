@@ -95,16 +95,21 @@ pub fn run_markdown(a: &RunAnalysis, plots: bool) -> String {
     if plots {
         let _ = writeln!(m, "![CCDF](magnitudes_ccdf.png)\n");
     }
+    // The measurement-aware fit uses every spike above the detector floor, so it often exists
+    // where the naive fit above the completeness threshold has too few magnitudes.
+    let mut fits = Vec::new();
     if let Some(mag) = &a.magnitudes {
-        let _ = writeln!(m, "| fit | n | x ≥ | α [95 % CI] | xc [95 % CI] | KS D (p) | log L |");
-        let _ = writeln!(m, "| --- | --- | --- | --- | --- | --- | --- |");
-        let mut fits = vec![("truncated power law (naive)", &mag.truncated_power_law)];
+        fits.push(("truncated power law (naive)", &mag.truncated_power_law));
         if let Some(e) = &mag.efficiency_aware {
             fits.push(("efficiency-aware TPL", e));
         }
-        if let Some(e) = &a.measured_fit {
-            fits.push(("measurement-aware TPL", &e.fit));
-        }
+    }
+    if let Some(e) = &a.measured_fit {
+        fits.push(("measurement-aware TPL", &e.fit));
+    }
+    if let Some(intervals) = fits.first().map(|(_, f)| f.ci_method.clone()) {
+        let _ = writeln!(m, "| fit | n | x ≥ | α [95 % CI] | xc [95 % CI] | KS D (p) | log L |");
+        let _ = writeln!(m, "| --- | --- | --- | --- | --- | --- | --- |");
         for (name, f) in fits {
             let _ = writeln!(
                 m,
@@ -122,17 +127,19 @@ pub fn run_markdown(a: &RunAnalysis, plots: bool) -> String {
                 num(f.log_likelihood)
             );
         }
-        let _ = writeln!(m, "\nIntervals: {}.", mag.truncated_power_law.ci_method);
-        if let Some(e) = &a.measured_fit {
-            let _ = writeln!(
-                m,
-                "Measurement-aware model: {}; mean peak bias {}, corr(α, ln xc) = {}. Its KS distance compares \
-                 reported magnitudes with the model's distribution of reported magnitudes.",
-                e.model.source,
-                num(e.peak_bias),
-                num(e.alpha_ln_xc_correlation)
-            );
-        }
+        let _ = writeln!(m, "\nIntervals: {}.", intervals);
+    }
+    if let Some(e) = &a.measured_fit {
+        let _ = writeln!(
+            m,
+            "Measurement-aware model: {}; mean peak bias {}, corr(α, ln xc) = {}. Its KS distance compares \
+             reported magnitudes with the model's distribution of reported magnitudes.",
+            e.model.source,
+            num(e.peak_bias),
+            num(e.alpha_ln_xc_correlation)
+        );
+    }
+    if let Some(mag) = &a.magnitudes {
         let _ = writeln!(
             m,
             "Pure power law: α = {} ± {}; exponential: λ = {}.\n",
@@ -324,5 +331,20 @@ mod tests {
         }
         let alpha = a.magnitudes.as_ref().expect("fit").truncated_power_law.alpha;
         assert!(md.contains(&num(alpha)));
+    }
+
+    #[test]
+    fn measurement_aware_fit_is_reported_when_the_naive_fit_has_too_few_magnitudes() {
+        // A single short run: too few spikes above the completeness threshold for the naive fit,
+        // enough above the detector floor for the measurement-aware one.
+        let input = crate::run::tests::measured_synthetic_input(5);
+        let opts = AnalysisOptions { x_min_override: Some(0.05), ..Default::default() };
+        let a = analyze_run(&input, &opts);
+        assert!(a.magnitudes.is_none(), "naive fit should fail above 0.05");
+        let f = &a.measured_fit.as_ref().expect("measured fit").fit;
+        let md = run_markdown(&a, false);
+        assert!(md.contains("measurement-aware TPL"), "{md}");
+        assert!(md.contains(&num(f.alpha)), "{md}");
+        assert!(!md.contains("Vuong"), "no comparison without the naive fit");
     }
 }

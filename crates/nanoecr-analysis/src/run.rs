@@ -328,7 +328,7 @@ pub fn analyze_run(input: &RunInput, opts: &AnalysisOptions) -> RunAnalysis {
     let magnitudes = match analyze_magnitudes(&mags, fit_x_min, Some((&curve, threshold))) {
         Ok(m) => Some(m),
         Err(e) => {
-            notes.push(format!("no magnitude fit: {e}"));
+            notes.push(format!("no naive or efficiency-aware fit above the completeness threshold {fit_x_min:.3e}: {e}"));
             None
         }
     };
@@ -618,7 +618,7 @@ pub(crate) mod tests {
 
     /// A run whose spikes are what the detector model reports: true magnitudes from the paper's
     /// law (x ≥ 1e-4), each seen as the max over 1–2 noisy samples, kept above the floor.
-    fn measured_synthetic_input(seed: u64) -> RunInput {
+    pub(crate) fn measured_synthetic_input(seed: u64) -> RunInput {
         let mut input = synthetic_input(seed);
         let model =
             detector_measurement_model(1e-4, 1000.0, &DetectionConfig::default(), [1e-3, 1.5e-3], 1e-4).expect("model");

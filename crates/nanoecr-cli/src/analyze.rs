@@ -172,18 +172,20 @@ fn print_summary(a: &RunAnalysis) {
                 e.x_min, e.n, e.alpha, e.alpha_ci[0], e.alpha_ci[1], e.xc
             );
         }
-        if let Some(f) = a.measured_fit.as_ref().map(|m| &m.fit) {
-            println!(
-                "  measurement-aware above {:.2e} (n = {}): α = {:.3} [{:.3}, {:.3}], xc = {:.3e} [{:.3e}, {:.3e}]",
-                f.x_min, f.n, f.alpha, f.alpha_ci[0], f.alpha_ci[1], f.xc, f.xc_ci[0], f.xc_ci[1]
-            );
-        }
         println!(
             "  vs power law: p = {:.3e} ({}); vs exponential: p = {:.3e} ({})",
             m.tpl_vs_power_law.p_value,
             m.tpl_vs_power_law.favours,
             m.tpl_vs_exponential.p_value,
             m.tpl_vs_exponential.favours
+        );
+    }
+    // Printed whether or not the naive fit above the completeness threshold had enough data:
+    // this fit uses every spike above the detector floor.
+    if let Some(f) = a.measured_fit.as_ref().map(|m| &m.fit) {
+        println!(
+            "  measurement-aware above {:.2e} (n = {}): α = {:.3} [{:.3}, {:.3}], xc = {:.3e} [{:.3e}, {:.3e}]",
+            f.x_min, f.n, f.alpha, f.alpha_ci[0], f.alpha_ci[1], f.xc, f.xc_ci[0], f.xc_ci[1]
         );
     }
     for b in &a.sign_balance {
