@@ -315,9 +315,15 @@ pub fn analyze_run(input: &RunInput, opts: &AnalysisOptions) -> RunAnalysis {
             ScoreOptions { tolerance_samples: opts.tolerance_samples, rate_hz: input.rate_hz, ..Default::default() };
         score_events(&input.events, truth, &so)
     });
-    // A measured curve is preferred when it has enough true spikes to mean something.
+    // A measured curve is preferred when it has enough true spikes to mean something and its
+    // well-populated bins reach the completeness level (a single run's few large spikes may not).
     let curve = match score.as_ref().and_then(|s| s.efficiency_curve()) {
-        Some(c) if score.as_ref().is_some_and(|s| s.counts.n_true >= 200) => c,
+        Some(c)
+            if score.as_ref().is_some_and(|s| s.counts.n_true >= 200)
+                && c.completeness(opts.completeness_level).is_some() =>
+        {
+            c
+        }
         _ => model,
     };
     let completeness = curve.completeness(opts.completeness_level);
@@ -328,7 +334,9 @@ pub fn analyze_run(input: &RunInput, opts: &AnalysisOptions) -> RunAnalysis {
     let magnitudes = match analyze_magnitudes(&mags, fit_x_min, Some((&curve, threshold))) {
         Ok(m) => Some(m),
         Err(e) => {
-            notes.push(format!("no naive or efficiency-aware fit above the completeness threshold {fit_x_min:.3e}: {e}"));
+            notes.push(format!(
+                "no naive or efficiency-aware fit above the completeness threshold {fit_x_min:.3e}: {e}"
+            ));
             None
         }
     };
