@@ -11,7 +11,9 @@ use crate::events::{
     activation_energy, popin_correlation, sign_balance, waiting_time_table, ActivationEnergy, PopinCorrelation,
     SignBalance, WaitingTimes,
 };
-use crate::measured::{detector_floor, fit_measured_power_law, MeasuredFit, MeasurementModel};
+use crate::measured::{
+    detector_floor, detector_leak, detector_threshold, fit_measured_power_law, MeasuredFit, MeasurementModel,
+};
 use crate::powerlaw::{analyze_magnitudes, ccdf, log_histogram, EfficiencyCurve, LogHistogram, MagnitudeAnalysis};
 use crate::scoring::{score_events, ScoreOptions, ScoreReport};
 
@@ -84,10 +86,18 @@ pub fn noise_sigma_of(delta_rho: &[f64]) -> f64 {
     1.4826 * crate::events::median(&abs) / std::f64::consts::SQRT_2
 }
 
+/// Memory of `nanoecr-detect`'s mains canceller, s (its private `MAINS_TAU_S`; the LMS step is
+/// 2/(τ·rate)). Repeated here because the detector does not export it: keep the two in step.
+const DETECTOR_MAINS_TAU_S: f64 = 0.2;
+
 /// The measurement model of `nanoecr-detect` with `detection` settings on a run of noise σ
 /// `noise_sigma` sampled at `rate_hz`: boxcar spikes of `spike_duration_s`, the law from
-/// `law_x_min`, and the floor [`detector_floor`] computed from the detector's threshold and the
-/// windows it keeps at that rate ([`nanoecr_detect::window_samples`]).
+/// `law_x_min`, the floor [`detector_floor`] computed from the detector's threshold and the
+/// windows it keeps at that rate ([`nanoecr_detect::window_samples`]), and the lead-in: the
+/// detector's start threshold ([`detector_threshold`]) and the share of a spike's
+/// sub-threshold samples its baseline and mains canceller learn before the event opens
+/// ([`detector_leak`]; at 10 kHz a spike covers 10–15 samples, and a near-threshold one pushes
+/// several into the baseline before one crosses).
 pub fn detector_measurement_model(
     noise_sigma: f64,
     rate_hz: f64,
@@ -109,11 +119,26 @@ pub fn detector_measurement_model(
         windows.baseline,
         windows.noise,
     );
-    let mut model = MeasurementModel::boxcar(noise_sigma, rate_hz, spike_duration_s, law_x_min, floor)?;
+    let threshold =
+        detector_threshold(noise_sigma, detection.threshold_sigma, detection.min_magnitude, windows.baseline)
+            .min(floor);
+    // The detector's condition for running its mains canceller, and its LMS step.
+    let mains_on = detection.mains_hz > 0.0 && detection.mains_hz < rate_hz / 2.0;
+    let mains_step = if mains_on { (2.0 / (DETECTOR_MAINS_TAU_S * rate_hz)).min(0.5) } else { 0.0 };
+    let leak = detector_leak(windows.baseline, mains_step);
+    let mut model = MeasurementModel::boxcar(noise_sigma, rate_hz, spike_duration_s, law_x_min, floor)?
+        .with_leak(threshold, leak)?;
     model.source = format!(
         "{}; floor = max({} × σ_residual × (1 + 3 × MAD scatter), {:.1e}) for the detector's {}-sample baseline and \
-         {}-sample noise window",
-        model.source, detection.threshold_sigma, detection.min_magnitude, windows.baseline, windows.noise
+         {}-sample noise window; events open at {threshold:.3e}, and the samples before lose {leak:.2e} of each \
+         (4/{} through the baseline{})",
+        model.source,
+        detection.threshold_sigma,
+        detection.min_magnitude,
+        windows.baseline,
+        windows.noise,
+        windows.baseline,
+        if mains_on { format!(", {mains_step:.1e} through the mains canceller") } else { String::new() }
     );
     Ok(model)
 }
@@ -415,8 +440,9 @@ pub fn analyze_run(input: &RunInput, opts: &AnalysisOptions) -> RunAnalysis {
 }
 
 /// One measurement model for magnitudes pooled over runs: the highest floor (complete in every
-/// run), the rms noise σ and the lowest law x_min; the max-of-samples weights must agree (same
-/// sampling rate and spike durations), else pooling would mix kernels and this is an error.
+/// run), the rms noise σ, the lowest law x_min and the mean start threshold; the max-of-samples
+/// weights and the leak must agree (same sampling rate, spike durations and detector windows),
+/// else pooling would mix kernels and this is an error.
 pub fn pooled_measurement_model(models: &[&MeasurementModel]) -> Result<MeasurementModel, crate::AnalysisError> {
     let Some(first) = models.first() else {
         return Err(crate::AnalysisError::InvalidInput("no run has a measurement model".into()));
@@ -425,24 +451,28 @@ pub fn pooled_measurement_model(models: &[&MeasurementModel]) -> Result<Measurem
         m.max_of_weights.len() == first.max_of_weights.len()
             && m.max_of_weights.iter().zip(&first.max_of_weights).all(|(a, b)| (a - b).abs() < 1e-9)
             && m.offset == first.offset
+            && (m.leak - first.leak).abs() <= 1e-12
     });
     if !same_kernel {
         return Err(crate::AnalysisError::InvalidInput(
-            "runs differ in sampling rate or spike durations: no common measurement model".into(),
+            "runs differ in sampling rate, spike durations or detector windows: no common measurement model".into(),
         ));
     }
     let n = models.len() as f64;
     let sigma = (models.iter().map(|m| m.sigma * m.sigma).sum::<f64>() / n).sqrt();
     let y_min = models.iter().map(|m| m.y_min).fold(f64::NEG_INFINITY, f64::max);
     let x_min = models.iter().map(|m| m.x_min_true).fold(f64::INFINITY, f64::min);
+    // Each run's threshold is at most its floor, so the mean is at most the highest floor.
+    let threshold = (models.iter().map(|m| m.start_threshold).sum::<f64>() / n).min(y_min);
     MeasurementModel::new(
         sigma,
         first.max_of_weights.clone(),
         first.offset,
         x_min,
         y_min,
-        format!("pooled over {} runs: rms σ, highest floor; {}", models.len(), first.source),
-    )
+        format!("pooled over {} runs: rms σ, highest floor, mean start threshold; {}", models.len(), first.source),
+    )?
+    .with_leak(threshold, first.leak)
 }
 
 /// Runs with the same peak stress, analysed together.
@@ -693,6 +723,30 @@ pub(crate) mod tests {
         let p = pooled_measurement_model(&[&a, &c]).expect("pooled");
         assert_eq!(p.y_min, 6.5e-4);
         assert!((p.sigma - (2.5e-8f64).sqrt()).abs() < 1e-12);
+        // Same sampling, different detector windows: the lead-in differs, no common model.
+        let leaky = a.clone().with_leak(5.2e-4, 0.07).expect("leak");
+        assert!(pooled_measurement_model(&[&a, &leaky]).is_err());
+        let leaky2 = MeasurementModel { sigma: 1.2e-4, ..leaky.clone() }.with_leak(5.6e-4, 0.07).expect("leak");
+        let p = pooled_measurement_model(&[&leaky, &leaky2]).expect("pooled");
+        assert_eq!(p.leak, 0.07);
+        assert!((p.start_threshold - 5.4e-4).abs() < 1e-12, "mean threshold {}", p.start_threshold);
+    }
+
+    /// The detector's lead-in at the default settings: the baseline window (rounded to whole
+    /// mains periods: 60 samples at 1 kHz, 600 at 10 kHz) gives 4/n, the mains canceller's LMS
+    /// step 2/(0.2 s × rate) adds to it, and events open at 5σ_residual, below the floor.
+    #[test]
+    fn detector_model_carries_the_lead_in() {
+        let det = DetectionConfig::default();
+        for (rate, n, mu) in [(1000.0, 60.0, 1e-2), (10_000.0, 600.0, 1e-3)] {
+            let m = detector_measurement_model(1e-4, rate, &det, [1e-3, 1.5e-3], 1e-4).expect("model");
+            assert!((m.leak - (4.0 / n + mu)).abs() < 1e-12, "{rate} Hz: leak {}", m.leak);
+            assert!(m.start_threshold >= 5e-4 && m.start_threshold < m.y_min, "{rate} Hz: θ {}", m.start_threshold);
+        }
+        // Without mains cancelling only the baseline learns (0.05 s is not rounded then).
+        let quiet = DetectionConfig { mains_hz: 0.0, ..Default::default() };
+        let m = detector_measurement_model(1e-4, 10_000.0, &quiet, [1e-3, 1.5e-3], 1e-4).expect("model");
+        assert!((m.leak - 4.0 / 500.0).abs() < 1e-12, "leak {}", m.leak);
     }
 
     #[test]
