@@ -86,10 +86,6 @@ pub fn noise_sigma_of(delta_rho: &[f64]) -> f64 {
     1.4826 * crate::events::median(&abs) / std::f64::consts::SQRT_2
 }
 
-/// Memory of `nanoecr-detect`'s mains canceller, s (its private `MAINS_TAU_S`; the LMS step is
-/// 2/(τ·rate)). Repeated here because the detector does not export it: keep the two in step.
-const DETECTOR_MAINS_TAU_S: f64 = 0.2;
-
 /// The measurement model of `nanoecr-detect` with `detection` settings on a run of noise σ
 /// `noise_sigma` sampled at `rate_hz`: boxcar spikes of `spike_duration_s`, the law from
 /// `law_x_min`, the floor [`detector_floor`] computed from the detector's threshold and the
@@ -122,9 +118,8 @@ pub fn detector_measurement_model(
     let threshold =
         detector_threshold(noise_sigma, detection.threshold_sigma, detection.min_magnitude, windows.baseline)
             .min(floor);
-    // The detector's condition for running its mains canceller, and its LMS step.
-    let mains_on = detection.mains_hz > 0.0 && detection.mains_hz < rate_hz / 2.0;
-    let mains_step = if mains_on { (2.0 / (DETECTOR_MAINS_TAU_S * rate_hz)).min(0.5) } else { 0.0 };
+    let mains_step = windows.mains_step;
+    let mains_on = mains_step > 0.0;
     let leak = detector_leak(windows.baseline, mains_step);
     let mut model = MeasurementModel::boxcar(noise_sigma, rate_hz, spike_duration_s, law_x_min, floor)?
         .with_leak(threshold, leak)?;

@@ -107,13 +107,23 @@ pub struct Columns<'a> {
 /// Rows per [`Detector::process_slice`] call in [`detect_columns`].
 const COLUMN_CHUNK: usize = 4096;
 
-/// The lengths, in samples, of the windows a [`Detector`] keeps at a sampling rate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The lengths, in samples, of the windows a [`Detector`] keeps at a sampling rate, and the step
+/// of its mains canceller: what the analysis needs to model the detector.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WindowSamples {
     /// Trailing baseline (least-squares line) window.
     pub baseline: usize,
     /// Robust-noise (MAD) window.
     pub noise: usize,
+    /// LMS step of the mains canceller: the share of each learned residual it takes on (0 when
+    /// the canceller is off).
+    pub mains_step: f64,
+}
+
+/// Whether a [`Detector`] built from `cfg` runs its mains canceller at `rate_hz`: on, and below
+/// Nyquist (above it the lock-in would follow an alias).
+fn mains_on(cfg: &DetectionConfig, rate_hz: f64) -> bool {
+    cfg.mains_hz > 0.0 && cfg.mains_hz < rate_hz / 2.0
 }
 
 /// The baseline and noise windows a [`Detector`] built from `cfg` uses at `rate_hz` (what the
@@ -121,7 +131,7 @@ pub struct WindowSamples {
 /// window is rounded to whole mains periods, which average the pick-up out of the baseline itself.
 pub fn window_samples(cfg: &DetectionConfig, rate_hz: f64) -> WindowSamples {
     let samples = |s: f64| (s * rate_hz).round().max(1.0) as usize;
-    let mains_on = cfg.mains_hz > 0.0 && cfg.mains_hz < rate_hz / 2.0;
+    let mains_on = mains_on(cfg, rate_hz);
     let baseline_window_s = if mains_on {
         (cfg.baseline_window_s * cfg.mains_hz).round().max(1.0) / cfg.mains_hz
     } else {
@@ -130,6 +140,7 @@ pub fn window_samples(cfg: &DetectionConfig, rate_hz: f64) -> WindowSamples {
     WindowSamples {
         baseline: samples(baseline_window_s).max(2),
         noise: samples(cfg.noise_window_s).max(NOISE_MIN_SAMPLES),
+        mains_step: if mains_on { mains::lms_step(rate_hz, MAINS_TAU_S) } else { 0.0 },
     }
 }
 
@@ -309,8 +320,8 @@ impl Detector {
     pub fn new(cfg: &DetectionConfig, pillar: Pillar, rate_hz: f64, settle_s: f64) -> Self {
         assert!(rate_hz.is_finite() && rate_hz > 0.0, "Detector::new: sample rate must be positive, got {rate_hz}");
         let samples = |s: f64| (s * rate_hz).round().max(1.0) as usize;
-        let mains_on = cfg.mains_hz > 0.0 && cfg.mains_hz < rate_hz / 2.0;
-        let WindowSamples { baseline: baseline_window, noise: noise_window } = window_samples(cfg, rate_hz);
+        let mains_on = mains_on(cfg, rate_hz);
+        let WindowSamples { baseline: baseline_window, noise: noise_window, .. } = window_samples(cfg, rate_hz);
         let contact_window = samples(CONTACT_WINDOW_S).max(CONTACT_MIN_SAMPLES);
         let ref_window = samples(REFERENCE_WINDOW_S);
         let dt_s = 1.0 / rate_hz;
@@ -757,5 +768,23 @@ impl Detector {
             },
         };
         emit(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_samples_reports_the_detectors_own_windows_and_mains_step() {
+        let pillar = Pillar { diameter_um: 2.0, height_um: 5.0, poisson_ratio: 1.0 / 3.0, youngs_modulus_gpa: 88.0 };
+        for (mains_hz, rate_hz) in [(50.0, 1000.0), (50.0, 10_000.0), (0.0, 10_000.0), (60.0, 100.0)] {
+            let cfg = DetectionConfig { mains_hz, ..Default::default() };
+            let w = window_samples(&cfg, rate_hz);
+            let det = Detector::new(&cfg, pillar, rate_hz, 2.0);
+            assert_eq!(w.baseline, det.baseline.x.len(), "{mains_hz} Hz at {rate_hz} Hz");
+            assert_eq!(w.noise, det.noise.ring.len());
+            assert_eq!(w.mains_step, det.mains.as_ref().map_or(0.0, |m| m.mu), "{mains_hz} Hz at {rate_hz} Hz");
+        }
     }
 }

@@ -30,6 +30,13 @@ pub(crate) struct MainsCanceller {
 /// step, so 64 steps leave it within 10⁻¹⁴ of 1 while saving the correction on the other 63.
 pub(crate) const RENORMALISE_EVERY: u32 = 64;
 
+/// LMS step for a memory of `tau_s` at `rate_hz`: 2/N with N = τ in samples gives an exponential
+/// memory of ≈ τ (capped at ½, where the update would overshoot).
+pub(crate) fn lms_step(rate_hz: f64, tau_s: f64) -> f64 {
+    let dt_s = 1.0 / rate_hz;
+    (2.0 * dt_s / tau_s).min(0.5)
+}
+
 impl MainsCanceller {
     pub(crate) fn new(mains_hz: f64, rate_hz: f64, tau_s: f64) -> Self {
         let omega_rad_per_s = TAU * mains_hz;
@@ -44,8 +51,7 @@ impl MainsCanceller {
             s: 0.0,
             a: 0.0,
             b: 0.0,
-            // LMS step 2/N with N = tau in samples gives an exponential memory of ≈ tau.
-            mu: (2.0 * dt_s / tau_s).min(0.5),
+            mu: lms_step(rate_hz, tau_s),
             last_time_s: f64::NAN,
             since_renormalise: 0,
         }
