@@ -108,9 +108,13 @@ impl LatencyHistogram {
 /// Everything the run file records about how the acquisition itself behaved.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Diagnostics {
-    /// Tick lateness (actual wake-up minus deadline), µs.
+    /// Wake-up lateness of a paced loop (start of the first tick after a wake-up minus that
+    /// tick's deadline), µs, one value per wake-up: per tick up to 10 kHz, per batch of
+    /// ⌈100 µs / period⌉ ticks above (10 at 100 kHz), whose later ticks run ahead of their own
+    /// deadlines and so are never late.
     pub loop_lateness: LatencyHistogram,
-    /// Ticks whose work finished after the next deadline.
+    /// Ticks whose work finished after the next tick's deadline, counted per tick at every rate
+    /// (batched or not), so `missed_deadlines / ticks` is the fraction of ticks that missed.
     pub missed_deadlines: u64,
     /// Control ticks executed.
     pub ticks: u64,

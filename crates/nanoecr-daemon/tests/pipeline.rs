@@ -176,3 +176,58 @@ fn an_unpaced_run_waits_for_the_writer_instead_of_dropping() {
     assert!(f.data.seq.windows(2).all(|w| w[1] == w[0] + 1), "no gaps in the sequence");
     assert_eq!(f.diagnostics.expect("diagnostics").ring_high_water, 64, "the ring did fill up");
 }
+
+#[test]
+fn a_paced_100_khz_run_ticks_in_batches_and_gives_the_same_samples_as_an_unpaced_one() {
+    // 100 kHz wakes once per 10 ticks; unpaced there is no waiting at all, one tick after the
+    // other. The simulated world steps once per command, so if every tick of a batch keeps its
+    // own time, setpoint, command and reads, the two files hold the same bits. 0.2 s settle +
+    // 3 × 0.1 s: 50 000 samples, half a second paced. The default 100 kHz ring (4 s) holds the
+    // whole run, and the deadline budget is off, so a busy machine can make the paced run late
+    // but cannot change what it records.
+    let edits = [
+        ("rate_hz = 1000", "rate_hz = 100000"),
+        ("settle_s = 0.5", "settle_s = 0.2"),
+        ("\nload_s = 1.0", "\nload_s = 0.1"),
+        ("hold_s = 1.0", "hold_s = 0.1"),
+        ("unload_s = 1.0", "unload_s = 0.1"),
+        ("max_displacement_nm = 600.0", "max_displacement_nm = 600.0\nmissed_deadline_fraction = 1.0"),
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let expected = short_config(&edits).expected_samples();
+    assert_eq!(nanoecr_daemon::run::control::ticks_per_wakeup(short_config(&edits).dt_s()), 10);
+    let (sp, paced) = run(short_config(&edits), dir.path(), "paced.h5", RunOptions::default());
+    let (su, unpaced) = run(short_config(&edits), dir.path(), "unpaced.h5", fast());
+    assert_eq!(sp.status, RunStatus::Complete, "{}", sp.end_reason);
+    assert_eq!(su.status, RunStatus::Complete, "{}", su.end_reason);
+    assert_eq!((sp.dropped, su.dropped), (0, 0));
+    assert_eq!(paced.data.len() as u64, expected);
+
+    let (a, b) = (&paced.data, &unpaced.data);
+    assert_eq!(a.seq, b.seq);
+    assert_eq!(a.segment, b.segment);
+    for (name, x, y) in [
+        ("time", &a.time_s, &b.time_s),
+        ("setpoint", &a.setpoint_un, &b.setpoint_un),
+        ("load", &a.load_un, &b.load_un),
+        ("displacement", &a.disp_nm, &b.disp_nm),
+        ("current", &a.current_a, &b.current_a),
+        ("voltage", &a.voltage_v, &b.voltage_v),
+        ("resistivity_change", &a.delta_rho, &b.delta_rho),
+    ] {
+        assert_eq!(x.len(), y.len(), "{name}");
+        let first_diff = x.iter().zip(y.iter()).position(|(p, q)| p.to_bits() != q.to_bits());
+        assert_eq!(first_diff, None, "{name}: first sample that differs");
+    }
+    // Events hold NaN (no linked spike), which is never == itself: compare the printed form.
+    assert_eq!(format!("{:?}", paced.ground_truth), format!("{:?}", unpaced.ground_truth));
+    assert_eq!(format!("{:?}", paced.events), format!("{:?}", unpaced.events));
+
+    // The diagnostics count ticks per tick and lateness per wake-up: ticks 0, 10, 20, … wait for
+    // their deadline, up to and including the tick that finds the program over.
+    let d = paced.diagnostics.expect("diagnostics");
+    assert!(d.paced);
+    assert_eq!(d.ticks, expected);
+    assert_eq!(d.loop_lateness.total, d.ticks / 10 + 1);
+    assert!(d.missed_deadlines <= d.ticks);
+}

@@ -6,6 +6,29 @@
 //! only things it shares are atomics and the ring. A full ring costs a counted, dropped sample,
 //! never a late tick. Unpaced (`--fast`, simulated rig) there is no deadline to protect, so the
 //! loop waits for ring space instead: a fast run is complete however slow the writer is.
+//!
+//! Paced, the loop sleeps (then spins the last 30 µs) until a deadline once per wake-up. Up to
+//! 10 kHz a wake-up is one tick. When the sample period is shorter than [`MIN_WAKE_PERIOD`]
+//! (above 10 kHz) a wake-up runs a batch of [`ticks_per_wakeup`] ticks back to back (10 at
+//! 100 kHz) and then sleeps until the next batch's deadline, so the thread sleeps most of every
+//! 100 µs instead of spinning all the time. Each tick of a batch keeps its
+//! own sample time, setpoint, command, reads, interlocks and push: a seeded simulated run gives
+//! the same samples batched or not. Timing is counted as follows, batched or not:
+//!
+//! - **Lateness** (`loop_lateness`) is one value per wake-up: when the first tick of the
+//!   wake-up starts, minus that tick's deadline (the batch's deadline). The later ticks of a
+//!   batch run ahead of their own deadlines by design; they add no value of their own, so the
+//!   histogram holds about ticks / batch values and its quantiles are those of the wake-ups.
+//! - **Missed deadlines** (`missed_deadlines`) are counted per tick: a tick whose work ended
+//!   after the next tick's deadline, exactly as without batches. `limits.missed_deadline_fraction`
+//!   is therefore still the fraction of ticks that missed. A wake-up that comes L late misses
+//!   about the first L / dt ticks of its batch, the ones that cannot catch up with their own
+//!   deadlines; on time, every tick of a batch ends well before its next deadline.
+//!
+//! Aborts, interlocks, the safe-unload ramp and the rest phase are all evaluated every tick, and
+//! the loop never sleeps longer than one wake-up period, so a stop request or a trip takes
+//! effect at the next tick: within one batch (≤ 100 µs) above 10 kHz, within one sample period
+//! at and below it, as before.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -25,6 +48,30 @@ const READ_BATCH: usize = 256;
 const SPIN_BEFORE_DEADLINE: Duration = Duration::from_micros(30);
 /// Ticks to keep sampling at zero load after a safe unload, so the file shows the rig at rest.
 const REST_TICKS_AFTER_UNLOAD_S: f64 = 0.05;
+/// The shortest interval between two wake-ups of a paced loop. Each wake-up spins for the last
+/// 30 µs before its deadline; with a period at or below that the real-time thread never sleeps,
+/// uses a whole CPU and runs into the kernel's real-time budget (`sched_rt_runtime_us`, by
+/// default 950 ms per second), which then stops it for ≈ 45 ms every second: 5 % of the ticks
+/// of a 100 kHz run came tens of milliseconds late that way. Waking at most every 100 µs leaves
+/// each interval asleep but for the spin and the batch's work. 100 µs is
+/// also the 10 kHz period, so every rate up to 10 kHz keeps exactly one tick per wake-up.
+pub const MIN_WAKE_PERIOD: Duration = Duration::from_micros(100);
+
+// A wake-up period near the spin window would bring the (almost) never-sleeping loop back:
+// keep at least half of every wake-up period free of spinning.
+const _: () = assert!(MIN_WAKE_PERIOD.as_nanos() > 2 * SPIN_BEFORE_DEADLINE.as_nanos());
+
+/// Ticks a paced loop runs per wake-up at sample period `dt_s`: ⌈[`MIN_WAKE_PERIOD`] / dt⌉ when
+/// the period is shorter than [`MIN_WAKE_PERIOD`] (10 at 100 kHz, 2 at 20 kHz), else 1.
+pub fn ticks_per_wakeup(dt_s: f64) -> u64 {
+    let ratio = MIN_WAKE_PERIOD.as_secs_f64() / dt_s;
+    if !ratio.is_finite() || ratio <= 1.0 {
+        return 1;
+    }
+    // The relative tolerance keeps a period that divides 100 µs (10 µs, 33.3 µs) from rounding
+    // up to one tick more on the last bit of a binary fraction.
+    ((ratio * (1.0 - 1e-9)).ceil() as u64).max(1)
+}
 
 /// What the control thread hands back when it ends.
 #[derive(Debug)]
@@ -208,17 +255,29 @@ impl ControlLoop {
         let mut high_water = 0usize;
         let mut contact_seen = false;
         let mut low_current_since: Option<f64> = None;
+        // Paced, the loop sleeps only before the first tick of each batch; 1 up to 10 kHz.
+        let batch = ticks_per_wakeup(dt_s);
+        if self.paced && batch > 1 {
+            tracing::debug!(
+                ticks_per_wakeup = batch,
+                "sample period below the minimum wake-up period; ticking in batches"
+            );
+        }
+        let mut next_wake_k: u64 = 0;
         let t0 = Instant::now();
         self.shared.set_start(t0);
 
         let mut k: u64 = 0;
         loop {
             let t_s = k as f64 * dt_s;
-            if self.paced {
+            if self.paced && k == next_wake_k {
+                // The batch's deadline is that of its first tick; the others run right after it,
+                // ahead of their own deadlines, so lateness is recorded once per wake-up.
                 let deadline = t0 + dt.mul_f64(k as f64);
                 wait_until(deadline);
                 let late = Instant::now().saturating_duration_since(deadline);
                 diag.loop_lateness.record_us(late.as_secs_f64() * 1e6);
+                next_wake_k += batch;
             }
 
             // Stop requests: operator, signal, storage fault. Each becomes a safe unload.
@@ -358,6 +417,8 @@ impl ControlLoop {
             k += 1;
             diag.ticks = k;
             if self.paced {
+                // Per tick, batched or not: this tick's work ended after the next tick's
+                // deadline. A batch that starts on time ends each tick well before it.
                 let next = t0 + dt.mul_f64(k as f64);
                 if Instant::now() > next {
                     diag.missed_deadlines += 1;
@@ -470,6 +531,30 @@ fn try_realtime() -> bool {
         Err(e) => {
             tracing::warn!(error = ?e, "no real-time scheduling for the control loop (SCHED_FIFO refused); running at normal priority");
             false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_up_to_10_khz_keep_one_tick_per_wakeup_and_faster_ones_batch_to_100_us() {
+        for (rate_hz, batch) in [
+            (1.0, 1),
+            (1_000.0, 1),
+            (9_999.0, 1),
+            (10_000.0, 1),
+            (10_001.0, 2),
+            (20_000.0, 2),
+            (30_000.0, 3),
+            (33_333.0, 4),
+            (50_000.0, 5),
+            (99_999.0, 10),
+            (100_000.0, 10),
+        ] {
+            assert_eq!(ticks_per_wakeup(1.0 / rate_hz), batch, "at {rate_hz} Hz");
         }
     }
 }
