@@ -40,9 +40,9 @@ fn tiny_run_writes_a_report_of_the_documented_shape() {
     assert!(v["details"]["detector"].is_object());
 
     let rows = v["rows"].as_array().expect("rows");
-    // Ring: 3 rings × 2 batch sizes; detector: 2 rates × (process_slice, process).
+    // Ring: 3 rings × 2 batch sizes; detector: 2 rates × (process_slice, process, detect_columns).
     assert_eq!(rows.iter().filter(|r| r["section"] == "ring").count(), 6);
-    assert_eq!(rows.iter().filter(|r| r["section"] == "detector").count(), 4);
+    assert_eq!(rows.iter().filter(|r| r["section"] == "detector").count(), 6);
     for r in rows {
         for key in ["section", "figure", "unit", "target", "note"] {
             assert!(r[key].is_string(), "row {r} lacks {key}");
