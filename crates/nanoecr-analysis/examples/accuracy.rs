@@ -113,7 +113,10 @@ fn batch(
 }
 
 fn score_all(runs: &[SimRun], rate_hz: f64) -> ScoreReport {
-    let opts = ScoreOptions { rate_hz, ..Default::default() };
+    score_with(runs, ScoreOptions { rate_hz, ..Default::default() })
+}
+
+fn score_with(runs: &[SimRun], opts: ScoreOptions) -> ScoreReport {
     let mut c = ScoreCounts::default();
     for r in runs {
         c.merge(&score_counts(&r.detected, &r.truth, &opts));
@@ -382,6 +385,40 @@ fn main() {
     let fast = batch(1..11, &sim_cfg, &det, &lf, 10_000.0);
     let s10 = score_all(&fast, 10_000.0);
     let _ = writeln!(md, "## Detection at 10 kHz ({} runs)\n\n{}", fast.len(), score_markdown(&s10));
+    // The 2-sample tolerance is 0.2 ms here, a sixth of a spike: a near-threshold spike first
+    // crosses the threshold wherever noise lifts one of its 10–15 samples highest, so its onset
+    // can be late by up to its length. The same runs matched within 2 ms (the tolerance the
+    // paper's 1 kHz gives, in time):
+    let wide = score_with(&fast, ScoreOptions { rate_hz: 10_000.0, tolerance_samples: 20.0, ..Default::default() });
+    let inside: usize = fast
+        .iter()
+        .map(|r| {
+            let spikes: Vec<&Event> = r.truth.iter().filter(|t| t.kind == EventKind::Spike).collect();
+            r.detected
+                .iter()
+                .filter(|e| e.kind == EventKind::Spike)
+                .filter(|e| {
+                    spikes.iter().any(|t| {
+                        e.onset_time_s >= t.onset_time_s - 1e-4 && e.onset_time_s <= t.onset_time_s + t.duration_s
+                    })
+                })
+                .count()
+        })
+        .sum();
+    let detected: usize = fast.iter().map(|r| spike_mags(&r.detected).len()).sum();
+    let _ = writeln!(
+        md,
+        "Matched within 2 ms (20 samples) instead of 2 samples: recall (all) {}, precision (all) {}, recall \
+         \\|x\\| ≥ 7e-4 {}, precision \\|x\\| ≥ 7e-4 {}, sign accuracy {}, median \\|onset error\\| {} samples. \
+         {inside} of {detected} detected spikes start inside a true spike (from one sample before its onset to its \
+         end): the detections the 2-sample tolerance leaves unmatched are late onsets of real spikes, not false ones.\n",
+        pct(wide.recall),
+        pct(wide.precision),
+        pct(wide.recall_big),
+        pct(wide.precision_big),
+        pct(wide.sign_accuracy),
+        num(wide.onset_error_median_samples)
+    );
     let tb = pooled_balance(fast.iter().map(|r| r.truth.clone()));
     let db = pooled_balance(fast.iter().map(|r| r.detected.clone()));
     let _ = writeln!(md, "| segment | true p − n ± σ | detected p − n ± σ |\n| --- | --- | --- |");
