@@ -149,8 +149,9 @@ pub struct AnalysisOptions {
     pub completeness_level: f64,
     /// Fit above this x instead of the completeness threshold, when set.
     pub x_min_override: Option<f64>,
-    /// Matching tolerance for scoring, samples.
-    pub tolerance_samples: f64,
+    /// Matching tolerance for scoring, samples; `None`: 2 ms in samples at the run's rate, at
+    /// least 2 ([`crate::scoring::default_tolerance_samples`]).
+    pub tolerance_samples: Option<f64>,
     /// Spike duration range for the measurement model when the run does not say, s
     /// (shared/science.md: 1–1.5 ms).
     pub spike_duration_s: [f64; 2],
@@ -167,7 +168,7 @@ impl Default for AnalysisOptions {
             temperature_k: 295.0,
             completeness_level: 0.95,
             x_min_override: None,
-            tolerance_samples: 2.0,
+            tolerance_samples: None,
             spike_duration_s: [1.0e-3, 1.5e-3],
             law_x_min: 1e-4,
         }
@@ -331,8 +332,10 @@ pub fn analyze_run(input: &RunInput, opts: &AnalysisOptions) -> RunAnalysis {
     let model = EfficiencyCurve::threshold_model(threshold, if sigma.is_finite() { sigma } else { 1e-4 });
 
     let score = input.ground_truth.as_ref().map(|truth| {
-        let so =
-            ScoreOptions { tolerance_samples: opts.tolerance_samples, rate_hz: input.rate_hz, ..Default::default() };
+        let mut so = ScoreOptions::for_rate(input.rate_hz);
+        if let Some(t) = opts.tolerance_samples {
+            so.tolerance_samples = t;
+        }
         score_events(&input.events, truth, &so)
     });
     // A measured curve is preferred when it has enough true spikes to mean something and its

@@ -17,9 +17,10 @@ pub struct Args {
     /// Print one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Largest onset difference for a detected event to match a true one, in samples.
-    #[arg(long, default_value_t = 2.0)]
-    pub tolerance_samples: f64,
+    /// Largest onset difference for a detected event to match a true one, in samples [default:
+    /// 2 ms at the file's sampling rate, at least 2 samples].
+    #[arg(long)]
+    pub tolerance_samples: Option<f64>,
     /// Re-run the detector on the raw samples instead of using the stored events.
     #[arg(long)]
     pub redetect: bool,
@@ -27,6 +28,9 @@ pub struct Args {
 
 /// Run the command.
 pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(t) = args.tolerance_samples {
+        anyhow::ensure!(t.is_finite() && t > 0.0, "--tolerance-samples must be a positive number of samples, got {t}");
+    }
     let opts = AnalysisOptions { tolerance_samples: args.tolerance_samples, ..Default::default() };
     let progress = crate::analyze::Progress::new(args.files.len());
     let mut total = ScoreCounts::default();
@@ -65,7 +69,10 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     if per_file.is_empty() {
         anyhow::bail!("no file with ground truth could be scored");
     }
-    let sopts = ScoreOptions { tolerance_samples: args.tolerance_samples, rate_hz, ..Default::default() };
+    let mut sopts = ScoreOptions::for_rate(rate_hz);
+    if let Some(t) = args.tolerance_samples {
+        sopts.tolerance_samples = t;
+    }
     let aggregate = report_from_counts(total, &sopts);
     if args.json {
         let v = serde_json::json!({ "files": per_file, "aggregate": aggregate, "errors": errors });
