@@ -72,12 +72,14 @@ fn a_full_run_over_modbus_tcp_and_scpi_writes_a_gap_free_file_and_finds_the_shim
             true_onsets.push(onset);
         }
     }
-    let detected: Vec<f64> = run
-        .events
-        .iter()
-        .filter(|e| e.kind == nanoecr_core::EventKind::Spike && e.magnitude.abs() >= 7e-4)
-        .map(|e| e.onset_time_s)
-        .collect();
+    let spike_onsets = |min: f64| -> Vec<f64> {
+        run.events
+            .iter()
+            .filter(|e| e.kind == nanoecr_core::EventKind::Spike && e.magnitude.abs() >= min)
+            .map(|e| e.onset_time_s)
+            .collect()
+    };
+    let (detected, detected_any) = (spike_onsets(7e-4), spike_onsets(0.0));
     let t_end = run.data.time_s.last().copied().unwrap_or(0.0);
     let t_start = run.data.time_s[0] + run.settle_s.unwrap_or(0.5) + 0.1;
     let in_run: Vec<f64> = true_onsets.into_iter().filter(|t| *t > t_start && *t < t_end - 0.01).collect();
@@ -87,9 +89,13 @@ fn a_full_run_over_modbus_tcp_and_scpi_writes_a_gap_free_file_and_finds_the_shim
         in_run.len()
     );
     anyhow::ensure!(in_run.len() >= 15, "only {} large true spikes to score", in_run.len());
-    let found = in_run.iter().filter(|t| detected.iter().any(|d| (d - *t).abs() <= 0.002)).count();
-    // A detected large spike is real when it matches any true spike (noise can lift a true
+    // Recall and precision as `nanoecr score` defines them for |x| ≥ 7e-4: a true large spike is
+    // found when any detected spike matches it (noise can read a true 7.2e-4 spike as 6.9e-4;
+    // requiring the reading ≥ 7e-4 too made the figure depend on the noise realisation, which
+    // moves with the one-sample race between the shim's clock and the host's first command), and
+    // a detected large spike is real when it matches any true spike (noise can lift a true
     // 6.5e-4 spike over 7e-4).
+    let found = in_run.iter().filter(|t| detected_any.iter().any(|d| (d - *t).abs() <= 0.002)).count();
     let real = detected.iter().filter(|d| all_true_onsets.iter().any(|t| (*d - t).abs() <= 0.002)).count();
     let recall = found as f64 / in_run.len() as f64;
     let precision = real as f64 / detected.len().max(1) as f64;
