@@ -10,7 +10,9 @@
 //! share it without inventing a third protocol.
 //!
 //! Start-up prints one line per endpoint on stdout, then `READY`:
-//! `MODBUS_TCP 127.0.0.1:40123`, `MODBUS_RTU /dev/pts/7`, `SCPI /dev/pts/8`. The process runs
+//! `MODBUS_TCP 127.0.0.1:40123`, `MODBUS_RTU /dev/pts/7`, `SCPI /dev/pts/8`,
+//! `SCPI_TCP 127.0.0.1:40124` (`--smu-listen`). `--smu-model` picks the instrument emulated
+//! (`keithley-2450`, `keysight-b2900`, `nanoecr-scpi`). The process runs
 //! until its stdin closes, then writes the ground truth (`--ground-truth PATH`) and exits.
 //!
 //! Never depends on `nanoecr-hw`: host and device agree through the wire only.
@@ -53,6 +55,18 @@ pub struct Args {
     /// Also serve the source-measure unit (SCPI) on a new pseudo-terminal.
     #[arg(long)]
     pub smu: bool,
+    /// Also serve the source-measure unit on this TCP address (port 0 picks a free port).
+    #[arg(long)]
+    pub smu_listen: Option<SocketAddr>,
+    /// Source-measure unit emulated: keithley-2450, keysight-b2900 or nanoecr-scpi.
+    #[arg(long, default_value = "nanoecr-scpi")]
+    pub smu_model: smu_shim::Model,
+    /// Keithley 2450: the command set `*LANG?` reports (SCPI, SCPI2400 or TSP).
+    #[arg(long, default_value = "SCPI")]
+    pub smu_lang: String,
+    /// Keysight B2900: model name in `*IDN?`.
+    #[arg(long, default_value = "B2901A")]
+    pub smu_idn_model: String,
     /// SCPI reply terminator: lf, crlf or cr.
     #[arg(long, default_value = "lf")]
     pub smu_terminator: String,
@@ -89,6 +103,9 @@ pub struct Args {
     /// Fault: the reply to SCPI query N is garbage.
     #[arg(long)]
     pub smu_garbage_after: Option<u64>,
+    /// Fault: close the SCPI TCP connection at this device time, s (a LAN drop mid-run).
+    #[arg(long)]
+    pub smu_drop_after_s: Option<f64>,
 }
 
 /// `FC:CODE[@N]` → (function, code, from request).
@@ -135,10 +152,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         garbage_after: args.garbage_after,
         truncate_after: args.truncate_after,
     };
-    let meter = if args.smu {
+    if args.smu_drop_after_s.is_some() && args.smu_listen.is_none() {
+        bail!("--smu-drop-after-s needs --smu-listen (it drops the SCPI TCP connection)");
+    }
+    let meter = if args.smu || args.smu_listen.is_some() {
         Some(Arc::new(Meter::new(MeterConfig {
+            model: args.smu_model,
             circuit_resistance_ohm: cfg.raw.simulation.circuit_resistance_ohm,
             terminator: terminator(&args.smu_terminator)?,
+            lang: args.smu_lang.clone(),
+            idn_model: args.smu_idn_model.clone(),
+            // The frame's sample clock drives the wire; its reset starts the run
+            // (SMU-CONTRACT.md "Alignment").
+            gate_on_frame_reset: true,
+            drop_after_s: args.smu_drop_after_s,
             compliance_at_s: args.compliance_at_s,
             latency: Duration::from_millis(args.smu_latency_ms),
             garbage_after: args.smu_garbage_after,
@@ -200,14 +227,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         });
     }
-    let scpi = match &meter {
-        Some(m) => {
-            let server = smu_shim::serve_pty(m.clone(), stop.clone()).context("opening the SCPI pseudo-terminal")?;
-            lines.push(format!("SCPI {}", server.path));
-            Some(server)
-        }
-        None => None,
-    };
+    let mut scpi = Vec::new();
+    if let (Some(m), true) = (&meter, args.smu) {
+        let server = smu_shim::serve_pty(m.clone(), stop.clone()).context("opening the SCPI pseudo-terminal")?;
+        lines.push(format!("SCPI {}", server.path));
+        scpi.push(server.thread);
+    }
+    if let (Some(m), Some(addr)) = (&meter, args.smu_listen) {
+        let server = smu_shim::serve_tcp(m.clone(), addr, stop.clone()).with_context(|| format!("binding {addr}"))?;
+        lines.push(format!("SCPI_TCP {}", server.addr));
+        scpi.push(server.thread);
+    }
 
     let clock_frame = frame.clone();
     let clock_stop = stop.clone();
@@ -238,8 +268,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     });
     stop.store(true, Ordering::Relaxed);
     let _ = clock.join();
-    if let Some(s) = scpi {
-        let _ = s.thread.join();
+    for t in scpi {
+        let _ = t.join();
     }
     if let Some(path) = &args.ground_truth {
         let f = lock(&frame);

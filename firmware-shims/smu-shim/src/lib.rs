@@ -1,49 +1,89 @@
 //! # smu-shim
 //!
-//! The reference implementation of the source-measure unit's SCPI dialect (docs/hardware.md):
-//! a [`Meter`] that sources a voltage, is triggered once per load-frame sample by the shared
-//! trigger ([`Meter::trigger`], carrying the frame's sequence number and the pillar's current
-//! factor from `nanoecr-sim`) and buffers one current reading per trigger; [`serve_pty`] speaks
-//! SCPI for it on a pseudo-terminal.
+//! Firmware shims of the source-measure units nanoecr drives, with `nanoecr-sim` physics
+//! behind them. One [`Meter`] hosts one instrument model ([`Model`]):
 //!
-//! Written from the documentation, not from `nanoecr-hw`'s client: the two must agree through
-//! the wire only.
+//! - `keithley-2450` ([`k2450`]): native SCPI of the Keithley 2450 (Reference Manual
+//!   2450-901-01), trigger model, reading buffers with 1-based indices;
+//! - `keysight-b2900` ([`b2900`]): Keysight B2900 SCPI (SCPI Command Reference), arm/trigger,
+//!   trace buffer, `:FORM REAL,64` definite-length blocks and the status word;
+//! - `nanoecr-scpi` ([`inhouse`]): the in-house dialect of earlier nanoecr versions.
+//!
+//! The load frame's sample clock drives the meter's trigger input ([`Meter::trigger`], one call
+//! per frame sample with the pillar's current factor), as the rear digital I/O line 1 / B2900
+//! EXT1 does on the real rig; timer triggers run from the meter's own clock. [`serve_pty`] and
+//! [`serve_tcp`] speak the model's SCPI on a pseudo-terminal or a raw TCP socket (the
+//! instruments' port 5025 service); [`scpi`] is the instrument-side parser all models share.
+//!
+//! Written from the instruments' documentation, never from `nanoecr-hw`'s client: the two must
+//! agree through the wire only.
 
-use std::collections::VecDeque;
+pub mod b2900;
+pub mod cli;
+pub mod inhouse;
+pub mod k2450;
+pub mod scpi;
+
 use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serialport::{SerialPort, TTYPort};
 
-/// Reading flag: the output is limiting current at its compliance.
-pub const FLAG_COMPLIANCE: u8 = 1;
-/// Reading flag: the current exceeded the measurement range; the value reads 9.9E37.
-pub const FLAG_OVERRANGE: u8 = 2;
-/// Reading flag: the output was off when the reading was taken.
-pub const FLAG_OUTPUT_OFF: u8 = 4;
+pub use inhouse::{FLAG_COMPLIANCE, FLAG_OUTPUT_OFF, FLAG_OVERRANGE, SCPI_OVERFLOW};
 
-/// SCPI's "overflow" value, sent for out-of-range readings.
-pub const SCPI_OVERFLOW: f64 = 9.9e37;
+use crate::scpi::{ErrorQueue, ScpiError, Unit};
 
-/// Buffered readings kept at most; older ones are dropped (a visible sequence gap).
-pub const BUFFER_CAPACITY: usize = 65_536;
-/// Highest `<n>` accepted by `:TRAC:DATA?` in one query.
-pub const MAX_READINGS_PER_QUERY: usize = 1024;
+/// Which instrument the shim emulates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Model {
+    /// The in-house dialect (`nanoecr-scpi`).
+    NanoecrScpi,
+    /// Keithley 2450 SourceMeter, native SCPI command set.
+    Keithley2450,
+    /// Keysight B2900 series (B2901A/B2902A/B2911A/B2912A and B-models).
+    KeysightB2900,
+}
+
+impl std::str::FromStr for Model {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "nanoecr-scpi" => Ok(Self::NanoecrScpi),
+            "keithley-2450" => Ok(Self::Keithley2450),
+            "keysight-b2900" => Ok(Self::KeysightB2900),
+            other => {
+                Err(format!("unknown SMU model {other:?} (expected keithley-2450, keysight-b2900 or nanoecr-scpi)"))
+            }
+        }
+    }
+}
 
 /// How the meter behaves, including injected faults.
 #[derive(Debug, Clone)]
 pub struct MeterConfig {
+    /// The instrument emulated.
+    pub model: Model,
     /// Resistance of the circuit without the pillar's change, Ω: I = factor · V / R.
     pub circuit_resistance_ohm: f64,
     /// Reply terminator (`\n`, `\r\n` or `\r`).
     pub terminator: String,
-    /// Measurement range, A: larger magnitudes read as overflow.
+    /// In-house model: measurement range, A (larger magnitudes read as overflow).
     pub range_a: f64,
-    /// Serial number in `*IDN?`.
+    /// In-house model: serial number in `*IDN?`.
     pub serial: String,
+    /// Keithley 2450: the command set `*LANG?` reports (`SCPI`, `SCPI2400` or `TSP`).
+    pub lang: String,
+    /// Keysight B2900: the model name in `*IDN?` (`B2901A`, `B2912B`, …).
+    pub idn_model: String,
+    /// Whether the trigger wire is live only after the frame's counter restarted (the frame's
+    /// Modbus reset) following the meter's arming: true when a load frame drives the wire
+    /// (SMU-CONTRACT.md "Alignment"), false for the standalone clock.
+    pub gate_on_frame_reset: bool,
     /// Fault: from this device time on (s since the frame's reset) the output is in compliance
     /// (as if the pillar shorted).
     pub compliance_at_s: Option<f64>,
@@ -51,283 +91,371 @@ pub struct MeterConfig {
     pub latency: Duration,
     /// Fault: the reply to the n-th query (1-based) is garbage.
     pub garbage_after: Option<u64>,
+    /// Fault: close the TCP connection once the device time reaches this (a LAN drop mid-run).
+    pub drop_after_s: Option<f64>,
 }
 
 impl Default for MeterConfig {
     fn default() -> Self {
         Self {
+            model: Model::NanoecrScpi,
             circuit_resistance_ohm: 5e6,
             terminator: "\n".into(),
             range_a: 0.1,
             serial: "SHIM-0002".into(),
+            lang: "SCPI".into(),
+            idn_model: "B2901A".into(),
+            gate_on_frame_reset: true,
             compliance_at_s: None,
             latency: Duration::ZERO,
             garbage_after: None,
+            drop_after_s: None,
         }
     }
 }
 
-/// One buffered reading.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Reading {
-    /// Shared-trigger sequence number (the load frame's).
-    pub seq: u64,
-    /// Current, A (SCPI_OVERFLOW when over range).
-    pub current_a: f64,
-    /// FLAG_* bits.
-    pub flags: u8,
+/// The pillar as the trigger wire last saw it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sample {
+    /// Device time since the frame's reset, s.
+    pub time_s: f64,
+    /// Current relative to V/R.
+    pub current_factor: f64,
 }
 
+/// One measurement as a source-measure unit takes it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measured {
+    /// Current, A (9.9E37 on overflow).
+    pub current_a: f64,
+    /// The source was limited by its current limit (compliance).
+    pub compliance: bool,
+    /// The reading exceeded the measurement range.
+    pub overflow: bool,
+}
+
+/// State shared by every model: status registers, error queue, the wire, the meter's own clock.
 #[derive(Debug)]
-struct State {
-    voltage_v: f64,
-    compliance_a: f64,
-    output_on: bool,
-    buffer: VecDeque<Reading>,
-    latest: Option<Reading>,
-    errors: VecDeque<(i32, &'static str)>,
-    queries: u64,
-    /// Device times at which the output entered compliance (ground truth).
+pub struct Ctx {
+    /// Configuration (faults, resistance).
+    pub cfg: MeterConfig,
+    /// The error/event queue.
+    pub errors: ErrorQueue,
+    /// Standard event status register (IEEE 488.2 §11.5.1).
+    pub esr: u8,
+    /// Standard event status enable register.
+    pub ese: u8,
+    /// Service request enable register.
+    pub sre: u8,
+    /// The pillar at the latest frame sample.
+    pub last: Sample,
+    /// Own-clock time (s) of the latest frame reset.
+    pub reset_clock_s: f64,
+    /// Frame resets seen so far.
+    pub frame_resets: u64,
+    /// Whether a frame reset followed the latest arming (the wire is live).
+    pub reset_since_arm: bool,
+    origin: Instant,
     compliance_onsets_s: Vec<f64>,
     in_compliance: bool,
 }
 
-impl State {
-    fn reset(&mut self) {
-        self.voltage_v = 0.0;
-        self.compliance_a = 1.05e-4;
-        self.output_on = false;
-        self.buffer.clear();
-        self.latest = None;
-        self.errors.clear();
+impl Ctx {
+    fn new(cfg: MeterConfig) -> Self {
+        Self {
+            errors: ErrorQueue::new(32),
+            esr: 0,
+            ese: 0,
+            sre: 0,
+            last: Sample { time_s: 0.0, current_factor: 1.0 },
+            reset_clock_s: 0.0,
+            frame_resets: 0,
+            reset_since_arm: false,
+            origin: Instant::now(),
+            compliance_onsets_s: Vec::new(),
+            in_compliance: false,
+            cfg,
+        }
+    }
+
+    /// The meter's own clock, s since power-on (its crystal, independent of the frame).
+    pub fn clock_s(&self) -> f64 {
+        self.origin.elapsed().as_secs_f64()
+    }
+
+    /// Queue an error and set its event bit in the ESR (IEEE 488.2 §11.5.1.1: command errors
+    /// set CME, execution errors EXE, device-specific DDE, query errors QYE).
+    pub fn error(&mut self, e: ScpiError) {
+        self.esr |= match e.code {
+            -199..=-100 => 0x20,
+            -299..=-200 => 0x10,
+            -499..=-400 => 0x04,
+            _ => 0x08,
+        };
+        self.errors.push(e);
+    }
+
+    /// The status byte (IEEE 488.2 §11.2; bit 2 = error queue not empty on both the 2450 and
+    /// the B2900, bit 5 = ESB, bit 6 = MSS).
+    pub fn stb(&self) -> u8 {
+        let mut stb = 0u8;
+        if !self.errors.is_empty() {
+            stb |= 0x04;
+        }
+        if self.esr & self.ese != 0 {
+            stb |= 0x20;
+        }
+        if stb & self.sre & !0x40 != 0 {
+            stb |= 0x40;
+        }
+        stb
+    }
+
+    /// Whether the trigger wire reaches the meter now.
+    pub fn wire_live(&self) -> bool {
+        !self.cfg.gate_on_frame_reset || self.reset_since_arm
+    }
+
+    /// The meter was armed (`:INIT`): pulses count only after the next frame reset.
+    pub fn armed(&mut self) {
+        self.reset_since_arm = false;
+    }
+
+    /// Measure the current of the simulated pillar: I = factor · V / R, limited at `limit_a`
+    /// (compliance, also from the `--compliance-at-s` fault) and 9.9E37 beyond 105 % of a
+    /// fixed range (`range_a`; `None` = autorange).
+    pub fn measure(
+        &mut self,
+        output_on: bool,
+        voltage_v: f64,
+        limit_a: f64,
+        range_a: Option<f64>,
+        s: Sample,
+    ) -> Measured {
+        let v = if output_on { voltage_v } else { 0.0 };
+        let mut current_a = s.current_factor * v / self.cfg.circuit_resistance_ohm;
+        let shorted = output_on && self.cfg.compliance_at_s.is_some_and(|t| s.time_s >= t);
+        let compliance = output_on && (shorted || current_a.abs() >= limit_a);
+        if compliance {
+            current_a = limit_a.copysign(if current_a == 0.0 { 1.0 } else { current_a });
+            if !self.in_compliance {
+                self.compliance_onsets_s.push(s.time_s);
+            }
+        }
+        self.in_compliance = compliance;
+        let overflow = range_a.is_some_and(|r| current_a.abs() > 1.05 * r);
+        if overflow {
+            current_a = SCPI_OVERFLOW;
+        }
+        Measured { current_a, compliance, overflow }
+    }
+
+    /// Handle the IEEE 488.2 common commands all models share; `None` if `u` is not one.
+    fn common(&mut self, u: &Unit) -> Option<Result<Option<Vec<u8>>, ScpiError>> {
+        let name = u.common.as_deref()?;
+        let reply = |s: String| Some(Ok(Some(s.into_bytes())));
+        let num = |u: &Unit| -> Result<u8, ScpiError> {
+            scpi::arity(&u.params, 1, 1)?;
+            let v = scpi::number(&u.params[0], scpi::NumSpec { min: 0.0, max: 255.0, default: 0.0, unit: "" })?;
+            Ok(v.round() as u8)
+        };
+        match (name, u.query) {
+            ("*CLS", false) => {
+                self.errors.clear();
+                self.esr = 0;
+                Some(Ok(None))
+            }
+            ("*ESR", true) => {
+                let v = self.esr;
+                self.esr = 0;
+                reply(v.to_string())
+            }
+            ("*ESE", false) => Some(num(u).map(|v| {
+                self.ese = v;
+                None
+            })),
+            ("*ESE", true) => reply(self.ese.to_string()),
+            ("*SRE", false) => Some(num(u).map(|v| {
+                self.sre = v;
+                None
+            })),
+            ("*SRE", true) => reply(self.sre.to_string()),
+            ("*STB", true) => reply(self.stb().to_string()),
+            // Every command completes before the next is parsed here, so the operation-complete
+            // handshakes are immediate (IEEE 488.2 §12.5).
+            ("*OPC", true) => reply("1".into()),
+            ("*OPC", false) => {
+                self.esr |= 0x01;
+                Some(Ok(None))
+            }
+            ("*WAI", false) => Some(Ok(None)),
+            _ => None,
+        }
     }
 }
 
-/// The simulated source-measure unit.
+/// The model-specific part of the instrument.
+#[derive(Debug)]
+enum Instrument {
+    InHouse(inhouse::InHouse),
+    K2450(Box<k2450::K2450>),
+    B2900(Box<b2900::B2900>),
+}
+
+#[derive(Debug)]
+struct Inner {
+    ctx: Ctx,
+    inst: Instrument,
+    queries: u64,
+}
+
+/// The simulated source-measure unit: one model, its wire and its faults.
 #[derive(Debug)]
 pub struct Meter {
     cfg: MeterConfig,
-    state: Mutex<State>,
-}
-
-fn parse_bool(arg: &str) -> Option<bool> {
-    match arg {
-        "ON" | "1" => Some(true),
-        "OFF" | "0" => Some(false),
-        _ => None,
-    }
-}
-
-/// Long SCPI mnemonics → the short forms the dispatcher matches.
-fn shorten(word: &str) -> &str {
-    match word {
-        "SOURCE" => "SOUR",
-        "FUNCTION" => "FUNC",
-        "VOLTAGE" => "VOLT",
-        "LEVEL" => "LEV",
-        "SENSE" => "SENS",
-        "CURRENT" => "CURR",
-        "PROTECTION" => "PROT",
-        "OUTPUT" => "OUTP",
-        "STATE" => "STAT",
-        "SYSTEM" => "SYST",
-        "ERROR" => "ERR",
-        "TRACE" => "TRAC",
-        "POINTS" => "POIN",
-        "CLEAR" => "CLE",
-        other => other,
-    }
+    inner: Mutex<Inner>,
 }
 
 impl Meter {
-    /// A meter in its `*RST` state.
+    /// A meter in its power-on (`*RST`) state.
     pub fn new(cfg: MeterConfig) -> Self {
-        let mut state = State {
-            voltage_v: 0.0,
-            compliance_a: 0.0,
-            output_on: false,
-            buffer: VecDeque::with_capacity(BUFFER_CAPACITY),
-            latest: None,
-            errors: VecDeque::new(),
-            queries: 0,
-            compliance_onsets_s: Vec::new(),
-            in_compliance: false,
+        let inst = match cfg.model {
+            Model::NanoecrScpi => Instrument::InHouse(inhouse::InHouse::new(&cfg)),
+            Model::Keithley2450 => Instrument::K2450(Box::new(k2450::K2450::new(&cfg))),
+            Model::KeysightB2900 => Instrument::B2900(Box::new(b2900::B2900::new(&cfg))),
         };
-        state.reset();
-        Self { cfg, state: Mutex::new(state) }
+        Self { inner: Mutex::new(Inner { ctx: Ctx::new(cfg.clone()), inst, queries: 0 }), cfg }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    /// The configuration the meter was built with.
+    pub fn config(&self) -> &MeterConfig {
+        &self.cfg
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panicking holder cannot leave the state half-updated in a way that matters for a
         // test double; keep serving.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The shared trigger: the load frame took sample `seq` at device time `time_s`, when the
-    /// pillar's current relative to V/R was `current_factor`. Takes and buffers one reading.
+    /// The shared trigger wire: the load frame took sample `seq` at device time `time_s`, when
+    /// the pillar's current relative to V/R was `current_factor`.
     pub fn trigger(&self, seq: u64, time_s: f64, current_factor: f64) {
-        let mut s = self.lock();
-        let v = if s.output_on { s.voltage_v } else { 0.0 };
-        let mut current_a = current_factor * v / self.cfg.circuit_resistance_ohm;
-        let mut flags = if s.output_on { 0 } else { FLAG_OUTPUT_OFF };
-        let shorted = s.output_on && self.cfg.compliance_at_s.is_some_and(|t| time_s >= t);
-        if s.output_on && (shorted || current_a.abs() >= s.compliance_a) {
-            current_a = s.compliance_a.copysign(if current_a == 0.0 { 1.0 } else { current_a });
-            flags |= FLAG_COMPLIANCE;
-            if !s.in_compliance {
-                s.compliance_onsets_s.push(time_s);
-            }
-            s.in_compliance = true;
-        } else {
-            s.in_compliance = false;
+        let mut g = self.lock();
+        let Inner { ctx, inst, .. } = &mut *g;
+        let s = Sample { time_s, current_factor };
+        ctx.last = s;
+        match inst {
+            Instrument::InHouse(m) => m.trigger(seq, time_s, current_factor),
+            Instrument::K2450(m) => m.pulse(ctx, s),
+            Instrument::B2900(m) => m.pulse(ctx, s),
         }
-        if current_a.abs() > self.cfg.range_a {
-            current_a = SCPI_OVERFLOW;
-            flags |= FLAG_OVERRANGE;
-        }
-        let r = Reading { seq, current_a, flags };
-        if s.buffer.len() == BUFFER_CAPACITY {
-            s.buffer.pop_front();
-        }
-        s.buffer.push_back(r);
-        s.latest = Some(r);
     }
 
-    /// The frame was reset (new sequence from 0): forget buffered readings.
+    /// The frame was reset (its counter restarts at 0).
     pub fn reset_trigger(&self) {
-        let mut s = self.lock();
-        s.buffer.clear();
-        s.latest = None;
+        let mut g = self.lock();
+        let Inner { ctx, inst, .. } = &mut *g;
+        ctx.frame_resets += 1;
+        ctx.reset_since_arm = true;
+        ctx.reset_clock_s = ctx.clock_s();
+        ctx.last = Sample { time_s: 0.0, current_factor: ctx.last.current_factor };
+        if let Instrument::InHouse(m) = inst {
+            m.reset_trigger();
+        }
     }
 
     /// Device times at which the output entered compliance (for ground truth).
     pub fn compliance_onsets_s(&self) -> Vec<f64> {
-        self.lock().compliance_onsets_s.clone()
+        let g = self.lock();
+        match &g.inst {
+            Instrument::InHouse(m) => m.compliance_onsets_s(),
+            _ => g.ctx.compliance_onsets_s.clone(),
+        }
     }
 
-    /// Whether the n-th reply should be garbage (fault injection).
-    fn garbage_now(&self) -> bool {
-        let mut s = self.lock();
-        s.queries += 1;
-        self.cfg.garbage_after == Some(s.queries)
+    /// Device time of the run (s since the frame's reset), once the wire carries a run.
+    pub fn device_time_s(&self) -> Option<f64> {
+        let g = self.lock();
+        (!self.cfg.gate_on_frame_reset || g.ctx.frame_resets > 0).then_some(g.ctx.last.time_s)
     }
 
-    /// Handle one command line (terminator stripped). `Some(reply)` for queries.
-    pub fn handle(&self, line: &str) -> Option<String> {
-        let line = line.trim();
-        if line.is_empty() {
+    /// Handle one program message (terminator removed): execute its units in order and return
+    /// the response message (without terminator), `None` when nothing is to be sent.
+    pub fn handle(&self, message: &str) -> Option<Vec<u8>> {
+        let mut g = self.lock();
+        let Inner { ctx, inst, .. } = &mut *g;
+        if let Instrument::InHouse(m) = inst {
+            return m.handle(message).map(String::into_bytes);
+        }
+        let units = match scpi::split_units(message) {
+            Ok(u) => u,
+            Err(e) => {
+                ctx.error(e);
+                return None;
+            }
+        };
+        let mut path = Vec::new();
+        let mut responses: Vec<Vec<u8>> = Vec::new();
+        for text in units {
+            let unit = match scpi::parse_unit(text, &mut path) {
+                Ok(Some(u)) => u,
+                Ok(None) => continue,
+                Err(e) => {
+                    // IEEE 488.2 §6.1.6: a command error ends the parse of the message.
+                    ctx.error(e);
+                    break;
+                }
+            };
+            let result = match ctx.common(&unit) {
+                Some(r) => r,
+                None => match inst {
+                    Instrument::K2450(m) => m.execute(ctx, &unit),
+                    Instrument::B2900(m) => m.execute(ctx, &unit),
+                    Instrument::InHouse(_) => Err(ScpiError::UNDEFINED_HEADER),
+                },
+            };
+            match result {
+                Ok(Some(r)) => responses.push(r),
+                Ok(None) => {}
+                // An erroneous query produces no response (IEEE 488.2 §6.3.2.1): the client's
+                // read times out, as with the instrument, and the queue says why.
+                Err(e) => ctx.error(e),
+            }
+        }
+        if responses.is_empty() {
             return None;
         }
-        let (header, arg) = match line.split_once(char::is_whitespace) {
-            Some((h, a)) => (h, a.trim()),
-            None => (line, ""),
-        };
-        let header = header.to_ascii_uppercase();
-        let arg_upper = arg.to_ascii_uppercase();
-        let query = header.ends_with('?');
-        let path: Vec<&str> = header.trim_start_matches(':').trim_end_matches('?').split(':').map(shorten).collect();
-        let mut s = self.lock();
-        let err = |s: &mut State, code: i32, msg: &'static str| {
-            if s.errors.len() < 32 {
-                s.errors.push_back((code, msg));
-            }
-        };
-        let num = |a: &str| a.parse::<f64>().ok().filter(|v| v.is_finite());
-        match (path.as_slice(), query) {
-            (["*IDN"], true) => {
-                return Some(format!("NANOECR,SMU-SHIM-1,{},{}", self.cfg.serial, nanoecr_core::SOFTWARE_VERSION))
-            }
-            (["*RST"], false) => s.reset(),
-            (["*CLS"], false) => s.errors.clear(),
-            (["*OPC"], true) => return Some("1".into()),
-            (["SOUR", "FUNC"], false) => match arg_upper.as_str() {
-                "VOLT" | "VOLTAGE" => {}
-                "CURR" | "CURRENT" => err(&mut s, -221, "Settings conflict; only voltage sourcing"),
-                _ => err(&mut s, -224, "Illegal parameter value"),
-            },
-            (["SOUR", "FUNC"], true) => return Some("VOLT".into()),
-            (["SOUR", "VOLT"] | ["SOUR", "VOLT", "LEV"], false) => match num(arg) {
-                Some(v) if v.abs() <= 210.0 => s.voltage_v = v,
-                Some(_) => err(&mut s, -222, "Data out of range"),
-                None => err(&mut s, -104, "Data type error"),
-            },
-            (["SOUR", "VOLT"] | ["SOUR", "VOLT", "LEV"], true) => return Some(format!("{:E}", s.voltage_v)),
-            (["SENS", "CURR", "PROT"], false) => match num(arg) {
-                Some(a) if (1e-12..=1.05).contains(&a) => s.compliance_a = a,
-                Some(_) => err(&mut s, -222, "Data out of range"),
-                None => err(&mut s, -104, "Data type error"),
-            },
-            (["SENS", "CURR", "PROT"], true) => return Some(format!("{:E}", s.compliance_a)),
-            (["OUTP"] | ["OUTP", "STAT"], false) => match parse_bool(&arg_upper) {
-                Some(on) => s.output_on = on,
-                None => err(&mut s, -224, "Illegal parameter value"),
-            },
-            (["OUTP"] | ["OUTP", "STAT"], true) => return Some(if s.output_on { "1" } else { "0" }.into()),
-            (["READ"], true) => {
-                return Some(match s.latest {
-                    Some(r) => format!("{:E},{}", r.current_a, r.flags),
-                    None => format!("{:E},{}", SCPI_OVERFLOW, FLAG_OVERRANGE),
-                })
-            }
-            (["TRAC", "POIN"], true) => return Some(s.buffer.len().to_string()),
-            (["TRAC", "CLE"], false) => s.buffer.clear(),
-            (["TRAC", "DATA"], true) => {
-                let mut parts = arg.split(',').map(str::trim);
-                let n = parts.next().and_then(|p| p.parse::<usize>().ok());
-                let from = match parts.next() {
-                    Some(p) => p.parse::<u64>().ok().map(Some),
-                    None => Some(None),
-                };
-                let (Some(n), Some(from)) = (n, from) else {
-                    err(&mut s, -104, "Data type error");
-                    return Some(String::new());
-                };
-                if let Some(from) = from {
-                    // The acknowledgement: everything before `from` has been received.
-                    while s.buffer.front().is_some_and(|r| r.seq < from) {
-                        s.buffer.pop_front();
-                    }
-                }
-                let n = n.min(MAX_READINGS_PER_QUERY);
-                let mut out = String::with_capacity(n * 24);
-                for (i, r) in s.buffer.iter().take(n).enumerate() {
-                    if i > 0 {
-                        out.push(';');
-                    }
-                    out.push_str(&format!("{},{:E},{}", r.seq, r.current_a, r.flags));
-                }
-                if from.is_none() {
-                    // Without an acknowledgement the read itself pops (simple clients).
-                    let k = n.min(s.buffer.len());
-                    s.buffer.drain(..k);
-                }
-                return Some(out);
-            }
-            (["SYST", "ERR"] | ["SYST", "ERR", "NEXT"], true) => {
-                return Some(match s.errors.pop_front() {
-                    Some((code, msg)) => format!("{code},\"{msg}\""),
-                    None => "0,\"No error\"".into(),
-                })
-            }
-            (_, true) => {
-                err(&mut s, -113, "Undefined header");
-                // A query always gets a line, so a client never waits for its timeout on a typo.
-                return Some(String::new());
-            }
-            _ => err(&mut s, -113, "Undefined header"),
-        }
-        None
+        // IEEE 488.2 §8.4.1: response message units are separated by ';'.
+        Some(responses.join(&b';'))
     }
 
-    /// The reply bytes for one command line, with faults applied and the terminator appended.
-    pub fn reply_bytes(&self, line: &str) -> Option<Vec<u8>> {
-        let reply = self.handle(line)?;
+    /// The reply bytes for one program message, with faults applied and the terminator
+    /// appended.
+    pub fn reply_bytes(&self, message: &str) -> Option<Vec<u8>> {
+        let reply = self.handle(message)?;
         if !self.cfg.latency.is_zero() {
             std::thread::sleep(self.cfg.latency);
         }
-        let mut bytes = if self.garbage_now() { b"\x15\xfe#!garbage\x00".to_vec() } else { reply.into_bytes() };
+        let garbage = {
+            let mut g = self.lock();
+            g.queries += 1;
+            self.cfg.garbage_after == Some(g.queries)
+        };
+        let mut bytes = if garbage { b"\x15\xfe#!garbage\x00".to_vec() } else { reply };
         bytes.extend_from_slice(self.cfg.terminator.as_bytes());
         Some(bytes)
+    }
+
+    /// Advance the meter's own clock (timer triggers) without a frame sample.
+    pub fn poll_clock(&self) {
+        let mut g = self.lock();
+        let Inner { ctx, inst, .. } = &mut *g;
+        match inst {
+            Instrument::K2450(m) => m.run_timers(ctx),
+            Instrument::B2900(m) => m.run_timers(ctx),
+            Instrument::InHouse(_) => {}
+        }
     }
 }
 
@@ -350,7 +478,7 @@ pub fn serve_pty(meter: Arc<Meter>, stop: Arc<AtomicBool>) -> std::io::Result<Pt
     // Ours keeps the slave open (without TIOCEXCL or a flock, so a client may still open it
     // exclusively) only so the master never reads EIO while no client is connected.
     master.set_timeout(Duration::from_millis(50)).map_err(std::io::Error::from)?;
-    let thread = std::thread::Builder::new().name("scpi".into()).spawn(move || {
+    let thread = std::thread::Builder::new().name("scpi-pty".into()).spawn(move || {
         let _slave = slave;
         let mut line = Vec::with_capacity(256);
         let mut buf = [0u8; 4096];
@@ -379,11 +507,103 @@ pub fn serve_pty(meter: Arc<Meter>, stop: Arc<AtomicBool>) -> std::io::Result<Pt
                             }
                         }
                     }
-                } else if line.len() < 4096 {
+                } else if line.len() < 65_536 {
                     line.push(b);
                 }
             }
         }
     })?;
     Ok(PtyServer { path, thread })
+}
+
+/// The TCP socket a meter is served on (the instruments' raw-socket SCPI service, port 5025 on
+/// both the 2450 and the B2900).
+#[derive(Debug)]
+pub struct TcpServer {
+    /// The bound address (port 0 resolved).
+    pub addr: SocketAddr,
+    /// The accepting thread; ends when `stop` is set.
+    pub thread: JoinHandle<()>,
+}
+
+/// Serve `meter` on `addr` until `stop` is set: one thread per connection, `TCP_NODELAY`,
+/// messages end in `\n` (a preceding `\r` is dropped), replies end in the meter's terminator.
+/// With `drop_after_s`, each connection open when the device time reaches it is closed
+/// (a LAN drop); later connections are served.
+pub fn serve_tcp(meter: Arc<Meter>, addr: SocketAddr, stop: Arc<AtomicBool>) -> std::io::Result<TcpServer> {
+    let listener = TcpListener::bind(addr)?;
+    let addr = listener.local_addr()?;
+    listener.set_nonblocking(true)?;
+    let dropped = Arc::new(AtomicBool::new(false));
+    let thread = std::thread::Builder::new().name("scpi-tcp".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    let (meter, stop, dropped) = (meter.clone(), stop.clone(), dropped.clone());
+                    let _ = std::thread::Builder::new()
+                        .name("scpi-conn".into())
+                        .spawn(move || serve_connection(stream, &meter, &stop, &dropped));
+                }
+                // Non-blocking accept: nothing pending; look again shortly (not a test's
+                // synchronisation, the server's own poll).
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    })?;
+    Ok(TcpServer { addr, thread })
+}
+
+fn serve_connection(mut stream: TcpStream, meter: &Meter, stop: &AtomicBool, dropped: &AtomicBool) {
+    if stream.set_nonblocking(false).is_err()
+        || stream.set_nodelay(true).is_err()
+        || stream.set_read_timeout(Some(Duration::from_millis(20))).is_err()
+    {
+        return;
+    }
+    let drop_at = meter.config().drop_after_s;
+    let mut line = Vec::with_capacity(256);
+    let mut buf = [0u8; 4096];
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(t) = drop_at {
+            if !dropped.load(Ordering::Relaxed) && meter.device_time_s().is_some_and(|now| now >= t) {
+                dropped.store(true, Ordering::Relaxed);
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+        }
+        meter.poll_clock();
+        let n = match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                let text = String::from_utf8_lossy(&line).into_owned();
+                line.clear();
+                if let Some(reply) = meter.reply_bytes(&text) {
+                    if stream.write_all(&reply).and_then(|()| stream.flush()).is_err() {
+                        return;
+                    }
+                }
+            } else if line.len() < 65_536 {
+                line.push(b);
+            }
+        }
+    }
+}
+
+/// Format a number as the instruments print NR3 ASCII data (`+1.234567E-06`).
+pub fn nr3(v: f64) -> String {
+    let s = format!("{v:.6E}");
+    // Rust prints `1.234567E-6`; the instruments print a sign and a two-digit exponent.
+    let (mant, exp) = s.split_once('E').unwrap_or((&s, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let sign = if mant.starts_with('-') { "" } else { "+" };
+    format!("{sign}{mant}E{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
 }
