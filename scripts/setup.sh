@@ -26,6 +26,13 @@ import importlib, sys
 for m in ("h5py", "numpy", "nexusformat", "pymodbus", "scipy", "powerlaw"):
     importlib.import_module(m)
 PYEOF
+# pymeasure + pyvisa + pyvisa-py: the independent SCPI client of the SMU shims' HIL tests
+# (PyMeasure's Keithley2450 over pyvisa-py's raw TCP socket; no VISA library needed).
+$PY - 2>/dev/null <<'PYEOF' || pip_pkgs+=(pymeasure pyvisa pyvisa-py)
+import importlib
+for m in ("pymeasure", "pyvisa", "pyvisa_py"):
+    importlib.import_module(m)
+PYEOF
 if [ ${#pip_pkgs[@]} -gt 0 ]; then
     echo "setup: installing ${pip_pkgs[*]} (pip)" >&2
     $PY -m pip install -q --disable-pip-version-check --root-user-action=ignore "${pip_pkgs[@]}"

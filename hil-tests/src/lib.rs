@@ -38,6 +38,8 @@ pub struct Shim {
     pub rtu: Option<String>,
     /// `SCPI` pseudo-terminal, if served.
     pub scpi: Option<String>,
+    /// `SCPI_TCP` endpoint, if served (`--smu-listen` / `smu-shim --listen`).
+    pub scpi_tcp: Option<SocketAddr>,
 }
 
 impl Shim {
@@ -63,7 +65,7 @@ impl Shim {
                 }
             }
         });
-        let mut shim = Self { stdin: child.stdin.take(), child, tcp: None, rtu: None, scpi: None };
+        let mut shim = Self { stdin: child.stdin.take(), child, tcp: None, rtu: None, scpi: None, scpi_tcp: None };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -72,6 +74,7 @@ impl Shim {
                 Some(("MODBUS_TCP", a)) => shim.tcp = Some(a.parse().context("tcp address")?),
                 Some(("MODBUS_RTU", p)) => shim.rtu = Some(p.to_string()),
                 Some(("SCPI", p)) => shim.scpi = Some(p.to_string()),
+                Some(("SCPI_TCP", a)) => shim.scpi_tcp = Some(a.parse().context("scpi tcp address")?),
                 _ if line == "READY" => return Ok(shim),
                 _ => bail!("unexpected shim output {line:?}"),
             }
