@@ -1,0 +1,68 @@
+//! The keysight-b2900 model in the combined rig shim, driven by independent clients (pyvisa-py
+//! for the SMU, pymodbus for the frame): one reading per frame sample after the frame's reset,
+//! REAL,64 blocks parsed by pyvisa, and the LAN drop fault.
+
+use std::process::Command;
+
+use anyhow::Context;
+use nanoecr_hil_tests::{hil_toml, workspace_root, Shim};
+
+const SHIM: &str = env!("CARGO_BIN_EXE_rig-shim");
+
+fn run_script(args: &[String]) -> anyhow::Result<()> {
+    let probe =
+        Command::new("python3").args(["-c", "import pyvisa, pyvisa_py, pymodbus"]).status().context("python3")?;
+    anyhow::ensure!(probe.success(), "pyvisa-py / pymodbus are missing (scripts/setup.sh installs them)");
+    let script = workspace_root().join("hil-tests/python/b2900_rig.py");
+    let out = Command::new("python3").arg(&script).args(args).output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(out.status.success() && stdout.contains("ALL OK"), "b2900_rig.py {} failed", args[0]);
+    Ok(())
+}
+
+fn endpoints(shim: &Shim) -> anyhow::Result<Vec<String>> {
+    let frame = shim.tcp.context("MODBUS_TCP endpoint")?;
+    let smu = shim.scpi_tcp.context("SCPI_TCP endpoint")?;
+    Ok(vec![frame.ip().to_string(), frame.port().to_string(), smu.ip().to_string(), smu.port().to_string()])
+}
+
+#[test]
+fn b2900_takes_one_reading_per_frame_sample_after_the_reset() -> anyhow::Result<()> {
+    let shim = Shim::spawn(
+        SHIM,
+        &hil_toml(),
+        &["--tcp", "127.0.0.1:0", "--smu-model", "keysight-b2900", "--smu-listen", "127.0.0.1:0"],
+    )?;
+    let rate_hz = nanoecr_core::config::load(&hil_toml())?.rate_hz();
+    let mut args = vec!["align".to_string()];
+    args.extend(endpoints(&shim)?);
+    args.push(rate_hz.to_string());
+    run_script(&args)?;
+    shim.stop()?;
+    Ok(())
+}
+
+#[test]
+fn smu_drop_after_s_closes_the_scpi_connection_mid_run() -> anyhow::Result<()> {
+    let shim = Shim::spawn(
+        SHIM,
+        &hil_toml(),
+        &[
+            "--tcp",
+            "127.0.0.1:0",
+            "--smu-model",
+            "keysight-b2900",
+            "--smu-listen",
+            "127.0.0.1:0",
+            "--smu-drop-after-s",
+            "0.5",
+        ],
+    )?;
+    let mut args = vec!["drop".to_string()];
+    args.extend(endpoints(&shim)?);
+    args.push("0.5".into());
+    run_script(&args)?;
+    shim.stop()?;
+    Ok(())
+}
