@@ -107,10 +107,13 @@ enum Event {
     SourceLimit,
 }
 
-#[derive(Debug, Clone)]
+/// A wait block waits for up to three events (RM §6 `:TRIGger:BLOCk:WAIT` usage).
+type Events = [Option<Event>; 3];
+
+#[derive(Debug, Clone, Copy)]
 enum Block {
     BufferClear(usize),
-    Wait { events: Vec<Event>, clear_on_enter: bool, all: bool },
+    Wait { events: Events, clear_on_enter: bool, all: bool },
     Measure { buffer: usize, count: u64 },
     BranchCounter { target: u64, to: u32 },
     BranchAlways(u32),
@@ -126,6 +129,16 @@ struct Run {
     counters: BTreeMap<u32, u64>,
     pending: Vec<Event>,
     entered_wait: Option<u32>,
+}
+
+impl Run {
+    /// Record an event for a later wait block: a flag per event, as the instrument's event
+    /// memory (one pulse or many before the wait block is one event).
+    fn note(&mut self, e: Event) {
+        if !self.pending.contains(&e) {
+            self.pending.push(e);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -422,7 +435,7 @@ impl K2450 {
         if !self.trigger_in[0] {
             return;
         }
-        run.pending.push(Event::DigIo(1));
+        run.note(Event::DigIo(1));
         let t = ctx.reset_clock_s + s.time_s;
         self.advance(ctx, t, s);
     }
@@ -446,7 +459,7 @@ impl K2450 {
                 }
                 self.timers[n].fired += 1;
                 if let Some(run) = &mut self.run {
-                    run.pending.push(Event::Timer(n as u32 + 1));
+                    run.note(Event::Timer(n as u32 + 1));
                     let s = ctx.last;
                     self.advance(ctx, due, s);
                 }
@@ -461,7 +474,7 @@ impl K2450 {
         for _ in 0..1_000_000 {
             let Some(run) = &mut self.run else { return };
             let pc = run.pc;
-            let Some(block) = self.blocks.get(&pc).cloned() else {
+            let Some(block) = self.blocks.get(&pc).copied() else {
                 self.run = None;
                 return;
             };
@@ -471,20 +484,22 @@ impl K2450 {
                     run.pc += 1;
                 }
                 Block::Wait { events, clear_on_enter, all } => {
+                    let listed = |e: &Event| events.contains(&Some(*e));
                     if run.entered_wait != Some(pc) {
                         run.entered_wait = Some(pc);
                         if clear_on_enter {
-                            run.pending.retain(|e| !events.contains(e));
+                            run.pending.retain(|e| !listed(e));
                         }
                     }
                     let seen = |e: &Event| *e == Event::None || run.pending.contains(e);
-                    let go = if all { events.iter().all(seen) } else { events.iter().any(seen) };
+                    let mut waited = events.iter().flatten();
+                    let go = if all { waited.all(seen) } else { waited.any(seen) };
                     if !go {
                         return;
                     }
                     // RM §6 `:TRIGger:BLOCk:WAIT`: exiting the wait block clears the memory of
                     // the recorded events.
-                    run.pending.retain(|e| !events.contains(e));
+                    run.pending.retain(|e| !listed(e));
                     run.entered_wait = None;
                     run.pc += 1;
                 }
@@ -510,7 +525,7 @@ impl K2450 {
                 Block::BranchAlways(to) => run.pc = to,
                 Block::Delay | Block::Nop => run.pc += 1,
                 Block::Notify(n) => {
-                    run.pending.push(Event::Notify(n));
+                    run.note(Event::Notify(n));
                     run.pc += 1;
                 }
                 Block::SourceState(on) => {
@@ -611,7 +626,7 @@ impl K2450 {
                 }
                 ("*TRG", false) if self.lang == "SCPI" => {
                     if let Some(run) = &mut self.run {
-                        run.pending.push(Event::Command);
+                        run.note(Event::Command);
                         let (t, s) = (ctx.clock_s(), ctx.last);
                         self.advance(ctx, t, s);
                     }
@@ -994,7 +1009,7 @@ impl K2450 {
         if p.bloc_wait.matches(k).is_some() {
             arity(ps, 2, 6)?;
             let n = block_number(ps)?;
-            let mut events = vec![event(&ps[1])?];
+            let mut events: Events = [Some(event(&ps[1])?), None, None];
             let mut clear_on_enter = false;
             let mut all = false;
             let mut rest = &ps[2..];
@@ -1016,8 +1031,11 @@ impl K2450 {
                 if rest.len() < 2 {
                     return Err(ScpiError::MISSING_PARAM);
                 }
-                for e in &rest[1..] {
-                    events.push(event(e)?);
+                if rest.len() > 3 {
+                    return Err(ScpiError::PARAM_NOT_ALLOWED);
+                }
+                for (slot, e) in events[1..].iter_mut().zip(&rest[1..]) {
+                    *slot = Some(event(e)?);
                 }
             }
             return Ok(Some((n, Block::Wait { events, clear_on_enter, all })));

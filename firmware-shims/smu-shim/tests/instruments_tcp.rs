@@ -345,3 +345,56 @@ fn b2900_overflow_sets_bit_13_and_reads_9_9e37() {
     let v = numbers(&b.query(":TRAC:DATA?"));
     assert_eq!((v[0], v[2]), (9.9e37, 8192.0));
 }
+
+/// Poll `query` until `done` holds: waits on a condition, bounded for a loaded machine.
+fn wait_until(rig: &mut Rig, query: &str, done: impl Fn(&str) -> bool) -> String {
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = rig.query(query);
+        if done(&r) {
+            return r;
+        }
+        assert!(std::time::Instant::now() < end, "gave up waiting on {query:?} (last {r:?})");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn k2450_timer_trigger_paces_readings_from_its_own_clock() {
+    let mut k = Rig::new(Model::Keithley2450);
+    k2450_external_setup(&mut k, 3);
+    // SMU-CONTRACT.md timer variant; 2450 RM §6 `:TRIGger:TIMer<n>:…` and WAIT on TIMer1.
+    for line in [
+        ":DIG:LINE1:MODE DIG, IN",
+        ":TRIG:TIM1:DEL 2e-3",
+        ":TRIG:TIM1:COUN 0",
+        ":TRIG:TIM1:STAR:STIM NONE",
+        ":TRIG:TIM1:STAR:GEN OFF",
+        ":TRIG:TIM1:STAT ON",
+        ":TRIG:BLOC:WAIT 2, TIMER1",
+        ":OUTP ON",
+        ":INIT",
+    ] {
+        k.send(line);
+    }
+    assert_eq!(k.query(":SYST:ERR?"), "0,\"No error\"");
+    // The frame's wire does not pace a timer-triggered model (line 1 is no trigger input now).
+    k.frame_reset();
+    k.pulse(0, 1.0);
+    wait_until(&mut k, ":TRIG:STAT?", |r| r == "IDLE;IDLE;0");
+    assert_eq!(k.query(":TRAC:ACT? \"defbuffer1\""), "3");
+    let v = numbers(&k.query(":TRAC:DATA? 1, 3, \"defbuffer1\", REL"));
+    // Timer expiries are exact multiples of the delay on the meter's clock.
+    assert!((v[1] - 2e-3).abs() < 1e-9 && (v[2] - 4e-3).abs() < 1e-9, "{v:?}");
+}
+
+#[test]
+fn b2900_timer_trigger_takes_the_first_reading_at_init() {
+    let mut b = Rig::new(Model::KeysightB2900);
+    b2900_external_setup(&mut b, 3);
+    b.send(":TRIG:SOUR TIM;:TRIG:TIM 2e-3;:FORM:DATA ASC;:FORM:ELEM:SENS TIME;:OUTP ON;:INIT");
+    wait_until(&mut b, ":TRAC:POIN:ACT?", |r| r == "3");
+    let v = numbers(&b.query(":TRAC:DATA? 0,3"));
+    // CR §4 `:TRIGger:TIMer`: the interval between triggers; TIME counts from :INIT here.
+    assert!(v[0].abs() < 1e-9 && (v[1] - 2e-3).abs() < 1e-9 && (v[2] - 4e-3).abs() < 1e-9, "{v:?}");
+}
