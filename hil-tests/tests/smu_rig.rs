@@ -1,6 +1,6 @@
-//! The keysight-b2900 model in the combined rig shim, driven by independent clients (pyvisa-py
-//! for the SMU, pymodbus for the frame): one reading per frame sample after the frame's reset,
-//! REAL,64 blocks parsed by pyvisa, and the LAN drop fault.
+//! The keithley-2450 and keysight-b2900 models in the combined rig shim, driven by independent
+//! clients (pyvisa-py for the SMU, pymodbus for the frame): one reading per frame sample after
+//! the frame's reset, REAL,64 blocks parsed by pyvisa, and the LAN drop fault.
 
 use std::process::Command;
 
@@ -13,11 +13,11 @@ fn run_script(args: &[String]) -> anyhow::Result<()> {
     let probe =
         Command::new("python3").args(["-c", "import pyvisa, pyvisa_py, pymodbus"]).status().context("python3")?;
     anyhow::ensure!(probe.success(), "pyvisa-py / pymodbus are missing (scripts/setup.sh installs them)");
-    let script = workspace_root().join("hil-tests/python/b2900_rig.py");
+    let script = workspace_root().join("hil-tests/python/smu_rig.py");
     let out = Command::new("python3").arg(&script).args(args).output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    anyhow::ensure!(out.status.success() && stdout.contains("ALL OK"), "b2900_rig.py {} failed", args[0]);
+    anyhow::ensure!(out.status.success() && stdout.contains("ALL OK"), "smu_rig.py {} failed", args[0]);
     Ok(())
 }
 
@@ -27,20 +27,26 @@ fn endpoints(shim: &Shim) -> anyhow::Result<Vec<String>> {
     Ok(vec![frame.ip().to_string(), frame.port().to_string(), smu.ip().to_string(), smu.port().to_string()])
 }
 
-#[test]
-fn b2900_takes_one_reading_per_frame_sample_after_the_reset() -> anyhow::Result<()> {
-    let shim = Shim::spawn(
-        SHIM,
-        &hil_toml(),
-        &["--tcp", "127.0.0.1:0", "--smu-model", "keysight-b2900", "--smu-listen", "127.0.0.1:0"],
-    )?;
+fn align(model: &str, mode: &str) -> anyhow::Result<()> {
+    let shim =
+        Shim::spawn(SHIM, &hil_toml(), &["--tcp", "127.0.0.1:0", "--smu-model", model, "--smu-listen", "127.0.0.1:0"])?;
     let rate_hz = nanoecr_core::config::load(&hil_toml())?.rate_hz();
-    let mut args = vec!["align".to_string()];
+    let mut args = vec![mode.to_string()];
     args.extend(endpoints(&shim)?);
     args.push(rate_hz.to_string());
     run_script(&args)?;
     shim.stop()?;
     Ok(())
+}
+
+#[test]
+fn b2900_takes_one_reading_per_frame_sample_after_the_reset() -> anyhow::Result<()> {
+    align("keysight-b2900", "align-b2900")
+}
+
+#[test]
+fn k2450_takes_one_reading_per_frame_sample_after_the_reset() -> anyhow::Result<()> {
+    align("keithley-2450", "align-2450")
 }
 
 #[test]

@@ -1,13 +1,15 @@
-"""The keysight-b2900 shim inside the rig shim, driven by independent clients: pyvisa-py for the
-SMU (raw TCP socket; pyvisa parses the IEEE 488.2 definite-length blocks itself) and pymodbus
-for the load frame (docs/register-map.md). Written from the B2900 SCPI Command Reference and
-SMU-CONTRACT.md, sharing no code with nanoecr.
+"""An SMU model inside the rig shim, driven by independent clients: pyvisa-py for the SMU (raw
+TCP socket; pyvisa parses the B2900's IEEE 488.2 definite-length blocks itself) and pymodbus for
+the load frame (docs/register-map.md). Written from the Keithley 2450 Reference Manual, the B2900
+SCPI Command Reference and SMU-CONTRACT.md, sharing no code with nanoecr.
 
 Usage:
-  b2900_rig.py align FRAME_HOST FRAME_PORT SMU_HOST SMU_PORT RATE_HZ
-      arm the SMU on EXT1, reset the frame, wait for N readings, check one reading per frame
-      sample (timestamps one sample period apart, none before the reset, none after N).
-  b2900_rig.py drop FRAME_HOST FRAME_PORT SMU_HOST SMU_PORT DROP_S
+  smu_rig.py align-b2900 FRAME_HOST FRAME_PORT SMU_HOST SMU_PORT RATE_HZ
+  smu_rig.py align-2450 FRAME_HOST FRAME_PORT SMU_HOST SMU_PORT RATE_HZ
+      arm the SMU on its trigger input (B2900 EXT1 / 2450 digital I/O line 1), reset the frame,
+      wait for N readings, check one reading per frame sample (timestamps one sample period
+      apart, none before the reset, none after N).
+  smu_rig.py drop FRAME_HOST FRAME_PORT SMU_HOST SMU_PORT DROP_S
       reset the frame and keep querying until the shim closes the connection (a LAN drop);
       check it happened at or after DROP_S of device time.
 Prints one line per check and "ALL OK" at the end; any failed check raises.
@@ -51,10 +53,10 @@ def wait_for(cond, what, limit_s=30.0):
 
 
 idn = smu.query("*IDN?")
-assert idn.startswith("Keysight Technologies,B29"), idn
 print("idn", idn)
 
-if mode == "align":
+if mode == "align-b2900":
+    assert idn.startswith("Keysight Technologies,B29"), idn
     rate_hz = float(arg)
     n = 300
     for cmd in [
@@ -96,6 +98,44 @@ if mode == "align":
     ascii_values = [float(v) for v in smu.query(f":TRAC:DATA? 0,{n}").split(",")]
     assert len(ascii_values) == 3 * n
     assert all(abs(a - b) <= 1e-6 * abs(b) + 1e-20 for a, b in zip(ascii_values, values)), "ASCII differs from REAL,64"
+    smu.write(":ABOR")
+    smu.write(":OUTP OFF")
+    assert smu.query(":OUTP?") == "0"
+elif mode == "align-2450":
+    assert "MODEL 2450" in idn, idn
+    assert smu.query("*LANG?") == "SCPI"
+    rate_hz = float(arg)
+    n = 300
+    buf = '"defbuffer1"'
+    # 2450 Reference Manual section 6 (SCPI command reference), "Trigger model" in section 3.
+    for cmd in [
+        "*RST", "*CLS", ":SOUR:FUNC VOLT", ":SOUR:VOLT:RANG 5", ":SOUR:VOLT 5", ":SOUR:VOLT:ILIM 1e-4",
+        ':SENS:FUNC "CURR"', ":SENS:CURR:RANG 1e-4", ":SENS:CURR:NPLC 0.01", ":SENS:CURR:AZER OFF",
+        f":TRAC:POIN {n}, {buf}", f":TRAC:CLE {buf}", ":DIG:LINE1:MODE TRIG, IN", ":TRIG:DIG1:IN:EDGE FALL",
+        ':TRIG:LOAD "Empty"', f":TRIG:BLOC:BUFF:CLE 1, {buf}", ":TRIG:BLOC:WAIT 2, DIGIO1",
+        f":TRIG:BLOC:MDIG 3, {buf}, 1", f":TRIG:BLOC:BRAN:COUN 4, {n}, 2",
+    ]:
+        smu.write(cmd)
+    assert smu.query(":SYST:ERR:COUN?") == "0"
+    smu.write(":OUTP ON")
+    smu.write(":INIT")
+    assert smu.query("*OPC?") == "1"
+    c0 = frame_counter()
+    wait_for(lambda: frame_counter() > c0 + 20, "frame samples before the reset")
+    assert smu.query(f":TRAC:ACT:END? {buf}") == "0", "readings before the frame's reset"
+    reset_frame()
+    wait_for(lambda: smu.query(":TRIG:STAT?").startswith("IDLE"), "the trigger model to finish")
+    assert smu.query(f":TRAC:ACT:STAR? {buf}") == "1"
+    assert smu.query(f":TRAC:ACT:END? {buf}") == str(n)
+    values = smu.query_ascii_values(f':TRAC:DATA? 1, {n}, {buf}, READ, REL, SOURSTAT')
+    assert len(values) == 3 * n, len(values)
+    cur, rel, stat = values[0::3], values[1::3], values[2::3]
+    worst = max(abs(r - i / rate_hz) for i, r in enumerate(rel))
+    print(f"{n} readings, worst |REL - i/rate| {worst:.3e} s")
+    assert worst < 1e-6, worst
+    assert all(0.0 <= i < 1e-4 for i in cur), (min(cur), max(cur))
+    # Source status: output on (128), not limited (32 clear).
+    assert all(int(s) == 128 for s in stat), set(stat)
     smu.write(":ABOR")
     smu.write(":OUTP OFF")
     assert smu.query(":OUTP?") == "0"
