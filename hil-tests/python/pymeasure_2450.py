@@ -43,9 +43,10 @@ expected = 5.0 / r_ohm
 mean = statistics.mean(readings)
 print(f"current mean {mean:.6e} A, expected V/R = {expected:.6e} A, spread {min(readings):.6e}..{max(readings):.6e}")
 # The pillar in Ohmic contact reads V/R times a factor of 1 plus noise (1e-4 rms) and rare
-# resistivity spikes (down by at most a few per cent).
+# resistivity spikes (Δρ/ρ at most simulation.x_max = 10 %, about 1 ms long); before contact it
+# would read 2-30 % of V/R.
 assert abs(mean - expected) < 0.01 * expected, (mean, expected)
-assert all(abs(r - expected) < 0.05 * expected for r in readings), readings
+assert all(abs(r - expected) < 0.15 * expected for r in readings), readings
 k.disable_source()  # OUTPUT OFF
 assert not k.source_enabled, "output should be off"
 off = k.current
