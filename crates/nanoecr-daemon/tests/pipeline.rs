@@ -6,6 +6,9 @@ use nanoecr_core::{EndReason, EventKind, RunConfig, RunStatus, Segment};
 use nanoecr_daemon::run::{start_run, RunOptions};
 
 const DEMO: &str = include_str!("../../../config/demo.toml");
+/// `[limits]` keys that switch off every interlock judged on loop timing, for paced runs that
+/// check data: a busy machine may make them late but must not end them.
+const TIMING_INTERLOCKS_OFF: &str = "missed_deadline_fraction = 1.0";
 
 /// The demo pillar and bias with a short program: 0.5 s settle, 1 s load, 1 s hold, 1 s unload.
 fn short_config(extra: &[(&str, &str)]) -> RunConfig {
@@ -191,7 +194,7 @@ fn a_paced_100_khz_run_ticks_in_batches_and_gives_the_same_samples_as_an_unpaced
         ("\nload_s = 1.0", "\nload_s = 0.1"),
         ("hold_s = 1.0", "hold_s = 0.1"),
         ("unload_s = 1.0", "unload_s = 0.1"),
-        ("max_displacement_nm = 600.0", "max_displacement_nm = 600.0\nmissed_deadline_fraction = 1.0"),
+        ("max_displacement_nm = 600.0", &format!("max_displacement_nm = 600.0\n{TIMING_INTERLOCKS_OFF}")),
     ];
     let dir = tempfile::tempdir().expect("tempdir");
     let expected = short_config(&edits).expected_samples();
@@ -230,4 +233,80 @@ fn a_paced_100_khz_run_ticks_in_batches_and_gives_the_same_samples_as_an_unpaced
     assert_eq!(d.ticks, expected);
     assert_eq!(d.loop_lateness.total, d.ticks / 10 + 1);
     assert!(d.missed_deadlines <= d.ticks);
+}
+
+/// A simulated load frame whose `command` blocks once, at a given command, for a given time: a
+/// host stall injected deterministically (the sleep is the fault, not a synchronisation).
+struct StallingFrame {
+    inner: Box<dyn nanoecr_hw::LoadFrame>,
+    commands: u64,
+    stall_at_command: u64,
+    stall: std::time::Duration,
+}
+
+impl nanoecr_hw::LoadFrame for StallingFrame {
+    fn identify(&mut self) -> Result<nanoecr_hw::DeviceInfo, nanoecr_hw::HwError> {
+        self.inner.identify()
+    }
+    fn arm(&mut self, limits: &nanoecr_hw::FrameLimits) -> Result<(), nanoecr_hw::HwError> {
+        self.inner.arm(limits)
+    }
+    fn command(&mut self, command_un: f64, segment: Segment) -> Result<(), nanoecr_hw::HwError> {
+        if self.commands == self.stall_at_command {
+            std::thread::sleep(self.stall);
+        }
+        self.commands += 1;
+        self.inner.command(command_un, segment)
+    }
+    fn acquire(&mut self, out: &mut [nanoecr_hw::FrameReading]) -> Result<usize, nanoecr_hw::HwError> {
+        self.inner.acquire(out)
+    }
+    fn make_safe(&mut self) -> Result<(), nanoecr_hw::HwError> {
+        self.inner.make_safe()
+    }
+    fn ground_truth(&mut self) -> Option<Vec<nanoecr_core::Event>> {
+        self.inner.ground_truth()
+    }
+}
+
+/// A paced run on the simulated rig whose frame stalls `stall_ms` at command `at`.
+fn run_with_stall(
+    cfg: RunConfig,
+    dir: &Path,
+    name: &str,
+    at: u64,
+    stall_ms: u64,
+) -> (nanoecr_core::RunSummary, nanoecr_store::RunFile) {
+    let mut rig = nanoecr_hw::sim::rig(&cfg);
+    rig.frame = Box::new(StallingFrame {
+        inner: rig.frame,
+        commands: 0,
+        stall_at_command: at,
+        stall: std::time::Duration::from_millis(stall_ms),
+    });
+    let path: PathBuf = dir.join(name);
+    let handle =
+        start_run(cfg, rig, RunOptions { file_path: Some(path.clone()), ..Default::default() }).expect("starts");
+    let summary = handle.join().expect("run ends");
+    let file = nanoecr_store::read_run(&path).expect("run file readable");
+    (summary, file)
+}
+
+#[test]
+fn a_host_stall_that_blows_the_deadline_budget_unloads_safely_and_ends_aborted() {
+    // 1 kHz, stall 400 ms at command 1200 (t = 1.2 s, loading): every tick due during the stall
+    // ends after its next deadline, so at least 399 of ≈ 1600 ticks miss (> the default 5 %)
+    // however fast or slow the host is. A slower host only misses more.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (s, f) = run_with_stall(short_config(&[]), dir.path(), "stall.h5", 1200, 400);
+    assert_eq!(s.status, RunStatus::Aborted, "{}", s.end_reason);
+    assert!(s.end_reason.contains("deadline budget"), "{}", s.end_reason);
+    assert!(s.missed_deadlines >= 399, "{} missed", s.missed_deadlines);
+    assert_eq!(f.status, RunStatus::Aborted);
+    let first_safe = f.data.segment.iter().position(|&s| s == Segment::SafeUnload.code()).expect("safe unload");
+    assert!(f.data.segment[first_safe..].iter().all(|&s| s == Segment::SafeUnload.code()));
+    assert!(f.data.load_un.last().expect("samples").abs() < 5.0);
+    // Nothing lost: the stall delayed samples, it did not drop them.
+    assert!(f.data.seq.windows(2).all(|w| w[1] == w[0] + 1));
+    assert_eq!(s.dropped, 0);
 }
