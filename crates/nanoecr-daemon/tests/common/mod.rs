@@ -22,7 +22,7 @@ pub const DEMO: &str = include_str!("../../../../config/demo.toml");
 /// and delivery, not the host's timing: a busy CI machine may make a paced run late, but must
 /// not end it (the timing interlocks are tested deterministically, with a stalling rig, in
 /// tests/pipeline.rs; timing itself is measured in `just bench`).
-pub const TIMING_INTERLOCKS_OFF: &str = "missed_deadline_fraction = 1.0\n";
+pub const TIMING_INTERLOCKS_OFF: &str = "max_command_gap_ms = inf\nmax_late_fraction = 1.0\n";
 
 /// The demo with the timing interlocks off (see [`TIMING_INTERLOCKS_OFF`]).
 pub fn demo() -> String {
