@@ -50,6 +50,7 @@ fn paced(config: &Path, out: &Path) -> Result<LoopTiming> {
             max_us: h.max_us,
             cycles: h.total,
             priority: if d.realtime_scheduling { cyclictest::LOOP_PRIORITY } else { 0 },
+            late: d.late_wakeups,
         },
         missed: d.missed_deadlines,
         ticks: d.ticks,
