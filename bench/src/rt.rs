@@ -54,6 +54,8 @@ struct Demo {
     dropped: u64,
     realtime: bool,
     memory_locked: bool,
+    page_faults: u64,
+    preemptions: u64,
     loadavg: String,
     cyclictest: Latency,
 }
@@ -84,6 +86,8 @@ fn demo(cfg_path: &Path, out: &Path, interval_us: u64, seconds: f64) -> Result<D
         dropped: summary.dropped,
         realtime: d.realtime_scheduling,
         memory_locked: d.memory_locked,
+        page_faults: d.control_page_faults,
+        preemptions: d.control_preemptions,
         loadavg,
         cyclictest: ct,
     })
@@ -162,6 +166,18 @@ pub fn section(opts: &RtOptions, tmp: &Path) -> Result<(Vec<Row>, serde_json::Va
                 .note("denominator at least 1"),
         );
         rows.push(Row::new("rt", format!("{label}: stalls listed"), "per run", col(&|d| d.stalls as f64)));
+        rows.push(Row::new(
+            "rt",
+            format!("{label}: control-thread preemptions"),
+            "per run",
+            col(&|d| d.preemptions as f64),
+        ));
+        rows.push(Row::new(
+            "rt",
+            format!("{label}: control-thread page faults"),
+            "per run",
+            col(&|d| d.page_faults as f64),
+        ));
         rows.push(
             Row::new("rt", format!("{label}: samples dropped"), "samples", col(&|d| d.dropped as f64))
                 .target("0", |v| v == 0.0),

@@ -177,6 +177,14 @@ pub struct Diagnostics {
     /// The CPU the control thread was pinned to, if any.
     #[serde(default)]
     pub cpu: Option<usize>,
+    /// Page faults the control thread took between t0 and its last tick (getrusage
+    /// RUSAGE_THREAD, minor + major): each costs microseconds on the tick that takes it.
+    #[serde(default)]
+    pub control_page_faults: u64,
+    /// Times the control thread was preempted between t0 and its last tick (involuntary context
+    /// switches): another task, or a kernel thread, took its CPU.
+    #[serde(default)]
+    pub control_preemptions: u64,
 }
 
 impl Diagnostics {

@@ -562,7 +562,7 @@ fn compact(path: &Path) {
 }
 
 /// Scalars of `/entry/diagnostics`: (name, value, units).
-fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static str); 21] {
+fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static str); 23] {
     use DiagValue::{F64, I64, U64, U8};
     [
         ("loop_lateness_max_us", F64(d.loop_lateness.max_us), "us"),
@@ -586,6 +586,8 @@ fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static st
         ("stalls_overflow", U64(d.stalls_overflow), "1"),
         ("memory_locked", U8(u8::from(d.memory_locked)), "1"),
         ("cpu", I64(d.cpu.map_or(-1, |c| c as i64)), "1"),
+        ("control_page_faults", U64(d.control_page_faults), "1"),
+        ("control_preemptions", U64(d.control_preemptions), "1"),
     ]
 }
 

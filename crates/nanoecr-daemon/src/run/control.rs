@@ -310,6 +310,7 @@ impl ControlLoop {
             warm_up(wake_period);
         }
         let mut next_wake_k: u64 = 0;
+        let usage0 = thread_usage();
         let t0 = Instant::now();
         self.shared.set_start(t0);
 
@@ -530,6 +531,9 @@ impl ControlLoop {
         if let Some(st) = open_stall {
             diag.record_stall(st);
         }
+        let usage1 = thread_usage();
+        diag.control_page_faults = usage1.0.saturating_sub(usage0.0);
+        diag.control_preemptions = usage1.1.saturating_sub(usage0.1);
         diag.ring_high_water = high_water as u64;
         diag.load_tracking_rms_un = if tracking_n > 0 { (tracking_sq / tracking_n as f64).sqrt() } else { 0.0 };
         diag.load_tracking_max_un = tracking_max;
@@ -752,6 +756,19 @@ fn lock_memory() -> bool {
             tracing::warn!(error = %e, "could not lock memory (mlockall); page faults may delay ticks");
             false
         }
+    }
+}
+
+/// Page faults (minor + major) and involuntary context switches of the calling thread so far;
+/// zeros if the kernel does not say.
+fn thread_usage() -> (u64, u64) {
+    use nix::sys::resource::{getrusage, UsageWho};
+    match getrusage(UsageWho::RUSAGE_THREAD) {
+        Ok(u) => (
+            (u.minor_page_faults() + u.major_page_faults()).max(0) as u64,
+            u.involuntary_context_switches().max(0) as u64,
+        ),
+        Err(_) => (0, 0),
     }
 }
 
