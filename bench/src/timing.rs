@@ -30,7 +30,7 @@ pub struct LoopTiming {
     pub dropped: u64,
     /// Whether the loop got SCHED_FIFO.
     pub realtime: bool,
-    /// Final status (a deadline-budget abort would show here).
+    /// Final status (a timing-interlock abort would show here; the section switches them off).
     pub status: String,
 }
 

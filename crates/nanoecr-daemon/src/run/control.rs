@@ -20,10 +20,22 @@
 //!   batch run ahead of their own deadlines by design; they add no value of their own, so the
 //!   histogram holds about ticks / batch values and its quantiles are those of the wake-ups.
 //! - **Missed deadlines** (`missed_deadlines`) are counted per tick: a tick whose work ended
-//!   after the next tick's deadline, exactly as without batches. `limits.missed_deadline_fraction`
-//!   is therefore still the fraction of ticks that missed. A wake-up that comes L late misses
+//!   after the next tick's deadline, exactly as without batches (`limits.max_late_fraction`
+//!   judges them over the last `limits.late_window_s`). A wake-up that comes L late misses
 //!   about the first L / dt ticks of its batch, the ones that cannot catch up with their own
 //!   deadlines; on time, every tick of a batch ends well before its next deadline.
+//!
+//! After a stall (a wake-up ≥ 1 ms and more than one wake-up period late, listed in the
+//! diagnostics with its length and the ticks it affected) the catch-up depends on who clocks the
+//! samples: the simulated rig makes one sample per command, so its due ticks run back to back;
+//! a device samples into its FIFO on its own clock, so the loop skips to the newest due tick and
+//! sends one command at the current setpoint instead of a burst of stale ones (each a round trip
+//! that would make the next ticks late too).
+//!
+//! Timing interlocks (real-time runs): no command to the frame for more than
+//! `limits.max_command_gap_ms`, or more than `limits.max_late_fraction` of the last
+//! `limits.late_window_s` of ticks late. A load that stays more than `max_tracking_error_un` off
+//! its setpoint for `max_tracking_error_ms` trips too, paced or not.
 //!
 //! Aborts, interlocks, the safe-unload ramp and the rest phase are all evaluated every tick, and
 //! the loop never sleeps longer than one wake-up period, so a stop request or a trip takes
