@@ -271,6 +271,74 @@ impl nanoecr_hw::LoadFrame for StallingFrame {
     }
 }
 
+/// A simulated load frame whose `command` takes `slow` from a given command on: a host that
+/// cannot keep up, injected deterministically (each sleep is the fault itself).
+struct SlowFrame {
+    inner: Box<dyn nanoecr_hw::LoadFrame>,
+    commands: u64,
+    slow_from_command: u64,
+    slow: std::time::Duration,
+}
+
+impl nanoecr_hw::LoadFrame for SlowFrame {
+    fn identify(&mut self) -> Result<nanoecr_hw::DeviceInfo, nanoecr_hw::HwError> {
+        self.inner.identify()
+    }
+    fn arm(&mut self, limits: &nanoecr_hw::FrameLimits) -> Result<(), nanoecr_hw::HwError> {
+        self.inner.arm(limits)
+    }
+    fn command(&mut self, command_un: f64, segment: Segment) -> Result<(), nanoecr_hw::HwError> {
+        if self.commands >= self.slow_from_command {
+            std::thread::sleep(self.slow);
+        }
+        self.commands += 1;
+        self.inner.command(command_un, segment)
+    }
+    fn acquire(&mut self, out: &mut [nanoecr_hw::FrameReading]) -> Result<usize, nanoecr_hw::HwError> {
+        self.inner.acquire(out)
+    }
+    fn make_safe(&mut self) -> Result<(), nanoecr_hw::HwError> {
+        self.inner.make_safe()
+    }
+    fn ground_truth(&mut self) -> Option<Vec<nanoecr_core::Event>> {
+        self.inner.ground_truth()
+    }
+}
+
+#[test]
+fn a_host_that_cannot_keep_up_trips_the_late_tick_window() {
+    // 1 kHz; from command 1000 on every command takes 1.5 ms, longer than the 1 ms period, so
+    // every tick from there ends after its next deadline: the window (1 s = 1000 ticks) passes
+    // 20 % late about 200 ticks later, at t ≈ 1.2 s (a slower host only trips it earlier). The
+    // command-gap interlock is off so that it cannot trip first on a busy machine.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = short_config(&[("max_displacement_nm = 600.0", "max_displacement_nm = 600.0\nmax_command_gap_ms = inf")]);
+    let mut rig = nanoecr_hw::sim::rig(&cfg);
+    rig.frame = Box::new(SlowFrame {
+        inner: rig.frame,
+        commands: 0,
+        slow_from_command: 1000,
+        slow: std::time::Duration::from_micros(1500),
+    });
+    let path = dir.path().join("slow.h5");
+    let handle =
+        start_run(cfg, rig, RunOptions { file_path: Some(path.clone()), ..Default::default() }).expect("starts");
+    let s = handle.join().expect("run ends");
+    assert_eq!(s.status, RunStatus::Aborted, "{}", s.end_reason);
+    assert!(
+        s.end_reason.contains("missed their deadline") && s.end_reason.contains("> limits.max_late_fraction 20 %"),
+        "{}",
+        s.end_reason
+    );
+    let f = nanoecr_store::read_run(&path).expect("readable");
+    let trip = f.events.iter().find(|e| e.kind == EventKind::Interlock).expect("interlock event");
+    assert!(trip.magnitude > 0.2 && trip.magnitude <= 1.0, "fraction {}", trip.magnitude);
+    assert!(trip.onset_time_s <= 1.25, "tripped at {} s", trip.onset_time_s);
+    // The safe unload completed and nothing was lost on the way.
+    assert!(f.data.load_un.last().expect("samples").abs() < 5.0);
+    assert!(f.data.seq.windows(2).all(|w| w[1] == w[0] + 1));
+}
+
 /// A paced run on the simulated rig whose frame stalls `stall_ms` at command `at`.
 fn run_with_stall(
     cfg: RunConfig,

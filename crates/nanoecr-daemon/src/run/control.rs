@@ -818,6 +818,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_late_window_forgets_what_slid_out_and_counts_over_a_whole_window() {
+        // 1 s at 1 kHz: 32 buckets of 32 ticks (1024 ticks).
+        let mut w = LateWindow::new(1.0, 0.001);
+        assert_eq!(w.window_ticks(), 1024);
+        w.record(100, 100);
+        // A burst at the start weighs against a whole window, not against the ticks so far.
+        assert!((w.fraction() - 100.0 / 1024.0).abs() < 1e-12);
+        w.record(900, 0);
+        assert_eq!(w.late, 100);
+        // Past one window of on-time ticks, the burst has slid out entirely.
+        w.record(1100, 0);
+        assert_eq!(w.late, 0);
+        // Late ticks spread over buckets add up; skipped ticks count as late.
+        w.record(300, 300);
+        assert_eq!(w.late, 300);
+        assert!(w.fraction() > 0.2);
+    }
+
+    #[test]
     fn rates_up_to_10_khz_keep_one_tick_per_wakeup_and_faster_ones_batch_to_100_us() {
         for (rate_hz, batch) in [
             (1.0, 1),
