@@ -526,3 +526,20 @@ fn a_load_that_stops_following_its_setpoint_trips_the_tracking_interlock() {
     let after_s = trip.onset_time_s - first_off;
     assert!((0.0499..0.0511).contains(&after_s), "tripped {after_s} s after going off track");
 }
+
+#[test]
+fn a_paced_run_with_acquisition_cpu_pins_its_control_thread_and_says_so() {
+    // CPU 0 exists on every machine; validation refuses CPUs this process may not use.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let off = format!("max_displacement_nm = 600.0\n{TIMING_INTERLOCKS_OFF}");
+    let cfg = short_config(&[("settle_s = 0.5", "settle_s = 0.5\ncpu = 0"), ("max_displacement_nm = 600.0", &off)]);
+    assert_eq!(cfg.raw.acquisition.cpu, Some(0));
+    let (s, f) = run(cfg, dir.path(), "pinned.h5", RunOptions::default());
+    assert_eq!(s.status, RunStatus::Complete, "{}", s.end_reason);
+    let d = f.diagnostics.expect("diagnostics");
+    assert_eq!(d.cpu, Some(0), "the file records the CPU the loop ran on");
+    // Unpaced runs have no deadline to protect and are not pinned.
+    let (_, fast_file) =
+        run(short_config(&[("settle_s = 0.5", "settle_s = 0.5\ncpu = 0")]), dir.path(), "fast.h5", fast());
+    assert_eq!(fast_file.diagnostics.expect("diagnostics").cpu, None);
+}
