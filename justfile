@@ -21,7 +21,8 @@ hil:
     cargo test -p nanoecr-hil-tests -- --test-threads=1
 
 # Benchmarks (docs/performance.md): prints one table and writes it to bench/results/latest.json.
-# About 10 minutes; `just bench --quick` is a 2-minute smoke run, `--only timing,peer` picks sections,
+# About 17 minutes (the rt section alone ≈ 7: `--only rt`, `--rt-runs 20,10,10 --rt-seconds 5`);
+# `just bench --quick` is a short smoke run, `--only timing,peer` picks sections,
 # `--markdown FILE` also writes the table as Markdown.
 bench *ARGS:
     cargo run --release -p nanoecr-bench -- --out bench/results/latest.json {{ARGS}}

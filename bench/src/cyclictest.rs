@@ -21,6 +21,9 @@ pub struct Latency {
     pub cycles: u64,
     /// SCHED_FIFO priority asked for (0: none; cyclictest only).
     pub priority: u32,
+    /// Wake-ups later than one interval (cyclictest only; 0 elsewhere).
+    #[serde(default)]
+    pub late: u64,
 }
 
 /// The SCHED_FIFO priority the control loop asks for (crates/nanoecr-daemon/src/run/control.rs);
@@ -54,8 +57,10 @@ pub fn run(interval_us: u64, loops: u64) -> Result<Latency> {
     if !out.status.success() {
         bail!("cyclictest failed: {}", out.status);
     }
-    let mut l = parse(&String::from_utf8_lossy(&out.stdout))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut l = parse(&text)?;
     l.priority = priority;
+    l.late = count_above(&text, interval_us);
     Ok(l)
 }
 
@@ -95,7 +100,29 @@ pub fn parse(text: &str) -> Result<Latency> {
         }
         max_us
     };
-    Ok(Latency { p50_us: q(0.5), p99_us: q(0.99), p999_us: q(0.999), max_us, cycles: total, priority: 0 })
+    Ok(Latency { p50_us: q(0.5), p99_us: q(0.99), p999_us: q(0.999), max_us, cycles: total, priority: 0, late: 0 })
+}
+
+/// Wake-ups of a cyclictest histogram later than `threshold_us` (1 µs bins, so a bin `us`
+/// holds latencies in [us, us + 1)); overflows (beyond the histogram, which is always wider than
+/// one interval here) count as late.
+pub fn count_above(text: &str, threshold_us: u64) -> u64 {
+    let mut late = 0;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# Histogram Overflows:") {
+            late += rest.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        } else if !line.starts_with('#') {
+            let mut it = line.split_whitespace();
+            if let (Some(a), Some(b), None) = (it.next(), it.next(), it.next()) {
+                if let (Ok(us), Ok(n)) = (a.parse::<u64>(), b.parse::<u64>()) {
+                    if us >= threshold_us {
+                        late += n;
+                    }
+                }
+            }
+        }
+    }
+    late
 }
 
 /// Busy-looping shell processes, one per CPU, killed (by their own pids) when dropped.
@@ -146,5 +173,9 @@ mod tests {
         assert_eq!(l.p99_us, 6.0);
         assert_eq!(l.p999_us, 40.0);
         assert_eq!(l.max_us, 40.0);
+        // Late means ≥ the interval: 6 µs and 40 µs against a 6 µs interval, plus 2 overflows.
+        let with_overflow = text.replace("Overflows: 00000", "Overflows: 00002");
+        assert_eq!(count_above(&with_overflow, 6), 12);
+        assert_eq!(count_above(text, 41), 0);
     }
 }

@@ -9,6 +9,8 @@
 //! - [`timing`]: paced loop lateness and missed deadlines, idle and loaded, next to cyclictest.
 //! - [`memory`]: peak RSS of `nanoecr run --fast` at two run lengths.
 //! - [`peer`]: ours against bench/peers/peer.py (h5py, numpy, scipy, powerlaw).
+//! - [`rt`]: consecutive 5 s demos at 1, 10 and 100 kHz with the default interlocks, each next
+//!   to cyclictest (issue 15).
 //!
 //! Helpers: [`report`] (rows, medians, rendering, machine), [`child`] (wall time and peak RSS of
 //! a child process), [`configs`] (configs derived from config/demo.toml), [`cyclictest`] (the OS
@@ -25,6 +27,7 @@ mod detector;
 mod e2e;
 mod memory;
 mod peer;
+mod rt;
 mod timing;
 // SECTIONS-END
 
@@ -58,6 +61,12 @@ struct Args {
     /// Only these sections (repeat or comma-separate); all when absent.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Section>,
+    /// rt section: demos at 1 kHz, 10 kHz and 100 kHz (default 20,10,10; `--quick` 3,2,2).
+    #[arg(long, value_delimiter = ',', num_args = 3)]
+    rt_runs: Option<Vec<usize>>,
+    /// rt section: length of each demo and of each cyclictest run after it, s (default 5).
+    #[arg(long)]
+    rt_seconds: Option<f64>,
     /// Internal: run the command after `--` and report its wall time and peak RSS as JSON.
     #[arg(long, hide = true)]
     internal_measure: bool,
@@ -90,6 +99,8 @@ enum Section {
     Memory,
     /// The Python peer on the same files.
     Peer,
+    /// Consecutive demos at 1, 10 and 100 kHz with the default interlocks, next to cyclictest.
+    Rt,
 }
 
 /// Everything written to `--out`.
@@ -167,7 +178,7 @@ fn run(args: &Args) -> Result<()> {
         let name = section_name(*s);
         eprintln!("== {name}");
         let ts = Instant::now();
-        let result = run_section(*s, Size::of(args), tmp.path());
+        let result = run_section(*s, Size::of(args), &rt_options(args), tmp.path());
         match result {
             Ok(r) => {
                 rows.extend(r.rows);
@@ -243,7 +254,26 @@ impl Size {
     }
 }
 
-fn run_section(s: Section, size: Size, tmp: &Path) -> Result<SectionResult> {
+/// The rt section's demo counts and length from the flags (defaults per size).
+fn rt_options(args: &Args) -> rt::RtOptions {
+    let mut o = rt::RtOptions::default();
+    match Size::of(args) {
+        Size::Full => {}
+        Size::Quick => o.runs = [3, 2, 2],
+        Size::Smoke => (o.runs, o.seconds) = ([1, 1, 1], 1.0),
+    }
+    if let Some(r) = &args.rt_runs {
+        for (slot, n) in o.runs.iter_mut().zip(r) {
+            *slot = *n;
+        }
+    }
+    if let Some(s) = args.rt_seconds.filter(|s| s.is_finite() && *s > 0.0) {
+        o.seconds = s;
+    }
+    o
+}
+
+fn run_section(s: Section, size: Size, rt_opts: &rt::RtOptions, tmp: &Path) -> Result<SectionResult> {
     let quick = size != Size::Full;
     let (rows, details) = match s {
         Section::Ring => (ring::section(size), serde_json::Value::Null),
@@ -253,6 +283,7 @@ fn run_section(s: Section, size: Size, tmp: &Path) -> Result<SectionResult> {
         Section::Timing => timing::section(quick, tmp)?,
         Section::Memory => memory::section(quick, tmp)?,
         Section::Peer => peer::section(quick, tmp)?,
+        Section::Rt => rt::section(rt_opts, tmp)?,
     };
     Ok(SectionResult { rows, details })
 }
@@ -266,6 +297,7 @@ fn section_name(s: Section) -> &'static str {
         Section::Timing => "timing",
         Section::Memory => "memory",
         Section::Peer => "peer",
+        Section::Rt => "rt",
     }
 }
 

@@ -35,8 +35,17 @@ fn a_full_run_over_modbus_tcp_and_scpi_writes_a_gap_free_file_and_finds_the_shim
     let shim = Shim::spawn(SHIM, &cfg_path, &["--tcp", "127.0.0.1:0", "--smu", "--ground-truth", gt_arg])?;
 
     // The shim's device clock, the host loop and the test harness share this machine's two cores,
-    // so ticks overrun more often than on a real rig; the deadline interlock is tested elsewhere.
-    let cfg = hil_config_from(&cfg_path, &shim, Transport::Tcp, |c| c.raw.limits.missed_deadline_fraction = 0.5)?;
+    // so ticks overrun more often than on a real rig. This test checks data (a complete, gap-free
+    // file and the spikes in it), not the host's timing: the timing interlocks are off (they are
+    // tested deterministically with a stalling rig in crates/nanoecr-daemon/tests/pipeline.rs).
+    // For the same reason the reply timeouts get seconds of margin (hil.toml: 100 ms frame,
+    // 250 ms meter): a shim process descheduled for a few hundred ms on a loaded machine is not
+    // the fault under test here (timeouts have their own tests in faults.rs).
+    let cfg = hil_config_from(&cfg_path, &shim, Transport::Tcp, |c| {
+        c.raw.limits = c.raw.limits.clone().without_timing_interlocks();
+        c.raw.hardware.loadframe.timeout_ms = 2000;
+        c.raw.hardware.smu.timeout_ms = 2000;
+    })?;
     let rig = nanoecr_hw::open_rig(&cfg)?;
     let file = dir.path().join("hil.h5");
     let expected = cfg.expected_samples();

@@ -105,6 +105,24 @@ impl LatencyHistogram {
     }
 }
 
+/// Stalls a run file lists at most; later ones are counted in
+/// [`Diagnostics::stalls_overflow`]. Fixed so the control loop never allocates for them and the
+/// file reserves their rows when it is created.
+pub const STALL_CAPACITY: usize = 64;
+
+/// A host hiccup seen by a paced loop: a wake-up later than one wake-up period and at least
+/// 1 ms, with the ticks it made late.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stall {
+    /// Run time of the deadline the loop woke up late for, s.
+    pub start_s: f64,
+    /// How late the loop ran at worst during the stall, µs.
+    pub length_us: f64,
+    /// Ticks affected: those that ended after their next deadline, plus those skipped (a
+    /// device-clocked rig's stale ticks), until the loop was back on time.
+    pub ticks: u64,
+}
+
 /// Everything the run file records about how the acquisition itself behaved.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Diagnostics {
@@ -134,6 +152,58 @@ pub struct Diagnostics {
     pub paced: bool,
     /// RMS of (load − setpoint) after settle, µN.
     pub load_tracking_rms_un: f64,
+    /// Largest |load − setpoint| after settle while following the program, µN.
+    #[serde(default)]
+    pub load_tracking_max_un: f64,
+    /// Wake-ups that came later than one wake-up period (what cyclictest counts as late).
+    #[serde(default)]
+    pub late_wakeups: u64,
+    /// Ticks a device-clocked rig skipped after a stall (their setpoints were stale; the
+    /// device's FIFO kept their samples). Always 0 on the simulated rig, whose ticks are samples.
+    #[serde(default)]
+    pub skipped_ticks: u64,
+    /// Longest interval between two commands to the frame, µs (paced runs).
+    #[serde(default)]
+    pub max_command_gap_us: f64,
+    /// Host stalls, in order, at most [`STALL_CAPACITY`].
+    #[serde(default)]
+    pub stalls: Vec<Stall>,
+    /// Stalls that did not fit in [`Diagnostics::stalls`].
+    #[serde(default)]
+    pub stalls_overflow: u64,
+    /// Whether the process memory was locked (mlockall) for the run.
+    #[serde(default)]
+    pub memory_locked: bool,
+    /// The CPU the control thread was pinned to, if any.
+    #[serde(default)]
+    pub cpu: Option<usize>,
+    /// Page faults the control thread took between t0 and its last tick (getrusage
+    /// RUSAGE_THREAD, minor + major): each costs microseconds on the tick that takes it.
+    #[serde(default)]
+    pub control_page_faults: u64,
+    /// Times the control thread was preempted between t0 and its last tick (involuntary context
+    /// switches): another task, or a kernel thread, took its CPU.
+    #[serde(default)]
+    pub control_preemptions: u64,
+}
+
+impl Diagnostics {
+    /// Empty diagnostics with room for [`STALL_CAPACITY`] stalls reserved, so that
+    /// [`Diagnostics::record_stall`] never allocates.
+    pub fn with_stall_capacity() -> Self {
+        Self { stalls: Vec::with_capacity(STALL_CAPACITY), ..Self::default() }
+    }
+
+    /// Add a stall to the list, or count it as overflow when the list is full. Allocation-free
+    /// after [`Diagnostics::with_stall_capacity`].
+    #[inline]
+    pub fn record_stall(&mut self, stall: Stall) {
+        if self.stalls.len() < STALL_CAPACITY && self.stalls.len() < self.stalls.capacity() {
+            self.stalls.push(stall);
+        } else {
+            self.stalls_overflow += 1;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -153,6 +223,23 @@ mod tests {
         assert_eq!(h.counts[LATENCY_BINS - 1], 1);
         assert_eq!(h.total, 7);
         assert_eq!(h.max_us, 1e12);
+    }
+
+    #[test]
+    fn the_stall_list_keeps_its_capacity_and_counts_overflow() {
+        let mut d = Diagnostics::with_stall_capacity();
+        let cap = d.stalls.capacity();
+        for i in 0..STALL_CAPACITY + 5 {
+            d.record_stall(Stall { start_s: i as f64, length_us: 1000.0, ticks: 1 });
+        }
+        assert_eq!(d.stalls.len(), STALL_CAPACITY);
+        assert_eq!(d.stalls.capacity(), cap, "no reallocation");
+        assert_eq!(d.stalls_overflow, 5);
+        assert_eq!(d.stalls[STALL_CAPACITY - 1].start_s, (STALL_CAPACITY - 1) as f64);
+        // Without reserved room nothing is pushed (never an allocation on the control thread).
+        let mut empty = Diagnostics::default();
+        empty.record_stall(Stall::default());
+        assert_eq!((empty.stalls.len(), empty.stalls_overflow), (0, 1));
     }
 
     #[test]

@@ -21,7 +21,9 @@ pub enum EndReason {
     Signal(String),
     /// Writing the run file failed (disk full, …); acquisition was stopped safely.
     StorageFault(String),
-    /// The loop missed more deadlines than the configured budget allows.
+    /// The loop missed more deadlines than a whole-run budget allowed. Written by versions
+    /// before the timing interlocks (now [`EndReason::Interlock`] naming
+    /// `limits.max_command_gap_ms` or `limits.max_late_fraction`); kept to read old records.
     DeadlineBudget(String),
 }
 

@@ -6,6 +6,9 @@ use nanoecr_core::{EndReason, EventKind, RunConfig, RunStatus, Segment};
 use nanoecr_daemon::run::{start_run, RunOptions};
 
 const DEMO: &str = include_str!("../../../config/demo.toml");
+/// `[limits]` keys that switch off every interlock judged on loop timing, for paced runs that
+/// check data: a busy machine may make them late but must not end them.
+const TIMING_INTERLOCKS_OFF: &str = "max_command_gap_ms = inf\nmax_late_fraction = 1.0";
 
 /// The demo pillar and bias with a short program: 0.5 s settle, 1 s load, 1 s hold, 1 s unload.
 fn short_config(extra: &[(&str, &str)]) -> RunConfig {
@@ -119,7 +122,9 @@ fn an_interlock_trip_unloads_safely_and_ends_aborted() {
 #[test]
 fn an_operator_abort_ramps_down_and_records_the_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = short_config(&[]);
+    // Paced, so the timing interlocks are off: a busy machine must not end it first.
+    let off = format!("max_displacement_nm = 600.0\n{TIMING_INTERLOCKS_OFF}");
+    let cfg = short_config(&[("max_displacement_nm = 600.0", &off)]);
     let rig = nanoecr_hw::sim::rig(&cfg);
     let path = dir.path().join("abort.h5");
     // Paced, so the abort lands mid-run: wait for the first progress update after the settle.
@@ -183,7 +188,7 @@ fn a_paced_100_khz_run_ticks_in_batches_and_gives_the_same_samples_as_an_unpaced
     // other. The simulated world steps once per command, so if every tick of a batch keeps its
     // own time, setpoint, command and reads, the two files hold the same bits. 0.2 s settle +
     // 3 × 0.1 s: 50 000 samples, half a second paced. The default 100 kHz ring (4 s) holds the
-    // whole run, and the deadline budget is off, so a busy machine can make the paced run late
+    // whole run, and the timing interlocks are off, so a busy machine can make the paced run late
     // but cannot change what it records.
     let edits = [
         ("rate_hz = 1000", "rate_hz = 100000"),
@@ -191,7 +196,7 @@ fn a_paced_100_khz_run_ticks_in_batches_and_gives_the_same_samples_as_an_unpaced
         ("\nload_s = 1.0", "\nload_s = 0.1"),
         ("hold_s = 1.0", "hold_s = 0.1"),
         ("unload_s = 1.0", "unload_s = 0.1"),
-        ("max_displacement_nm = 600.0", "max_displacement_nm = 600.0\nmissed_deadline_fraction = 1.0"),
+        ("max_displacement_nm = 600.0", &format!("max_displacement_nm = 600.0\n{TIMING_INTERLOCKS_OFF}")),
     ];
     let dir = tempfile::tempdir().expect("tempdir");
     let expected = short_config(&edits).expected_samples();
@@ -230,4 +235,311 @@ fn a_paced_100_khz_run_ticks_in_batches_and_gives_the_same_samples_as_an_unpaced
     assert_eq!(d.ticks, expected);
     assert_eq!(d.loop_lateness.total, d.ticks / 10 + 1);
     assert!(d.missed_deadlines <= d.ticks);
+}
+
+/// A simulated load frame whose `command` blocks once, at a given command, for a given time: a
+/// host stall injected deterministically (the sleep is the fault, not a synchronisation).
+struct StallingFrame {
+    inner: Box<dyn nanoecr_hw::LoadFrame>,
+    commands: u64,
+    stall_at_command: u64,
+    stall: std::time::Duration,
+}
+
+impl nanoecr_hw::LoadFrame for StallingFrame {
+    fn identify(&mut self) -> Result<nanoecr_hw::DeviceInfo, nanoecr_hw::HwError> {
+        self.inner.identify()
+    }
+    fn arm(&mut self, limits: &nanoecr_hw::FrameLimits) -> Result<(), nanoecr_hw::HwError> {
+        self.inner.arm(limits)
+    }
+    fn command(&mut self, command_un: f64, segment: Segment) -> Result<(), nanoecr_hw::HwError> {
+        if self.commands == self.stall_at_command {
+            std::thread::sleep(self.stall);
+        }
+        self.commands += 1;
+        self.inner.command(command_un, segment)
+    }
+    fn acquire(&mut self, out: &mut [nanoecr_hw::FrameReading]) -> Result<usize, nanoecr_hw::HwError> {
+        self.inner.acquire(out)
+    }
+    fn make_safe(&mut self) -> Result<(), nanoecr_hw::HwError> {
+        self.inner.make_safe()
+    }
+    fn ground_truth(&mut self) -> Option<Vec<nanoecr_core::Event>> {
+        self.inner.ground_truth()
+    }
+}
+
+/// A simulated load frame whose `command` takes `slow` from a given command on: a host that
+/// cannot keep up, injected deterministically (each sleep is the fault itself).
+struct SlowFrame {
+    inner: Box<dyn nanoecr_hw::LoadFrame>,
+    commands: u64,
+    slow_from_command: u64,
+    slow: std::time::Duration,
+}
+
+impl nanoecr_hw::LoadFrame for SlowFrame {
+    fn identify(&mut self) -> Result<nanoecr_hw::DeviceInfo, nanoecr_hw::HwError> {
+        self.inner.identify()
+    }
+    fn arm(&mut self, limits: &nanoecr_hw::FrameLimits) -> Result<(), nanoecr_hw::HwError> {
+        self.inner.arm(limits)
+    }
+    fn command(&mut self, command_un: f64, segment: Segment) -> Result<(), nanoecr_hw::HwError> {
+        if self.commands >= self.slow_from_command {
+            std::thread::sleep(self.slow);
+        }
+        self.commands += 1;
+        self.inner.command(command_un, segment)
+    }
+    fn acquire(&mut self, out: &mut [nanoecr_hw::FrameReading]) -> Result<usize, nanoecr_hw::HwError> {
+        self.inner.acquire(out)
+    }
+    fn make_safe(&mut self) -> Result<(), nanoecr_hw::HwError> {
+        self.inner.make_safe()
+    }
+    fn ground_truth(&mut self) -> Option<Vec<nanoecr_core::Event>> {
+        self.inner.ground_truth()
+    }
+}
+
+#[test]
+fn a_host_that_cannot_keep_up_trips_the_late_tick_window() {
+    // 1 kHz; from command 1000 on every command takes 1.5 ms, longer than the 1 ms period, so
+    // every tick from there ends after its next deadline: the window (1 s = 1000 ticks) passes
+    // 20 % late about 200 ticks later, at t ≈ 1.2 s (a slower host only trips it earlier). The
+    // command-gap interlock is off so that it cannot trip first on a busy machine.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = short_config(&[("max_displacement_nm = 600.0", "max_displacement_nm = 600.0\nmax_command_gap_ms = inf")]);
+    let mut rig = nanoecr_hw::sim::rig(&cfg);
+    rig.frame = Box::new(SlowFrame {
+        inner: rig.frame,
+        commands: 0,
+        slow_from_command: 1000,
+        slow: std::time::Duration::from_micros(1500),
+    });
+    let path = dir.path().join("slow.h5");
+    let handle =
+        start_run(cfg, rig, RunOptions { file_path: Some(path.clone()), ..Default::default() }).expect("starts");
+    let s = handle.join().expect("run ends");
+    assert_eq!(s.status, RunStatus::Aborted, "{}", s.end_reason);
+    assert!(
+        s.end_reason.contains("missed their deadline") && s.end_reason.contains("> limits.max_late_fraction 20 %"),
+        "{}",
+        s.end_reason
+    );
+    let f = nanoecr_store::read_run(&path).expect("readable");
+    let trip = f.events.iter().find(|e| e.kind == EventKind::Interlock).expect("interlock event");
+    assert!(trip.magnitude > 0.2 && trip.magnitude <= 1.0, "fraction {}", trip.magnitude);
+    assert!(trip.onset_time_s <= 1.25, "tripped at {} s", trip.onset_time_s);
+    // The safe unload completed and nothing was lost on the way.
+    assert!(f.data.load_un.last().expect("samples").abs() < 5.0);
+    assert!(f.data.seq.windows(2).all(|w| w[1] == w[0] + 1));
+}
+
+/// A paced run on the simulated rig whose frame stalls `stall_ms` at command `at`.
+fn run_with_stall(
+    cfg: RunConfig,
+    dir: &Path,
+    name: &str,
+    at: u64,
+    stall_ms: u64,
+) -> (nanoecr_core::RunSummary, nanoecr_store::RunFile) {
+    let mut rig = nanoecr_hw::sim::rig(&cfg);
+    rig.frame = Box::new(StallingFrame {
+        inner: rig.frame,
+        commands: 0,
+        stall_at_command: at,
+        stall: std::time::Duration::from_millis(stall_ms),
+    });
+    let path: PathBuf = dir.join(name);
+    let handle =
+        start_run(cfg, rig, RunOptions { file_path: Some(path.clone()), ..Default::default() }).expect("starts");
+    let summary = handle.join().expect("run ends");
+    let file = nanoecr_store::read_run(&path).expect("run file readable");
+    (summary, file)
+}
+
+/// Runs Python; fails the test (never skips) when python3 or h5py is missing.
+fn python(script: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 must be installed (scripts/setup.sh)");
+    assert!(
+        out.status.success(),
+        "python check failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_host_stall_longer_than_the_command_gap_limit_unloads_safely_and_names_the_interlock() {
+    // 1 kHz, the frame blocks 150 ms at command 1200 (t = 1.2 s, loading): the next command goes
+    // out ≥ 150 ms after the previous one, past the default limits.max_command_gap_ms (20 ms),
+    // however fast or slow the host is (a slower host only makes the gap longer, or trips the
+    // same interlock earlier on a stall of its own: either way it is this interlock). The
+    // late-tick window is off so that it cannot trip first on a busy machine.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = short_config(&[("max_displacement_nm = 600.0", "max_displacement_nm = 600.0\nmax_late_fraction = 1.0")]);
+    let (s, f) = run_with_stall(cfg, dir.path(), "stall.h5", 1200, 150);
+    assert_eq!(s.status, RunStatus::Aborted, "{}", s.end_reason);
+    assert!(
+        s.end_reason.starts_with("interlock: no command to the frame for ")
+            && s.end_reason.contains("> limits.max_command_gap_ms 20 ms"),
+        "{}",
+        s.end_reason
+    );
+    assert_eq!(s.interlocks, 1);
+    let trip = f.events.iter().find(|e| e.kind == EventKind::Interlock).expect("interlock event in the file");
+    assert!(trip.magnitude > 20.0, "gap {} ms", trip.magnitude);
+    assert_eq!(f.status, RunStatus::Aborted);
+    let first_safe = f.data.segment.iter().position(|&s| s == Segment::SafeUnload.code()).expect("safe unload");
+    assert!(f.data.segment[first_safe..].iter().all(|&s| s == Segment::SafeUnload.code()));
+    assert!(f.data.load_un.last().expect("samples").abs() < 5.0);
+    // Nothing lost: the stall delayed samples, it did not drop them.
+    assert!(f.data.seq.windows(2).all(|w| w[1] == w[0] + 1));
+    assert_eq!(s.dropped, 0);
+    let d = f.diagnostics.expect("diagnostics");
+    assert!(d.max_command_gap_us > 20_000.0, "{}", d.max_command_gap_us);
+}
+
+#[test]
+fn a_short_host_stall_is_listed_in_the_file_not_fatal_and_h5py_reads_the_list() {
+    // 1 kHz, the frame blocks 12 ms at command 1200: under the 20 ms command-gap limit, and 12
+    // late ticks are 1.2 % of the 1 s window (limit 20 %): not fatal. The file lists
+    // the stall: starting at the deadline the loop woke late for (t = 1.201 s: the stall is in
+    // the work of tick 1200), ≥ 11 ms late (12 ms less the period tick 1200 had for its work),
+    // ≥ 11 ticks affected (every tick due during the stall ends after its next deadline). The
+    // timing interlocks are off here: this test checks the list, and a busy machine may add
+    // stalls of its own (a slower host only lengthens ours).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = short_config(&[(
+        "max_displacement_nm = 600.0",
+        &format!("max_displacement_nm = 600.0\n{TIMING_INTERLOCKS_OFF}"),
+    )]);
+    let (s, f) = run_with_stall(cfg, dir.path(), "hiccup.h5", 1200, 12);
+    assert_eq!(s.status, RunStatus::Complete, "{}", s.end_reason);
+    assert_eq!(s.dropped, 0);
+    let d = f.diagnostics.expect("diagnostics");
+    let stall = d
+        .stalls
+        .iter()
+        .find(|st| (1.2..1.25).contains(&st.start_s) && st.length_us >= 11_000.0)
+        .unwrap_or_else(|| panic!("the injected stall is listed: {:?}", d.stalls));
+    assert!(stall.ticks >= 11, "{stall:?}");
+    assert!(d.max_command_gap_us >= 12_000.0);
+    assert!(d.late_wakeups >= 1);
+    let path = dir.path().join("hiccup.h5");
+    let out = python(
+        r#"
+import sys, h5py, numpy as np
+d = h5py.File(sys.argv[1], "r")["entry/diagnostics"]
+n = int(d["stall_count"][()])
+assert 1 <= n <= d["stall_start_time"].shape[0], n
+assert d["stall_start_time"].attrs["units"] in (b"s", "s")
+assert d["stall_length_us"].attrs["units"] in (b"us", "us")
+start, length, ticks = d["stall_start_time"][:n], d["stall_length_us"][:n], d["stall_ticks"][:n]
+assert np.isnan(d["stall_start_time"][n:]).all()
+hit = np.flatnonzero((start >= 1.2) & (start < 1.25) & (length >= 11000.0))
+assert hit.size == 1, (start, length)
+assert ticks[hit[0]] >= 11, ticks
+assert int(d["stalls_overflow"][()]) == 0
+print(n, start[hit[0]], length[hit[0]], ticks[hit[0]])
+"#,
+        &[path.to_str().expect("utf-8 path")],
+    );
+    let fields: Vec<f64> = out.split_whitespace().map(|x| x.parse().expect("number")).collect();
+    assert_eq!(fields[0] as usize, d.stalls.len(), "h5py and our reader agree on the count");
+    assert_eq!(fields[1], stall.start_s);
+    assert_eq!(fields[3] as u64, stall.ticks);
+}
+
+/// A simulated load frame whose actuator stops following its command from a given command on
+/// (a jammed actuator): the load stays where it was.
+struct JammedFrame {
+    inner: Box<dyn nanoecr_hw::LoadFrame>,
+    commands: u64,
+    jam_at_command: u64,
+    held_un: f64,
+}
+
+impl nanoecr_hw::LoadFrame for JammedFrame {
+    fn identify(&mut self) -> Result<nanoecr_hw::DeviceInfo, nanoecr_hw::HwError> {
+        self.inner.identify()
+    }
+    fn arm(&mut self, limits: &nanoecr_hw::FrameLimits) -> Result<(), nanoecr_hw::HwError> {
+        self.inner.arm(limits)
+    }
+    fn command(&mut self, command_un: f64, segment: Segment) -> Result<(), nanoecr_hw::HwError> {
+        self.commands += 1;
+        if self.commands < self.jam_at_command {
+            self.held_un = command_un;
+        }
+        self.inner.command(self.held_un, segment)
+    }
+    fn acquire(&mut self, out: &mut [nanoecr_hw::FrameReading]) -> Result<usize, nanoecr_hw::HwError> {
+        self.inner.acquire(out)
+    }
+    fn make_safe(&mut self) -> Result<(), nanoecr_hw::HwError> {
+        self.inner.make_safe()
+    }
+    fn ground_truth(&mut self) -> Option<Vec<nanoecr_core::Event>> {
+        self.inner.ground_truth()
+    }
+}
+
+#[test]
+fn a_load_that_stops_following_its_setpoint_trips_the_tracking_interlock() {
+    // Unpaced (timing plays no part): the actuator jams at command 800 (t = 0.8 s, loading at
+    // 6000 µN/s from 0.5 s); the setpoint runs away from the held load at 6 µN per tick, passes
+    // the default 500 µN after ≈ 84 ms and must stay off for 50 ms more.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = short_config(&[]);
+    let mut rig = nanoecr_hw::sim::rig(&cfg);
+    rig.frame = Box::new(JammedFrame { inner: rig.frame, commands: 0, jam_at_command: 800, held_un: 0.0 });
+    let path = dir.path().join("jam.h5");
+    let handle = start_run(cfg, rig, RunOptions { file_path: Some(path.clone()), ..fast() }).expect("starts");
+    let s = handle.join().expect("run ends");
+    assert_eq!(s.status, RunStatus::Aborted, "{}", s.end_reason);
+    assert!(
+        s.end_reason.contains("limits.max_tracking_error_un 500 µN")
+            && s.end_reason.contains("max_tracking_error_ms 50"),
+        "{}",
+        s.end_reason
+    );
+    let f = nanoecr_store::read_run(&path).expect("readable");
+    let trip = f.events.iter().find(|e| e.kind == EventKind::Interlock).expect("interlock event");
+    assert!(trip.magnitude > 500.0);
+    // Tripped 50 ms (+ a tick) after the error first exceeded 500 µN in the file, not before.
+    let first_off = (0..f.data.len())
+        .find(|&i| (f.data.load_un[i] - f.data.setpoint_un[i]).abs() > 500.0)
+        .map(|i| f.data.time_s[i])
+        .expect("the error exceeded the limit");
+    assert!((0.8..0.95).contains(&first_off), "off track from {first_off} s");
+    let after_s = trip.onset_time_s - first_off;
+    assert!((0.0499..0.0511).contains(&after_s), "tripped {after_s} s after going off track");
+}
+
+#[test]
+fn a_paced_run_with_acquisition_cpu_pins_its_control_thread_and_says_so() {
+    // CPU 0 exists on every machine; validation refuses CPUs this process may not use.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let off = format!("max_displacement_nm = 600.0\n{TIMING_INTERLOCKS_OFF}");
+    let cfg = short_config(&[("settle_s = 0.5", "settle_s = 0.5\ncpu = 0"), ("max_displacement_nm = 600.0", &off)]);
+    assert_eq!(cfg.raw.acquisition.cpu, Some(0));
+    let (s, f) = run(cfg, dir.path(), "pinned.h5", RunOptions::default());
+    assert_eq!(s.status, RunStatus::Complete, "{}", s.end_reason);
+    let d = f.diagnostics.expect("diagnostics");
+    assert_eq!(d.cpu, Some(0), "the file records the CPU the loop ran on");
+    // Unpaced runs have no deadline to protect and are not pinned.
+    let (_, fast_file) =
+        run(short_config(&[("settle_s = 0.5", "settle_s = 0.5\ncpu = 0")]), dir.path(), "fast.h5", fast());
+    assert_eq!(fast_file.diagnostics.expect("diagnostics").cpu, None);
 }

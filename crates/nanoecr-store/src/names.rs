@@ -45,6 +45,6 @@ pub const STATUS_LEN: usize = 16;
 pub const TIME_LEN: usize = 40;
 /// See [`STATUS_LEN`]: the end reason (device-fault messages can be long).
 pub const REASON_LEN: usize = 1024;
-/// See [`STATUS_LEN`]: the diagnostics record as JSON (about 2 KiB at most: two 32-bin
-/// histograms of u64 plus a dozen numbers).
-pub const DIAG_JSON_LEN: usize = 4096;
+/// See [`STATUS_LEN`]: the diagnostics record as JSON (about 2 KiB for two 32-bin histograms of
+/// u64 and a few dozen numbers, plus up to ≈ 6 KiB for a full stall list of 64 entries).
+pub const DIAG_JSON_LEN: usize = 16384;

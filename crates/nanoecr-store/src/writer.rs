@@ -562,8 +562,8 @@ fn compact(path: &Path) {
 }
 
 /// Scalars of `/entry/diagnostics`: (name, value, units).
-fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static str); 13] {
-    use DiagValue::{F64, U64, U8};
+fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static str); 23] {
+    use DiagValue::{F64, I64, U64, U8};
     [
         ("loop_lateness_max_us", F64(d.loop_lateness.max_us), "us"),
         ("loop_lateness_p50_us", F64(d.loop_lateness.quantile_us(0.5).unwrap_or(f64::NAN)), "us"),
@@ -578,14 +578,29 @@ fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static st
         ("paced", U8(u8::from(d.paced)), "1"),
         ("rate_hz", F64(d.rate_hz), "Hz"),
         ("load_tracking_rms_un", F64(d.load_tracking_rms_un), "uN"),
+        ("load_tracking_max_un", F64(d.load_tracking_max_un), "uN"),
+        ("late_wakeups", U64(d.late_wakeups), "1"),
+        ("skipped_ticks", U64(d.skipped_ticks), "1"),
+        ("max_command_gap_us", F64(d.max_command_gap_us), "us"),
+        ("stall_count", U64(d.stalls.len() as u64), "1"),
+        ("stalls_overflow", U64(d.stalls_overflow), "1"),
+        ("memory_locked", U8(u8::from(d.memory_locked)), "1"),
+        ("cpu", I64(d.cpu.map_or(-1, |c| c as i64)), "1"),
+        ("control_page_faults", U64(d.control_page_faults), "1"),
+        ("control_preemptions", U64(d.control_preemptions), "1"),
     ]
 }
+
+/// The stall list's columns, `STALL_CAPACITY` rows each, of which the first `stall_count` hold
+/// stalls: (name, units).
+const STALL_COLUMNS: [(&str, &str); 3] = [("stall_start_time", "s"), ("stall_length_us", "us"), ("stall_ticks", "1")];
 
 #[derive(Clone, Copy)]
 enum DiagValue {
     F64(f64),
     U64(u64),
     U8(u8),
+    I64(i64),
 }
 
 const DIAG_HISTOGRAMS: [&str; 2] = ["loop_lateness_counts", "detection_latency_counts"];
@@ -608,7 +623,22 @@ fn diagnostics_layout(g: &Group) -> hdf5::Result<()> {
             DiagValue::F64(_) => scalar(g, name, f64::NAN, Some(units))?,
             DiagValue::U64(_) => scalar(g, name, 0u64, Some(units))?,
             DiagValue::U8(_) => scalar(g, name, 0u8, Some(units))?,
+            DiagValue::I64(_) => scalar(g, name, -1i64, Some(units))?,
         }
+    }
+    // Fixed-size stall columns, so closing the run only writes values.
+    let cap = nanoecr_core::diagnostics::STALL_CAPACITY;
+    for (name, units) in STALL_COLUMNS {
+        let ds = if units == "1" {
+            let ds = g.new_dataset::<u64>().shape(cap).create(name)?;
+            ds.write(&vec![0u64; cap][..])?;
+            ds
+        } else {
+            let ds = g.new_dataset::<f64>().shape(cap).create(name)?;
+            ds.write(&vec![f64::NAN; cap][..])?;
+            ds
+        };
+        set_str_attr(&ds, "units", units)?;
     }
     fixed_attr::<DIAG_JSON_LEN>(g, "json", "")
 }
@@ -622,8 +652,19 @@ fn write_diagnostics(g: &Group, d: &Diagnostics) -> hdf5::Result<()> {
             DiagValue::F64(v) => g.dataset(name)?.write_scalar(&v)?,
             DiagValue::U64(v) => g.dataset(name)?.write_scalar(&v)?,
             DiagValue::U8(v) => g.dataset(name)?.write_scalar(&v)?,
+            DiagValue::I64(v) => g.dataset(name)?.write_scalar(&v)?,
         }
     }
+    let cap = nanoecr_core::diagnostics::STALL_CAPACITY;
+    let mut start = vec![f64::NAN; cap];
+    let mut length = vec![f64::NAN; cap];
+    let mut ticks = vec![0u64; cap];
+    for (i, st) in d.stalls.iter().take(cap).enumerate() {
+        (start[i], length[i], ticks[i]) = (st.start_s, st.length_us, st.ticks);
+    }
+    g.dataset(STALL_COLUMNS[0].0)?.write(&start[..])?;
+    g.dataset(STALL_COLUMNS[1].0)?.write(&length[..])?;
+    g.dataset(STALL_COLUMNS[2].0)?.write(&ticks[..])?;
     // The exact record, for our own reader. Cutting JSON would make it unreadable: a record that
     // does not fit (it cannot, with today's fields) is left out and the datasets above remain.
     let json = serde_json::to_string(d).unwrap_or_default();

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::check::{positive, within};
-use super::error::ConfigError;
+use super::error::{ConfigError, ConfigErrorKind};
 
 /// Interlock thresholds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,17 +25,56 @@ pub struct LimitsConfig {
     /// How long the current must stay below `contact_lost_current_a`, s.
     #[serde(default = "default_contact_lost_s")]
     pub contact_lost_s: f64,
-    /// Abort when more than this fraction of control ticks miss their deadline (0 to 1,
-    /// evaluated after the first second).
-    #[serde(default = "default_missed_budget")]
-    pub missed_deadline_fraction: f64,
+    /// Timing interlock: abort when the frame went longer than this without a command, ms
+    /// (real-time runs only). The frame holds its last command meanwhile, so this bounds how
+    /// stale the actuator's setpoint can get. `inf` turns it off.
+    #[serde(default = "default_max_command_gap_ms")]
+    pub max_command_gap_ms: f64,
+    /// Load interlock: abort when |load − setpoint| stays above this for longer than
+    /// `max_tracking_error_ms` while following the program after settle, µN. `inf` turns it off.
+    #[serde(default = "default_max_tracking_error_un")]
+    pub max_tracking_error_un: f64,
+    /// How long the tracking error must stay above `max_tracking_error_un` to trip, ms.
+    #[serde(default = "default_max_tracking_error_ms")]
+    pub max_tracking_error_ms: f64,
+    /// Timing interlock: abort when more than this fraction of the ticks of the last
+    /// `late_window_s` missed their deadline (real-time runs only; 0 to 1, 1 turns it off).
+    #[serde(default = "default_max_late_fraction")]
+    pub max_late_fraction: f64,
+    /// The sliding window of `max_late_fraction`, s.
+    #[serde(default = "default_late_window_s")]
+    pub late_window_s: f64,
+    /// Removed (a whole-run tick fraction turned one host hiccup into an aborted test); kept only
+    /// to answer with an error that names its replacements.
+    #[serde(default, skip_serializing)]
+    pub missed_deadline_fraction: Option<f64>,
 }
 
 fn default_contact_lost_s() -> f64 {
     0.05
 }
-fn default_missed_budget() -> f64 {
-    0.05
+fn default_max_command_gap_ms() -> f64 {
+    20.0
+}
+fn default_max_tracking_error_un() -> f64 {
+    500.0
+}
+fn default_max_tracking_error_ms() -> f64 {
+    50.0
+}
+fn default_max_late_fraction() -> f64 {
+    0.2
+}
+fn default_late_window_s() -> f64 {
+    1.0
+}
+
+/// `v` must be > 0; `inf` is accepted and means "never trips".
+fn positive_or_off(key: &str, v: f64, what: &str) -> Result<(), ConfigError> {
+    if v == f64::INFINITY {
+        return Ok(());
+    }
+    positive(key, v, what).map(|_| ())
 }
 
 impl LimitsConfig {
@@ -51,7 +90,30 @@ impl LimitsConfig {
             positive("limits.contact_lost_current_a", a, "contact-lost current")?;
         }
         positive("limits.contact_lost_s", self.contact_lost_s, "contact-lost time")?;
-        within("limits.missed_deadline_fraction", self.missed_deadline_fraction, 0.0, 1.0, "missed-deadline budget")?;
+        if let Some(v) = self.missed_deadline_fraction {
+            return Err(ConfigError::new(
+                ConfigErrorKind::UnknownKey,
+                "limits.missed_deadline_fraction",
+                "was removed: the run no longer aborts on a whole-run fraction of late ticks; use \
+                 limits.max_late_fraction (over the last limits.late_window_s), \
+                 limits.max_command_gap_ms and limits.max_tracking_error_un / max_tracking_error_ms",
+            )
+            .value(v)
+            .expected("max_late_fraction = 0 to 1 (default 0.2) instead"));
+        }
+        positive_or_off("limits.max_command_gap_ms", self.max_command_gap_ms, "longest command gap")?;
+        positive_or_off("limits.max_tracking_error_un", self.max_tracking_error_un, "tracking-error limit")?;
+        positive("limits.max_tracking_error_ms", self.max_tracking_error_ms, "tracking-error time")?;
+        within("limits.max_late_fraction", self.max_late_fraction, 0.0, 1.0, "late-tick fraction")?;
+        within("limits.late_window_s", self.late_window_s, 0.001, 60.0, "late-tick window")?;
         Ok(())
+    }
+
+    /// Switch off every interlock judged on the host's timing (`max_command_gap_ms`,
+    /// `max_late_fraction`): for runs that check data on a machine that may be busy (tests).
+    pub fn without_timing_interlocks(mut self) -> Self {
+        self.max_command_gap_ms = f64::INFINITY;
+        self.max_late_fraction = 1.0;
+        self
     }
 }

@@ -134,6 +134,10 @@ pub struct AcquisitionConfig {
     /// Longest time between two flushes of the run file, ms (1 to 100).
     #[serde(default = "default_flush")]
     pub flush_interval_ms: f64,
+    /// Pin the control thread to this CPU (0-based, below the number of online CPUs), and keep
+    /// the consumer off it. Unset: the scheduler places both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<usize>,
 }
 
 impl Default for AcquisitionConfig {
@@ -143,6 +147,7 @@ impl Default for AcquisitionConfig {
             settle_s: default_settle(),
             ring_capacity_samples: None,
             flush_interval_ms: default_flush(),
+            cpu: None,
         }
     }
 }
@@ -328,6 +333,18 @@ impl RunConfig {
         non_negative("acquisition.settle_s", a.settle_s, "settle window")?;
         within("acquisition.settle_s", a.settle_s, 0.0, 600.0, "settle window")?;
         within("acquisition.flush_interval_ms", a.flush_interval_ms, 1.0, 100.0, "flush interval")?;
+        if let Some(cpu) = a.cpu {
+            let online = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+            if cpu >= online {
+                return Err(ConfigError::new(
+                    ConfigErrorKind::OutOfRange,
+                    "acquisition.cpu",
+                    format!("this machine lets nanoecr use {online} CPU(s)"),
+                )
+                .value(cpu)
+                .expected(format!("a CPU number from 0 to {}", online - 1)));
+            }
+        }
         let ring_capacity_samples = match a.ring_capacity_samples {
             Some(n) if !(64..=1 << 26).contains(&n) => {
                 return Err(ConfigError::new(

@@ -199,3 +199,49 @@ fn min_duration_defaults_and_out_of_range_is_named() {
     assert_eq!(e.key, "detection.min_duration_s");
     assert!(e.to_string().contains("0.002"), "{e}");
 }
+
+#[test]
+fn the_removed_deadline_budget_key_names_its_replacements() {
+    let e = err(&DEMO.replace("[limits]\n", "[limits]\nmissed_deadline_fraction = 0.05\n"));
+    assert_eq!(e.key, "limits.missed_deadline_fraction");
+    let text = e.to_string();
+    for replacement in ["limits.max_late_fraction", "limits.max_command_gap_ms", "limits.max_tracking_error_un"] {
+        assert!(text.contains(replacement), "{text}");
+    }
+}
+
+#[test]
+fn timing_interlocks_have_defaults_can_be_switched_off_and_reject_nonsense() {
+    let c = parse(DEMO, None).expect("demo");
+    let l = &c.raw.limits;
+    assert_eq!(
+        (l.max_command_gap_ms, l.max_late_fraction, l.late_window_s, l.max_tracking_error_un, l.max_tracking_error_ms),
+        (20.0, 0.2, 1.0, 500.0, 50.0)
+    );
+    let off =
+        parse(&DEMO.replace("[limits]\n", "[limits]\nmax_command_gap_ms = inf\nmax_tracking_error_un = inf\n"), None)
+            .expect("inf switches an interlock off");
+    assert!(off.raw.limits.max_command_gap_ms.is_infinite() && off.raw.limits.max_tracking_error_un.is_infinite());
+    for (line, key, unit) in [
+        ("max_command_gap_ms = 0.0", "limits.max_command_gap_ms", "ms"),
+        ("max_command_gap_ms = -inf", "limits.max_command_gap_ms", "ms"),
+        ("max_tracking_error_un = -5.0", "limits.max_tracking_error_un", "µN"),
+        ("max_tracking_error_ms = inf", "limits.max_tracking_error_ms", "ms"),
+        ("max_late_fraction = 1.5", "limits.max_late_fraction", ""),
+        ("late_window_s = 0.0", "limits.late_window_s", "s"),
+    ] {
+        let e = err(&DEMO.replace("[limits]\n", &format!("[limits]\n{line}\n")));
+        assert_eq!(e.key, key, "{line}: {e}");
+        assert!(e.expected.contains(unit), "{line}: {e}");
+    }
+}
+
+#[test]
+fn acquisition_cpu_must_exist_on_this_machine() {
+    let n = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let ok = parse(&DEMO.replace("[acquisition]\n", "[acquisition]\ncpu = 0\n"), None).expect("CPU 0 exists");
+    assert_eq!(ok.raw.acquisition.cpu, Some(0));
+    let e = err(&DEMO.replace("[acquisition]\n", &format!("[acquisition]\ncpu = {n}\n")));
+    assert_eq!(e.key, "acquisition.cpu");
+    assert!(e.to_string().contains(&format!("0 to {}", n - 1)), "{e}");
+}

@@ -20,10 +20,22 @@
 //!   batch run ahead of their own deadlines by design; they add no value of their own, so the
 //!   histogram holds about ticks / batch values and its quantiles are those of the wake-ups.
 //! - **Missed deadlines** (`missed_deadlines`) are counted per tick: a tick whose work ended
-//!   after the next tick's deadline, exactly as without batches. `limits.missed_deadline_fraction`
-//!   is therefore still the fraction of ticks that missed. A wake-up that comes L late misses
+//!   after the next tick's deadline, exactly as without batches (`limits.max_late_fraction`
+//!   judges them over the last `limits.late_window_s`). A wake-up that comes L late misses
 //!   about the first L / dt ticks of its batch, the ones that cannot catch up with their own
 //!   deadlines; on time, every tick of a batch ends well before its next deadline.
+//!
+//! After a stall (a wake-up ≥ 1 ms and more than one wake-up period late, listed in the
+//! diagnostics with its length and the ticks it affected) the catch-up depends on who clocks the
+//! samples: the simulated rig makes one sample per command, so its due ticks run back to back;
+//! a device samples into its FIFO on its own clock, so the loop skips to the newest due tick and
+//! sends one command at the current setpoint instead of a burst of stale ones (each a round trip
+//! that would make the next ticks late too).
+//!
+//! Timing interlocks (real-time runs): no command to the frame for more than
+//! `limits.max_command_gap_ms`, or more than `limits.max_late_fraction` of the last
+//! `limits.late_window_s` of ticks late. A load that stays more than `max_tracking_error_un` off
+//! its setpoint for `max_tracking_error_ms` trips too, paced or not.
 //!
 //! Aborts, interlocks, the safe-unload ramp and the rest phase are all evaluated every tick, and
 //! the loop never sleeps longer than one wake-up period, so a stop request or a trip takes
@@ -34,9 +46,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nanoecr_core::config::hardware::Backend;
 use nanoecr_core::config::RunConfig;
 use nanoecr_core::sample::{FLAG_COMPLIANCE, FLAG_CURRENT_INVALID};
-use nanoecr_core::{Diagnostics, EndReason, Event, EventKind, Sample, Segment, Sign};
+use nanoecr_core::{Diagnostics, EndReason, Event, EventKind, LatencyHistogram, Sample, Segment, Sign, Stall};
 use nanoecr_hw::{FrameLimits, FrameReading, HwError, Rig, SmuReading};
 
 use super::shared::Shared;
@@ -56,6 +69,16 @@ const REST_TICKS_AFTER_UNLOAD_S: f64 = 0.05;
 /// each interval asleep but for the spin and the batch's work. 100 µs is
 /// also the 10 kHz period, so every rate up to 10 kHz keeps exactly one tick per wake-up.
 pub const MIN_WAKE_PERIOD: Duration = Duration::from_micros(100);
+
+/// A wake-up at least this late (and later than one wake-up period) opens a stall in the
+/// diagnostics' stall list: the host hiccups worth listing, not scheduler jitter.
+const STALL_MIN: Duration = Duration::from_millis(1);
+/// How long a paced loop rehearses its wake-ups before t0 (sleep, spin, clock reads, histogram)
+/// so that the first real ticks do not pay for cold caches, lazily bound symbols and a CPU
+/// clocked down while idle.
+const WARM_UP: Duration = Duration::from_millis(5);
+/// Buckets of the sliding late-tick window (`limits.late_window_s` is cut into this many).
+const LATE_WINDOW_BUCKETS: usize = 32;
 
 // A wake-up period near the spin window would bring the (almost) never-sleeping loop back:
 // keep at least half of every wake-up period free of spinning.
@@ -188,10 +211,24 @@ impl ControlLoop {
             rate_hz: self.cfg.rate_hz(),
             paced: self.paced,
             ring_capacity: self.ring.buffer().capacity() as u64,
-            ..Diagnostics::default()
+            ..Diagnostics::with_stall_capacity()
         };
         if self.paced && self.cfg.raw.control.realtime {
             diag.realtime_scheduling = try_realtime();
+            // Only a privileged (real-time) loop may lock memory without an rlimit in the way;
+            // an unprivileged one would fail or hit RLIMIT_MEMLOCK on later allocations.
+            if diag.realtime_scheduling {
+                diag.memory_locked = lock_memory();
+            }
+        }
+        if self.paced {
+            if let Some(cpu) = self.cfg.raw.acquisition.cpu {
+                if set_affinity(std::iter::once(cpu)) {
+                    diag.cpu = Some(cpu);
+                } else {
+                    tracing::warn!(cpu, "could not pin the control thread to acquisition.cpu; running unpinned");
+                }
+            }
         }
         self.shared.realtime.store(diag.realtime_scheduling, Ordering::Relaxed);
 
@@ -206,6 +243,17 @@ impl ControlLoop {
         }
         if let Err(e) = self.rig.smu.bias_off() {
             tracing::error!(error = %e, "source-measure unit did not confirm output off");
+        }
+        // Logged here, after the tick loop and the safe state: a log line may block on I/O.
+        if let EndReason::Interlock(detail) = &end {
+            tracing::warn!(%detail, "interlock tripped; unloaded safely");
+        }
+        if !diag.stalls.is_empty() || diag.stalls_overflow > 0 {
+            tracing::info!(
+                stalls = diag.stalls.len() as u64 + diag.stalls_overflow,
+                longest_ms = diag.stalls.iter().map(|s| s.length_us).fold(0.0, f64::max) / 1000.0,
+                "the host stalled the control loop (listed in the file's diagnostics)"
+            );
         }
         diag.dropped_samples = self.shared.dropped.load(Ordering::Relaxed);
         let ground_truth = self.rig.frame.ground_truth();
@@ -243,6 +291,10 @@ impl ControlLoop {
         let pillar = self.cfg.pillar;
         // Integrator clamp: the actuator never needs more than the limit load of correction.
         let integral_clamp = limits.max_load_un;
+        // The simulated rig makes one sample per command, so its ticks are its samples and a late
+        // tick must still run. A device samples on its own clock into a FIFO: a stale tick
+        // would only send a command for a moment that has passed.
+        let tick_clocked = self.cfg.raw.hardware.backend == Backend::Sim;
 
         let mut phase = Phase::Program;
         let mut end: Option<EndReason> = None;
@@ -252,33 +304,66 @@ impl ControlLoop {
         let mut merger = Merger::new();
         let mut tracking_sq = 0.0_f64;
         let mut tracking_n = 0u64;
+        let mut tracking_max = 0.0_f64;
+        let mut off_track_since: Option<f64> = None;
+        let max_tracking_error_s = limits.max_tracking_error_ms / 1000.0;
         let mut high_water = 0usize;
         let mut contact_seen = false;
         let mut low_current_since: Option<f64> = None;
         // Paced, the loop sleeps only before the first tick of each batch; 1 up to 10 kHz.
         let batch = ticks_per_wakeup(dt_s);
-        if self.paced && batch > 1 {
-            tracing::debug!(
-                ticks_per_wakeup = batch,
-                "sample period below the minimum wake-up period; ticking in batches"
-            );
+        let wake_period = dt.mul_f64(batch as f64);
+        let stall_min = wake_period.max(STALL_MIN);
+        let max_gap = Duration::from_secs_f64((limits.max_command_gap_ms / 1000.0).min(1e9));
+        let mut late_window = LateWindow::new(limits.late_window_s, dt_s);
+        let mut open_stall: Option<Stall> = None;
+        let mut last_command_at: Option<Instant> = None;
+        if self.paced {
+            warm_up(wake_period);
         }
         let mut next_wake_k: u64 = 0;
+        let usage0 = thread_usage();
         let t0 = Instant::now();
         self.shared.set_start(t0);
 
         let mut k: u64 = 0;
         loop {
-            let t_s = k as f64 * dt_s;
-            if self.paced && k == next_wake_k {
+            if self.paced && k >= next_wake_k {
                 // The batch's deadline is that of its first tick; the others run right after it,
                 // ahead of their own deadlines, so lateness is recorded once per wake-up.
                 let deadline = t0 + dt.mul_f64(k as f64);
                 wait_until(deadline);
-                let late = Instant::now().saturating_duration_since(deadline);
+                let now = Instant::now();
+                let late = now.saturating_duration_since(deadline);
                 diag.loop_lateness.record_us(late.as_secs_f64() * 1e6);
-                next_wake_k += batch;
+                if late > wake_period {
+                    diag.late_wakeups += 1;
+                }
+                if late >= stall_min {
+                    let late_us = late.as_secs_f64() * 1e6;
+                    match &mut open_stall {
+                        Some(st) => st.length_us = st.length_us.max(late_us),
+                        None => open_stall = Some(Stall { start_s: k as f64 * dt_s, length_us: late_us, ticks: 0 }),
+                    }
+                }
+                // Catch-up, device-clocked rigs: skip to the newest tick that is due; the
+                // device's FIFO holds the samples of the skipped ones. One command at the current
+                // setpoint replaces a burst of stale ones that would make later ticks late too.
+                if !tick_clocked {
+                    let due = ((now - t0).as_secs_f64() / dt_s) as u64;
+                    if due > k {
+                        let skipped = due - k;
+                        diag.skipped_ticks += skipped;
+                        late_window.record(skipped, skipped);
+                        if let Some(st) = &mut open_stall {
+                            st.ticks += skipped;
+                        }
+                        k = due;
+                    }
+                }
+                next_wake_k = k + batch;
             }
+            let t_s = k as f64 * dt_s;
 
             // Stop requests: operator, signal, storage fault. Each becomes a safe unload.
             if phase == Phase::Program {
@@ -327,6 +412,25 @@ impl ControlLoop {
             if let Err(e) = self.rig.frame.command(command_un, segment) {
                 return EndReason::DeviceFault(e.to_string());
             }
+            if self.paced {
+                // Timing interlock: how long the frame held a stale command.
+                let now = Instant::now();
+                if let Some(prev) = last_command_at {
+                    let gap = now - prev;
+                    let gap_us = gap.as_secs_f64() * 1e6;
+                    diag.max_command_gap_us = diag.max_command_gap_us.max(gap_us);
+                    if phase == Phase::Program && gap > max_gap {
+                        let detail = format!(
+                            "no command to the frame for {:.1} ms > limits.max_command_gap_ms {} ms",
+                            gap_us / 1000.0,
+                            limits.max_command_gap_ms
+                        );
+                        let at = Trip { time_s: t_s, segment, load_un: last_load_un, setpoint_un, t_s };
+                        self.trip(&mut end, &mut phase, detail, gap_us / 1000.0, at, &limits, pillar);
+                    }
+                }
+                last_command_at = Some(now);
+            }
             match self.rig.frame.acquire(&mut merger.frames[merger.n_frames..]) {
                 Ok(n) => merger.n_frames += n,
                 Err(e) => return EndReason::DeviceFault(e.to_string()),
@@ -360,34 +464,20 @@ impl ControlLoop {
                     let e = f.load_un - setpoint_un;
                     tracking_sq += e * e;
                     tracking_n += 1;
+                    tracking_max = tracking_max.max(e.abs());
                 }
 
                 // Interlocks: only while following the program; a trip during a safe unload
                 // changes nothing (we are already unloading).
                 if phase == Phase::Program {
-                    let trip =
+                    let mut trip =
                         check_interlocks(&limits, &sample, t_s, settle_s, &mut contact_seen, &mut low_current_since);
+                    if trip.is_none() && segment != Segment::Settle {
+                        trip = check_tracking(&limits, &sample, max_tracking_error_s, &mut off_track_since);
+                    }
                     if let Some((detail, value)) = trip {
-                        let ev = Event {
-                            kind: EventKind::Interlock,
-                            sign: Sign::P,
-                            onset_time_s: sample.time_s,
-                            peak_time_s: sample.time_s,
-                            duration_s: 0.0,
-                            magnitude: value,
-                            linked_delta_rho: f64::NAN,
-                            segment,
-                            stress_mpa: pillar.stress_mpa(sample.load_un),
-                        };
-                        // A full control-event ring would mean the consumer is gone; the end
-                        // reason still records the trip.
-                        let _ = self.control_events.push(ev);
-                        tracing::warn!(%detail, "interlock tripped; unloading safely");
-                        end = Some(EndReason::Interlock(detail));
-                        phase = Phase::SafeUnload {
-                            from_un: setpoint_un.max(sample.load_un.min(limits.max_load_un)),
-                            since_s: t_s,
-                        };
+                        let at = Trip { time_s: sample.time_s, segment, load_un: sample.load_un, setpoint_un, t_s };
+                        self.trip(&mut end, &mut phase, detail, value, at, &limits, pillar);
                     }
                 }
 
@@ -415,38 +505,188 @@ impl ControlLoop {
             self.shared.ring_occupancy.store(occupancy as u64, Ordering::Relaxed);
 
             k += 1;
-            diag.ticks = k;
+            diag.ticks += 1;
             if self.paced {
                 // Per tick, batched or not: this tick's work ended after the next tick's
                 // deadline. A batch that starts on time ends each tick well before it.
                 let next = t0 + dt.mul_f64(k as f64);
-                if Instant::now() > next {
+                let missed = Instant::now() > next;
+                if missed {
                     diag.missed_deadlines += 1;
                 }
-                // The deadline budget is judged after a first second, so start-up page faults do
-                // not abort a healthy run.
-                if phase == Phase::Program && t_s > 1.0 {
-                    let frac = diag.missed_deadlines as f64 / k as f64;
-                    if frac > limits.missed_deadline_fraction {
-                        end = Some(EndReason::DeadlineBudget(format!(
-                            "{} of {} ticks missed their deadline ({:.2}% > limits.missed_deadline_fraction {:.2}%)",
-                            diag.missed_deadlines,
-                            k,
-                            frac * 100.0,
-                            limits.missed_deadline_fraction * 100.0
-                        )));
-                        phase = Phase::SafeUnload {
-                            from_un: setpoint_un.max(last_load_un.min(limits.max_load_un)),
-                            since_s: t_s,
-                        };
+                late_window.record(1, u64::from(missed));
+                match (&mut open_stall, missed) {
+                    (Some(st), true) => st.ticks += 1,
+                    (Some(st), false) => {
+                        diag.record_stall(*st);
+                        open_stall = None;
                     }
+                    (None, _) => {}
+                }
+                // Timing interlock: the share of late ticks over the last window, so a host that
+                // cannot keep up stops the test while one hiccup (recorded as a stall) does not.
+                if phase == Phase::Program && late_window.fraction() > limits.max_late_fraction {
+                    let detail = format!(
+                        "{} of the last {} ticks missed their deadline ({:.1} % > limits.max_late_fraction {} % over \
+                         limits.late_window_s {} s)",
+                        late_window.late,
+                        late_window.window_ticks(),
+                        late_window.fraction() * 100.0,
+                        limits.max_late_fraction * 100.0,
+                        limits.late_window_s
+                    );
+                    let at = Trip { time_s: t_s, segment, load_un: last_load_un, setpoint_un, t_s };
+                    self.trip(&mut end, &mut phase, detail, late_window.fraction(), at, &limits, pillar);
                 }
             }
         }
+        if let Some(st) = open_stall {
+            diag.record_stall(st);
+        }
+        let usage1 = thread_usage();
+        diag.control_page_faults = usage1.0.saturating_sub(usage0.0);
+        diag.control_preemptions = usage1.1.saturating_sub(usage0.1);
         diag.ring_high_water = high_water as u64;
         diag.load_tracking_rms_un = if tracking_n > 0 { (tracking_sq / tracking_n as f64).sqrt() } else { 0.0 };
+        diag.load_tracking_max_un = tracking_max;
         end.unwrap_or(EndReason::Completed)
     }
+
+    /// An interlock tripped: record the event for the file, name the reason and start the safe
+    /// unload. Allocation-free but for the reason's text, which exists once per run.
+    #[allow(clippy::too_many_arguments)]
+    fn trip(
+        &mut self,
+        end: &mut Option<EndReason>,
+        phase: &mut Phase,
+        detail: String,
+        value: f64,
+        at: Trip,
+        limits: &nanoecr_core::config::LimitsConfig,
+        pillar: nanoecr_core::Pillar,
+    ) {
+        let ev = Event {
+            kind: EventKind::Interlock,
+            sign: Sign::P,
+            onset_time_s: at.time_s,
+            peak_time_s: at.time_s,
+            duration_s: 0.0,
+            magnitude: value,
+            linked_delta_rho: f64::NAN,
+            segment: at.segment,
+            stress_mpa: pillar.stress_mpa(at.load_un),
+        };
+        // A full control-event ring would mean the consumer is gone; the end reason still
+        // records the trip.
+        let _ = self.control_events.push(ev);
+        *end = Some(EndReason::Interlock(detail));
+        *phase = Phase::SafeUnload { from_un: at.setpoint_un.max(at.load_un.min(limits.max_load_un)), since_s: at.t_s };
+    }
+}
+
+/// Where and when an interlock tripped.
+#[derive(Debug, Clone, Copy)]
+struct Trip {
+    /// Time stamped on the interlock event, s.
+    time_s: f64,
+    segment: Segment,
+    load_un: f64,
+    setpoint_un: f64,
+    /// Loop time the safe unload starts from, s.
+    t_s: f64,
+}
+
+/// Late ticks over a sliding window of `late_window_s`, kept in a fixed number of buckets: O(1)
+/// and allocation-free per tick. The fraction is taken over a whole window's ticks from the
+/// start, so a hiccup in the first second weighs what it would later.
+struct LateWindow {
+    buckets: [u64; LATE_WINDOW_BUCKETS],
+    bucket_ticks: u64,
+    current: usize,
+    in_current: u64,
+    late: u64,
+}
+
+impl LateWindow {
+    fn new(window_s: f64, dt_s: f64) -> Self {
+        let window_ticks = (window_s / dt_s).round().max(1.0) as u64;
+        let bucket_ticks = window_ticks.div_ceil(LATE_WINDOW_BUCKETS as u64).max(1);
+        Self { buckets: [0; LATE_WINDOW_BUCKETS], bucket_ticks, current: 0, in_current: 0, late: 0 }
+    }
+
+    fn window_ticks(&self) -> u64 {
+        self.bucket_ticks * LATE_WINDOW_BUCKETS as u64
+    }
+
+    /// Record `ticks` ticks of which `late` were late.
+    #[inline]
+    fn record(&mut self, mut ticks: u64, mut late: u64) {
+        while ticks > 0 {
+            if self.in_current == self.bucket_ticks {
+                self.current = (self.current + 1) % LATE_WINDOW_BUCKETS;
+                self.late -= self.buckets[self.current];
+                self.buckets[self.current] = 0;
+                self.in_current = 0;
+            }
+            let n = ticks.min(self.bucket_ticks - self.in_current);
+            let l = late.min(n);
+            self.in_current += n;
+            self.buckets[self.current] += l;
+            self.late += l;
+            ticks -= n;
+            late -= l;
+        }
+    }
+
+    fn fraction(&self) -> f64 {
+        self.late as f64 / self.window_ticks() as f64
+    }
+}
+
+/// Load-tracking interlock: |load − setpoint| above `max_tracking_error_un` for longer than the
+/// configured time (device time), while following the program after settle.
+fn check_tracking(
+    limits: &nanoecr_core::config::LimitsConfig,
+    s: &Sample,
+    max_s: f64,
+    off_track_since: &mut Option<f64>,
+) -> Option<(String, f64)> {
+    let err = (s.load_un - s.setpoint_un).abs();
+    if err <= limits.max_tracking_error_un {
+        *off_track_since = None;
+        return None;
+    }
+    let since = *off_track_since.get_or_insert(s.time_s);
+    (s.time_s - since >= max_s).then(|| {
+        (
+            format!(
+                "load {:.1} µN off its setpoint {:.1} µN by more than limits.max_tracking_error_un {} µN for \
+                 {:.1} ms ≥ limits.max_tracking_error_ms {} ms",
+                s.load_un,
+                s.setpoint_un,
+                limits.max_tracking_error_un,
+                (s.time_s - since) * 1000.0,
+                limits.max_tracking_error_ms
+            ),
+            err,
+        )
+    })
+}
+
+/// Rehearse the paced wake-up path for [`WARM_UP`] before t0: sleep and spin to deadlines one
+/// wake-up period apart, read the clock and fill a histogram, so code, data and the CPU's clock
+/// are warm when the first real tick comes.
+fn warm_up(wake_period: Duration) {
+    let mut h = LatencyHistogram::default();
+    let start = Instant::now();
+    let mut i = 1u32;
+    while start.elapsed() < WARM_UP {
+        let deadline = start + wake_period * i;
+        wait_until(deadline);
+        h.record_us(Instant::now().saturating_duration_since(deadline).as_secs_f64() * 1e6);
+        i += 1;
+    }
+    std::hint::black_box(&h);
 }
 
 /// Checks one sample against the declarative limits. Returns a description and the offending
@@ -517,6 +757,44 @@ fn wait_until(deadline: Instant) {
     }
 }
 
+/// Lock every page of the process, present and future (mlockall MCL_CURRENT | MCL_FUTURE): the
+/// ring, the stacks and the heap are faulted in now, and nothing the loop touches can be paged
+/// out or faulted in mid-run. Logged (not fatal) when refused.
+fn lock_memory() -> bool {
+    use nix::sys::mman::{mlockall, MlockAllFlags};
+    match mlockall(MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not lock memory (mlockall); page faults may delay ticks");
+            false
+        }
+    }
+}
+
+/// Page faults (minor + major) and involuntary context switches of the calling thread so far;
+/// zeros if the kernel does not say.
+fn thread_usage() -> (u64, u64) {
+    use nix::sys::resource::{getrusage, UsageWho};
+    match getrusage(UsageWho::RUSAGE_THREAD) {
+        Ok(u) => (
+            (u.minor_page_faults() + u.major_page_faults()).max(0) as u64,
+            u.involuntary_context_switches().max(0) as u64,
+        ),
+        Err(_) => (0, 0),
+    }
+}
+
+/// Restrict the calling thread to `cpus`. False when the set is empty or the kernel refuses.
+pub(crate) fn set_affinity(cpus: impl IntoIterator<Item = usize>) -> bool {
+    use nix::sched::{sched_setaffinity, CpuSet};
+    let mut set = CpuSet::new();
+    let mut any = false;
+    for cpu in cpus {
+        any |= set.set(cpu).is_ok();
+    }
+    any && sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).is_ok()
+}
+
 /// Ask for SCHED_FIFO on the calling thread. Fails without CAP_SYS_NICE (or an rtprio limit),
 /// which is normal on a desktop; the caller records and reports the outcome.
 fn try_realtime() -> bool {
@@ -538,6 +816,25 @@ fn try_realtime() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_late_window_forgets_what_slid_out_and_counts_over_a_whole_window() {
+        // 1 s at 1 kHz: 32 buckets of 32 ticks (1024 ticks).
+        let mut w = LateWindow::new(1.0, 0.001);
+        assert_eq!(w.window_ticks(), 1024);
+        w.record(100, 100);
+        // A burst at the start weighs against a whole window, not against the ticks so far.
+        assert!((w.fraction() - 100.0 / 1024.0).abs() < 1e-12);
+        w.record(900, 0);
+        assert_eq!(w.late, 100);
+        // Past one window of on-time ticks, the burst has slid out entirely.
+        w.record(1100, 0);
+        assert_eq!(w.late, 0);
+        // Late ticks spread over buckets add up; skipped ticks count as late.
+        w.record(300, 300);
+        assert_eq!(w.late, 300);
+        assert!(w.fraction() > 0.2);
+    }
 
     #[test]
     fn rates_up_to_10_khz_keep_one_tick_per_wakeup_and_faster_ones_batch_to_100_us() {

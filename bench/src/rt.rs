@@ -1,0 +1,206 @@
+//! Real time where users run it (issue 15): N consecutive demos of `seconds` each (settle 40 %,
+//! then load, hold and unload 20 % each: 2 + 1 + 1 + 1 s at the default 5 s) at 1, 10 and
+//! 100 kHz, with the demo's own `[limits]` (timing interlocks on), each followed by cyclictest at
+//! the loop's wake-up interval for the same time. One row per figure and rate, and one compact
+//! table printed at the end of the section.
+//!
+//! Figures per rate: demos completed; missed deadlines per run (ticks whose work ended after the
+//! next tick's deadline, plus ticks skipped after a stall); wake-up lateness p50/p99/max (median
+//! over runs of each run's figure; max is the largest of all runs); cyclictest p50/p99/max and
+//! its wake-ups later than one interval; the ratio of missed deadlines to cyclictest's late
+//! wake-ups × ticks per wake-up; stalls listed; samples dropped.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use toml_edit::Value;
+
+use crate::cyclictest::{self, Latency};
+use crate::report::{median, Row};
+use crate::{configs, e2e};
+
+/// How many demos per rate and how long each is.
+#[derive(Debug, Clone)]
+pub struct RtOptions {
+    /// Demos at 1 kHz, 10 kHz and 100 kHz.
+    pub runs: [usize; 3],
+    /// Length of each demo (and of each cyclictest run), s.
+    pub seconds: f64,
+}
+
+impl Default for RtOptions {
+    fn default() -> Self {
+        Self { runs: [20, 10, 10], seconds: 5.0 }
+    }
+}
+
+/// One demo and the cyclictest run after it.
+#[derive(Debug, Clone, Serialize)]
+struct Demo {
+    status: String,
+    end_reason: String,
+    ticks: u64,
+    missed: u64,
+    skipped: u64,
+    late_wakeups: u64,
+    wakeups: u64,
+    p50_us: f64,
+    p99_us: f64,
+    max_us: f64,
+    stalls: u64,
+    longest_stall_us: f64,
+    max_command_gap_us: f64,
+    dropped: u64,
+    realtime: bool,
+    memory_locked: bool,
+    page_faults: u64,
+    preemptions: u64,
+    loadavg: String,
+    cyclictest: Latency,
+}
+
+fn demo(cfg_path: &Path, out: &Path, interval_us: u64, seconds: f64) -> Result<Demo> {
+    let loadavg = crate::report::proc_line("/proc/loadavg");
+    let (summary, _) = e2e::run_in_process(cfg_path, out, false)?;
+    let rf = nanoecr_store::read_run(out).with_context(|| format!("reading {}", out.display()))?;
+    let d = rf.diagnostics.as_ref().with_context(|| format!("{} has no /entry/diagnostics", out.display()))?;
+    let h = &d.loop_lateness;
+    let _ = std::fs::remove_file(out);
+    let loops = ((seconds * 1e6) / interval_us as f64).round() as u64;
+    let ct = cyclictest::run(interval_us, loops)?;
+    Ok(Demo {
+        status: summary.status.name().to_string(),
+        end_reason: summary.end_reason.clone(),
+        ticks: d.ticks,
+        missed: d.missed_deadlines + d.skipped_ticks,
+        skipped: d.skipped_ticks,
+        late_wakeups: d.late_wakeups,
+        wakeups: h.total,
+        p50_us: h.quantile_us(0.5).unwrap_or(f64::NAN),
+        p99_us: h.quantile_us(0.99).unwrap_or(f64::NAN),
+        max_us: h.max_us,
+        stalls: d.stalls.len() as u64 + d.stalls_overflow,
+        longest_stall_us: d.stalls.iter().map(|s| s.length_us).fold(0.0, f64::max),
+        max_command_gap_us: d.max_command_gap_us,
+        dropped: summary.dropped,
+        realtime: d.realtime_scheduling,
+        memory_locked: d.memory_locked,
+        page_faults: d.control_page_faults,
+        preemptions: d.control_preemptions,
+        loadavg,
+        cyclictest: ct,
+    })
+}
+
+/// The rt section.
+pub fn section(opts: &RtOptions, tmp: &Path) -> Result<(Vec<Row>, serde_json::Value)> {
+    let base = configs::demo_text()?;
+    let mut rows = Vec::new();
+    let mut details = serde_json::Map::new();
+    let mut table = vec![
+        "| rate | completed | missed deadlines / run (median, max) | lateness p50 / p99 / max µs | cyclictest p50 / p99 / max µs | cyclictest late wake-ups / run | missed ÷ (late × ticks/wake-up) | stalls / run | dropped |".to_string(),
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |".to_string(),
+    ];
+    for (rate_hz, n) in [1_000.0, 10_000.0, 100_000.0].into_iter().zip(opts.runs) {
+        if n == 0 {
+            continue;
+        }
+        let segment_s = opts.seconds * 0.2;
+        let mut edits = configs::program(rate_hz, opts.seconds * 0.4, segment_s);
+        edits.push(("output", "directory", Value::from(tmp.display().to_string())));
+        let text = configs::derive(&base, &edits)?;
+        let cfg_path = configs::write(tmp, &format!("rt_{rate_hz}.toml"), &text)?;
+        let batch = nanoecr_daemon::run::control::ticks_per_wakeup(1.0 / rate_hz);
+        let interval_us = ((1e6 / rate_hz).round() as u64) * batch;
+        let mut demos = Vec::with_capacity(n);
+        for i in 0..n {
+            eprintln!("   rt: {} kHz, demo {}/{n}", rate_hz / 1e3, i + 1);
+            let d = demo(&cfg_path, &tmp.join(format!("rt_{rate_hz}_{i}.h5")), interval_us, opts.seconds)?;
+            if d.status != "complete" {
+                eprintln!("   rt: demo {} ended {}: {}", i + 1, d.status, d.end_reason);
+            }
+            demos.push(d);
+        }
+        let label = format!("{} kHz", rate_hz / 1e3);
+        let completed = demos.iter().filter(|d| d.status == "complete").count();
+        let col = |f: &dyn Fn(&Demo) -> f64| demos.iter().map(f).collect::<Vec<f64>>();
+        let max_of = |f: &dyn Fn(&Demo) -> f64| demos.iter().map(f).fold(f64::NAN, f64::max);
+        let ratio = |d: &Demo| d.missed as f64 / ((d.cyclictest.late * batch) as f64).max(1.0);
+        let ct_p99 = median(&col(&|d| d.cyclictest.p99_us));
+        rows.push(
+            Row::new("rt", format!("{label}: demos completed"), "runs", vec![completed as f64])
+                .note(format!("of {n} × {} s, default [limits]", opts.seconds))
+                .target(format!("{n}/{n}"), |v| v as usize == n),
+        );
+        rows.push(
+            Row::new("rt", format!("{label}: missed deadlines per run"), "ticks", col(&|d| d.missed as f64))
+                .note(format!("of ≈ {} ticks; max {}", demos[0].ticks, max_of(&|d| d.missed as f64))),
+        );
+        rows.push(Row::new("rt", format!("{label}: lateness p50"), "µs", col(&|d| d.p50_us)));
+        rows.push(
+            Row::new("rt", format!("{label}: lateness p99"), "µs", col(&|d| d.p99_us))
+                .target(format!("≤ 2 × cyclictest p99 ({:.0} µs)", 2.0 * ct_p99), |v| v <= 2.0 * ct_p99),
+        );
+        rows.push(
+            Row::new("rt", format!("{label}: lateness max"), "µs", col(&|d| d.max_us))
+                .note(format!("largest of all runs {:.0} µs", max_of(&|d| d.max_us))),
+        );
+        rows.push(Row::new("rt", format!("{label}: cyclictest p50"), "µs", col(&|d| d.cyclictest.p50_us)));
+        rows.push(
+            Row::new("rt", format!("{label}: cyclictest p99"), "µs", col(&|d| d.cyclictest.p99_us)).note(format!(
+                "cyclictest -m -t1 -p{} -i{interval_us}, {} s",
+                demos[0].cyclictest.priority, opts.seconds
+            )),
+        );
+        rows.push(Row::new("rt", format!("{label}: cyclictest max"), "µs", col(&|d| d.cyclictest.max_us)));
+        rows.push(Row::new(
+            "rt",
+            format!("{label}: cyclictest wake-ups later than {interval_us} µs"),
+            "per run",
+            col(&|d| d.cyclictest.late as f64),
+        ));
+        rows.push(
+            Row::new("rt", format!("{label}: missed ÷ cyclictest late × {batch}"), "ratio", col(&ratio))
+                .target("≤ 2", |v| v <= 2.0)
+                .note("denominator at least 1"),
+        );
+        rows.push(Row::new("rt", format!("{label}: stalls listed"), "per run", col(&|d| d.stalls as f64)));
+        rows.push(Row::new(
+            "rt",
+            format!("{label}: control-thread preemptions"),
+            "per run",
+            col(&|d| d.preemptions as f64),
+        ));
+        rows.push(Row::new(
+            "rt",
+            format!("{label}: control-thread page faults"),
+            "per run",
+            col(&|d| d.page_faults as f64),
+        ));
+        rows.push(
+            Row::new("rt", format!("{label}: samples dropped"), "samples", col(&|d| d.dropped as f64))
+                .target("0", |v| v == 0.0),
+        );
+        table.push(format!(
+            "| {label} | {completed}/{n} | {:.0}, {:.0} | {:.0} / {:.0} / {:.0} | {:.0} / {:.0} / {:.0} | {:.0} | {:.2} | {:.0} | {:.0} |",
+            median(&col(&|d| d.missed as f64)),
+            max_of(&|d| d.missed as f64),
+            median(&col(&|d| d.p50_us)),
+            median(&col(&|d| d.p99_us)),
+            max_of(&|d| d.max_us),
+            median(&col(&|d| d.cyclictest.p50_us)),
+            ct_p99,
+            max_of(&|d| d.cyclictest.max_us),
+            median(&col(&|d| d.cyclictest.late as f64)),
+            median(&col(&ratio)),
+            median(&col(&|d| d.stalls as f64)),
+            max_of(&|d| d.dropped as f64),
+        ));
+        details.insert(label, serde_json::to_value(&demos)?);
+    }
+    let table = table.join("\n");
+    println!("{table}\n");
+    details.insert("table".into(), serde_json::Value::String(table));
+    Ok((rows, serde_json::Value::Object(details)))
+}
