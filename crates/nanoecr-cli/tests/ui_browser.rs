@@ -25,10 +25,17 @@ use serde_json::{json, Value};
 const LIMIT: Duration = Duration::from_secs(120);
 const DEMO: &str = include_str!("../../../config/demo.toml");
 
-/// The demo, shortened: 0.5 s settle, 3 s load, 2 s hold, 3 s unload (8.5 s at 1 kHz). It is
-/// aborted once events have been seen, during its load.
+/// Sampling rate of the run: 1 kHz (the paper's), or `NANOECR_UI_RATE_HZ` to measure the page
+/// at other rates (docs/performance.md).
+fn rate_hz() -> u32 {
+    std::env::var("NANOECR_UI_RATE_HZ").ok().and_then(|v| v.parse().ok()).unwrap_or(1000)
+}
+
+/// The demo, shortened: 0.5 s settle, 3 s load, 2 s hold, 3 s unload (8.5 s). It is aborted once
+/// a spike has been seen, during its load.
 fn short_demo() -> String {
-    DEMO.replace("load_s = 10.0", "load_s = 3.0")
+    DEMO.replace("rate_hz = 1000", &format!("rate_hz = {}", rate_hz()))
+        .replace("load_s = 10.0", "load_s = 3.0")
         .replace("hold_s = 10.0", "hold_s = 2.0")
         .replace("unload_s = 10.0", "unload_s = 3.0")
         .replace("settle_s = 2.0", "settle_s = 0.5")
@@ -183,6 +190,15 @@ impl Cdp {
         assert_eq!(self.eval(&expr), json!(true), "timed out waiting for: {what}");
     }
 
+    /// Chromium's own main-thread accounting: (TaskDuration, Timestamp), both in s.
+    fn task_time(&mut self) -> (f64, f64) {
+        let m = self.call("Performance.getMetrics", json!({}));
+        let get = |name: &str| {
+            m["metrics"].as_array().and_then(|a| a.iter().find(|x| x["name"] == name)).and_then(|x| x["value"].as_f64())
+        };
+        (get("TaskDuration").expect("TaskDuration"), get("Timestamp").expect("Timestamp"))
+    }
+
     fn screenshot(&mut self, path: &Path) {
         let r = self.call("Page.captureScreenshot", json!({ "format": "png", "captureBeyondViewport": true }));
         let b64 = r["data"].as_str().expect("screenshot data");
@@ -239,7 +255,10 @@ fn the_page_starts_watches_aborts_and_zooms_into_a_run() {
     );
 
     // nanoecr ui: its first stdout line is the URL.
-    let mut ui = Command::new(env!("CARGO_BIN_EXE_nanoecr"))
+    // `NANOECR_BIN` may name another build (a release one, for measurements).
+    let nanoecr_bin =
+        std::env::var_os("NANOECR_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_nanoecr")), PathBuf::from);
+    let mut ui = Command::new(&nanoecr_bin)
         .args(["ui", "--port", "0", "--socket"])
         .arg(&socket)
         .arg("--configs")
@@ -326,6 +345,7 @@ fn the_page_starts_watches_aborts_and_zooms_into_a_run() {
         .to_string();
     let mut cdp = Cdp::connect(&page_ws);
     cdp.call("Page.enable", json!({}));
+    cdp.call("Performance.enable", json!({}));
     cdp.call("Page.navigate", json!({ "url": url }));
     cdp.wait("the page connects to nanoecrd", "document.getElementById('daemon').textContent === 'nanoecrd connected'");
     cdp.wait(
@@ -334,10 +354,10 @@ fn the_page_starts_watches_aborts_and_zooms_into_a_run() {
     );
 
     // A bad config: the daemon's message, as `nanoecr submit` prints it, under the offending line.
-    let bad = short_demo().replace("rate_hz = 1000", "rate_hz = 0");
+    let bad = short_demo().replace(&format!("rate_hz = {}", rate_hz()), "rate_hz = 0");
     assert_ne!(bad, short_demo(), "fixture edit applies");
     std::fs::write(dir.path().join("pasted.toml"), &bad).expect("write");
-    let cli = Command::new(env!("CARGO_BIN_EXE_nanoecr"))
+    let cli = Command::new(&nanoecr_bin)
         .args(["submit", "pasted.toml", "--socket"])
         .arg(&socket)
         .current_dir(dir.path())
@@ -360,10 +380,19 @@ fn the_page_starts_watches_aborts_and_zooms_into_a_run() {
 
     // Start the demo from the picker, like an operator.
     cdp.eval("(() => { const s = document.getElementById('config-select'); s.value = 'demo.toml'; s.onchange(); return true; })()");
-    cdp.wait("the demo config is back", "document.getElementById('config-toml').value.includes('rate_hz = 1000')");
+    cdp.wait(
+        "the demo config is back",
+        &format!("document.getElementById('config-toml').value.includes('rate_hz = {}')", rate_hz()),
+    );
     cdp.eval("document.getElementById('start').click(), true");
     cdp.wait("the run starts", "document.getElementById('run-state').textContent.endsWith('running')");
+    let busy_from = cdp.task_time();
     cdp.wait("the charts hold samples", "window.nanoecr.t.length > 1500");
+    // Some seconds of live view to measure, whenever the first spike comes.
+    cdp.wait(
+        "4 s of run time on the page",
+        "window.nanoecr.t.length > 0 && window.nanoecr.t[window.nanoecr.t.length - 1] > 4",
+    );
     cdp.wait("the event table has rows", "document.querySelectorAll('#events tbody tr').length > 0");
     cdp.wait("a spike was detected", "window.nanoecr.events.some((e) => e.kind === 'spike')");
     let live = cdp.eval(
@@ -371,6 +400,15 @@ fn the_page_starts_watches_aborts_and_zooms_into_a_run() {
          spikes: S.events.filter((e) => e.kind === 'spike').length, stats: S.lagStats() }; })()",
     );
     eprintln!("live view while running: {live}");
+    // Measured before the first screenshot, which blocks the page while it is taken.
+    let busy_to = cdp.task_time();
+    eprintln!(
+        "page main thread busy while the run was live ({} Hz): {:.1} % (Chromium TaskDuration over {:.1} s); lag {}",
+        rate_hz(),
+        100.0 * (busy_to.0 - busy_from.0) / (busy_to.1 - busy_from.1),
+        busy_to.1 - busy_from.1,
+        live["stats"]
+    );
     assert!(live["rho"].as_u64().is_some_and(|n| n > 0), "Δρ/ρ reached the chart: {live}");
     cdp.screenshot(&shots.join("2-live.png"));
 
@@ -381,8 +419,11 @@ fn the_page_starts_watches_aborts_and_zooms_into_a_run() {
     cdp.wait("the run ends aborted", "document.getElementById('run-state').textContent.endsWith('aborted')");
     let health = cdp.eval("document.getElementById('health').textContent");
     assert!(health.as_str().is_some_and(|h| h.starts_with("operator abort")), "{health}");
-    let lag = cdp.eval("window.nanoecr.lagStats()");
-    eprintln!("page lag over the run (1 kHz, paced): {lag}");
+    let summary = cdp.eval("window.nanoecr.end.summary");
+    eprintln!(
+        "run with the page open: dropped {}, missed deadlines {}, lateness p99 {} µs, ticks {}",
+        summary["dropped"], summary["missed_deadlines"], summary["lateness_p99_us"], summary["ticks"]
+    );
     cdp.screenshot(&shots.join("3-aborted.png"));
 
     // Open the finished run from the recent runs and zoom to one spike.
@@ -398,10 +439,12 @@ fn the_page_starts_watches_aborts_and_zooms_into_a_run() {
     let peak = spike["peak_time_s"].as_f64().unwrap_or_else(|| panic!("a spike in the run: {spike}"));
     let sign = spike["sign"].as_str().expect("sign").to_string();
     cdp.screenshot(&shots.join("4-run.png"));
-    cdp.eval(&format!("window.nanoecr.zoomRun({}, {}).then(() => true)", peak - 0.004, peak + 0.004));
+    // ±4 sample periods around the peak.
+    let half_s = 4.0 / f64::from(rate_hz());
+    cdp.eval(&format!("window.nanoecr.zoomRun({}, {}).then(() => true)", peak - half_s, peak + half_s));
     let zoom = cdp.eval("window.nanoecr.runView.window");
     assert_eq!(zoom["full"], json!(true), "zoomed in, every sample: {zoom}");
-    assert!(zoom["samples"].as_u64().is_some_and(|n| (7..=9).contains(&n)), "8 ms at 1 kHz: {zoom}");
+    assert!(zoom["samples"].as_u64().is_some_and(|n| (7..=9).contains(&n)), "8 sample periods: {zoom}");
     // The peak is one of the samples drawn, and stands out from the rest in its sign's direction.
     let at = cdp.eval(&format!(
         "(() => {{ const d = window.nanoecr.runView.meta.data; const t = d.time_s; const v = d.series.find((s) => s[0] === 'delta_rho')[1]; \
