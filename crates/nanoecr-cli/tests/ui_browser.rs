@@ -321,6 +321,7 @@ fn the_page_starts_watches_aborts_and_zooms_into_a_run() {
                 "--disable-background-networking",
                 "--disable-component-update",
                 "--no-first-run",
+                "--disable-dev-shm-usage",
                 "--remote-debugging-port=0",
                 "--window-size=1400,1500",
             ])
@@ -459,4 +460,13 @@ fn the_page_starts_watches_aborts_and_zooms_into_a_run() {
         assert!(p < med, "an n spike falls below its neighbours: {at}");
     }
     cdp.screenshot(&shots.join("5-zoomed-spike.png"));
+
+    // The analysis report of that file: numbers and figures.
+    cdp.eval("document.getElementById('rv-report-btn').click(), true");
+    cdp.wait(
+        "the report and its figures",
+        "document.getElementById('rv-report').textContent.includes('NanoECR run analysis') && \
+         [...document.querySelectorAll('#rv-figures img')].filter((i) => i.complete && i.naturalWidth > 100).length >= 5",
+    );
+    cdp.screenshot(&shots.join("6-report.png"));
 }

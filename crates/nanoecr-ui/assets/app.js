@@ -359,6 +359,7 @@ async function openRun(file) {
   $("run-view").hidden = false;
   text("rv-file", file);
   $("rv-report").hidden = true;
+  $("rv-figures").innerHTML = "";
   S.runView = { file, events: [], loaded: 0 };
   if (!rvLoad) {
     const hooks = { setSelect: [(u) => { if (u.select.width > 2) { const a = u.posToVal(u.select.left, "x"), b = u.posToVal(u.select.left + u.select.width, "x"); u.setSelect({ width: 0, height: 0 }, false); fetchRunWindow(a, b); } }] };
@@ -373,8 +374,16 @@ async function openRun(file) {
 async function loadReport() {
   const pre = $("rv-report");
   pre.hidden = false; pre.textContent = "analysing…";
+  const figs = $("rv-figures");
+  figs.innerHTML = "";
   const r = await api(`/api/report?file=${encodeURIComponent(S.runView.file)}`);
   pre.textContent = r.error ? `error: ${r.error.message}` : r.markdown;
+  for (const f of r.figures || []) {
+    const img = document.createElement("img");
+    img.alt = f.name; img.title = f.name; img.className = "figure";
+    img.src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(f.svg)}`;
+    figs.appendChild(img);
+  }
 }
 
 // For the browser test and the console: zoom the run view to [t0, t1] s.

@@ -406,11 +406,20 @@ async fn report(State(app): State<Arc<App>>, Query(q): Query<FileQuery>) -> Resp
     let done = tokio::task::spawn_blocking(move || {
         let input = nanoecr_analysis::io::load_run(&path, false).map_err(|e| e.to_string())?;
         let a = nanoecr_analysis::analyze_run(&input, &nanoecr_analysis::AnalysisOptions::default());
-        Ok::<_, String>(nanoecr_analysis::report::run_markdown(&a, false))
+        // The figures `nanoecr analyze --out-dir` writes, as SVG text for <img src="data:…">.
+        let dir = tempfile::tempdir().map_err(|e| format!("a temporary directory for the figures: {e}"))?;
+        let files = nanoecr_analysis::plots::write_run_plots(&input, &a, dir.path()).map_err(|e| e.to_string())?;
+        let mut figures = Vec::new();
+        for f in files.iter().filter(|f| f.extension().is_some_and(|e| e == "svg")) {
+            let svg = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
+            let name = f.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            figures.push(json!({ "name": name, "svg": svg }));
+        }
+        Ok::<_, String>((nanoecr_analysis::report::run_markdown(&a, false), figures))
     })
     .await;
     match done {
-        Ok(Ok(md)) => Json(json!({ "markdown": md })).into_response(),
+        Ok(Ok((md, figures))) => Json(json!({ "markdown": md, "figures": figures })).into_response(),
         Ok(Err(e)) => bad_request(e),
         Err(e) => bad_request(format!("the analysis failed: {e}")),
     }
