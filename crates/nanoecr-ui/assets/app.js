@@ -32,7 +32,15 @@ async function api(path, opts) {
 // ---------- live charts ----------
 function sizeOf(el, h) { return { width: Math.max(360, Math.min(760, el.clientWidth || 560)), height: h }; }
 
-// Event markers drawn over the Δρ/ρ chart: p ▲ red, n ▼ blue at (peak time, magnitude);
+// The index of the sample nearest `t` in the sorted array `ts`.
+function nearest(ts, t) {
+  let lo = 0, hi = ts.length - 1;
+  while (hi - lo > 1) { const mid = (lo + hi) >> 1; if (ts[mid] < t) lo = mid; else hi = mid; }
+  return Math.abs(ts[hi] - t) < Math.abs(ts[lo] - t) ? hi : lo;
+}
+
+// Event markers drawn over the Δρ/ρ chart: p ▲ red, n ▼ blue on the curve at the spike's peak
+// (its envelope's max or min there; the magnitude itself is relative to the detector's baseline);
 // pop-ins as dashed orange vertical lines.
 function markerHook(getEvents) {
   return (u) => {
@@ -47,8 +55,15 @@ function markerHook(getEvents) {
         ctx.strokeStyle = "#e67e22"; ctx.setLineDash([4, 3]); ctx.lineWidth = 1;
         ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, bot); ctx.stroke(); ctx.setLineDash([]);
       } else if (e.kind === "spike" && e.magnitude != null) {
-        const y = Math.min(Math.max(u.valToPos(e.magnitude, "y", true), top + 6), bot - 6);
-        const up = e.sign === "p", s = 6 * devicePixelRatio;
+        const up = e.sign === "p", ts = u.data[0];
+        let v = e.magnitude;
+        if (ts.length) {
+          const w = u.data[up ? 2 : 1][nearest(ts, e.peak_time_s)];
+          if (w != null) v = w;
+        }
+        const off = (up ? -8 : 8) * devicePixelRatio;
+        const y = Math.min(Math.max(u.valToPos(v, "y", true) + off, top + 6), bot - 6);
+        const s = 6 * devicePixelRatio;
         ctx.fillStyle = up ? "#c0392b" : "#2471a3";
         ctx.beginPath();
         if (up) { ctx.moveTo(x, y - s); ctx.lineTo(x - s, y + s); ctx.lineTo(x + s, y + s); }
