@@ -6,6 +6,7 @@ mod client;
 mod recover;
 mod run;
 mod score;
+mod ui;
 
 use std::process::ExitCode;
 
@@ -39,6 +40,8 @@ enum Command {
     Runs(client::CommonArgs),
     /// Make a run file left by a crash readable and mark it failed.
     Recover(recover::Args),
+    /// Serve the live view in the browser on 127.0.0.1 (prints its URL first).
+    Ui(ui::Args),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Watch(a) => client::watch(a),
         Command::Runs(a) => client::runs(a),
         Command::Recover(a) => recover::exec(a),
+        Command::Ui(a) => ui::exec(a),
     };
     match result {
         Ok(code) => code,

@@ -543,3 +543,47 @@ fn a_paced_run_with_acquisition_cpu_pins_its_control_thread_and_says_so() {
         run(short_config(&[("settle_s = 0.5", "settle_s = 0.5\ncpu = 0")]), dir.path(), "fast.h5", fast());
     assert_eq!(fast_file.diagnostics.expect("diagnostics").cpu, None);
 }
+
+/// The live batches' Δρ/ρ envelope, checked against the file: at 10 kHz every 10th sample is
+/// kept (docs/socket-protocol.md, `samples`), and its `delta_rho_min`/`delta_rho_max` are exactly
+/// the extremes of the file's Δρ/ρ over it and the 9 samples after it.
+#[test]
+fn live_batches_carry_the_exact_delta_rho_envelope_of_the_skipped_samples() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let off = format!("max_displacement_nm = 600.0\n{TIMING_INTERLOCKS_OFF}");
+    let cfg = short_config(&[("rate_hz = 1000", "rate_hz = 10000"), ("max_displacement_nm = 600.0", &off)]);
+    let rig = nanoecr_hw::sim::rig(&cfg);
+    let path = dir.path().join("env.h5");
+    // Paced: a fast run skips most of each 100 ms, which would leave few batches to check.
+    let handle =
+        start_run(cfg, rig, RunOptions { file_path: Some(path.clone()), ..Default::default() }).expect("run starts");
+    let mut batches = Vec::new();
+    for u in handle.updates().iter() {
+        match u {
+            nanoecr_daemon::run::RunUpdate::Samples(b) => batches.push(b),
+            nanoecr_daemon::run::RunUpdate::Finished(_) => break,
+            _ => {}
+        }
+    }
+    handle.join().expect("run ends");
+    let f = nanoecr_store::read_run(&path).expect("run file");
+    let rho = &f.data.delta_rho;
+    let k = 10;
+    let mut checked = 0;
+    for b in &batches {
+        assert_eq!(b.delta_rho_min.len(), b.samples.len());
+        assert_eq!(b.delta_rho_max.len(), b.samples.len());
+        for (i, s) in b.samples.iter().enumerate() {
+            assert_eq!(s.seq % k, 0, "every 10th sample is kept");
+            let start = s.seq as usize;
+            let bucket = &rho[start..(start + k as usize).min(rho.len())];
+            let lo = bucket.iter().copied().fold(f64::NAN, f64::min);
+            let hi = bucket.iter().copied().fold(f64::NAN, f64::max);
+            let same = |a: f64, b: f64| (a.is_nan() && b.is_nan()) || a == b;
+            assert!(same(b.delta_rho_min[i], lo), "seq {}: min {} vs file {lo}", s.seq, b.delta_rho_min[i]);
+            assert!(same(b.delta_rho_max[i], hi), "seq {}: max {} vs file {hi}", s.seq, b.delta_rho_max[i]);
+            checked += usize::from(lo.is_finite());
+        }
+    }
+    assert!(checked > 1000, "enough defined buckets checked: {checked}");
+}

@@ -53,6 +53,18 @@ fn every_method_round_trips() {
     assert!(!samples.is_empty());
     let seqs: Vec<u64> = samples.iter().flat_map(|s| s.seq.clone()).collect();
     assert!(seqs.windows(2).all(|w| w[1] > w[0]), "decimated samples in order");
+    // At 1 kHz every sample goes out (k = 1, docs/socket-protocol.md), each with its Δρ/ρ
+    // envelope, which for a bucket of one sample is that sample's value.
+    for s in &samples {
+        assert!(s.seq.windows(2).all(|w| w[1] == w[0] + 1), "k = 1 at 1 kHz: {:?}", s.seq);
+        assert_eq!(s.delta_rho_min.len(), s.seq.len());
+        assert_eq!(s.delta_rho_max.len(), s.seq.len());
+        for (lo, hi) in s.delta_rho_min.iter().zip(&s.delta_rho_max) {
+            assert!(lo.is_nan() == hi.is_nan() && (lo.is_nan() || lo == hi), "{lo} {hi}");
+        }
+    }
+    let defined = samples.iter().flat_map(|s| s.delta_rho_min.iter()).filter(|v| v.is_finite()).count();
+    assert!(defined > 0, "Δρ/ρ is defined after settle");
     for n in notes.iter().filter(|n| n.method == "event") {
         let _: EventNote = n.params().expect("event payload");
     }

@@ -200,6 +200,14 @@ pub struct SamplesNote {
     pub voltage_v: Vec<f64>,
     /// Segment codes (0 settle, 1 load, 2 hold, 3 unload, 4 safe unload).
     pub segment: Vec<u8>,
+    /// Smallest Δρ/ρ of the samples this kept sample stands for (it and the skipped ones up to
+    /// the next kept one; `null` during settle). Empty from daemons older than this field.
+    #[serde(default, with = "crate::float::nan_null_vec")]
+    pub delta_rho_min: Vec<f64>,
+    /// Largest Δρ/ρ of the same samples: with `delta_rho_min` an envelope in which a spike of
+    /// one sample stays visible however many samples are skipped.
+    #[serde(default, with = "crate::float::nan_null_vec")]
+    pub delta_rho_max: Vec<f64>,
 }
 
 impl SamplesNote {
@@ -217,6 +225,13 @@ impl SamplesNote {
             n.segment.push(s.segment.code());
         }
         n
+    }
+
+    /// With the Δρ/ρ envelope of each kept sample (same length as the batch).
+    pub fn with_delta_rho(mut self, min: &[f64], max: &[f64]) -> Self {
+        self.delta_rho_min = min.to_vec();
+        self.delta_rho_max = max.to_vec();
+        self
     }
 }
 

@@ -14,7 +14,7 @@ use nanoecr_store::RunWriter;
 
 use super::control::ControlOutcome;
 use super::shared::Shared;
-use super::RunUpdate;
+use super::{LiveBatch, RunUpdate};
 
 /// Samples taken from the ring per round; also the writer's append granularity.
 const CHUNK: usize = 4096;
@@ -23,8 +23,8 @@ const CHUNK: usize = 4096;
 const IDLE_NAP: Duration = Duration::from_micros(500);
 /// Progress and decimated samples are published at this interval.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
-/// Decimated samples per publication.
-const SAMPLES_PER_PUBLISH: usize = 20;
+/// Decimated samples per publication: 100 per 100 ms, so at 1 kHz every sample goes out.
+const SAMPLES_PER_PUBLISH: usize = 100;
 
 /// What the consumer needs.
 pub struct Consumer {
@@ -98,7 +98,9 @@ impl Consumer {
         if self.hold_until_control_ends {
             outcome = self.control_done.recv().ok();
         }
-        let mut decimated: Vec<Sample> = Vec::with_capacity(SAMPLES_PER_PUBLISH);
+        let mut decimated = LiveBatch::with_capacity(SAMPLES_PER_PUBLISH);
+        // Whether the last kept sample's bucket is still collecting Δρ/ρ extremes.
+        let mut bucket_open = false;
         let decimate_every = ((cfg.rate_hz() * PUBLISH_EVERY.as_secs_f64()) as u64 / SAMPLES_PER_PUBLISH as u64).max(1);
 
         loop {
@@ -112,9 +114,25 @@ impl Consumer {
                 }
             }
             detector.process_slice(&chunk, &mut rho, &mut |e| events.push(e));
-            for s in &chunk {
-                if s.seq % decimate_every == 0 && decimated.len() < decimated.capacity() {
-                    decimated.push(*s);
+            for (s, &r) in chunk.iter().zip(&rho) {
+                if s.seq % decimate_every == 0 {
+                    bucket_open = decimated.samples.len() < SAMPLES_PER_PUBLISH;
+                    if bucket_open {
+                        decimated.samples.push(*s);
+                        decimated.delta_rho_min.push(r);
+                        decimated.delta_rho_max.push(r);
+                    }
+                } else if bucket_open {
+                    // f64::min/max ignore a NaN operand, so settle samples never mask a value.
+                    if let (Some(lo), Some(hi)) =
+                        (decimated.delta_rho_min.last_mut(), decimated.delta_rho_max.last_mut())
+                    {
+                        *lo = lo.min(r);
+                        *hi = hi.max(r);
+                    }
+                }
+                if (s.seq + 1) % decimate_every == 0 {
+                    bucket_open = false;
                 }
             }
             if let Some(s) = chunk.last() {
@@ -185,9 +203,15 @@ impl Consumer {
                     ring_occupancy: self.shared.ring_occupancy.load(Ordering::Relaxed),
                 };
                 let _ = self.updates.try_send(RunUpdate::Progress(p));
-                if !decimated.is_empty() {
-                    let batch = std::mem::replace(&mut decimated, Vec::with_capacity(SAMPLES_PER_PUBLISH));
+                // A bucket still collecting its extremes waits for the next publication, so the
+                // samples after it are not lost from its envelope.
+                let carry = if bucket_open { decimated.pop() } else { None };
+                if !decimated.samples.is_empty() {
+                    let batch = std::mem::replace(&mut decimated, LiveBatch::with_capacity(SAMPLES_PER_PUBLISH));
                     let _ = self.updates.try_send(RunUpdate::Samples(batch));
+                }
+                if let Some(c) = carry {
+                    decimated.push(c);
                 }
                 last_publish = Instant::now();
             }

@@ -54,10 +54,42 @@ pub enum RunUpdate {
     Progress(Progress),
     /// A detected event (spike, pop-in) or an interlock trip.
     Event(Event),
-    /// A handful of decimated samples (≈ 10 Hz batches).
-    Samples(Vec<Sample>),
+    /// Decimated samples with their Δρ/ρ envelopes (≈ 10 Hz batches).
+    Samples(LiveBatch),
     /// The run ended and its file is closed.
     Finished(RunSummary),
+}
+
+/// One publication of decimated samples: every k-th sample, and the smallest and largest Δρ/ρ of
+/// the k samples each kept one stands for (so a one-sample spike survives the decimation).
+#[derive(Debug, Clone, Default)]
+pub struct LiveBatch {
+    /// The kept samples.
+    pub samples: Vec<Sample>,
+    /// Per kept sample: the smallest Δρ/ρ of its bucket (NaN while undefined).
+    pub delta_rho_min: Vec<f64>,
+    /// Per kept sample: the largest Δρ/ρ of its bucket (NaN while undefined).
+    pub delta_rho_max: Vec<f64>,
+}
+
+impl LiveBatch {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            samples: Vec::with_capacity(n),
+            delta_rho_min: Vec::with_capacity(n),
+            delta_rho_max: Vec::with_capacity(n),
+        }
+    }
+
+    fn pop(&mut self) -> Option<(Sample, f64, f64)> {
+        Some((self.samples.pop()?, self.delta_rho_min.pop()?, self.delta_rho_max.pop()?))
+    }
+
+    fn push(&mut self, (s, lo, hi): (Sample, f64, f64)) {
+        self.samples.push(s);
+        self.delta_rho_min.push(lo);
+        self.delta_rho_max.push(hi);
+    }
 }
 
 /// Why a run could not start or finish.

@@ -266,7 +266,9 @@ fn publish(daemon: &Daemon, run_id: u64, update: RunUpdate) {
         }
         RunUpdate::Samples(batch) => {
             if daemon.subs.any() {
-                daemon.subs.broadcast(Kind::Samples, line(names::SAMPLES, SamplesNote::new(run_id, now, &batch)));
+                let note = SamplesNote::new(run_id, now, &batch.samples)
+                    .with_delta_rho(&batch.delta_rho_min, &batch.delta_rho_max);
+                daemon.subs.broadcast(Kind::Samples, line(names::SAMPLES, note));
             }
         }
         RunUpdate::Finished(_) => {}
