@@ -8,6 +8,7 @@
 //!   denied, nothing to watch.
 //! - 3: the daemon is unreachable (no socket, connection refused or lost).
 //! - 4: the watched run ended `aborted` or `failed`.
+//! - 130: Ctrl-C stopped `watch` or `submit --watch`; the run goes on.
 
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -223,6 +224,10 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
             conn.call(m::EVENTS_SUBSCRIBE, json!({ "samples": false }))?;
         }
         let started: m::RunStartResult = decode(conn.call(m::RUN_START, &params)?)?;
+        if a.watch {
+            // Before the first line, which is what a script (or a test) waits for.
+            explain_interrupt(started.run_id);
+        }
         if a.common.json {
             println!("{}", serde_json::to_string(&started).unwrap_or_default());
         } else {
@@ -289,6 +294,7 @@ pub fn watch(a: CommonArgs) -> anyhow::Result<ExitCode> {
         let sub: m::SubscribeResult = decode(conn.call(m::EVENTS_SUBSCRIBE, json!({ "samples": a.json }))?)?;
         match sub.run {
             Some(r) => {
+                explain_interrupt(r.run_id);
                 if !a.json {
                     println!("watching run {}: {}", r.run_id, r.file);
                 }
@@ -330,6 +336,38 @@ pub fn runs(a: CommonArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })())
+}
+
+/// Exit code when Ctrl-C (SIGINT) stops `watch` or `submit --watch` (128 + SIGINT, as a shell
+/// reports it); the run goes on.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Ctrl-C stops the watching, not the test: say so, and how to stop the test, instead of leaving
+/// the operator to believe the rig was stopped.
+fn explain_interrupt(run_id: u64) {
+    let signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT]);
+    let mut signals = match signals {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot install the Ctrl-C handler");
+            return;
+        }
+    };
+    let spawned = std::thread::Builder::new().name("nanoecr-sigint".into()).spawn(move || {
+        if signals.forever().next().is_some() {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(
+                err,
+                "\nnanoecr: stopped watching; run {run_id} continues on nanoecrd \
+                 (`nanoecr watch` follows it again, `nanoecr abort` stops it with a safe unload)"
+            );
+            let _ = err.flush();
+            std::process::exit(i32::from(EXIT_INTERRUPTED));
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the Ctrl-C handler thread");
+    }
 }
 
 /// Stream the run's notifications until its `run.end`; exit code by its status.

@@ -279,3 +279,33 @@ fn submit_watch_status_runs_and_abort_against_a_real_daemon() {
     assert_eq!(v["runs"][0]["end_reason"], "operator abort");
     assert_eq!(v["runs"][1]["summary"]["samples"], 2000);
 }
+
+#[test]
+fn ctrl_c_on_submit_watch_says_the_run_continues_and_how_to_abort_it() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+
+    let d = Daemon::spawn();
+    let long = d.dir.path().join("long.toml");
+    std::fs::write(&long, config_with(0.2, 30.0, 3.0, 3.0)).expect("write");
+    let mut watch = d
+        .nanoecr(&["submit", long.to_str().expect("utf-8"), "--watch"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn submit --watch");
+    let mut stdout = BufReader::new(watch.stdout.take().expect("stdout")).lines();
+    let first = stdout.next().expect("a first line").expect("UTF-8");
+    assert!(first.starts_with("started run 1: "), "{first}");
+    kill(Pid::from_raw(watch.id() as i32), Signal::SIGINT).expect("SIGINT delivered");
+    let o = watch.wait_with_output().expect("submit --watch exits");
+    let e = err(&o);
+    assert_eq!(o.status.code(), Some(130), "{e}");
+    assert!(e.contains("run 1 continues on nanoecrd"), "{e}");
+    assert!(e.contains("`nanoecr abort`"), "{e}");
+    // And it does continue.
+    let o = run(&mut d.nanoecr(&["status"]));
+    assert!(out(&o).starts_with("nanoecrd: running\n"), "{}", out(&o));
+    let o = run(&mut d.nanoecr(&["abort"]));
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+}
