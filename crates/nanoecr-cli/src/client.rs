@@ -10,7 +10,7 @@
 //! - 4: the watched run ended `aborted` or `failed`.
 //! - 130: Ctrl-C stopped `watch` or `submit --watch`; the run goes on.
 
-use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -185,20 +185,18 @@ fn exit_for(status: RunStatus) -> ExitCode {
 
 /// `nanoecr submit`.
 pub fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
-    let (text, name) = if a.config == "-" {
-        let mut s = String::new();
-        if let Err(e) = std::io::stdin().read_to_string(&mut s) {
-            eprintln!("error: cannot read the config from stdin: {e}");
-            return Ok(ExitCode::from(EXIT_REFUSED));
-        }
-        (s, "<stdin>".to_string())
+    // The same bound as the daemon's (1 MiB, regular files only, never a blocking open): a typo
+    // like `/dev/zero` must not make the client read without end either.
+    let (read, name) = if a.config == "-" {
+        (nanoecr_core::config::read_config_text(std::io::stdin().lock()), "<stdin>".to_string())
     } else {
-        match std::fs::read_to_string(&a.config) {
-            Ok(s) => (s, a.config.clone()),
-            Err(e) => {
-                eprintln!("error: cannot read {}: {e}", a.config);
-                return Ok(ExitCode::from(EXIT_REFUSED));
-            }
+        (nanoecr_core::config::read_config_file(std::path::Path::new(&a.config)), a.config.clone())
+    };
+    let text = match read {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read {name}: {e}");
+            return Ok(ExitCode::from(EXIT_REFUSED));
         }
     };
     let out_dir = match a.out_dir.as_ref().map(std::path::absolute) {

@@ -123,7 +123,7 @@ async fn process(
         Frame::TooLong => {
             let e = RpcError::new(
                 codes::LINE_TOO_LONG,
-                format!("request line longer than {MAX_LINE_BYTES} bytes; discarded (send the config by path?)"),
+                format!("request line longer than {MAX_LINE_BYTES} bytes; discarded (a config is at most 1 MiB)"),
             );
             return send(tx, Response::err(Value::Null, e)).await;
         }
@@ -292,7 +292,23 @@ async fn run_start(d: &Arc<Daemon>, p: RunStartParams) -> Result<m::RunStartResu
         }
         (None, Some(path)) => {
             let path = absolute(&path, "config_path")?;
-            tokio::task::spawn_blocking(move || nanoecr_core::config::load(&path))
+            let Some(dir) = d.config().run_config_dir else {
+                return Err(RpcError::invalid_params(
+                    "`config_path` is off on this nanoecrd (no `run_configs.directory` in its config); send the \
+                     config's text as `config_toml` (as `nanoecr submit` does)",
+                ));
+            };
+            // Lexically outside: refused before the file system is touched, so the answer says
+            // nothing about which files exist elsewhere.
+            if !path.starts_with(&dir) || path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+                return Err(RpcError::invalid_params(format!(
+                    "`config_path` must name a file inside {} (nanoecrd's `run_configs.directory`)",
+                    dir.display()
+                )));
+            }
+            // Bounded and non-blocking (regular files ≤ 1 MiB, O_NONBLOCK): no device or FIFO can
+            // hold this thread or grow the daemon's memory.
+            tokio::task::spawn_blocking(move || nanoecr_core::config::load_within(&path, Some(&dir)))
                 .await
                 .map_err(RpcError::internal)?
                 .map_err(|e| config_error(&e))?
