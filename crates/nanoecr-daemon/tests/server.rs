@@ -113,11 +113,40 @@ fn each_error_class_has_its_code_and_none_disturbs_a_running_test() {
         raw(b"{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"run.start\",\"params\":[]}\n"),
         (json!(7), codes::INVALID_PARAMS as i64)
     );
+    // docs/socket-protocol.md "Envelope": a key given twice is -32600 — the pair read as
+    // a status query and executed as an abort of this live run. The run must go on (asserted
+    // below: it ends complete).
+    assert_eq!(
+        raw(b"{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"run.status\",\"method\":\"run.abort\"}\n"),
+        (Value::Null, codes::INVALID_REQUEST as i64)
+    );
+    assert_eq!(
+        raw(b"{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"run.status\",\"extra\":1}\n"),
+        (json!(9), codes::INVALID_REQUEST as i64)
+    );
     let mut long = vec![b' '; nanoecr_proto::MAX_LINE_BYTES + 10];
     long.push(b'\n');
     assert_eq!(raw(&long), (Value::Null, codes::LINE_TOO_LONG as i64));
     // The connection survives all of that.
     let mut bad = d.client();
+    // Methods without params refuse any, and arrays (docs: params "none", an object if given).
+    for (method, params) in [
+        ("daemon.info", json!({ "verbose": true })),
+        ("daemon.info", json!([1])),
+        ("run.status", json!({ "run_id": 1 })),
+        ("run.status", json!([])),
+        ("run.abort", json!({ "force": true })),
+        ("runs.list", json!({ "limit": "ten" })),
+        ("events.subscribe", json!({ "samples": 1 })),
+    ] {
+        let e = bad.call(method, params.clone()).expect_err("refused");
+        assert_eq!(e.code, codes::INVALID_PARAMS, "{method} {params}: {}", e.message);
+        let named = match params.as_object().and_then(|o| o.keys().next().cloned()) {
+            Some(k) => e.message.contains(&format!("`{k}`")),
+            None => e.message.contains("must be an object"),
+        };
+        assert!(named, "{method} {params}: {}", e.message);
+    }
     assert!(bad.call("daemon.info", json!({})).is_ok());
 
     // Invalid config: the data names kind, line, key, value, expected.

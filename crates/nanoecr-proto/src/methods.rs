@@ -142,6 +142,12 @@ pub struct RunStatusResult {
     pub last: Option<RunRecord>,
 }
 
+/// Params of `daemon.info` and `run.status`: none. An object with any member, or an array, is
+/// `-32602` (docs/socket-protocol.md), so a client's typo is never silently ignored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
 /// Params of `run.abort` (none; reserved).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -158,8 +158,8 @@ async fn process(
         return true;
     }
     let result = match req.method.as_str() {
-        m::DAEMON_INFO => Ok(to_value(info(daemon))),
-        m::RUN_STATUS => Ok(to_value(status(daemon))),
+        m::DAEMON_INFO => req.params::<m::NoParams>().map(|_| to_value(info(daemon))),
+        m::RUN_STATUS => req.params::<m::NoParams>().map(|_| to_value(status(daemon))),
         m::RUNS_LIST => req.params::<m::RunsListParams>().map(|p| to_value(runs_list(daemon, p.limit))),
         m::RUN_ABORT => match req.params::<m::RunAbortParams>() {
             Ok(_) => abort(daemon).map(to_value),
