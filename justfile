@@ -3,7 +3,9 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # A full simulated test (the paper's 6000 µN trapezoid, real time) that writes an HDF5 run.
+# Builds nanoecrd too, so that with target/release on PATH the README's daemon line works.
 demo *ARGS:
+    cargo build --release -q -p nanoecr-cli -p nanoecr-daemon
     cargo run --release -q -p nanoecr-cli -- run config/demo.toml {{ARGS}}
 
 # Everything CI runs: format, lints, the test suite, the hardware-in-the-loop tests.

@@ -40,6 +40,17 @@ pub struct CommonArgs {
     /// Print results (and, for `watch`, every notification) as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
+    /// How long to wait for a socket that does not exist yet or refuses connections, s: a
+    /// daemon started just before (`nanoecrd & nanoecr submit …`) binds it within moments.
+    #[arg(long, env = "NANOECR_CONNECT_WAIT_S", default_value_t = 5.0, value_parser = wait_seconds)]
+    pub connect_wait_s: f64,
+}
+
+fn wait_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}` is not a wait in seconds from 0 to 3600")),
+    }
 }
 
 /// Arguments of `nanoecr submit`.
@@ -67,6 +78,8 @@ pub struct SubmitArgs {
 enum Failure {
     /// No daemon to talk to.
     Unreachable(String),
+    /// The socket's file mode (or its directory's) keeps this user out.
+    Denied(String),
     /// The daemon said no.
     Refused(RpcError),
 }
@@ -78,6 +91,10 @@ impl Failure {
                 eprintln!("error: nanoecrd unreachable: {why}");
                 eprintln!("  (is nanoecrd running? its socket is chosen with --socket or NANOECR_SOCKET)");
                 ExitCode::from(EXIT_UNREACHABLE)
+            }
+            Failure::Denied(why) => {
+                eprintln!("error: {why}");
+                ExitCode::from(EXIT_REFUSED)
             }
             Failure::Refused(e) => {
                 // The message is complete: for an invalid config it already names the file,
@@ -98,6 +115,31 @@ impl Failure {
     }
 }
 
+/// "permission denied on …", naming the group that would let this user in: the socket's, or,
+/// when its directory is what keeps the user out, the directory's.
+fn denied(path: &std::path::Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let (what, meta) = match std::fs::metadata(path) {
+        Ok(m) => ("socket", Some(m)),
+        Err(_) => ("socket directory", path.parent().and_then(|d| std::fs::metadata(d).ok())),
+    };
+    match meta {
+        Some(m) => {
+            let group = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(m.gid()))
+                .ok()
+                .flatten()
+                .map_or_else(|| format!("gid {}", m.gid()), |g| g.name);
+            format!(
+                "permission denied on nanoecrd's socket {}: the {what} (mode {:03o}) admits group `{group}`; \
+                 ask for membership of `{group}` and log in again (docs/operator-guide.md, \"Who may use it\")",
+                path.display(),
+                m.mode() & 0o777
+            )
+        }
+        None => format!("permission denied on nanoecrd's socket {}", path.display()),
+    }
+}
+
 fn socket_path(c: &CommonArgs) -> PathBuf {
     c.socket.clone().unwrap_or_else(nanoecr_daemon::server::config::default_socket_path)
 }
@@ -113,8 +155,24 @@ struct Conn {
 
 impl Conn {
     fn open(c: &CommonArgs) -> Result<Self, Failure> {
+        use std::io::ErrorKind;
         let path = socket_path(c);
-        let s = UnixStream::connect(&path).map_err(|e| Failure::Unreachable(format!("{}: {e}", path.display())))?;
+        let deadline = Instant::now() + Duration::from_secs_f64(c.connect_wait_s);
+        let s = loop {
+            match UnixStream::connect(&path) {
+                Ok(s) => break s,
+                Err(e) if e.kind() == ErrorKind::PermissionDenied => return Err(Failure::Denied(denied(&path))),
+                // No socket yet, or a stale one the starting daemon is about to replace: poll
+                // until the deadline (a product wait for a process, not a test's timing).
+                Err(e)
+                    if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused)
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+                Err(e) => return Err(Failure::Unreachable(format!("{}: {e}", path.display()))),
+            }
+        };
         let r = s.try_clone().map_err(|e| Failure::Unreachable(e.to_string()))?;
         Ok(Self { reader: BufReader::new(r), writer: s, next_id: 1, held: Default::default() })
     }

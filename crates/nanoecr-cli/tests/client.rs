@@ -151,7 +151,8 @@ fn no_daemon_is_exit_code_3_for_every_client_command() {
     std::fs::write(&cfg, DEMO).expect("write");
     let cfg = cfg.to_str().expect("utf-8");
     for args in [vec!["status"], vec!["watch"], vec!["runs"], vec!["abort"], vec!["submit", cfg]] {
-        let o = run(nanoecr(&args).arg("--socket").arg(&absent));
+        // No waiting for a daemon that may be starting: there is none.
+        let o = run(nanoecr(&args).arg("--socket").arg(&absent).env("NANOECR_CONNECT_WAIT_S", "0"));
         assert_eq!(o.status.code(), Some(3), "{args:?}: {}", err(&o));
         assert!(err(&o).contains("nanoecrd unreachable"), "{args:?}: {}", err(&o));
         assert!(err(&o).contains(absent.to_str().expect("utf-8")), "names the socket: {}", err(&o));
@@ -308,4 +309,89 @@ fn ctrl_c_on_submit_watch_says_the_run_continues_and_how_to_abort_it() {
     assert!(out(&o).starts_with("nanoecrd: running\n"), "{}", out(&o));
     let o = run(&mut d.nanoecr(&["abort"]));
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+}
+
+/// PATH with the directories of the two binaries under test first.
+fn path_with_binaries() -> std::ffi::OsString {
+    let nanoecr_dir = Path::new(env!("CARGO_BIN_EXE_nanoecr")).parent().expect("bin dir").to_path_buf();
+    let nanoecrd_dir = nanoecrd_bin().parent().expect("bin dir").to_path_buf();
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    std::env::join_paths([nanoecr_dir, nanoecrd_dir].into_iter().chain(std::env::split_paths(&rest)))
+        .expect("PATH joins")
+}
+
+/// The README's daemon line, as a shell runs it: the client starts while nanoecrd is still
+/// binding its socket (the issue: exit 3 in 3 of 3 tries), and must wait for it instead. Three
+/// times, each with a fresh XDG_RUNTIME_DIR, so the socket never exists beforehand.
+#[test]
+fn the_readme_daemon_line_works_every_time() {
+    for attempt in 1..=3 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let xdg = dir.path().join("xdg");
+        std::fs::create_dir(&xdg).expect("mkdir");
+        std::fs::write(dir.path().join("demo.toml"), config_with(0.2, 0.4, 0.2, 0.4)).expect("write");
+        // README.md: `nanoecrd &  nanoecr submit config/demo.toml && nanoecr watch`, with a short
+        // program; then stop the daemon the line started and report the line's exit code.
+        let line = "nanoecrd & nanoecr submit demo.toml && nanoecr watch; rc=$?; kill -TERM $!; wait $!; exit $rc";
+        let o = run(Command::new("bash")
+            .arg("-c")
+            .arg(line)
+            .current_dir(dir.path())
+            .env("PATH", path_with_binaries())
+            .env("XDG_RUNTIME_DIR", &xdg)
+            .env_remove("NANOECR_SOCKET")
+            .env_remove("NANOECR_CONNECT_WAIT_S")
+            .stdin(Stdio::null()));
+        assert_eq!(o.status.code(), Some(0), "attempt {attempt}: {}\n{}", out(&o), err(&o));
+        let text = out(&o);
+        assert!(text.starts_with("started run 1: "), "attempt {attempt}: {text}");
+        let last = text.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("run 1 complete: ")
+                || (last.starts_with("no run in progress; last run:") && last.contains("complete")),
+            "attempt {attempt}: {text}"
+        );
+        assert!(!xdg.join("nanoecr/nanoecrd.sock").exists(), "the daemon removed its socket on SIGTERM");
+    }
+}
+
+/// As another user (root only, via setpriv): a daemon without XDG_RUNTIME_DIR, which may not
+/// create /run/nanoecr, falls back to a per-user directory that the same user's client finds
+/// without flags; and a client kept out by the socket's file mode is told "permission denied"
+/// with the group to join (exit 2), not "unreachable".
+#[test]
+fn a_non_root_user_gets_a_per_user_socket_and_a_refused_one_is_told_the_group() {
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if !nix::unistd::geteuid().is_root() || !setpriv.exists() {
+        eprintln!("skipped: needs root and /usr/bin/setpriv");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o1777)).expect("chmod");
+    let as_nobody = |line: &str| -> Output {
+        run(Command::new(setpriv)
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "bash", "-c", line])
+            .current_dir(dir.path())
+            .env("PATH", path_with_binaries())
+            .env("TMPDIR", dir.path())
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("NANOECR_SOCKET")
+            .stdin(Stdio::null()))
+    };
+    let o = as_nobody("nanoecrd --out-dir runs & nanoecr status; rc=$?; kill -TERM $!; wait $!; exit $rc");
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", out(&o), err(&o));
+    assert_eq!(out(&o).lines().next(), Some("nanoecrd: idle"), "{}", out(&o));
+    let per_user = dir.path().join("nanoecr-65534");
+    assert!(per_user.is_dir(), "the daemon made its per-user socket directory");
+    assert!(err(&o).contains(&per_user.join("nanoecrd.sock").display().to_string()), "logs the socket: {}", err(&o));
+
+    // A root daemon whose socket (mode 0660, group root) is in a directory nobody may traverse.
+    let d = Daemon::spawn();
+    std::fs::set_permissions(d.dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let o = as_nobody(&format!("nanoecr status --socket {}", d.socket.display()));
+    let e = err(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("permission denied on nanoecrd's socket"), "{e}");
+    assert!(e.contains("group `root`"), "names the socket's group: {e}");
+    assert!(!e.contains("unreachable"), "{e}");
 }

@@ -5,7 +5,9 @@
 //! - [`run`]: one test — the real-time control loop thread, the lock-free ring, the consumer
 //!   thread (detector + HDF5 writer), interlocks and safe unload. `nanoecr run` and `nanoecrd`
 //!   both use it.
+//! - [`report`]: one-line error reports for the binaries (each OS error once).
 //! - [`server`]: `nanoecrd`'s local-socket JSON-RPC server (one run at a time, many subscribers).
 
+pub mod report;
 pub mod run;
 pub mod server;

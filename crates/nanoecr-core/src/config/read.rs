@@ -17,7 +17,7 @@ pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum ReadConfigError {
     /// open/fstat/read failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// A directory, device, FIFO or socket.
     #[error("it is {0}, not a regular file")]

@@ -243,12 +243,16 @@ impl DaemonConfig {
     }
 }
 
-/// `$XDG_RUNTIME_DIR/nanoecr/nanoecrd.sock` when that variable is set (a per-user daemon),
-/// else `/run/nanoecr/nanoecrd.sock` (the system service; systemd's `RuntimeDirectory=`).
+/// `$XDG_RUNTIME_DIR/nanoecr/nanoecrd.sock` when that variable is set (a per-user daemon);
+/// else, for root, `/run/nanoecr/nanoecrd.sock` (the system service; systemd's
+/// `RuntimeDirectory=`); else, for any other user, `$TMPDIR/nanoecr-<uid>/nanoecrd.sock` (a
+/// per-user directory, mode 0700), since only root may create /run/nanoecr. Clients use the same
+/// rule, so a daemon and a client started by one user in one environment meet without flags.
 pub fn default_socket_path() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d).join("nanoecr").join("nanoecrd.sock"),
-        _ => PathBuf::from("/run/nanoecr/nanoecrd.sock"),
+        _ if nix::unistd::geteuid().is_root() => PathBuf::from("/run/nanoecr/nanoecrd.sock"),
+        _ => std::env::temp_dir().join(format!("nanoecr-{}", nix::unistd::geteuid())).join("nanoecrd.sock"),
     }
 }
 
