@@ -738,11 +738,18 @@ pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
 
 /// Classify a serde/TOML error and name its key.
 fn from_toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
-    let msg = e.message().to_string();
-    let line = e.span().map(|s| line_at(text, s.start));
+    // toml's messages may span lines ("invalid string\nexpected `"`"); an error is one line.
+    let msg = e.message().trim().replace('\n', "; ");
+    let line = e.span().map(|s| opening_line(text, line_at(text, s.start), &msg));
     let quoted = msg.split('`').nth(1).unwrap_or("").to_string();
     let (kind, key, message, expected) = if msg.starts_with("unknown field") {
-        let expected = msg.split_once(", expected").map(|(_, r)| format!("one of{r}")).unwrap_or_default();
+        // toml says "…, expected one of `a`, `b`" or "…, expected `a`": keep what follows.
+        let expected = msg.split_once(", expected").map(|(_, r)| r.trim().to_string()).unwrap_or_default();
+        let expected = match expected.strip_prefix("one of ") {
+            Some(list) => format!("one of {list}"),
+            None if expected.is_empty() => expected,
+            None => format!("one of {expected}"),
+        };
         (ConfigErrorKind::UnknownKey, quoted.clone(), format!("unknown key `{quoted}`"), expected)
     } else if msg.starts_with("missing field") {
         let unit = unit_of_key(&quoted);
@@ -752,7 +759,7 @@ fn from_toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
     {
         let key = line.and_then(|l| key_on_line(text, l)).unwrap_or_default();
         let unit = unit_of_key(&key);
-        let expected = msg.split_once("expected ").map(|(_, r)| r.to_string()).unwrap_or_default();
+        let expected = msg.split_once("expected ").map(|(_, r)| plain_type(r)).unwrap_or_default();
         let expected = if unit.is_empty() { expected } else { format!("{expected} in {unit}") };
         (ConfigErrorKind::WrongType, key, msg.split(", expected").next().unwrap_or(&msg).to_string(), expected)
     } else {
@@ -774,6 +781,41 @@ fn from_toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
         _ => key,
     };
     ConfigError { kind, file: None, line, key, value, message, expected }
+}
+
+/// serde's names for Rust types ("f64", "struct LimitsConfig") in an operator's words.
+fn plain_type(expected: &str) -> String {
+    let e = expected.trim();
+    if e.starts_with("struct ") || e.starts_with("a map") {
+        return "a table".into();
+    }
+    if e.starts_with("enum ") {
+        return "one of the values listed in docs/config.md".into();
+    }
+    match e {
+        "f64" | "f32" => "a number".into(),
+        "u64" | "u32" | "u16" | "u8" | "usize" => "a whole number ≥ 0".into(),
+        "i64" | "i32" | "i16" | "i8" | "isize" => "a whole number".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The line an unclosed array, inline table or multi-line string was opened on: toml reports
+/// where it gave up (the next line, or the end of the file), but the typo is at the opening.
+fn opening_line(text: &str, line: usize, msg: &str) -> usize {
+    let opens: fn(&str) -> bool = if msg.starts_with("invalid array") {
+        |l| l.split_once('=').is_some_and(|(_, v)| v.trim_start().starts_with('['))
+    } else if msg.starts_with("invalid inline table") {
+        |l| l.split_once('=').is_some_and(|(_, v)| v.trim_start().starts_with('{'))
+    } else if msg.starts_with("invalid multiline basic string") {
+        |l| l.contains("\"\"\"")
+    } else if msg.starts_with("invalid multiline literal string") {
+        |l| l.contains("'''")
+    } else {
+        return line;
+    };
+    let lines: Vec<&str> = text.lines().take(line).collect();
+    lines.iter().rposition(|l| opens(l)).map_or(line, |i| i + 1)
 }
 
 fn key_on_line(text: &str, line: usize) -> Option<String> {

@@ -237,3 +237,33 @@ fn config_text_over_one_mib_is_refused_before_parsing() {
     assert_eq!(e.kind, ConfigErrorKind::Io);
     assert!(e.to_string().contains("1048576-byte limit"), "{e}");
 }
+
+#[test]
+fn an_unclosed_array_or_string_is_reported_where_it_opens() {
+    let text = DEMO.replace("peak_load_un = 6000.0", "peak_load_un = [6000");
+    let e = err(&text);
+    let line = DEMO.lines().position(|l| l.starts_with("peak_load_un")).map(|i| i + 1);
+    assert_eq!(e.line, line, "{e}");
+    assert_eq!(e.key, "load_function.peak_load_un", "{e}");
+    let e = err(&DEMO.replace("peak_load_un = 6000.0", "peak_load_un = \"\"\"6000"));
+    assert_eq!(e.line, line, "{e}");
+    // One line: toml's "\nexpected …" continuation is folded in.
+    assert!(!e.to_string().contains('\n'), "{e}");
+}
+
+#[test]
+fn messages_use_no_rust_type_names_and_say_one_of_once() {
+    let e = err(&DEMO.replace("max_load_un", "max_lod_un"));
+    assert!(e.to_string().contains("(expected one of `max_load_un`"), "{e}");
+    assert!(!e.to_string().contains("one of one of"), "{e}");
+    let e = err(&DEMO.replace("rate_hz = 1000", "rate_hz = \"fast\""));
+    assert!(e.to_string().contains("(expected a number in Hz)"), "{e}");
+    let e = err(&DEMO.replace("seed = 42", "seed = -1"));
+    assert!(e.to_string().contains("a whole number ≥ 0"), "{e}");
+    let no_limits = DEMO.replace("[limits]\nmax_load_un = 8000.0\nmax_displacement_nm = 600.0\n", "");
+    let e = err(&format!("limits = 5\n{no_limits}"));
+    assert!(e.to_string().contains("(expected a table)"), "{e}");
+    for internal in ["LimitsConfig", "f64", "u64", "struct "] {
+        assert!(!e.to_string().contains(internal), "{e}");
+    }
+}
