@@ -49,6 +49,14 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(seed) = args.seed {
         cfg.set_seed(seed);
     }
+    // One master per rig, for the whole run (the lock lives until this function returns).
+    let _rig_lock = match nanoecr_daemon::riglock::acquire(&nanoecr_daemon::riglock::default_dir(), &cfg) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
     let rig = nanoecr_hw::open_rig(&cfg).context("opening the rig")?;
     let total_s = cfg.load_function.total_s();
     let opts = RunOptions {

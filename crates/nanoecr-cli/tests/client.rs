@@ -68,9 +68,16 @@ struct Daemon {
 impl Daemon {
     fn spawn() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
+        let locks = dir.path().join("locks");
+        Self::spawn_in(dir, &locks)
+    }
+
+    /// A daemon whose rig locks live in `locks` (tests in parallel each use their own).
+    fn spawn_in(dir: tempfile::TempDir, locks: &Path) -> Self {
         let socket = dir.path().join("nanoecrd.sock");
         let out_dir = dir.path().join("runs");
         let mut child = Command::new(nanoecrd_bin())
+            .env("NANOECR_LOCK_DIR", locks)
             .arg("--socket")
             .arg(&socket)
             .arg("--out-dir")
@@ -339,6 +346,7 @@ fn the_readme_daemon_line_works_every_time() {
             .current_dir(dir.path())
             .env("PATH", path_with_binaries())
             .env("XDG_RUNTIME_DIR", &xdg)
+            .env("NANOECR_LOCK_DIR", dir.path().join("locks"))
             .env_remove("NANOECR_SOCKET")
             .env_remove("NANOECR_CONNECT_WAIT_S")
             .stdin(Stdio::null()));
@@ -394,4 +402,61 @@ fn a_non_root_user_gets_a_per_user_socket_and_a_refused_one_is_told_the_group() 
     assert!(e.contains("permission denied on nanoecrd's socket"), "{e}");
     assert!(e.contains("group `root`"), "names the socket's group: {e}");
     assert!(!e.contains("unreachable"), "{e}");
+}
+
+/// One master per rig: while `nanoecr run` drives the default rig, a second `nanoecr run` and a
+/// daemon's `run.start` on it are refused (exit 2) with the holder's pid and command; a config
+/// naming another rig runs. The locks are released when the first run ends.
+#[test]
+fn a_second_master_on_the_same_rig_is_refused_with_the_holders_pid_and_command() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let locks = dir.path().join("locks");
+    let cfg = dir.path().join("long.toml");
+    std::fs::write(&cfg, config_with(0.2, 30.0, 3.0, 3.0)).expect("write");
+    let cfg = cfg.to_str().expect("utf-8");
+    let mut first = nanoecr(&["run", cfg, "--out-dir"])
+        .arg(dir.path().join("runs"))
+        .env("NANOECR_LOCK_DIR", &locks)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("first nanoecr run");
+    // The first line on stderr ("nanoecr: writing …") comes after the lock is taken.
+    let mut first_err = BufReader::new(first.stderr.take().expect("stderr")).lines();
+    let line = first_err.next().expect("a first line").expect("UTF-8");
+    assert!(line.starts_with("nanoecr: writing "), "{line}");
+    let holder = format!("in use by pid {} (", first.id());
+
+    let o = run(nanoecr(&["run", cfg, "--fast", "--out-dir"])
+        .arg(dir.path().join("runs2"))
+        .env("NANOECR_LOCK_DIR", &locks));
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("rig \"default\" is in use by pid"), "{}", err(&o));
+    assert!(err(&o).contains(&holder) && err(&o).contains("nanoecr run"), "names the holder: {}", err(&o));
+    assert!(!dir.path().join("runs2").exists(), "nothing started");
+
+    let d = Daemon::spawn_in(tempfile::tempdir().expect("tempdir"), &locks);
+    let o = run(&mut d.nanoecr(&["submit", cfg, "--fast"]));
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("rig not available") && err(&o).contains(&holder), "{}", err(&o));
+
+    // Another rig name is another rig.
+    let other = dir.path().join("other.toml");
+    std::fs::write(
+        &other,
+        config_with(0.2, 0.2, 0.2, 0.2).replace("backend = \"sim\"", "rig = \"bay-2\"\nbackend = \"sim\""),
+    )
+    .expect("write");
+    let o = run(&mut d.nanoecr(&["submit", other.to_str().expect("utf-8"), "--fast", "--watch"]));
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+
+    // When the first run ends, the rig is free again.
+    kill(Pid::from_raw(first.id() as i32), Signal::SIGINT).expect("SIGINT");
+    let _rest: Vec<String> = first_err.map_while(Result::ok).collect();
+    assert_eq!(first.wait().expect("first exits").code(), Some(4));
+    let o = run(&mut d.nanoecr(&["submit", cfg, "--fast", "--watch"]));
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
 }

@@ -23,6 +23,8 @@ fn run_and_signal(sig: Signal, hang_up: bool) -> (Option<i32>, String, String) {
         .current_dir(workspace())
         .args(["run", "config/demo.toml", "--json", "--out-dir"])
         .arg(dir.path())
+        // These tests run in parallel on the default rig: each gets its own rig locks.
+        .env("NANOECR_LOCK_DIR", dir.path().join("locks"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -11,6 +11,7 @@ mod error;
 pub mod hardware;
 pub mod limits;
 pub mod read;
+mod rig;
 pub mod simulation;
 
 use std::path::Path;
@@ -23,6 +24,7 @@ pub use error::{unit_of_key, ConfigError, ConfigErrorKind};
 pub use hardware::HardwareConfig;
 pub use limits::LimitsConfig;
 pub use read::{read_config_file, read_config_file_within, read_config_text, ReadConfigError, MAX_CONFIG_BYTES};
+pub use rig::{check_rig_name, DEFAULT_RIG};
 pub use simulation::SimulationConfig;
 
 use crate::load_function::LoadFunction;
@@ -393,6 +395,9 @@ impl RunConfig {
         raw.simulation.validate(a.rate_hz)?;
         raw.detection.validate(a.rate_hz)?;
         raw.hardware.validate()?;
+        if let Some(name) = &raw.hardware.rig {
+            check_rig_name(name)?;
+        }
 
         let o = &raw.output;
         if o.directory.trim().is_empty() {

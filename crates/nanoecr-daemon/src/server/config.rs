@@ -132,6 +132,8 @@ pub struct DaemonConfig {
     /// `None`, the default, refuses `config_path` altogether (inline `config_toml` only), so a
     /// client can neither make the daemon read an arbitrary file nor probe which exist.
     pub run_config_dir: Option<PathBuf>,
+    /// Where rig locks live (one master per rig; [`crate::riglock::default_dir`]).
+    pub lock_dir: PathBuf,
 }
 
 impl DaemonConfig {
@@ -151,6 +153,7 @@ impl DaemonConfig {
             stall_timeout: Duration::from_secs(5),
             max_clients: 256,
             run_config_dir: None,
+            lock_dir: crate::riglock::default_dir(),
         }
     }
 

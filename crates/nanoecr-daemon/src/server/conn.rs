@@ -376,6 +376,9 @@ fn start_blocking(
         tracing::warn!(run_id, "run did not start: {msg}");
         RpcError::new(codes::RUN_START_FAILED, msg)
     };
+    // One master per rig: before an instrument is touched, so a refused start moves nothing.
+    let rig_lock =
+        crate::riglock::acquire(&d.config().lock_dir, &cfg).map_err(|e| fail(format!("rig not available: {e}")))?;
     let rig = nanoecr_hw::open_rig(&cfg).map_err(|e| fail(format!("instrument not ready: {e}")))?;
     let opts = RunOptions { out_dir: Some(out_dir), fast, install_signal_handlers: false, ..Default::default() };
     let handle = start_run(cfg, rig, opts).map_err(|e| fail(e.to_string()))?;
@@ -396,6 +399,7 @@ fn start_blocking(
             abort_requested = Some(reason.describe());
         }
         *slot = Slot::Running(Box::new(Active {
+            _rig_lock: rig_lock,
             handle: Some(handle),
             run: m::ActiveRun {
                 run_id,
