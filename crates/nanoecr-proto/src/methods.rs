@@ -78,7 +78,8 @@ pub struct RunStartParams {
     /// operator's files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_toml: Option<String>,
-    /// An absolute path to a config file readable by the daemon.
+    /// An absolute path to a config file inside the daemon's `run_configs.directory` (refused
+    /// when that is not configured, the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_path: Option<String>,
     /// A name for `config_toml` in error messages (the client's file name).
