@@ -3,7 +3,9 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # A full simulated test (the paper's 6000 µN trapezoid, real time) that writes an HDF5 run.
+# Builds nanoecrd too, so that with target/release on PATH the README's daemon line works.
 demo *ARGS:
+    cargo build --release -q -p nanoecr-cli -p nanoecr-daemon
     cargo run --release -q -p nanoecr-cli -- run config/demo.toml {{ARGS}}
 
 # Everything CI runs: format, lints, the test suite, the hardware-in-the-loop tests.
@@ -30,3 +32,15 @@ bench *ARGS:
 # Analyse run files: `just analyze runs/*.h5`.
 analyze +FILES:
     cargo run --release -q -p nanoecr-cli -- analyze {{FILES}}
+
+# libFuzzer (cargo-fuzz) on the socket's request parser and the run-config loader, 10^6 inputs
+# each by default (`just fuzz 100000` for fewer). Not part of `just test` or CI. Needs cargo-fuzz
+# (installed here if missing) and a nightly feature, enabled on stable with RUSTC_BOOTSTRAP=1. New
+# inputs go to fuzz/target/corpus; fuzz/corpus holds the seeds kept in the repo; a crash is saved
+# under fuzz/artifacts/<target>/ and stops the recipe.
+fuzz RUNS="1000000":
+    cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+    for t in request config; do \
+        mkdir -p fuzz/target/corpus/$t; \
+        (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O $t target/corpus/$t corpus/$t -- -runs={{RUNS}} -max_len=8192); \
+    done

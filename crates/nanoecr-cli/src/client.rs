@@ -8,8 +8,9 @@
 //!   denied, nothing to watch.
 //! - 3: the daemon is unreachable (no socket, connection refused or lost).
 //! - 4: the watched run ended `aborted` or `failed`.
+//! - 130: Ctrl-C stopped `watch` or `submit --watch`; the run goes on.
 
-use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +40,17 @@ pub struct CommonArgs {
     /// Print results (and, for `watch`, every notification) as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
+    /// How long to wait for a socket that does not exist yet or refuses connections, s: a
+    /// daemon started just before (`nanoecrd & nanoecr submit …`) binds it within moments.
+    #[arg(long, env = "NANOECR_CONNECT_WAIT_S", default_value_t = 5.0, value_parser = wait_seconds)]
+    pub connect_wait_s: f64,
+}
+
+fn wait_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}` is not a wait in seconds from 0 to 3600")),
+    }
 }
 
 /// Arguments of `nanoecr submit`.
@@ -66,6 +78,8 @@ pub struct SubmitArgs {
 enum Failure {
     /// No daemon to talk to.
     Unreachable(String),
+    /// The socket's file mode (or its directory's) keeps this user out.
+    Denied(String),
     /// The daemon said no.
     Refused(RpcError),
 }
@@ -77,6 +91,10 @@ impl Failure {
                 eprintln!("error: nanoecrd unreachable: {why}");
                 eprintln!("  (is nanoecrd running? its socket is chosen with --socket or NANOECR_SOCKET)");
                 ExitCode::from(EXIT_UNREACHABLE)
+            }
+            Failure::Denied(why) => {
+                eprintln!("error: {why}");
+                ExitCode::from(EXIT_REFUSED)
             }
             Failure::Refused(e) => {
                 // The message is complete: for an invalid config it already names the file,
@@ -97,6 +115,31 @@ impl Failure {
     }
 }
 
+/// "permission denied on …", naming the group that would let this user in: the socket's, or,
+/// when its directory is what keeps the user out, the directory's.
+fn denied(path: &std::path::Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let (what, meta) = match std::fs::metadata(path) {
+        Ok(m) => ("socket", Some(m)),
+        Err(_) => ("socket directory", path.parent().and_then(|d| std::fs::metadata(d).ok())),
+    };
+    match meta {
+        Some(m) => {
+            let group = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(m.gid()))
+                .ok()
+                .flatten()
+                .map_or_else(|| format!("gid {}", m.gid()), |g| g.name);
+            format!(
+                "permission denied on nanoecrd's socket {}: the {what} (mode {:03o}) admits group `{group}`; \
+                 ask for membership of `{group}` and log in again (docs/operator-guide.md, \"Who may use it\")",
+                path.display(),
+                m.mode() & 0o777
+            )
+        }
+        None => format!("permission denied on nanoecrd's socket {}", path.display()),
+    }
+}
+
 fn socket_path(c: &CommonArgs) -> PathBuf {
     c.socket.clone().unwrap_or_else(nanoecr_daemon::server::config::default_socket_path)
 }
@@ -112,8 +155,24 @@ struct Conn {
 
 impl Conn {
     fn open(c: &CommonArgs) -> Result<Self, Failure> {
+        use std::io::ErrorKind;
         let path = socket_path(c);
-        let s = UnixStream::connect(&path).map_err(|e| Failure::Unreachable(format!("{}: {e}", path.display())))?;
+        let deadline = Instant::now() + Duration::from_secs_f64(c.connect_wait_s);
+        let s = loop {
+            match UnixStream::connect(&path) {
+                Ok(s) => break s,
+                Err(e) if e.kind() == ErrorKind::PermissionDenied => return Err(Failure::Denied(denied(&path))),
+                // No socket yet, or a stale one the starting daemon is about to replace: poll
+                // until the deadline (a product wait for a process, not a test's timing).
+                Err(e)
+                    if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused)
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+                Err(e) => return Err(Failure::Unreachable(format!("{}: {e}", path.display()))),
+            }
+        };
         let r = s.try_clone().map_err(|e| Failure::Unreachable(e.to_string()))?;
         Ok(Self { reader: BufReader::new(r), writer: s, next_id: 1, held: Default::default() })
     }
@@ -184,20 +243,18 @@ fn exit_for(status: RunStatus) -> ExitCode {
 
 /// `nanoecr submit`.
 pub fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
-    let (text, name) = if a.config == "-" {
-        let mut s = String::new();
-        if let Err(e) = std::io::stdin().read_to_string(&mut s) {
-            eprintln!("error: cannot read the config from stdin: {e}");
-            return Ok(ExitCode::from(EXIT_REFUSED));
-        }
-        (s, "<stdin>".to_string())
+    // The same bound as the daemon's (1 MiB, regular files only, never a blocking open): a typo
+    // like `/dev/zero` must not make the client read without end either.
+    let (read, name) = if a.config == "-" {
+        (nanoecr_core::config::read_config_text(std::io::stdin().lock()), "<stdin>".to_string())
     } else {
-        match std::fs::read_to_string(&a.config) {
-            Ok(s) => (s, a.config.clone()),
-            Err(e) => {
-                eprintln!("error: cannot read {}: {e}", a.config);
-                return Ok(ExitCode::from(EXIT_REFUSED));
-            }
+        (nanoecr_core::config::read_config_file(std::path::Path::new(&a.config)), a.config.clone())
+    };
+    let text = match read {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read {name}: {e}");
+            return Ok(ExitCode::from(EXIT_REFUSED));
         }
     };
     let out_dir = match a.out_dir.as_ref().map(std::path::absolute) {
@@ -223,6 +280,10 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
             conn.call(m::EVENTS_SUBSCRIBE, json!({ "samples": false }))?;
         }
         let started: m::RunStartResult = decode(conn.call(m::RUN_START, &params)?)?;
+        if a.watch {
+            // Before the first line, which is what a script (or a test) waits for.
+            explain_interrupt(started.run_id);
+        }
         if a.common.json {
             println!("{}", serde_json::to_string(&started).unwrap_or_default());
         } else {
@@ -289,6 +350,7 @@ pub fn watch(a: CommonArgs) -> anyhow::Result<ExitCode> {
         let sub: m::SubscribeResult = decode(conn.call(m::EVENTS_SUBSCRIBE, json!({ "samples": a.json }))?)?;
         match sub.run {
             Some(r) => {
+                explain_interrupt(r.run_id);
                 if !a.json {
                     println!("watching run {}: {}", r.run_id, r.file);
                 }
@@ -330,6 +392,38 @@ pub fn runs(a: CommonArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })())
+}
+
+/// Exit code when Ctrl-C (SIGINT) stops `watch` or `submit --watch` (128 + SIGINT, as a shell
+/// reports it); the run goes on.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Ctrl-C stops the watching, not the test: say so, and how to stop the test, instead of leaving
+/// the operator to believe the rig was stopped.
+fn explain_interrupt(run_id: u64) {
+    let signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT]);
+    let mut signals = match signals {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot install the Ctrl-C handler");
+            return;
+        }
+    };
+    let spawned = std::thread::Builder::new().name("nanoecr-sigint".into()).spawn(move || {
+        if signals.forever().next().is_some() {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(
+                err,
+                "\nnanoecr: stopped watching; run {run_id} continues on nanoecrd \
+                 (`nanoecr watch` follows it again, `nanoecr abort` stops it with a safe unload)"
+            );
+            let _ = err.flush();
+            std::process::exit(i32::from(EXIT_INTERRUPTED));
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the Ctrl-C handler thread");
+    }
 }
 
 /// Stream the run's notifications until its `run.end`; exit code by its status.

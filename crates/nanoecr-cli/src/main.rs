@@ -62,7 +62,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", nanoecr_daemon::report::one_line(e.as_ref()));
             ExitCode::from(1)
         }
     }

@@ -49,6 +49,14 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(seed) = args.seed {
         cfg.set_seed(seed);
     }
+    // One master per rig, for the whole run (the lock lives until this function returns).
+    let _rig_lock = match nanoecr_daemon::riglock::acquire(&nanoecr_daemon::riglock::default_dir(), &cfg) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
     let rig = nanoecr_hw::open_rig(&cfg).context("opening the rig")?;
     let total_s = cfg.load_function.total_s();
     let opts = RunOptions {
@@ -59,12 +67,12 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     };
     let handle = start_run(cfg, rig, opts).context("starting the test")?;
     if !args.quiet {
-        eprintln!(
+        say_err(&format!(
             "nanoecr: writing {} ({} s program{})",
             handle.path().display(),
             total_s,
             if args.fast { ", fast" } else { "" }
-        );
+        ));
     }
 
     let mut display = Display::new(args.quiet, total_s);
@@ -90,7 +98,7 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     let joined = handle.join().context("the run failed")?;
     let summary = summary.unwrap_or(joined);
     if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
+        say_out(&format!("{}\n", serde_json::to_string(&summary)?));
     } else {
         print_summary(&summary);
     }
@@ -127,7 +135,7 @@ impl Display {
             b.set_position((p.time_s * 1000.0) as u64);
             b.set_message(progress_line(p));
         } else if self.plain && self.last_plain.elapsed() >= Duration::from_secs(1) {
-            eprintln!("{}", progress_line(p));
+            say_err(&progress_line(p));
             self.last_plain = Instant::now();
         }
     }
@@ -137,7 +145,7 @@ impl Display {
             let msg = format!("interlock at t = {:.3} s (value {:.4e}); unloading safely", e.onset_time_s, e.magnitude);
             match &self.bar {
                 Some(b) => b.println(msg),
-                None => eprintln!("{msg}"),
+                None => say_err(&msg),
             }
         }
     }
@@ -150,22 +158,26 @@ impl Display {
 }
 
 fn print_summary(s: &RunSummary) {
-    println!("run {}: {}", s.status, s.file);
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let _ = writeln!(o, "run {}: {}", s.status, s.file);
     if s.status != RunStatus::Complete {
-        println!("  ended by: {}", s.end_reason);
+        let _ = writeln!(o, "  ended by: {}", s.end_reason);
     }
-    println!(
+    let _ = writeln!(
+        o,
         "  samples {} (dropped {}) covering {:.3} s in {:.2} s wall",
         s.samples, s.dropped, s.duration_s, s.wall_s
     );
-    println!(
+    let _ = writeln!(
+        o,
         "  load tracking RMS {:.2} µN ({:.3}% of the {:.0} µN peak)",
         s.load_tracking_rms_un,
         100.0 * s.load_tracking_rms_un / s.peak_load_un.max(f64::MIN_POSITIVE),
         s.peak_load_un
     );
     if s.paced {
-        println!(
+        let _ = writeln!(o,
             "  loop lateness p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs; missed deadlines {} of {} ticks; real-time scheduling: {}",
             s.lateness_p50_us,
             s.lateness_p99_us,
@@ -175,21 +187,40 @@ fn print_summary(s: &RunSummary) {
             if s.realtime_scheduling { "yes (SCHED_FIFO)" } else { "no (normal priority)" }
         );
     } else {
-        println!("  unpaced (--fast): {} ticks, no lateness figures", s.ticks);
+        let _ = writeln!(o, "  unpaced (--fast): {} ticks, no lateness figures", s.ticks);
     }
-    println!(
+    let _ = writeln!(
+        o,
         "  spikes: {} p-type (damage), {} n-type (recovery); pop-ins: {}; interlocks: {}",
         s.spikes_p, s.spikes_n, s.popins, s.interlocks
     );
     for (seg, p, n) in &s.spikes_by_segment {
-        println!("    {seg:<11} p {p:>5}  n {n:>5}  p−n {:+}", *p as i64 - *n as i64);
+        let _ = writeln!(o, "    {seg:<11} p {p:>5}  n {n:>5}  p−n {:+}", *p as i64 - *n as i64);
     }
     if s.ground_truth_events > 0 {
-        println!(
+        let _ = writeln!(
+            o,
             "  ground truth: {} simulated events recorded in the file (score with `nanoecr score`)",
             s.ground_truth_events
         );
     }
+    say_out(&o);
+}
+
+/// Write to stderr, ignoring failure: after a hang-up the terminal is gone and every write fails
+/// (EIO, or EPIPE on a closed pipe); `eprintln!` would panic and end the process in the middle of
+/// the safe unload.
+fn say_err(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// Write to stdout, ignoring failure (see [`say_err`]): the file is closed by now and says how
+/// the run ended, so a lost terminal must not turn the exit code into a panic's.
+fn say_out(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 /// The one-line progress display, shared by `nanoecr run` and `nanoecr watch`.

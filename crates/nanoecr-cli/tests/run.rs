@@ -93,3 +93,19 @@ fn an_invalid_config_is_refused_with_its_location_and_exit_code_2() {
         .count();
     assert_eq!(h5, 0);
 }
+
+/// A device or a FIFO given as the config is refused at once (exit 2), never read without end or
+/// waited on: the loader opens with O_NONBLOCK and checks the file type before reading.
+#[test]
+fn a_device_or_fifo_as_config_is_refused_at_once_with_exit_code_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("run.toml");
+    assert!(Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+    for (path, what) in [(Path::new("/dev/zero"), "a character device"), (fifo.as_path(), "a FIFO")] {
+        let out = nanoecr().args(["run", "--fast", "--out-dir"]).arg(dir.path()).arg(path).output().expect("runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(&format!("it is {what}, not a regular file")), "{err}");
+        assert!(err.contains(&path.display().to_string()), "names the file: {err}");
+    }
+}

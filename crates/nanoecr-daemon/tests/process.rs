@@ -25,6 +25,7 @@ impl Daemon {
         std::fs::write(&cfg, format!("[output]\ndirectory = \"{}\"\n{extra_config}", dir.join("runs").display()))
             .expect("write config");
         let child = Command::new(env!("CARGO_BIN_EXE_nanoecrd"))
+            .env("NANOECR_LOCK_DIR", dir.join("locks"))
             .arg("--config")
             .arg(&cfg)
             .arg("--socket")

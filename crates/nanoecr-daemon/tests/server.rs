@@ -125,11 +125,40 @@ fn each_error_class_has_its_code_and_none_disturbs_a_running_test() {
         raw(b"{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"run.start\",\"params\":[]}\n"),
         (json!(7), codes::INVALID_PARAMS as i64)
     );
+    // docs/socket-protocol.md "Envelope": a key given twice is -32600 — the issue's pair read as
+    // a status query and executed as an abort of this live run. The run must go on (asserted
+    // below: it ends complete).
+    assert_eq!(
+        raw(b"{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"run.status\",\"method\":\"run.abort\"}\n"),
+        (Value::Null, codes::INVALID_REQUEST as i64)
+    );
+    assert_eq!(
+        raw(b"{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"run.status\",\"extra\":1}\n"),
+        (json!(9), codes::INVALID_REQUEST as i64)
+    );
     let mut long = vec![b' '; nanoecr_proto::MAX_LINE_BYTES + 10];
     long.push(b'\n');
     assert_eq!(raw(&long), (Value::Null, codes::LINE_TOO_LONG as i64));
     // The connection survives all of that.
     let mut bad = d.client();
+    // Methods without params refuse any, and arrays (docs: params "none", an object if given).
+    for (method, params) in [
+        ("daemon.info", json!({ "verbose": true })),
+        ("daemon.info", json!([1])),
+        ("run.status", json!({ "run_id": 1 })),
+        ("run.status", json!([])),
+        ("run.abort", json!({ "force": true })),
+        ("runs.list", json!({ "limit": "ten" })),
+        ("events.subscribe", json!({ "samples": 1 })),
+    ] {
+        let e = bad.call(method, params.clone()).expect_err("refused");
+        assert_eq!(e.code, codes::INVALID_PARAMS, "{method} {params}: {}", e.message);
+        let named = match params.as_object().and_then(|o| o.keys().next().cloned()) {
+            Some(k) => e.message.contains(&format!("`{k}`")),
+            None => e.message.contains("must be an object"),
+        };
+        assert!(named, "{method} {params}: {}", e.message);
+    }
     assert!(bad.call("daemon.info", json!({})).is_ok());
 
     // Invalid config: the data names kind, line, key, value, expected.
@@ -149,13 +178,17 @@ fn each_error_class_has_its_code_and_none_disturbs_a_running_test() {
     let e = bad.call("run.start", start_params(&short_config())).expect_err("ceiling");
     assert_eq!(e.code, codes::INVALID_CONFIG);
     assert_eq!(e.data.expect("data")["key"], "limits.max_load_un");
-    // A config path must be absolute; a missing file is an invalid config of kind io.
+    // A config path must be absolute; without `run_configs.directory` (the default) any path is
+    // refused as a parameter, without the daemon touching the file system.
     assert_eq!(
         bad.call("run.start", json!({ "config_path": "demo.toml" })).expect_err("relative").code,
         codes::INVALID_PARAMS
     );
-    let e = bad.call("run.start", json!({ "config_path": "/nonexistent/x.toml" })).expect_err("missing");
-    assert_eq!((e.code, e.data.expect("data")["kind"].clone()), (codes::INVALID_CONFIG, json!("io")));
+    for path in ["/nonexistent/x.toml", "/dev/zero", "/etc/passwd"] {
+        let e = bad.call("run.start", json!({ "config_path": path })).expect_err("config_path off");
+        assert_eq!(e.code, codes::INVALID_PARAMS, "{path}: {}", e.message);
+        assert!(e.message.contains("`config_path` is off") && e.message.contains("config_toml"), "{}", e.message);
+    }
     assert_eq!(bad.call("run.start", json!({})).expect_err("neither").code, codes::INVALID_PARAMS);
 
     // A second start while one runs.
@@ -364,4 +397,50 @@ fn forty_subscribers_get_everything_and_latency_is_measured() {
         pct(&mut all_event, 0.99),
         all_event.len()
     );
+}
+
+/// `run.start` `config_path` with a configured `run_configs.directory`: a file inside is run; a
+/// FIFO or a device (or a symlink to one) inside is refused at once as an unreadable config (the
+/// daemon neither blocks on the FIFO nor reads /dev/zero without end: the issue measured +250 MB/s
+/// before); anything outside is refused as a parameter without being opened.
+#[test]
+fn config_path_is_confined_to_the_configured_directory_and_never_blocks_or_reads_without_limit() {
+    let configs = tempfile::tempdir().expect("tempdir");
+    let dir = std::fs::canonicalize(configs.path()).expect("canonical");
+    let d = TestDaemon::start_with(|c| c.run_config_dir = Some(dir.clone()));
+    let mut c = d.client();
+
+    let fifo = dir.join("fifo.toml");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+    assert!(made.success());
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.toml")).expect("symlink");
+    for (name, what) in [("fifo.toml", "a FIFO"), ("zero.toml", "a character device")] {
+        let e = c.call("run.start", json!({ "config_path": dir.join(name) })).expect_err(name);
+        assert_eq!(e.code, codes::INVALID_CONFIG, "{name}: {}", e.message);
+        assert!(e.message.contains(&format!("it is {what}, not a regular file")), "{}", e.message);
+        assert_eq!(e.data.expect("data")["kind"], "io");
+    }
+    // Over 1 MiB: refused, not read in full.
+    std::fs::write(dir.join("big.toml"), vec![b'#'; (1 << 20) + 1]).expect("write");
+    let e = c.call("run.start", json!({ "config_path": dir.join("big.toml") })).expect_err("big");
+    assert!(e.message.contains("larger than 1048576 bytes"), "{}", e.message);
+    // Outside, by name or by `..`: a parameter error naming the directory.
+    for path in ["/dev/zero".to_string(), format!("{}/../x.toml", dir.display())] {
+        let e = c.call("run.start", json!({ "config_path": path })).expect_err("outside");
+        assert_eq!(e.code, codes::INVALID_PARAMS, "{path}: {}", e.message);
+        assert!(e.message.contains(&dir.display().to_string()), "{}", e.message);
+    }
+    // A symlink inside that leads out to a regular file: refused after opening, before reading.
+    let outside = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(outside.path(), short_config()).expect("write");
+    std::os::unix::fs::symlink(outside.path(), dir.join("out.toml")).expect("symlink");
+    let e = c.call("run.start", json!({ "config_path": dir.join("out.toml") })).expect_err("symlink out");
+    assert!(e.message.contains("not inside"), "{}", e.message);
+
+    // The daemon is still well: a real config inside the directory runs to completion.
+    std::fs::write(dir.join("ok.toml"), short_config()).expect("write");
+    let mut sub = d.client();
+    sub.call("events.subscribe", json!({ "samples": false })).expect("subscribe");
+    c.call("run.start", json!({ "config_path": dir.join("ok.toml"), "fast": true })).expect("a config inside runs");
+    assert_eq!(end_note(&sub.until_run_end()).status, RunStatus::Complete);
 }

@@ -2,9 +2,9 @@
 //! line goes through. It never panics and turns any input into either a [`Request`] or the
 //! error [`Response`] to send back (fuzzed in tests/fuzz_parser.rs).
 
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Number, Value};
 
 /// The `jsonrpc` member every message carries.
 pub const VERSION: &str = "2.0";
@@ -92,14 +92,22 @@ pub struct Request {
 
 impl Request {
     /// Decode the params into a method's params type. Absent params decode as `{}` so methods
-    /// whose params are all optional accept no params at all.
+    /// whose params are all optional accept no params at all; an array is refused (every method
+    /// takes named parameters). A mistyped parameter's error names it (`` `seed`: invalid type…``).
     pub fn params<T: DeserializeOwned>(&self) -> Result<T, RpcError> {
         let v = match &self.params {
             Value::Null => Value::Object(serde_json::Map::new()),
             Value::Object(_) => self.params.clone(),
             _ => return Err(RpcError::invalid_params("params must be an object (named parameters)")),
         };
-        serde_json::from_value(v).map_err(RpcError::invalid_params)
+        serde_path_to_error::deserialize(v).map_err(|e| {
+            let path = e.path().to_string();
+            if path.is_empty() || path == "." {
+                RpcError::invalid_params(e.into_inner())
+            } else {
+                RpcError::invalid_params(format!("`{path}`: {}", e.into_inner()))
+            }
+        })
     }
 }
 
@@ -251,16 +259,23 @@ fn to_line(v: &impl Serialize) -> String {
 /// response to send, carrying the request's id when it could be read, else `null`.
 ///
 /// Accepted: a JSON object with `"jsonrpc": "2.0"`, a string `method`, optional `params`
-/// (object or array) and optional `id` (string, number or null; absent = notification).
-/// Batches (arrays) are refused: a rig is driven one command at a time.
+/// (object or array) and optional `id` (string, number or null; absent = notification), and no
+/// other member. Batches (arrays) are refused: a rig is driven one command at a time. A key
+/// that appears twice in any object is `-32600`: JSON leaves its meaning open, and taking the
+/// last one let `{"method":"run.status","method":"run.abort"}` abort a run that a reviewer of
+/// the line would read as a status query.
 pub fn parse_request(line: &[u8]) -> Result<Request, Box<Response>> {
     let fail = |id: Value, code: i32, msg: String| Err(Box::new(Response::err(id, RpcError::new(code, msg))));
     let text = match std::str::from_utf8(line) {
         Ok(t) => t,
         Err(e) => return fail(Value::Null, codes::PARSE_ERROR, format!("parse error: request is not UTF-8 ({e})")),
     };
-    let v: Value = match serde_json::from_str(text) {
-        Ok(v) => v,
+    let v: Value = match serde_json::from_str::<Strict>(text) {
+        Ok(Strict(v)) => v,
+        // Our visitor's only own error is the duplicate key; serde_json files it under Data.
+        Err(e) if e.classify() == serde_json::error::Category::Data => {
+            return fail(Value::Null, codes::INVALID_REQUEST, format!("invalid request: {e}"))
+        }
         Err(e) => return fail(Value::Null, codes::PARSE_ERROR, format!("parse error: {e}")),
     };
     let mut obj = match v {
@@ -320,7 +335,80 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Box<Response>> {
             )
         }
     };
+    obj.remove("jsonrpc");
+    if let Some(extra) = obj.keys().next() {
+        return fail(
+            reply_id,
+            codes::INVALID_REQUEST,
+            format!("invalid request: unknown member `{extra}` (a request has `jsonrpc`, `id`, `method`, `params`)"),
+        );
+    }
     Ok(Request { id, method, params })
+}
+
+/// A JSON value that refuses duplicate object keys at any depth (serde_json's `Value` keeps the
+/// last). serde_json's recursion limit still applies: the visitor is driven by its deserializer.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Strict::deserialize(d).map(|s| s.0)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(A::Error::custom(format!("duplicate key `{key}`")));
+            }
+            let Strict(v) = map.next_value()?;
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
 }
 
 fn kind_of(v: &Value) -> &'static str {
@@ -373,6 +461,44 @@ mod tests {
         assert!(
             matches!(parse_request(&[0xff, 0xfe]), Err(r) if matches!(r.outcome, Outcome::Error(ref e) if e.code == codes::PARSE_ERROR))
         );
+    }
+
+    #[test]
+    fn duplicate_keys_at_any_depth_and_unknown_members_are_invalid_requests() {
+        // The issue's line: read as a status query, executed as an abort.
+        assert_eq!(
+            code(r#"{"jsonrpc":"2.0","id":1,"method":"run.status","method":"run.abort"}"#),
+            (Value::Null, codes::INVALID_REQUEST)
+        );
+        let r = parse_request(br#"{"jsonrpc":"2.0","id":1,"method":"m","params":{"a":{"b":1,"b":2}}}"#);
+        let e = r.expect_err("nested duplicate").into_result().expect_err("error");
+        assert_eq!(e.code, codes::INVALID_REQUEST);
+        assert!(e.message.contains("duplicate key `b`"), "{}", e.message);
+        assert_eq!(
+            code(r#"{"jsonrpc":"2.0","id":2,"method":"m","extra":1}"#),
+            (Value::from(2), codes::INVALID_REQUEST)
+        );
+        // Equal keys in different objects are fine.
+        let ok = parse_request(br#"{"jsonrpc":"2.0","id":1,"method":"m","params":{"a":{"a":1},"b":{"a":2}}}"#);
+        assert_eq!(ok.expect("no duplicate").params["b"]["a"], 2);
+    }
+
+    #[test]
+    fn a_mistyped_parameter_is_named() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct P {
+            seed: Option<u64>,
+        }
+        let r = parse_request(br#"{"jsonrpc":"2.0","id":1,"method":"m","params":{"seed":"x"}}"#).expect("valid");
+        let e = r.params::<P>().expect_err("mistyped");
+        assert_eq!(e.code, codes::INVALID_PARAMS);
+        assert!(e.message.starts_with("invalid params: `seed`: invalid type: string"), "{}", e.message);
+        let r = parse_request(br#"{"jsonrpc":"2.0","id":1,"method":"m","params":{"sed":1}}"#).expect("valid");
+        assert!(r.params::<P>().expect_err("unknown").message.contains("unknown field `sed`"));
+        let r = parse_request(br#"{"jsonrpc":"2.0","id":1,"method":"m","params":[1]}"#).expect("valid");
+        assert!(r.params::<P>().expect_err("array").message.contains("must be an object"));
     }
 
     #[test]

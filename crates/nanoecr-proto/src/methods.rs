@@ -78,7 +78,8 @@ pub struct RunStartParams {
     /// operator's files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_toml: Option<String>,
-    /// An absolute path to a config file readable by the daemon.
+    /// An absolute path to a config file inside the daemon's `run_configs.directory` (refused
+    /// when that is not configured, the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_path: Option<String>,
     /// A name for `config_toml` in error messages (the client's file name).
@@ -141,6 +142,12 @@ pub struct RunStatusResult {
     /// The most recent finished run.
     pub last: Option<RunRecord>,
 }
+
+/// Params of `daemon.info` and `run.status`: none. An object with any member, or an array, is
+/// `-32602` (docs/socket-protocol.md), so a client's typo is never silently ignored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
 
 /// Params of `run.abort` (none; reserved).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

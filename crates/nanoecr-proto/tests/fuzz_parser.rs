@@ -3,7 +3,9 @@
 //! error response that is itself a valid JSON-RPC 2.0 error line.
 //!
 //! Inputs tried per full run: 20 000 arbitrary byte strings + 20 000 JSON-ish lines + 20 000
-//! structurally valid-looking requests + 5 000 chunked streams (see `CASES`).
+//! structurally valid-looking requests + 5 000 chunked streams + 5 000 requests with a duplicated
+//! key, 5 000 with an extra member and 5 000 with an unknown or mistyped parameter per method (see
+//! `CASES`). The cargo-fuzz targets in fuzz/ (`just fuzz`) drive the same parser with libFuzzer.
 
 use nanoecr_proto::jsonrpc::Outcome;
 use nanoecr_proto::{codes, parse_request, Frame, LineDecoder, Request, Response, MAX_LINE_BYTES};
@@ -186,6 +188,123 @@ proptest! {
                 Frame::TooLong => {}
             }
         }
+    }
+}
+
+/// Decode `params` as `method`'s params type, as the daemon does.
+fn decode_for(method: &str, r: &Request) -> Result<(), nanoecr_proto::RpcError> {
+    use nanoecr_proto::methods as m;
+    match method {
+        m::DAEMON_INFO | m::RUN_STATUS => r.params::<m::NoParams>().map(drop),
+        m::RUN_START => r.params::<m::RunStartParams>().map(drop),
+        m::RUN_ABORT => r.params::<m::RunAbortParams>().map(drop),
+        m::EVENTS_SUBSCRIBE => r.params::<m::SubscribeParams>().map(drop),
+        m::RUNS_LIST => r.params::<m::RunsListParams>().map(drop),
+        other => Err(nanoecr_proto::RpcError::method_not_found(other)),
+    }
+}
+
+/// The typed parameters of each method, with a value of the wrong type for each.
+const TYPED_PARAMS: &[(&str, &str, &str)] = &[
+    ("run.start", "config_toml", "1"),
+    ("run.start", "config_path", "[]"),
+    ("run.start", "config_name", "{}"),
+    ("run.start", "out_dir", "true"),
+    ("run.start", "seed", "\"7\""),
+    ("run.start", "seed", "-1"),
+    ("run.start", "fast", "\"yes\""),
+    ("events.subscribe", "progress", "1"),
+    ("events.subscribe", "samples", "\"no\""),
+    ("events.subscribe", "events", "[]"),
+    ("runs.list", "limit", "-3"),
+    ("runs.list", "limit", "\"ten\""),
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: CASES / 4, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// A key given twice — in the envelope or at any depth of params — is `-32600`, whatever
+    /// the two values: JSON leaves the meaning open, so the daemon does not guess.
+    #[test]
+    fn a_duplicated_key_is_an_invalid_request(
+        line in requestish(),
+        which in 0usize..4,
+        nested in any::<bool>(),
+        dup in prop_oneof![Just("\"run.abort\"".to_string()), Just("null".to_string()), any::<i32>().prop_map(|n| n.to_string())],
+    ) {
+        let v: Value = serde_json::from_str(&line).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let obj = v.as_object().ok_or_else(|| TestCaseError::fail("an object"))?;
+        let (target, key): (String, String) = match (nested, v.get("params").and_then(Value::as_object)) {
+            (true, Some(p)) if !p.is_empty() => {
+                // Duplicate a key inside params: rebuild params with its first key repeated.
+                let k = p.keys().nth(which % p.len()).cloned().unwrap_or_default();
+                let inner = Value::Object(p.clone()).to_string();
+                let doubled = format!("{{{}:{dup},{}", Value::from(k.clone()), &inner[1..]);
+                let mut o = obj.clone();
+                o.remove("params");
+                let rest = Value::Object(o).to_string();
+                let sep = if rest == "{}" { "" } else { "," };
+                (format!("{{\"params\":{doubled}{sep}{}", &rest[1..]), k)
+            }
+            _ => {
+                let keys: Vec<&String> = obj.keys().collect();
+                if keys.is_empty() {
+                    return Ok(());
+                }
+                let k = keys[which % keys.len()].clone();
+                (format!("{{{}:{dup},{}", Value::from(k.clone()), &line[1..]), k)
+            }
+        };
+        let resp = parse_request(target.as_bytes()).err().ok_or_else(|| TestCaseError::fail(format!("accepted: {target}")))?;
+        check_error(&resp)?;
+        let Outcome::Error(e) = &resp.outcome else { return Err(TestCaseError::fail("error")) };
+        prop_assert_eq!(e.code, codes::INVALID_REQUEST, "{} → {}", target, e.message);
+        prop_assert!(e.message.contains(&format!("duplicate key `{key}`")), "{}", e.message);
+    }
+
+    /// A member other than jsonrpc, id, method and params makes any request invalid.
+    #[test]
+    fn an_extra_envelope_member_is_an_invalid_request(
+        method in prop::sample::select(nanoecr_proto::methods::ALL),
+        extra in "[a-z_]{1,10}",
+    ) {
+        prop_assume!(!["jsonrpc", "id", "method", "params"].contains(&extra.as_str()));
+        let line = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","{extra}":0}}"#);
+        let resp = parse_request(line.as_bytes()).err().ok_or_else(|| TestCaseError::fail("accepted"))?;
+        let Outcome::Error(e) = &resp.outcome else { return Err(TestCaseError::fail("error")) };
+        prop_assert_eq!(e.code, codes::INVALID_REQUEST);
+        prop_assert!(e.message.contains(&extra));
+    }
+
+    /// On every method: an unknown parameter, a mistyped one, or params given as an array is
+    /// `-32602`, and the message names the parameter.
+    #[test]
+    fn unknown_or_mistyped_params_are_named_on_every_method(
+        method in prop::sample::select(nanoecr_proto::methods::ALL),
+        unknown in "[a-z_]{1,12}",
+        typed in prop::sample::select(TYPED_PARAMS),
+        array in prop::collection::vec(any::<i32>(), 0..3),
+    ) {
+        // Every parameter of every method is in TYPED_PARAMS; any other name is unknown.
+        let is_param = TYPED_PARAMS.iter().any(|(m, k, _)| *m == method && *k == unknown);
+        if !is_param {
+            let line = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{{"{unknown}":1}}}}"#);
+            let r = parse_request(line.as_bytes()).map_err(|_| TestCaseError::fail("envelope ok"))?;
+            let e = decode_for(method, &r).err().ok_or_else(|| TestCaseError::fail(format!("{line} accepted")))?;
+            prop_assert_eq!(e.code, codes::INVALID_PARAMS);
+            prop_assert!(e.message.contains(&format!("`{unknown}`")), "{}", e.message);
+        }
+        let (tm, key, bad) = typed;
+        let line = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{tm}","params":{{"{key}":{bad}}}}}"#);
+        let r = parse_request(line.as_bytes()).map_err(|_| TestCaseError::fail("envelope ok"))?;
+        let e = decode_for(tm, &r).err().ok_or_else(|| TestCaseError::fail(format!("{line} accepted")))?;
+        prop_assert_eq!(e.code, codes::INVALID_PARAMS);
+        prop_assert!(e.message.contains(&format!("`{key}`")), "{}", e.message);
+        let line = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{}}}"#, Value::from(array));
+        let r = parse_request(line.as_bytes()).map_err(|_| TestCaseError::fail("envelope ok"))?;
+        let e = decode_for(method, &r).err().ok_or_else(|| TestCaseError::fail("array accepted"))?;
+        prop_assert_eq!(e.code, codes::INVALID_PARAMS);
+        prop_assert!(e.message.contains("must be an object"));
     }
 }
 

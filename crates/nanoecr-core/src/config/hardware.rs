@@ -188,6 +188,10 @@ const BAUDS: &[u32] =
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HardwareConfig {
+    /// The rig's name (default `"default"`): one master (a `nanoecr run` or a `nanoecrd` run) at
+    /// a time per name; see [`HardwareConfig::rig_name`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rig: Option<String>,
     /// `sim` or `devices`.
     #[serde(default)]
     pub backend: Backend,

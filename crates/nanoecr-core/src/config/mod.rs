@@ -10,6 +10,8 @@ pub mod detection;
 mod error;
 pub mod hardware;
 pub mod limits;
+pub mod read;
+mod rig;
 pub mod simulation;
 
 use std::path::Path;
@@ -21,6 +23,8 @@ pub use detection::DetectionConfig;
 pub use error::{unit_of_key, ConfigError, ConfigErrorKind};
 pub use hardware::HardwareConfig;
 pub use limits::LimitsConfig;
+pub use read::{read_config_file, read_config_file_within, read_config_text, ReadConfigError, MAX_CONFIG_BYTES};
+pub use rig::{check_rig_name, DEFAULT_RIG};
 pub use simulation::SimulationConfig;
 
 use crate::load_function::LoadFunction;
@@ -29,6 +33,18 @@ use crate::units::Pillar;
 
 /// Highest sampling rate accepted, Hz.
 pub const MAX_RATE_HZ: f64 = 100_000.0;
+
+/// Longest program accepted (settle included), s: 24 h. Longer is a typo (`load_s = 1e9`), not
+/// a test.
+pub const MAX_PROGRAM_S: f64 = 86_400.0;
+
+/// Most samples one run may take (program length × rate): 4 × 10⁸, ≈ 10 GB of closed run file
+/// at ≈ 24 B a sample (docs/performance.md) — 24 h at 1 kHz, 1 h at 100 kHz. This is the bound
+/// on a run file's size.
+pub const MAX_SAMPLES: u64 = 400_000_000;
+
+/// Most explicit segments in `[[load_function.segments]]`.
+pub const MAX_SEGMENTS: usize = 10_000;
 
 // ---------------------------------------------------------------------------------------------
 // Raw (as written) sections.
@@ -360,6 +376,7 @@ impl RunConfig {
         };
 
         let load_function = validate_load_function(&raw.load_function, a.settle_s)?;
+        check_program_size(&raw, load_function.total_s())?;
 
         let b = &raw.bias;
         within("bias.voltage_v", b.voltage_v, -210.0, 210.0, "bias voltage")?;
@@ -395,6 +412,9 @@ impl RunConfig {
         raw.simulation.validate(a.rate_hz)?;
         raw.detection.validate(a.rate_hz)?;
         raw.hardware.validate()?;
+        if let Some(name) = &raw.hardware.rig {
+            check_rig_name(name)?;
+        }
 
         let o = &raw.output;
         if o.directory.trim().is_empty() {
@@ -443,6 +463,53 @@ impl RunConfig {
             self.source_toml = doc.to_string();
         }
     }
+}
+
+/// The program length and the samples it takes are bounded ([`MAX_PROGRAM_S`], [`MAX_SAMPLES`]):
+/// a typo must not start a run that fills the disk. The error names the duration key that
+/// contributes most, where the operator will look for the typo.
+fn check_program_size(raw: &RawConfig, total_s: f64) -> Result<(), ConfigError> {
+    let lf = &raw.load_function;
+    let mut parts: Vec<(String, f64)> = vec![("acquisition.settle_s".into(), raw.acquisition.settle_s)];
+    match &lf.segments {
+        Some(segs) => parts.extend(
+            segs.iter().enumerate().map(|(i, s)| (format!("load_function.segments[{i}].duration_s"), s.duration_s)),
+        ),
+        None => parts.extend(
+            [("load_s", lf.load_s), ("hold_s", lf.hold_s), ("unload_s", lf.unload_s)]
+                .into_iter()
+                .map(|(k, v)| (format!("load_function.{k}"), v.unwrap_or(0.0))),
+        ),
+    }
+    let (key, longest_s) =
+        parts.into_iter().fold((String::new(), f64::NEG_INFINITY), |best, p| if p.1 > best.1 { p } else { best });
+    if total_s.is_nan() || total_s > MAX_PROGRAM_S {
+        return Err(ConfigError::new(
+            ConfigErrorKind::OutOfRange,
+            key,
+            format!("the program (settle included) would last {total_s} s, above the {MAX_PROGRAM_S} s (24 h) limit"),
+        )
+        .value(longest_s)
+        .expected(format!("durations that add up to at most {MAX_PROGRAM_S} s")));
+    }
+    let rate_hz = raw.acquisition.rate_hz;
+    let samples = total_s * rate_hz;
+    if samples > MAX_SAMPLES as f64 {
+        return Err(ConfigError::new(
+            ConfigErrorKind::OutOfRange,
+            "acquisition.rate_hz",
+            format!(
+                "{total_s} s at {rate_hz} Hz is {samples:.0} samples, above the limit of {MAX_SAMPLES} samples a run \
+                 (≈ 10 GB of run file)"
+            ),
+        )
+        .value(rate_hz)
+        .expected(format!(
+            "at most {:.0} Hz for this program, or a shorter program",
+            (MAX_SAMPLES as f64 / total_s).floor()
+        )));
+    }
+    Ok(())
 }
 
 fn validate_template(t: &str) -> Result<(), ConfigError> {
@@ -547,14 +614,14 @@ fn validate_load_function(lf: &RawLoadFunction, settle_s: f64) -> Result<LoadFun
                 )
                 .expected("at least one segment"));
             }
-            if segs.len() > 10_000 {
+            if segs.len() > MAX_SEGMENTS {
                 return Err(ConfigError::new(
                     ConfigErrorKind::OutOfRange,
                     "load_function.segments",
                     "too many segments",
                 )
                 .value(segs.len())
-                .expected("at most 10000 segments"));
+                .expected(format!("at most {MAX_SEGMENTS} segments")));
             }
             let mut spec = Vec::with_capacity(segs.len());
             let mut prev = lf.preload_un;
@@ -611,8 +678,18 @@ fn validate_load_function(lf: &RawLoadFunction, settle_s: f64) -> Result<LoadFun
 // ---------------------------------------------------------------------------------------------
 // Parsing with located errors.
 
-/// Parse and validate config text. `file` is only used in error messages.
+/// Parse and validate config text. `file` is only used in error messages. Text longer than
+/// [`MAX_CONFIG_BYTES`] is refused before parsing, as a file would be.
 pub fn parse(text: &str, file: Option<&Path>) -> Result<RunConfig, ConfigError> {
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        let mut err = ConfigError::new(
+            ConfigErrorKind::Io,
+            "",
+            format!("config text is {} bytes, above the {MAX_CONFIG_BYTES}-byte limit", text.len()),
+        );
+        err.file = file.map(Path::to_path_buf);
+        return Err(err);
+    }
     let locate = |mut e: ConfigError| {
         e.file = file.map(Path::to_path_buf);
         if e.line.is_none() {
@@ -624,9 +701,15 @@ pub fn parse(text: &str, file: Option<&Path>) -> Result<RunConfig, ConfigError> 
     RunConfig::validate(raw, text.to_string()).map_err(locate)
 }
 
-/// Read, parse and validate a config file.
+/// Read, parse and validate a config file (a regular file of at most [`MAX_CONFIG_BYTES`]; see
+/// [`read_config_file`]).
 pub fn load(path: &Path) -> Result<RunConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    load_within(path, None)
+}
+
+/// [`load`], confined to a directory (the daemon's `run_configs.directory` for client paths).
+pub fn load_within(path: &Path, within: Option<&Path>) -> Result<RunConfig, ConfigError> {
+    let text = read_config_file_within(path, within).map_err(|e| {
         let mut err = ConfigError::new(ConfigErrorKind::Io, "", format!("cannot read config: {e}"));
         err.file = Some(path.to_path_buf());
         err
@@ -677,11 +760,18 @@ pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
 
 /// Classify a serde/TOML error and name its key.
 fn from_toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
-    let msg = e.message().to_string();
-    let line = e.span().map(|s| line_at(text, s.start));
+    // toml's messages may span lines ("invalid string\nexpected `"`"); an error is one line.
+    let msg = e.message().trim().replace('\n', "; ");
+    let line = e.span().map(|s| opening_line(text, line_at(text, s.start), &msg));
     let quoted = msg.split('`').nth(1).unwrap_or("").to_string();
     let (kind, key, message, expected) = if msg.starts_with("unknown field") {
-        let expected = msg.split_once(", expected").map(|(_, r)| format!("one of{r}")).unwrap_or_default();
+        // toml says "…, expected one of `a`, `b`" or "…, expected `a`": keep what follows.
+        let expected = msg.split_once(", expected").map(|(_, r)| r.trim().to_string()).unwrap_or_default();
+        let expected = match expected.strip_prefix("one of ") {
+            Some(list) => format!("one of {list}"),
+            None if expected.is_empty() => expected,
+            None => format!("one of {expected}"),
+        };
         (ConfigErrorKind::UnknownKey, quoted.clone(), format!("unknown key `{quoted}`"), expected)
     } else if msg.starts_with("missing field") {
         let unit = unit_of_key(&quoted);
@@ -691,7 +781,7 @@ fn from_toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
     {
         let key = line.and_then(|l| key_on_line(text, l)).unwrap_or_default();
         let unit = unit_of_key(&key);
-        let expected = msg.split_once("expected ").map(|(_, r)| r.to_string()).unwrap_or_default();
+        let expected = msg.split_once("expected ").map(|(_, r)| plain_type(r)).unwrap_or_default();
         let expected = if unit.is_empty() { expected } else { format!("{expected} in {unit}") };
         (ConfigErrorKind::WrongType, key, msg.split(", expected").next().unwrap_or(&msg).to_string(), expected)
     } else {
@@ -713,6 +803,41 @@ fn from_toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
         _ => key,
     };
     ConfigError { kind, file: None, line, key, value, message, expected }
+}
+
+/// serde's names for Rust types ("f64", "struct LimitsConfig") in an operator's words.
+fn plain_type(expected: &str) -> String {
+    let e = expected.trim();
+    if e.starts_with("struct ") || e.starts_with("a map") {
+        return "a table".into();
+    }
+    if e.starts_with("enum ") {
+        return "one of the values listed in docs/config.md".into();
+    }
+    match e {
+        "f64" | "f32" => "a number".into(),
+        "u64" | "u32" | "u16" | "u8" | "usize" => "a whole number ≥ 0".into(),
+        "i64" | "i32" | "i16" | "i8" | "isize" => "a whole number".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The line an unclosed array, inline table or multi-line string was opened on: toml reports
+/// where it gave up (the next line, or the end of the file), but the typo is at the opening.
+fn opening_line(text: &str, line: usize, msg: &str) -> usize {
+    let opens: fn(&str) -> bool = if msg.starts_with("invalid array") {
+        |l| l.split_once('=').is_some_and(|(_, v)| v.trim_start().starts_with('['))
+    } else if msg.starts_with("invalid inline table") {
+        |l| l.split_once('=').is_some_and(|(_, v)| v.trim_start().starts_with('{'))
+    } else if msg.starts_with("invalid multiline basic string") {
+        |l| l.contains("\"\"\"")
+    } else if msg.starts_with("invalid multiline literal string") {
+        |l| l.contains("'''")
+    } else {
+        return line;
+    };
+    let lines: Vec<&str> = text.lines().take(line).collect();
+    lines.iter().rposition(|l| opens(l)).map_or(line, |i| i + 1)
 }
 
 fn key_on_line(text: &str, line: usize) -> Option<String> {

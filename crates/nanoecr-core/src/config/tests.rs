@@ -245,3 +245,71 @@ fn acquisition_cpu_must_exist_on_this_machine() {
     assert_eq!(e.key, "acquisition.cpu");
     assert!(e.to_string().contains(&format!("0 to {}", n - 1)), "{e}");
 }
+
+#[test]
+fn a_program_longer_than_a_day_is_refused_naming_the_duration_key() {
+    let e = err(&DEMO.replace("\nload_s = 10.0", "\nload_s = 1e9"));
+    assert_eq!(e.kind, ConfigErrorKind::OutOfRange);
+    assert_eq!(e.key, "load_function.load_s");
+    assert_eq!(e.line, DEMO.lines().position(|l| l.starts_with("load_s")).map(|i| i + 1));
+    assert!(e.to_string().contains("86400 s"), "{e}");
+    // Just inside the limit is accepted: 2 s settle + 86 000 + 388 + 10 = 86 400 s.
+    let ok = DEMO.replace("\nload_s = 10.0", "\nload_s = 86000.0").replace("hold_s = 10.0", "hold_s = 388.0");
+    assert_eq!(parse(&ok, None).expect("24 h is allowed").load_function.total_s(), 86_400.0);
+    // Explicit segments: the longest segment is named.
+    let segs = DEMO.replace(
+        "peak_load_un = 6000.0\nload_s = 10.0\nhold_s = 10.0\nunload_s = 10.0",
+        "[[load_function.segments]]\nkind = \"load\"\nduration_s = 5.0\ntarget_load_un = 100.0\n\
+         [[load_function.segments]]\nkind = \"hold\"\nduration_s = 1e7\n",
+    );
+    let e = err(&segs);
+    assert_eq!(e.key, "load_function.segments[1].duration_s", "{e}");
+}
+
+#[test]
+fn too_many_samples_are_refused_naming_the_rate() {
+    // 10 h at 100 kHz: 3.6e9 samples.
+    let text = DEMO.replace("\nload_s = 10.0", "\nload_s = 36000.0").replace("rate_hz = 1000", "rate_hz = 100000");
+    let e = err(&text);
+    assert_eq!(e.key, "acquisition.rate_hz", "{e}");
+    assert!(e.to_string().contains("400000000 samples"), "{e}");
+}
+
+#[test]
+fn config_text_over_one_mib_is_refused_before_parsing() {
+    let mut text = DEMO.to_string();
+    text.push_str(&"#".repeat(MAX_CONFIG_BYTES as usize));
+    let e = err(&text);
+    assert_eq!(e.kind, ConfigErrorKind::Io);
+    assert!(e.to_string().contains("1048576-byte limit"), "{e}");
+}
+
+#[test]
+fn an_unclosed_array_or_string_is_reported_where_it_opens() {
+    let text = DEMO.replace("peak_load_un = 6000.0", "peak_load_un = [6000");
+    let e = err(&text);
+    let line = DEMO.lines().position(|l| l.starts_with("peak_load_un")).map(|i| i + 1);
+    assert_eq!(e.line, line, "{e}");
+    assert_eq!(e.key, "load_function.peak_load_un", "{e}");
+    let e = err(&DEMO.replace("peak_load_un = 6000.0", "peak_load_un = \"\"\"6000"));
+    assert_eq!(e.line, line, "{e}");
+    // One line: toml's "\nexpected …" continuation is folded in.
+    assert!(!e.to_string().contains('\n'), "{e}");
+}
+
+#[test]
+fn messages_use_no_rust_type_names_and_say_one_of_once() {
+    let e = err(&DEMO.replace("max_load_un", "max_lod_un"));
+    assert!(e.to_string().contains("(expected one of `max_load_un`"), "{e}");
+    assert!(!e.to_string().contains("one of one of"), "{e}");
+    let e = err(&DEMO.replace("rate_hz = 1000", "rate_hz = \"fast\""));
+    assert!(e.to_string().contains("(expected a number in Hz)"), "{e}");
+    let e = err(&DEMO.replace("seed = 42", "seed = -1"));
+    assert!(e.to_string().contains("a whole number ≥ 0"), "{e}");
+    let no_limits = DEMO.replace("[limits]\nmax_load_un = 8000.0\nmax_displacement_nm = 600.0\n", "");
+    let e = err(&format!("limits = 5\n{no_limits}"));
+    assert!(e.to_string().contains("(expected a table)"), "{e}");
+    for internal in ["LimitsConfig", "f64", "u64", "struct "] {
+        assert!(!e.to_string().contains(internal), "{e}");
+    }
+}

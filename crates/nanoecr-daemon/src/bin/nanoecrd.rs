@@ -44,8 +44,9 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("nanoecrd: error: {e:#}");
+            let line = nanoecr_daemon::report::one_line(e.as_ref());
+            tracing::error!("{line}");
+            eprintln!("nanoecrd: error: {line}");
             ExitCode::from(1)
         }
     }

@@ -38,8 +38,8 @@ pub struct RunOptions {
     pub file_path: Option<PathBuf>,
     /// Run unpaced, as fast as the rig answers (simulated rig only).
     pub fast: bool,
-    /// Turn SIGINT/SIGTERM into a safe abort of this run (the CLI); the daemon handles signals
-    /// itself and leaves this off.
+    /// Turn SIGTERM, SIGINT, SIGHUP and SIGQUIT into a safe abort of this run (the CLI); the
+    /// daemon handles signals itself and leaves this off.
     pub install_signal_handlers: bool,
     /// Keep the consumer idle until the control loop has ended, and let the loop drop on a full
     /// ring even when unpaced. Only for tests and benchmarks of the drop accounting: with it,
@@ -201,7 +201,10 @@ pub fn start_run(cfg: RunConfig, mut rig: Rig, opts: RunOptions) -> Result<RunHa
 
     let shared = Arc::new(Shared::default());
     if opts.install_signal_handlers {
-        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // A closed terminal (SIGHUP), Ctrl-\ (SIGQUIT), Ctrl-C and `kill` all leave the rig
+        // loaded if they kill the process: each becomes a safe abort instead.
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+        for sig in [SIGTERM, SIGINT, SIGHUP, SIGQUIT] {
             if let Err(e) = signal_hook::flag::register_usize(sig, Arc::clone(&shared.signal), sig as usize) {
                 tracing::warn!(error = %e, signal = sig, "cannot install signal handler");
             }

@@ -76,6 +76,7 @@ fn signal_name(sig: usize) -> String {
         libc::SIGTERM => "SIGTERM".into(),
         libc::SIGINT => "SIGINT".into(),
         libc::SIGHUP => "SIGHUP".into(),
+        libc::SIGQUIT => "SIGQUIT".into(),
         n => format!("signal {n}"),
     }
 }

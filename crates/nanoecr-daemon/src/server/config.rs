@@ -11,14 +11,14 @@ use serde::Deserialize;
 /// Why a daemon config was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonConfigError {
-    /// The file could not be read.
+    /// The file could not be read (missing, unreadable, not a regular file, over 1 MiB).
     #[error("{path}: cannot read daemon config: {source}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
+        /// What went wrong.
         #[source]
-        source: std::io::Error,
+        source: nanoecr_core::config::ReadConfigError,
     },
     /// Not valid TOML, or an unknown key or wrong type.
     #[error("{file}: {message}")]
@@ -53,6 +53,14 @@ struct RawDaemonConfig {
     limits: RawLimits,
     #[serde(default)]
     subscribers: RawSubscribers,
+    #[serde(default)]
+    run_configs: RawRunConfigs,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRunConfigs {
+    directory: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -120,6 +128,12 @@ pub struct DaemonConfig {
     pub stall_timeout: Duration,
     /// Connections accepted at once; more are refused with an error.
     pub max_clients: usize,
+    /// The only directory `run.start` `config_path` may name a file in (canonical, absolute);
+    /// `None`, the default, refuses `config_path` altogether (inline `config_toml` only), so a
+    /// client can neither make the daemon read an arbitrary file nor probe which exist.
+    pub run_config_dir: Option<PathBuf>,
+    /// Where rig locks live (one master per rig; [`crate::riglock::default_dir`]).
+    pub lock_dir: PathBuf,
 }
 
 impl DaemonConfig {
@@ -138,12 +152,15 @@ impl DaemonConfig {
             queue_lines: 1024,
             stall_timeout: Duration::from_secs(5),
             max_clients: 256,
+            run_config_dir: None,
+            lock_dir: crate::riglock::default_dir(),
         }
     }
 
-    /// Read and validate a file.
+    /// Read and validate a file (a regular file of at most 1 MiB, read without blocking; see
+    /// [`nanoecr_core::config::read_config_file`]).
     pub fn load(path: &Path) -> Result<Self, DaemonConfigError> {
-        let text = std::fs::read_to_string(path)
+        let text = nanoecr_core::config::read_config_file(path)
             .map_err(|source| DaemonConfigError::Io { path: path.to_path_buf(), source })?;
         Self::parse(&text, &path.display().to_string())
     }
@@ -214,16 +231,31 @@ impl DaemonConfig {
             }
             c.max_clients = m;
         }
+        if let Some(d) = raw.run_configs.directory {
+            let shown = format!("{:?}", d.display().to_string());
+            if !d.is_absolute() {
+                return Err(invalid("run_configs.directory", &shown, "expected an absolute directory path"));
+            }
+            let canonical = std::fs::canonicalize(&d)
+                .ok()
+                .filter(|p| p.is_dir())
+                .ok_or_else(|| invalid("run_configs.directory", &shown, "no such directory"))?;
+            c.run_config_dir = Some(canonical);
+        }
         Ok(c)
     }
 }
 
-/// `$XDG_RUNTIME_DIR/nanoecr/nanoecrd.sock` when that variable is set (a per-user daemon),
-/// else `/run/nanoecr/nanoecrd.sock` (the system service; systemd's `RuntimeDirectory=`).
+/// `$XDG_RUNTIME_DIR/nanoecr/nanoecrd.sock` when that variable is set (a per-user daemon);
+/// else, for root, `/run/nanoecr/nanoecrd.sock` (the system service; systemd's
+/// `RuntimeDirectory=`); else, for any other user, `$TMPDIR/nanoecr-<uid>/nanoecrd.sock` (a
+/// per-user directory, mode 0700), since only root may create /run/nanoecr. Clients use the same
+/// rule, so a daemon and a client started by one user in one environment meet without flags.
 pub fn default_socket_path() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d).join("nanoecr").join("nanoecrd.sock"),
-        _ => PathBuf::from("/run/nanoecr/nanoecrd.sock"),
+        _ if nix::unistd::geteuid().is_root() => PathBuf::from("/run/nanoecr/nanoecrd.sock"),
+        _ => std::env::temp_dir().join(format!("nanoecr-{}", nix::unistd::geteuid())).join("nanoecrd.sock"),
     }
 }
 
@@ -247,5 +279,22 @@ mod tests {
         assert!(e.to_string().contains("modes"), "{e}");
         let e = DaemonConfig::parse("[limits]\nmax_load_un = -1.0\n", "x.toml").expect_err("negative");
         assert!(e.to_string().contains("limits.max_load_un"), "{e}");
+        let e = DaemonConfig::parse("[run_configs]\ndirectory = \"rel\"\n", "x.toml").expect_err("relative");
+        assert!(e.to_string().contains("run_configs.directory"), "{e}");
+    }
+
+    #[test]
+    fn config_path_is_off_unless_a_directory_is_configured() {
+        assert_eq!(DaemonConfig::defaults().run_config_dir, None);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = format!("[run_configs]\ndirectory = {:?}\n", dir.path().display().to_string());
+        let c = DaemonConfig::parse(&text, "x.toml").expect("valid");
+        assert_eq!(c.run_config_dir, Some(std::fs::canonicalize(dir.path()).expect("canonical")));
+    }
+
+    #[test]
+    fn a_device_or_fifo_as_daemon_config_is_refused_without_reading() {
+        let e = DaemonConfig::load(Path::new("/dev/zero")).expect_err("device");
+        assert!(e.to_string().contains("/dev/zero: cannot read daemon config: it is a character device"), "{e}");
     }
 }

@@ -123,7 +123,7 @@ async fn process(
         Frame::TooLong => {
             let e = RpcError::new(
                 codes::LINE_TOO_LONG,
-                format!("request line longer than {MAX_LINE_BYTES} bytes; discarded (send the config by path?)"),
+                format!("request line longer than {MAX_LINE_BYTES} bytes; discarded (a config is at most 1 MiB)"),
             );
             return send(tx, Response::err(Value::Null, e)).await;
         }
@@ -158,8 +158,8 @@ async fn process(
         return true;
     }
     let result = match req.method.as_str() {
-        m::DAEMON_INFO => Ok(to_value(info(daemon))),
-        m::RUN_STATUS => Ok(to_value(status(daemon))),
+        m::DAEMON_INFO => req.params::<m::NoParams>().map(|_| to_value(info(daemon))),
+        m::RUN_STATUS => req.params::<m::NoParams>().map(|_| to_value(status(daemon))),
         m::RUNS_LIST => req.params::<m::RunsListParams>().map(|p| to_value(runs_list(daemon, p.limit))),
         m::RUN_ABORT => match req.params::<m::RunAbortParams>() {
             Ok(_) => abort(daemon).map(to_value),
@@ -292,7 +292,23 @@ async fn run_start(d: &Arc<Daemon>, p: RunStartParams) -> Result<m::RunStartResu
         }
         (None, Some(path)) => {
             let path = absolute(&path, "config_path")?;
-            tokio::task::spawn_blocking(move || nanoecr_core::config::load(&path))
+            let Some(dir) = d.config().run_config_dir else {
+                return Err(RpcError::invalid_params(
+                    "`config_path` is off on this nanoecrd (no `run_configs.directory` in its config); send the \
+                     config's text as `config_toml` (as `nanoecr submit` does)",
+                ));
+            };
+            // Lexically outside: refused before the file system is touched, so the answer says
+            // nothing about which files exist elsewhere.
+            if !path.starts_with(&dir) || path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+                return Err(RpcError::invalid_params(format!(
+                    "`config_path` must name a file inside {} (nanoecrd's `run_configs.directory`)",
+                    dir.display()
+                )));
+            }
+            // Bounded and non-blocking (regular files ≤ 1 MiB, O_NONBLOCK): no device or FIFO can
+            // hold this thread or grow the daemon's memory.
+            tokio::task::spawn_blocking(move || nanoecr_core::config::load_within(&path, Some(&dir)))
                 .await
                 .map_err(RpcError::internal)?
                 .map_err(|e| config_error(&e))?
@@ -360,6 +376,9 @@ fn start_blocking(
         tracing::warn!(run_id, "run did not start: {msg}");
         RpcError::new(codes::RUN_START_FAILED, msg)
     };
+    // One master per rig: before an instrument is touched, so a refused start moves nothing.
+    let rig_lock =
+        crate::riglock::acquire(&d.config().lock_dir, &cfg).map_err(|e| fail(format!("rig not available: {e}")))?;
     let rig = nanoecr_hw::open_rig(&cfg).map_err(|e| fail(format!("instrument not ready: {e}")))?;
     let opts = RunOptions { out_dir: Some(out_dir), fast, install_signal_handlers: false, ..Default::default() };
     let handle = start_run(cfg, rig, opts).map_err(|e| fail(e.to_string()))?;
@@ -380,6 +399,7 @@ fn start_blocking(
             abort_requested = Some(reason.describe());
         }
         *slot = Slot::Running(Box::new(Active {
+            _rig_lock: rig_lock,
             handle: Some(handle),
             run: m::ActiveRun {
                 run_id,

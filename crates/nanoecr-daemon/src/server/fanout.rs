@@ -5,8 +5,12 @@
 //!
 //! A client whose queue is full is *stalled*: its progress notifications are coalesced (only
 //! the newest is kept), decimated samples are skipped, and events and end-of-run lines wait in a
-//! small backlog so none is lost. A client stalled longer than `stall_timeout` (or whose backlog
-//! overflows) is dropped: told so if its socket takes the line, then disconnected.
+//! small backlog so none is lost. A client is dropped — told so if its socket takes the line,
+//! then disconnected — when its queue has not drained for `stall_timeout`: lines wait in it and
+//! its writer has taken none (it is blocked on a socket the client does not read). That starts
+//! when the socket's kernel buffer is full, long before the queue is; counting from a full queue
+//! instead let a silent client hold its connection for ≈ a minute with a 5 s timeout. A client
+//! whose backlog overflows is dropped too.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -59,6 +63,12 @@ pub(crate) struct Sub {
     backlog: VecDeque<Line>,
     pending_progress: Option<Line>,
     stalled_since: Option<Instant>,
+    /// Lines put into the queue by the fan-out (for the drain check).
+    sent: u64,
+    /// Lines taken out of the queue by the writer, as of the last check (`sent` − queued).
+    last_taken: u64,
+    /// Since when lines have waited in the queue with none taken.
+    undrained_since: Option<Instant>,
     /// Progress and samples lines this client missed while stalled.
     pub thinned: u64,
 }
@@ -81,6 +91,9 @@ impl Sub {
             backlog: VecDeque::new(),
             pending_progress: None,
             stalled_since: None,
+            sent: 0,
+            last_taken: 0,
+            undrained_since: None,
             thinned: 0,
         }
     }
@@ -103,7 +116,10 @@ impl Sub {
         }
         if self.stalled_since.is_none() {
             match self.tx.try_send(Arc::clone(line)) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.sent += 1;
+                    return Ok(());
+                }
                 Err(TrySendError::Closed(_)) => return Err(Gone),
                 Err(TrySendError::Full(_)) => self.stalled_since = Some(now),
             }
@@ -125,6 +141,7 @@ impl Sub {
         while let Some(l) = self.backlog.front() {
             match self.tx.try_send(Arc::clone(l)) {
                 Ok(()) => {
+                    self.sent += 1;
                     self.backlog.pop_front();
                 }
                 Err(TrySendError::Full(_)) => return Ok(()),
@@ -133,7 +150,7 @@ impl Sub {
         }
         if let Some(p) = self.pending_progress.take() {
             match self.tx.try_send(p) {
-                Ok(()) => {}
+                Ok(()) => self.sent += 1,
                 Err(TrySendError::Full(p)) => {
                     self.pending_progress = Some(p);
                     return Ok(());
@@ -174,17 +191,33 @@ impl Subscribers {
         lock(&self.inner).retain_mut(|s| s.offer(kind, &line, now).is_ok());
     }
 
-    /// Retry stalled clients; drop those stalled too long.
+    /// Retry stalled clients; drop those whose queue has not drained for `stall_timeout`.
     pub(crate) fn service(&self, stall_timeout: Duration) {
-        let now = Instant::now();
+        self.service_at(stall_timeout, Instant::now());
+    }
+
+    /// [`Self::service`] at a given instant (tests drive the clock).
+    fn service_at(&self, stall_timeout: Duration, now: Instant) {
         lock(&self.inner).retain_mut(|s| {
-            if s.stalled_since.is_none() {
-                return true;
+            // Responses share the queue without counting in `sent`; queuing one changes `taken`
+            // too, which only restarts the wait — a client that sends requests is not silent.
+            let queued = (s.tx.max_capacity() - s.tx.capacity()) as u64;
+            let taken = s.sent.wrapping_sub(queued);
+            if queued == 0 || taken != s.last_taken {
+                s.last_taken = taken;
+                s.undrained_since = None;
+            } else if s.undrained_since.is_none() {
+                s.undrained_since = Some(now);
             }
-            if s.flush().is_err() {
+            if s.stalled_since.is_some() && s.flush().is_err() {
                 return false;
             }
-            let stalled_for = s.stalled_since.map_or(Duration::ZERO, |t| now.duration_since(t));
+            let since = match (s.stalled_since, s.undrained_since) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let Some(since) = since else { return true };
+            let stalled_for = now.saturating_duration_since(since);
             if stalled_for > stall_timeout || s.backlog.len() > MAX_BACKLOG {
                 tracing::warn!(
                     conn = s.conn_id,
@@ -381,6 +414,51 @@ mod tests {
         subs.service(Duration::ZERO);
         assert_eq!(subs.len(), 0);
         assert!(*kick.borrow());
+    }
+
+    /// The issue: with the queue far from full, a client whose socket stopped taking lines was
+    /// kept ≈ 57 s with a 5 s timeout. Now the clock starts when the queue stops draining.
+    #[test]
+    fn a_client_whose_queue_stops_draining_is_dropped_after_the_timeout_though_not_full() {
+        let timeout = Duration::from_secs(5);
+        let subs = Subscribers::default();
+        let (s, mut rx, kick) = sub(1024);
+        subs.add(s);
+        let t0 = Instant::now();
+        subs.broadcast(Kind::Progress, l("p1"));
+        subs.service_at(timeout, t0);
+        // The writer takes p1: the queue drains, the wait restarts with p2.
+        assert_eq!(rx.try_recv().ok().as_deref(), Some("p1"));
+        subs.broadcast(Kind::Progress, l("p2"));
+        // The first check sees p1 taken; the next (20 ms later in the daemon) sees nothing taken
+        // since: the queue stopped draining then.
+        subs.service_at(timeout, t0 + Duration::from_secs(1));
+        subs.service_at(timeout, t0 + Duration::from_secs(1));
+        subs.service_at(timeout, t0 + Duration::from_millis(5900));
+        assert_eq!(subs.len(), 1, "undrained for 4.9 s: kept");
+        assert!(!*kick.borrow());
+        // Nothing taken since: 5 s after the queue stopped draining, it goes.
+        subs.broadcast(Kind::Progress, l("p3"));
+        subs.service_at(timeout, t0 + Duration::from_millis(6001));
+        assert_eq!(subs.len(), 0, "1 of 1024 slots used, but undrained for > 5 s");
+        assert!(*kick.borrow());
+    }
+
+    #[test]
+    fn a_client_that_keeps_reading_is_never_dropped_for_its_backlog_age() {
+        let timeout = Duration::from_secs(1);
+        let subs = Subscribers::default();
+        let (s, mut rx, _kick) = sub(1024);
+        subs.add(s);
+        let t0 = Instant::now();
+        for i in 0..100u64 {
+            subs.broadcast(Kind::Progress, l("p"));
+            subs.broadcast(Kind::Progress, l("q"));
+            // Slow reader: one line per check, so lines are always waiting, but some are taken.
+            let _ = rx.try_recv();
+            subs.service_at(timeout, t0 + Duration::from_millis(500 * i));
+        }
+        assert_eq!(subs.len(), 1);
     }
 
     #[test]

@@ -13,6 +13,24 @@ pub enum SocketError {
     /// Something that is not a socket sits at the path; we never delete it.
     #[error("{0} exists and is not a socket; refusing to remove it")]
     NotASocket(PathBuf),
+    /// The socket's directory belongs to another user, who could swap the socket for another.
+    #[error("the socket directory {path} belongs to uid {owner}, not to this user (uid {me}) or root; refusing to use it (choose another with --socket)")]
+    ForeignDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// The daemon's effective uid.
+        me: u32,
+    },
+    /// The daemon's user may not create the socket (or its directory) there.
+    #[error("{path}: {during}: permission denied; run nanoecrd as root for this path, or give one this user may create with --socket PATH (or `[socket] path`, or set XDG_RUNTIME_DIR)")]
+    PermissionDenied {
+        /// The path.
+        path: PathBuf,
+        /// What was being done.
+        during: &'static str,
+    },
     /// A system call failed.
     #[error("{path}: {during}: {source}")]
     Io {
@@ -50,9 +68,24 @@ pub fn bind(
     mode: u32,
     group: Option<u32>,
 ) -> Result<(tokio::net::UnixListener, SocketGuard), SocketError> {
-    let io = |during: &'static str| move |source| SocketError::Io { path: path.to_path_buf(), during, source };
+    let io = |during: &'static str| {
+        move |source: std::io::Error| {
+            if source.kind() == std::io::ErrorKind::PermissionDenied {
+                SocketError::PermissionDenied { path: path.to_path_buf(), during }
+            } else {
+                SocketError::Io { path: path.to_path_buf(), during, source }
+            }
+        }
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
+        if dir.exists() {
+            use std::os::unix::fs::MetadataExt;
+            let owner = std::fs::metadata(dir).map_err(io("inspecting the socket directory"))?.uid();
+            let me = nix::unistd::geteuid().as_raw();
+            if owner != me && owner != 0 {
+                return Err(SocketError::ForeignDirectory { path: dir.to_path_buf(), owner, me });
+            }
+        } else {
             std::fs::create_dir_all(dir).map_err(io("creating the socket directory"))?;
             // Group members must reach the socket: rwx for the owner, x for the group.
             let dir_mode = if group.is_some() { 0o710 } else { 0o700 };

@@ -44,6 +44,8 @@ pub(crate) struct Active {
     /// Taken by the fan-out thread to join the run once it ended.
     pub handle: Option<RunHandle>,
     pub run: ActiveRun,
+    /// The rig's lock, held while the run owns the rig; released when the slot is freed.
+    pub _rig_lock: crate::riglock::RigLock,
 }
 
 impl Slot {

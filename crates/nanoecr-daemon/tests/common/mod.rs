@@ -85,6 +85,8 @@ impl TestDaemon {
         let mut cfg = DaemonConfig::defaults();
         cfg.socket_path = socket.clone();
         cfg.out_dir = out_dir.clone();
+        // Its own rig locks: test daemons run in parallel, each "owning" the default rig.
+        cfg.lock_dir = dir.path().join("locks");
         tweak(&mut cfg);
         let (tx, rx) = tokio::sync::oneshot::channel::<EndReason>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();

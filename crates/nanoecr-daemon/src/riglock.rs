@@ -1,0 +1,181 @@
+//! One master per rig: an advisory `flock` on a file named after the run config's
+//! `[hardware] rig`, and, for real instruments, on one per device endpoint (the load frame's
+//! `address:port` or serial path, the source-measure unit's serial path), held for the whole
+//! run. A second `nanoecr run` or `nanoecrd` run on the same rig (or the same device under
+//! another rig name) is refused with the holder's pid and command line, which the holder writes
+//! into the lock file. The kernel drops a flock when its holder exits, however it exits, so a
+//! crash never leaves the rig locked.
+//!
+//! The directory ([`default_dir`]): `NANOECR_LOCK_DIR` if set; else `/run/nanoecr/rigs` when it
+//! exists or can be made (root, or the service user that owns /run/nanoecr) — machine-wide;
+//! else `$XDG_RUNTIME_DIR/nanoecr/rigs`; else `$TMPDIR/nanoecr-<uid>/rigs`. The fallbacks are
+//! per-user: they keep one user from driving a rig twice, not two users apart.
+
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nanoecr_core::config::hardware::{Backend, Transport};
+use nanoecr_core::RunConfig;
+use nix::fcntl::{Flock, FlockArg};
+
+/// Why a rig could not be locked.
+#[derive(Debug, thiserror::Error)]
+pub enum RigLockError {
+    /// Another process holds it.
+    #[error("{what} is in use by pid {pid} ({command}); one master per rig: stop that run first, or give this config another `[hardware] rig`")]
+    Busy {
+        /// `rig "default"` or `device 10.0.0.5:502`.
+        what: String,
+        /// The holder's pid, as it wrote it ("?" if unreadable).
+        pid: String,
+        /// The holder's command line.
+        command: String,
+    },
+    /// The lock directory or file could not be made or opened.
+    #[error("cannot lock {what} in {dir}: {source}")]
+    Io {
+        /// What was being locked.
+        what: String,
+        /// The lock directory.
+        dir: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Held locks; dropping it releases them.
+#[derive(Debug)]
+pub struct RigLock {
+    _held: Vec<Flock<File>>,
+}
+
+/// The lock directory (see the module docs).
+pub fn default_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("NANOECR_LOCK_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    let system = Path::new("/run/nanoecr/rigs");
+    if system.is_dir() || make_dir(system).is_ok() {
+        return system.to_path_buf();
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d).join("nanoecr").join("rigs"),
+        None => std::env::temp_dir().join(format!("nanoecr-{}", nix::unistd::geteuid())).join("rigs"),
+    }
+}
+
+fn make_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    // Sticky and world-writable, like /tmp: the service user and root (and any operator) lock
+    // the same rig names; the sticky bit keeps others from deleting a holder's file.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777))
+}
+
+/// What a run config must hold: its rig name, and its device endpoints for real hardware.
+pub fn resources(cfg: &RunConfig) -> Vec<(String, String)> {
+    let hw = &cfg.raw.hardware;
+    let rig = hw.rig_name();
+    let mut out = vec![(format!("rig-{rig}"), format!("rig \"{rig}\""))];
+    if hw.backend == Backend::Devices {
+        let frame = match hw.loadframe.transport {
+            Transport::Tcp => format!("{}:{}", hw.loadframe.address, hw.loadframe.port),
+            Transport::Rtu => hw.loadframe.serial_path.clone().unwrap_or_default(),
+        };
+        let smu = hw.smu.serial_path.clone().unwrap_or_default();
+        for endpoint in [frame, smu].into_iter().filter(|e| !e.is_empty()) {
+            // A device can be named two ways (a symlink to a tty); lock what it resolves to.
+            let canonical = std::fs::canonicalize(&endpoint).map_or(endpoint.clone(), |p| p.display().to_string());
+            let file: String = canonical.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+            out.push((format!("dev-{file}"), format!("device {canonical}")));
+        }
+    }
+    out.dedup();
+    out
+}
+
+/// Lock every resource of `cfg` in `dir`, or none.
+pub fn acquire(dir: &Path, cfg: &RunConfig) -> Result<RigLock, RigLockError> {
+    let mut held = Vec::new();
+    for (file, what) in resources(cfg) {
+        let io = |source| RigLockError::Io { what: what.clone(), dir: dir.to_path_buf(), source };
+        make_dir(dir).map_err(io)?;
+        let path = dir.join(format!("{file}.lock"));
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o666)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(io)?;
+        match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            Ok(mut lock) => {
+                // Who holds it, for the refusal of the next one.
+                let me = format!("{}\n{}\n", std::process::id(), command_line());
+                let written = lock.set_len(0).and_then(|()| lock.rewind()).and_then(|()| lock.write_all(me.as_bytes()));
+                if let Err(e) = written {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot record this process as the rig's holder");
+                }
+                held.push(lock);
+            }
+            Err((mut f, errno)) if errno == nix::errno::Errno::EWOULDBLOCK => {
+                let mut text = String::new();
+                let _ = f.read_to_string(&mut text);
+                let mut lines = text.lines();
+                let pid = lines.next().filter(|l| !l.is_empty()).unwrap_or("?").to_string();
+                let command = lines.next().filter(|l| !l.is_empty()).unwrap_or("command unknown").to_string();
+                return Err(RigLockError::Busy { what, pid, command });
+            }
+            Err((_, errno)) => return Err(io(errno.into())),
+        }
+    }
+    Ok(RigLock { _held: held })
+}
+
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(extra: &str) -> RunConfig {
+        let demo = include_str!("../../../config/demo.toml");
+        nanoecr_core::config::parse(&demo.replace("backend = \"sim\"", &format!("backend = \"sim\"\n{extra}")), None)
+            .expect("valid config")
+    }
+
+    #[test]
+    fn a_second_holder_is_refused_with_the_first_ones_pid_and_command_until_it_lets_go() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = acquire(dir.path(), &cfg("")).expect("free rig");
+        // flock locks belong to the open file description: a second open in this process
+        // conflicts just as another process would.
+        let e = acquire(dir.path(), &cfg("")).expect_err("busy");
+        let text = e.to_string();
+        assert!(text.starts_with("rig \"default\" is in use by pid "), "{text}");
+        assert!(text.contains(&format!("pid {} (", std::process::id())), "{text}");
+        // Another rig name is another lock.
+        let other = acquire(dir.path(), &cfg("rig = \"bay-2\"")).expect("another rig");
+        drop(first);
+        let again = acquire(dir.path(), &cfg("")).expect("released on drop");
+        drop((other, again));
+    }
+
+    #[test]
+    fn real_hardware_also_locks_each_device_endpoint() {
+        let devices =
+            "[hardware.loadframe]\naddress = \"127.0.0.1\"\nport = 1502\n[hardware.smu]\nserial_path = \"/dev/null\"\n";
+        let demo = include_str!("../../../config/demo.toml").replace("backend = \"sim\"", "backend = \"devices\"");
+        let c = nanoecr_core::config::parse(&format!("{demo}{devices}"), None).expect("valid devices config");
+        let r: Vec<String> = resources(&c).into_iter().map(|(_, what)| what).collect();
+        assert_eq!(r, ["rig \"default\"", "device 127.0.0.1:1502", "device /dev/null"]);
+    }
+}
