@@ -5,6 +5,7 @@
 
 use nanoecr_core::config::DetectionConfig;
 use nanoecr_core::{Event, EventKind, Pillar};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::events::{
@@ -509,8 +510,9 @@ pub fn analyze_campaign(runs: &[(RunAnalysis, Vec<Event>)]) -> CampaignAnalysis 
         .collect();
     keys.sort_unstable();
     keys.dedup();
+    // Stress groups are independent fits: run them on rayon's pool (order kept by collect).
     let groups = keys
-        .into_iter()
+        .into_par_iter()
         .map(|k| {
             let members: Vec<&(RunAnalysis, Vec<Event>)> = runs
                 .iter()
