@@ -50,6 +50,7 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::ensure!(t.is_finite() && t > 0.0, "--tolerance-samples must be a positive number of samples, got {t}");
     }
     let opts = AnalysisOptions { tolerance_samples: args.tolerance_samples, ..Default::default() };
+    crate::analyze::share_one_malloc_arena();
     let progress = crate::analyze::Progress::new(args.files.len(), args.json);
     // Files are scored on rayon's pool and reported in the order given (see analyze.rs).
     let outcomes: Vec<Result<(f64, RunAnalysis), serde_json::Value>> = args
