@@ -564,17 +564,19 @@ pub fn analyze_magnitudes(
     x_min: f64,
     efficiency: Option<(&EfficiencyCurve, f64)>,
 ) -> Result<MagnitudeAnalysis, AnalysisError> {
-    let tpl = fit_truncated_power_law(magnitudes, x_min, None)?;
+    // The efficiency-aware fit does not depend on the naive one: fit both at once.
+    let (tpl, efficiency_aware) = rayon::join(
+        || fit_truncated_power_law(magnitudes, x_min, None),
+        || efficiency.map(|(curve, x_detect)| fit_truncated_power_law(magnitudes, x_detect, Some(curve)).ok()),
+    );
+    let tpl = tpl?;
+    let efficiency_aware = efficiency_aware.flatten();
     let pl = fit_power_law(magnitudes, x_min)?;
     let ex = fit_exponential(magnitudes, x_min)?;
     let xs = tail(magnitudes, x_min);
     let l_tpl = tpl_pointwise(&xs, tpl.alpha, tpl.xc, x_min);
     let l_pl: Vec<f64> = pl_pointwise(&xs, pl.alpha, x_min).collect();
     let l_ex: Vec<f64> = exp_pointwise(&xs, ex.rate, x_min).collect();
-    let efficiency_aware = match efficiency {
-        Some((curve, x_detect)) => fit_truncated_power_law(magnitudes, x_detect, Some(curve)).ok(),
-        None => None,
-    };
     Ok(MagnitudeAnalysis {
         tpl_vs_power_law: likelihood_ratio(&l_tpl, &l_pl, true),
         tpl_vs_exponential: likelihood_ratio(&l_tpl, &l_ex, false),
