@@ -54,12 +54,12 @@
 //! where the floor is always passed, integrated exactly with the incomplete gamma function.
 //! A likelihood evaluation costs O(bins × 65), independent of the number of events.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::optimize::maximize_2d;
+use crate::optimize::{climb_max, crossing, maximize_2d};
 use crate::powerlaw::{
     ks_distance, sample_truncated_power_law, tail, EfficiencyCurve, TruncatedPowerLawFit, ALPHA_HI, ALPHA_LO,
     PROFILE_DROP_95,
@@ -291,10 +291,36 @@ impl MeasurementModel {
     /// density of a detected spike's report (0 below the start threshold, where nothing is
     /// reported), which integrates to P(detected | x).
     pub fn density(&self, y: f64, x: f64) -> f64 {
+        self.density_prepared(y, x, &self.prepare(x))
+    }
+
+    /// What [`MeasurementModel::density`] needs of the true magnitude `x` alone: the lead-in and
+    /// F(θ + b_j) per covered sample. Computed once per x node when the kernel is tabulated,
+    /// rather than once per (y, x) pair.
+    fn prepare(&self, x: f64) -> PreparedX {
+        let mut p = PreparedX {
+            matters: self.lead_in_matters(x),
+            lead: [(0.0, 0.0); MAX_PEAK_SAMPLES + 1],
+            filled: 0,
+            f_theta: [0.0; MAX_PEAK_SAMPLES + 1],
+        };
+        if p.matters {
+            p.filled = self.lead_in(x, &mut p.lead);
+            let xe = x + self.offset;
+            let n = self.max_of_weights.len();
+            for (f, &(_, b)) in p.f_theta.iter_mut().zip(&p.lead).take(p.filled.min(n)) {
+                *f = std_normal_cdf((self.start_threshold + b - xe) / self.sigma);
+            }
+        }
+        p
+    }
+
+    /// [`MeasurementModel::density`] with the x-only parts from [`MeasurementModel::prepare`].
+    fn density_prepared(&self, y: f64, x: f64, prep: &PreparedX) -> f64 {
         if self.leak > 0.0 && y < self.start_threshold {
             return 0.0;
         }
-        if !self.lead_in_matters(x) {
+        if !prep.matters {
             return self.max_density_std((y - x - self.offset) / self.sigma) / self.sigma;
         }
         // Sum over the sample j that opens the event: the lead-in before it stayed under the
@@ -303,14 +329,12 @@ impl MeasurementModel {
         // later one is the peak:
         // d/dy [(F − F_θ) F^(m−j)] = f [F^(m−j) + (m−j)(F − F_θ) F^(m−j−1)].
         let xe = x + self.offset;
-        let mut lead = [(0.0, 0.0); MAX_PEAK_SAMPLES + 1];
-        let filled = self.lead_in(x, &mut lead);
         let n = self.max_of_weights.len();
         let mut acc = 0.0;
-        for (j, &(p, b)) in lead.iter().enumerate().take(filled.min(n)) {
+        for (j, &(p, b)) in prep.lead.iter().enumerate().take(prep.filled.min(n)) {
             let z = (y + b - xe) / self.sigma;
             let (f, cdf) = (std_normal_pdf(z), std_normal_cdf(z));
-            let above = cdf - std_normal_cdf((self.start_threshold + b - xe) / self.sigma);
+            let above = cdf - prep.f_theta[j];
             let (mut pow, mut pow_prev, mut s) = (1.0, 0.0, 0.0);
             for (k, w) in self.max_of_weights[j..].iter().enumerate() {
                 s += w * (pow + k as f64 * above * pow_prev);
@@ -471,6 +495,20 @@ struct Row {
     count: f64,
     first: usize,
     weights: Vec<f64>,
+    /// The bin's reported magnitude.
+    y: f64,
+}
+
+/// The parts of the kernel g(y | x) that depend on the true magnitude x only.
+struct PreparedX {
+    /// Whether the lead-in can change the report (else the plain max-of-m kernel).
+    matters: bool,
+    /// (P_j, b_j) of [`MeasurementModel::lead_in`].
+    lead: [(f64, f64); MAX_PEAK_SAMPLES + 1],
+    /// Entries of `lead` filled.
+    filled: usize,
+    /// F(θ + b_j): the CDF of one sample at the start threshold shifted by the lead-in.
+    f_theta: [f64; MAX_PEAK_SAMPLES + 1],
 }
 
 /// The tabulated likelihood (see the module docs).
@@ -489,6 +527,8 @@ struct MeasuredLikelihood<'a> {
     model: &'a MeasurementModel,
     efficiency: Option<&'a EfficiencyCurve>,
     y_max: f64,
+    /// The law on the x grid, rewritten by every likelihood evaluation (no allocation per call).
+    scratch: RefCell<Vec<f64>>,
 }
 
 impl<'a> MeasuredLikelihood<'a> {
@@ -529,17 +569,38 @@ impl<'a> MeasuredLikelihood<'a> {
             let hi = ((y - model.offset + reach - x_lo) / h).ceil().clamp(0.0, nx as f64) as usize;
             (lo, hi.max(lo))
         };
-        let rows = counts
+        let mut rows: Vec<Row> = counts
             .iter()
             .enumerate()
             .filter(|(_, c)| **c > 0.0)
             .map(|(k, &count)| {
                 let y = model.y_min + h * k as f64;
                 let (lo, hi) = band(y);
-                let weights = (lo..=hi).map(|j| model.density(y, x[j]) * eff(x[j]) * wq(j)).collect();
-                Row { count, first: lo, weights }
+                Row { count, first: lo, weights: vec![0.0; hi - lo + 1], y }
             })
             .collect();
+        // Fill the kernel x node by x node: the x-only part of the density (the lead-in) is
+        // computed once per node. Bands move up monotonically with y, so the rows that cover
+        // node j are a contiguous run starting at the first row whose band has not ended.
+        let mut r0 = 0;
+        for (j, &xj) in x.iter().enumerate() {
+            while r0 < rows.len() && rows[r0].first + rows[r0].weights.len() <= j {
+                r0 += 1;
+            }
+            if r0 == rows.len() {
+                break;
+            }
+            if rows[r0].first > j {
+                continue;
+            }
+            let prep = model.prepare(xj);
+            let scale = eff(xj) * wq(j);
+            for row in rows[r0..].iter_mut().take_while(|r| r.first <= j) {
+                if let Some(w) = row.weights.get_mut(j - row.first) {
+                    *w = model.density_prepared(row.y, xj, &prep) * scale;
+                }
+            }
+        }
         Ok(Self {
             ln_x: x.iter().map(|v| v.ln()).collect(),
             x,
@@ -554,15 +615,20 @@ impl<'a> MeasuredLikelihood<'a> {
             model,
             efficiency,
             y_max,
+            scratch: RefCell::new(Vec::with_capacity(nx + 1)),
         })
     }
 
-    /// p(x_j)/e^M on the x grid, M, and ln ∫_{x_top}^∞ x^(−α) e^(−x/xc) dx.
-    fn law(&self, alpha: f64, xc: f64) -> (Vec<f64>, f64, f64) {
-        let lp: Vec<f64> = self.x.iter().zip(&self.ln_x).map(|(x, l)| -alpha * l - x / xc).collect();
+    /// p(x_j)/e^M on the x grid into `p` (cleared first), and (M, ln ∫_{x_top}^∞ x^(−α) e^(−x/xc) dx).
+    fn law(&self, alpha: f64, xc: f64, p: &mut Vec<f64>) -> (f64, f64) {
+        p.clear();
+        p.extend(self.x.iter().zip(&self.ln_x).map(|(x, l)| -alpha * l - x / xc));
         let ln_tail = (1.0 - alpha) * xc.ln() + ln_upper_gamma(1.0 - alpha, self.x_top / xc);
-        let m = lp.iter().copied().fold(if ln_tail.is_finite() { ln_tail } else { f64::NEG_INFINITY }, f64::max);
-        (lp.into_iter().map(|v| (v - m).exp()).collect(), m, ln_tail)
+        let m = p.iter().copied().fold(if ln_tail.is_finite() { ln_tail } else { f64::NEG_INFINITY }, f64::max);
+        for v in p.iter_mut() {
+            *v = (*v - m).exp();
+        }
+        (m, ln_tail)
     }
 
     /// The normaliser ∫ p ε P(y ≥ y_min | x) dx in units of e^M.
@@ -575,7 +641,8 @@ impl<'a> MeasuredLikelihood<'a> {
         if !(ALPHA_LO..=ALPHA_HI).contains(&alpha) || !(self.ln_xc_lo..=self.ln_xc_hi).contains(&ln_xc) {
             return f64::NEG_INFINITY;
         }
-        let (p, m, ln_tail) = self.law(alpha, ln_xc.exp());
+        let mut p = self.scratch.borrow_mut();
+        let (m, ln_tail) = self.law(alpha, ln_xc.exp(), &mut p);
         let z = self.norm(&p, m, ln_tail);
         if !(z > 0.0 && z.is_finite()) {
             return f64::NEG_INFINITY;
@@ -599,25 +666,42 @@ impl<'a> MeasuredLikelihood<'a> {
     /// Model CDF of the reported magnitude at the sorted `ys` (cumulative trapezoid of f on the
     /// full y grid, over the normaliser).
     fn cdf_at(&self, alpha: f64, xc: f64, ys: &[f64]) -> Vec<f64> {
-        let (p, m, ln_tail) = self.law(alpha, xc);
+        let mut p = Vec::with_capacity(self.x.len());
+        let (m, ln_tail) = self.law(alpha, xc, &mut p);
         let z = self.norm(&p, m, ln_tail).max(1e-300);
         let reach = KERNEL_HALF_WIDTH * self.model.sigma;
         let (x0, nx) = (self.x[0], self.x.len() - 1);
         let ny = ((self.y_max - self.model.y_min) / self.h).ceil() as usize + 1;
         let eff = |v: f64| self.efficiency.map_or(1.0, |c| c.eval(v));
-        let f: Vec<f64> = (0..=ny)
+        // (y, first, last x node) of every y bin; f accumulated x node by x node (in increasing
+        // j for each bin, as a per-bin sum would) so the lead-in is prepared once per node.
+        let bins: Vec<(f64, usize, usize)> = (0..=ny)
             .map(|k| {
                 let y = self.model.y_min + self.h * k as f64;
                 let lo = ((y - self.model.offset - reach - x0) / self.h).floor().clamp(0.0, nx as f64) as usize;
                 let hi = ((y - self.model.offset + reach - x0) / self.h).ceil().clamp(0.0, nx as f64) as usize;
-                (lo..=hi.max(lo))
-                    .map(|j| {
-                        let wq = if j == 0 || j == nx { 0.5 * self.h } else { self.h };
-                        self.model.density(y, self.x[j]) * eff(self.x[j]) * wq * p[j]
-                    })
-                    .sum()
+                (y, lo, hi.max(lo))
             })
             .collect();
+        let mut f = vec![0.0; bins.len()];
+        let mut k0 = 0;
+        for (j, &xj) in self.x.iter().enumerate() {
+            while k0 < bins.len() && bins[k0].2 < j {
+                k0 += 1;
+            }
+            if k0 == bins.len() {
+                break;
+            }
+            if bins[k0].1 > j {
+                continue;
+            }
+            let prep = self.model.prepare(xj);
+            let wq = if j == 0 || j == nx { 0.5 * self.h } else { self.h };
+            let scale = eff(xj) * wq * p[j];
+            for (fk, &(y, _, _)) in f[k0..].iter_mut().zip(&bins[k0..]).take_while(|(_, b)| b.1 <= j) {
+                *fk += self.model.density_prepared(y, xj, &prep) * scale;
+            }
+        }
         let mut cum = vec![0.0; f.len()];
         for k in 1..f.len() {
             cum[k] = cum[k - 1] + 0.5 * self.h * (f[k] + f[k - 1]);
@@ -634,144 +718,6 @@ impl<'a> MeasuredLikelihood<'a> {
             })
             .collect()
     }
-}
-
-/// Golden-section refinement of a maximum bracketed by [a, b], knowing `best` = f(x_best).
-fn golden(f: &impl Fn(f64) -> f64, mut a: f64, mut b: f64, x_best: f64, best: f64, tol: f64) -> (f64, f64) {
-    let inv_phi = (5f64.sqrt() - 1.0) / 2.0;
-    let mut c = b - inv_phi * (b - a);
-    let mut d = a + inv_phi * (b - a);
-    let (mut fc, mut fd) = (f(c), f(d));
-    let (mut xb, mut fb) = (x_best, best);
-    for _ in 0..60 {
-        if fc > fb {
-            (xb, fb) = (c, fc);
-        }
-        if fd > fb {
-            (xb, fb) = (d, fd);
-        }
-        if (b - a).abs() < tol {
-            break;
-        }
-        if fc > fd {
-            b = d;
-            d = c;
-            fd = fc;
-            c = b - inv_phi * (b - a);
-            fc = f(c);
-        } else {
-            a = c;
-            c = d;
-            fc = fd;
-            d = a + inv_phi * (b - a);
-            fd = f(d);
-        }
-    }
-    (xb, fb)
-}
-
-/// Maximise a unimodal `f` on [lo, hi] starting from `start`: walk uphill with doubling steps
-/// until the value drops (or a bound is hit), then golden-section to `tol`. Warm starts make
-/// this a few evaluations when the maximum moved little. Returns (argmax, max).
-fn climb_max(f: &impl Fn(f64) -> f64, start: f64, step: f64, lo: f64, hi: f64, tol: f64) -> (f64, f64) {
-    let x0 = start.clamp(lo, hi);
-    let f0 = f(x0);
-    let up = (x0 + step).min(hi);
-    let f_up = if up > x0 { f(up) } else { f64::NEG_INFINITY };
-    let (dir, mut prev, mut cur, mut f_cur) = if f_up > f0 {
-        (1.0, x0, up, f_up)
-    } else {
-        let down = (x0 - step).max(lo);
-        let f_down = if down < x0 { f(down) } else { f64::NEG_INFINITY };
-        if f_down > f0 {
-            (-1.0, x0, down, f_down)
-        } else {
-            return golden(f, down, up, x0, f0, tol);
-        }
-    };
-    let mut s = step;
-    loop {
-        s *= 2.0;
-        let next = if dir > 0.0 { (cur + s).min(hi) } else { (cur - s).max(lo) };
-        if next == cur {
-            return golden(f, prev.min(cur), prev.max(cur), cur, f_cur, tol);
-        }
-        let f_next = f(next);
-        if f_next <= f_cur {
-            return golden(f, prev.min(next), prev.max(next), cur, f_cur, tol);
-        }
-        prev = cur;
-        cur = next;
-        f_cur = f_next;
-    }
-}
-
-/// Where `profile` falls to `target` between `best` (where it is above) and `bound`: outward
-/// steps doubling from `step`, then Illinois regula falsi to `tol`. Returns `bound` when the
-/// profile never falls that far.
-fn crossing(
-    profile: &impl Fn(f64) -> f64,
-    best: f64,
-    f_best: f64,
-    bound: f64,
-    target: f64,
-    step: f64,
-    tol: f64,
-) -> f64 {
-    let dir = if bound >= best { 1.0 } else { -1.0 };
-    let (mut a, mut fa) = (best, f_best - target);
-    let mut s = step;
-    let (mut b, mut fb) = loop {
-        let p = best + dir * s;
-        if (p - bound) * dir >= 0.0 {
-            let fv = profile(bound) - target;
-            if fv >= 0.0 {
-                return bound;
-            }
-            break (bound, fv);
-        }
-        let fv = profile(p) - target;
-        if fv < 0.0 {
-            break (p, fv);
-        }
-        (a, fa) = (p, fv);
-        s *= 2.0;
-    };
-    // Invariant: fa ≥ 0 > fb.
-    let mut side = 0i8;
-    for _ in 0..60 {
-        if (b - a).abs() < tol {
-            break;
-        }
-        let m = if fb.is_finite() && fa.is_finite() && fa - fb > 0.0 {
-            let t = a + fa * (b - a) / (fa - fb);
-            // Keep well inside the bracket; fall back to bisection near its ends.
-            let lo = a.min(b) + 0.05 * (b - a).abs();
-            let hi = a.max(b) - 0.05 * (b - a).abs();
-            if t > lo && t < hi {
-                t
-            } else {
-                0.5 * (a + b)
-            }
-        } else {
-            0.5 * (a + b)
-        };
-        let fm = profile(m) - target;
-        if fm >= 0.0 {
-            (a, fa) = (m, fm);
-            if side == 1 {
-                fb *= 0.5;
-            }
-            side = 1;
-        } else {
-            (b, fb) = (m, fm);
-            if side == -1 {
-                fa *= 0.5;
-            }
-            side = -1;
-        }
-    }
-    0.5 * (a + b)
 }
 
 /// Measurement-aware maximum likelihood (see the module docs): the reported magnitudes

@@ -117,6 +117,144 @@ pub fn maximize_2d(f: &impl Fn([f64; 2]) -> f64, start: [f64; 2], scale: [f64; 2
     (pts[best], -vals[best], converged)
 }
 
+/// Golden-section refinement of a maximum bracketed by [a, b], knowing `best` = f(x_best).
+fn golden(f: &impl Fn(f64) -> f64, mut a: f64, mut b: f64, x_best: f64, best: f64, tol: f64) -> (f64, f64) {
+    let inv_phi = (5f64.sqrt() - 1.0) / 2.0;
+    let mut c = b - inv_phi * (b - a);
+    let mut d = a + inv_phi * (b - a);
+    let (mut fc, mut fd) = (f(c), f(d));
+    let (mut xb, mut fb) = (x_best, best);
+    for _ in 0..60 {
+        if fc > fb {
+            (xb, fb) = (c, fc);
+        }
+        if fd > fb {
+            (xb, fb) = (d, fd);
+        }
+        if (b - a).abs() < tol {
+            break;
+        }
+        if fc > fd {
+            b = d;
+            d = c;
+            fd = fc;
+            c = b - inv_phi * (b - a);
+            fc = f(c);
+        } else {
+            a = c;
+            c = d;
+            fc = fd;
+            d = a + inv_phi * (b - a);
+            fd = f(d);
+        }
+    }
+    (xb, fb)
+}
+
+/// Maximise a unimodal `f` on [lo, hi] starting from `start`: walk uphill with doubling steps
+/// until the value drops (or a bound is hit), then golden-section to `tol`. Warm starts make
+/// this a few evaluations when the maximum moved little. Returns (argmax, max).
+pub(crate) fn climb_max(f: &impl Fn(f64) -> f64, start: f64, step: f64, lo: f64, hi: f64, tol: f64) -> (f64, f64) {
+    let x0 = start.clamp(lo, hi);
+    let f0 = f(x0);
+    let up = (x0 + step).min(hi);
+    let f_up = if up > x0 { f(up) } else { f64::NEG_INFINITY };
+    let (dir, mut prev, mut cur, mut f_cur) = if f_up > f0 {
+        (1.0, x0, up, f_up)
+    } else {
+        let down = (x0 - step).max(lo);
+        let f_down = if down < x0 { f(down) } else { f64::NEG_INFINITY };
+        if f_down > f0 {
+            (-1.0, x0, down, f_down)
+        } else {
+            return golden(f, down, up, x0, f0, tol);
+        }
+    };
+    let mut s = step;
+    loop {
+        s *= 2.0;
+        let next = if dir > 0.0 { (cur + s).min(hi) } else { (cur - s).max(lo) };
+        if next == cur {
+            return golden(f, prev.min(cur), prev.max(cur), cur, f_cur, tol);
+        }
+        let f_next = f(next);
+        if f_next <= f_cur {
+            return golden(f, prev.min(next), prev.max(next), cur, f_cur, tol);
+        }
+        prev = cur;
+        cur = next;
+        f_cur = f_next;
+    }
+}
+
+/// Where `profile` falls to `target` between `best` (where it is above) and `bound`: outward
+/// steps doubling from `step`, then Illinois regula falsi to `tol`. Returns `bound` when the
+/// profile never falls that far.
+pub(crate) fn crossing(
+    profile: &impl Fn(f64) -> f64,
+    best: f64,
+    f_best: f64,
+    bound: f64,
+    target: f64,
+    step: f64,
+    tol: f64,
+) -> f64 {
+    let dir = if bound >= best { 1.0 } else { -1.0 };
+    let (mut a, mut fa) = (best, f_best - target);
+    let mut s = step;
+    let (mut b, mut fb) = loop {
+        let p = best + dir * s;
+        if (p - bound) * dir >= 0.0 {
+            let fv = profile(bound) - target;
+            if fv >= 0.0 {
+                return bound;
+            }
+            break (bound, fv);
+        }
+        let fv = profile(p) - target;
+        if fv < 0.0 {
+            break (p, fv);
+        }
+        (a, fa) = (p, fv);
+        s *= 2.0;
+    };
+    // Invariant: fa ≥ 0 > fb.
+    let mut side = 0i8;
+    for _ in 0..60 {
+        if (b - a).abs() < tol {
+            break;
+        }
+        let m = if fb.is_finite() && fa.is_finite() && fa - fb > 0.0 {
+            let t = a + fa * (b - a) / (fa - fb);
+            // Keep well inside the bracket; fall back to bisection near its ends.
+            let lo = a.min(b) + 0.05 * (b - a).abs();
+            let hi = a.max(b) - 0.05 * (b - a).abs();
+            if t > lo && t < hi {
+                t
+            } else {
+                0.5 * (a + b)
+            }
+        } else {
+            0.5 * (a + b)
+        };
+        let fm = profile(m) - target;
+        if fm >= 0.0 {
+            (a, fa) = (m, fm);
+            if side == 1 {
+                fb *= 0.5;
+            }
+            side = 1;
+        } else {
+            (b, fb) = (m, fm);
+            if side == -1 {
+                fa *= 0.5;
+            }
+            side = -1;
+        }
+    }
+    0.5 * (a + b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,9 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::optimize::{maximize_1d, maximize_2d};
+use std::cell::Cell;
+
+use crate::optimize::{climb_max, crossing, maximize_2d};
 use crate::special::{ks_p_value, ln_upper_gamma};
 use crate::AnalysisError;
 
@@ -228,48 +230,117 @@ pub fn tpl_cdf(x: f64, alpha: f64, xc: f64, x_min: f64) -> f64 {
 struct WeightedModel<'a> {
     eff: Option<&'a EfficiencyCurve>,
     x_min: f64,
+    /// ln x of the efficiency curve's nodes, once per fit: the grid walks them in order instead
+    /// of a binary search and a logarithm per node and evaluation.
+    ln_nodes: Vec<f64>,
 }
 
-impl WeightedModel<'_> {
-    const N: usize = 480;
+/// Simpson intervals of [`WeightedModel`]'s grid (even).
+const WEIGHTED_GRID_N: usize = 480;
 
-    /// Grid of u = ln x from ln x_min to where e^(−x/xc) is negligible, and the log integrand.
-    fn grid(&self, alpha: f64, xc: f64) -> (Vec<f64>, Vec<f64>, f64) {
+impl<'a> WeightedModel<'a> {
+    const N: usize = WEIGHTED_GRID_N;
+
+    fn new(eff: Option<&'a EfficiencyCurve>, x_min: f64) -> Self {
+        let ln_nodes = eff.map_or_else(Vec::new, |c| c.x.iter().map(|x| x.ln()).collect());
+        Self { eff, x_min, ln_nodes }
+    }
+
+    /// ε at u = ln x, for u increasing from call to call: `node` walks the curve's nodes (start
+    /// it at 0). ε is linear in ln x between nodes and flat beyond them, as in
+    /// `EfficiencyCurve::eval`.
+    fn eff_at(&self, u: f64, node: &mut usize) -> f64 {
+        let Some(c) = self.eff else { return 1.0 };
+        let n = self.ln_nodes.len();
+        if u <= self.ln_nodes[0] {
+            c.efficiency[0]
+        } else if u >= self.ln_nodes[n - 1] {
+            c.efficiency[n - 1]
+        } else {
+            while self.ln_nodes[*node + 1] <= u {
+                *node += 1;
+            }
+            let (l0, l1) = (self.ln_nodes[*node], self.ln_nodes[*node + 1]);
+            let t = (u - l0) / (l1 - l0);
+            c.efficiency[*node] + t * (c.efficiency[*node + 1] - c.efficiency[*node])
+        }
+    }
+
+    /// Grid of u = ln x from ln x_min to where e^(−x/xc) is negligible: the log integrand at
+    /// each node into `g`, and the step.
+    fn grid_into(&self, alpha: f64, xc: f64, g: &mut [f64; WEIGHTED_GRID_N + 1]) -> f64 {
         let lo = self.x_min.ln();
         let hi = (self.x_min + 45.0 * xc).ln().max(lo + 1e-6);
         let h = (hi - lo) / Self::N as f64;
-        let mut us = Vec::with_capacity(Self::N + 1);
-        let mut g = Vec::with_capacity(Self::N + 1);
-        for k in 0..=Self::N {
+        let mut node = 0;
+        for (k, slot) in g.iter_mut().enumerate() {
             let u = lo + h * k as f64;
             let x = u.exp();
-            let e = self.eff.map_or(1.0, |c| c.eval(x));
+            let e = self.eff_at(u, &mut node);
             // dx = x du, hence (1 − α) u.
-            g.push(if e > 0.0 { e.ln() + (1.0 - alpha) * u - x / xc } else { f64::NEG_INFINITY });
-            us.push(u);
+            *slot = if e > 0.0 { e.ln() + (1.0 - alpha) * u - x / xc } else { f64::NEG_INFINITY };
         }
-        (us, g, h)
+        h
     }
 
-    /// ln ∫ ε(x) x^(−α) e^(−x/xc) dx over [x_min, ∞), composite Simpson in ln x.
+    /// Grid of u = ln x and the log integrand, as vectors (for the one-off CDF).
+    fn grid(&self, alpha: f64, xc: f64) -> (Vec<f64>, Vec<f64>, f64) {
+        let mut g = [0.0; Self::N + 1];
+        let h = self.grid_into(alpha, xc, &mut g);
+        let lo = self.x_min.ln();
+        let us = (0..=Self::N).map(|k| lo + h * k as f64).collect();
+        (us, g.to_vec(), h)
+    }
+
+    /// ln ∫ ε(x) x^(−α) e^(−x/xc) dx over [x_min, ∞), composite Simpson in ln x on the grid of
+    /// [`WeightedModel::grid_into`]. Called once per likelihood evaluation, so it is written for
+    /// speed: nothing is allocated, and each node costs one `exp` (no `ln ε`, no pass for the
+    /// maximum, x by repeated multiplication).
     fn ln_norm(&self, alpha: f64, xc: f64) -> f64 {
-        let (_, g, h) = self.grid(alpha, xc);
-        let m = g.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let lo = self.x_min.ln();
+        let hi = (self.x_min + 45.0 * xc).ln().max(lo + 1e-6);
+        let h = (hi - lo) / Self::N as f64;
+        let s = 1.0 - alpha;
+        // The log integrand without ε, s·u − eᵘ/xc, is concave in u: on [lo, hi] its maximum is
+        // at u* = ln(s·xc) when that lies inside, else at an end. With ln ε ≤ 0 every scaled term
+        // is then ≤ 1, as with the exact maximum.
+        let phi = |u: f64| s * u - u.exp() / xc;
+        let mut m = phi(lo).max(phi(hi));
+        if s > 0.0 {
+            let u_star = (s * xc).ln();
+            if u_star > lo && u_star < hi {
+                m = m.max(phi(u_star));
+            }
+        }
         if !m.is_finite() {
             return f64::INFINITY;
         }
+        // x = eᵘ at the nodes by repeated multiplication: it drifts by ≈ k ulp (≈ 10⁻¹³ at the
+        // last node), far below the rule's own error.
+        let ratio = h.exp();
+        let mut x = lo.exp();
+        let mut node = 0;
         let mut sum = 0.0;
-        for (k, v) in g.iter().enumerate() {
-            let w = if k == 0 || k == Self::N {
-                1.0
-            } else if k % 2 == 1 {
-                4.0
-            } else {
-                2.0
-            };
-            sum += w * (v - m).exp();
+        for k in 0..=Self::N {
+            let u = lo + h * k as f64;
+            let e = self.eff_at(u, &mut node);
+            if e > 0.0 {
+                let w = if k == 0 || k == Self::N {
+                    1.0
+                } else if k % 2 == 1 {
+                    4.0
+                } else {
+                    2.0
+                };
+                sum += w * e * (s * u - x / xc - m).exp();
+            }
+            x *= ratio;
         }
-        m + (sum * h / 3.0).ln()
+        if sum > 0.0 {
+            m + (sum * h / 3.0).ln()
+        } else {
+            f64::INFINITY
+        }
     }
 
     /// CDF of the observed model at the sorted `xs` (trapezoid cumulative on the grid).
@@ -327,49 +398,6 @@ impl Likelihood<'_> {
             f64::NEG_INFINITY
         }
     }
-
-    fn profile_alpha(&self, alpha: f64) -> f64 {
-        maximize_1d(&|l| self.at(alpha, l), self.ln_xc_lo, self.ln_xc_hi, 24).1
-    }
-
-    fn profile_ln_xc(&self, ln_xc: f64) -> f64 {
-        maximize_1d(&|a| self.at(a, ln_xc), ALPHA_LO, ALPHA_HI, 26).1
-    }
-}
-
-/// Where a profile drops to `target` going from `best` towards `bound`: bisection after a
-/// geometric outward search. Returns `bound` when it never drops that far.
-fn profile_crossing(profile: &impl Fn(f64) -> f64, best: f64, bound: f64, target: f64, first_step: f64) -> f64 {
-    let dir = if bound >= best { 1.0 } else { -1.0 };
-    let mut inner = best;
-    let mut step = first_step;
-    let outer = loop {
-        let p = best + dir * step;
-        if (p - bound) * dir >= 0.0 {
-            if profile(bound) >= target {
-                return bound;
-            }
-            break bound;
-        }
-        if profile(p) < target {
-            break p;
-        }
-        inner = p;
-        step *= 2.0;
-    };
-    let (mut a, mut b) = (inner, outer);
-    for _ in 0..40 {
-        let m = 0.5 * (a + b);
-        if profile(m) >= target {
-            a = m;
-        } else {
-            b = m;
-        }
-        if (b - a).abs() < 1e-6 * (1.0 + a.abs()) {
-            break;
-        }
-    }
-    0.5 * (a + b)
 }
 
 /// Fit the truncated power law to |magnitudes| ≥ `x_min`, optionally weighted by a detection
@@ -395,7 +423,7 @@ pub fn fit_truncated_power_law(
         x_min,
         ln_xc_lo: (x_min * 1e-2).ln(),
         ln_xc_hi: (x_max * 1e4).ln(),
-        model: WeightedModel { eff: efficiency, x_min },
+        model: WeightedModel::new(efficiency, x_min),
     };
     // Coarse grid, then Nelder–Mead from the best node.
     let mut start = [1.5, (s_x / n).ln()];
@@ -414,12 +442,28 @@ pub fn fit_truncated_power_law(
     let (p, ll, converged) = maximize_2d(&|p| lik.at(p[0], p[1]), start, [0.1, 0.3]);
     let (alpha, ln_xc) = (p[0], p[1]);
     let target = ll - PROFILE_DROP_95;
-    let prof_a = |a: f64| lik.profile_alpha(a);
-    let prof_x = |l: f64| lik.profile_ln_xc(l);
-    let a_lo = profile_crossing(&prof_a, alpha, ALPHA_LO, target, 0.02);
-    let a_hi = profile_crossing(&prof_a, alpha, ALPHA_HI, target, 0.02);
-    let x_lo = profile_crossing(&prof_x, ln_xc, lik.ln_xc_lo, target, 0.05).exp();
-    let x_hi_ln = profile_crossing(&prof_x, ln_xc, lik.ln_xc_hi, target, 0.05);
+    // Profiles with warm starts (as the measurement-aware fit does): the inner maximum moves
+    // smoothly along the outer parameter, so each profile point costs a few evaluations instead
+    // of a fresh grid scan and golden section. The inner tolerance bounds the profile's error by
+    // ≈ curvature × tol², far below the crossing tolerance's effect on the interval.
+    let warm = Cell::new(ln_xc);
+    let prof_a = |a: f64| {
+        let (l, v) = climb_max(&|l| lik.at(a, l), warm.get(), 0.1, lik.ln_xc_lo, lik.ln_xc_hi, 1e-5);
+        warm.set(l);
+        v
+    };
+    let a_lo = crossing(&prof_a, alpha, ll, ALPHA_LO, target, 0.02, 1e-6);
+    warm.set(ln_xc);
+    let a_hi = crossing(&prof_a, alpha, ll, ALPHA_HI, target, 0.02, 1e-6);
+    let warm_a = Cell::new(alpha);
+    let prof_x = |l: f64| {
+        let (a, v) = climb_max(&|a| lik.at(a, l), warm_a.get(), 0.05, ALPHA_LO, ALPHA_HI, 1e-5);
+        warm_a.set(a);
+        v
+    };
+    let x_lo = crossing(&prof_x, ln_xc, ll, lik.ln_xc_lo, target, 0.05, 1e-6).exp();
+    warm_a.set(alpha);
+    let x_hi_ln = crossing(&prof_x, ln_xc, ll, lik.ln_xc_hi, target, 0.05, 1e-6);
     let x_hi = if x_hi_ln >= lik.ln_xc_hi { f64::INFINITY } else { x_hi_ln.exp() };
     let xc = ln_xc.exp();
     let cdf = lik.model.cdf_at(alpha, xc, &xs);
@@ -520,17 +564,19 @@ pub fn analyze_magnitudes(
     x_min: f64,
     efficiency: Option<(&EfficiencyCurve, f64)>,
 ) -> Result<MagnitudeAnalysis, AnalysisError> {
-    let tpl = fit_truncated_power_law(magnitudes, x_min, None)?;
+    // The efficiency-aware fit does not depend on the naive one: fit both at once.
+    let (tpl, efficiency_aware) = rayon::join(
+        || fit_truncated_power_law(magnitudes, x_min, None),
+        || efficiency.map(|(curve, x_detect)| fit_truncated_power_law(magnitudes, x_detect, Some(curve)).ok()),
+    );
+    let tpl = tpl?;
+    let efficiency_aware = efficiency_aware.flatten();
     let pl = fit_power_law(magnitudes, x_min)?;
     let ex = fit_exponential(magnitudes, x_min)?;
     let xs = tail(magnitudes, x_min);
     let l_tpl = tpl_pointwise(&xs, tpl.alpha, tpl.xc, x_min);
     let l_pl: Vec<f64> = pl_pointwise(&xs, pl.alpha, x_min).collect();
     let l_ex: Vec<f64> = exp_pointwise(&xs, ex.rate, x_min).collect();
-    let efficiency_aware = match efficiency {
-        Some((curve, x_detect)) => fit_truncated_power_law(magnitudes, x_detect, Some(curve)).ok(),
-        None => None,
-    };
     Ok(MagnitudeAnalysis {
         tpl_vs_power_law: likelihood_ratio(&l_tpl, &l_pl, true),
         tpl_vs_exponential: likelihood_ratio(&l_tpl, &l_ex, false),
@@ -608,9 +654,49 @@ mod tests {
     fn normaliser_matches_direct_quadrature() {
         for &(a, xc) in &[(1.5, 1e-3), (0.7, 2e-3), (2.2, 5e-4)] {
             let x_min = 1e-4;
-            let direct = WeightedModel { eff: None, x_min }.ln_norm(a, xc);
+            let direct = WeightedModel::new(None, x_min).ln_norm(a, xc);
             let exact = ln_normalizer(a, xc, x_min);
             assert!((direct - exact).abs() < 1e-6, "α={a}: {direct} vs {exact}");
+        }
+    }
+
+    #[test]
+    fn weighted_normaliser_walks_the_efficiency_curve_as_eval_does() {
+        // The grid walks the curve's nodes in order; the same Simpson sum with
+        // `EfficiencyCurve::eval` at every node must give the same integral.
+        let curve = EfficiencyCurve::threshold_model(5e-4, 1e-4);
+        let x_min = 3e-4;
+        let model = WeightedModel::new(Some(&curve), x_min);
+        for &(a, xc) in &[(1.5, 1e-3), (0.3, 2e-3), (2.5, 5e-5), (-0.5, 0.3), (3.9, 1e-6)] {
+            let n = WEIGHTED_GRID_N;
+            let lo = x_min.ln();
+            let hi = (x_min + 45.0 * xc).ln().max(lo + 1e-6);
+            let h = (hi - lo) / n as f64;
+            let g: Vec<f64> = (0..=n)
+                .map(|k| {
+                    let u = lo + h * k as f64;
+                    let x = u.exp();
+                    curve.eval(x).ln() + (1.0 - a) * u - x / xc
+                })
+                .collect();
+            let m = g.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = g
+                .iter()
+                .enumerate()
+                .map(|(k, v)| {
+                    let w = if k == 0 || k == n {
+                        1.0
+                    } else if k % 2 == 1 {
+                        4.0
+                    } else {
+                        2.0
+                    };
+                    w * (v - m).exp()
+                })
+                .sum();
+            let want = m + (sum * h / 3.0).ln();
+            let got = model.ln_norm(a, xc);
+            assert!((got - want).abs() < 1e-12 * want.abs().max(1.0), "α={a} xc={xc}: {got} vs {want}");
         }
     }
 

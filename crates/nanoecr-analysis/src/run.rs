@@ -5,6 +5,7 @@
 
 use nanoecr_core::config::DetectionConfig;
 use nanoecr_core::{Event, EventKind, Pillar};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::events::{
@@ -354,7 +355,20 @@ pub fn analyze_run(input: &RunInput, opts: &AnalysisOptions) -> RunAnalysis {
     if completeness.is_none() {
         notes.push(format!("efficiency never reaches {}; fitting above {fit_x_min:.3e}", opts.completeness_level));
     }
-    let magnitudes = match analyze_magnitudes(&mags, fit_x_min, Some((&curve, threshold))) {
+    let measurement_model = detector_measurement_model(
+        sigma,
+        input.rate_hz,
+        &input.detection,
+        input.spike_duration_s.unwrap_or(opts.spike_duration_s),
+        input.law_x_min.unwrap_or(opts.law_x_min),
+    );
+    // The naive and efficiency-aware fits and the measurement-aware fit are independent and
+    // together most of a run's time: run them side by side on rayon's pool.
+    let (magnitudes, measured_fit) = rayon::join(
+        || analyze_magnitudes(&mags, fit_x_min, Some((&curve, threshold))),
+        || measurement_model.as_ref().ok().map(|model| fit_measured_power_law(&mags, model, None)),
+    );
+    let magnitudes = match magnitudes {
         Ok(m) => Some(m),
         Err(e) => {
             notes.push(format!(
@@ -363,20 +377,14 @@ pub fn analyze_run(input: &RunInput, opts: &AnalysisOptions) -> RunAnalysis {
             None
         }
     };
-    let measurement_model = match detector_measurement_model(
-        sigma,
-        input.rate_hz,
-        &input.detection,
-        input.spike_duration_s.unwrap_or(opts.spike_duration_s),
-        input.law_x_min.unwrap_or(opts.law_x_min),
-    ) {
+    let measurement_model = match measurement_model {
         Ok(m) => Some(m),
         Err(e) => {
             notes.push(format!("no measurement model: {e}"));
             None
         }
     };
-    let measured_fit = measurement_model.as_ref().and_then(|model| match fit_measured_power_law(&mags, model, None) {
+    let measured_fit = measured_fit.and_then(|r| match r {
         Ok(f) => Some(f),
         Err(e) => {
             notes.push(format!("no measurement-aware fit: {e}"));
@@ -509,8 +517,9 @@ pub fn analyze_campaign(runs: &[(RunAnalysis, Vec<Event>)]) -> CampaignAnalysis 
         .collect();
     keys.sort_unstable();
     keys.dedup();
+    // Stress groups are independent fits: run them on rayon's pool (order kept by collect).
     let groups = keys
-        .into_iter()
+        .into_par_iter()
         .map(|k| {
             let members: Vec<&(RunAnalysis, Vec<Event>)> = runs
                 .iter()

@@ -1,12 +1,13 @@
 //! `nanoecr score`: detection and fits of simulated runs against their /entry/ground_truth,
 //! per file and aggregated over all files.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use nanoecr_analysis::io::load_run;
 use nanoecr_analysis::scoring::{report_from_counts, ScoreCounts, ScoreOptions};
-use nanoecr_analysis::{analyze_run, AnalysisOptions};
+use nanoecr_analysis::{analyze_run, AnalysisOptions, RunAnalysis};
+use rayon::prelude::*;
 
 /// Arguments of `nanoecr score`.
 #[derive(Debug, clap::Args)]
@@ -26,35 +27,55 @@ pub struct Args {
     pub redetect: bool,
 }
 
+/// Load and analyse one simulated file: its sampling rate and analysis, or the error to report.
+fn score_file(file: &Path, redetect: bool, opts: &AnalysisOptions) -> Result<(f64, RunAnalysis), serde_json::Value> {
+    let input = match load_run(file, redetect) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Err(serde_json::json!({ "file": file.display().to_string(), "error": e.to_string() }));
+        }
+    };
+    if input.ground_truth.is_none() {
+        let msg = "no /entry/ground_truth: not a simulated run";
+        eprintln!("error: {}: {msg}", file.display());
+        return Err(serde_json::json!({ "file": file.display().to_string(), "error": msg }));
+    }
+    Ok((input.rate_hz, analyze_run(&input, opts)))
+}
+
 /// Run the command.
 pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(t) = args.tolerance_samples {
         anyhow::ensure!(t.is_finite() && t > 0.0, "--tolerance-samples must be a positive number of samples, got {t}");
     }
     let opts = AnalysisOptions { tolerance_samples: args.tolerance_samples, ..Default::default() };
-    let progress = crate::analyze::Progress::new(args.files.len());
+    crate::analyze::share_one_malloc_arena();
+    let progress = crate::analyze::Progress::new(args.files.len(), args.json);
+    // Files are scored on rayon's pool and reported in the order given (see analyze.rs).
+    let outcomes: Vec<Result<(f64, RunAnalysis), serde_json::Value>> = args
+        .files
+        .par_iter()
+        .map(|file| {
+            let r = score_file(file, args.redetect, &opts);
+            progress.done(file);
+            r
+        })
+        .collect();
+    progress.finish();
     let mut total = ScoreCounts::default();
     let mut per_file = Vec::new();
     let mut errors = Vec::new();
     let mut rate_hz = f64::NAN;
-    for (i, file) in args.files.iter().enumerate() {
-        progress.step(i, file);
-        let input = match load_run(file, args.redetect) {
+    for o in outcomes {
+        let (rate, a) = match o {
             Ok(x) => x,
             Err(e) => {
-                eprintln!("error: {e}");
-                errors.push(serde_json::json!({ "file": file.display().to_string(), "error": e.to_string() }));
+                errors.push(e);
                 continue;
             }
         };
-        if input.ground_truth.is_none() {
-            let msg = "no /entry/ground_truth: not a simulated run";
-            eprintln!("error: {}: {msg}", file.display());
-            errors.push(serde_json::json!({ "file": file.display().to_string(), "error": msg }));
-            continue;
-        }
-        rate_hz = input.rate_hz;
-        let a = analyze_run(&input, &opts);
+        rate_hz = rate;
         if let Some(s) = &a.score {
             total.merge(&s.counts);
         }
@@ -65,7 +86,6 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
             "fit_vs_truth": a.fit_vs_truth,
         }));
     }
-    progress.finish();
     if per_file.is_empty() {
         anyhow::bail!("no file with ground truth could be scored");
     }

@@ -55,3 +55,54 @@ fn analyze_json_has_event_keys_and_score_works() {
     let recall = s["aggregate"]["recall_big"].as_f64().expect("recall_big");
     assert!((0.0..=1.0).contains(&recall));
 }
+
+/// One simulated `--fast` demo run in `dir` with `seed`; returns its path.
+fn simulate(dir: &std::path::Path, seed: u64) -> String {
+    let out = nanoecr()
+        .args(["run"])
+        .arg(config())
+        .args(["--fast", "--seed", &seed.to_string(), "--json", "--out-dir"])
+        .arg(dir)
+        .output()
+        .expect("run nanoecr run");
+    assert!(out.status.success(), "run failed: {}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("run --json");
+    summary["file"].as_str().expect("summary has file").to_string()
+}
+
+#[test]
+fn files_analysed_in_parallel_are_reported_in_the_order_given_and_json_mode_is_quiet() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = simulate(dir.path(), 5);
+    let b = simulate(dir.path(), 6);
+    let missing = dir.path().join("missing.h5").display().to_string();
+    // b before a, an unreadable file in between, and a again: the order of the arguments, not
+    // of completion on the thread pool, must come back.
+    let order = [b.clone(), missing.clone(), a.clone(), b.clone()];
+    let out = nanoecr().arg("analyze").args(&order).arg("--json").output().expect("analyze");
+    assert_eq!(out.status.code(), Some(1), "one file is missing: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let files: Vec<&str> =
+        v["runs"].as_array().expect("runs").iter().map(|r| r["file"].as_str().expect("file")).collect();
+    let name = |p: &str| std::path::Path::new(p).file_name().map(|n| n.to_string_lossy().into_owned());
+    let got: Vec<_> = files.iter().map(|f| name(f)).collect();
+    assert_eq!(got, vec![name(&b), name(&a), name(&b)]);
+    // Both analyses of b are the same numbers: nothing is shared between the workers.
+    assert_eq!(v["runs"][0], v["runs"][2]);
+    assert_ne!(v["runs"][0], v["runs"][1]);
+    let errors = v["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0]["file"].as_str(), Some(missing.as_str()));
+    // In --json mode stderr carries the error line of the missing file and no progress display.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.lines().all(|l| l.starts_with("error:")), "stderr: {stderr}");
+
+    let out = nanoecr().arg("score").args([&a, &b, &a]).arg("--json").output().expect("score");
+    assert!(out.status.success(), "score failed: {}", String::from_utf8_lossy(&out.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("score JSON");
+    let per_file: Vec<_> =
+        s["files"].as_array().expect("files").iter().map(|f| name(f["file"].as_str().expect("file"))).collect();
+    assert_eq!(per_file, vec![name(&a), name(&b), name(&a)]);
+    assert_eq!(s["files"][0], s["files"][2]);
+    assert!(out.stderr.is_empty(), "score --json wrote to stderr: {}", String::from_utf8_lossy(&out.stderr));
+}
