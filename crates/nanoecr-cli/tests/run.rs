@@ -3,8 +3,15 @@
 use std::path::Path;
 use std::process::Command;
 
+/// `nanoecr` with a rig-lock directory of its own: tests here run in parallel (and beside any
+/// other run on this machine), and one master per rig would otherwise refuse all but one of them.
 fn nanoecr() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_nanoecr"))
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let locks = std::env::temp_dir().join(format!("nanoecr-test-locks-{}-{n}", std::process::id()));
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nanoecr"));
+    c.env("NANOECR_LOCK_DIR", locks);
+    c
 }
 
 fn workspace() -> &'static Path {
