@@ -163,8 +163,13 @@ pub fn drive(rig: &mut Rig, cfg: &RunConfig, max_s: f64) -> Trace {
         max_load_un: cfg.raw.limits.max_load_un,
         max_displacement_nm: cfg.raw.limits.max_displacement_nm,
     };
-    let armed =
-        rig.frame.arm(&limits).and_then(|()| rig.smu.bias_on(cfg.raw.bias.voltage_v, cfg.raw.bias.compliance_a));
+    // The daemon's order (docs/hardware.md, "Alignment"): frame prepared, meter armed, then the
+    // frame restarts its sample counter.
+    let armed = rig
+        .frame
+        .prepare(&limits)
+        .and_then(|()| rig.smu.bias_on(cfg.raw.bias.voltage_v, cfg.raw.bias.compliance_a))
+        .and_then(|()| rig.frame.arm(&limits));
     if let Err(e) = armed {
         t.error = Some(e);
     } else {

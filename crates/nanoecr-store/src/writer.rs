@@ -562,7 +562,7 @@ fn compact(path: &Path) {
 }
 
 /// Scalars of `/entry/diagnostics`: (name, value, units).
-fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static str); 13] {
+fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static str); 15] {
     use DiagValue::{F64, U64, U8};
     [
         ("loop_lateness_max_us", F64(d.loop_lateness.max_us), "us"),
@@ -578,6 +578,8 @@ fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static st
         ("paced", U8(u8::from(d.paced)), "1"),
         ("rate_hz", F64(d.rate_hz), "Hz"),
         ("load_tracking_rms_un", F64(d.load_tracking_rms_un), "uN"),
+        ("smu_timer_trigger", U8(u8::from(d.smu_pacing == "timer")), "1"),
+        ("smu_misalignment_max_us", F64(d.smu_misalignment_max_us.unwrap_or(f64::NAN)), "us"),
     ]
 }
 
