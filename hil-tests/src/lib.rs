@@ -38,6 +38,8 @@ pub struct Shim {
     pub rtu: Option<String>,
     /// `SCPI` pseudo-terminal, if served.
     pub scpi: Option<String>,
+    /// `SCPI_TCP` endpoint (a meter model on a raw SCPI socket), if served.
+    pub scpi_tcp: Option<SocketAddr>,
 }
 
 impl Shim {
@@ -63,7 +65,7 @@ impl Shim {
                 }
             }
         });
-        let mut shim = Self { stdin: child.stdin.take(), child, tcp: None, rtu: None, scpi: None };
+        let mut shim = Self { stdin: child.stdin.take(), child, tcp: None, rtu: None, scpi: None, scpi_tcp: None };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -72,6 +74,7 @@ impl Shim {
                 Some(("MODBUS_TCP", a)) => shim.tcp = Some(a.parse().context("tcp address")?),
                 Some(("MODBUS_RTU", p)) => shim.rtu = Some(p.to_string()),
                 Some(("SCPI", p)) => shim.scpi = Some(p.to_string()),
+                Some(("SCPI_TCP", a)) => shim.scpi_tcp = Some(a.parse().context("scpi tcp address")?),
                 _ if line == "READY" => return Ok(shim),
                 _ => bail!("unexpected shim output {line:?}"),
             }
@@ -130,6 +133,35 @@ pub fn hil_config_from(
         Transport::Rtu => hw.loadframe.serial_path = Some(shim.rtu.clone().context("shim serves no RTU")?),
     }
     hw.smu.serial_path = Some(shim.scpi.clone().context("shim serves no SCPI")?);
+    edit(&mut cfg);
+    cfg.raw.hardware.validate()?;
+    Ok(cfg)
+}
+
+/// A config file with a real meter model (config/hil-keithley2450.toml, config/hil-b2900.toml)
+/// pointed at a shim: the frame over Modbus TCP, the meter over the shim's `SCPI_TCP` socket if it
+/// serves one, else over its SCPI pseudo-terminal.
+pub fn hil_config_smu(path: &Path, shim: &Shim, edit: impl FnOnce(&mut RunConfig)) -> anyhow::Result<RunConfig> {
+    use nanoecr_core::config::hardware::SmuTransport;
+    let mut cfg = nanoecr_core::config::load(path)?;
+    let hw = &mut cfg.raw.hardware;
+    hw.backend = Backend::Devices;
+    hw.loadframe.transport = Transport::Tcp;
+    let a = shim.tcp.context("shim serves no Modbus TCP")?;
+    hw.loadframe.address = a.ip().to_string();
+    hw.loadframe.port = a.port();
+    match (shim.scpi_tcp, &shim.scpi) {
+        (Some(a), _) => {
+            hw.smu.transport = SmuTransport::Tcp;
+            hw.smu.address = Some(a.ip().to_string());
+            hw.smu.port = a.port();
+        }
+        (None, Some(p)) => {
+            hw.smu.transport = SmuTransport::Serial;
+            hw.smu.device = Some(p.clone());
+        }
+        (None, None) => anyhow::bail!("shim serves no SCPI meter"),
+    }
     edit(&mut cfg);
     cfg.raw.hardware.validate()?;
     Ok(cfg)

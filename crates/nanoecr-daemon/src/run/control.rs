@@ -691,6 +691,50 @@ fn try_realtime() -> bool {
 mod tests {
     use super::*;
 
+    fn frame(seq: u64, time_s: f64) -> FrameReading {
+        FrameReading { seq, time_s, ..FrameReading::default() }
+    }
+
+    fn meter(seq: u64, time_s: f64) -> SmuReading {
+        SmuReading { seq, time_s, ..SmuReading::default() }
+    }
+
+    #[test]
+    fn alignment_records_the_worst_deviation_and_catches_a_slipped_trigger() {
+        let dt = 1e-3;
+        // External trigger: the meter's clock starts 0.4 ms after the frame's and jitters 20 µs.
+        let mut a = Alignment::new(SmuPacing::ExternalTrigger, "SMU0 (keithley-2450 tcp x)".into(), dt);
+        for i in 0..10u64 {
+            let jitter = if i == 7 { 20e-6 } else { 0.0 };
+            a.check(&frame(i, i as f64 * dt), Some(&meter(i, i as f64 * dt - 0.4e-3 + jitter))).expect("aligned");
+        }
+        let worst = a.worst_us().expect("measured");
+        assert!((worst - 20.0).abs() < 1e-6, "{worst}");
+        // A missed pulse: reading 10 was taken at frame sample 11's time.
+        let e = a.check(&frame(10, 10.0 * dt), Some(&meter(10, 11.0 * dt - 0.4e-3))).expect_err("slip");
+        let t = e.to_string();
+        assert!(t.contains("SMU0 (keithley-2450") && t.contains("missed or doubled"), "{t}");
+        // A frame sample without its reading is a stream error for a buffered meter…
+        assert!(a.check(&frame(11, 11.0 * dt), None).is_err());
+        // …but not for a tagged one (the in-house dialect flags it invalid, as before).
+        let mut tagged = Alignment::new(SmuPacing::Tagged, "SMU0".into(), dt);
+        tagged.check(&frame(0, 0.0), None).expect("tagged");
+        assert_eq!(tagged.worst_us(), None, "no timestamps, nothing measured");
+    }
+
+    #[test]
+    fn a_timer_paced_meter_may_drift_and_the_drift_is_recorded() {
+        let dt = 1e-3;
+        let mut a = Alignment::new(SmuPacing::Timer, "SMU0".into(), dt);
+        // 100 ppm fast: after 10 000 samples the readings are 1 ms (one period) ahead.
+        for i in (0..=10_000u64).step_by(1000) {
+            let t = i as f64 * dt;
+            a.check(&frame(i, t), Some(&meter(i, t * (1.0 - 1e-4)))).expect("timer drift is not an error");
+        }
+        let worst = a.worst_us().expect("measured");
+        assert!((worst - 1000.0).abs() < 1e-3, "{worst}");
+    }
+
     #[test]
     fn rates_up_to_10_khz_keep_one_tick_per_wakeup_and_faster_ones_batch_to_100_us() {
         for (rate_hz, batch) in [
