@@ -319,3 +319,44 @@ fn usbtmc_link_over_a_character_device() {
     k.bias_off().expect("bias off");
     assert!(log.lines().iter().any(|s| s == ":OUTP OFF"));
 }
+
+/// Cost of one poll (fill query + a 20-reading binary fetch: what a 1 kHz run does every 20 ms)
+/// over loopback TCP against the scripted responder. A measurement, not a test: it asserts
+/// nothing about time. `cargo test --release -p nanoecr-hw --test keysight_b2900 -- --ignored
+/// --nocapture`.
+#[test]
+#[ignore = "measurement; prints numbers"]
+fn measure_poll_round_trips() {
+    const POLLS: usize = 2000;
+    let block: Vec<f64> = (0..20).flat_map(|i| [1e-6, i as f64 * 1e-3, 0.0]).collect();
+    let block = real64_block(&block);
+    let mut count = 0u64;
+    let script: Script = {
+        let mut s = b2900(IDN, &[], &[0], vec![]);
+        Box::new(move |m: &str| match m {
+            ":TRAC:POIN:ACT?" => {
+                count += 20;
+                line(&count.to_string())
+            }
+            m if m.starts_with(":TRAC:DATA?") => Answer::Bytes(block.clone()),
+            m => s(m),
+        })
+    };
+    let (addr, _) = serve_tcp(script);
+    let plan = RunPlan { rate_hz: 1000.0, readings: 100_000 };
+    let mut k = KeysightB2900::open("SMU0", &tcp_config(SmuModel::KeysightB2900, addr), plan).expect("open");
+    k.bias_on(5.0, 1e-4).expect("bias on");
+    let mut out = [SmuReading::default(); 256];
+    let mut us = Vec::with_capacity(POLLS);
+    while us.len() < POLLS {
+        let t = std::time::Instant::now();
+        let n = k.acquire(&mut out).expect("acquire");
+        if n > 0 {
+            assert_eq!(n, 20);
+            us.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    us.sort_by(f64::total_cmp);
+    let q = |p: f64| us[((us.len() - 1) as f64 * p) as usize];
+    println!("B2900 poll (2 round trips, 20 readings, 485-byte block) over loopback TCP: p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs ({POLLS} polls)", q(0.5), q(0.99), q(1.0));
+}

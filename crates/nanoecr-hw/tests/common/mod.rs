@@ -55,6 +55,8 @@ pub fn serve_tcp(mut script: Script) -> (SocketAddr, Log) {
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut s) = conn else { return };
+            // As an instrument answers: each reply at once, not held back by Nagle's algorithm.
+            let _ = s.set_nodelay(true);
             let Ok(mut r) = s.try_clone() else { return };
             if !converse(&mut r, &mut s, &mut script, &l2) {
                 // The script closed the connection: keep accepting (a later reconnect may come).
