@@ -347,8 +347,10 @@ impl ControlLoop {
 
             last_segment = segment;
             while let Some((f, smu)) = merger.next() {
-                if let Err(e) = align.check(&f, smu.as_ref()) {
-                    diag.smu_misalignment_max_us = align.worst_us();
+                let aligned = align.check(&f, smu.as_ref());
+                // Kept current per sample, so a run that ends on any error still records it.
+                diag.smu_misalignment_max_us = align.worst_us();
+                if let Err(e) = aligned {
                     return EndReason::DeviceFault(e.to_string());
                 }
                 let (current_a, voltage_v, mut flags) = match smu {
