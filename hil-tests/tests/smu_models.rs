@@ -71,3 +71,61 @@ fn keithley_2450_over_a_pseudo_terminal() -> anyhow::Result<()> {
 fn keysight_b2900_over_a_pseudo_terminal() -> anyhow::Result<()> {
     run_model("hil-b2900.toml", "keysight-b2900", &["--smu"])
 }
+
+/// The product pipeline against a faulty meter model: the run must end as a device fault (file
+/// status `failed`, as every `EndReason::DeviceFault`) with a reason naming SMU0 and the model,
+/// after the loop's safe state, and the file must keep the samples before the fault.
+fn run_fault(config: &str, model: &str, fault: &[&str], retries: u32, expect: &[&str]) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg_path = workspace_root().join("config").join(config);
+    let mut args = vec!["--tcp", "127.0.0.1:0", "--smu-model", model, "--smu-listen", "127.0.0.1:0"];
+    args.extend_from_slice(fault);
+    let shim = Shim::spawn(SHIM, &cfg_path, &args)?;
+    let cfg = hil_config_smu(&cfg_path, &shim, |c| {
+        c.raw.limits.missed_deadline_fraction = 0.5;
+        c.raw.hardware.smu.retries = retries;
+        c.raw.hardware.smu.timeout_ms = 50;
+    })?;
+    let rig = nanoecr_hw::open_rig(&cfg)?;
+    let file = dir.path().join("run.h5");
+    let handle = start_run(cfg, rig, RunOptions { file_path: Some(file.clone()), ..Default::default() })?;
+    let summary = handle.join()?;
+    shim.stop()?;
+    assert_eq!(summary.status, RunStatus::Failed, "{model}: {}", summary.end_reason);
+    let reason = summary.end_reason.to_string();
+    assert!(reason.contains("SMU0") && reason.contains(model), "{model}: {reason}");
+    for e in expect {
+        assert!(reason.contains(e), "{model}: {reason:?} lacks {e:?}");
+    }
+    let run = nanoecr_store::read_run(&file)?;
+    assert_eq!(run.status, RunStatus::Failed);
+    assert!(run.data.len() > 100, "{model}: the samples before the fault are kept");
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs the smu shim models"]
+fn lan_drop_mid_run_aborts_naming_the_meter() -> anyhow::Result<()> {
+    for (config, model) in [("hil-keithley2450.toml", "keithley-2450"), ("hil-b2900.toml", "keysight-b2900")] {
+        run_fault(config, model, &["--smu-drop-after-s", "1.0"], 2, &["closed by the instrument"])?;
+    }
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs the smu shim models"]
+fn meter_timeout_aborts_naming_the_meter() -> anyhow::Result<()> {
+    for (config, model) in [("hil-keithley2450.toml", "keithley-2450"), ("hil-b2900.toml", "keysight-b2900")] {
+        run_fault(config, model, &["--smu-latency-ms", "300"], 0, &["no answer"])?;
+    }
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs the smu shim models"]
+fn meter_garbage_without_retries_aborts_naming_the_meter() -> anyhow::Result<()> {
+    for (config, model) in [("hil-keithley2450.toml", "keithley-2450"), ("hil-b2900.toml", "keysight-b2900")] {
+        run_fault(config, model, &["--smu-garbage-after", "300"], 0, &["bad reply"])?;
+    }
+    Ok(())
+}
