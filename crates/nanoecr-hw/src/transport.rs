@@ -7,7 +7,6 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::fd::AsFd;
 use std::time::Duration;
 
 use nanoecr_core::config::hardware::{Parity, SmuConfig, SmuTransport};
@@ -118,9 +117,14 @@ impl ByteLink for TcpLink {
 }
 
 /// USB-TMC through the Linux `usbtmc` kernel driver: `/dev/usbtmcN` is a character device on
-/// which one `write` sends one message (the driver adds the USBTMC header and EOM) and `read`
-/// returns the instrument's answer. Read with `poll(2)` first so a silent instrument costs the
-/// configured timeout, not the driver's own (5 s by default).
+/// which one `write` sends one message (the driver adds the USBTMC header and EOM) and one `read`
+/// asks the instrument for its answer (REQUEST_DEV_DEP_MSG_IN) and waits for it.
+///
+/// The read blocks in the driver: `poll(2)` cannot be used to bound it, because the driver's
+/// poll reports readable data only for its asynchronous read API, never for a plain `read`
+/// (drivers/usb/class/usbtmc.c, `usbtmc_poll`). A silent instrument is therefore reported after
+/// the driver's USB timeout (5 s by default) rather than `timeout_ms`: setting it takes the
+/// `USBTMC_IOCTL_SET_TIMEOUT` ioctl, i.e. unsafe code, which this workspace denies.
 #[derive(Debug)]
 pub struct UsbtmcLink {
     path: String,
@@ -136,34 +140,16 @@ impl UsbtmcLink {
     }
 }
 
-/// Wait until `fd` is readable, at most `timeout`. False: timed out.
-fn readable(fd: std::os::fd::BorrowedFd<'_>, timeout: Duration) -> std::io::Result<bool> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
-    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-    loop {
-        match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
-            Ok(0) => return Ok(false),
-            Ok(_) => return Ok(true),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
 impl ByteLink for UsbtmcLink {
     fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.file.write_all(bytes)
     }
 
-    fn read_some(&mut self, buf: &mut [u8], timeout: Duration) -> std::io::Result<usize> {
-        if !readable(self.file.as_fd(), timeout)? {
-            return Ok(0);
-        }
+    fn read_some(&mut self, buf: &mut [u8], _timeout: Duration) -> std::io::Result<usize> {
         match self.file.read(buf) {
             Ok(0) => Err(closed("device")),
             Ok(n) => Ok(n),
-            // The driver's own USB timeout (ETIMEDOUT) is a timeout like ours.
+            // The driver's own USB timeout (ETIMEDOUT): nothing arrived, as for our timeout.
             Err(e) if e.raw_os_error() == Some(nix::libc::ETIMEDOUT) => Ok(0),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(0),
             Err(e) => Err(e),

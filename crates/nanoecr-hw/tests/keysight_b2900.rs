@@ -296,18 +296,24 @@ fn binary_readings_over_a_pseudo_terminal() {
 }
 
 /// The USB-TMC transport is a plain character device: a pty in raw mode stands in for
-/// `/dev/usbtmc0`. Verified: open read-write, one write per message, poll-then-read with our
-/// timeout, EOF and silence handling, the whole driver on top. Not verified (no device): the
-/// kernel driver's USBTMC framing (bulk-out headers, EOM, the 5 s driver timeout), which the
-/// kernel does below the character device.
+/// `/dev/usbtmc0`. Verified: open read-write, one write per message, a read per reply, the
+/// whole driver on top. Not verified (no device): the kernel driver's USBTMC framing below the
+/// device file (bulk-out headers, EOM, REQUEST_DEV_DEP_MSG_IN) and its 5 s USB timeout, which
+/// bounds a silent instrument on this transport (a pty's read would block instead, so silence is
+/// not tested here).
 #[test]
 fn usbtmc_link_over_a_character_device() {
     let (path, _slave, log) = serve_pty(b2900(IDN, &[], &[1], vec![real64_block(&[3e-6, 0.0, 6.0])]));
     let mut link = UsbtmcLink::open(&path).expect("open the character device");
     assert_eq!(link.describe(), format!("usbtmc {path}"));
-    let mut buf = [0u8; 64];
-    // Nothing asked: nothing arrives within the timeout.
-    assert_eq!(link.read_some(&mut buf, Duration::from_millis(20)).expect("silence"), 0);
+    link.write_all(b"*IDN?\n").expect("one message");
+    let mut buf = [0u8; 128];
+    let mut got = Vec::new();
+    while !got.ends_with(b"\n") {
+        let n = link.read_some(&mut buf, Duration::from_secs(1)).expect("reply");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, format!("{IDN}\n").as_bytes());
     drop(link);
 
     let cfg = path_config(SmuModel::KeysightB2900, SmuTransport::Usbtmc, &path);
