@@ -277,7 +277,7 @@ impl ScpiClient {
             match r {
                 Ok(()) => return Ok(()),
                 Err(e @ (HwError::Timeout { .. } | HwError::Protocol { .. })) => last = Some(e),
-                Err(HwError::Transport { source, .. }) if source.kind() != std::io::ErrorKind::ConnectionAborted => {
+                Err(HwError::Transport { source, .. }) if !session_ended(&source) => {
                     last = Some(self.transport(operation, source))
                 }
                 Err(e) => return Err(e),
@@ -362,6 +362,12 @@ impl ScpiClient {
             Err(e) => tracing::warn!(device = %self.device, error = %e, "could not restart the link"),
         }
     }
+}
+
+/// The instrument ended the session (closed or reset the connection, device gone): not retried.
+fn session_ended(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, NotConnected, UnexpectedEof};
+    matches!(e.kind(), ConnectionAborted | ConnectionReset | BrokenPipe | NotConnected | UnexpectedEof)
 }
 
 /// Parse `<code>,"<message>"` (code with optional sign; message quoted, maybe unquoted).
