@@ -138,6 +138,18 @@ pub fn hil_config_from(
     Ok(cfg)
 }
 
+/// Reply timeout for HIL tests that check data rather than timeouts, ms. config/hil.toml's 100 ms
+/// (frame) and 250 ms (meter) suit an instrument; a shim sharing two cores with concurrent builds
+/// can be descheduled for longer than that, and the frame's frozen-counter check fires after
+/// max(4 × timeout, 250 ms). Tests of timeouts set their own, far below their injected latency.
+pub const GENEROUS_TIMEOUT_MS: u64 = 2000;
+
+/// Set both devices' reply timeouts to [`GENEROUS_TIMEOUT_MS`].
+pub fn generous_timeouts(cfg: &mut RunConfig) {
+    cfg.raw.hardware.loadframe.timeout_ms = GENEROUS_TIMEOUT_MS;
+    cfg.raw.hardware.smu.timeout_ms = GENEROUS_TIMEOUT_MS;
+}
+
 /// A config file with a real meter model (config/hil-keithley2450.toml, config/hil-b2900.toml)
 /// pointed at a shim: the frame over Modbus TCP, the meter over the shim's `SCPI_TCP` socket if it
 /// serves one, else over its SCPI pseudo-terminal.

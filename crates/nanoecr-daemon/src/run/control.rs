@@ -131,9 +131,27 @@ enum Phase {
     Rest { until_s: f64 },
 }
 
+/// The tick a frame sample was acquired in: what the file and the interlocks pair it with, even
+/// when its meter reading comes ticks later (a buffered meter is read every few ms).
+#[derive(Debug, Clone, Copy)]
+struct TickContext {
+    setpoint_un: f64,
+    segment: Segment,
+    /// Loop time of the tick, s.
+    t_s: f64,
+}
+
+impl Default for TickContext {
+    fn default() -> Self {
+        Self { setpoint_un: 0.0, segment: Segment::Settle, t_s: 0.0 }
+    }
+}
+
 /// Merges frame and meter readings by sequence number without allocating.
 struct Merger {
     frames: [FrameReading; READ_BATCH],
+    /// `ticks[i]` is the tick `frames[i]` was acquired in.
+    ticks: [TickContext; READ_BATCH],
     n_frames: usize,
     smus: [SmuReading; READ_BATCH],
     n_smus: usize,
@@ -145,6 +163,7 @@ impl Merger {
     fn new() -> Self {
         Self {
             frames: [FrameReading::default(); READ_BATCH],
+            ticks: [TickContext::default(); READ_BATCH],
             n_frames: 0,
             smus: [SmuReading::default(); READ_BATCH],
             n_smus: 0,
@@ -154,11 +173,12 @@ impl Merger {
 
     /// Pops the next frame reading together with its current reading, when both have arrived or
     /// when the meter has moved past it (then the current is missing). `None`: wait for more.
-    fn next(&mut self) -> Option<(FrameReading, Option<SmuReading>)> {
+    fn next(&mut self) -> Option<(FrameReading, TickContext, Option<SmuReading>)> {
         if self.n_frames == 0 {
             return None;
         }
         let f = self.frames[0];
+        let tick = self.ticks[0];
         let mut found = None;
         let mut meter_ahead = false;
         for i in 0..self.n_smus {
@@ -183,8 +203,9 @@ impl Merger {
             None => return None,
         };
         self.frames.copy_within(1..self.n_frames, 0);
+        self.ticks.copy_within(1..self.n_frames, 0);
         self.n_frames -= 1;
-        Some((f, smu))
+        Some((f, tick, smu))
     }
 }
 
@@ -331,7 +352,6 @@ impl ControlLoop {
         let mut next_wake_k: u64 = 0;
         let usage0 = thread_usage();
         let mut align = Alignment::new(self.rig.smu.pacing(), self.rig.smu.device().to_string(), dt_s);
-        let mut last_segment = Segment::Settle;
         let t0 = Instant::now();
         self.shared.set_start(t0);
 
@@ -441,7 +461,17 @@ impl ControlLoop {
                 last_command_at = Some(now);
             }
             match self.rig.frame.acquire(&mut merger.frames[merger.n_frames..]) {
-                Ok(n) => merger.n_frames += n,
+                Ok(n) => {
+                    let new = merger.n_frames..merger.n_frames + n;
+                    merger.ticks[new.clone()].fill(TickContext { setpoint_un, segment, t_s });
+                    // The load feedback takes the newest frame sample now, not when its meter
+                    // reading arrives: a buffered meter is read every 20 ms at 1 kHz, and a PI
+                    // loop fed 20 samples late oscillates up to the frame's overload trip.
+                    if let Some(f) = merger.frames[new].last() {
+                        last_load_un = f.load_un;
+                    }
+                    merger.n_frames += n;
+                }
                 Err(e) => return EndReason::DeviceFault(e.to_string()),
             }
             match self.rig.smu.acquire(&mut merger.smus[merger.n_smus..]) {
@@ -449,8 +479,7 @@ impl ControlLoop {
                 Err(e) => return EndReason::DeviceFault(e.to_string()),
             }
 
-            last_segment = segment;
-            while let Some((f, smu)) = merger.next() {
+            while let Some((f, tick, smu)) = merger.next() {
                 let aligned = align.check(&f, smu.as_ref());
                 // Kept current per sample, so a run that ends on any error still records it.
                 diag.smu_misalignment_max_us = align.worst_us();
@@ -464,20 +493,20 @@ impl ControlLoop {
                 if !current_a.is_finite() {
                     flags |= FLAG_CURRENT_INVALID;
                 }
+                // The sample carries the setpoint and segment of the tick it was acquired in.
                 let sample = Sample {
                     seq: f.seq,
                     time_s: f.time_s,
-                    setpoint_un,
+                    setpoint_un: tick.setpoint_un,
                     load_un: f.load_un,
                     disp_nm: f.disp_nm,
                     current_a,
                     voltage_v,
-                    segment,
+                    segment: tick.segment,
                     flags,
                 };
-                last_load_un = f.load_un;
-                if segment != Segment::Settle && segment != Segment::SafeUnload {
-                    let e = f.load_un - setpoint_un;
+                if tick.segment != Segment::Settle && tick.segment != Segment::SafeUnload {
+                    let e = f.load_un - tick.setpoint_un;
                     tracking_sq += e * e;
                     tracking_n += 1;
                     tracking_max = tracking_max.max(e.abs());
@@ -486,13 +515,27 @@ impl ControlLoop {
                 // Interlocks: only while following the program; a trip during a safe unload
                 // changes nothing (we are already unloading).
                 if phase == Phase::Program {
-                    let mut trip =
-                        check_interlocks(&limits, &sample, t_s, settle_s, &mut contact_seen, &mut low_current_since);
-                    if trip.is_none() && segment != Segment::Settle {
+                    let mut trip = check_interlocks(
+                        &limits,
+                        &sample,
+                        tick.t_s,
+                        settle_s,
+                        &mut contact_seen,
+                        &mut low_current_since,
+                    );
+                    if trip.is_none() && tick.segment != Segment::Settle {
                         trip = check_tracking(&limits, &sample, max_tracking_error_s, &mut off_track_since);
                     }
                     if let Some((detail, value)) = trip {
-                        let at = Trip { time_s: sample.time_s, segment, load_un: sample.load_un, setpoint_un, t_s };
+                        // The event is stamped at the sample; the safe unload starts now, from
+                        // the current setpoint (the sample may be a few ticks old).
+                        let at = Trip {
+                            time_s: sample.time_s,
+                            segment: tick.segment,
+                            load_un: sample.load_un,
+                            setpoint_un,
+                            t_s,
+                        };
                         self.trip(&mut end, &mut phase, detail, value, at, &limits, pillar);
                     }
                 }
@@ -564,7 +607,7 @@ impl ControlLoop {
         diag.control_preemptions = usage1.1.saturating_sub(usage0.1);
         // A buffered meter is read every few ms: the last frame samples may still wait for their
         // readings. Collect them (bounded) so the file ends where the program did.
-        if let Err(e) = self.drain_tail(&mut merger, &mut align, last_segment, last_setpoint_un) {
+        if let Err(e) = self.drain_tail(&mut merger, &mut align) {
             end.get_or_insert(EndReason::DeviceFault(e.to_string()));
         }
         diag.smu_misalignment_max_us = align.worst_us();
@@ -608,13 +651,7 @@ impl ControlLoop {
     /// After the last tick: read the meter until every frame sample already acquired has its
     /// reading (at most [`TAIL_WAIT`]), and push those samples. Samples still unmatched then are
     /// pushed with the current flagged invalid.
-    fn drain_tail(
-        &mut self,
-        merger: &mut Merger,
-        align: &mut Alignment,
-        segment: Segment,
-        setpoint_un: f64,
-    ) -> Result<(), HwError> {
+    fn drain_tail(&mut self, merger: &mut Merger, align: &mut Alignment) -> Result<(), HwError> {
         let deadline = Instant::now() + TAIL_WAIT;
         while merger.n_frames > 0 {
             let n = self.rig.smu.acquire(&mut merger.smus[merger.n_smus..])?;
@@ -624,7 +661,7 @@ impl ControlLoop {
                 // Let the merger give up on the readings still missing.
                 merger.give_up = true;
             }
-            while let Some((f, smu)) = merger.next() {
+            while let Some((f, TickContext { setpoint_un, segment, .. }, smu)) = merger.next() {
                 align.check(&f, smu.as_ref())?;
                 let (current_a, voltage_v, mut flags) = match smu {
                     Some(s) => (s.current_a, s.voltage_v, if s.compliance { FLAG_COMPLIANCE } else { 0 }),
