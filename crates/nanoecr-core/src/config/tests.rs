@@ -251,10 +251,10 @@ const HIL_B2900: &str = include_str!("../../../../config/hil-b2900.toml");
 #[test]
 fn a_real_meter_model_bounds_the_run_and_the_integration_time_with_the_line_of_the_key() {
     let c = parse(HIL_B2900, None).expect("the B2900 example is valid");
-    // 0.5 s settle + 2.5 s program + 1.5 s longest safe unload (3000 µN at 2000 µN/s) + 1 s.
-    assert_eq!(c.smu_readings_needed(), 5500);
+    // 2 s settle + 30 s program + 1.5 s longest safe unload (3000 µN at 2000 µN/s) + 1 s.
+    assert_eq!(c.smu_readings_needed(), 34_500);
     // 120 s at 1 kHz cannot fit the B2900's 100 000-reading trace buffer.
-    let long = HIL_B2900.replace("hold_s = 0.5", "hold_s = 120.0");
+    let long = HIL_B2900.replace("hold_s = 10.0", "hold_s = 120.0");
     let e = err(&long);
     assert_eq!((e.kind, e.key.as_str()), (ConfigErrorKind::Inconsistent, "hardware.smu.model"));
     assert!(e.to_string().contains("keysight-b2900") && e.expected.contains("100000 samples"), "{e}");
