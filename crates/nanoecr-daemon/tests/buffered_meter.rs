@@ -70,10 +70,15 @@ impl SourceMeter for BatchedMeter {
 }
 
 fn run(slip_from: Option<u64>) -> (nanoecr_core::RunSummary, nanoecr_store::RunFile, u64) {
+    run_every(23, slip_from)
+}
+
+/// As [`run`], the meter releasing its readings every `every` calls.
+fn run_every(every: u64, slip_from: Option<u64>) -> (nanoecr_core::RunSummary, nanoecr_store::RunFile, u64) {
     let cfg = short_config();
     let expected = cfg.expected_samples();
     let sim = nanoecr_hw::sim::rig(&cfg);
-    let smu = BatchedMeter { inner: sim.smu, held: Vec::new(), calls: 0, every: 23, dt_s: cfg.dt_s(), slip_from };
+    let smu = BatchedMeter { inner: sim.smu, held: Vec::new(), calls: 0, every, dt_s: cfg.dt_s(), slip_from };
     let rig = Rig { frame: sim.frame, smu: Box::new(smu) };
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("run.h5");
@@ -109,4 +114,27 @@ fn a_slipped_trigger_ends_the_run_with_a_stream_error_naming_the_meter() {
     assert!(n >= 500 && n < expected, "{n} samples");
     let worst = f.diagnostics.and_then(|d| d.smu_misalignment_max_us).expect("recorded");
     assert!((worst - 1000.0).abs() < 1.0, "one period: {worst} µs");
+}
+
+/// A sample waits for its reading up to 23 ticks, but the loop must not act on it late: the load
+/// feedback takes the newest frame sample at once (fed 23 samples late, the PI loop rings), and
+/// the file pairs each sample with the setpoint of its own tick, not of the tick its reading came.
+#[test]
+fn a_late_reading_delays_neither_the_load_feedback_nor_the_samples_setpoint() {
+    let (s1, prompt, _) = run_every(1, None);
+    let (s23, batched, _) = run_every(23, None);
+    assert_eq!((s1.status, s23.status), (RunStatus::Complete, RunStatus::Complete));
+    // The simulated frame makes sample k at tick k, t = k·dt: its setpoint is the program's there.
+    let cfg = short_config();
+    let lf = cfg.load_function.clone();
+    let mut cursor = lf.cursor();
+    for (i, (&t, &sp)) in batched.data.time_s.iter().zip(&batched.data.setpoint_un).enumerate() {
+        let (_, want) = cursor.at(&lf, t).expect("inside the program");
+        assert!((sp - want).abs() < 1e-6, "sample {i} at {t} s: setpoint {sp} µN, program {want} µN");
+    }
+    // The same loop dynamics whether readings come at once or 23 ticks late.
+    let (a, b) = (prompt.data.load_un.as_slice(), batched.data.load_un.as_slice());
+    assert_eq!(a.len(), b.len());
+    let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+    assert!(worst < 1e-6, "load differs by up to {worst} µN with batched readings");
 }
