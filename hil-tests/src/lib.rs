@@ -138,6 +138,47 @@ pub fn hil_config_from(
     Ok(cfg)
 }
 
+/// Reply timeout for HIL tests that check data rather than timeouts, ms. config/hil.toml's 100 ms
+/// (frame) and 250 ms (meter) suit an instrument; a shim sharing two cores with concurrent builds
+/// can be descheduled for longer than that, and the frame's frozen-counter check fires after
+/// max(4 × timeout, 250 ms). Tests of timeouts set their own, far below their injected latency.
+pub const GENEROUS_TIMEOUT_MS: u64 = 2000;
+
+/// Set both devices' reply timeouts to [`GENEROUS_TIMEOUT_MS`].
+pub fn generous_timeouts(cfg: &mut RunConfig) {
+    cfg.raw.hardware.loadframe.timeout_ms = GENEROUS_TIMEOUT_MS;
+    cfg.raw.hardware.smu.timeout_ms = GENEROUS_TIMEOUT_MS;
+}
+
+/// A config file with a real meter model (config/hil-keithley2450.toml, config/hil-b2900.toml)
+/// pointed at a shim: the frame over Modbus TCP, the meter over the shim's `SCPI_TCP` socket if it
+/// serves one, else over its SCPI pseudo-terminal.
+pub fn hil_config_smu(path: &Path, shim: &Shim, edit: impl FnOnce(&mut RunConfig)) -> anyhow::Result<RunConfig> {
+    use nanoecr_core::config::hardware::SmuTransport;
+    let mut cfg = nanoecr_core::config::load(path)?;
+    let hw = &mut cfg.raw.hardware;
+    hw.backend = Backend::Devices;
+    hw.loadframe.transport = Transport::Tcp;
+    let a = shim.tcp.context("shim serves no Modbus TCP")?;
+    hw.loadframe.address = a.ip().to_string();
+    hw.loadframe.port = a.port();
+    match (shim.scpi_tcp, &shim.scpi) {
+        (Some(a), _) => {
+            hw.smu.transport = SmuTransport::Tcp;
+            hw.smu.address = Some(a.ip().to_string());
+            hw.smu.port = a.port();
+        }
+        (None, Some(p)) => {
+            hw.smu.transport = SmuTransport::Serial;
+            hw.smu.device = Some(p.clone());
+        }
+        (None, None) => anyhow::bail!("shim serves no SCPI meter"),
+    }
+    edit(&mut cfg);
+    cfg.raw.hardware.validate()?;
+    Ok(cfg)
+}
+
 /// What [`drive`] recorded.
 #[derive(Debug, Default)]
 pub struct Trace {
@@ -166,8 +207,13 @@ pub fn drive(rig: &mut Rig, cfg: &RunConfig, max_s: f64) -> Trace {
         max_load_un: cfg.raw.limits.max_load_un,
         max_displacement_nm: cfg.raw.limits.max_displacement_nm,
     };
-    let armed =
-        rig.frame.arm(&limits).and_then(|()| rig.smu.bias_on(cfg.raw.bias.voltage_v, cfg.raw.bias.compliance_a));
+    // The daemon's order (docs/hardware.md, "Alignment"): frame prepared, meter armed, then the
+    // frame restarts its sample counter.
+    let armed = rig
+        .frame
+        .prepare(&limits)
+        .and_then(|()| rig.smu.bias_on(cfg.raw.bias.voltage_v, cfg.raw.bias.compliance_a))
+        .and_then(|()| rig.frame.arm(&limits));
     if let Err(e) = armed {
         t.error = Some(e);
     } else {

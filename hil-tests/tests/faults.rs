@@ -5,18 +5,28 @@
 use anyhow::Context;
 use nanoecr_core::config::hardware::Transport;
 use nanoecr_core::RunConfig;
-use nanoecr_hil_tests::{drive, first_gap, hil_config, start_rig_shim, Shim, Trace};
+use nanoecr_hil_tests::{drive, first_gap, generous_timeouts, hil_config, start_rig_shim, Shim, Trace};
 use nanoecr_hw::HwError;
 
 const SHIM: &str = env!("CARGO_BIN_EXE_rig-shim");
 /// Program seconds driven per test.
 const SECONDS: f64 = 1.0;
 
+/// Drive [`SECONDS`] of program against a shim with `flags`. Reply timeouts are generous (a
+/// descheduled shim is not the fault under test) unless `edit` sets its own.
 fn run(flags: &[&str], edit: impl FnOnce(&mut RunConfig)) -> anyhow::Result<(Shim, Trace)> {
+    run_for(SECONDS, flags, edit)
+}
+
+/// As [`run`], for `seconds` of program.
+fn run_for(seconds: f64, flags: &[&str], edit: impl FnOnce(&mut RunConfig)) -> anyhow::Result<(Shim, Trace)> {
     let shim = start_rig_shim(SHIM, flags)?;
-    let cfg = hil_config(&shim, Transport::Tcp, edit)?;
+    let cfg = hil_config(&shim, Transport::Tcp, |c| {
+        generous_timeouts(c);
+        edit(c);
+    })?;
     let mut rig = nanoecr_hw::open_rig(&cfg)?;
-    let trace = drive(&mut rig, &cfg, SECONDS);
+    let trace = drive(&mut rig, &cfg, seconds);
     Ok((shim, trace))
 }
 
@@ -59,6 +69,7 @@ fn latency_within_the_timeout_only_slows_replies() -> anyhow::Result<()> {
 
 #[test]
 fn latency_beyond_the_timeout_is_a_timeout_naming_the_frame() -> anyhow::Result<()> {
+    // Latency six times the timeout: every reply is late however the machine schedules the shim.
     let (shim, t) = run(&["--latency-ms", "300"], |c| {
         c.raw.hardware.loadframe.timeout_ms = 50;
         c.raw.hardware.loadframe.retries = 1;
@@ -137,7 +148,10 @@ fn truncated_reply_without_retries_is_a_protocol_error() -> anyhow::Result<()> {
 
 #[test]
 fn frozen_sample_counter_is_a_stream_error() -> anyhow::Result<()> {
-    let (shim, t) = run(&["--freeze-at-s", "0.3"], |_| {})?;
+    // The frozen-counter check fires after max(4 × timeout, 250 ms): 2 s at a 500 ms timeout, so
+    // only a shim descheduled for 2 s could look frozen before the real freeze; the whole 3 s
+    // program leaves room to see the real one at 0.3 s + 2 s.
+    let (shim, t) = run_for(3.0, &["--freeze-at-s", "0.3"], |c| c.raw.hardware.loadframe.timeout_ms = 500)?;
     let text = assert_failed(&t, "LOADFRAME0", |e| matches!(e, HwError::Stream { .. }));
     assert!(text.contains("frozen"), "{text}");
     // Every sample up to the freeze arrived.

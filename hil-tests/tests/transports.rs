@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use nanoecr_core::config::hardware::Transport;
-use nanoecr_hil_tests::{drive, first_gap, hil_config, start_rig_shim, Trace};
+use nanoecr_hil_tests::{drive, first_gap, generous_timeouts, hil_config, start_rig_shim, Trace};
 
 const SHIM: &str = env!("CARGO_BIN_EXE_rig-shim");
 
@@ -43,7 +43,7 @@ fn tracking_rms_un(trace: &Trace, skip: usize) -> f64 {
 
 fn run(transport: Transport) -> anyhow::Result<()> {
     let shim = start_rig_shim(SHIM, &[])?;
-    let cfg = hil_config(&shim, transport, |_| {})?;
+    let cfg = hil_config(&shim, transport, generous_timeouts)?;
     let mut rig = nanoecr_hw::open_rig(&cfg)?;
     let frame_id = rig.frame.identify()?;
     assert_eq!(frame_id.vendor, "NANOECR");

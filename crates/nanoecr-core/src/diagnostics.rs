@@ -185,6 +185,15 @@ pub struct Diagnostics {
     /// switches): another task, or a kernel thread, took its CPU.
     #[serde(default)]
     pub control_preemptions: u64,
+    /// What paced the source-measure unit's readings: `tagged` (readings carry the frame's
+    /// sequence number: simulated rig, in-house dialect), `external` (the frame's sample clock on
+    /// the meter's trigger input) or `timer` (the meter's own timer). Empty in older files.
+    #[serde(default)]
+    pub smu_pacing: String,
+    /// Worst deviation of (meter timestamp − frame timestamp) over the run from its value at the
+    /// first sample, µs; `None` when the meter reports no timestamps.
+    #[serde(default)]
+    pub smu_misalignment_max_us: Option<f64>,
 }
 
 impl Diagnostics {

@@ -7,14 +7,20 @@
 //!
 //! Both stream samples tagged with a sequence number from a shared trigger; the control loop
 //! merges them by sequence. Backends: [`sim`] (the simulated rig, in-process), and the real
-//! protocols: [`modbus`] for the frame (docs/register-map.md), [`scpi`] over a serial port for
-//! the meter (docs/hardware.md), joined by [`devices`]. [`open_rig`] picks one from the config.
+//! protocols: [`modbus`] for the frame (docs/register-map.md) and, for the meter, a Keithley
+//! 2450 ([`keithley`]), a Keysight B2900 ([`keysight`]) or the in-house dialect
+//! ([`nanoecr_scpi`]), all on one [`scpi`] client over one of the [`transport`]s (TCP, USB-TMC,
+//! serial); [`devices`] joins them. [`open_rig`] picks one from the config.
 
 pub mod devices;
 pub mod error;
+pub mod keithley;
+pub mod keysight;
 pub mod modbus;
+pub mod nanoecr_scpi;
 pub mod scpi;
 pub mod sim;
+pub mod transport;
 
 pub use error::HwError;
 
@@ -69,6 +75,34 @@ pub struct SmuReading {
     pub voltage_v: f64,
     /// The meter is limiting current at its compliance.
     pub compliance: bool,
+    /// The meter's own timestamp of the reading, s, from an origin of its choosing (NaN when the
+    /// backend has none). The control loop compares it with the frame's sample times.
+    pub time_s: f64,
+}
+
+/// What paces a meter's readings, and so how they are tied to frame samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SmuPacing {
+    /// Each reading carries the frame's sequence number (simulated rig, in-house dialect).
+    #[default]
+    Tagged,
+    /// One reading per pulse of the frame's sample clock on the meter's trigger input: the i-th
+    /// reading belongs to frame sample i.
+    ExternalTrigger,
+    /// The meter's own timer at the sample period from its arming: the i-th reading is paired
+    /// with frame sample i, and the clocks may drift apart.
+    Timer,
+}
+
+impl SmuPacing {
+    /// Short name, as recorded in the run file's diagnostics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tagged => "tagged",
+            Self::ExternalTrigger => "external",
+            Self::Timer => "timer",
+        }
+    }
 }
 
 /// Limits the frame enforces on its own, independent of the host (defence in depth).
@@ -82,13 +116,21 @@ pub struct FrameLimits {
 
 /// A load-frame controller in load control.
 ///
-/// Call order: [`identify`](LoadFrame::identify), [`arm`](LoadFrame::arm), then per control
+/// Call order: [`identify`](LoadFrame::identify), [`prepare`](LoadFrame::prepare) (optional),
+/// [`arm`](LoadFrame::arm), then per control
 /// tick [`command`](LoadFrame::command) and [`acquire`](LoadFrame::acquire), and finally
 /// [`make_safe`](LoadFrame::make_safe), which must also work after any error.
 pub trait LoadFrame: Send {
     /// Who is there.
     fn identify(&mut self) -> Result<DeviceInfo, HwError>;
-    /// Set limits, enter load control and enable the actuator.
+    /// Everything [`arm`](LoadFrame::arm) does before restarting the sample counter (rate,
+    /// limits), so that `arm` can restart it with a single request right after the meter was
+    /// armed (docs/hardware.md, "Alignment"). Optional; `arm` does it all when not called.
+    fn prepare(&mut self, limits: &FrameLimits) -> Result<(), HwError> {
+        let _ = limits;
+        Ok(())
+    }
+    /// Set limits, restart the sample counter at 0, enter load control and enable the actuator.
     fn arm(&mut self, limits: &FrameLimits) -> Result<(), HwError>;
     /// Actuator command for this tick, µN; `segment` is the program segment (devices may use it
     /// for logging; the simulator uses it as its stress-rate regime).
@@ -108,12 +150,22 @@ pub trait LoadFrame: Send {
 pub trait SourceMeter: Send {
     /// Who is there.
     fn identify(&mut self) -> Result<DeviceInfo, HwError>;
-    /// Source `voltage_v` with current compliance `compliance_a` and switch the output on.
+    /// Source `voltage_v` with current compliance `compliance_a`, switch the output on and arm
+    /// the acquisition (a buffered meter then waits for its first trigger). Called before the
+    /// frame restarts its sample counter, so the meter's first reading is frame sample 0.
     fn bias_on(&mut self, voltage_v: f64, compliance_a: f64) -> Result<(), HwError>;
     /// Current samples acquired since the last call, at most `out.len()`.
     fn acquire(&mut self, out: &mut [SmuReading]) -> Result<usize, HwError>;
     /// Switch the output off. Must work after any error.
     fn bias_off(&mut self) -> Result<(), HwError>;
+    /// What paces the readings (the control loop's alignment checks depend on it).
+    fn pacing(&self) -> SmuPacing {
+        SmuPacing::Tagged
+    }
+    /// The name this meter reports in errors (`SMU0 (keithley-2450 tcp 10.0.0.5:5025)`).
+    fn device(&self) -> &str {
+        "SMU0"
+    }
 }
 
 /// A rig: one load frame and one source-measure unit, boxed so backends are chosen at run time.

@@ -159,6 +159,7 @@ pub struct ModbusLoadFrame {
     timeout: Duration,
     rate_hz: f64,
     armed: bool,
+    prepared: bool,
     next_seq: u64,
     last_time_us32: u32,
     time_epochs: u64,
@@ -199,6 +200,7 @@ impl ModbusLoadFrame {
             timeout,
             rate_hz,
             armed: false,
+            prepared: false,
             next_seq: 0,
             last_time_us32: 0,
             time_epochs: 0,
@@ -397,7 +399,7 @@ impl LoadFrame for ModbusLoadFrame {
         })
     }
 
-    fn arm(&mut self, limits: &FrameLimits) -> Result<(), HwError> {
+    fn prepare(&mut self, limits: &FrameLimits) -> Result<(), HwError> {
         let rate = self.rate_hz.round();
         if !(1.0..=100_000.0).contains(&rate) {
             return Err(self.protocol("arm", format!("sample rate {} Hz is not representable", self.rate_hz)));
@@ -408,6 +410,18 @@ impl LoadFrame for ModbusLoadFrame {
         let [a, b] = f32_words(limits.max_load_un as f32);
         let [c, d] = f32_words(limits.max_displacement_nm as f32);
         self.write_multiple("arm: limits", regs::LIMITS, &[a, b, c, d])?;
+        self.prepared = true;
+        Ok(())
+    }
+
+    fn arm(&mut self, limits: &FrameLimits) -> Result<(), HwError> {
+        // Prepared just before (the meter was armed in between): the reset is the next request,
+        // so no sample-clock pulse reaches the meter between its arming and sample 0 but for
+        // one request's latency.
+        if !std::mem::take(&mut self.prepared) {
+            self.prepare(limits)?;
+            self.prepared = false;
+        }
         self.write_single("arm: reset", regs::CONTROL, 1)?;
         self.next_seq = 0;
         self.last_time_us32 = 0;

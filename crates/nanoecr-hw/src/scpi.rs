@@ -1,216 +1,344 @@
-//! The SCPI source-measure-unit backend ([`ScpiSourceMeter`]) over a serial port, with the
-//! `serialport` crate (blocking I/O with a timeout: the control thread waits for one short reply
-//! per tick, which is what a serial instrument allows anyway). The dialect is documented in
-//! docs/hardware.md; the firmware shim implements the device side from that page.
+//! A SCPI client over any [`ByteLink`]: program messages with the configured terminator, reply
+//! lines, IEEE 488.2 definite-length arbitrary blocks (`#<n><len><bytes>`), the error queue
+//! (`:SYST:ERR:NEXT?` until `0`) and `*IDN?`. The instrument drivers ([`crate::keithley`],
+//! [`crate::keysight`], [`crate::nanoecr_scpi`]) are written on top of it.
 //!
-//! Readings come from the instrument's buffer, one per shared trigger, tagged with the load
-//! frame's sequence number: `:TRAC:DATA? <n>,<seq>` acknowledges every reading before `<seq>` and
-//! returns up to `<n>` readings from `<seq>` on, as `seq,current,flags;…`. The acknowledgement
-//! travels with the query, so a retried read after a timeout returns the same readings again.
+//! Error policy, as for the Modbus frame (docs/hardware.md, fault table): a query that times out
+//! or comes back garbled is retried up to `retries` times after [`ByteLink::restart`] (TCP
+//! reconnects), because every query sent through [`ScpiClient::query`] is idempotent; commands
+//! are never retried. A connection the instrument closed is not retried either: an instrument
+//! that ends the session (power cycle, another controller, a cable pulled) has lost its trigger
+//! model and buffer, and continuing would silently shift readings.
 
-use std::fmt::Write as _;
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use nanoecr_core::config::hardware::{Parity, SmuConfig};
-use serialport::{ClearBuffer, SerialPort, TTYPort};
+use crate::transport::ByteLink;
+use crate::{DeviceInfo, HwError};
 
-use crate::{DeviceInfo, HwError, SmuReading, SourceMeter};
+/// Error-queue entries read at most in one drain (the 2450's queue holds more, but a setup that
+/// produced this many has one cause worth reporting, and the loop must end).
+const MAX_ERRORS_DRAINED: usize = 32;
+/// Largest block accepted, bytes (the B2900's 100 000 readings × 3 × 8 bytes fit).
+const MAX_BLOCK_BYTES: usize = 4 << 20;
 
-/// Reading flag: the output is limiting at its compliance.
-pub const FLAG_COMPLIANCE: u8 = 1;
-/// Reading flag: the current was out of the measurement range (value 9.9E37).
-pub const FLAG_OVERRANGE: u8 = 2;
-/// Reading flag: the output was off.
-pub const FLAG_OUTPUT_OFF: u8 = 4;
-/// Readings fetched per query at most (the instrument's limit is 1024).
-const MAX_PER_QUERY: usize = 256;
+/// Counters for tests and diagnostics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScpiStats {
+    /// Program messages sent (commands and queries, retries included).
+    pub messages: u64,
+    /// Queries repeated after a timeout or a garbled reply.
+    pub retries: u64,
+}
 
-/// A SCPI source-measure unit on a serial port.
-pub struct ScpiSourceMeter {
+/// One SCPI conversation with one instrument.
+pub struct ScpiClient {
     device: String,
-    port: TTYPort,
+    link: Box<dyn ByteLink>,
     terminator: &'static str,
     timeout: Duration,
     retries: u32,
+    /// Received bytes not yet consumed.
     rx: Vec<u8>,
-    query_buf: String,
-    next_seq: u64,
-    voltage_v: f64,
-    on: bool,
+    /// The last reply: a line without its terminator, or a block's payload.
+    reply: Vec<u8>,
+    /// Outgoing message scratch (reused: no allocation per query).
+    out: Vec<u8>,
+    stats: ScpiStats,
+    /// A reply failed: the byte stream may be out of step until [`resync`](ScpiClient::resync).
+    suspect: bool,
 }
 
-impl std::fmt::Debug for ScpiSourceMeter {
+impl std::fmt::Debug for ScpiClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScpiSourceMeter")
-            .field("device", &self.device)
-            .field("next_seq", &self.next_seq)
-            .finish_non_exhaustive()
+        f.debug_struct("ScpiClient").field("device", &self.device).field("stats", &self.stats).finish_non_exhaustive()
     }
 }
 
-impl ScpiSourceMeter {
-    /// Open the port described by `cfg` under the logical name `name` and reset the instrument
-    /// (`*RST`, `*CLS`): output off, buffer empty, error queue empty.
-    pub fn open(name: &str, cfg: &SmuConfig) -> Result<Self, HwError> {
-        let path = cfg.serial_path.clone().unwrap_or_default();
-        let device = format!("{name} (scpi {path})");
-        let parity = match cfg.parity {
-            Parity::None => serialport::Parity::None,
-            Parity::Even => serialport::Parity::Even,
-            Parity::Odd => serialport::Parity::Odd,
-        };
-        let timeout = Duration::from_millis(cfg.timeout_ms);
-        let port = serialport::new(&path, cfg.baud)
-            .parity(parity)
-            .data_bits(serialport::DataBits::Eight)
-            .stop_bits(serialport::StopBits::One)
-            .flow_control(serialport::FlowControl::None)
-            .timeout(timeout)
-            .open_native()
-            .map_err(|e| HwError::Transport {
-                device: device.clone(),
-                operation: "opening the port".into(),
-                source: e.into(),
-            })?;
-        let mut me = Self {
+/// What kind of reply a query expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    Line,
+    Block,
+}
+
+impl ScpiClient {
+    /// A client for `link`, reporting errors as `device` (e.g. `SMU0 (keithley-2450 tcp 10.0.0.5:5025)`).
+    pub fn new(
+        device: String,
+        link: Box<dyn ByteLink>,
+        terminator: &'static str,
+        timeout: Duration,
+        retries: u32,
+    ) -> Self {
+        Self {
             device,
-            port,
-            terminator: cfg.terminator.as_str(),
+            link,
+            terminator,
             timeout,
-            retries: cfg.retries,
-            rx: Vec::with_capacity(16 * 1024),
-            query_buf: String::with_capacity(64),
-            next_seq: 0,
-            voltage_v: 0.0,
-            on: false,
-        };
-        me.send("reset", "*RST")?;
-        me.send("reset", "*CLS")?;
-        // Commands are not acknowledged: wait until the instrument has done both, or a late
-        // *RST could empty the reading buffer after the frame's first trigger.
-        let done = me.query("reset", "*OPC?")?;
-        if done.trim() != "1" {
-            return Err(me.protocol("reset", format!("*OPC? reply {done:?}")));
+            retries,
+            rx: Vec::with_capacity(64 * 1024),
+            reply: Vec::with_capacity(64 * 1024),
+            out: Vec::with_capacity(256),
+            stats: ScpiStats::default(),
+            suspect: false,
         }
-        Ok(me)
     }
 
-    /// The logical name and port this backend reports in errors.
+    /// The name used in errors.
     pub fn device(&self) -> &str {
         &self.device
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ScpiStats {
+        self.stats
+    }
+
+    /// The last reply line (after [`query`](Self::query)); empty after a block.
+    pub fn reply(&self) -> &str {
+        // Lines are checked to be printable ASCII when read.
+        std::str::from_utf8(&self.reply).unwrap_or("")
+    }
+
+    /// The last block's payload (after [`query_block`](Self::query_block)).
+    pub fn block(&self) -> &[u8] {
+        &self.reply
+    }
+
+    /// A [`HwError::Protocol`] for this device.
+    pub fn protocol(&self, operation: &str, message: impl Into<String>) -> HwError {
+        HwError::Protocol { device: self.device.clone(), operation: operation.into(), message: message.into() }
     }
 
     fn transport(&self, operation: &str, source: std::io::Error) -> HwError {
         HwError::Transport { device: self.device.clone(), operation: operation.into(), source }
     }
 
-    fn protocol(&self, operation: &str, message: impl Into<String>) -> HwError {
-        HwError::Protocol { device: self.device.clone(), operation: operation.into(), message: message.into() }
+    /// Send one program message (a command, or a query whose reply the caller reads).
+    pub fn send(&mut self, operation: &str, message: &str) -> Result<(), HwError> {
+        self.out.clear();
+        self.out.extend_from_slice(message.as_bytes());
+        self.out.extend_from_slice(self.terminator.as_bytes());
+        self.stats.messages += 1;
+        tracing::trace!(device = %self.device, message, "scpi >");
+        let out = std::mem::take(&mut self.out);
+        let r = self.link.write_all(&out);
+        self.out = out;
+        if r.is_err() {
+            self.suspect = true;
+        }
+        r.map_err(|e| self.transport(operation, e))
     }
 
-    /// Send one command line.
-    fn send(&mut self, operation: &str, command: &str) -> Result<(), HwError> {
-        let mut line = Vec::with_capacity(command.len() + 2);
-        line.extend_from_slice(command.as_bytes());
-        line.extend_from_slice(self.terminator.as_bytes());
-        self.port.write_all(&line).and_then(|()| self.port.flush()).map_err(|e| self.transport(operation, e))
+    /// Read more bytes into `rx`, or fail with a timeout at `deadline`.
+    fn fill(&mut self, operation: &str, deadline: Instant) -> Result<(), HwError> {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(HwError::Timeout {
+                device: self.device.clone(),
+                operation: operation.into(),
+                after: self.timeout,
+            });
+        }
+        let mut buf = [0u8; 8192];
+        match self.link.read_some(&mut buf, deadline - now) {
+            Ok(n) => {
+                self.rx.extend_from_slice(&buf[..n]);
+                Ok(())
+            }
+            Err(e) => Err(self.transport(operation, e)),
+        }
     }
 
-    /// Read one reply line (terminator stripped) within the timeout.
-    fn read_line(&mut self, operation: &str) -> Result<String, HwError> {
-        let deadline = Instant::now() + self.timeout;
+    /// Read one reply line into `reply` (terminator stripped; a trailing `\r` too).
+    fn read_line(&mut self, operation: &str, deadline: Instant) -> Result<(), HwError> {
         let last = *self.terminator.as_bytes().last().unwrap_or(&b'\n');
-        let mut buf = [0u8; 4096];
         loop {
             if let Some(pos) = self.rx.iter().position(|&b| b == last) {
-                let mut line: Vec<u8> = self.rx.drain(..=pos).collect();
-                line.pop();
-                if self.terminator == "\r\n" && line.last() == Some(&b'\r') {
-                    line.pop();
+                self.reply.clear();
+                self.reply.extend_from_slice(&self.rx[..pos]);
+                self.rx.drain(..=pos);
+                if self.reply.last() == Some(&b'\r') {
+                    self.reply.pop();
                 }
                 // Replies are printable ASCII; anything else is line noise or a confused device.
-                if line.iter().any(|&b| !(0x20..0x7f).contains(&b)) {
-                    return Err(
-                        self.protocol(operation, format!("non-ASCII reply {:?}", String::from_utf8_lossy(&line)))
-                    );
+                if self.reply.iter().any(|&b| !(0x20..0x7f).contains(&b)) {
+                    let shown = String::from_utf8_lossy(&self.reply[..self.reply.len().min(64)]).into_owned();
+                    self.reply.clear();
+                    return Err(self.protocol(operation, format!("non-ASCII reply {shown:?}")));
                 }
-                return String::from_utf8(line).map_err(|e| self.protocol(operation, e.to_string()));
+                return Ok(());
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(HwError::Timeout {
-                    device: self.device.clone(),
-                    operation: operation.into(),
-                    after: self.timeout,
-                });
+            self.fill(operation, deadline)?;
+        }
+    }
+
+    /// Read one IEEE 488.2 definite-length arbitrary block (`#<n><len><len bytes>`, then the
+    /// terminator) into `reply`. IEEE 488.2-1992 §8.7.9 (definite length arbitrary block response
+    /// data); B2900 SCPI Command Reference, "Data Output Format" (`#<number of digits for byte
+    /// length><byte length><byte>…<byte><terminator>`).
+    fn read_block(&mut self, operation: &str, deadline: Instant) -> Result<(), HwError> {
+        while self.rx.len() < 2 {
+            self.fill(operation, deadline)?;
+        }
+        if self.rx[0] != b'#' {
+            let shown = String::from_utf8_lossy(&self.rx[..self.rx.len().min(40)]).into_owned();
+            self.rx.clear();
+            return Err(self.protocol(operation, format!("expected a #-block, got {shown:?}")));
+        }
+        let digits = match self.rx[1] {
+            d @ b'1'..=b'9' => usize::from(d - b'0'),
+            b'0' => {
+                self.rx.clear();
+                return Err(self.protocol(
+                    operation,
+                    "indefinite-length block (#0) is not accepted: its end cannot be told from data",
+                ));
             }
-            // Never wait past the deadline in one read.
-            let _ = self.port.set_timeout(deadline - now);
-            match self.port.read(&mut buf) {
-                Ok(0) => {}
-                Ok(k) => self.rx.extend_from_slice(&buf[..k]),
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {}
-                Err(e) => return Err(self.transport(operation, e)),
+            other => {
+                self.rx.clear();
+                return Err(self.protocol(operation, format!("block header #{:?} has no length digit", other as char)));
+            }
+        };
+        while self.rx.len() < 2 + digits {
+            self.fill(operation, deadline)?;
+        }
+        let mut len = 0usize;
+        for &b in &self.rx[2..2 + digits] {
+            if !b.is_ascii_digit() {
+                let shown = String::from_utf8_lossy(&self.rx[..2 + digits]).into_owned();
+                self.rx.clear();
+                return Err(self.protocol(operation, format!("block header {shown:?} is not a length")));
+            }
+            len = len * 10 + usize::from(b - b'0');
+        }
+        if len > MAX_BLOCK_BYTES {
+            self.rx.clear();
+            return Err(self.protocol(operation, format!("block of {len} bytes announced (at most {MAX_BLOCK_BYTES})")));
+        }
+        let start = 2 + digits;
+        while self.rx.len() < start + len {
+            self.fill(operation, deadline)?;
+        }
+        self.reply.clear();
+        self.reply.extend_from_slice(&self.rx[start..start + len]);
+        self.rx.drain(..start + len);
+        // The response message terminator follows the block.
+        let term = self.terminator.as_bytes();
+        let last = *term.last().unwrap_or(&b'\n');
+        loop {
+            match self.rx.first() {
+                Some(b'\r') if term.len() == 2 => {
+                    self.rx.remove(0);
+                }
+                Some(&b) if b == last => {
+                    self.rx.remove(0);
+                    return Ok(());
+                }
+                Some(&b) => {
+                    self.rx.clear();
+                    return Err(self.protocol(
+                        operation,
+                        format!("{len}-byte block not followed by the terminator (byte 0x{b:02x}): length wrong?"),
+                    ));
+                }
+                None => self.fill(operation, deadline)?,
             }
         }
     }
 
-    /// A query, retried per config after a timeout or a garbled reply. Only idempotent queries
-    /// go through here (all of this backend's are).
-    fn query(&mut self, operation: &str, command: &str) -> Result<String, HwError> {
+    fn query_as(&mut self, operation: &str, message: &str, kind: Reply) -> Result<(), HwError> {
+        let r = self.query_retried(operation, message, kind);
+        if r.is_err() {
+            self.suspect = true;
+        }
+        r
+    }
+
+    fn query_retried(&mut self, operation: &str, message: &str, kind: Reply) -> Result<(), HwError> {
         let mut last = None;
         for attempt in 0..=self.retries {
             if attempt > 0 {
+                self.stats.retries += 1;
                 tracing::warn!(device = %self.device, operation, attempt, error = ?last, "retrying");
                 // Whatever is left of a late or garbled reply would pair with the next query.
                 self.rx.clear();
-                let _ = self.port.clear(ClearBuffer::Input);
+                if let Err(e) = self.link.restart() {
+                    last = Some(self.transport(operation, e));
+                    continue;
+                }
             }
-            self.send(operation, command)?;
-            match self.read_line(operation) {
-                Ok(line) => return Ok(line),
+            self.send(operation, message)?;
+            let deadline = Instant::now() + self.timeout;
+            let r = match kind {
+                Reply::Line => self.read_line(operation, deadline),
+                Reply::Block => self.read_block(operation, deadline),
+            };
+            match r {
+                Ok(()) => return Ok(()),
                 Err(e @ (HwError::Timeout { .. } | HwError::Protocol { .. })) => last = Some(e),
+                Err(HwError::Transport { source, .. }) if !session_ended(&source) => {
+                    last = Some(self.transport(operation, source))
+                }
                 Err(e) => return Err(e),
             }
         }
         Err(last.unwrap_or_else(|| self.protocol(operation, "no attempt made")))
     }
 
-    /// Read the error queue once; a non-zero entry becomes [`HwError::Device`].
-    fn check_errors(&mut self, operation: &str) -> Result<(), HwError> {
-        let reply = self.query(operation, ":SYST:ERR?")?;
-        let (code, message) =
-            reply.split_once(',').ok_or_else(|| self.protocol(operation, format!("error queue reply {reply:?}")))?;
-        let code: i32 =
-            code.trim().parse().map_err(|_| self.protocol(operation, format!("error queue reply {reply:?}")))?;
-        if code != 0 {
-            return Err(HwError::Device {
-                device: self.device.clone(),
-                operation: operation.into(),
-                code,
-                message: message.trim().trim_matches('"').to_string(),
-            });
+    /// An idempotent query answered by one line; retried per config. The line is in
+    /// [`reply`](Self::reply).
+    pub fn query(&mut self, operation: &str, message: &str) -> Result<&str, HwError> {
+        self.query_as(operation, message, Reply::Line)?;
+        Ok(self.reply())
+    }
+
+    /// An idempotent query answered by a definite-length block; retried per config. The payload
+    /// is in [`block`](Self::block).
+    pub fn query_block(&mut self, operation: &str, message: &str) -> Result<&[u8], HwError> {
+        self.query_as(operation, message, Reply::Block)?;
+        Ok(&self.reply)
+    }
+
+    /// Read the error queue with `:SYSTem:ERRor:NEXT?` until it reports `0` (2450 reference
+    /// manual, :SYSTem:ERRor:NEXT?; B2900 SCPI Command Reference, :SYSTem:ERRor[:NEXT]?: each
+    /// entry is `<code>,"<message>"`, `0,"No error"` / `+0,"No error"` when empty). The first
+    /// entry becomes [`HwError::Device`] with the instrument's own code and text; later ones are
+    /// appended to the text.
+    pub fn drain_errors(&mut self, operation: &str) -> Result<(), HwError> {
+        let mut first: Option<(i32, String)> = None;
+        let mut more = Vec::new();
+        for _ in 0..MAX_ERRORS_DRAINED {
+            let reply = self.query(operation, ":SYST:ERR:NEXT?")?.to_string();
+            let (code, message) = parse_error_entry(&reply).ok_or_else(|| {
+                self.protocol(operation, format!("error queue entry {reply:?} is not <code>,\"<text>\""))
+            })?;
+            if code == 0 {
+                break;
+            }
+            tracing::error!(device = %self.device, code, message = %message, "instrument error queue");
+            match first {
+                None => first = Some((code, message)),
+                Some(_) => more.push(format!("{code} {message:?}")),
+            }
         }
-        Ok(())
+        match first {
+            None => Ok(()),
+            Some((code, mut message)) => {
+                if !more.is_empty() {
+                    message = format!("{message} (then: {})", more.join(", "));
+                }
+                Err(HwError::Device { device: self.device.clone(), operation: operation.into(), code, message })
+            }
+        }
     }
 
-    /// One immediate reading (`:READ?`): current, A, and flags.
-    pub fn read_now(&mut self) -> Result<(f64, u8), HwError> {
-        let reply = self.query("read", ":READ?")?;
-        let (c, f) = reply.split_once(',').ok_or_else(|| self.protocol("read", format!("reading {reply:?}")))?;
-        let current = c.trim().parse::<f64>().map_err(|_| self.protocol("read", format!("reading {reply:?}")))?;
-        let flags = f.trim().parse::<u8>().map_err(|_| self.protocol("read", format!("reading {reply:?}")))?;
-        Ok((current, flags))
-    }
-}
-
-impl SourceMeter for ScpiSourceMeter {
-    fn identify(&mut self) -> Result<DeviceInfo, HwError> {
-        let reply = self.query("identify", "*IDN?")?;
+    /// `*IDN?` (IEEE 488.2 §10.14): `<manufacturer>,<model>,<serial>,<firmware>`.
+    pub fn identify(&mut self) -> Result<DeviceInfo, HwError> {
+        let reply = self.query("identify", "*IDN?")?.to_string();
         let fields: Vec<&str> = reply.split(',').map(str::trim).collect();
         if fields.len() != 4 {
-            return Err(self.protocol("identify", format!("*IDN? reply {reply:?} (expected 4 fields)")));
+            return Err(self.protocol("identify", format!("*IDN? reply {reply:?} (expected 4 comma-separated fields)")));
         }
         Ok(DeviceInfo {
             name: self.device.clone(),
@@ -221,81 +349,84 @@ impl SourceMeter for ScpiSourceMeter {
         })
     }
 
-    fn bias_on(&mut self, voltage_v: f64, compliance_a: f64) -> Result<(), HwError> {
-        self.send("bias on", ":SOUR:FUNC VOLT")?;
-        self.send("bias on", &format!(":SOUR:VOLT {voltage_v:E}"))?;
-        self.send("bias on", &format!(":SENS:CURR:PROT {compliance_a:E}"))?;
-        self.send("bias on", ":OUTP ON")?;
-        self.check_errors("bias on")?;
-        let state = self.query("bias on", ":OUTP?")?;
-        if state.trim() != "1" {
-            return Err(self.protocol("bias on", format!("output reads {state:?} after :OUTP ON")));
+    /// After a failed exchange, start afresh: drop buffered input and restart the link (TCP
+    /// reconnects), so shutting down after an error does not read a stale reply. A no-op when
+    /// the conversation is in step.
+    pub fn resync(&mut self) {
+        if !self.suspect {
+            return;
         }
-        self.voltage_v = voltage_v;
-        self.on = true;
-        // The frame was just reset by `arm`: its sequence (and so the trigger's) restarts at 0.
-        self.next_seq = 0;
-        Ok(())
-    }
-
-    fn acquire(&mut self, out: &mut [SmuReading]) -> Result<usize, HwError> {
-        let want = out.len().min(MAX_PER_QUERY);
-        if want == 0 {
-            return Ok(0);
-        }
-        let mut q = std::mem::take(&mut self.query_buf);
-        q.clear();
-        let _ = write!(q, ":TRAC:DATA? {want},{}", self.next_seq);
-        let reply = self.query("buffered read", &q);
-        self.query_buf = q;
-        let reply = reply?;
-        let mut n = 0;
-        for rec in reply.split(';').filter(|r| !r.is_empty()) {
-            let bad = || self.protocol("buffered read", format!("reading {rec:?}"));
-            let mut it = rec.split(',');
-            let (Some(s), Some(c), Some(f), None) = (it.next(), it.next(), it.next(), it.next()) else {
-                return Err(bad());
-            };
-            let seq: u64 = s.trim().parse().map_err(|_| bad())?;
-            let current: f64 = c.trim().parse().map_err(|_| bad())?;
-            let flags: u8 = f.trim().parse().map_err(|_| bad())?;
-            if seq < self.next_seq {
-                continue;
-            }
-            if seq > self.next_seq {
-                return Err(HwError::Stream {
-                    device: self.device.clone(),
-                    message: format!("reading sequence gap: expected {}, got {seq}", self.next_seq),
-                });
-            }
-            if n == want {
-                return Err(self.protocol("buffered read", format!("more than the {want} readings asked for")));
-            }
-            // Out of range (SCPI overflow 9.9E37): not a number the pipeline may use.
-            let current_a = if flags & FLAG_OVERRANGE != 0 || current.abs() >= 9.9e37 { f64::NAN } else { current };
-            let on = flags & FLAG_OUTPUT_OFF == 0;
-            out[n] = SmuReading {
-                seq,
-                current_a,
-                voltage_v: if on { self.voltage_v } else { 0.0 },
-                compliance: flags & FLAG_COMPLIANCE != 0,
-            };
-            n += 1;
-            self.next_seq += 1;
-        }
-        Ok(n)
-    }
-
-    fn bias_off(&mut self) -> Result<(), HwError> {
-        self.on = false;
-        // After any error the line may hold a stale reply: start clean.
         self.rx.clear();
-        let _ = self.port.clear(ClearBuffer::Input);
-        self.send("bias off", ":OUTP OFF")?;
-        let state = self.query("bias off", ":OUTP?")?;
-        if state.trim() != "0" {
-            return Err(self.protocol("bias off", format!("output reads {state:?} after :OUTP OFF")));
+        match self.link.restart() {
+            Ok(()) => self.suspect = false,
+            Err(e) => tracing::warn!(device = %self.device, error = %e, "could not restart the link"),
         }
-        Ok(())
+    }
+}
+
+/// The instrument ended the session (closed or reset the connection, device gone): not retried.
+fn session_ended(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, NotConnected, UnexpectedEof};
+    matches!(e.kind(), ConnectionAborted | ConnectionReset | BrokenPipe | NotConnected | UnexpectedEof)
+}
+
+/// Parse `<code>,"<message>"` (code with optional sign; message quoted, maybe unquoted).
+pub fn parse_error_entry(reply: &str) -> Option<(i32, String)> {
+    let (code, message) = reply.split_once(',')?;
+    let code: i32 = code.trim().trim_start_matches('+').parse().ok()?;
+    Some((code, message.trim().trim_matches('"').to_string()))
+}
+
+/// What a buffered meter needs to know about the run before it is armed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunPlan {
+    /// Sample rate of the frame (trigger pulses or timer period), Hz.
+    pub rate_hz: f64,
+    /// Readings the buffer and trigger count are sized for
+    /// ([`nanoecr_core::RunConfig::smu_readings_needed`]).
+    pub readings: u64,
+}
+
+/// The smallest entry of `ranges` (ascending) that is ≥ `value`, else the largest.
+pub fn range_for(ranges: &[f64], value: f64) -> f64 {
+    let v = value.abs();
+    ranges.iter().copied().find(|&r| r >= v * (1.0 - 1e-9)).unwrap_or_else(|| ranges.last().copied().unwrap_or(v))
+}
+
+/// How often a buffered meter is polled at `rate_hz`: every 100 samples' worth of time, between
+/// 1 ms and 20 ms (see docs/hardware.md, "Per-tick cost"). Two queries per poll instead of two
+/// per tick: at 1 kHz a poll every 20 ms moves 20 readings per fetch and costs 100 round trips a
+/// second instead of 2000.
+pub fn poll_interval(rate_hz: f64) -> Duration {
+    let s = (100.0 / rate_hz).clamp(0.001, 0.020);
+    Duration::from_secs_f64(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_entries_parse_with_or_without_sign() {
+        assert_eq!(parse_error_entry("0,\"No error\""), Some((0, "No error".into())));
+        assert_eq!(parse_error_entry("+0,\"No error\""), Some((0, "No error".into())));
+        assert_eq!(parse_error_entry("-113,\"Undefined header\""), Some((-113, "Undefined header".into())));
+        assert_eq!(parse_error_entry("garbage"), None);
+    }
+
+    #[test]
+    fn ranges_pick_the_smallest_that_holds_the_limit() {
+        let r = [1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3];
+        assert_eq!(range_for(&r, 1e-4), 1e-4);
+        assert_eq!(range_for(&r, 1.01e-4), 1e-3);
+        assert_eq!(range_for(&r, 5e-9), 1e-8);
+        assert_eq!(range_for(&r, 5.0), 1e-3);
+    }
+
+    #[test]
+    fn poll_interval_bounds() {
+        assert_eq!(poll_interval(1000.0), Duration::from_millis(20));
+        assert_eq!(poll_interval(10_000.0), Duration::from_millis(10));
+        assert_eq!(poll_interval(100_000.0), Duration::from_millis(1));
     }
 }

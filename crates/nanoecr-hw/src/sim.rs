@@ -143,7 +143,7 @@ impl SourceMeter for SimSourceMeter {
             if compliance {
                 i = self.compliance_a.copysign(i);
             }
-            out[n] = SmuReading { seq, current_a: i, voltage_v: v, compliance };
+            out[n] = SmuReading { seq, current_a: i, voltage_v: v, compliance, time_s: f64::NAN };
             n += 1;
         }
         Ok(n)

@@ -578,7 +578,7 @@ fn compact(path: &Path) {
 }
 
 /// Scalars of `/entry/diagnostics`: (name, value, units).
-fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static str); 23] {
+fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static str); 25] {
     use DiagValue::{F64, I64, U64, U8};
     [
         ("loop_lateness_max_us", F64(d.loop_lateness.max_us), "us"),
@@ -604,6 +604,8 @@ fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static st
         ("cpu", I64(d.cpu.map_or(-1, |c| c as i64)), "1"),
         ("control_page_faults", U64(d.control_page_faults), "1"),
         ("control_preemptions", U64(d.control_preemptions), "1"),
+        ("smu_timer_trigger", U8(u8::from(d.smu_pacing == "timer")), "1"),
+        ("smu_misalignment_max_us", F64(d.smu_misalignment_max_us.unwrap_or(f64::NAN)), "us"),
     ]
 }
 

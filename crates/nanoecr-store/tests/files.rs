@@ -74,8 +74,15 @@ fn write_complete(path: &Path, rows: u64) -> Vec<Event> {
     }
     let events = vec![event(0.2, 7e-4), event(0.5, -9e-4)];
     w.append_events(&events).expect("events");
-    let mut diag =
-        Diagnostics { ticks: rows, ring_capacity: 16384, ring_high_water: 12, rate_hz: 1000.0, ..Default::default() };
+    let mut diag = Diagnostics {
+        ticks: rows,
+        ring_capacity: 16384,
+        ring_high_water: 12,
+        rate_hz: 1000.0,
+        smu_pacing: "timer".into(),
+        smu_misalignment_max_us: Some(12.5),
+        ..Default::default()
+    };
     diag.loop_lateness.record_us(12.0);
     let gt = vec![event(0.2, 7.1e-4), event(0.5, -9.2e-4), event(0.9, 1.5e-4)];
     w.finish(&EndReason::Completed, &diag, Some(&gt)).expect("finish");
@@ -110,6 +117,7 @@ fn round_trip_through_our_reader() {
     let d = f.diagnostics.expect("diagnostics");
     assert_eq!(d.ticks, 10_000);
     assert_eq!(d.loop_lateness.total, 1);
+    assert_eq!((d.smu_pacing.as_str(), d.smu_misalignment_max_us), ("timer", Some(12.5)));
     assert_eq!(f.pillar.diameter_um, 2.0);
     assert_eq!(f.rate_hz, Some(1000.0));
     assert!(f.config_toml.as_deref().is_some_and(|t| t.contains("peak_load_un = 6000.0")));
@@ -151,6 +159,8 @@ assert e["events/magnitude"].shape == (2,) and e["ground_truth/events/onset_time
 for k in e["events"]:
     assert "units" in e["events"][k].attrs, k
 assert e["diagnostics/ticks"][()] == 5000
+assert e["diagnostics/smu_timer_trigger"][()] == 1 and e["diagnostics/smu_misalignment_max_us"][()] == 12.5
+assert s(e["diagnostics/smu_misalignment_max_us"].attrs["units"]) == "us"
 from nexusformat.nexus import nxload
 root = nxload(sys.argv[1])
 data = root["entry/data"]

@@ -100,6 +100,9 @@ pub struct Args {
     /// Fault: delay every SCPI reply, ms.
     #[arg(long, default_value_t = 0)]
     pub smu_latency_ms: u64,
+    /// Fault: apply --smu-latency-ms only from this device time on, s (set-up stays prompt).
+    #[arg(long)]
+    pub smu_latency_after_s: Option<f64>,
     /// Fault: the reply to SCPI query N is garbage.
     #[arg(long)]
     pub smu_garbage_after: Option<u64>,
@@ -168,6 +171,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             drop_after_s: args.smu_drop_after_s,
             compliance_at_s: args.compliance_at_s,
             latency: Duration::from_millis(args.smu_latency_ms),
+            latency_after_s: args.smu_latency_after_s,
             garbage_after: args.smu_garbage_after,
             ..MeterConfig::default()
         })))

@@ -53,6 +53,9 @@ pub struct Args {
     /// Fault: delay every reply, ms.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// Fault: apply --latency-ms only from this device time on, s.
+    #[arg(long)]
+    pub latency_after_s: Option<f64>,
     /// Fault: the reply to query N is garbage.
     #[arg(long)]
     pub garbage_after: Option<u64>,
@@ -88,6 +91,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         gate_on_frame_reset: false,
         compliance_at_s: args.compliance_at_s,
         latency: Duration::from_millis(args.latency_ms),
+        latency_after_s: args.latency_after_s,
         garbage_after: args.garbage_after,
         drop_after_s: args.drop_after_s,
         ..MeterConfig::default()

@@ -89,6 +89,9 @@ pub struct MeterConfig {
     pub compliance_at_s: Option<f64>,
     /// Fault: every reply is delayed by this long.
     pub latency: Duration,
+    /// With `latency`: delay only the replies sent once the device time reaches this, s (an
+    /// instrument that stops answering in time mid-run; set-up stays prompt).
+    pub latency_after_s: Option<f64>,
     /// Fault: the reply to the n-th query (1-based) is garbage.
     pub garbage_after: Option<u64>,
     /// Fault: close the TCP connection once the device time reaches this (a LAN drop mid-run).
@@ -108,6 +111,7 @@ impl Default for MeterConfig {
             gate_on_frame_reset: true,
             compliance_at_s: None,
             latency: Duration::ZERO,
+            latency_after_s: None,
             garbage_after: None,
             drop_after_s: None,
         }
@@ -434,7 +438,12 @@ impl Meter {
     /// appended.
     pub fn reply_bytes(&self, message: &str) -> Option<Vec<u8>> {
         let reply = self.handle(message)?;
-        if !self.cfg.latency.is_zero() {
+        let late = match self.cfg.latency_after_s {
+            None => true,
+            Some(t) => self.device_time_s().is_some_and(|now| now >= t),
+        };
+        if late && !self.cfg.latency.is_zero() {
+            // The injected fault itself: the reply leaves this much later.
             std::thread::sleep(self.cfg.latency);
         }
         let garbage = {

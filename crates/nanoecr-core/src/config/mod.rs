@@ -315,6 +315,12 @@ impl RunConfig {
         (self.load_function.total_s() * self.rate_hz()).round() as u64
     }
 
+    /// Readings a buffered source-measure unit must be able to take for this run: every sample
+    /// of the program plus the longest safe unload from the load limit and its rest, plus 1 s.
+    pub fn smu_readings_needed(&self) -> u64 {
+        smu_readings_needed(&self.raw, &self.load_function)
+    }
+
     /// Validate raw sections. `source_toml` is kept for the run file.
     pub fn validate(raw: RawConfig, source_toml: String) -> Result<Self, ConfigError> {
         let s = &raw.sample;
@@ -415,6 +421,7 @@ impl RunConfig {
         if let Some(name) = &raw.hardware.rig {
             check_rig_name(name)?;
         }
+        raw.hardware.validate_for_run(a.rate_hz, smu_readings_needed(&raw, &load_function))?;
 
         let o = &raw.output;
         if o.directory.trim().is_empty() {
@@ -510,6 +517,15 @@ fn check_program_size(raw: &RawConfig, total_s: f64) -> Result<(), ConfigError> 
         )));
     }
     Ok(())
+}
+
+/// See [`RunConfig::smu_readings_needed`]. An abort may start a safe unload at any load up to the
+/// limit, after which the loop keeps sampling for the ramp and a short rest.
+fn smu_readings_needed(raw: &RawConfig, lf: &LoadFunction) -> u64 {
+    let rate = raw.acquisition.rate_hz;
+    let unload_s = raw.limits.max_load_un / raw.control.safe_unload_rate_un_per_s.max(f64::MIN_POSITIVE);
+    let s = lf.total_s() + unload_s.min(3600.0) + 1.0;
+    (s * rate).ceil() as u64
 }
 
 fn validate_template(t: &str) -> Result<(), ConfigError> {

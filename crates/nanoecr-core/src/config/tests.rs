@@ -313,3 +313,22 @@ fn messages_use_no_rust_type_names_and_say_one_of_once() {
         assert!(!e.to_string().contains(internal), "{e}");
     }
 }
+
+const HIL_B2900: &str = include_str!("../../../../config/hil-b2900.toml");
+
+#[test]
+fn a_real_meter_model_bounds_the_run_and_the_integration_time_with_the_line_of_the_key() {
+    let c = parse(HIL_B2900, None).expect("the B2900 example is valid");
+    // 2 s settle + 30 s program + 1.5 s longest safe unload (3000 µN at 2000 µN/s) + 1 s.
+    assert_eq!(c.smu_readings_needed(), 34_500);
+    // 120 s at 1 kHz cannot fit the B2900's 100 000-reading trace buffer.
+    let long = HIL_B2900.replace("hold_s = 10.0", "hold_s = 120.0");
+    let e = err(&long);
+    assert_eq!((e.kind, e.key.as_str()), (ConfigErrorKind::Inconsistent, "hardware.smu.model"));
+    assert!(e.to_string().contains("keysight-b2900") && e.expected.contains("100000 samples"), "{e}");
+    assert_eq!(e.line, HIL_B2900.lines().position(|l| l.starts_with("model = ")).map(|i| i + 1));
+    // 0.1 PLC is 2 ms at 50 Hz: longer than the 1 ms period.
+    let e = err(&HIL_B2900.replace("nplc = 0.01", "nplc = 0.1"));
+    assert_eq!(e.key, "hardware.smu.nplc");
+    assert!(e.to_string().contains("2.000 ms") && e.to_string().contains("PLC"), "{e}");
+}

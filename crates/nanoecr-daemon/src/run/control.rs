@@ -50,7 +50,7 @@ use nanoecr_core::config::hardware::Backend;
 use nanoecr_core::config::RunConfig;
 use nanoecr_core::sample::{FLAG_COMPLIANCE, FLAG_CURRENT_INVALID};
 use nanoecr_core::{Diagnostics, EndReason, Event, EventKind, LatencyHistogram, Sample, Segment, Sign, Stall};
-use nanoecr_hw::{FrameLimits, FrameReading, HwError, Rig, SmuReading};
+use nanoecr_hw::{FrameLimits, FrameReading, HwError, Rig, SmuPacing, SmuReading};
 
 use super::shared::Shared;
 
@@ -131,31 +131,54 @@ enum Phase {
     Rest { until_s: f64 },
 }
 
+/// The tick a frame sample was acquired in: what the file and the interlocks pair it with, even
+/// when its meter reading comes ticks later (a buffered meter is read every few ms).
+#[derive(Debug, Clone, Copy)]
+struct TickContext {
+    setpoint_un: f64,
+    segment: Segment,
+    /// Loop time of the tick, s.
+    t_s: f64,
+}
+
+impl Default for TickContext {
+    fn default() -> Self {
+        Self { setpoint_un: 0.0, segment: Segment::Settle, t_s: 0.0 }
+    }
+}
+
 /// Merges frame and meter readings by sequence number without allocating.
 struct Merger {
     frames: [FrameReading; READ_BATCH],
+    /// `ticks[i]` is the tick `frames[i]` was acquired in.
+    ticks: [TickContext; READ_BATCH],
     n_frames: usize,
     smus: [SmuReading; READ_BATCH],
     n_smus: usize,
+    /// Pop frames without a reading instead of waiting (end of the run).
+    give_up: bool,
 }
 
 impl Merger {
     fn new() -> Self {
         Self {
             frames: [FrameReading::default(); READ_BATCH],
+            ticks: [TickContext::default(); READ_BATCH],
             n_frames: 0,
             smus: [SmuReading::default(); READ_BATCH],
             n_smus: 0,
+            give_up: false,
         }
     }
 
     /// Pops the next frame reading together with its current reading, when both have arrived or
     /// when the meter has moved past it (then the current is missing). `None`: wait for more.
-    fn next(&mut self) -> Option<(FrameReading, Option<SmuReading>)> {
+    fn next(&mut self) -> Option<(FrameReading, TickContext, Option<SmuReading>)> {
         if self.n_frames == 0 {
             return None;
         }
         let f = self.frames[0];
+        let tick = self.ticks[0];
         let mut found = None;
         let mut meter_ahead = false;
         for i in 0..self.n_smus {
@@ -176,12 +199,13 @@ impl Merger {
                 self.n_smus -= keep_from;
                 Some(s)
             }
-            None if meter_ahead || self.n_frames == READ_BATCH => None,
+            None if meter_ahead || self.give_up || self.n_frames == READ_BATCH => None,
             None => return None,
         };
         self.frames.copy_within(1..self.n_frames, 0);
+        self.ticks.copy_within(1..self.n_frames, 0);
         self.n_frames -= 1;
-        Some((f, smu))
+        Some((f, tick, smu))
     }
 }
 
@@ -232,6 +256,7 @@ impl ControlLoop {
         }
         self.shared.realtime.store(diag.realtime_scheduling, Ordering::Relaxed);
 
+        diag.smu_pacing = self.rig.smu.pacing().as_str().to_string();
         let end = match self.arm() {
             Ok(()) => self.ticks(&mut diag),
             Err(e) => EndReason::DeviceFault(e.to_string()),
@@ -265,12 +290,15 @@ impl ControlLoop {
         }
     }
 
+    /// Arm the rig in the order the alignment rule needs (docs/hardware.md, "Alignment"): the
+    /// frame is prepared (rate, limits), then the meter is armed and waits for triggers, and only
+    /// then does the frame restart its sample counter, so the meter's i-th reading is sample i.
     fn arm(&mut self) -> Result<(), HwError> {
         let limits = &self.cfg.raw.limits;
-        self.rig
-            .frame
-            .arm(&FrameLimits { max_load_un: limits.max_load_un, max_displacement_nm: limits.max_displacement_nm })?;
+        let limits = FrameLimits { max_load_un: limits.max_load_un, max_displacement_nm: limits.max_displacement_nm };
+        self.rig.frame.prepare(&limits)?;
         self.rig.smu.bias_on(self.cfg.raw.bias.voltage_v, self.cfg.raw.bias.compliance_a)?;
+        self.rig.frame.arm(&limits)?;
         Ok(())
     }
 
@@ -323,6 +351,7 @@ impl ControlLoop {
         }
         let mut next_wake_k: u64 = 0;
         let usage0 = thread_usage();
+        let mut align = Alignment::new(self.rig.smu.pacing(), self.rig.smu.device().to_string(), dt_s);
         let t0 = Instant::now();
         self.shared.set_start(t0);
 
@@ -432,7 +461,17 @@ impl ControlLoop {
                 last_command_at = Some(now);
             }
             match self.rig.frame.acquire(&mut merger.frames[merger.n_frames..]) {
-                Ok(n) => merger.n_frames += n,
+                Ok(n) => {
+                    let new = merger.n_frames..merger.n_frames + n;
+                    merger.ticks[new.clone()].fill(TickContext { setpoint_un, segment, t_s });
+                    // The load feedback takes the newest frame sample now, not when its meter
+                    // reading arrives: a buffered meter is read every 20 ms at 1 kHz, and a PI
+                    // loop fed 20 samples late oscillates up to the frame's overload trip.
+                    if let Some(f) = merger.frames[new].last() {
+                        last_load_un = f.load_un;
+                    }
+                    merger.n_frames += n;
+                }
                 Err(e) => return EndReason::DeviceFault(e.to_string()),
             }
             match self.rig.smu.acquire(&mut merger.smus[merger.n_smus..]) {
@@ -440,7 +479,13 @@ impl ControlLoop {
                 Err(e) => return EndReason::DeviceFault(e.to_string()),
             }
 
-            while let Some((f, smu)) = merger.next() {
+            while let Some((f, tick, smu)) = merger.next() {
+                let aligned = align.check(&f, smu.as_ref());
+                // Kept current per sample, so a run that ends on any error still records it.
+                diag.smu_misalignment_max_us = align.worst_us();
+                if let Err(e) = aligned {
+                    return EndReason::DeviceFault(e.to_string());
+                }
                 let (current_a, voltage_v, mut flags) = match smu {
                     Some(s) => (s.current_a, s.voltage_v, if s.compliance { FLAG_COMPLIANCE } else { 0 }),
                     None => (f64::NAN, f64::NAN, FLAG_CURRENT_INVALID),
@@ -448,20 +493,20 @@ impl ControlLoop {
                 if !current_a.is_finite() {
                     flags |= FLAG_CURRENT_INVALID;
                 }
+                // The sample carries the setpoint and segment of the tick it was acquired in.
                 let sample = Sample {
                     seq: f.seq,
                     time_s: f.time_s,
-                    setpoint_un,
+                    setpoint_un: tick.setpoint_un,
                     load_un: f.load_un,
                     disp_nm: f.disp_nm,
                     current_a,
                     voltage_v,
-                    segment,
+                    segment: tick.segment,
                     flags,
                 };
-                last_load_un = f.load_un;
-                if segment != Segment::Settle && segment != Segment::SafeUnload {
-                    let e = f.load_un - setpoint_un;
+                if tick.segment != Segment::Settle && tick.segment != Segment::SafeUnload {
+                    let e = f.load_un - tick.setpoint_un;
                     tracking_sq += e * e;
                     tracking_n += 1;
                     tracking_max = tracking_max.max(e.abs());
@@ -470,13 +515,27 @@ impl ControlLoop {
                 // Interlocks: only while following the program; a trip during a safe unload
                 // changes nothing (we are already unloading).
                 if phase == Phase::Program {
-                    let mut trip =
-                        check_interlocks(&limits, &sample, t_s, settle_s, &mut contact_seen, &mut low_current_since);
-                    if trip.is_none() && segment != Segment::Settle {
+                    let mut trip = check_interlocks(
+                        &limits,
+                        &sample,
+                        tick.t_s,
+                        settle_s,
+                        &mut contact_seen,
+                        &mut low_current_since,
+                    );
+                    if trip.is_none() && tick.segment != Segment::Settle {
                         trip = check_tracking(&limits, &sample, max_tracking_error_s, &mut off_track_since);
                     }
                     if let Some((detail, value)) = trip {
-                        let at = Trip { time_s: sample.time_s, segment, load_un: sample.load_un, setpoint_un, t_s };
+                        // The event is stamped at the sample; the safe unload starts now, from
+                        // the current setpoint (the sample may be a few ticks old).
+                        let at = Trip {
+                            time_s: sample.time_s,
+                            segment: tick.segment,
+                            load_un: sample.load_un,
+                            setpoint_un,
+                            t_s,
+                        };
                         self.trip(&mut end, &mut phase, detail, value, at, &limits, pillar);
                     }
                 }
@@ -546,6 +605,12 @@ impl ControlLoop {
         let usage1 = thread_usage();
         diag.control_page_faults = usage1.0.saturating_sub(usage0.0);
         diag.control_preemptions = usage1.1.saturating_sub(usage0.1);
+        // A buffered meter is read every few ms: the last frame samples may still wait for their
+        // readings. Collect them (bounded) so the file ends where the program did.
+        if let Err(e) = self.drain_tail(&mut merger, &mut align) {
+            end.get_or_insert(EndReason::DeviceFault(e.to_string()));
+        }
+        diag.smu_misalignment_max_us = align.worst_us();
         diag.ring_high_water = high_water as u64;
         diag.load_tracking_rms_un = if tracking_n > 0 { (tracking_sq / tracking_n as f64).sqrt() } else { 0.0 };
         diag.load_tracking_max_un = tracking_max;
@@ -581,6 +646,68 @@ impl ControlLoop {
         let _ = self.control_events.push(ev);
         *end = Some(EndReason::Interlock(detail));
         *phase = Phase::SafeUnload { from_un: at.setpoint_un.max(at.load_un.min(limits.max_load_un)), since_s: at.t_s };
+    }
+
+    /// After the last tick: read the meter until every frame sample already acquired has its
+    /// reading (at most [`TAIL_WAIT`]), and push those samples. Samples still unmatched then are
+    /// pushed with the current flagged invalid.
+    fn drain_tail(&mut self, merger: &mut Merger, align: &mut Alignment) -> Result<(), HwError> {
+        let deadline = Instant::now() + TAIL_WAIT;
+        while merger.n_frames > 0 {
+            let n = self.rig.smu.acquire(&mut merger.smus[merger.n_smus..])?;
+            merger.n_smus += n;
+            let timed_out = Instant::now() >= deadline;
+            if timed_out {
+                // Let the merger give up on the readings still missing.
+                merger.give_up = true;
+            }
+            while let Some((f, TickContext { setpoint_un, segment, .. }, smu)) = merger.next() {
+                align.check(&f, smu.as_ref())?;
+                let (current_a, voltage_v, mut flags) = match smu {
+                    Some(s) => (s.current_a, s.voltage_v, if s.compliance { FLAG_COMPLIANCE } else { 0 }),
+                    None => (f64::NAN, f64::NAN, FLAG_CURRENT_INVALID),
+                };
+                if !current_a.is_finite() {
+                    flags |= FLAG_CURRENT_INVALID;
+                }
+                let sample = Sample {
+                    seq: f.seq,
+                    time_s: f.time_s,
+                    setpoint_un,
+                    load_un: f.load_un,
+                    disp_nm: f.disp_nm,
+                    current_a,
+                    voltage_v,
+                    segment,
+                    flags,
+                };
+                let mut pending = sample;
+                loop {
+                    match self.ring.push(pending) {
+                        Ok(()) => {
+                            self.shared.pushed.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                        Err(rtrb::PushError::Full(back)) if !self.ring.is_abandoned() => {
+                            pending = back;
+                            std::thread::yield_now();
+                        }
+                        Err(_) => {
+                            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                    }
+                }
+            }
+            if timed_out {
+                break;
+            }
+            if n == 0 {
+                // The meter answers on its own poll interval (a few ms); no need to spin.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -687,6 +814,72 @@ fn warm_up(wake_period: Duration) {
         i += 1;
     }
     std::hint::black_box(&h);
+}
+
+/// How long the control loop waits after the last tick for a buffered meter's last readings.
+const TAIL_WAIT: Duration = Duration::from_millis(250);
+
+/// Pairs meter readings with frame samples by index and checks their timestamps: the worst
+/// deviation of (meter time − frame time) from its value at the first pair is recorded; with an
+/// external trigger a deviation over half a sample period means a pulse was missed or doubled
+/// (the readings have slipped by one), which is a stream error, never a silent shift.
+struct Alignment {
+    pacing: SmuPacing,
+    device: String,
+    dt_s: f64,
+    origin_s: Option<f64>,
+    worst_s: f64,
+    measured: bool,
+}
+
+impl Alignment {
+    fn new(pacing: SmuPacing, device: String, dt_s: f64) -> Self {
+        Self { pacing, device, dt_s, origin_s: None, worst_s: 0.0, measured: false }
+    }
+
+    fn check(&mut self, f: &FrameReading, smu: Option<&SmuReading>) -> Result<(), HwError> {
+        let Some(s) = smu else {
+            if self.pacing == SmuPacing::Tagged {
+                return Ok(());
+            }
+            return Err(HwError::Stream {
+                device: self.device.clone(),
+                message: format!(
+                    "no reading for frame sample {} (the meter fell {READ_BATCH} samples behind or stopped taking \
+                     readings)",
+                    f.seq
+                ),
+            });
+        };
+        if !(s.time_s.is_finite() && f.time_s.is_finite()) {
+            return Ok(());
+        }
+        let offset = s.time_s - f.time_s;
+        let origin = *self.origin_s.get_or_insert(offset);
+        let dev = (offset - origin).abs();
+        self.measured = true;
+        if dev > self.worst_s {
+            self.worst_s = dev;
+        }
+        if self.pacing == SmuPacing::ExternalTrigger && dev > 0.5 * self.dt_s {
+            return Err(HwError::Stream {
+                device: self.device.clone(),
+                message: format!(
+                    "reading {} was taken {:.3} ms off frame sample {} (more than half the {:.3} ms period): a trigger \
+                     pulse was missed or doubled",
+                    s.seq,
+                    dev * 1e3,
+                    f.seq,
+                    self.dt_s * 1e3
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn worst_us(&self) -> Option<f64> {
+        self.measured.then_some(self.worst_s * 1e6)
+    }
 }
 
 /// Checks one sample against the declarative limits. Returns a description and the offending
@@ -816,6 +1009,50 @@ fn try_realtime() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn frame(seq: u64, time_s: f64) -> FrameReading {
+        FrameReading { seq, time_s, ..FrameReading::default() }
+    }
+
+    fn meter(seq: u64, time_s: f64) -> SmuReading {
+        SmuReading { seq, time_s, ..SmuReading::default() }
+    }
+
+    #[test]
+    fn alignment_records_the_worst_deviation_and_catches_a_slipped_trigger() {
+        let dt = 1e-3;
+        // External trigger: the meter's clock starts 0.4 ms after the frame's and jitters 20 µs.
+        let mut a = Alignment::new(SmuPacing::ExternalTrigger, "SMU0 (keithley-2450 tcp x)".into(), dt);
+        for i in 0..10u64 {
+            let jitter = if i == 7 { 20e-6 } else { 0.0 };
+            a.check(&frame(i, i as f64 * dt), Some(&meter(i, i as f64 * dt - 0.4e-3 + jitter))).expect("aligned");
+        }
+        let worst = a.worst_us().expect("measured");
+        assert!((worst - 20.0).abs() < 1e-6, "{worst}");
+        // A missed pulse: reading 10 was taken at frame sample 11's time.
+        let e = a.check(&frame(10, 10.0 * dt), Some(&meter(10, 11.0 * dt - 0.4e-3))).expect_err("slip");
+        let t = e.to_string();
+        assert!(t.contains("SMU0 (keithley-2450") && t.contains("missed or doubled"), "{t}");
+        // A frame sample without its reading is a stream error for a buffered meter…
+        assert!(a.check(&frame(11, 11.0 * dt), None).is_err());
+        // …but not for a tagged one (the in-house dialect flags it invalid, as before).
+        let mut tagged = Alignment::new(SmuPacing::Tagged, "SMU0".into(), dt);
+        tagged.check(&frame(0, 0.0), None).expect("tagged");
+        assert_eq!(tagged.worst_us(), None, "no timestamps, nothing measured");
+    }
+
+    #[test]
+    fn a_timer_paced_meter_may_drift_and_the_drift_is_recorded() {
+        let dt = 1e-3;
+        let mut a = Alignment::new(SmuPacing::Timer, "SMU0".into(), dt);
+        // 100 ppm fast: after 10 000 samples the readings are 1 ms (one period) ahead.
+        for i in (0..=10_000u64).step_by(1000) {
+            let t = i as f64 * dt;
+            a.check(&frame(i, t), Some(&meter(i, t * (1.0 - 1e-4)))).expect("timer drift is not an error");
+        }
+        let worst = a.worst_us().expect("measured");
+        assert!((worst - 1000.0).abs() < 1e-3, "{worst}");
+    }
 
     #[test]
     fn the_late_window_forgets_what_slid_out_and_counts_over_a_whole_window() {

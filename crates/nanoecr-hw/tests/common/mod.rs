@@ -1,0 +1,158 @@
+//! A scripted SCPI responder for driver tests: it reads the host's program messages over a real
+//! loopback TCP socket or a real pseudo-terminal, records them, and answers each with the bytes
+//! the test's script gives (taken from the instruments' manuals; each test cites its source).
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nanoecr_core::config::hardware::{SmuConfig, SmuModel, SmuTransport};
+
+/// What the responder does with one message.
+pub enum Answer {
+    /// Nothing (a command, or a query left unanswered: the host times out).
+    Silent,
+    /// These bytes (the terminator included).
+    Bytes(Vec<u8>),
+    /// Close the connection (a LAN drop).
+    Close,
+}
+
+/// A line reply with `\n`.
+pub fn line(s: &str) -> Answer {
+    Answer::Bytes(format!("{s}\n").into_bytes())
+}
+
+/// The script: called with each message (terminator stripped).
+pub type Script = Box<dyn FnMut(&str) -> Answer + Send>;
+
+/// Messages the host sent, in order.
+#[derive(Clone, Default)]
+pub struct Log(Arc<Mutex<Vec<String>>>);
+
+impl Log {
+    /// A copy of the messages so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+    fn push(&self, s: &str) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(s.to_string());
+        }
+    }
+}
+
+/// Serve `script` on 127.0.0.1:0 (every connection in turn, for reconnects); returns the address.
+pub fn serve_tcp(mut script: Script) -> (SocketAddr, Log) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let log = Log::default();
+    let l2 = log.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { return };
+            // As an instrument answers: each reply at once, not held back by Nagle's algorithm.
+            let _ = s.set_nodelay(true);
+            let Ok(mut r) = s.try_clone() else { return };
+            if !converse(&mut r, &mut s, &mut script, &l2) {
+                // The script closed the connection: keep accepting (a later reconnect may come).
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    });
+    (addr, log)
+}
+
+/// Read messages from `r` and answer on `w` until EOF (true) or a scripted close (false).
+fn converse(r: &mut impl Read, w: &mut impl Write, script: &mut Script, log: &Log) -> bool {
+    let mut pending = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) | Err(_) => return true,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
+            let mut msg: Vec<u8> = pending.drain(..=pos).collect();
+            msg.pop();
+            if msg.last() == Some(&b'\r') {
+                msg.pop();
+            }
+            let msg = String::from_utf8_lossy(&msg).into_owned();
+            log.push(&msg);
+            match script(&msg) {
+                Answer::Silent => {}
+                Answer::Bytes(b) => {
+                    if w.write_all(&b).and_then(|()| w.flush()).is_err() {
+                        return true;
+                    }
+                }
+                Answer::Close => return false,
+            }
+        }
+    }
+}
+
+/// A pseudo-terminal in raw mode (no echo, no line editing) with `script` on its master side.
+/// Returns the slave's path and the slave fd, which the caller keeps open for the test's length
+/// (the pty's settings and life are tied to an open slave).
+pub fn serve_pty(mut script: Script) -> (String, OwnedFd, Log) {
+    use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let mut t = tcgetattr(&pty.slave).expect("tcgetattr");
+    cfmakeraw(&mut t);
+    tcsetattr(&pty.slave, SetArg::TCSANOW, &t).expect("tcsetattr");
+    let path = nix::unistd::ttyname(&pty.slave).expect("ttyname").to_string_lossy().into_owned();
+    let log = Log::default();
+    let l2 = log.clone();
+    let master = std::fs::File::from(pty.master);
+    std::thread::spawn(move || {
+        let Ok(mut w) = master.try_clone() else { return };
+        let mut r = master;
+        converse(&mut r, &mut w, &mut script, &l2);
+    });
+    (path, pty.slave, log)
+}
+
+/// A `[hardware.smu]` for `model` over TCP to `addr`.
+pub fn tcp_config(model: SmuModel, addr: SocketAddr) -> SmuConfig {
+    SmuConfig {
+        model: Some(model),
+        transport: SmuTransport::Tcp,
+        address: Some(addr.ip().to_string()),
+        port: addr.port(),
+        timeout_ms: 300,
+        retries: 0,
+        ..SmuConfig::default()
+    }
+}
+
+/// A `[hardware.smu]` for `model` over `transport` to the device at `path`.
+pub fn path_config(model: SmuModel, transport: SmuTransport, path: &str) -> SmuConfig {
+    SmuConfig {
+        model: Some(model),
+        transport,
+        device: Some(path.to_string()),
+        timeout_ms: 300,
+        retries: 0,
+        ..SmuConfig::default()
+    }
+}
+
+/// Call `f` until it yields something, at most 5 s (a bound for a loaded machine; the meter
+/// drivers answer on their own poll interval, a few ms).
+pub fn until<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "condition not met within 5 s");
+        std::thread::yield_now();
+    }
+}
