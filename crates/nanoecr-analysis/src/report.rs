@@ -73,10 +73,15 @@ fn fixed_at(v: f64, e: i32) -> String {
 /// `v` to the digit of 10^`e`: fixed in [10⁻², 10⁴), else scientific with as many mantissa
 /// digits (at most 4).
 fn at_digit(v: f64, e: i32) -> String {
+    at_digit_in(v, e, fixed_range(v))
+}
+
+/// `v` to the digit of 10^`e`, in fixed notation when `fixed`, else scientific.
+fn at_digit_in(v: f64, e: i32, fixed: bool) -> String {
     if !v.is_finite() {
         return non_finite(v);
     }
-    if fixed_range(v) {
+    if fixed || v == 0.0 {
         fixed_at(v, e)
     } else {
         let p = (v.abs().log10().floor() as i32 - e).clamp(0, 4) as usize;
@@ -138,7 +143,9 @@ pub fn with_ci(v: f64, lo: f64, hi: f64) -> String {
     }
     let near = [v - lo, hi - v].into_iter().filter(|d| d.is_finite() && *d > 0.0).fold(f64::INFINITY, f64::min);
     let e = last_digit(near).unwrap_or_else(|| if v == 0.0 { 0 } else { v.abs().log10().floor() as i32 - 2 });
-    format!("{} [{}, {}]", at_digit(v, e), at_digit(lo, e), at_digit(hi, e))
+    // One notation for the three, the estimate's: "3.9e-4 [2.6e-4, 1.771e-2]", not "…, 0.01771]".
+    let fixed = fixed_range(v);
+    format!("{} [{}, {}]", at_digit_in(v, e, fixed), at_digit_in(lo, e, fixed), at_digit_in(hi, e, fixed))
 }
 
 /// A fit's α and xc with their intervals: "α = 1.486 [1.407, 1.565], xc = 9.9e-4 [8.1e-4, 1.3e-3]".
@@ -659,5 +666,7 @@ mod tests {
         assert_eq!(with_ci(1.5e-3, 1.1e-3, f64::INFINITY), "1.50e-3 [1.10e-3, ∞]");
         assert_eq!(with_ci(0.66, -1.0, 2.3), "0.7 [-1.0, 2.3]");
         assert_eq!(with_ci(1.5, f64::NAN, f64::NAN), "1.50 [—, —]");
+        assert_eq!(with_ci(3.9e-4, 2.6e-4, 0.01771), "3.9e-4 [2.6e-4, 1.771e-2]");
+        assert_eq!(with_ci(1.44, 0.57, 2.2), "1.44 [0.57, 2.20]");
     }
 }

@@ -174,11 +174,13 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string(&json_output(&runs, campaign.as_ref(), &errors, &written))?);
     } else {
-        for (a, _) in &runs {
-            print_summary(a);
-        }
+        // A campaign's answer is its groups' headlines (one run alone rarely constrains α):
+        // they come first, each run's summary after.
         if let Some(c) = &campaign {
             println!("{}", nanoecr_analysis::report::campaign_markdown(c));
+        }
+        for (a, _) in &runs {
+            print_summary(a);
         }
         if let Some(dir) = &args.out_dir {
             println!("report and plots written to {}", dir.display());
