@@ -332,12 +332,12 @@ pub fn run_markdown(a: &RunAnalysis, plots: bool) -> String {
     let g = &a.activation_energy;
     let _ = writeln!(
         m,
-        "\n## Activation energy\n\nΔG = kT ln(2ω t_R) = **{} eV** with t_R = median spike duration {} ms ({} spikes), ω = {} /s, T = {} K.",
-        num(g.delta_g_ev),
-        num(g.median_duration_s * 1e3),
+        "\n## Activation energy\n\nΔG = kT ln(2ω t_R) = **{:.2} eV** with t_R = median spike duration {:.2} ms ({} spikes), ω = {} /s, T = {} K.",
+        g.delta_g_ev,
+        g.median_duration_s * 1e3,
         g.n_spikes,
-        num(g.omega_per_s),
-        num(g.temperature_k)
+        sig2(g.omega_per_s),
+        g.temperature_k
     );
     let _ = writeln!(m, "\n## Diagnostics\n");
     diagnostics_markdown(&mut m, &a.diagnostics, &a.headline.method);
@@ -345,20 +345,22 @@ pub fn run_markdown(a: &RunAnalysis, plots: bool) -> String {
         let _ = writeln!(m, "\n## Score against ground truth\n\n{}", score_markdown(s));
     }
     if let Some(f) = &a.fit_vs_truth {
+        // A single run's α is uncertain in the first decimal; two are plenty.
+        let a2 = |v: f64| format!("{v:.2}");
         let _ = writeln!(
             m,
             "\nFitted vs true: naive α = {} (true {}, CI covers: {}), xc = {} (true {}, within ×2: {}); efficiency-aware α = {}, xc = {}; measurement-aware α = {} (CI covers: {}), xc = {} (within ×2: {}).",
-            num(f.alpha),
-            num(f.true_alpha),
+            a2(f.alpha),
+            f.true_alpha,
             f.alpha_ci_covers,
-            num(f.xc),
-            num(f.true_xc),
+            sig2(f.xc),
+            f.true_xc,
             f.xc_within_factor_2,
-            f.alpha_efficiency_aware.map_or("—".into(), num),
-            f.xc_efficiency_aware.map_or("—".into(), num),
-            f.alpha_measured.map_or("—".into(), num),
+            f.alpha_efficiency_aware.map_or("—".into(), a2),
+            f.xc_efficiency_aware.map_or("—".into(), sig2),
+            f.alpha_measured.map_or("—".into(), a2),
             f.alpha_measured_ci_covers.map_or("—".into(), |b| b.to_string()),
-            f.xc_measured.map_or("—".into(), num),
+            f.xc_measured.map_or("—".into(), sig2),
             f.xc_measured_within_factor_2.map_or("—".into(), |b| b.to_string())
         );
     }
