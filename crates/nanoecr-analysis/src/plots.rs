@@ -240,14 +240,13 @@ fn draw_ccdf<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, a: &RunAnalysis)
             })
             .collect()
     };
-    if let Some(m) = &a.magnitudes {
-        let t = &m.truncated_power_law;
+    if let Some(t) = &a.diagnostics.naive {
         chart
             .draw_series(LineSeries::new(curve(t, false), P_COLOR.stroke_width(2)))
             .map_err(err)?
             .label(format!("TPL α = {:.2}, xc = {:.2e} (x ≥ {:.1e})", t.alpha, t.xc, t.x_min))
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], P_COLOR));
-        if let Some(e) = &m.efficiency_aware {
+        if let Some(e) = &a.diagnostics.efficiency_aware {
             chart
                 .draw_series(LineSeries::new(curve(e, true), N_COLOR.stroke_width(2)))
                 .map_err(err)?

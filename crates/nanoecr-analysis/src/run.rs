@@ -15,7 +15,10 @@ use crate::events::{
 use crate::measured::{
     detector_floor, detector_leak, detector_threshold, fit_measured_power_law, MeasuredFit, MeasurementModel,
 };
-use crate::powerlaw::{analyze_magnitudes, ccdf, log_histogram, EfficiencyCurve, LogHistogram, MagnitudeAnalysis};
+use crate::powerlaw::{
+    analyze_magnitudes, ccdf, log_histogram, EfficiencyCurve, ExponentialFit, LikelihoodRatio, LogHistogram,
+    MagnitudeAnalysis, PowerLawFit, TruncatedPowerLawFit, ALPHA_HI, ALPHA_LO,
+};
 use crate::scoring::{score_events, ScoreOptions, ScoreReport};
 
 /// A run as the analysis needs it. Columns are per sample and of equal length.
@@ -246,6 +249,178 @@ pub struct FitVsTruth {
     pub xc_measured_within_factor_2: Option<bool>,
 }
 
+/// The estimator `nanoecr analyze` leads with (a key of [`Diagnostics`]). docs/accuracy.md shows
+/// the measurement-aware fit unbiased on simulated detector output (mean α error −0.03 at 1 kHz,
+/// −0.04 at 10 kHz) with its 95 % interval covering the true α in 19 of 20 campaigns at both
+/// rates; the naive fit above the completeness threshold covers 15/20 at 10 kHz (bias +0.30) and
+/// the efficiency-aware fit 0/20 (bias +0.78).
+pub const HEADLINE_METHOD: &str = "measurement_aware";
+
+/// A 95 % interval of α wider than this is no answer: the data do not tell a power law from
+/// its neighbours (a single demo run's is 2 wide; a 20-run campaign's ≈ 1, docs/accuracy.md).
+pub const MAX_CONSTRAINED_ALPHA_CI_WIDTH: f64 = 1.0;
+
+/// The one α and xc of a run or a campaign group: [`HEADLINE_METHOD`]'s fit, copied from its
+/// [`Diagnostics`] entry, so scripts need not know which estimator won. Numbers are NaN (`null`
+/// in JSON) when that fit could not be made (see the notes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Headline {
+    /// Exponent α.
+    pub alpha: f64,
+    /// 95 % profile-likelihood interval of α.
+    pub alpha_ci: [f64; 2],
+    /// Exponential cutoff xc (|Δρ/ρ|).
+    pub xc: f64,
+    /// 95 % interval of xc (upper end `null`/∞ when a pure power law is not excluded).
+    pub xc_ci: [f64; 2],
+    /// The estimator, a key of [`Diagnostics`].
+    pub method: String,
+    /// Magnitudes fitted.
+    pub n: usize,
+    /// Lower end of the fitted magnitudes (for the measurement-aware fit, its floor on the
+    /// reported |Δρ/ρ|).
+    pub x_min: f64,
+    /// Whether the data constrain α: a finite interval no wider than
+    /// [`MAX_CONSTRAINED_ALPHA_CI_WIDTH`] whose ends are clear of the fit's search bounds
+    /// (an end on a bound is the clamp, not a measurement).
+    pub constrained: bool,
+}
+
+impl Headline {
+    /// The headline of `fit` by `method`; with no fit, NaN numbers, n = 0, not constrained, and
+    /// `x_min` as given (the floor the fit would have used, NaN when unknown).
+    pub fn new(method: &str, fit: Option<&TruncatedPowerLawFit>, x_min: f64) -> Self {
+        match fit {
+            Some(f) => Self {
+                alpha: f.alpha,
+                alpha_ci: f.alpha_ci,
+                xc: f.xc,
+                xc_ci: f.xc_ci,
+                method: method.into(),
+                n: f.n,
+                x_min: f.x_min,
+                constrained: alpha_constrained(f),
+            },
+            None => Self {
+                alpha: f64::NAN,
+                alpha_ci: [f64::NAN; 2],
+                xc: f64::NAN,
+                xc_ci: [f64::NAN; 2],
+                method: method.into(),
+                n: 0,
+                x_min,
+                constrained: false,
+            },
+        }
+    }
+}
+
+/// Whether a fit's α is an answer (see [`Headline::constrained`]). The profile search stops at
+/// the bounds [−1, 4], so an end within 0.01 of one is the clamp.
+pub fn alpha_constrained(f: &TruncatedPowerLawFit) -> bool {
+    let [lo, hi] = f.alpha_ci;
+    f.alpha.is_finite()
+        && lo.is_finite()
+        && hi.is_finite()
+        && hi - lo <= MAX_CONSTRAINED_ALPHA_CI_WIDTH
+        && lo > ALPHA_LO + 0.01
+        && hi < ALPHA_HI - 0.01
+}
+
+/// The pure power law and exponential fitted to the naive fit's magnitudes, and the truncated
+/// power law's likelihood ratios against them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelComparisons {
+    /// Pure power law above the same x_min.
+    pub power_law: PowerLawFit,
+    /// Shifted exponential above the same x_min.
+    pub exponential: ExponentialFit,
+    /// Truncated power law vs pure power law (nested).
+    pub tpl_vs_power_law: LikelihoodRatio,
+    /// Truncated power law vs exponential (Vuong).
+    pub tpl_vs_exponential: LikelihoodRatio,
+}
+
+/// Every magnitude estimator of a run or group, each `None` when it could not be fitted (see the
+/// notes). The keys `naive`, `efficiency_aware` and `measurement_aware` are the values
+/// [`Headline::method`] can take, and each holds the same kind of fit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Diagnostics {
+    /// Truncated power law of the reported magnitudes above the completeness threshold (naive
+    /// likelihood).
+    pub naive: Option<TruncatedPowerLawFit>,
+    /// Truncated power law down to the detection threshold, weighted by the efficiency curve
+    /// (runs only).
+    pub efficiency_aware: Option<TruncatedPowerLawFit>,
+    /// Truncated power law of the reported magnitudes above the detector floor, fitted through
+    /// the measurement model (`x_min` is that floor).
+    pub measurement_aware: Option<TruncatedPowerLawFit>,
+    /// The measurement model: the run's detector (noise σ, sampling rate, spike durations, floor
+    /// from the detection settings), or a group's pooled model. None without a noise estimate.
+    pub measurement_model: Option<MeasurementModel>,
+    /// The measurement-aware fit's mean reported − true magnitude for large spikes.
+    pub measurement_peak_bias: Option<f64>,
+    /// The measurement-aware fit's correlation of (α, ln xc) at the maximum.
+    pub measurement_alpha_ln_xc_correlation: Option<f64>,
+    /// The naive fit against a pure power law and an exponential.
+    pub comparisons: Option<ModelComparisons>,
+}
+
+impl Diagnostics {
+    /// Gather the fits: the naive and efficiency-aware ones with their comparisons
+    /// (`magnitudes`), the measurement model and the measurement-aware fit.
+    pub fn new(
+        magnitudes: Option<MagnitudeAnalysis>,
+        measurement_model: Option<MeasurementModel>,
+        measured: Option<MeasuredFit>,
+    ) -> Self {
+        let (naive, efficiency_aware, comparisons) = match magnitudes {
+            Some(m) => (
+                Some(m.truncated_power_law),
+                m.efficiency_aware,
+                Some(ModelComparisons {
+                    power_law: m.power_law,
+                    exponential: m.exponential,
+                    tpl_vs_power_law: m.tpl_vs_power_law,
+                    tpl_vs_exponential: m.tpl_vs_exponential,
+                }),
+            ),
+            None => (None, None, None),
+        };
+        let (measurement_peak_bias, measurement_alpha_ln_xc_correlation) =
+            measured.as_ref().map_or((None, None), |f| (Some(f.peak_bias), Some(f.alpha_ln_xc_correlation)));
+        Self {
+            naive,
+            efficiency_aware,
+            measurement_aware: measured.map(|f| f.fit),
+            measurement_model,
+            measurement_peak_bias,
+            measurement_alpha_ln_xc_correlation,
+            comparisons,
+        }
+    }
+
+    /// The fit of `method` (a key of this struct), if made.
+    pub fn fit(&self, method: &str) -> Option<&TruncatedPowerLawFit> {
+        match method {
+            "naive" => self.naive.as_ref(),
+            "efficiency_aware" => self.efficiency_aware.as_ref(),
+            "measurement_aware" => self.measurement_aware.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The headline: [`HEADLINE_METHOD`]'s fit, or, without it, a headline with no numbers at the
+    /// measurement model's floor.
+    pub fn headline(&self) -> Headline {
+        Headline::new(
+            HEADLINE_METHOD,
+            self.fit(HEADLINE_METHOD),
+            self.measurement_model.as_ref().map_or(f64::NAN, |m| m.y_min),
+        )
+    }
+}
+
 /// Every number of one run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunAnalysis {
@@ -277,16 +452,10 @@ pub struct RunAnalysis {
     pub completeness_threshold: Option<f64>,
     /// Lower end of the naive fit.
     pub fit_x_min: f64,
-    /// Magnitude fits and model comparisons (None with too few spikes; see `notes`). The
-    /// truncated power law there is the **naive** fit of the reported magnitudes above the
-    /// completeness threshold.
-    pub magnitudes: Option<MagnitudeAnalysis>,
-    /// The measurement model of this run's detector: noise σ from the data, the sampling rate,
-    /// the spike durations, the floor from the detection settings (None without a noise estimate).
-    pub measurement_model: Option<MeasurementModel>,
-    /// The **measurement-aware** truncated power law: reported magnitudes above the model's
-    /// floor, fitted through the model (None with too few spikes; see `notes`).
-    pub measured_fit: Option<MeasuredFit>,
+    /// The one α and xc this run gives, from [`HEADLINE_METHOD`].
+    pub headline: Headline,
+    /// Every magnitude fit, the headline's included, and the model comparisons.
+    pub diagnostics: Diagnostics,
     /// Log-binned histogram of |Δρ/ρ| from 1e-4.
     pub histogram: LogHistogram,
     /// Waiting times per segment and sign.
@@ -391,10 +560,10 @@ pub fn analyze_run(input: &RunInput, opts: &AnalysisOptions) -> RunAnalysis {
             None
         }
     });
-    let fit_vs_truth = match (input.true_alpha, input.true_xc, magnitudes.as_ref()) {
-        (Some(a), Some(xc), Some(m)) => {
-            let t = &m.truncated_power_law;
-            let meas = measured_fit.as_ref().map(|f| &f.fit);
+    let diagnostics = Diagnostics::new(magnitudes, measurement_model, measured_fit);
+    let fit_vs_truth = match (input.true_alpha, input.true_xc, diagnostics.naive.as_ref()) {
+        (Some(a), Some(xc), Some(t)) => {
+            let meas = diagnostics.measurement_aware.as_ref();
             Some(FitVsTruth {
                 true_alpha: a,
                 true_xc: xc,
@@ -402,8 +571,8 @@ pub fn analyze_run(input: &RunInput, opts: &AnalysisOptions) -> RunAnalysis {
                 alpha_ci_covers: t.alpha_ci[0] <= a && a <= t.alpha_ci[1],
                 xc: t.xc,
                 xc_within_factor_2: t.xc >= xc / 2.0 && t.xc <= xc * 2.0,
-                alpha_efficiency_aware: m.efficiency_aware.as_ref().map(|f| f.alpha),
-                xc_efficiency_aware: m.efficiency_aware.as_ref().map(|f| f.xc),
+                alpha_efficiency_aware: diagnostics.efficiency_aware.as_ref().map(|f| f.alpha),
+                xc_efficiency_aware: diagnostics.efficiency_aware.as_ref().map(|f| f.xc),
                 alpha_measured: meas.map(|f| f.alpha),
                 alpha_measured_ci: meas.map(|f| f.alpha_ci),
                 alpha_measured_ci_covers: meas.map(|f| f.alpha_ci[0] <= a && a <= f.alpha_ci[1]),
@@ -430,9 +599,8 @@ pub fn analyze_run(input: &RunInput, opts: &AnalysisOptions) -> RunAnalysis {
         efficiency_curve: curve,
         completeness_threshold: completeness,
         fit_x_min,
-        magnitudes,
-        measurement_model,
-        measured_fit,
+        headline: diagnostics.headline(),
+        diagnostics,
         histogram: log_histogram(&mags, 1e-4, 5),
         waiting_times: waiting_time_table(&input.events),
         sign_balance: sign_balance(&input.events),
@@ -490,10 +658,12 @@ pub struct StressGroup {
     pub files: Vec<String>,
     /// Spikes pooled.
     pub n_spikes: usize,
-    /// Pooled magnitude fit above the largest completeness threshold of the group (naive).
-    pub magnitudes: Option<MagnitudeAnalysis>,
-    /// Pooled measurement-aware fit (see [`pooled_measurement_model`]).
-    pub measured_fit: Option<MeasuredFit>,
+    /// The group's one α and xc, from [`HEADLINE_METHOD`]'s pooled fit.
+    pub headline: Headline,
+    /// Pooled fits: naive above the largest completeness threshold of the group, and
+    /// measurement-aware through the pooled model ([`pooled_measurement_model`]); no
+    /// efficiency-aware fit (the runs' curves differ).
+    pub diagnostics: Diagnostics,
     /// Pooled p − n per segment.
     pub sign_balance: Vec<SignBalance>,
     /// Pooled waiting times (waits never span files).
@@ -566,7 +736,7 @@ pub fn analyze_campaign(runs: &[(RunAnalysis, Vec<Event>)]) -> CampaignAnalysis 
                 }
             };
             let models: Vec<&MeasurementModel> =
-                members.iter().filter_map(|(a, _)| a.measurement_model.as_ref()).collect();
+                members.iter().filter_map(|(a, _)| a.diagnostics.measurement_model.as_ref()).collect();
             let measured_fit =
                 match pooled_measurement_model(&models).and_then(|model| fit_measured_power_law(&mags, &model, None)) {
                     Ok(f) => Some(f),
@@ -575,12 +745,14 @@ pub fn analyze_campaign(runs: &[(RunAnalysis, Vec<Event>)]) -> CampaignAnalysis 
                         None
                     }
                 };
+            let model = measured_fit.as_ref().map(|f| f.model.clone());
+            let diagnostics = Diagnostics::new(magnitudes, model, measured_fit);
             StressGroup {
                 peak_stress_mpa: k as f64 * 10.0,
                 files: members.iter().map(|(a, _)| a.file.clone()).collect(),
                 n_spikes: mags.len(),
-                magnitudes,
-                measured_fit,
+                headline: diagnostics.headline(),
+                diagnostics,
                 sign_balance: balance,
                 waiting_times: waits
                     .iter()
@@ -649,8 +821,8 @@ pub(crate) mod tests {
         let a = analyze_run(&input, &AnalysisOptions::default());
         assert!((a.noise_sigma - 1e-4).abs() < 1e-5, "σ {}", a.noise_sigma);
         assert_eq!(a.n_spikes, 400);
-        let m = a.magnitudes.as_ref().expect("fit");
-        assert!((m.truncated_power_law.alpha - 1.5).abs() < 0.6, "α {}", m.truncated_power_law.alpha);
+        let m = a.diagnostics.naive.as_ref().expect("fit");
+        assert!((m.alpha - 1.5).abs() < 0.6, "α {}", m.alpha);
         assert_eq!(a.sign_balance.len(), 3);
         assert_eq!(a.waiting_times.len(), 8);
         let json = serde_json::to_value(&a).expect("json");
@@ -692,32 +864,101 @@ pub(crate) mod tests {
             .map(|i| (analyze_run(i, &AnalysisOptions::default()), i.events.clone()))
             .collect();
         let a = &runs[0].0;
-        let model = a.measurement_model.as_ref().expect("model");
+        let model = a.diagnostics.measurement_model.as_ref().expect("model");
         // σ from the Δρ/ρ column, floor from the default detection settings (50 Hz mains: a
         // 60-sample baseline, a 1000-sample noise window).
         assert!((model.sigma / 1e-4 - 1.0).abs() < 0.05, "σ {}", model.sigma);
         assert!(model.y_min > 5.6e-4 && model.y_min < 6.0e-4, "floor {}", model.y_min);
         assert!((model.max_of_weights[1] - 0.25).abs() < 1e-3);
-        let m = a.measured_fit.as_ref().expect("measured fit");
-        assert!(m.fit.n > 1000, "n {}", m.fit.n);
+        let m = a.diagnostics.measurement_aware.as_ref().expect("measured fit");
+        assert!(m.n > 1000, "n {}", m.n);
         // ≈ 1 700 magnitudes: the 95 % half-width is ≈ 0.35, so a 2.5σ band is ±0.45.
-        assert!((m.fit.alpha - 1.5).abs() < 0.45, "α {} {:?}", m.fit.alpha, m.fit.alpha_ci);
-        assert!(m.fit.alpha_ci[0] <= 1.5 && 1.5 <= m.fit.alpha_ci[1], "{:?}", m.fit.alpha_ci);
+        assert!((m.alpha - 1.5).abs() < 0.45, "α {} {:?}", m.alpha, m.alpha_ci);
+        assert!(m.alpha_ci[0] <= 1.5 && 1.5 <= m.alpha_ci[1], "{:?}", m.alpha_ci);
         let f = a.fit_vs_truth.as_ref().expect("fit vs truth");
-        assert_eq!(f.alpha_measured, Some(m.fit.alpha));
+        assert_eq!(f.alpha_measured, Some(m.alpha));
         assert_eq!(f.alpha_measured_ci_covers, Some(true));
         assert!(f.alpha_efficiency_aware.is_some());
         let json = serde_json::to_value(a).expect("json");
-        assert!(json["measured_fit"]["fit"]["alpha"].is_f64());
-        assert!(json["magnitudes"]["truncated_power_law"]["alpha"].is_f64());
+        assert!(json["diagnostics"]["measurement_aware"]["alpha"].is_f64());
+        assert!(json["diagnostics"]["naive"]["alpha"].is_f64());
 
         // Pooled over a campaign: one model with the highest floor, one measured fit per group.
         let c = analyze_campaign(&runs);
         let g = &c.groups[0];
-        let pooled = g.measured_fit.as_ref().expect("pooled measured fit");
-        let floor = runs.iter().filter_map(|r| r.0.measurement_model.as_ref()).map(|m| m.y_min).fold(0.0, f64::max);
-        assert_eq!(pooled.model.y_min, floor);
-        assert!(pooled.fit.alpha_ci[0] <= 1.5 && 1.5 <= pooled.fit.alpha_ci[1], "{:?}", pooled.fit.alpha_ci);
+        let pooled = g.diagnostics.measurement_aware.as_ref().expect("pooled measured fit");
+        let floor =
+            runs.iter().filter_map(|r| r.0.diagnostics.measurement_model.as_ref()).map(|m| m.y_min).fold(0.0, f64::max);
+        assert_eq!(g.diagnostics.measurement_model.as_ref().expect("pooled model").y_min, floor);
+        assert_eq!(pooled.x_min, floor);
+        assert!(pooled.alpha_ci[0] <= 1.5 && 1.5 <= pooled.alpha_ci[1], "{:?}", pooled.alpha_ci);
+        assert_eq!(g.headline.method, HEADLINE_METHOD);
+        assert_eq!((g.headline.alpha, g.headline.alpha_ci, g.headline.n), (pooled.alpha, pooled.alpha_ci, pooled.n));
+    }
+
+    #[test]
+    fn headline_is_the_measurement_aware_fit_and_says_when_it_is_unconstrained() {
+        let input = measured_synthetic_input(7);
+        let a = analyze_run(&input, &AnalysisOptions::default());
+        let f = a.diagnostics.measurement_aware.as_ref().expect("measured fit");
+        let h = &a.headline;
+        assert_eq!(h.method, HEADLINE_METHOD);
+        assert_eq!(a.diagnostics.fit(&h.method), Some(f));
+        assert_eq!(
+            (h.alpha, h.alpha_ci, h.xc, h.xc_ci, h.n, h.x_min),
+            (f.alpha, f.alpha_ci, f.xc, f.xc_ci, f.n, f.x_min)
+        );
+        // ≈ 1 700 magnitudes: an interval ≈ 0.7 wide, clear of the bounds.
+        assert!(h.constrained, "{:?}", h.alpha_ci);
+        let json = serde_json::to_value(&a).expect("json");
+        let keys: Vec<&str> = json["headline"].as_object().expect("headline").keys().map(String::as_str).collect();
+        let mut want = ["alpha", "alpha_ci", "xc", "xc_ci", "method", "n", "x_min", "constrained"];
+        want.sort_unstable();
+        let mut got = keys.clone();
+        got.sort_unstable();
+        assert_eq!(got, want);
+        assert_eq!(json["headline"]["alpha"], json["diagnostics"][HEADLINE_METHOD]["alpha"]);
+
+        // 60 spikes: the interval is far wider than 1 (or runs into a bound).
+        let mut short = input.clone();
+        short.events.truncate(60);
+        let a = analyze_run(&short, &AnalysisOptions::default());
+        let f = a.diagnostics.measurement_aware.as_ref().expect("measured fit");
+        assert!(f.alpha_ci[1] - f.alpha_ci[0] > MAX_CONSTRAINED_ALPHA_CI_WIDTH, "{:?}", f.alpha_ci);
+        assert!(!a.headline.constrained);
+        assert_eq!(a.headline.alpha, f.alpha);
+
+        // No spikes at all: a headline without numbers, at the model's floor.
+        let none = analyze_run(&RunInput { events: Vec::new(), ..input }, &AnalysisOptions::default());
+        assert!(none.headline.alpha.is_nan() && !none.headline.constrained && none.headline.n == 0);
+        let floor = none.diagnostics.measurement_model.as_ref().expect("model").y_min;
+        assert_eq!(none.headline.x_min, floor);
+        assert!(serde_json::to_value(&none).expect("json")["headline"]["alpha"].is_null());
+    }
+
+    #[test]
+    fn alpha_is_constrained_only_by_a_narrow_interval_clear_of_the_bounds() {
+        let fit = |alpha: f64, lo: f64, hi: f64| TruncatedPowerLawFit {
+            alpha,
+            alpha_ci: [lo, hi],
+            xc: 1e-3,
+            xc_ci: [8e-4, 1.3e-3],
+            ci_method: String::new(),
+            x_min: 5.9e-4,
+            n: 100,
+            log_likelihood: 0.0,
+            ks_distance: 0.0,
+            ks_p_value: 1.0,
+            efficiency_aware: false,
+            converged: true,
+        };
+        assert!(alpha_constrained(&fit(1.5, 1.1, 1.9)));
+        assert!(alpha_constrained(&fit(1.5, 1.0, 2.0)), "exactly 1.0 wide is still an answer");
+        assert!(!alpha_constrained(&fit(1.5, 0.9, 2.1)), "wider than 1");
+        assert!(!alpha_constrained(&fit(-0.8, ALPHA_LO, -0.3)), "lower end on the clamp");
+        assert!(!alpha_constrained(&fit(3.8, 3.5, ALPHA_HI)), "upper end on the clamp");
+        assert!(!alpha_constrained(&fit(1.5, f64::NAN, 1.9)));
+        assert!(!alpha_constrained(&fit(f64::NAN, 1.1, 1.9)));
     }
 
     #[test]

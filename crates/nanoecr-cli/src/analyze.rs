@@ -174,11 +174,13 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string(&json_output(&runs, campaign.as_ref(), &errors, &written))?);
     } else {
-        for (a, _) in &runs {
-            print_summary(a);
-        }
+        // A campaign's answer is its groups' headlines (one run alone rarely constrains α):
+        // they come first, each run's summary after.
         if let Some(c) = &campaign {
             println!("{}", nanoecr_analysis::report::campaign_markdown(c));
+        }
+        for (a, _) in &runs {
+            print_summary(a);
         }
         if let Some(dir) = &args.out_dir {
             println!("report and plots written to {}", dir.display());
@@ -219,47 +221,5 @@ pub(crate) fn json_output(
 }
 
 fn print_summary(a: &RunAnalysis) {
-    println!(
-        "{} ({}): {} spikes, {} pop-ins, peak {:.0} MPa, noise σ {:.2e}",
-        a.file, a.status, a.n_spikes, a.n_popins, a.peak_stress_mpa, a.noise_sigma
-    );
-    if let Some(m) = &a.magnitudes {
-        let t = &m.truncated_power_law;
-        println!(
-            "  TPL above {:.2e} (n = {}): α = {:.3} [{:.3}, {:.3}], xc = {:.3e} [{:.3e}, {:.3e}], KS D = {:.3}",
-            t.x_min, t.n, t.alpha, t.alpha_ci[0], t.alpha_ci[1], t.xc, t.xc_ci[0], t.xc_ci[1], t.ks_distance
-        );
-        if let Some(e) = &m.efficiency_aware {
-            println!(
-                "  efficiency-aware above {:.2e} (n = {}): α = {:.3} [{:.3}, {:.3}], xc = {:.3e}",
-                e.x_min, e.n, e.alpha, e.alpha_ci[0], e.alpha_ci[1], e.xc
-            );
-        }
-        println!(
-            "  vs power law: p = {:.3e} ({}); vs exponential: p = {:.3e} ({})",
-            m.tpl_vs_power_law.p_value,
-            m.tpl_vs_power_law.favours,
-            m.tpl_vs_exponential.p_value,
-            m.tpl_vs_exponential.favours
-        );
-    }
-    // Printed whether or not the naive fit above the completeness threshold had enough data:
-    // this fit uses every spike above the detector floor.
-    if let Some(f) = a.measured_fit.as_ref().map(|m| &m.fit) {
-        println!(
-            "  measurement-aware above {:.2e} (n = {}): α = {:.3} [{:.3}, {:.3}], xc = {:.3e} [{:.3e}, {:.3e}]",
-            f.x_min, f.n, f.alpha, f.alpha_ci[0], f.alpha_ci[1], f.xc, f.xc_ci[0], f.xc_ci[1]
-        );
-    }
-    for b in &a.sign_balance {
-        println!("  {:<6} p = {:4} n = {:4} p−n = {:+4} ± {:.1}", b.segment, b.p, b.n, b.difference, b.sigma);
-    }
-    println!(
-        "  ΔG = {:.3} eV (t_R = {:.2} ms)",
-        a.activation_energy.delta_g_ev,
-        a.activation_energy.median_duration_s * 1e3
-    );
-    for n in &a.notes {
-        println!("  note: {n}");
-    }
+    print!("{}", nanoecr_analysis::report::run_summary_text(a));
 }

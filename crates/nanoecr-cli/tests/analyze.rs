@@ -21,11 +21,13 @@ fn config() -> std::path::PathBuf {
 #[test]
 fn analyze_json_has_event_keys_and_score_works() {
     let dir = tempfile::tempdir().expect("tempdir");
+    // Each test its own rig lock directory: the tests run in parallel on the same "default" rig.
     let out = nanoecr()
         .args(["run"])
         .arg(config())
         .args(["--fast", "--seed", "3", "--json", "--out-dir"])
         .arg(dir.path())
+        .env("NANOECR_LOCK_DIR", dir.path().join("locks"))
         .output()
         .expect("run nanoecr run");
     assert!(out.status.success(), "run failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -49,18 +51,46 @@ fn analyze_json_has_event_keys_and_score_works() {
     }
     assert!(v["sign_balance"].as_array().is_some_and(|b| b.len() == 3));
     assert!(plots.join("report.md").exists() && plots.join("magnitudes_ccdf.png").exists());
-    // The text summary shows the measurement-aware fit whenever the JSON has one.
+    assert_headline_matches_its_diagnostics(&v);
+    // One 6000 µN demo run has ≈ 50 spikes above the detector floor: α's 95 % interval is ≈ 3
+    // wide, so the headline must say so instead of printing it.
+    assert_eq!(v["headline"]["constrained"], false, "{}", v["headline"]);
     let text = nanoecr().args(["analyze", &file]).output().expect("analyze (text)");
     assert!(text.status.success());
     let text = String::from_utf8_lossy(&text.stdout);
-    let has_measured = v["measured_fit"].is_object();
-    assert_eq!(text.contains("measurement-aware above"), has_measured, "{text}");
+    let headline = text.lines().nth(1).expect("the headline is the second line");
+    assert!(headline.contains("α, xc: not constrained by this run: pool a campaign"), "{text}");
+    assert!(headline.contains("measurement-aware fit") && !headline.contains('['), "{text}");
+    let diagnostics = text.find("diagnostics:").expect("a diagnostics section");
+    assert!(text[diagnostics..].contains("naive (n = "), "{text}");
+    let md = std::fs::read_to_string(plots.join("report.md")).expect("report.md");
+    assert!(md.find("pool a campaign") < md.find("## Diagnostics"), "{md}");
 
     let out = nanoecr().args(["score", &file, "--json"]).output().expect("score");
     assert!(out.status.success(), "score failed: {}", String::from_utf8_lossy(&out.stderr));
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("score JSON");
     let recall = s["aggregate"]["recall_big"].as_f64().expect("recall_big");
     assert!((0.0..=1.0).contains(&recall));
+}
+
+/// `headline` has exactly the promised keys and repeats the diagnostics entry of its method.
+fn assert_headline_matches_its_diagnostics(v: &serde_json::Value) {
+    let h = v["headline"].as_object().unwrap_or_else(|| panic!("no headline in {v}"));
+    let mut keys: Vec<&str> = h.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["alpha", "alpha_ci", "constrained", "method", "n", "x_min", "xc", "xc_ci"]);
+    let method = h["method"].as_str().expect("method");
+    assert_eq!(method, "measurement_aware", "docs/accuracy.md: the unbiased fit with ≥ 90 % coverage");
+    let fit = &v["diagnostics"][method];
+    assert!(fit.is_object(), "diagnostics lacks {method}: {v}");
+    for key in ["alpha", "alpha_ci", "xc", "xc_ci", "n", "x_min"] {
+        assert_eq!(h[key], fit[key], "headline.{key} vs diagnostics.{method}.{key}");
+    }
+    let [lo, hi] = [0, 1].map(|i| h["alpha_ci"][i].as_f64().expect("finite interval"));
+    assert_eq!(h["constrained"].as_bool(), Some(hi - lo <= 1.0 && lo > -0.99 && hi < 3.99));
+    for old in ["magnitudes", "measured_fit", "measurement_model"] {
+        assert!(v.get(old).is_none(), "{old} moved under diagnostics");
+    }
 }
 
 /// One simulated `--fast` demo run in `dir` with `seed`; returns its path.
@@ -70,6 +100,7 @@ fn simulate(dir: &std::path::Path, seed: u64) -> String {
         .arg(config())
         .args(["--fast", "--seed", &seed.to_string(), "--json", "--out-dir"])
         .arg(dir)
+        .env("NANOECR_LOCK_DIR", dir.join("locks"))
         .output()
         .expect("run nanoecr run");
     assert!(out.status.success(), "run failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -97,6 +128,14 @@ fn files_analysed_in_parallel_are_reported_in_the_order_given_and_json_mode_is_q
     // Both analyses of b are the same numbers: nothing is shared between the workers.
     assert_eq!(v["runs"][0], v["runs"][2]);
     assert_ne!(v["runs"][0], v["runs"][1]);
+    for run in v["runs"].as_array().expect("runs") {
+        assert_headline_matches_its_diagnostics(run);
+    }
+    let groups = v["campaign"]["groups"].as_array().expect("groups");
+    assert!(!groups.is_empty());
+    for g in groups {
+        assert_headline_matches_its_diagnostics(g);
+    }
     let errors = v["errors"].as_array().expect("errors");
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0]["file"].as_str(), Some(missing.as_str()));
