@@ -27,7 +27,6 @@ fn analyze_json_has_event_keys_and_score_works() {
         .arg(config())
         .args(["--fast", "--seed", "3", "--json", "--out-dir"])
         .arg(dir.path())
-        .env("NANOECR_LOCK_DIR", dir.path().join("locks"))
         .output()
         .expect("run nanoecr run");
     assert!(out.status.success(), "run failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -100,7 +99,6 @@ fn simulate(dir: &std::path::Path, seed: u64) -> String {
         .arg(config())
         .args(["--fast", "--seed", &seed.to_string(), "--json", "--out-dir"])
         .arg(dir)
-        .env("NANOECR_LOCK_DIR", dir.join("locks"))
         .output()
         .expect("run nanoecr run");
     assert!(out.status.success(), "run failed: {}", String::from_utf8_lossy(&out.stderr));
