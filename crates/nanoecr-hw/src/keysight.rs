@@ -291,16 +291,7 @@ impl SourceMeter for KeysightB2900 {
     fn bias_off(&mut self) -> Result<(), HwError> {
         self.armed = false;
         self.on = false;
-        self.scpi.resync();
-        // :ABORt:ALL would also stop the transient; :ABORt[:ALL] is the short form's default.
-        let abort = self.scpi.send("shut-down", ":ABOR");
-        self.scpi.send("shut-down", ":OUTP OFF")?;
-        abort?;
-        let state = self.scpi.query("shut-down", ":OUTP?")?.trim().trim_start_matches('+').to_string();
-        if !(state == "0" || state.eq_ignore_ascii_case("OFF")) {
-            return Err(self.scpi.protocol("shut-down", format!("output reads {state:?} after :OUTP OFF")));
-        }
-        Ok(())
+        self.scpi.abort_and_output_off()
     }
 
     fn pacing(&self) -> SmuPacing {
@@ -319,9 +310,7 @@ impl Drop for KeysightB2900 {
     fn drop(&mut self) {
         if self.on {
             // Output off on every exit path, even one that never reached bias_off.
-            self.scpi.resync();
-            let _ = self.scpi.send("drop", ":ABOR");
-            let _ = self.scpi.send("drop", ":OUTP OFF");
+            self.scpi.output_off_on_drop();
         }
     }
 }

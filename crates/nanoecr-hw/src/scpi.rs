@@ -362,6 +362,29 @@ impl ScpiClient {
             Err(e) => tracing::warn!(device = %self.device, error = %e, "could not restart the link"),
         }
     }
+
+    /// The shut-down both real meter models share: `:ABOR` (stop the trigger model / the
+    /// acquisition), `:OUTP OFF`, then `:OUTP?` must read 0 (2450 reference manual, section 6,
+    /// `:OUTPut[:STATe]`; B2900 SCPI command reference, `:OUTPut[:STATe]`, which may answer `+0`).
+    /// The output is switched off even when `:ABOR` fails; that failure is reported after it.
+    pub fn abort_and_output_off(&mut self) -> Result<(), HwError> {
+        self.resync();
+        let abort = self.send("shut-down", ":ABOR");
+        self.send("shut-down", ":OUTP OFF")?;
+        abort?;
+        let state = self.query("shut-down", ":OUTP?")?.trim().trim_start_matches('+').to_string();
+        if !(state == "0" || state.eq_ignore_ascii_case("OFF")) {
+            return Err(self.protocol("shut-down", format!("output reads {state:?} after :OUTP OFF")));
+        }
+        Ok(())
+    }
+
+    /// Best-effort output off for `Drop`: nothing to report to, so errors are ignored.
+    pub fn output_off_on_drop(&mut self) {
+        self.resync();
+        let _ = self.send("drop", ":ABOR");
+        let _ = self.send("drop", ":OUTP OFF");
+    }
 }
 
 /// The instrument ended the session (closed or reset the connection, device gone): not retried.
