@@ -16,7 +16,7 @@ use std::io::{Read, Seek, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nanoecr_core::config::hardware::{Backend, Transport};
+use nanoecr_core::config::hardware::{Backend, SmuTransport, Transport};
 use nanoecr_core::RunConfig;
 use nix::fcntl::{Flock, FlockArg};
 
@@ -86,7 +86,10 @@ pub fn resources(cfg: &RunConfig) -> Vec<(String, String)> {
             Transport::Tcp => format!("{}:{}", hw.loadframe.address, hw.loadframe.port),
             Transport::Rtu => hw.loadframe.serial_path.clone().unwrap_or_default(),
         };
-        let smu = hw.smu.serial_path.clone().unwrap_or_default();
+        let smu = match hw.smu.transport {
+            SmuTransport::Tcp => format!("{}:{}", hw.smu.address.as_deref().unwrap_or_default(), hw.smu.port),
+            SmuTransport::Usbtmc | SmuTransport::Serial => hw.smu.device_path().unwrap_or_default().to_string(),
+        };
         for endpoint in [frame, smu].into_iter().filter(|e| !e.is_empty()) {
             // A device can be named two ways (a symlink to a tty); lock what it resolves to.
             let canonical = std::fs::canonicalize(&endpoint).map_or(endpoint.clone(), |p| p.display().to_string());
@@ -171,11 +174,18 @@ mod tests {
 
     #[test]
     fn real_hardware_also_locks_each_device_endpoint() {
-        let devices =
-            "[hardware.loadframe]\naddress = \"127.0.0.1\"\nport = 1502\n[hardware.smu]\nserial_path = \"/dev/null\"\n";
         let demo = include_str!("../../../config/demo.toml").replace("backend = \"sim\"", "backend = \"devices\"");
-        let c = nanoecr_core::config::parse(&format!("{demo}{devices}"), None).expect("valid devices config");
-        let r: Vec<String> = resources(&c).into_iter().map(|(_, what)| what).collect();
-        assert_eq!(r, ["rig \"default\"", "device 127.0.0.1:1502", "device /dev/null"]);
+        let frame = "[hardware.loadframe]\naddress = \"127.0.0.1\"\nport = 1502\n";
+        let resources_of = |smu: &str| -> Vec<String> {
+            let c = nanoecr_core::config::parse(&format!("{demo}{frame}[hardware.smu]\n{smu}"), None)
+                .expect("valid devices config");
+            resources(&c).into_iter().map(|(_, what)| what).collect()
+        };
+        let serial = resources_of("model = \"nanoecr-scpi\"\ntransport = \"serial\"\nserial_path = \"/dev/null\"\n");
+        assert_eq!(serial, ["rig \"default\"", "device 127.0.0.1:1502", "device /dev/null"]);
+        // A meter on the LAN is locked by its address and port, as the frame is.
+        let lan =
+            resources_of("model = \"keithley-2450\"\ntransport = \"tcp\"\naddress = \"127.0.0.1\"\nport = 5025\n");
+        assert_eq!(lan, ["rig \"default\"", "device 127.0.0.1:1502", "device 127.0.0.1:5025"]);
     }
 }
