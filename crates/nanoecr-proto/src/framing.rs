@@ -42,7 +42,11 @@ impl LineDecoder {
                 }
                 continue;
             }
-            if self.buf.len() + part.len() > self.max_bytes + usize::from(part.ends_with(b"\r") && complete) {
+            // A trailing `\r` may be half of a `\r\n` whose `\n` is in the next chunk: it is allowed
+            // on top of the limit whether or not the newline came with it, so where the stream was
+            // cut cannot change the frames.
+            let ends_with_cr = part.last().or_else(|| self.buf.last()) == Some(&b'\r');
+            if self.buf.len() + part.len() > self.max_bytes + usize::from(ends_with_cr) {
                 // Over the limit: report now (not at the newline, which may never come) and
                 // skip the rest of the line.
                 self.buf = Vec::new();
@@ -106,5 +110,9 @@ mod tests {
         // Exactly at the limit is fine.
         assert_eq!(frames(4, &[b"1234\n"]), vec![Frame::Line(b"1234".to_vec())]);
         assert_eq!(frames(4, &[b"1234\r\n"]), vec![Frame::Line(b"1234".to_vec())]);
+        // The same with the stream cut between `\r` and `\n` (found by the chunking proptest).
+        assert_eq!(frames(4, &[b"1234\r", b"\n"]), vec![Frame::Line(b"1234".to_vec())]);
+        assert_eq!(frames(4, &[b"1234\r", b"\r\n"]), vec![Frame::TooLong]);
+        assert_eq!(frames(4, &[b"1234\r", b"5\n"]), vec![Frame::TooLong]);
     }
 }
