@@ -237,59 +237,41 @@ fn a_paced_100_khz_run_ticks_in_batches_and_gives_the_same_samples_as_an_unpaced
     assert!(d.missed_deadlines <= d.ticks);
 }
 
-/// A simulated load frame whose `command` blocks once, at a given command, for a given time: a
-/// host stall injected deterministically (the sleep is the fault, not a synchronisation).
-struct StallingFrame {
+/// A simulated load frame whose `command` takes `delay` longer for commands
+/// `from_command..=to_command`: a host stall (one command) or a host that cannot keep up (every
+/// command from one on), injected deterministically (each sleep is the fault itself, not a
+/// synchronisation).
+struct DelayingFrame {
     inner: Box<dyn nanoecr_hw::LoadFrame>,
     commands: u64,
-    stall_at_command: u64,
-    stall: std::time::Duration,
+    from_command: u64,
+    to_command: u64,
+    delay: std::time::Duration,
 }
 
-impl nanoecr_hw::LoadFrame for StallingFrame {
+impl DelayingFrame {
+    fn wrap(
+        inner: Box<dyn nanoecr_hw::LoadFrame>,
+        commands: std::ops::RangeInclusive<u64>,
+        delay: std::time::Duration,
+    ) -> Box<Self> {
+        Box::new(Self { inner, commands: 0, from_command: *commands.start(), to_command: *commands.end(), delay })
+    }
+}
+
+impl nanoecr_hw::LoadFrame for DelayingFrame {
     fn identify(&mut self) -> Result<nanoecr_hw::DeviceInfo, nanoecr_hw::HwError> {
         self.inner.identify()
+    }
+    fn prepare(&mut self, limits: &nanoecr_hw::FrameLimits) -> Result<(), nanoecr_hw::HwError> {
+        self.inner.prepare(limits)
     }
     fn arm(&mut self, limits: &nanoecr_hw::FrameLimits) -> Result<(), nanoecr_hw::HwError> {
         self.inner.arm(limits)
     }
     fn command(&mut self, command_un: f64, segment: Segment) -> Result<(), nanoecr_hw::HwError> {
-        if self.commands == self.stall_at_command {
-            std::thread::sleep(self.stall);
-        }
-        self.commands += 1;
-        self.inner.command(command_un, segment)
-    }
-    fn acquire(&mut self, out: &mut [nanoecr_hw::FrameReading]) -> Result<usize, nanoecr_hw::HwError> {
-        self.inner.acquire(out)
-    }
-    fn make_safe(&mut self) -> Result<(), nanoecr_hw::HwError> {
-        self.inner.make_safe()
-    }
-    fn ground_truth(&mut self) -> Option<Vec<nanoecr_core::Event>> {
-        self.inner.ground_truth()
-    }
-}
-
-/// A simulated load frame whose `command` takes `slow` from a given command on: a host that
-/// cannot keep up, injected deterministically (each sleep is the fault itself).
-struct SlowFrame {
-    inner: Box<dyn nanoecr_hw::LoadFrame>,
-    commands: u64,
-    slow_from_command: u64,
-    slow: std::time::Duration,
-}
-
-impl nanoecr_hw::LoadFrame for SlowFrame {
-    fn identify(&mut self) -> Result<nanoecr_hw::DeviceInfo, nanoecr_hw::HwError> {
-        self.inner.identify()
-    }
-    fn arm(&mut self, limits: &nanoecr_hw::FrameLimits) -> Result<(), nanoecr_hw::HwError> {
-        self.inner.arm(limits)
-    }
-    fn command(&mut self, command_un: f64, segment: Segment) -> Result<(), nanoecr_hw::HwError> {
-        if self.commands >= self.slow_from_command {
-            std::thread::sleep(self.slow);
+        if (self.from_command..=self.to_command).contains(&self.commands) {
+            std::thread::sleep(self.delay);
         }
         self.commands += 1;
         self.inner.command(command_un, segment)
@@ -314,12 +296,7 @@ fn a_host_that_cannot_keep_up_trips_the_late_tick_window() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = short_config(&[("max_displacement_nm = 600.0", "max_displacement_nm = 600.0\nmax_command_gap_ms = inf")]);
     let mut rig = nanoecr_hw::sim::rig(&cfg);
-    rig.frame = Box::new(SlowFrame {
-        inner: rig.frame,
-        commands: 0,
-        slow_from_command: 1000,
-        slow: std::time::Duration::from_micros(1500),
-    });
+    rig.frame = DelayingFrame::wrap(rig.frame, 1000..=u64::MAX, std::time::Duration::from_micros(1500));
     let path = dir.path().join("slow.h5");
     let handle =
         start_run(cfg, rig, RunOptions { file_path: Some(path.clone()), ..Default::default() }).expect("starts");
@@ -348,12 +325,7 @@ fn run_with_stall(
     stall_ms: u64,
 ) -> (nanoecr_core::RunSummary, nanoecr_store::RunFile) {
     let mut rig = nanoecr_hw::sim::rig(&cfg);
-    rig.frame = Box::new(StallingFrame {
-        inner: rig.frame,
-        commands: 0,
-        stall_at_command: at,
-        stall: std::time::Duration::from_millis(stall_ms),
-    });
+    rig.frame = DelayingFrame::wrap(rig.frame, at..=at, std::time::Duration::from_millis(stall_ms));
     let path: PathBuf = dir.join(name);
     let handle =
         start_run(cfg, rig, RunOptions { file_path: Some(path.clone()), ..Default::default() }).expect("starts");
