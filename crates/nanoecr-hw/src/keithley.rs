@@ -289,10 +289,7 @@ impl SourceMeter for Keithley2450 {
     }
 
     fn pacing(&self) -> SmuPacing {
-        match self.trigger {
-            SmuTrigger::External => SmuPacing::ExternalTrigger,
-            SmuTrigger::Timer => SmuPacing::Timer,
-        }
+        self.trigger.into()
     }
 
     fn device(&self) -> &str {

@@ -295,10 +295,7 @@ impl SourceMeter for KeysightB2900 {
     }
 
     fn pacing(&self) -> SmuPacing {
-        match self.trigger {
-            SmuTrigger::External => SmuPacing::ExternalTrigger,
-            SmuTrigger::Timer => SmuPacing::Timer,
-        }
+        self.trigger.into()
     }
 
     fn device(&self) -> &str {

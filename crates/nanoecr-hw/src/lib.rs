@@ -94,6 +94,16 @@ pub enum SmuPacing {
     Timer,
 }
 
+impl From<nanoecr_core::config::hardware::SmuTrigger> for SmuPacing {
+    /// A buffered meter is paced by what its trigger is configured to.
+    fn from(t: nanoecr_core::config::hardware::SmuTrigger) -> Self {
+        match t {
+            nanoecr_core::config::hardware::SmuTrigger::External => Self::ExternalTrigger,
+            nanoecr_core::config::hardware::SmuTrigger::Timer => Self::Timer,
+        }
+    }
+}
+
 impl SmuPacing {
     /// Short name, as recorded in the run file's diagnostics.
     pub fn as_str(self) -> &'static str {

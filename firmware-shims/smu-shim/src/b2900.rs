@@ -14,7 +14,7 @@
 //! Simplifications (docs/hardware.md "SMU shims"): one channel; measurements are instantaneous;
 //! the timestamp counts from `:INIT`; channel lists (`(@1)`) are not parsed.
 
-use crate::scpi::{arity, boolean, number, word_is, NumSpec, Param, Pattern, ScpiError, Unit};
+use crate::scpi::{arity, boolean, number, source_is_voltage, word_is, NumSpec, Param, Pattern, ScpiError, Unit};
 use crate::{nr3, Ctx, MeterConfig, Sample};
 
 /// Status word bit 1 (decimal 2): compliance (CR §1 Table 1-2 "Bit Definitions of Status
@@ -364,15 +364,7 @@ impl B2900 {
             if q {
                 return reply(if self.source_is_voltage { "VOLT" } else { "CURR" }.into());
             }
-            arity(ps, 1, 1)?;
-            let Param::Word(w) = &ps[0] else { return Err(ScpiError::DATA_TYPE) };
-            self.source_is_voltage = if word_is(w, "VOLTage") {
-                true
-            } else if word_is(w, "CURRent") {
-                false
-            } else {
-                return Err(ScpiError::ILLEGAL_VALUE);
-            };
+            self.source_is_voltage = source_is_voltage(ps)?;
             return Ok(None);
         }
         if p.volt.matches(k).is_some() {

@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::scpi::{arity, boolean, number, word_is, NumSpec, Param, Pattern, ScpiError, Unit};
+use crate::scpi::{arity, boolean, number, source_is_voltage, word_is, NumSpec, Param, Pattern, ScpiError, Unit};
 use crate::{Ctx, MeterConfig, Sample};
 
 /// `*IDN?` reply (manufacturer, model, serial, firmware; RM §6 "*IDN?").
@@ -658,15 +658,7 @@ impl K2450 {
             if q {
                 return reply(if self.source_is_voltage { "VOLT" } else { "CURR" }.into());
             }
-            arity(ps, 1, 1)?;
-            let Param::Word(w) = &ps[0] else { return Err(ScpiError::DATA_TYPE) };
-            self.source_is_voltage = if word_is(w, "VOLTage") {
-                true
-            } else if word_is(w, "CURRent") {
-                false
-            } else {
-                return Err(ScpiError::ILLEGAL_VALUE);
-            };
+            self.source_is_voltage = source_is_voltage(ps)?;
             return Ok(None);
         }
         if p.sour_volt.matches(k).is_some() {

@@ -488,6 +488,20 @@ pub fn arity(params: &[Param], min: usize, max: usize) -> Result<(), ScpiError> 
     }
 }
 
+/// The one parameter of a `…:FUNCtion[:MODE] VOLTage|CURRent` source-function command, as "the
+/// source is voltage" (-104 for a non-word, -224 for another word); both meter models use it.
+pub fn source_is_voltage(params: &[Param]) -> Result<bool, ScpiError> {
+    arity(params, 1, 1)?;
+    let Param::Word(w) = &params[0] else { return Err(ScpiError::DATA_TYPE) };
+    if word_is(w, "VOLTage") {
+        Ok(true)
+    } else if word_is(w, "CURRent") {
+        Ok(false)
+    } else {
+        Err(ScpiError::ILLEGAL_VALUE)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
