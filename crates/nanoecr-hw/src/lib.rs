@@ -5,8 +5,10 @@
 //! - [`LoadFrame`]: the load-frame controller (actuator command, load and displacement samples);
 //! - [`SourceMeter`]: the source-measure unit (constant bias, current samples).
 //!
-//! Both stream samples tagged with a sequence number from a shared trigger; the control loop
-//! merges them by sequence. Backends: [`sim`] (the simulated rig, in-process), and the real
+//! Both follow the frame's sample clock (a shared trigger). Frame samples carry its sequence
+//! number; the simulated meter and the in-house dialect tag their readings with it, while a real
+//! meter's i-th buffered reading belongs to frame sample i ([`SmuPacing`]); the control loop
+//! merges them either way. Backends: [`sim`] (the simulated rig, in-process), and the real
 //! protocols: [`modbus`] for the frame (docs/register-map.md) and, for the meter, a Keithley
 //! 2450 ([`keithley`]), a Keysight B2900 ([`keysight`]) or the in-house dialect
 //! ([`nanoecr_scpi`]), all on one [`scpi`] client over one of the [`transport`]s (TCP, USB-TMC,
