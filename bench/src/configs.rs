@@ -57,7 +57,7 @@ pub fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Load a config written by [`write`].
+/// Load a config written by [`write()`].
 pub fn load(path: &Path) -> Result<nanoecr_core::RunConfig> {
     nanoecr_core::config::load(path).map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))
 }

@@ -19,9 +19,9 @@ use nanoecr_core::config::hardware::{SmuConfig, SmuTrigger};
 use crate::scpi::{poll_interval, range_for, RunPlan, ScpiClient};
 use crate::{DeviceInfo, HwError, SmuPacing, SmuReading, SourceMeter};
 
-/// `:SOURce:VOLTage:RANGe` values, V (2450 reference manual, :SOURce[1]:<function>:RANGe).
+/// `:SOURce:VOLTage:RANGe` values, V (2450 reference manual, `:SOURce[1]:<function>:RANGe`).
 pub const VOLTAGE_RANGES_V: [f64; 5] = [0.02, 0.2, 2.0, 20.0, 200.0];
-/// `:SENSe:CURRent:RANGe` values, A (2450 reference manual, :SENSe[1]:<function>:RANGe[:UPPer]).
+/// `:SENSe:CURRent:RANGe` values, A (2450 reference manual, `:SENSe[1]:<function>:RANGe[:UPPer]`).
 pub const CURRENT_RANGES_A: [f64; 9] = [1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0];
 /// Source-status bit "source function was limited because the complementary function would be
 /// over the source limit" (STAT_LIMIT, bit 5, decimal 32): 2450 reference manual section 8,

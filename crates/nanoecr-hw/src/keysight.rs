@@ -23,7 +23,7 @@ use crate::scpi::{poll_interval, range_for, RunPlan, ScpiClient};
 use crate::{DeviceInfo, HwError, SmuPacing, SmuReading, SourceMeter};
 
 /// `:SENSe:CURRent:RANGe` values, A, common to every B29xx model (B2900 SCPI Command Reference,
-/// :SENSe:CURRent[:DC]:RANGe[:UPPer]; the 10 nA range exists on the B2911/B2912 only).
+/// `:SENSe:CURRent[:DC]:RANGe[:UPPer]`; the 10 nA range exists on the B2911/B2912 only).
 pub const CURRENT_RANGES_A: [f64; 10] = [1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 1.5, 3.0];
 /// Status bits 1 and 2: compliance condition (values 2, 4 or 6 mean yes) — B2900 SCPI Command
 /// Reference, chapter 1, Table 1-2 "Bit Definitions of Status Data".

@@ -301,7 +301,7 @@ impl ScpiClient {
     }
 
     /// Read the error queue with `:SYSTem:ERRor:NEXT?` until it reports `0` (2450 reference
-    /// manual, :SYSTem:ERRor:NEXT?; B2900 SCPI Command Reference, :SYSTem:ERRor[:NEXT]?: each
+    /// manual, `:SYSTem:ERRor:NEXT?`; B2900 SCPI Command Reference, `:SYSTem:ERRor[:NEXT]?`: each
     /// entry is `<code>,"<message>"`, `0,"No error"` / `+0,"No error"` when empty). The first
     /// entry becomes [`HwError::Device`] with the instrument's own code and text; later ones are
     /// appended to the text.

@@ -2,7 +2,7 @@
 //!
 //! Run files are in the HDF5 1.10 format and written in SWMR mode, whose superblock carries
 //! "open for writing" flags. A writer that dies without closing the file leaves them set, and
-//! every later non-SWMR open fails with "file is already open for write (may use <h5clear file>
+//! every later non-SWMR open fails with "file is already open for write (may use `<h5clear file>`
 //! to clear file consistency flags)". Recovery clears them the way `h5clear -s` does — by
 //! opening the file with the library's `clear_status_flags` file-access property — in process,
 //! so the daemon needs no HDF5 command-line tools at hand.

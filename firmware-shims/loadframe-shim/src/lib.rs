@@ -39,7 +39,7 @@ use crate::service::{Bus, BusFaults, FaultyStream, FrameService};
 #[derive(Debug, Clone, Parser)]
 #[command(about = "Load-frame controller (Modbus TCP/RTU) and optional SCPI source-measure unit over nanoecr-sim")]
 pub struct Args {
-    /// Run config whose [sample], [simulation] and [acquisition] sections define the pillar and
+    /// Run config whose `[sample]`, `[simulation]` and `[acquisition]` sections define the pillar and
     /// the initial sample rate.
     #[arg(long)]
     pub config: PathBuf,

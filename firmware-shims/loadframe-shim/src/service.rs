@@ -1,4 +1,4 @@
-//! The Modbus side: a tokio-modbus server [`Service`] over the [`Frame`] registers, plus the
+//! The Modbus side: a tokio-modbus server [`Service`] over the `Frame` registers, plus the
 //! fault injection that has to happen on the wire ([`FaultyStream`]).
 
 use std::future::Future;

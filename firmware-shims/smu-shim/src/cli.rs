@@ -22,7 +22,7 @@ use crate::{serve_pty, serve_tcp, Meter, MeterConfig, Model};
     about = "SCPI source-measure unit shim (Keithley 2450, Keysight B2900, in-house dialect) over a simulated pillar"
 )]
 pub struct Args {
-    /// Run config whose [sample] and [simulation] sections define the pillar.
+    /// Run config whose `[sample]` and `[simulation]` sections define the pillar.
     #[arg(long)]
     pub config: std::path::PathBuf,
     /// Instrument emulated: keithley-2450, keysight-b2900 or nanoecr-scpi.

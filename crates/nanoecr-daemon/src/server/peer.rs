@@ -13,7 +13,7 @@ pub struct PeerCred {
     pub gid: u32,
     /// Process id, when the kernel reports it.
     pub pid: Option<i32>,
-    /// Supplementary groups (from /proc/<pid>/status), when readable.
+    /// Supplementary groups (from `/proc/<pid>/status`), when readable.
     pub groups: Vec<u32>,
 }
 
