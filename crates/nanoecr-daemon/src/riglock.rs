@@ -6,10 +6,19 @@
 //! into the lock file. The kernel drops a flock when its holder exits, however it exits, so a
 //! crash never leaves the rig locked.
 //!
-//! The directory ([`default_dir`]): `NANOECR_LOCK_DIR` if set; else `/run/nanoecr/rigs` when it
-//! exists or can be made (root, or the service user that owns /run/nanoecr) — machine-wide;
-//! else `$XDG_RUNTIME_DIR/nanoecr/rigs`; else `$TMPDIR/nanoecr-<uid>/rigs`. The fallbacks are
-//! per-user: they keep one user from driving a rig twice, not two users apart.
+//! The directory ([`default_dir`]): `NANOECR_LOCK_DIR` if set; else the system lock directory
+//! `/run/lock` (FHS 3.0 §5.9, `/var/lock`: "lock files … stored within the /var/lock directory
+//! structure"; Debian makes it root-owned, mode 1777) when it is root-owned and sticky — machine-wide,
+//! files `nanoecr-rig-<name>.lock` and `nanoecr-dev-<endpoint>.lock`; else
+//! `$XDG_RUNTIME_DIR/nanoecr/rigs`; else `$TMPDIR/nanoecr-<uid>/rigs`. The fallbacks are per-user:
+//! they keep one user from driving a rig twice, not two users apart.
+//!
+//! Why not a directory of our own under /run: whoever creates a shared directory owns it, and the
+//! sticky bit does not stop the directory's owner from deleting someone else's lock file (after
+//! which a second master would lock a fresh file); and making `/run/nanoecr/…` from a client left
+//! the daemon's socket directory with the umask's mode instead of its 0700. A root-owned sticky
+//! directory has neither problem. A lock file another user made first and keeps unreadable makes
+//! the run fail with a `cannot lock` error naming the file: it fails closed.
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
@@ -56,8 +65,8 @@ pub fn default_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("NANOECR_LOCK_DIR").filter(|d| !d.is_empty()) {
         return PathBuf::from(d);
     }
-    let system = Path::new("/run/nanoecr/rigs");
-    if system.is_dir() || make_dir(system).is_ok() {
+    let system = Path::new("/run/lock");
+    if is_root_owned_sticky(system) {
         return system.to_path_buf();
     }
     match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
@@ -66,21 +75,27 @@ pub fn default_dir() -> PathBuf {
     }
 }
 
+/// A directory every user may lock in without being able to delete another's lock file.
+fn is_root_owned_sticky(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir() && m.uid() == 0 && m.mode() & 0o1000 != 0)
+}
+
 fn make_dir(dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
     std::fs::create_dir_all(dir)?;
-    // Sticky and world-writable, like /tmp: the service user and root (and any operator) lock
-    // the same rig names; the sticky bit keeps others from deleting a holder's file.
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777))
+    // The per-user fallbacks and NANOECR_LOCK_DIR: private unless the operator made it otherwise.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 /// What a run config must hold: its rig name, and its device endpoints for real hardware.
 pub fn resources(cfg: &RunConfig) -> Vec<(String, String)> {
     let hw = &cfg.raw.hardware;
     let rig = hw.rig_name();
-    let mut out = vec![(format!("rig-{rig}"), format!("rig \"{rig}\""))];
+    // The prefix keeps our files apart from other programs' in the shared /run/lock.
+    let mut out = vec![(format!("nanoecr-rig-{rig}"), format!("rig \"{rig}\""))];
     if hw.backend == Backend::Devices {
         let frame = match hw.loadframe.transport {
             Transport::Tcp => format!("{}:{}", hw.loadframe.address, hw.loadframe.port),
@@ -94,7 +109,7 @@ pub fn resources(cfg: &RunConfig) -> Vec<(String, String)> {
             // A device can be named two ways (a symlink to a tty); lock what it resolves to.
             let canonical = std::fs::canonicalize(&endpoint).map_or(endpoint.clone(), |p| p.display().to_string());
             let file: String = canonical.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-            out.push((format!("dev-{file}"), format!("device {canonical}")));
+            out.push((format!("nanoecr-dev-{file}"), format!("device {canonical}")));
         }
     }
     out.dedup();
@@ -108,15 +123,23 @@ pub fn acquire(dir: &Path, cfg: &RunConfig) -> Result<RigLock, RigLockError> {
         let io = |source| RigLockError::Io { what: what.clone(), dir: dir.to_path_buf(), source };
         make_dir(dir).map_err(io)?;
         let path = dir.join(format!("{file}.lock"));
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o666)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(io)?;
+        let open = |write: bool| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(write)
+                .create(write)
+                .truncate(false)
+                .mode(0o666)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&path)
+        };
+        // Another user's file (the umask made it 0644): a read-only descriptor still takes the
+        // flock, so the two users exclude each other; only the holder line is not rewritten.
+        let f = match open(true) {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => open(false),
+            other => other,
+        }
+        .map_err(io)?;
         match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
             Ok(mut lock) => {
                 // Who holds it, for the refusal of the next one.
@@ -170,6 +193,34 @@ mod tests {
         drop(first);
         let again = acquire(dir.path(), &cfg("")).expect("released on drop");
         drop((other, again));
+    }
+
+    #[test]
+    fn a_lock_file_this_user_may_only_read_still_excludes_a_second_master() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = acquire(dir.path(), &cfg("")).expect("free rig");
+        // As if another user had made it with umask 022: the flock through a read-only
+        // descriptor must still see the holder. (Root ignores file modes, so as root the
+        // read-write open succeeds and this checks the same exclusion the other way.)
+        let path = dir.path().join("nanoecr-rig-default.lock");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).expect("chmod");
+        let e = acquire(dir.path(), &cfg("")).expect_err("busy");
+        assert!(e.to_string().contains(&format!("pid {} (", std::process::id())), "{e}");
+        drop(first);
+        let again = acquire(dir.path(), &cfg("")).expect("released on drop");
+        drop(again);
+    }
+
+    #[test]
+    fn the_system_lock_directory_is_used_only_when_root_owned_and_sticky() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+        let root = nix::unistd::geteuid().is_root();
+        // A sticky directory someone other than root made: its owner could delete lock files.
+        assert_eq!(is_root_owned_sticky(dir.path()), root);
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        assert!(!is_root_owned_sticky(dir.path()), "not sticky");
+        assert!(!is_root_owned_sticky(&dir.path().join("missing")));
     }
 
     #[test]
