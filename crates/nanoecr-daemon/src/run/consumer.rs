@@ -35,6 +35,20 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 /// Decimated samples per publication: 100 per 100 ms, so at 1 kHz every sample goes out.
 const SAMPLES_PER_PUBLISH: usize = 100;
 
+/// How long the consumer naps, and below how many samples taken in a round it naps at all.
+/// Paced: after any round that took less than a quarter of the ring (or a chunk), and never
+/// longer than the loop takes to fill a quarter of the ring, so the ring stays at least three
+/// quarters free whatever its configured size; a backlog is drained without napping. Unpaced:
+/// only on an empty ring, briefly.
+fn nap_policy(paced: bool, capacity: usize, rate_hz: f64) -> (Duration, usize) {
+    if !paced {
+        return (IDLE_NAP, 1);
+    }
+    let quarter = (capacity / 4).max(1);
+    let fill_quarter = Duration::from_secs_f64(quarter as f64 / rate_hz);
+    (PACED_NAP.min(fill_quarter), CHUNK.min(quarter))
+}
+
 /// What the consumer needs.
 pub struct Consumer {
     /// The run config.
@@ -111,18 +125,7 @@ impl Consumer {
         // Whether the last kept sample's bucket is still collecting Δρ/ρ extremes.
         let mut bucket_open = false;
         let decimate_every = ((cfg.rate_hz() * PUBLISH_EVERY.as_secs_f64()) as u64 / SAMPLES_PER_PUBLISH as u64).max(1);
-        // Paced: nap after any round that took less than a quarter of the ring (or a chunk), and
-        // never longer than it takes the loop to fill a quarter of the ring, so the ring stays at
-        // least three quarters free whatever its configured size; a backlog is drained without
-        // napping. Unpaced: nap only on an empty ring, as briefly as before.
-        let capacity = self.ring.buffer().capacity();
-        let (nap, nap_below) = if self.paced {
-            let quarter = (capacity / 4).max(1);
-            let fill_quarter = Duration::from_secs_f64(quarter as f64 / cfg.rate_hz());
-            (PACED_NAP.min(fill_quarter), CHUNK.min(quarter))
-        } else {
-            (IDLE_NAP, 1)
-        };
+        let (nap, nap_below) = nap_policy(self.paced, self.ring.buffer().capacity(), cfg.rate_hz());
 
         loop {
             // Take what the loop has produced, in one chunk.
@@ -300,5 +303,27 @@ impl Consumer {
         };
         finish_result?;
         Ok(summary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_paced_consumer_naps_long_but_never_lets_the_ring_fill_past_a_quarter() {
+        // The default ring (4 s at 100 kHz): the full 5 ms nap, 500 samples per nap.
+        assert_eq!(nap_policy(true, 400_000, 100_000.0), (PACED_NAP, CHUNK));
+        // A 64-sample ring at 100 kHz: 16 samples (a quarter) take 160 µs, so the nap is that.
+        let (nap, below) = nap_policy(true, 64, 100_000.0);
+        assert_eq!(below, 16);
+        assert!((nap.as_secs_f64() - 160e-6).abs() < 1e-9, "{nap:?}");
+        // Whatever the ring and rate, one nap fills at most a quarter of the ring.
+        for (capacity, rate_hz) in [(64, 1_000.0), (16_384, 100_000.0), (1 << 20, 10_000.0), (100, 1e6)] {
+            let (nap, _) = nap_policy(true, capacity, rate_hz);
+            assert!(nap.as_secs_f64() * rate_hz <= (capacity / 4) as f64 + 1e-6, "{capacity} at {rate_hz} Hz");
+        }
+        // Unpaced: the loop waits for ring space, so nap only on an empty ring, briefly.
+        assert_eq!(nap_policy(false, 400_000, 100_000.0), (IDLE_NAP, 1));
     }
 }
