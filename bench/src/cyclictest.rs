@@ -34,6 +34,12 @@ pub const LOOP_PRIORITY: u32 = 50;
 /// histogram. Without the privilege for SCHED_FIFO 50, falls back to `-p0` (then cyclictest
 /// runs at SCHED_OTHER or its default FIFO priority, whichever it is allowed).
 pub fn run(interval_us: u64, loops: u64) -> Result<Latency> {
+    run_raw(interval_us, loops).map(|(l, _)| l)
+}
+
+/// [`run`], also returning cyclictest's histogram output for figures of its own
+/// ([`ticks_missed_equivalent`]).
+pub fn run_raw(interval_us: u64, loops: u64) -> Result<(Latency, String)> {
     // Wide enough that overflows are rare even under load; overflows count as the maximum.
     let hist_max_us = (interval_us * 20).clamp(2_000, 100_000);
     let attempt = |prio: u32| {
@@ -57,11 +63,11 @@ pub fn run(interval_us: u64, loops: u64) -> Result<Latency> {
     if !out.status.success() {
         bail!("cyclictest failed: {}", out.status);
     }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let mut l = parse(&text)?;
     l.priority = priority;
     l.late = count_above(&text, interval_us);
-    Ok(l)
+    Ok((l, text))
 }
 
 /// Parse cyclictest's histogram output (`NNNNNN CCCCCC` lines of 1 µs bins, then `# Max
@@ -125,6 +131,36 @@ pub fn count_above(text: &str, threshold_us: u64) -> u64 {
     late
 }
 
+/// The ticks a control loop of sample period `tick_us`, running `batch` ticks per wake-up, would
+/// have missed had its wake-ups come as late as cyclictest's: the like-for-like counterpart of
+/// the loop's missed deadlines. The loop sets its timer `spin_us` before each deadline and spins
+/// the rest, so a wake-up that comes L late from sleep makes its first tick max(0, L − spin)
+/// late; tick i of the batch has i periods more to catch up (a tick's work is small against its
+/// period), so the wake-up costs min(batch, ⌊max(0, L − spin) / tick⌋) ticks. Both cyclictest and
+/// the loop keep absolute deadlines, so after a stall both see a cascade of late wake-ups, each
+/// charged for its own batch only. Each 1 µs bin counts at its lower edge and each overflow at
+/// the histogram's top, so the figure is a lower bound (it never flatters the loop).
+pub fn ticks_missed_equivalent(text: &str, tick_us: f64, batch: u64, spin_us: f64) -> u64 {
+    let cost = |us: f64| (((us - spin_us).max(0.0) / tick_us).floor() as u64).min(batch);
+    let mut top_us = 0.0_f64;
+    let mut overflows = 0u64;
+    let mut missed = 0u64;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# Histogram Overflows:") {
+            overflows = rest.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        } else if !line.starts_with('#') {
+            let mut it = line.split_whitespace();
+            if let (Some(a), Some(b), None) = (it.next(), it.next(), it.next()) {
+                if let (Ok(us), Ok(n)) = (a.parse::<u64>(), b.parse::<u64>()) {
+                    top_us = top_us.max(us as f64 + 1.0);
+                    missed += n * cost(us as f64);
+                }
+            }
+        }
+    }
+    missed + overflows * cost(top_us)
+}
+
 /// Busy-looping shell processes, one per CPU, killed (by their own pids) when dropped.
 pub struct CpuLoad {
     children: Vec<Child>,
@@ -177,5 +213,18 @@ mod tests {
         let with_overflow = text.replace("Overflows: 00000", "Overflows: 00002");
         assert_eq!(count_above(&with_overflow, 6), 12);
         assert_eq!(count_above(text, 41), 0);
+    }
+
+    #[test]
+    fn equivalent_missed_ticks_charge_lateness_past_the_spin_window() {
+        // 10 µs ticks, 30 µs spin: 5 and 6 µs cost nothing, 40 µs costs ⌊10 / 10⌋ = 1 tick,
+        // 95 µs costs ⌊65 / 10⌋ = 6 ticks each, and an overflow past a 100 µs top ⌊70 / 10⌋ = 7.
+        let text = "000005 000090\n000006 000009\n000040 000001\n000095 000002\n000099 000000\n\
+                    # Max Latencies: 00200\n# Histogram Overflows: 00003\n";
+        assert_eq!(ticks_missed_equivalent(text, 10.0, 10, 30.0), 1 + 2 * 6 + 3 * 7);
+        // A wake-up costs at most its own batch: 5 ticks per wake-up caps 6 and 7 at 5.
+        assert_eq!(ticks_missed_equivalent(text, 10.0, 5, 30.0), 1 + 2 * 5 + 3 * 5);
+        // 1 ms ticks, one per wake-up: nothing here is a full period past the spin.
+        assert_eq!(ticks_missed_equivalent(text, 1000.0, 1, 30.0), 0);
     }
 }

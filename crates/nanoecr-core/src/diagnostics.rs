@@ -162,9 +162,17 @@ pub struct Diagnostics {
     /// device's FIFO kept their samples). Always 0 on the simulated rig, whose ticks are samples.
     #[serde(default)]
     pub skipped_ticks: u64,
-    /// Longest interval between two commands to the frame, µs (paced runs).
+    /// Longest interval between two commands to the frame, µs (paced runs), in the frame's own
+    /// clock ([`Diagnostics::frame_clock`]): wall time for a device-clocked frame, sample time for
+    /// the tick-clocked simulator (whose time stands still while the host stalls; the stall is in
+    /// [`Diagnostics::stalls`]). `limits.max_command_gap_ms` judges this figure.
     #[serde(default)]
     pub max_command_gap_us: f64,
+    /// Whose clock the frame's samples follow: `device` (a real controller; host stalls are
+    /// wall time the frame spends on a stale command) or `tick` (the simulator: one sample per
+    /// command). Empty in older files.
+    #[serde(default)]
+    pub frame_clock: String,
     /// Host stalls, in order, at most [`STALL_CAPACITY`].
     #[serde(default)]
     pub stalls: Vec<Stall>,

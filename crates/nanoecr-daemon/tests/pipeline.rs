@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use nanoecr_core::{EndReason, EventKind, RunConfig, RunStatus, Segment};
 use nanoecr_daemon::run::{start_run, RunOptions};
+use nanoecr_hw::FrameClock;
 
 const DEMO: &str = include_str!("../../../config/demo.toml");
 /// `[limits]` keys that switch off every interlock judged on loop timing, for paced runs that
@@ -240,13 +241,15 @@ fn a_paced_100_khz_run_ticks_in_batches_and_gives_the_same_samples_as_an_unpaced
 /// A simulated load frame whose `command` takes `delay` longer for commands
 /// `from_command..=to_command`: a host stall (one command) or a host that cannot keep up (every
 /// command from one on), injected deterministically (each sleep is the fault itself, not a
-/// synchronisation).
+/// synchronisation). `clock` overrides the clock the frame reports: `Device` makes the loop
+/// treat it as a real controller that runs on while the host stalls.
 struct DelayingFrame {
     inner: Box<dyn nanoecr_hw::LoadFrame>,
     commands: u64,
     from_command: u64,
     to_command: u64,
     delay: std::time::Duration,
+    clock: Option<FrameClock>,
 }
 
 impl DelayingFrame {
@@ -255,7 +258,14 @@ impl DelayingFrame {
         commands: std::ops::RangeInclusive<u64>,
         delay: std::time::Duration,
     ) -> Box<Self> {
-        Box::new(Self { inner, commands: 0, from_command: *commands.start(), to_command: *commands.end(), delay })
+        Box::new(Self {
+            inner,
+            commands: 0,
+            from_command: *commands.start(),
+            to_command: *commands.end(),
+            delay,
+            clock: None,
+        })
     }
 }
 
@@ -285,6 +295,9 @@ impl nanoecr_hw::LoadFrame for DelayingFrame {
     fn ground_truth(&mut self) -> Option<Vec<nanoecr_core::Event>> {
         self.inner.ground_truth()
     }
+    fn clock(&self) -> FrameClock {
+        self.clock.unwrap_or_else(|| self.inner.clock())
+    }
 }
 
 #[test]
@@ -292,7 +305,9 @@ fn a_host_that_cannot_keep_up_trips_the_late_tick_window() {
     // 1 kHz; from command 1000 on every command takes 1.5 ms, longer than the 1 ms period, so
     // every tick from there ends after its next deadline: the window (1 s = 1000 ticks) passes
     // 20 % late about 200 ticks later, at t ≈ 1.2 s (a slower host only trips it earlier). The
-    // command-gap interlock is off so that it cannot trip first on a busy machine.
+    // command-gap interlock is off so that it cannot trip first on a busy machine. The frame is
+    // the tick-clocked simulator: the late-tick window judges the host in wall time on every
+    // rig, so a host that cannot keep the rate stops even a simulated test.
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = short_config(&[("max_displacement_nm = 600.0", "max_displacement_nm = 600.0\nmax_command_gap_ms = inf")]);
     let mut rig = nanoecr_hw::sim::rig(&cfg);
@@ -316,16 +331,19 @@ fn a_host_that_cannot_keep_up_trips_the_late_tick_window() {
     assert!(f.data.seq.windows(2).all(|w| w[1] == w[0] + 1));
 }
 
-/// A paced run on the simulated rig whose frame stalls `stall_ms` at command `at`.
+/// A paced run on the simulated rig whose frame stalls `stall_ms` at command `at`, reporting
+/// `clock` (None: the simulator's own, tick-clocked).
 fn run_with_stall(
     cfg: RunConfig,
     dir: &Path,
     name: &str,
-    at: u64,
-    stall_ms: u64,
+    (at, stall_ms): (u64, u64),
+    clock: Option<FrameClock>,
 ) -> (nanoecr_core::RunSummary, nanoecr_store::RunFile) {
     let mut rig = nanoecr_hw::sim::rig(&cfg);
-    rig.frame = DelayingFrame::wrap(rig.frame, at..=at, std::time::Duration::from_millis(stall_ms));
+    let mut frame = DelayingFrame::wrap(rig.frame, at..=at, std::time::Duration::from_millis(stall_ms));
+    frame.clock = clock;
+    rig.frame = frame;
     let path: PathBuf = dir.join(name);
     let handle =
         start_run(cfg, rig, RunOptions { file_path: Some(path.clone()), ..Default::default() }).expect("starts");
@@ -352,19 +370,20 @@ fn python(script: &str, args: &[&str]) -> String {
 }
 
 #[test]
-fn a_host_stall_longer_than_the_command_gap_limit_unloads_safely_and_names_the_interlock() {
-    // 1 kHz, the frame blocks 150 ms at command 1200 (t = 1.2 s, loading): the next command goes
-    // out ≥ 150 ms after the previous one, past the default limits.max_command_gap_ms (20 ms),
-    // however fast or slow the host is (a slower host only makes the gap longer, or trips the
-    // same interlock earlier on a stall of its own: either way it is this interlock). The
-    // late-tick window is off so that it cannot trip first on a busy machine.
+fn a_host_stall_longer_than_the_command_gap_limit_on_a_device_clocked_frame_unloads_safely() {
+    // 1 kHz, a frame that runs on its own clock (as a real controller does) blocks 150 ms at
+    // command 1200 (t = 1.2 s, loading): the next command goes out ≥ 150 ms of wall time after
+    // the previous one, past the default limits.max_command_gap_ms (20 ms), however fast or slow
+    // the host is (a slower host only makes the gap longer, or trips the same interlock earlier
+    // on a stall of its own: either way it is this interlock). The late-tick window is off so
+    // that it cannot trip first on a busy machine.
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = short_config(&[("max_displacement_nm = 600.0", "max_displacement_nm = 600.0\nmax_late_fraction = 1.0")]);
-    let (s, f) = run_with_stall(cfg, dir.path(), "stall.h5", 1200, 150);
+    let (s, f) = run_with_stall(cfg, dir.path(), "stall.h5", (1200, 150), Some(FrameClock::Device));
     assert_eq!(s.status, RunStatus::Aborted, "{}", s.end_reason);
     assert!(
         s.end_reason.starts_with("interlock: no command to the frame for ")
-            && s.end_reason.contains("> limits.max_command_gap_ms 20 ms"),
+            && s.end_reason.contains("(device clock) > limits.max_command_gap_ms 20 ms"),
         "{}",
         s.end_reason
     );
@@ -380,6 +399,38 @@ fn a_host_stall_longer_than_the_command_gap_limit_unloads_safely_and_names_the_i
     assert_eq!(s.dropped, 0);
     let d = f.diagnostics.expect("diagnostics");
     assert!(d.max_command_gap_us > 20_000.0, "{}", d.max_command_gap_us);
+    assert_eq!(d.frame_clock, "device");
+    // The device's stale ticks were skipped, not replayed.
+    assert!(d.skipped_ticks >= 100, "{}", d.skipped_ticks);
+}
+
+#[test]
+fn the_same_stall_on_the_tick_clocked_simulator_is_listed_and_the_run_completes() {
+    // The stall of the test above (150 ms at command 1200, default 20 ms command-gap limit) on
+    // the simulator's own clock: one sample per command, so its pillar saw no time pass while
+    // the host stalled and every tick is replayed. In its clock the frame never went more than
+    // one period without a command; the stall is listed, not fatal. The late-tick window is off
+    // so a busy machine cannot end the run (150 of its 1024 ticks are late by construction).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = short_config(&[("max_displacement_nm = 600.0", "max_displacement_nm = 600.0\nmax_late_fraction = 1.0")]);
+    let expected = cfg.expected_samples();
+    let (s, f) = run_with_stall(cfg, dir.path(), "sim_stall.h5", (1200, 150), None);
+    assert_eq!(s.status, RunStatus::Complete, "{}", s.end_reason);
+    assert_eq!(s.interlocks, 0);
+    assert_eq!(s.dropped, 0);
+    assert_eq!(f.data.len() as u64, expected, "every tick replayed, none skipped");
+    assert!(f.data.seq.windows(2).all(|w| w[1] == w[0] + 1));
+    let d = f.diagnostics.expect("diagnostics");
+    assert_eq!(d.frame_clock, "tick");
+    assert_eq!(d.skipped_ticks, 0);
+    // One period in sample time (1000 µs at 1 kHz), to rounding: not the 150 ms of wall time.
+    assert!((d.max_command_gap_us - 1000.0).abs() < 1e-3, "{}", d.max_command_gap_us);
+    let stall = d
+        .stalls
+        .iter()
+        .find(|st| (1.2..1.25).contains(&st.start_s) && st.length_us >= 149_000.0)
+        .unwrap_or_else(|| panic!("the injected stall is listed: {:?}", d.stalls));
+    assert!(stall.ticks >= 140, "{stall:?}");
 }
 
 #[test]
@@ -396,7 +447,7 @@ fn a_short_host_stall_is_listed_in_the_file_not_fatal_and_h5py_reads_the_list() 
         "max_displacement_nm = 600.0",
         &format!("max_displacement_nm = 600.0\n{TIMING_INTERLOCKS_OFF}"),
     )]);
-    let (s, f) = run_with_stall(cfg, dir.path(), "hiccup.h5", 1200, 12);
+    let (s, f) = run_with_stall(cfg, dir.path(), "hiccup.h5", (1200, 12), None);
     assert_eq!(s.status, RunStatus::Complete, "{}", s.end_reason);
     assert_eq!(s.dropped, 0);
     let d = f.diagnostics.expect("diagnostics");
@@ -406,7 +457,6 @@ fn a_short_host_stall_is_listed_in_the_file_not_fatal_and_h5py_reads_the_list() 
         .find(|st| (1.2..1.25).contains(&st.start_s) && st.length_us >= 11_000.0)
         .unwrap_or_else(|| panic!("the injected stall is listed: {:?}", d.stalls));
     assert!(stall.ticks >= 11, "{stall:?}");
-    assert!(d.max_command_gap_us >= 12_000.0);
     assert!(d.late_wakeups >= 1);
     let path = dir.path().join("hiccup.h5");
     let out = python(
@@ -464,6 +514,9 @@ impl nanoecr_hw::LoadFrame for JammedFrame {
     }
     fn ground_truth(&mut self) -> Option<Vec<nanoecr_core::Event>> {
         self.inner.ground_truth()
+    }
+    fn clock(&self) -> FrameClock {
+        self.inner.clock()
     }
 }
 

@@ -117,6 +117,34 @@ impl SmuPacing {
     }
 }
 
+/// Whose clock a frame's samples follow, and so what a host stall does to the test.
+///
+/// The control loop judges the command-gap interlock in this clock and picks its catch-up after
+/// a stall from it (docs/simulator.md, docs/config.md `[limits]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FrameClock {
+    /// The frame samples and acts on its own clock (a real controller): while the host stalls,
+    /// time runs on and the frame holds its last command open-loop, so a gap between commands
+    /// is measured in wall time, and after a stall the loop skips the ticks whose moment has
+    /// passed.
+    #[default]
+    Device,
+    /// The frame advances one sample per command (the simulator): while the host stalls its
+    /// time stands still, so a host stall costs nothing physically; every tick is replayed and
+    /// a gap between commands is measured in sample time.
+    Tick,
+}
+
+impl FrameClock {
+    /// Short name, as recorded in the run file's diagnostics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Device => "device",
+            Self::Tick => "tick",
+        }
+    }
+}
+
 /// Limits the frame enforces on its own, independent of the host (defence in depth).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FrameLimits {
@@ -155,6 +183,11 @@ pub trait LoadFrame: Send {
     /// True events of a simulated rig (None for real hardware).
     fn ground_truth(&mut self) -> Option<Vec<Event>> {
         None
+    }
+    /// Whose clock the frame's samples follow. The default, [`FrameClock::Device`], is the safe
+    /// one: a host stall is judged as the wall time it lasted.
+    fn clock(&self) -> FrameClock {
+        FrameClock::Device
     }
 }
 

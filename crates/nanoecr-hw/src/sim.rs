@@ -6,7 +6,7 @@
 use nanoecr_core::{Event, RunConfig, Segment};
 use nanoecr_sim::World;
 
-use crate::{DeviceInfo, FrameLimits, FrameReading, HwError, LoadFrame, Rig, SmuReading, SourceMeter};
+use crate::{DeviceInfo, FrameClock, FrameLimits, FrameReading, HwError, LoadFrame, Rig, SmuReading, SourceMeter};
 
 const FRAME: &str = "LOADFRAME0(sim)";
 const SMU: &str = "SMU0(sim)";
@@ -108,6 +108,11 @@ impl LoadFrame for SimLoadFrame {
 
     fn ground_truth(&mut self) -> Option<Vec<Event>> {
         Some(self.world.ground_truth().to_vec())
+    }
+
+    /// One sample per command: the simulated pillar's time stands still while the host stalls.
+    fn clock(&self) -> FrameClock {
+        FrameClock::Tick
     }
 }
 

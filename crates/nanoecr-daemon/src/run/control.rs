@@ -27,15 +27,19 @@
 //!
 //! After a stall (a wake-up ≥ 1 ms and more than one wake-up period late, listed in the
 //! diagnostics with its length and the ticks it affected) the catch-up depends on who clocks the
-//! samples: the simulated rig makes one sample per command, so its due ticks run back to back;
-//! a device samples into its FIFO on its own clock, so the loop skips to the newest due tick and
-//! sends one command at the current setpoint instead of a burst of stale ones (each a round trip
-//! that would make the next ticks late too).
+//! samples, which the frame reports ([`FrameClock`]): a tick-clocked frame (the simulated rig)
+//! makes one sample per command, so its due ticks run back to back; a device samples into its
+//! FIFO on its own clock, so the loop skips to the newest due tick and sends one command at the
+//! current setpoint instead of a burst of stale ones (each a round trip that would make the next
+//! ticks late too).
 //!
 //! Timing interlocks (real-time runs): no command to the frame for more than
-//! `limits.max_command_gap_ms`, or more than `limits.max_late_fraction` of the last
-//! `limits.late_window_s` of ticks late. A load that stays more than `max_tracking_error_un` off
-//! its setpoint for `max_tracking_error_ms` trips too, paced or not.
+//! `limits.max_command_gap_ms` in the frame's own clock (wall time for a device; sample time for
+//! the simulator, whose pillar does not move while the host stalls, so there a stall is only
+//! listed), or more than `limits.max_late_fraction` of the last `limits.late_window_s` of ticks
+//! late (wall time on every rig: it tells a host that cannot keep the rate). A load that stays
+//! more than `max_tracking_error_un` off its setpoint for `max_tracking_error_ms` of sample time
+//! trips too, paced or not.
 //!
 //! Aborts, interlocks, the safe-unload ramp and the rest phase are all evaluated every tick, and
 //! the loop never sleeps longer than one wake-up period, so a stop request or a trip takes
@@ -46,19 +50,18 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nanoecr_core::config::hardware::Backend;
 use nanoecr_core::config::RunConfig;
 use nanoecr_core::sample::{FLAG_COMPLIANCE, FLAG_CURRENT_INVALID};
 use nanoecr_core::{Diagnostics, EndReason, Event, EventKind, LatencyHistogram, Sample, Segment, Sign, Stall};
-use nanoecr_hw::{FrameLimits, FrameReading, HwError, Rig, SmuPacing, SmuReading};
+use nanoecr_hw::{FrameClock, FrameLimits, FrameReading, HwError, Rig, SmuPacing, SmuReading};
 
 use super::shared::Shared;
 
 /// Samples read from each instrument per tick at most; more than any backend returns at once.
 const READ_BATCH: usize = 256;
 /// How long before a deadline the loop stops sleeping and spins, so wake-up jitter of the
-/// scheduler does not become tick lateness.
-const SPIN_BEFORE_DEADLINE: Duration = Duration::from_micros(30);
+/// scheduler does not become tick lateness (the rt bench models cyclictest's wake-ups with it).
+pub const SPIN_BEFORE_DEADLINE: Duration = Duration::from_micros(30);
 /// Ticks to keep sampling at zero load after a safe unload, so the file shows the rig at rest.
 const REST_TICKS_AFTER_UNLOAD_S: f64 = 0.05;
 /// The shortest interval between two wake-ups of a paced loop. Each wake-up spins for the last
@@ -257,6 +260,7 @@ impl ControlLoop {
         self.shared.realtime.store(diag.realtime_scheduling, Ordering::Relaxed);
 
         diag.smu_pacing = self.rig.smu.pacing().as_str().to_string();
+        diag.frame_clock = self.rig.frame.clock().as_str().to_string();
         let end = match self.arm() {
             Ok(()) => self.ticks(&mut diag),
             Err(e) => EndReason::DeviceFault(e.to_string()),
@@ -319,10 +323,12 @@ impl ControlLoop {
         let pillar = self.cfg.pillar;
         // Integrator clamp: the actuator never needs more than the limit load of correction.
         let integral_clamp = limits.max_load_un;
-        // The simulated rig makes one sample per command, so its ticks are its samples and a late
-        // tick must still run. A device samples on its own clock into a FIFO: a stale tick
-        // would only send a command for a moment that has passed.
-        let tick_clocked = self.cfg.raw.hardware.backend == Backend::Sim;
+        // The rig says whose clock its samples follow. A tick-clocked frame (the simulator)
+        // makes one sample per command, so its ticks are its samples and a late tick must still
+        // run; a device samples on its own clock into a FIFO, and a stale tick would only send a
+        // command for a moment that has passed.
+        let clock = self.rig.frame.clock();
+        let tick_clocked = clock == FrameClock::Tick;
 
         let mut phase = Phase::Program;
         let mut end: Option<EndReason> = None;
@@ -342,10 +348,11 @@ impl ControlLoop {
         let batch = ticks_per_wakeup(dt_s);
         let wake_period = dt.mul_f64(batch as f64);
         let stall_min = wake_period.max(STALL_MIN);
-        let max_gap = Duration::from_secs_f64((limits.max_command_gap_ms / 1000.0).min(1e9));
+        let max_gap_s = limits.max_command_gap_ms / 1000.0;
         let mut late_window = LateWindow::new(limits.late_window_s, dt_s);
         let mut open_stall: Option<Stall> = None;
-        let mut last_command_at: Option<Instant> = None;
+        // Time of the last command in the frame's clock, s (see the command-gap interlock).
+        let mut last_command_s: Option<f64> = None;
         if self.paced {
             warm_up(wake_period);
         }
@@ -442,23 +449,32 @@ impl ControlLoop {
                 return EndReason::DeviceFault(e.to_string());
             }
             if self.paced {
-                // Timing interlock: how long the frame held a stale command.
-                let now = Instant::now();
-                if let Some(prev) = last_command_at {
-                    let gap = now - prev;
-                    let gap_us = gap.as_secs_f64() * 1e6;
+                // Timing interlock: how long the frame held one command, in the frame's own
+                // clock. A device acts on wall time, so a host stall leaves it open-loop on a
+                // stale command for as long as the stall lasts. The simulator's time stands still
+                // while the host stalls (one sample per command, every tick replayed), so in its
+                // clock a stall costs nothing: the stall is listed, and the late-tick window
+                // below still stops a host that cannot keep the rate.
+                let now_s = match clock {
+                    FrameClock::Device => t0.elapsed().as_secs_f64(),
+                    FrameClock::Tick => t_s,
+                };
+                if let Some(prev_s) = last_command_s {
+                    let gap_s = now_s - prev_s;
+                    let gap_us = gap_s * 1e6;
                     diag.max_command_gap_us = diag.max_command_gap_us.max(gap_us);
-                    if phase == Phase::Program && gap > max_gap {
+                    if phase == Phase::Program && gap_s > max_gap_s {
                         let detail = format!(
-                            "no command to the frame for {:.1} ms > limits.max_command_gap_ms {} ms",
+                            "no command to the frame for {:.1} ms ({} clock) > limits.max_command_gap_ms {} ms",
                             gap_us / 1000.0,
+                            clock.as_str(),
                             limits.max_command_gap_ms
                         );
                         let at = Trip { time_s: t_s, segment, load_un: last_load_un, setpoint_un, t_s };
                         self.trip(&mut end, &mut phase, detail, gap_us / 1000.0, at, &limits, pillar);
                     }
                 }
-                last_command_at = Some(now);
+                last_command_s = Some(now_s);
             }
             match self.rig.frame.acquire(&mut merger.frames[merger.n_frames..]) {
                 Ok(n) => {

@@ -1,0 +1,38 @@
+#!/bin/bash
+# Trace the scheduler (sched_switch, sched_wakeup) in a private tracefs instance while a command
+# runs, then report who held the CPU when a real-time thread was woken (docs/performance.md,
+# "Real time on a noisy host"). Needs root and tracefs; the instance's buffer lives in the
+# kernel, so nothing is written to disk until the command ends.
+#
+#   scripts/rt-trace.sh nanoecr-control -- target/release/nanoecr run cfg.toml --quiet
+#   scripts/rt-trace.sh cyclictest -- cyclictest -m -q -t1 -p50 -i100 -l50000
+#
+# The first argument is the thread name (comm, at most 15 characters) to report on; for
+# cyclictest the report picks its busiest thread of that name.
+set -euo pipefail
+if [ $# -lt 3 ] || [ "$2" != "--" ]; then
+    echo "usage: $0 <thread name> -- <command…>" >&2
+    exit 2
+fi
+thread=$1
+shift 2
+tracefs=/sys/kernel/tracing
+[ -d "$tracefs/instances" ] || { echo "no tracefs at $tracefs" >&2; exit 1; }
+inst="$tracefs/instances/nanoecr-rt-$$"
+out=$(mktemp /tmp/rt-trace.XXXXXX)
+cleanup() {
+    [ -d "$inst" ] && { echo 0 > "$inst/tracing_on"; rmdir "$inst"; }
+    rm -f "$out"
+}
+trap cleanup EXIT
+mkdir "$inst"
+echo 40000 > "$inst/buffer_size_kb"
+echo 1 > "$inst/events/sched/sched_switch/enable"
+echo 1 > "$inst/events/sched/sched_wakeup/enable"
+echo 1 > "$inst/tracing_on"
+status=0
+"$@" || status=$?
+echo 0 > "$inst/tracing_on"
+cat "$inst/trace" > "$out"
+python3 "$(dirname "$0")/rt-trace-report.py" "$thread" "$out"
+exit $status
