@@ -1,6 +1,12 @@
 //! Figures of one run, each as PNG and SVG: h and Δρ/ρ vs time with events marked, zooms on the
 //! largest event of each segment, the magnitude CCDF (log-log) with the fitted truncated power
-//! law, waiting-time histograms with the exponential fit, and p − n bars per segment.
+//! law, waiting-time histograms with the exponential fit, and p − n bars per segment; for a
+//! campaign, α, xc and p − n against peak stress next to the paper's values
+//! ([`write_campaign_plots`]).
+//!
+//! Conventions a reviewer expects: log axes tick and label every decade (10⁻⁴, 10⁻³, …) with
+//! light lines at 2–9 × each; fit curves span their fitted range only; legends sit in a strip of
+//! their own beside or below the chart, never over data; every axis names its unit.
 //!
 //! plotters is built without its system-font feature (no fontconfig), so DejaVu Sans ships in
 //! `assets/` (licence in `assets/DejaVuSans-LICENSE.txt`) and is registered before any drawing:
@@ -13,8 +19,11 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
+use plotters::coord::combinators::{BindKeyPoints, LogCoord, WithKeyPoints};
+
 use crate::powerlaw::TruncatedPowerLawFit;
 use crate::run::{RunAnalysis, RunInput};
+use crate::stress::StressSeries;
 use crate::AnalysisError;
 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
@@ -37,11 +46,106 @@ const W: u32 = 1200;
 const H: u32 = 700;
 const P_COLOR: RGBColor = RGBColor(200, 30, 30);
 const N_COLOR: RGBColor = RGBColor(30, 80, 200);
+const FIT_COLOR: RGBColor = RGBColor(20, 130, 60);
+const HOLD_COLOR: RGBColor = RGBColor(90, 90, 90);
+const PAPER_COLOR: RGBColor = RGBColor(230, 150, 20);
 
 type DrawResult = Result<(), String>;
 
 fn err<E: std::fmt::Debug>(e: E) -> String {
     format!("{e:?}")
+}
+
+/// Decades 10^k within [lo, hi] (at least the two around the range, so an axis never has fewer
+/// than two labelled ticks), and the light points 2–9 × 10^k inside the range.
+fn decades(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
+    let k0 = lo.log10().ceil() as i32;
+    let k1 = hi.log10().floor() as i32;
+    let mut bold: Vec<f64> = (k0..=k1).map(|k| 10f64.powi(k)).collect();
+    if bold.is_empty() {
+        bold = vec![10f64.powi(k1), 10f64.powi(k0)];
+    }
+    let mut light = Vec::new();
+    for k in (k0 - 1)..=k1 {
+        for m in 2..=9 {
+            let v = m as f64 * 10f64.powi(k);
+            if v > lo && v < hi {
+                light.push(v);
+            }
+        }
+    }
+    (bold, light)
+}
+
+/// A log range from `lo` to `hi` with the decades as ticks.
+fn log_axis(lo: f64, hi: f64) -> WithKeyPoints<LogCoord<f64>> {
+    let (bold, light) = decades(lo, hi);
+    (lo..hi).log_scale().with_key_points(bold).with_light_points(light)
+}
+
+/// "10⁻³" for 1e-3; other values in short scientific notation.
+fn decade_label(v: f64) -> String {
+    let k = v.log10().round();
+    if (v / 10f64.powf(k) - 1.0).abs() > 1e-9 {
+        return format!("{v:.1e}");
+    }
+    let sup: String = format!("{}", k as i32)
+        .chars()
+        .map(|c| match c {
+            '-' => '⁻',
+            '0' => '⁰',
+            '1' => '¹',
+            '2' => '²',
+            '3' => '³',
+            '4' => '⁴',
+            '5' => '⁵',
+            '6' => '⁶',
+            '7' => '⁷',
+            '8' => '⁸',
+            _ => '⁹',
+        })
+        .collect();
+    format!("10{sup}")
+}
+
+/// How a legend entry is drawn.
+#[derive(Clone, Copy)]
+enum Mark {
+    Dot(RGBColor),
+    Ring(RGBColor),
+    Line(RGBColor),
+    Dashed(RGBColor),
+    Band(RGBColor),
+}
+
+/// A legend in an area of its own (beside or below a chart), one entry per line.
+fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, entries: &[(Mark, String)]) -> DrawResult {
+    let font = ("sans-serif", 15).into_font();
+    for (i, (mark, text)) in entries.iter().enumerate() {
+        let y = 20 + 24 * i as i32;
+        let x = 10;
+        match *mark {
+            Mark::Dot(c) => area.draw(&Circle::new((x + 12, y), 4, c.filled())).map_err(err)?,
+            Mark::Ring(c) => area.draw(&Circle::new((x + 12, y), 4, c.stroke_width(2))).map_err(err)?,
+            Mark::Line(c) => area.draw(&PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(2))).map_err(err)?,
+            Mark::Dashed(c) => {
+                for j in 0..3 {
+                    area.draw(&PathElement::new(vec![(x + 9 * j, y), (x + 9 * j + 5, y)], c.stroke_width(2)))
+                        .map_err(err)?;
+                }
+            }
+            Mark::Band(c) => {
+                area.draw(&Rectangle::new([(x, y - 6), (x + 24, y + 6)], c.mix(0.3).filled())).map_err(err)?
+            }
+        }
+        area.draw(&Text::new(text.clone(), (x + 34, y - 8), font.clone())).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// A dashed polyline in data coordinates (plotters 0.3 has no dashed path for every backend).
+fn dashed(points: &[(f64, f64)], c: RGBColor) -> Vec<PathElement<(f64, f64)>> {
+    points.windows(2).step_by(2).map(|w| PathElement::new(vec![w[0], w[1]], c.stroke_width(2))).collect()
 }
 
 /// Draw one figure with a generic `fn(&DrawingArea<DB, Shift>, args…) -> DrawResult` to both
@@ -212,50 +316,69 @@ fn draw_ccdf<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, a: &RunAnalysis)
         root.draw(&Text::new("no spikes", (50, 50), ("sans-serif", 24))).map_err(err)?;
         return Ok(());
     }
-    let x_hi = pts.iter().map(|p| p.0).fold(1e-3, f64::max) * 1.5;
-    let y_lo = (1.0 / pts.len() as f64) * 0.5;
-    let mut chart = ChartBuilder::on(root)
-        .caption("CCDF of |Δρ/ρ| with fits (log-log)", ("sans-serif", 20))
+    let (chart_area, legend_area) = root.split_vertically(root.dim_in_pixel().1 - 100);
+    let x_data_lo = pts.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+    let x_data_hi = pts.iter().map(|p| p.0).fold(0.0, f64::max);
+    // Whole decades at both ends, so each end of the axis carries a label.
+    let x_lo = 10f64.powf(x_data_lo.log10().floor());
+    let x_hi = 10f64.powf((x_data_hi * 1.01).log10().ceil());
+    let y_lo = 10f64.powf((0.5 / pts.len() as f64).log10().floor());
+    let mut chart = ChartBuilder::on(&chart_area)
+        .caption("Spike magnitudes: complementary CDF with fits", ("sans-serif", 20))
         .margin(10)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d((1e-4..x_hi).log_scale(), (y_lo..1.0f64).log_scale())
+        .x_label_area_size(45)
+        .y_label_area_size(75)
+        .build_cartesian_2d(log_axis(x_lo, x_hi), log_axis(y_lo, 1.0))
         .map_err(err)?;
-    chart.configure_mesh().x_desc("|Δρ/ρ|").y_desc("P(X ≥ x)").draw().map_err(err)?;
     chart
-        .draw_series(pts.iter().map(|&(x, y)| Circle::new((x, y), 2, BLACK.mix(0.6).filled())))
-        .map_err(err)?
-        .label("data")
-        .legend(|(x, y)| Circle::new((x, y), 3, BLACK.filled()));
+        .configure_mesh()
+        .x_desc("|Δρ/ρ| (dimensionless)")
+        .y_desc("P(|Δρ/ρ| ≥ x) (fraction of spikes)")
+        .x_label_formatter(&|v| decade_label(*v))
+        .y_label_formatter(&|v| decade_label(*v))
+        .draw()
+        .map_err(err)?;
+    chart.draw_series(pts.iter().map(|&(x, y)| Circle::new((x, y), 2, BLACK.mix(0.6).filled()))).map_err(err)?;
+    let mut legend = vec![(Mark::Dot(BLACK), format!("detected spikes (n = {})", pts.len()))];
     let n_all = pts.len() as f64;
-    let curve = |fit: &TruncatedPowerLawFit, observed: bool| -> Vec<(f64, f64)> {
-        // The fitted CCDF above x_min, scaled by the data fraction above x_min so it overlays.
+    // The fitted CCDF over the fitted range only (x_min to the largest magnitude), scaled by the
+    // share of spikes above x_min so it overlays the data.
+    let curve = |fit: &TruncatedPowerLawFit| -> Vec<(f64, f64)> {
         let frac = pts.iter().filter(|p| p.0 >= fit.x_min).count() as f64 / n_all;
+        let top = x_data_hi.max(fit.x_min);
         (0..200)
             .map(|i| {
-                let x = fit.x_min * (x_hi / fit.x_min).powf(i as f64 / 199.0);
+                let x = fit.x_min * (top / fit.x_min).powf(i as f64 / 199.0);
                 let s = 1.0 - crate::powerlaw::tpl_cdf(x, fit.alpha, fit.xc, fit.x_min);
-                let _ = observed;
                 (x, (frac * s).max(y_lo))
             })
             .collect()
     };
+    let fit_text = |f: &TruncatedPowerLawFit| {
+        format!(
+            "α = {}, xc = {}, x ≥ {}",
+            format!("{:.2}", f.alpha),
+            crate::report::sig2(f.xc),
+            crate::report::sig2(f.x_min)
+        )
+    };
     if let Some(t) = &a.diagnostics.naive {
-        chart
-            .draw_series(LineSeries::new(curve(t, false), P_COLOR.stroke_width(2)))
-            .map_err(err)?
-            .label(format!("TPL α = {:.2}, xc = {:.2e} (x ≥ {:.1e})", t.alpha, t.xc, t.x_min))
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], P_COLOR));
-        if let Some(e) = &a.diagnostics.efficiency_aware {
-            chart
-                .draw_series(LineSeries::new(curve(e, true), N_COLOR.stroke_width(2)))
-                .map_err(err)?
-                .label(format!("efficiency-aware α = {:.2}, xc = {:.2e} (true distribution)", e.alpha, e.xc))
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], N_COLOR));
-        }
+        chart.draw_series(LineSeries::new(curve(t), P_COLOR.stroke_width(2))).map_err(err)?;
+        legend.push((Mark::Line(P_COLOR), format!("naive fit above completeness: {}", fit_text(t))));
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;
-    Ok(())
+    if let Some(e) = &a.diagnostics.efficiency_aware {
+        chart.draw_series(LineSeries::new(curve(e), N_COLOR.stroke_width(2))).map_err(err)?;
+        legend.push((Mark::Line(N_COLOR), format!("efficiency-aware fit (true-magnitude law): {}", fit_text(e))));
+    }
+    if let Some(m) = &a.diagnostics.measurement_aware {
+        chart.draw_series(dashed(&curve(m), FIT_COLOR)).map_err(err)?;
+        let state = if a.headline.constrained { "" } else { ", α not constrained" };
+        legend.push((
+            Mark::Dashed(FIT_COLOR),
+            format!("headline, measurement-aware (true-magnitude law{state}): {}", fit_text(m)),
+        ));
+    }
+    draw_legend(&legend_area, &legend)
 }
 
 fn draw_waiting<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, a: &RunAnalysis) -> DrawResult {
@@ -343,6 +466,240 @@ fn draw_balance<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, a: &RunAnalys
         .map_err(err)?;
     Ok(())
 }
+
+/// Vertical error bar from `lo` to `hi` at `x`, clipped to [y0, y1]; an end past the axis gets an
+/// arrowhead so a clipped interval does not look closed.
+fn error_bar(
+    x: f64,
+    lo: f64,
+    hi: f64,
+    y0: f64,
+    y1: f64,
+    dx: f64,
+    log: bool,
+    c: RGBColor,
+) -> Vec<PathElement<(f64, f64)>> {
+    let (l, h) = (lo.max(y0), if hi.is_finite() { hi.min(y1) } else { y1 });
+    let mut v = vec![PathElement::new(vec![(x, l), (x, h)], c.stroke_width(2))];
+    let tip = |y: f64, up: bool| {
+        let f = if log { (y1 / y0).powf(0.03) } else { 0.03 * (y1 - y0) };
+        let back = if log {
+            if up {
+                y / f
+            } else {
+                y * f
+            }
+        } else if up {
+            y - f
+        } else {
+            y + f
+        };
+        vec![(x - dx, back), (x, y), (x + dx, back)]
+    };
+    if lo < y0 {
+        v.push(PathElement::new(tip(l, false), c.stroke_width(2)));
+    } else {
+        v.push(PathElement::new(vec![(x - dx, l), (x + dx, l)], c.stroke_width(2)));
+    }
+    if !(hi <= y1) {
+        v.push(PathElement::new(tip(h, true), c.stroke_width(2)));
+    } else {
+        v.push(PathElement::new(vec![(x - dx, h), (x + dx, h)], c.stroke_width(2)));
+    }
+    v
+}
+
+/// α, xc and p − n per run against peak stress, with the paper's values: three panels sharing
+/// the stress axis, each with its legend in a strip on the right.
+fn draw_campaign<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, series: &StressSeries) -> DrawResult {
+    let pts = &series.points;
+    let paper = &series.paper;
+    let s_hi = pts.iter().map(|p| p.peak_stress_mpa).fold(0.0, f64::max);
+    let x_hi = ((s_hi * 1.08) / 250.0).ceil().max(1.0) * 250.0;
+    let dx = x_hi / 150.0;
+    let (top, rest) = root.split_vertically(40);
+    top.draw(&Text::new(
+        format!(
+            "Campaign against peak stress ({} stress groups, {} runs) next to {}",
+            pts.len(),
+            pts.iter().map(|p| p.runs).sum::<usize>(),
+            paper.source
+        ),
+        (20, 10),
+        ("sans-serif", 20),
+    ))
+    .map_err(err)?;
+    let rows = rest.split_evenly((3, 1));
+    let split = |a: &DrawingArea<DB, Shift>| a.split_horizontally(a.dim_in_pixel().0 - 330);
+    let fitted: Vec<_> = pts.iter().filter(|p| p.n > 0 && p.alpha.is_finite()).collect();
+
+    // α with its 95 % interval; the paper's 1.5 ± 0.1 as a band.
+    let (area, legend_area) = split(&rows[0]);
+    let a_lo =
+        fitted.iter().filter(|p| p.constrained).map(|p| p.alpha_ci[0]).fold(paper.alpha - 0.5, f64::min).max(-1.0);
+    let a_hi =
+        fitted.iter().filter(|p| p.constrained).map(|p| p.alpha_ci[1]).fold(paper.alpha + 0.8, f64::max).min(4.0);
+    let (a_lo, a_hi) = ((a_lo * 4.0).floor() / 4.0, (a_hi * 4.0).ceil() / 4.0);
+    let mut chart = ChartBuilder::on(&area)
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_hi, a_lo..a_hi)
+        .map_err(err)?;
+    chart.configure_mesh().x_desc("peak stress (MPa)").y_desc("α (dimensionless)").draw().map_err(err)?;
+    chart
+        .draw_series(std::iter::once(Rectangle::new(
+            [(0.0, paper.alpha - paper.alpha_pm), (x_hi, paper.alpha + paper.alpha_pm)],
+            PAPER_COLOR.mix(0.3).filled(),
+        )))
+        .map_err(err)?;
+    chart
+        .draw_series(LineSeries::new(vec![(0.0, paper.alpha), (x_hi, paper.alpha)], PAPER_COLOR.stroke_width(2)))
+        .map_err(err)?;
+    for p in &fitted {
+        let c = if p.constrained { BLACK } else { HOLD_COLOR };
+        chart
+            .draw_series(error_bar(p.peak_stress_mpa, p.alpha_ci[0], p.alpha_ci[1], a_lo, a_hi, dx, false, c))
+            .map_err(err)?;
+        let y = p.alpha.clamp(a_lo, a_hi);
+        if p.constrained {
+            chart.draw_series(std::iter::once(Circle::new((p.peak_stress_mpa, y), 5, BLACK.filled()))).map_err(err)?;
+        } else {
+            chart.draw_series(std::iter::once(Circle::new((p.peak_stress_mpa, y), 5, WHITE.filled()))).map_err(err)?;
+            chart
+                .draw_series(std::iter::once(Circle::new((p.peak_stress_mpa, y), 5, c.stroke_width(2))))
+                .map_err(err)?;
+        }
+    }
+    draw_legend(
+        &legend_area,
+        &[
+            (Mark::Dot(BLACK), "headline α, 95 % interval".into()),
+            (Mark::Ring(HOLD_COLOR), "not constrained by the group".into()),
+            (Mark::Band(PAPER_COLOR), format!("{}: α = {} ± {}", paper.source, paper.alpha, paper.alpha_pm)),
+        ],
+    )?;
+
+    // xc with its 95 % interval on a log axis; the paper's ≈ 10⁻³ as a line.
+    let (area, legend_area) = split(&rows[1]);
+    let finite = |v: f64| v.is_finite() && v > 0.0;
+    let xc_vals = fitted.iter().flat_map(|p| [p.xc, p.xc_ci[0], p.xc_ci[1]]).filter(|v| finite(*v));
+    let (mut c_lo, mut c_hi) = (paper.xc / 3.0, paper.xc * 3.0);
+    for v in xc_vals {
+        c_lo = c_lo.min(v);
+        c_hi = c_hi.max(v);
+    }
+    let c_lo = 10f64.powf(c_lo.log10().floor()).max(1e-7);
+    let c_hi = 10f64.powf(c_hi.log10().ceil()).min(10.0);
+    let mut chart = ChartBuilder::on(&area)
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_hi, log_axis(c_lo, c_hi))
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("peak stress (MPa)")
+        .y_desc("xc (|Δρ/ρ|, dimensionless)")
+        .y_label_formatter(&|v| decade_label(*v))
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(dashed(&(0..=40).map(|i| (x_hi * i as f64 / 40.0, paper.xc)).collect::<Vec<_>>(), PAPER_COLOR))
+        .map_err(err)?;
+    for p in &fitted {
+        if !finite(p.xc) {
+            continue;
+        }
+        let c = if p.constrained { BLACK } else { HOLD_COLOR };
+        chart
+            .draw_series(error_bar(p.peak_stress_mpa, p.xc_ci[0], p.xc_ci[1], c_lo, c_hi, dx, true, c))
+            .map_err(err)?;
+        let y = p.xc.clamp(c_lo, c_hi);
+        if p.constrained {
+            chart.draw_series(std::iter::once(Circle::new((p.peak_stress_mpa, y), 5, BLACK.filled()))).map_err(err)?;
+        } else {
+            chart.draw_series(std::iter::once(Circle::new((p.peak_stress_mpa, y), 5, WHITE.filled()))).map_err(err)?;
+            chart
+                .draw_series(std::iter::once(Circle::new((p.peak_stress_mpa, y), 5, c.stroke_width(2))))
+                .map_err(err)?;
+        }
+    }
+    draw_legend(
+        &legend_area,
+        &[
+            (Mark::Dot(BLACK), "headline xc, 95 % interval".into()),
+            (Mark::Ring(HOLD_COLOR), "α not constrained by the group".into()),
+            (Mark::Dashed(PAPER_COLOR), format!("{}: xc ≈ {}", paper.source, decade_label(paper.xc))),
+            (Mark::Line(BLACK), "arrow: interval open or off the axis".into()),
+        ],
+    )?;
+
+    // p − n per run and segment, ± its Poisson σ; the paper gives only the signs.
+    let (area, legend_area) = split(&rows[2]);
+    let all = pts.iter().flat_map(|p| p.p_minus_n_per_run.iter().map(|b| b.p_minus_n.abs() + b.sigma));
+    let lim = all.fold(2.0, f64::max) * 1.15;
+    let mut chart = ChartBuilder::on(&area)
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_hi, -lim..lim)
+        .map_err(err)?;
+    chart.configure_mesh().x_desc("peak stress (MPa)").y_desc("p − n per run (spikes)").draw().map_err(err)?;
+    chart.draw_series(LineSeries::new(vec![(0.0, 0.0), (x_hi, 0.0)], BLACK.mix(0.5))).map_err(err)?;
+    let segs = [("load", P_COLOR, -1.0), ("hold", HOLD_COLOR, 0.0), ("unload", N_COLOR, 1.0)];
+    for (seg, c, off) in segs {
+        let line: Vec<(f64, f64)> = pts
+            .iter()
+            .filter_map(|p| {
+                p.p_minus_n_per_run.iter().find(|b| b.segment == seg).map(|b| (p.peak_stress_mpa + off * dx, b))
+            })
+            .map(|(x, b)| (x, b.p_minus_n))
+            .collect();
+        chart.draw_series(LineSeries::new(line.clone(), c.mix(0.6).stroke_width(1))).map_err(err)?;
+        for p in pts {
+            if let Some(b) = p.p_minus_n_per_run.iter().find(|b| b.segment == seg) {
+                let x = p.peak_stress_mpa + off * dx;
+                chart
+                    .draw_series(error_bar(
+                        x,
+                        b.p_minus_n - b.sigma,
+                        b.p_minus_n + b.sigma,
+                        -lim,
+                        lim,
+                        dx * 0.6,
+                        false,
+                        c,
+                    ))
+                    .map_err(err)?;
+            }
+        }
+        chart.draw_series(line.iter().map(|&(x, y)| Circle::new((x, y), 4, c.filled()))).map_err(err)?;
+    }
+    draw_legend(
+        &legend_area,
+        &[
+            (Mark::Dot(P_COLOR), "loading".into()),
+            (Mark::Dot(HOLD_COLOR), "hold".into()),
+            (Mark::Dot(N_COLOR), "unloading".into()),
+            (Mark::Line(BLACK), "bars: ± √(p + n) per run (Poisson)".into()),
+            (Mark::Band(PAPER_COLOR), format!("{}:", paper.source)),
+            (Mark::Band(WHITE), paper.p_minus_n.clone()),
+        ],
+    )
+}
+
+/// Write the campaign figure (`campaign_vs_stress.png` and `.svg`) into `dir` (created if
+/// missing). Returns the files written.
+pub fn write_campaign_plots(series: &StressSeries, dir: &Path) -> Result<Vec<PathBuf>, AnalysisError> {
+    register_font();
+    std::fs::create_dir_all(dir)
+        .map_err(|e| AnalysisError::Write { path: dir.display().to_string(), message: e.to_string() })?;
+    Ok(emit!(dir, CAMPAIGN_FIGURE, (1250, 1200), draw_campaign, series))
+}
+
+/// File stem of the campaign figure.
+pub const CAMPAIGN_FIGURE: &str = "campaign_vs_stress";
 
 /// Write every figure of one run into `dir` (created if missing). Returns the files written.
 pub fn write_run_plots(input: &RunInput, a: &RunAnalysis, dir: &Path) -> Result<Vec<PathBuf>, AnalysisError> {
