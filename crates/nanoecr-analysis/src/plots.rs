@@ -250,6 +250,8 @@ fn series_panel<DB: DrawingBackend>(
 ) -> DrawResult {
     let pts = decimate(&input.time_s, y, t0, t1, 3000);
     let (ylo, yhi) = range_of(pts.iter().map(|p| p.1));
+    // Room for the event strips above and below the trace.
+    let (ylo, yhi) = (ylo - 0.06 * (yhi - ylo), yhi + 0.06 * (yhi - ylo));
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 18))
         .margin(8)
@@ -257,15 +259,19 @@ fn series_panel<DB: DrawingBackend>(
         .y_label_area_size(70)
         .build_cartesian_2d(t0..t1, ylo..yhi)
         .map_err(err)?;
-    chart.configure_mesh().x_desc("time (s)").y_desc(y_label).draw().map_err(err)?;
+    chart.configure_mesh().light_line_style(BLACK.mix(0.04)).x_desc("time (s)").y_desc(y_label).draw().map_err(err)?;
     chart.draw_series(LineSeries::new(pts, BLACK.mix(0.7))).map_err(err)?;
+    // Events in strips along the top (p-type, pop-ins) and bottom (n-type) of the panel, where they
+    // hide no data: the trace's baseline drifts, so a mark at the spike's own size would not sit
+    // on the spike. The displacement panel marks pop-ins only.
     let marks: Vec<(f64, f64, RGBColor)> = a
         .events
         .iter()
-        .filter(|e| e.peak_time >= t0 && e.peak_time <= t1)
+        .filter(|e| e.peak_time >= t0 && e.peak_time <= t1 && (mark_delta_rho || e.kind == "popin"))
         .map(|e| {
-            let yv = if mark_delta_rho && e.kind == "spike" { e.magnitude } else { yhi - 0.04 * (yhi - ylo) };
-            (e.peak_time, yv.clamp(ylo, yhi), event_color(e))
+            let top = e.kind == "popin" || e.sign == "p";
+            let yv = if top { yhi - 0.03 * (yhi - ylo) } else { ylo + 0.03 * (yhi - ylo) };
+            (e.peak_time, yv, event_color(e))
         })
         .collect();
     chart.draw_series(marks.into_iter().map(|(x, yv, c)| Circle::new((x, yv), 4, c.stroke_width(2)))).map_err(err)?;
@@ -275,8 +281,9 @@ fn series_panel<DB: DrawingBackend>(
 fn draw_timeseries<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, input: &RunInput, a: &RunAnalysis) -> DrawResult {
     let (t0, t1) = range_of(input.time_s.iter().copied());
     let panels = root.split_evenly((2, 1));
-    series_panel(&panels[0], input, a, &input.disp_nm, t0, t1, "h (nm)", "displacement (● pop-ins)", false)?;
-    series_panel(&panels[1], input, a, &input.delta_rho, t0, t1, "Δρ/ρ", "Δρ/ρ (● p red, n blue, pop-in black)", true)
+    series_panel(&panels[0], input, a, &input.disp_nm, t0, t1, "h (nm)", "displacement (○ pop-ins, top)", false)?;
+    let caption = "Δρ/ρ (○ p-type spikes red, top; n-type blue, bottom; pop-ins black, top)";
+    series_panel(&panels[1], input, a, &input.delta_rho, t0, t1, "Δρ/ρ (dimensionless)", caption, true)
 }
 
 fn draw_zooms<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, input: &RunInput, a: &RunAnalysis) -> DrawResult {
@@ -305,7 +312,17 @@ fn draw_zooms<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, input: &RunInpu
             }
         };
         let caption = format!("{seg}: 0.2 s around the largest spike");
-        series_panel(panel, input, a, &input.delta_rho, centre - 0.1, centre + 0.1, "Δρ/ρ", &caption, true)?;
+        series_panel(
+            panel,
+            input,
+            a,
+            &input.delta_rho,
+            centre - 0.1,
+            centre + 0.1,
+            "Δρ/ρ (dimensionless)",
+            &caption,
+            true,
+        )?;
     }
     Ok(())
 }
@@ -332,6 +349,7 @@ fn draw_ccdf<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, a: &RunAnalysis)
         .map_err(err)?;
     chart
         .configure_mesh()
+        .light_line_style(BLACK.mix(0.04))
         .x_desc("|Δρ/ρ| (dimensionless)")
         .y_desc("P(|Δρ/ρ| ≥ x) (fraction of spikes)")
         .x_label_formatter(&|v| decade_label(*v))
@@ -398,7 +416,7 @@ fn draw_waiting<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, a: &RunAnalys
         let density: Vec<f64> = counts.iter().map(|&c| c as f64 / (n * width)).collect();
         let y_hi = density.iter().copied().fold(w.rate_per_s.max(0.0), f64::max).max(1e-3) * 1.1;
         let caption = format!(
-            "{sign}→{sign} waiting times: λ = {:.2} /s [{:.2}, {:.2}]",
+            "{sign}→{sign} waiting times; line: exponential fit, λ = {:.2} /s [{:.2}, {:.2}]",
             w.rate_per_s, w.rate_ci_per_s[0], w.rate_ci_per_s[1]
         );
         let mut chart = ChartBuilder::on(panel)
@@ -408,7 +426,13 @@ fn draw_waiting<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, a: &RunAnalys
             .y_label_area_size(60)
             .build_cartesian_2d(0.0..t_max, 0.0..y_hi)
             .map_err(err)?;
-        chart.configure_mesh().x_desc("Δt (s)").y_desc("density (1/s)").draw().map_err(err)?;
+        chart
+            .configure_mesh()
+            .light_line_style(BLACK.mix(0.04))
+            .x_desc("waiting time Δt (s)")
+            .y_desc("probability density (1/s)")
+            .draw()
+            .map_err(err)?;
         let c = if sign == "p" { P_COLOR } else { N_COLOR };
         chart
             .draw_series(density.iter().enumerate().map(|(i, &d)| {
@@ -430,7 +454,7 @@ fn draw_balance<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, a: &RunAnalys
     let b = &a.sign_balance;
     let lim = b.iter().map(|s| s.difference.abs() as f64 + 2.0 * s.sigma).fold(3.0, f64::max) * 1.1;
     let mut chart = ChartBuilder::on(root)
-        .caption("p − n per segment (± √(p + n))", ("sans-serif", 20))
+        .caption("p − n per segment (bars: ± √(p + n), Poisson)", ("sans-serif", 20))
         .margin(10)
         .x_label_area_size(35)
         .y_label_area_size(60)
@@ -439,6 +463,7 @@ fn draw_balance<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, a: &RunAnalys
     let names: Vec<String> = b.iter().map(|s| s.segment.clone()).collect();
     chart
         .configure_mesh()
+        .light_line_style(BLACK.mix(0.04))
         .disable_x_mesh()
         .x_labels(b.len())
         .x_label_formatter(&|x| {
@@ -449,7 +474,8 @@ fn draw_balance<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, a: &RunAnalys
                 String::new()
             }
         })
-        .y_desc("p − n")
+        .x_desc("segment")
+        .y_desc("p − n (spikes)")
         .draw()
         .map_err(err)?;
     chart
@@ -546,7 +572,14 @@ fn draw_campaign<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, series: &Str
         .y_label_area_size(70)
         .build_cartesian_2d(0.0..x_hi, a_lo..a_hi)
         .map_err(err)?;
-    chart.configure_mesh().x_desc("peak stress (MPa)").y_desc("α (dimensionless)").draw().map_err(err)?;
+    chart
+        .configure_mesh()
+        .light_line_style(BLACK.mix(0.04))
+        .x_desc("peak stress (MPa)")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_desc("α (dimensionless)")
+        .draw()
+        .map_err(err)?;
     chart
         .draw_series(std::iter::once(Rectangle::new(
             [(0.0, paper.alpha - paper.alpha_pm), (x_hi, paper.alpha + paper.alpha_pm)],
@@ -599,7 +632,9 @@ fn draw_campaign<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, series: &Str
         .map_err(err)?;
     chart
         .configure_mesh()
+        .light_line_style(BLACK.mix(0.04))
         .x_desc("peak stress (MPa)")
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .y_desc("xc (|Δρ/ρ|, dimensionless)")
         .y_label_formatter(&|v| decade_label(*v))
         .draw()
@@ -645,7 +680,14 @@ fn draw_campaign<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, series: &Str
         .y_label_area_size(70)
         .build_cartesian_2d(0.0..x_hi, -lim..lim)
         .map_err(err)?;
-    chart.configure_mesh().x_desc("peak stress (MPa)").y_desc("p − n per run (spikes)").draw().map_err(err)?;
+    chart
+        .configure_mesh()
+        .light_line_style(BLACK.mix(0.04))
+        .x_desc("peak stress (MPa)")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_desc("p − n per run (spikes)")
+        .draw()
+        .map_err(err)?;
     chart.draw_series(LineSeries::new(vec![(0.0, 0.0), (x_hi, 0.0)], BLACK.mix(0.5))).map_err(err)?;
     let segs = [("load", P_COLOR, -1.0), ("hold", HOLD_COLOR, 0.0), ("unload", N_COLOR, 1.0)];
     for (seg, c, off) in segs {
