@@ -373,12 +373,7 @@ fn draw_ccdf<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, a: &RunAnalysis)
             .collect()
     };
     let fit_text = |f: &TruncatedPowerLawFit| {
-        format!(
-            "α = {}, xc = {}, x ≥ {}",
-            format!("{:.2}", f.alpha),
-            crate::report::sig2(f.xc),
-            crate::report::sig2(f.x_min)
-        )
+        format!("α = {:.2}, xc = {}, x ≥ {}", f.alpha, crate::report::sig2(f.xc), crate::report::sig2(f.x_min))
     };
     if let Some(t) = &a.diagnostics.naive {
         chart.draw_series(LineSeries::new(curve(t), P_COLOR.stroke_width(2))).map_err(err)?;
@@ -478,6 +473,7 @@ fn draw_balance<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, a: &RunAnalys
         .y_desc("p − n (spikes)")
         .draw()
         .map_err(err)?;
+    chart.draw_series(LineSeries::new(vec![(-0.5, 0.0), (b.len() as f64 - 0.5, 0.0)], BLACK.mix(0.5))).map_err(err)?;
     chart
         .draw_series(b.iter().enumerate().map(|(i, s)| {
             let c = if s.difference >= 0 { P_COLOR } else { N_COLOR };
@@ -493,32 +489,27 @@ fn draw_balance<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, a: &RunAnalys
     Ok(())
 }
 
-/// Vertical error bar from `lo` to `hi` at `x`, clipped to [y0, y1]; an end past the axis gets an
-/// arrowhead so a clipped interval does not look closed.
-fn error_bar(
-    x: f64,
+/// The value axis an error bar is clipped to: [lo, hi], logarithmic or not.
+#[derive(Clone, Copy)]
+struct YAxis {
     lo: f64,
     hi: f64,
-    y0: f64,
-    y1: f64,
-    dx: f64,
     log: bool,
-    c: RGBColor,
-) -> Vec<PathElement<(f64, f64)>> {
+}
+
+/// Vertical error bar from `lo` to `hi` at `x`, clipped to the axis; an end past the axis (or
+/// open, ∞) gets an arrowhead so a clipped interval does not look closed.
+fn error_bar(x: f64, lo: f64, hi: f64, axis: YAxis, dx: f64, c: RGBColor) -> Vec<PathElement<(f64, f64)>> {
+    let YAxis { lo: y0, hi: y1, log } = axis;
     let (l, h) = (lo.max(y0), if hi.is_finite() { hi.min(y1) } else { y1 });
     let mut v = vec![PathElement::new(vec![(x, l), (x, h)], c.stroke_width(2))];
     let tip = |y: f64, up: bool| {
         let f = if log { (y1 / y0).powf(0.03) } else { 0.03 * (y1 - y0) };
-        let back = if log {
-            if up {
-                y / f
-            } else {
-                y * f
-            }
-        } else if up {
-            y - f
-        } else {
-            y + f
+        let back = match (log, up) {
+            (true, true) => y / f,
+            (true, false) => y * f,
+            (false, true) => y - f,
+            (false, false) => y + f,
         };
         vec![(x - dx, back), (x, y), (x + dx, back)]
     };
@@ -527,10 +518,10 @@ fn error_bar(
     } else {
         v.push(PathElement::new(vec![(x - dx, l), (x + dx, l)], c.stroke_width(2)));
     }
-    if !(hi <= y1) {
-        v.push(PathElement::new(tip(h, true), c.stroke_width(2)));
-    } else {
+    if hi.is_finite() && hi <= y1 {
         v.push(PathElement::new(vec![(x - dx, h), (x + dx, h)], c.stroke_width(2)));
+    } else {
+        v.push(PathElement::new(tip(h, true), c.stroke_width(2)));
     }
     v
 }
@@ -592,7 +583,14 @@ fn draw_campaign<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, series: &Str
     for p in &fitted {
         let c = if p.constrained { BLACK } else { HOLD_COLOR };
         chart
-            .draw_series(error_bar(p.peak_stress_mpa, p.alpha_ci[0], p.alpha_ci[1], a_lo, a_hi, dx, false, c))
+            .draw_series(error_bar(
+                p.peak_stress_mpa,
+                p.alpha_ci[0],
+                p.alpha_ci[1],
+                YAxis { lo: a_lo, hi: a_hi, log: false },
+                dx,
+                c,
+            ))
             .map_err(err)?;
         let y = p.alpha.clamp(a_lo, a_hi);
         if p.constrained {
@@ -648,7 +646,14 @@ fn draw_campaign<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, series: &Str
         }
         let c = if p.constrained { BLACK } else { HOLD_COLOR };
         chart
-            .draw_series(error_bar(p.peak_stress_mpa, p.xc_ci[0], p.xc_ci[1], c_lo, c_hi, dx, true, c))
+            .draw_series(error_bar(
+                p.peak_stress_mpa,
+                p.xc_ci[0],
+                p.xc_ci[1],
+                YAxis { lo: c_lo, hi: c_hi, log: true },
+                dx,
+                c,
+            ))
             .map_err(err)?;
         let y = p.xc.clamp(c_lo, c_hi);
         if p.constrained {
@@ -707,10 +712,8 @@ fn draw_campaign<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, series: &Str
                         x,
                         b.p_minus_n - b.sigma,
                         b.p_minus_n + b.sigma,
-                        -lim,
-                        lim,
+                        YAxis { lo: -lim, hi: lim, log: false },
                         dx * 0.6,
-                        false,
                         c,
                     ))
                     .map_err(err)?;
