@@ -56,30 +56,27 @@ fn err<E: std::fmt::Debug>(e: E) -> String {
     format!("{e:?}")
 }
 
-/// Decades 10^k within [lo, hi] (at least the two around the range, so an axis never has fewer
-/// than two labelled ticks), and the light points 2–9 × 10^k inside the range.
-fn decades(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
-    let k0 = lo.log10().ceil() as i32;
-    let k1 = hi.log10().floor() as i32;
-    let mut bold: Vec<f64> = (k0..=k1).map(|k| 10f64.powi(k)).collect();
-    if bold.is_empty() {
-        bold = vec![10f64.powi(k1), 10f64.powi(k0)];
-    }
-    let mut light = Vec::new();
-    for k in (k0 - 1)..=k1 {
-        for m in 2..=9 {
-            let v = m as f64 * 10f64.powi(k);
-            if v > lo && v < hi {
-                light.push(v);
-            }
-        }
-    }
-    (bold, light)
+/// [lo, hi] widened to whole decades, at least one decade wide, so both ends carry a label.
+fn decade_bounds(lo: f64, hi: f64) -> (f64, f64) {
+    let a = 10f64.powf(lo.log10().floor());
+    let b = 10f64.powf(hi.log10().ceil());
+    (a, if b > a { b } else { 10.0 * a })
 }
 
-/// A log range from `lo` to `hi` with the decades as ticks.
+/// The decades 10^k of [lo, hi] widened by [`decade_bounds`] (the labelled ticks), the light
+/// points 2–9 × 10^k between them, and the widened range.
+fn decades(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>, (f64, f64)) {
+    let (lo, hi) = decade_bounds(lo, hi);
+    let k0 = lo.log10().round() as i32;
+    let k1 = hi.log10().round() as i32;
+    let bold: Vec<f64> = (k0..=k1).map(|k| 10f64.powi(k)).collect();
+    let light = (k0..k1).flat_map(|k| (2..=9).map(move |m| m as f64 * 10f64.powi(k))).collect();
+    (bold, light, (lo, hi))
+}
+
+/// A log range over [lo, hi] widened to whole decades, with the decades as ticks.
 fn log_axis(lo: f64, hi: f64) -> WithKeyPoints<LogCoord<f64>> {
-    let (bold, light) = decades(lo, hi);
+    let (bold, light, (lo, hi)) = decades(lo, hi);
     (lo..hi).log_scale().with_key_points(bold).with_light_points(light)
 }
 
@@ -337,9 +334,8 @@ fn draw_ccdf<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, a: &RunAnalysis)
     let x_data_lo = pts.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
     let x_data_hi = pts.iter().map(|p| p.0).fold(0.0, f64::max);
     // Whole decades at both ends, so each end of the axis carries a label.
-    let x_lo = 10f64.powf(x_data_lo.log10().floor());
-    let x_hi = 10f64.powf((x_data_hi * 1.01).log10().ceil());
-    let y_lo = 10f64.powf((0.5 / pts.len() as f64).log10().floor());
+    let (x_lo, x_hi) = decade_bounds(x_data_lo, x_data_hi * 1.01);
+    let y_lo = decade_bounds(0.5 / pts.len() as f64, 1.0).0;
     let mut chart = ChartBuilder::on(&chart_area)
         .caption("Spike magnitudes: complementary CDF with fits", ("sans-serif", 20))
         .margin(10)
@@ -620,8 +616,7 @@ fn draw_campaign<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, series: &Str
         c_lo = c_lo.min(v);
         c_hi = c_hi.max(v);
     }
-    let c_lo = 10f64.powf(c_lo.log10().floor()).max(1e-7);
-    let c_hi = 10f64.powf(c_hi.log10().ceil()).min(10.0);
+    let (c_lo, c_hi) = decade_bounds(c_lo.max(1e-7), c_hi.min(10.0));
     let mut chart = ChartBuilder::on(&area)
         .margin(10)
         .x_label_area_size(40)
@@ -764,6 +759,68 @@ pub fn write_run_plots(input: &RunInput, a: &RunAnalysis, dir: &Path) -> Result<
 mod tests {
     use super::*;
     use crate::run::{analyze_run, AnalysisOptions};
+
+    #[test]
+    fn log_axes_tick_and_label_whole_decades() {
+        let (bold, light, range) = decades(5e-4, 8e-3);
+        assert_eq!(range, (1e-4, 1e-2));
+        assert_eq!(bold.len(), 3);
+        for (b, k) in bold.iter().zip([-4, -3, -2]) {
+            assert!((b / 10f64.powi(k) - 1.0).abs() < 1e-12, "{bold:?}");
+        }
+        assert_eq!(light.len(), 16, "2–9 × 10⁻⁴ and × 10⁻³");
+        // A range inside one decade still gets two labelled ends.
+        let (bold, _, range) = decades(2e-3, 3e-3);
+        assert_eq!(bold.len(), 2);
+        assert!((range.0 - 1e-3).abs() < 1e-15 && (range.1 - 1e-2).abs() < 1e-15, "{range:?}");
+        assert_eq!(decade_label(1e-3), "10⁻³");
+        assert_eq!(decade_label(1.0), "10⁰");
+        assert_eq!(decade_label(100.0), "10²");
+        assert_eq!(decade_label(2e-3), "2.0e-3");
+    }
+
+    /// Every branch of the campaign figure: a constrained group, an unconstrained one with an
+    /// interval off the axis, an xc interval open to ∞, a group without a fit.
+    #[test]
+    fn campaign_figure_draws_every_kind_of_point() {
+        use crate::stress::{PaperValues, SegmentBalancePerRun, StressPoint, StressSeries};
+        let bal = |d: f64| {
+            ["load", "hold", "unload"]
+                .iter()
+                .zip([d, 0.0, -d])
+                .map(|(s, v)| SegmentBalancePerRun { segment: s.to_string(), p_minus_n: v, sigma: 1.5 })
+                .collect::<Vec<_>>()
+        };
+        let point = |stress: f64, alpha: f64, ci: [f64; 2], xc_ci: [f64; 2], constrained: bool, n: usize| StressPoint {
+            peak_stress_mpa: stress,
+            runs: 3,
+            alpha,
+            alpha_ci: ci,
+            xc: 1e-3,
+            xc_ci,
+            constrained,
+            n,
+            p_minus_n_per_run: bal(stress / 300.0),
+        };
+        let series = StressSeries {
+            paper: PaperValues::default(),
+            points: vec![
+                point(320.0, 1.48, [1.2, 1.8], [7e-4, 1.6e-3], true, 400),
+                point(960.0, 1.9, [-1.0, 3.99], [5e-4, f64::INFINITY], false, 120),
+                point(1910.0, f64::NAN, [f64::NAN, f64::NAN], [f64::NAN, f64::NAN], false, 0),
+            ],
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = write_campaign_plots(&series, dir.path()).expect("campaign figure");
+        assert_eq!(files.len(), 2);
+        let png = std::fs::read(&files[0]).expect("png");
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        let svg = std::fs::read_to_string(&files[1]).expect("svg");
+        for needle in ["Yang et al. 2014: α = 1.5 ± 0.1", "10⁻³", "peak stress (MPa)", "xc (|Δρ/ρ|, dimensionless)"]
+        {
+            assert!(svg.contains(needle), "SVG lacks {needle}");
+        }
+    }
 
     #[test]
     fn plots_are_valid_png_and_svg() {
