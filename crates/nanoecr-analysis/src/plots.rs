@@ -548,10 +548,22 @@ fn draw_campaign<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, series: &Str
 
     // α with its 95 % interval; the paper's 1.5 ± 0.1 as a band.
     let (area, legend_area) = split(&rows[0]);
-    let a_lo =
-        fitted.iter().filter(|p| p.constrained).map(|p| p.alpha_ci[0]).fold(paper.alpha - 0.5, f64::min).max(-1.0);
-    let a_hi =
-        fitted.iter().filter(|p| p.constrained).map(|p| p.alpha_ci[1]).fold(paper.alpha + 0.8, f64::max).min(4.0);
+    // Every estimate is on the axis (a marker pinned to the edge would lie), and every
+    // constrained interval; unconstrained intervals may run off it (arrows).
+    let a_lo = fitted
+        .iter()
+        .filter(|p| p.constrained)
+        .map(|p| p.alpha_ci[0])
+        .chain(fitted.iter().map(|p| p.alpha - 0.1))
+        .fold(paper.alpha - 0.5, f64::min)
+        .max(-1.0);
+    let a_hi = fitted
+        .iter()
+        .filter(|p| p.constrained)
+        .map(|p| p.alpha_ci[1])
+        .chain(fitted.iter().map(|p| p.alpha + 0.1))
+        .fold(paper.alpha + 0.8, f64::max)
+        .min(4.0);
     let (a_lo, a_hi) = ((a_lo * 4.0).floor() / 4.0, (a_hi * 4.0).ceil() / 4.0);
     let mut chart = ChartBuilder::on(&area)
         .margin(10)
