@@ -44,3 +44,21 @@ fuzz RUNS="1000000":
         mkdir -p fuzz/target/corpus/$t; \
         (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O $t target/corpus/$t corpus/$t -- -runs={{RUNS}} -max_len=8192); \
     done
+
+# The paper's peak-load campaign on the simulated rig and its figure (docs/analysis.md): RUNS
+# seeded runs (--fast) of each config/campaign/peak_*.toml into OUT/runs, then `analyze --out-dir
+# OUT`: campaign.md and campaign_vs_stress.png/.svg (α, xc, p − n against peak stress next to the
+# paper's values). Run k of a file gets seed 1000 × (the file's own seed) + k, so no two runs
+# anywhere share a seed: the same seed would give the same magnitudes at every peak load.
+# Refuses an OUT that already holds runs, so campaigns never mix.
+campaign RUNS="4" OUT="campaign-report":
+    cargo build --release -q -p nanoecr-cli
+    test ! -e "{{OUT}}/runs" || { echo "{{OUT}}/runs exists: pick another OUT" >&2; exit 1; }
+    mkdir -p "{{OUT}}/runs"
+    for f in config/campaign/peak_*.toml; do \
+        base=$(sed -n 's/^seed *= *\([0-9]*\).*/\1/p' "$f"); \
+        for k in $(seq 1 {{RUNS}}); do \
+            target/release/nanoecr run "$f" --fast --seed $((1000 * base + k)) --out-dir "{{OUT}}/runs" -q; \
+        done; \
+    done
+    target/release/nanoecr analyze "{{OUT}}"/runs/*.h5 --out-dir "{{OUT}}"

@@ -19,6 +19,7 @@
 //! - [`run`]: one run's analysis from columns and events ([`RunInput`]), campaign grouping,
 //!   JSON-ready result types.
 //! - [`plots`]: PNG and SVG figures with a bundled DejaVu Sans font.
+//! - [`stress`]: a campaign against peak stress (α, xc, p − n per run) with the paper's values.
 //! - [`report`]: Markdown reports.
 
 pub mod events;
@@ -31,6 +32,7 @@ pub mod report;
 pub mod run;
 pub mod scoring;
 pub mod special;
+pub mod stress;
 
 pub use powerlaw::{EfficiencyCurve, MagnitudeAnalysis, TruncatedPowerLawFit};
 pub use run::{analyze_campaign, analyze_run, AnalysisOptions, CampaignAnalysis, RunAnalysis, RunInput};

@@ -442,8 +442,10 @@ fn diagnostics_markdown(m: &mut String, d: &crate::run::Diagnostics, headline: &
 }
 
 /// The Markdown summary of a campaign (groups by peak stress): each group's headline α and xc
-/// first, the other estimators under Diagnostics.
-pub fn campaign_markdown(c: &CampaignAnalysis) -> String {
+/// first, then the campaign against peak stress next to the paper's values (with the figure
+/// `campaign_vs_stress.png` / `.svg` linked when `figures`), the other estimators under
+/// Diagnostics.
+pub fn campaign_markdown(c: &CampaignAnalysis, figures: bool) -> String {
     let mut m = String::new();
     let _ = writeln!(m, "# Campaign by peak stress\n");
     let _ = writeln!(
@@ -475,6 +477,7 @@ pub fn campaign_markdown(c: &CampaignAnalysis) -> String {
             bal(2)
         );
     }
+    stress_section(&mut m, &crate::stress::stress_series(c), figures);
     let _ = writeln!(m, "\n## Diagnostics\n");
     let _ = writeln!(m, "| peak stress (MPa) | fit | n | x ≥ | α [95 % CI] | xc [95 % CI] |");
     let _ = writeln!(m, "| --- | --- | --- | --- | --- | --- |");
@@ -501,6 +504,47 @@ pub fn campaign_markdown(c: &CampaignAnalysis) -> String {
         }
     }
     m
+}
+
+/// "## Against peak stress": the figure (when written) and its data, the paper's values first.
+fn stress_section(m: &mut String, s: &crate::stress::StressSeries, figures: bool) {
+    let p = &s.paper;
+    let _ = writeln!(m, "\n## Against peak stress\n");
+    let _ = writeln!(
+        m,
+        "{}: α = {} ± {}, xc ≈ {}, the same at every peak stress; {}. Below: each group's headline and its p − n per run (± √(p + n)/runs).\n",
+        p.source,
+        p.alpha,
+        p.alpha_pm,
+        sig2(p.xc),
+        p.p_minus_n
+    );
+    if figures {
+        let f = crate::plots::CAMPAIGN_FIGURE;
+        let _ = writeln!(m, "![α, xc and p − n against peak stress]({f}.png) ([SVG]({f}.svg))\n");
+    }
+    let _ = writeln!(m, "| peak stress (MPa) | runs | α [95 % CI] | xc [95 % CI] | constrained | p − n load / run | p − n hold / run | p − n unload / run |");
+    let _ = writeln!(m, "| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for pt in &s.points {
+        let bal = |seg: &str| {
+            pt.p_minus_n_per_run.iter().find(|b| b.segment == seg).map_or("—".into(), |b| pm(b.p_minus_n, b.sigma))
+        };
+        let (alpha, xc) = if pt.n == 0 {
+            ("no fit".to_string(), "—".to_string())
+        } else {
+            (with_ci(pt.alpha, pt.alpha_ci[0], pt.alpha_ci[1]), with_ci(pt.xc, pt.xc_ci[0], pt.xc_ci[1]))
+        };
+        let _ = writeln!(
+            m,
+            "| {} | {} | {alpha} | {xc} | {} | {} | {} | {} |",
+            mpa(pt.peak_stress_mpa),
+            pt.runs,
+            if pt.constrained { "yes" } else { "no" },
+            bal("load"),
+            bal("hold"),
+            bal("unload")
+        );
+    }
 }
 
 /// The plain-text summary `nanoecr analyze` prints for one run: the headline first, then counts,
@@ -640,7 +684,7 @@ mod tests {
         let c = crate::run::analyze_campaign(&runs);
         let h = &c.groups[0].headline;
         assert!(h.constrained, "{h:?}");
-        let md = campaign_markdown(&c);
+        let md = campaign_markdown(&c, true);
         let row = md.lines().nth(4).expect("the first group's row");
         assert!(row.contains(&with_ci(h.alpha, h.alpha_ci[0], h.alpha_ci[1])), "{md}");
         assert!(md.contains("naive |") && md.contains("measurement-aware (headline)"), "{md}");

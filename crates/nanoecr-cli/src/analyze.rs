@@ -167,8 +167,10 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     }
     let campaign = (runs.len() > 1).then(|| analyze_campaign(&runs));
     if let (Some(dir), Some(c)) = (&args.out_dir, &campaign) {
+        let series = nanoecr_analysis::stress::stress_series(c);
+        written.extend(nanoecr_analysis::plots::write_campaign_plots(&series, dir).context("campaign figure")?);
         let path = dir.join("campaign.md");
-        nanoecr_analysis::report::write_text(&path, &nanoecr_analysis::report::campaign_markdown(c))?;
+        nanoecr_analysis::report::write_text(&path, &nanoecr_analysis::report::campaign_markdown(c, true))?;
         written.push(path);
     }
     if args.json {
@@ -177,7 +179,7 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
         // A campaign's answer is its groups' headlines (one run alone rarely constrains α):
         // they come first, each run's summary after.
         if let Some(c) = &campaign {
-            println!("{}", nanoecr_analysis::report::campaign_markdown(c));
+            println!("{}", nanoecr_analysis::report::campaign_markdown(c, false));
         }
         for (a, _) in &runs {
             print_summary(a);
@@ -203,6 +205,7 @@ pub(crate) fn json_output(
     written: &[PathBuf],
 ) -> serde_json::Value {
     let files: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+    let campaign_src = campaign;
     if runs.len() == 1 && campaign.is_none() {
         let mut v = serde_json::to_value(&runs[0].0).unwrap_or(serde_json::Value::Null);
         if let Some(o) = v.as_object_mut() {
@@ -211,6 +214,12 @@ pub(crate) fn json_output(
         }
         v
     } else {
+        // The campaign figure's data sit beside the groups they come from.
+        let mut campaign = serde_json::to_value(campaign).unwrap_or(serde_json::Value::Null);
+        if let (Some(o), Some(c)) = (campaign.as_object_mut(), campaign_src) {
+            let series = nanoecr_analysis::stress::stress_series(c);
+            o.insert("stress_series".into(), serde_json::to_value(series).unwrap_or(serde_json::Value::Null));
+        }
         serde_json::json!({
             "runs": runs.iter().map(|r| &r.0).collect::<Vec<_>>(),
             "campaign": campaign,

@@ -150,3 +150,94 @@ fn files_analysed_in_parallel_are_reported_in_the_order_given_and_json_mode_is_q
     assert_eq!(s["files"][0], s["files"][2]);
     assert!(out.stderr.is_empty(), "score --json wrote to stderr: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The paper's figure for a small seeded campaign (three peak loads of config/campaign, two runs
+/// each): `analyze --out-dir` writes it as PNG and SVG, campaign.md links it and tabulates it,
+/// and the JSON's `campaign.stress_series` holds what it plots, the groups' own headlines and
+/// p − n per run.
+#[test]
+fn campaign_figure_against_peak_stress_in_png_svg_json_and_report() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let campaign = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/campaign");
+    let mut files = Vec::new();
+    // A seed of its own for every run: one seed at every peak would draw the same magnitudes.
+    for peak in ["1000", "3000", "6000"] {
+        for seed in [format!("{peak}1"), format!("{peak}2")] {
+            let out = nanoecr()
+                .arg("run")
+                .arg(campaign.join(format!("peak_{peak}un.toml")))
+                .args(["--fast", "--seed", &seed, "--json", "--out-dir"])
+                .arg(dir.path())
+                .output()
+                .expect("run nanoecr run");
+            assert!(out.status.success(), "run failed: {}", String::from_utf8_lossy(&out.stderr));
+            let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("run --json");
+            files.push(summary["file"].as_str().expect("file").to_string());
+        }
+    }
+    let report = dir.path().join("report");
+    let out =
+        nanoecr().arg("analyze").args(&files).args(["--json", "--out-dir"]).arg(&report).output().expect("analyze");
+    assert!(out.status.success(), "analyze failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+
+    let png = std::fs::read(report.join("campaign_vs_stress.png")).expect("PNG written");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let svg = std::fs::read_to_string(report.join("campaign_vs_stress.svg")).expect("SVG written");
+    for needle in ["<svg", "Yang et al.", "peak stress (MPa)", "p − n per run (spikes)", "α (dimensionless)"] {
+        assert!(svg.contains(needle), "SVG lacks {needle}");
+    }
+    let written: Vec<&str> =
+        v["files_written"].as_array().expect("files_written").iter().filter_map(|f| f.as_str()).collect();
+    assert!(written.iter().any(|f| f.ends_with("campaign_vs_stress.png")), "{written:?}");
+    assert!(written.iter().any(|f| f.ends_with("campaign_vs_stress.svg")), "{written:?}");
+
+    let groups = v["campaign"]["groups"].as_array().expect("groups");
+    let series = &v["campaign"]["stress_series"];
+    assert_eq!(series["paper"]["alpha"].as_f64(), Some(1.5));
+    assert_eq!(series["paper"]["alpha_pm"].as_f64(), Some(0.1));
+    assert_eq!(series["paper"]["xc"].as_f64(), Some(1e-3));
+    let points = series["points"].as_array().expect("points");
+    assert_eq!(points.len(), 3, "three peak stresses");
+    assert_eq!(groups.len(), 3);
+    let stresses: Vec<f64> = points.iter().map(|p| p["peak_stress_mpa"].as_f64().expect("stress")).collect();
+    assert!(stresses.windows(2).all(|w| w[0] < w[1]), "{stresses:?}");
+    // 1000 µN on the 2 µm pillar is 318 MPa; grouped to 10 MPa.
+    assert!((stresses[0] - 320.0).abs() < 1e-9 && (stresses[2] - 1910.0).abs() < 1e-9, "{stresses:?}");
+    for (p, g) in points.iter().zip(groups) {
+        assert_eq!(p["peak_stress_mpa"], g["peak_stress_mpa"]);
+        assert_eq!(p["runs"].as_u64(), Some(2));
+        let h = &g["headline"];
+        for (pk, hk) in [
+            ("alpha", "alpha"),
+            ("alpha_ci", "alpha_ci"),
+            ("xc", "xc"),
+            ("xc_ci", "xc_ci"),
+            ("constrained", "constrained"),
+            ("n", "n"),
+        ] {
+            assert_eq!(p[pk], h[hk], "stress_series.{pk} vs the group's headline.{hk}");
+        }
+        assert!(p["n"].as_u64().is_some_and(|n| n > 0), "each group has a headline fit: {g}");
+        let balance = g["sign_balance"].as_array().expect("sign_balance");
+        let per_run = p["p_minus_n_per_run"].as_array().expect("p − n per run");
+        assert_eq!(per_run.len(), 3);
+        for (b, r) in balance.iter().zip(per_run) {
+            assert_eq!(b["segment"], r["segment"]);
+            let diff = b["difference"].as_f64().expect("difference");
+            // serde_json's default float parsing is not bit-exact: compare to 1e-12.
+            let close = |x: Option<f64>, y: f64| x.is_some_and(|x| (x - y).abs() <= 1e-12 * y.abs().max(1.0));
+            assert!(close(r["p_minus_n"].as_f64(), diff / 2.0), "{r} vs {b}");
+            let sigma = b["sigma"].as_f64().expect("sigma");
+            assert!(close(r["sigma"].as_f64(), sigma / 2.0), "{r} vs {b}");
+        }
+    }
+
+    let md = std::fs::read_to_string(report.join("campaign.md")).expect("campaign.md");
+    assert!(md.contains("## Against peak stress"), "{md}");
+    assert!(md.contains("(campaign_vs_stress.png)") && md.contains("(campaign_vs_stress.svg)"), "{md}");
+    assert!(md.contains("Yang et al. 2014: α = 1.5 ± 0.1"), "{md}");
+    for s in ["| 320 | 2 |", "| 960 | 2 |", "| 1910 | 2 |"] {
+        assert!(md.contains(s), "campaign.md lacks the row {s}: {md}");
+    }
+}

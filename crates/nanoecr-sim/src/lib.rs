@@ -9,7 +9,8 @@
 //!
 //! Layout: this file holds the world (actuator, pillar mechanics, contact, circuit, event
 //! processes); `powerlaw` the exact sampler of spike magnitudes ([`TruncatedPowerLaw`]); `noise`
-//! the stateful 1/f noise generator. docs/simulator.md describes the model and every parameter.
+//! the stateful 1/f noise generator; `rates` the spike rate and sign law as functions of stress
+//! and stress rate. docs/simulator.md describes the model and every parameter.
 //!
 //! ## Time and sampling
 //! Sample k is taken at t_k = k / rate_hz. Step k advances the world over (t_{k−1}, t_k]: events
@@ -17,6 +18,7 @@
 
 mod noise;
 mod powerlaw;
+pub mod rates;
 
 use nanoecr_core::config::SimulationConfig;
 use nanoecr_core::resistivity::current_for_resistivity_change;
@@ -27,6 +29,7 @@ use rand_distr::{Exp1, StandardNormal};
 
 use crate::noise::PinkNoise;
 pub use crate::powerlaw::TruncatedPowerLaw;
+use crate::rates::{SpikeRates, StressRate};
 
 /// Smallest displacement jump that counts as a pop-in, nm (science.md: "greater than ≈ 2 nm").
 pub const POPIN_MIN_JUMP_NM: f64 = 2.0;
@@ -206,6 +209,10 @@ pub struct World {
     load_un: f64,
     streams: Streams,
     magnitudes: TruncatedPowerLaw,
+    rates: SpikeRates,
+    stress_rate: StressRate,
+    /// P(p-type) for spikes born in the current step (from the smoothed stress rate).
+    p_fraction_now: f64,
     /// Gaussian σ of the current factor, chosen so current and displacement noise together give
     /// `resistivity_noise` on Δρ/ρ.
     current_noise: f64,
@@ -266,7 +273,8 @@ impl World {
 
         // Events alive at once: a generous multiple of rate × longest duration, so `step` never
         // reallocates in practice.
-        let max_rate = cfg.spike_rate_load_per_s.max(cfg.spike_rate_hold_per_s).max(cfg.spike_rate_unload_per_s);
+        let rates = SpikeRates::from_config(cfg);
+        let max_rate = rates.max_rate_per_s();
         let spike_alive = (8.0 * max_rate * cfg.spike_max_duration_s).ceil();
         let popin_alive = (8.0 * cfg.popin_rate_per_s * POPIN_MAX_DURATION_S).ceil();
         let spike_cap = ACTIVE_BASE_CAPACITY + clamp_to_usize(spike_alive + popin_alive);
@@ -283,6 +291,9 @@ impl World {
             load_un: 0.0,
             streams,
             magnitudes,
+            rates,
+            stress_rate: StressRate::new(dt_s),
+            p_fraction_now: 0.5,
             current_noise,
             pink,
             mains_phase_rad,
@@ -300,18 +311,19 @@ impl World {
     }
 
     /// Advance one sample period with the actuator commanded to `command_un` µN. `segment` is the
-    /// program segment, which the simulator uses as its proxy for the stress-rate regime (spike
-    /// rates and p/n balance differ between loading, holding and unloading).
+    /// program segment: it picks the spike rate's base (loading, holding, unloading; none while
+    /// settling), which the current stress then scales; the p/n balance follows the stress rate.
     pub fn step(&mut self, command_un: f64, segment: Segment) -> WorldSample {
         let t1 = self.seq as f64 * self.dt_s;
         let t0 = (t1 - self.dt_s).max(0.0);
 
         self.load_un += (command_un * self.cfg.actuator_gain - self.load_un) * self.actuator_step;
         let stress_mpa = self.pillar.stress_mpa(self.load_un);
+        self.p_fraction_now = self.rates.p_fraction(self.stress_rate.update(stress_mpa));
 
         // Secondary spikes need a defined reference state and a program segment; the contact
         // sample itself stays clean so it can serve as the reference.
-        let spike_rate = if self.strain_ref.is_some() { self.spike_rate_per_s(segment) } else { 0.0 };
+        let spike_rate = if self.strain_ref.is_some() { self.rates.rate_per_s(segment, stress_mpa) } else { 0.0 };
         let popin_rate =
             if stress_mpa >= self.cfg.popin_threshold_stress_mpa { self.cfg.popin_rate_per_s } else { 0.0 };
         if t1 > t0 {
@@ -401,25 +413,6 @@ impl World {
         self.current_noise
     }
 
-    /// Secondary-spike rate for a segment, 1/s: none while settling; a safe unload is an unload.
-    fn spike_rate_per_s(&self, segment: Segment) -> f64 {
-        match segment {
-            Segment::Settle => 0.0,
-            Segment::Load => self.cfg.spike_rate_load_per_s,
-            Segment::Hold => self.cfg.spike_rate_hold_per_s,
-            Segment::Unload | Segment::SafeUnload => self.cfg.spike_rate_unload_per_s,
-        }
-    }
-
-    /// Probability that a spike born in `segment` is p-type.
-    fn p_fraction(&self, segment: Segment) -> f64 {
-        match segment {
-            Segment::Load => self.cfg.p_fraction_load,
-            Segment::Hold | Segment::Settle => self.cfg.p_fraction_hold,
-            Segment::Unload | Segment::SafeUnload => self.cfg.p_fraction_unload,
-        }
-    }
-
     /// Births of spikes and pop-ins in (t0, t1], in onset order across both processes.
     fn draw_events(&mut self, t0: f64, t1: f64, spike_rate: f64, popin_rate: f64, segment: Segment, stress: f64) {
         let mut t = t0;
@@ -446,7 +439,7 @@ impl World {
 
     fn spawn_spike(&mut self, onset_s: f64, segment: Segment, stress_mpa: f64) {
         let size = self.magnitudes.sample(&mut self.streams.spike_magnitude);
-        let p_type = self.streams.spike_sign.gen::<f64>() < self.p_fraction(segment);
+        let p_type = self.streams.spike_sign.gen::<f64>() < self.p_fraction_now;
         let span = self.cfg.spike_max_duration_s - self.cfg.spike_min_duration_s;
         let duration_s = self.cfg.spike_min_duration_s + span * self.streams.spike_duration.gen::<f64>();
         let height = if p_type { size } else { -size };

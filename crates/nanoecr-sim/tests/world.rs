@@ -281,6 +281,25 @@ fn true_delta_rho_is_the_sum_of_live_boxcars() {
     }
 }
 
+/// The rate law of docs/simulator.md, written out here so the test checks the documented
+/// model rather than reusing the simulator's code: the segment's rate at the reference stress,
+/// scaled by (max(σ, σ_min)/σ_ref)^(−β).
+fn documented_rate(cfg: &SimulationConfig, seg: Segment, stress_mpa: f64) -> f64 {
+    let base = match seg {
+        Segment::Settle => 0.0,
+        Segment::Load => cfg.spike_rate_load_per_s,
+        Segment::Hold => cfg.spike_rate_hold_per_s,
+        Segment::Unload | Segment::SafeUnload => cfg.spike_rate_unload_per_s,
+    };
+    base * (stress_mpa.max(cfg.spike_rate_min_stress_mpa) / cfg.spike_rate_reference_stress_mpa)
+        .powf(-cfg.spike_rate_stress_exponent)
+}
+
+/// P(p-type) = ½ + b · tanh(σ̇/σ̇₀) (docs/simulator.md).
+fn documented_p(cfg: &SimulationConfig, stress_rate_mpa_per_s: f64) -> f64 {
+    0.5 + cfg.p_fraction_bias_max * (stress_rate_mpa_per_s / cfg.p_fraction_stress_rate_mpa_per_s).tanh()
+}
+
 #[test]
 fn spike_rates_signs_and_waiting_times_per_segment() {
     let rate_hz = 100.0;
@@ -290,19 +309,27 @@ fn spike_rates_signs_and_waiting_times_per_segment() {
     let r = run(&cfg, program, rate_hz);
     let truth = r.world.ground_truth();
     let k_ref = r.samples.iter().position(|s| s.contact).expect("contact");
+    let pillar = paper_pillar();
+    // The program's stress rate per segment (the ramps are linear; the safe unload is at rest).
+    let ramp = pillar.stress_mpa(program.peak_un) / program.load_s;
 
-    // Exposure: the intervals of the steps after the reference sample, per segment.
-    let exposure =
-        |seg: Segment| r.segments.iter().enumerate().filter(|&(k, &s)| k > k_ref && s == seg).count() as f64 / rate_hz;
-    for (seg, rate, p) in [
-        (Segment::Load, cfg.spike_rate_load_per_s, cfg.p_fraction_load),
-        (Segment::Hold, cfg.spike_rate_hold_per_s, cfg.p_fraction_hold),
-        (Segment::Unload, cfg.spike_rate_unload_per_s, cfg.p_fraction_unload),
-        (Segment::SafeUnload, cfg.spike_rate_unload_per_s, cfg.p_fraction_unload),
-    ] {
+    // Expected spikes: the rate at each step's stress over the intervals after the reference.
+    let expected_count = |seg: Segment| -> f64 {
+        r.segments
+            .iter()
+            .zip(&r.samples)
+            .enumerate()
+            .filter(|&(k, (&s, _))| k > k_ref && s == seg)
+            .map(|(_, (_, x))| documented_rate(&cfg, seg, pillar.stress_mpa(x.true_load_un)) / rate_hz)
+            .sum()
+    };
+    for (seg, stress_rate) in
+        [(Segment::Load, ramp), (Segment::Hold, 0.0), (Segment::Unload, -ramp), (Segment::SafeUnload, 0.0)]
+    {
+        let p = documented_p(&cfg, stress_rate);
         let events: Vec<&Event> = truth.iter().filter(|e| e.segment == seg).collect();
         let n = events.len() as f64;
-        let expected = rate * exposure(seg);
+        let expected = expected_count(seg);
         assert!((n - expected).abs() < 4.0 * expected.sqrt(), "{seg}: {n} spikes, expected {expected}");
         let p_count = events.iter().filter(|e| e.sign == Sign::P).count() as f64;
         let sd = (p * (1.0 - p) / n).sqrt();
@@ -328,7 +355,8 @@ fn spike_rates_signs_and_waiting_times_per_segment() {
     let mut waits: Vec<f64> = hold.windows(2).map(|w| w[1] - w[0]).collect();
     waits.sort_by(|a, b| a.total_cmp(b));
     let n = waits.len() as f64;
-    let lambda = cfg.spike_rate_hold_per_s;
+    let hold_stress = pillar.stress_mpa(program.peak_un);
+    let lambda = documented_rate(&cfg, Segment::Hold, hold_stress);
     let d = waits.iter().enumerate().fold(0.0f64, |d, (i, &w)| {
         let f = 1.0 - (-lambda * w).exp();
         d.max((f - i as f64 / n).abs()).max(((i + 1) as f64 / n - f).abs())
@@ -467,4 +495,92 @@ fn invalid_parameters_are_errors_not_panics() {
     let flat = Pillar { height_um: 0.0, ..paper_pillar() };
     assert!(World::try_new(&cfg, flat, 1000.0).is_err());
     assert!(World::try_new(&cfg, paper_pillar(), 1000.0).is_ok());
+}
+
+/// Expected spikes and p − n of one segment of the paper's program at `peak_un`, from the
+/// documented laws integrated over the nominal (linear) load: Σ rate(σ) dt and Σ rate(σ)(2p − 1) dt.
+fn documented_segment(cfg: &SimulationConfig, program: Program, seg: Segment) -> (f64, f64) {
+    let pillar = paper_pillar();
+    let peak = pillar.stress_mpa(program.peak_un);
+    let (dur, stress_rate) = match seg {
+        Segment::Load => (program.load_s, peak / program.load_s),
+        Segment::Hold => (program.hold_s, 0.0),
+        _ => (program.unload_s, -peak / program.unload_s),
+    };
+    let steps = 100_000;
+    let dt = dur / steps as f64;
+    let p = documented_p(cfg, stress_rate);
+    let mut count = 0.0;
+    for i in 0..steps {
+        let u = (i as f64 + 0.5) / steps as f64;
+        let stress = match seg {
+            Segment::Load => peak * u,
+            Segment::Hold => peak,
+            _ => peak * (1.0 - u),
+        };
+        count += documented_rate(cfg, seg, stress) * dt;
+    }
+    (count, count * (2.0 * p - 1.0))
+}
+
+/// The paper's campaign shape: the same 10/10/10 s program at rising peak loads. p − n of the
+/// injected spikes grows with peak stress in loading, falls (more n) in unloading and stays near
+/// zero in the hold, each as the documented laws predict; the hold rate falls with stress, so
+/// waits at the higher hold stress are longer (Yang et al.: "as the holding stress is doubled,
+/// … longer waiting times"); and α, xc do not depend on stress (the i-th magnitude is the same).
+#[test]
+fn spike_counts_and_p_minus_n_depend_on_stress_and_stress_rate() {
+    // 100 Hz steps: spikes are born at continuous times, so counts do not depend on the step.
+    let rate_hz = 100.0;
+    let seeds = 1..=30u64;
+    let peaks = [1000.0, 3000.0, 6000.0];
+    let segments = [Segment::Load, Segment::Hold, Segment::Unload];
+    // Per peak, per segment: (spikes, p − n), summed over seeds.
+    let mut observed = [[(0.0f64, 0.0f64); 3]; 3];
+    let mut first_magnitudes: Vec<Vec<u64>> = Vec::new();
+    for (i, &peak) in peaks.iter().enumerate() {
+        for seed in seeds.clone() {
+            let cfg = SimulationConfig { seed, popin_rate_per_s: 0.0, ..Default::default() };
+            let r = run(&cfg, Program::paper(peak), rate_hz);
+            for (j, &seg) in segments.iter().enumerate() {
+                for e in r.world.ground_truth().iter().filter(|e| e.segment == seg) {
+                    observed[i][j].0 += 1.0;
+                    observed[i][j].1 += if e.sign == Sign::P { 1.0 } else { -1.0 };
+                }
+            }
+            if seed == 1 {
+                first_magnitudes
+                    .push(r.world.ground_truth().iter().take(50).map(|e| e.magnitude.abs().to_bits()).collect());
+            }
+        }
+    }
+    let runs = seeds.count() as f64;
+    let cfg = SimulationConfig::default();
+    for (i, &peak) in peaks.iter().enumerate() {
+        for (j, &seg) in segments.iter().enumerate() {
+            let (n, d) = observed[i][j];
+            let (en, ed) = documented_segment(&cfg, Program::paper(peak), seg);
+            let (en, ed) = (en * runs, ed * runs);
+            assert!((n - en).abs() < 4.0 * en.sqrt(), "{peak} µN {seg}: {n} spikes, expected {en:.0}");
+            // p − n of N spikes has variance N(1 − (2p − 1)²) ≤ N.
+            assert!((d - ed).abs() < 4.0 * n.sqrt(), "{peak} µN {seg}: p − n {d}, expected {ed:.0}");
+        }
+    }
+    // Differences between consecutive peaks, each against its Poisson σ.
+    let z = |a: (f64, f64), b: (f64, f64)| (b.1 - a.1) / (a.0 + b.0).sqrt();
+    for i in 0..2 {
+        assert!(z(observed[i][0], observed[i + 1][0]) > 3.0, "loading p − n grows with stress: {observed:?}");
+        assert!(z(observed[i][2], observed[i + 1][2]) < -3.0, "unloading p − n falls with stress: {observed:?}");
+        let (n, d) = observed[i][1];
+        assert!(d.abs() < 4.0 * n.sqrt(), "hold p − n = {d} of {n}: about equal");
+    }
+    // Hold at 3000 vs 6000 µN (doubled stress): rate ratio 2^β, seen in the counts.
+    let (n_lo, n_hi) = (observed[1][1].0, observed[2][1].0);
+    let ratio = n_lo / n_hi;
+    let expected = 2f64.powf(cfg.spike_rate_stress_exponent);
+    let sd = ratio * (1.0 / n_lo + 1.0 / n_hi).sqrt();
+    assert!(ratio > 1.0 + 3.0 * sd, "doubled hold stress, fewer spikes: ratio {ratio}");
+    assert!((ratio - expected).abs() < 4.0 * sd, "hold rate ratio {ratio} vs 2^β = {expected}");
+    // The magnitude law does not move with stress: the same seed draws the same magnitudes.
+    assert_eq!(first_magnitudes[0], first_magnitudes[2]);
 }

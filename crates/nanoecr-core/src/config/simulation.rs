@@ -38,18 +38,24 @@ pub struct SimulationConfig {
     pub actuator_time_constant_s: f64,
     /// Static gain of the actuator (load produced per µN commanded); ≠ 1 so feedback matters.
     pub actuator_gain: f64,
-    /// Secondary-spike rate during loading, 1/s.
+    /// Secondary-spike rate during loading at `spike_rate_reference_stress_mpa`, 1/s.
     pub spike_rate_load_per_s: f64,
-    /// Secondary-spike rate during the hold, 1/s.
+    /// Secondary-spike rate during the hold at `spike_rate_reference_stress_mpa`, 1/s.
     pub spike_rate_hold_per_s: f64,
-    /// Secondary-spike rate during unloading, 1/s.
+    /// Secondary-spike rate during unloading at `spike_rate_reference_stress_mpa`, 1/s.
     pub spike_rate_unload_per_s: f64,
-    /// Probability that a spike is p-type during loading (> 0.5: damage dominates).
-    pub p_fraction_load: f64,
-    /// Probability that a spike is p-type during the hold (0.5: dynamic equilibrium).
-    pub p_fraction_hold: f64,
-    /// Probability that a spike is p-type during unloading (< 0.5: recovery dominates).
-    pub p_fraction_unload: f64,
+    /// β in rate ∝ (σ / σ_ref)^(−β): doubling the stress lengthens the mean wait by 2^β
+    /// (0 = rates independent of stress).
+    pub spike_rate_stress_exponent: f64,
+    /// σ_ref, the stress at which the `spike_rate_<segment>_per_s` keys hold, MPa.
+    pub spike_rate_reference_stress_mpa: f64,
+    /// Stresses below this count as this in the rate law (keeps it finite at zero stress), MPa.
+    pub spike_rate_min_stress_mpa: f64,
+    /// b in P(p-type) = ½ + b · tanh(σ̇ / σ̇₀): the largest excess of p (loading) or n
+    /// (unloading) over ½, in [0, ½].
+    pub p_fraction_bias_max: f64,
+    /// σ̇₀ in P(p-type) = ½ + b · tanh(σ̇ / σ̇₀), MPa/s.
+    pub p_fraction_stress_rate_mpa_per_s: f64,
     /// Power-law exponent α of |Δρ/ρ| magnitudes.
     pub alpha: f64,
     /// Exponential cutoff xc of |Δρ/ρ| magnitudes.
@@ -94,9 +100,11 @@ impl Default for SimulationConfig {
             spike_rate_load_per_s: 12.0,
             spike_rate_hold_per_s: 8.0,
             spike_rate_unload_per_s: 10.0,
-            p_fraction_load: 0.65,
-            p_fraction_hold: 0.5,
-            p_fraction_unload: 0.35,
+            spike_rate_stress_exponent: 0.25,
+            spike_rate_reference_stress_mpa: 1000.0,
+            spike_rate_min_stress_mpa: 100.0,
+            p_fraction_bias_max: 0.5,
+            p_fraction_stress_rate_mpa_per_s: 600.0,
             alpha: 1.5,
             xc: 1e-3,
             x_min: 1e-4,
@@ -147,13 +155,11 @@ impl SimulationConfig {
         ] {
             within(&k(f), v, 0.0, 1000.0, "event rate")?;
         }
-        for (f, v) in [
-            ("p_fraction_load", self.p_fraction_load),
-            ("p_fraction_hold", self.p_fraction_hold),
-            ("p_fraction_unload", self.p_fraction_unload),
-        ] {
-            within(&k(f), v, 0.0, 1.0, "p-type probability")?;
-        }
+        within(&k("spike_rate_stress_exponent"), self.spike_rate_stress_exponent, -3.0, 3.0, "stress exponent")?;
+        positive(&k("spike_rate_reference_stress_mpa"), self.spike_rate_reference_stress_mpa, "reference stress")?;
+        positive(&k("spike_rate_min_stress_mpa"), self.spike_rate_min_stress_mpa, "floor stress")?;
+        within(&k("p_fraction_bias_max"), self.p_fraction_bias_max, 0.0, 0.5, "p-type bias")?;
+        positive(&k("p_fraction_stress_rate_mpa_per_s"), self.p_fraction_stress_rate_mpa_per_s, "bias stress rate")?;
         within(&k("alpha"), self.alpha, 0.0, 5.0, "power-law exponent")?;
         positive(&k("xc"), self.xc, "cutoff")?;
         positive(&k("x_min"), self.x_min, "smallest magnitude")?;
