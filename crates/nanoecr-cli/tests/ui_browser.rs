@@ -310,40 +310,7 @@ fn the_page_starts_watches_aborts_and_zooms_into_a_run() {
     assert!(hello.contains("\"ui.hello\""), "{hello}");
     drop(own);
 
-    // --no-token: refused while the daemon's socket admits its group (mode 0660, the default)...
-    let refused = Command::new(&nanoecr_bin)
-        .args(["ui", "--no-token", "--socket"])
-        .arg(&socket)
-        .stdin(Stdio::null())
-        .output()
-        .expect("nanoecr ui --no-token");
-    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
-    let why = String::from_utf8_lossy(&refused.stderr);
-    assert!(why.contains("--no-token refused") && why.contains("mode 660"), "{why}");
-    // ...and served once the socket is private: then the page needs no token.
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).expect("chmod the socket");
-    let mut open_ui = Command::new(&nanoecr_bin)
-        .args(["ui", "--no-token", "--socket"])
-        .arg(&socket)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn nanoecr ui --no-token");
-    let mut open_url = String::new();
-    BufReader::new(open_ui.stdout.take().expect("stdout")).read_line(&mut open_url).expect("the URL line");
-    let open_ui = Kill(open_ui);
-    let open_port: u16 = open_url
-        .trim()
-        .strip_prefix("http://127.0.0.1:")
-        .and_then(|r| r.strip_suffix('/'))
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("a tokenless loopback URL: {open_url}"));
-    assert_eq!(http_get(open_port, "/", &[]).0, 200, "no token needed with --no-token");
-    assert_eq!(http_get(open_port, "/", &[("Host", "attacker.example")]).0, 403, "Host still checked");
-    drop(open_ui);
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660)).expect("chmod back");
+    // --no-token and --unix: tests/ui_unix.rs.
 
     // The browser.
     let profile = dir.path().join("chromium-profile");

@@ -32,13 +32,20 @@ const UPLOT_LICENSE: &str = include_str!("../assets/uPlot.LICENSE");
 /// Widest chart the run view decimates for, pixels (a 4K screen).
 const MAX_PIXELS: usize = 4096;
 
+/// What the server listens on, for the `Host` and `Origin` checks.
+pub enum Bound {
+    /// 127.0.0.1:port.
+    Tcp(u16),
+    /// A private Unix socket: the browser reaches it through a forwarded loopback port we cannot
+    /// know, so any loopback `Host` is accepted (a rebound DNS name still is not).
+    Unix,
+}
+
 /// Everything the handlers share.
 pub struct App {
     cfg: UiConfig,
-    /// Accepted `Host` header values.
-    hosts: [String; 2],
-    /// Accepted `Origin` header values.
-    origins: [String; 2],
+    /// Accepted `Host` header values (TCP); `None`: any loopback name with any port (Unix).
+    hosts: Option<[String; 2]>,
     /// The token cookie's name (cookies are not per port: the name is).
     cookie: String,
     hub: Arc<Hub>,
@@ -47,15 +54,27 @@ pub struct App {
 }
 
 impl App {
-    /// State for a server on 127.0.0.1:`port`.
-    pub fn new(cfg: UiConfig, port: u16, hub: Arc<Hub>) -> Self {
-        Self {
-            cfg,
-            hosts: [format!("127.0.0.1:{port}"), format!("localhost:{port}")],
-            origins: [format!("http://127.0.0.1:{port}"), format!("http://localhost:{port}")],
-            cookie: format!("nanoecr_token_{port}"),
-            hub,
-            cached: Mutex::new(None),
+    /// State for a server bound as `bound`.
+    pub fn new(cfg: UiConfig, bound: Bound, hub: Arc<Hub>) -> Self {
+        let (hosts, cookie) = match bound {
+            Bound::Tcp(port) => {
+                (Some([format!("127.0.0.1:{port}"), format!("localhost:{port}")]), format!("nanoecr_token_{port}"))
+            }
+            Bound::Unix => (None, "nanoecr_token_unix".to_string()),
+        };
+        Self { cfg, hosts, cookie, hub, cached: Mutex::new(None) }
+    }
+
+    fn host_ok(&self, host: &str) -> bool {
+        match &self.hosts {
+            Some(hosts) => hosts.iter().any(|h| h == host),
+            None => {
+                let name = match host.rsplit_once(':') {
+                    Some((n, port)) if !n.ends_with(':') && port.bytes().all(|b| b.is_ascii_digit()) => n,
+                    _ => host,
+                };
+                matches!(name, "127.0.0.1" | "localhost" | "[::1]")
+            }
         }
     }
 }
@@ -111,13 +130,14 @@ fn cookie_token(headers: &HeaderMap, name: &str) -> Option<String> {
 async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let headers = req.headers();
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-    if !app.hosts.iter().any(|h| h == host) {
+    if !app.host_ok(host) {
         return forbidden("Host is not this server's loopback address (DNS rebinding?)");
     }
     let origin = headers.get(header::ORIGIN).and_then(|h| h.to_str().ok());
     let changes_state = req.method() != Method::GET || req.uri().path() == "/live";
     if let Some(o) = origin {
-        if changes_state && !app.origins.iter().any(|x| x == o) {
+        // The page's own Origin is the scheme and the Host it was loaded from (checked above).
+        if changes_state && o.strip_prefix("http://") != Some(host) {
             return forbidden("Origin is not this page");
         }
     } else if req.uri().path() == "/live" {
