@@ -16,12 +16,14 @@
 //! - [`daemon`]: requests to nanoecrd.
 //! - [`live`]: one subscription, fanned out to the open pages.
 //! - [`decimate`]: min/max-per-pixel decimation for looking into a finished run.
+//! - [`runview`]: a run file read a chunk at a time into a per-block summary, then viewed.
 //! - [`serve`]: the HTTP routes.
 
 pub mod daemon;
 pub mod decimate;
 pub mod live;
 mod routes;
+pub mod runview;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};

@@ -12,14 +12,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use nanoecr_proto::methods::{self as m, RunStartParams, RunsListResult};
 use nanoecr_proto::RpcError;
-use nanoecr_store::RunFile;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::daemon::{self, DaemonError};
-use crate::decimate::{minmax, Series};
 use crate::live::Hub;
+use crate::runview::RunView;
 use crate::UiConfig;
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");
@@ -49,8 +48,8 @@ pub struct App {
     /// The token cookie's name (cookies are not per port: the name is).
     cookie: String,
     hub: Arc<Hub>,
-    /// The run file read last: zooming re-reads nothing.
-    cached: Mutex<Option<Arc<RunFile>>>,
+    /// The run opened last, with its summary: zooming reads only the window shown.
+    cached: Mutex<Option<Arc<RunView>>>,
 }
 
 impl App {
@@ -343,13 +342,16 @@ async fn known_file(app: &App, file: &str) -> Result<PathBuf, Response> {
     }
 }
 
-async fn load(app: &Arc<App>, path: PathBuf) -> Result<Arc<RunFile>, Response> {
+async fn load(app: &Arc<App>, path: PathBuf) -> Result<Arc<RunView>, Response> {
     if let Some(f) = app.cached.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-        if f.path == path {
+        // A run still being written grows: open it afresh until it has ended.
+        if f.path == path && f.status != nanoecr_core::RunStatus::Running {
             return Ok(Arc::clone(f));
         }
     }
-    let read = tokio::task::spawn_blocking(move || nanoecr_store::read_run(&path)).await;
+    // The old view goes first: at most one run's summary is held.
+    *app.cached.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    let read = tokio::task::spawn_blocking(move || RunView::open(&path)).await;
     match read {
         Ok(Ok(f)) => {
             let f = Arc::new(f);
@@ -381,14 +383,12 @@ async fn run_view(State(app): State<Arc<App>>, Query(q): Query<RunQuery>) -> Res
     let t0 = q.t0_s.unwrap_or(f64::NEG_INFINITY);
     let t1 = q.t1_s.unwrap_or(f64::INFINITY);
     let pixels = q.pixels.unwrap_or(1000).clamp(1, MAX_PIXELS);
-    let d = &f.data;
-    let series = [
-        Series { name: "load_un", values: &d.load_un },
-        Series { name: "setpoint_un", values: &d.setpoint_un },
-        Series { name: "disp_nm", values: &d.disp_nm },
-        Series { name: "delta_rho", values: &d.delta_rho },
-    ];
-    let dec = minmax(&d.time_s, &series, t0, t1, pixels);
+    let view = Arc::clone(&f);
+    let dec = match tokio::task::spawn_blocking(move || view.window(t0, t1, pixels)).await {
+        Ok(Ok(d)) => d,
+        Ok(Err(e)) => return bad_request(e.to_string()),
+        Err(e) => return bad_request(format!("reading the run file failed: {e}")),
+    };
     let events: Vec<Value> = f
         .events
         .iter()
@@ -405,8 +405,8 @@ async fn run_view(State(app): State<Arc<App>>, Query(q): Query<RunQuery>) -> Res
         "status": f.status.name(),
         "end_reason": f.end_reason,
         "rate_hz": f.rate_hz,
-        "samples": d.len(),
-        "duration_s": d.time_s.last().copied(),
+        "samples": f.rows,
+        "duration_s": f.duration_s,
         "data": dec,
         "events": events,
     }))
