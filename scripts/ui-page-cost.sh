@@ -15,11 +15,12 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 sed -e 's/rate_hz = 1000/rate_hz = 100000/' -e 's/load_s = 10.0/load_s = 3.0/' -e 's/hold_s = 10.0/hold_s = 2.0/' \
     -e 's/unload_s = 10.0/unload_s = 3.0/' -e 's/settle_s = 2.0/settle_s = 0.5/' \
+    -e "s/^backend = \"sim\"/backend = \"sim\"\nrig = \"ui-page-cost-$$\"/" \
     "$(dirname "$0")/../config/demo.toml" > "$D/run.toml"
 "$B/nanoecrd" --socket "$D/d.sock" --out-dir "$D/runs" --log-format json 2> "$D/daemon.log" > /dev/null &
 pids+=($!)
 until grep -q "nanoecrd ready" "$D/daemon.log"; do sleep 0.1; done
-printf "%-3s %-8s %8s %9s %7s %8s %s\n" run page missed ticks missed% dropped "loadavg(1m)"
+printf "%-3s %-8s %8s %9s %7s %8s %-12s %s\n" run page missed ticks missed% dropped "loadavg(1m)" "end"
 for i in $(seq 1 $((2 * N))); do
     mode=without; ((i % 2 == 1)) && mode=with
     ui=; chrome=
@@ -36,9 +37,12 @@ for i in $(seq 1 $((2 * N))); do
     "$B/nanoecr" submit --socket "$D/d.sock" --watch --json "$D/run.toml" > "$D/out.json" || true
     python3 - "$D/out.json" "$i" "$mode" "$load" <<'PY'
 import json, sys
-end = [json.loads(l) for l in open(sys.argv[1]) if '"run.end"' in l][-1]["params"]["summary"]
+ends = [json.loads(l) for l in open(sys.argv[1]) if '"run.end"' in l]
+if not ends:
+    sys.exit(f"{sys.argv[2]:<3} {sys.argv[3]:<8} no run (refused: see above)")
+end = ends[-1]["params"]["summary"]
 m, t = end["missed_deadlines"], end["ticks"]
-print(f"{sys.argv[2]:<3} {sys.argv[3]:<8} {m:>8} {t:>9} {100*m/t:>6.3f}% {end['dropped']:>8} {sys.argv[4]}")
+print(f"{sys.argv[2]:<3} {sys.argv[3]:<8} {m:>8} {t:>9} {100*m/t:>6.3f}% {end['dropped']:>8} {sys.argv[4]:<12} {end.get('end_reason')}")
 PY
     [ -n "$chrome" ] && kill "$chrome" && wait "$chrome" 2>/dev/null || true
     [ -n "$ui" ] && kill "$ui" && wait "$ui" 2>/dev/null || true

@@ -32,9 +32,11 @@ fn rate_hz() -> u32 {
 }
 
 /// The demo, shortened: 0.5 s settle, 3 s load, 2 s hold, 3 s unload (8.5 s). It is aborted once
-/// a spike has been seen, during its load.
+/// a spike has been seen, during its load. On a rig of its own name, so another simulated run on
+/// this machine (holding the "default" rig) does not refuse it.
 fn short_demo() -> String {
     DEMO.replace("rate_hz = 1000", &format!("rate_hz = {}", rate_hz()))
+        .replace("backend = \"sim\"", &format!("backend = \"sim\"\nrig = \"ui-browser-{}\"", std::process::id()))
         .replace("load_s = 10.0", "load_s = 3.0")
         .replace("hold_s = 10.0", "hold_s = 2.0")
         .replace("unload_s = 10.0", "unload_s = 3.0")
