@@ -406,6 +406,8 @@ async fn run_view(State(app): State<Arc<App>>, Query(q): Query<RunQuery>) -> Res
         "end_reason": f.end_reason,
         "rate_hz": f.rate_hz,
         "samples": f.rows,
+        // What the server holds for this run (the per-block summary), bytes.
+        "summary_bytes": f.summary.bytes(),
         "duration_s": f.duration_s,
         "data": dec,
         "events": events,
