@@ -26,10 +26,12 @@ for i in $(seq 1 $((2 * N))); do
     ui=; chrome=
     if [ $mode = with ]; then
         "$B/nanoecr" ui --socket "$D/d.sock" > "$D/url" 2> "$D/ui.log" & ui=$!
+        pids+=("$ui")
         until [ -s "$D/url" ]; do sleep 0.1; done
         chromium --headless --no-sandbox --disable-gpu --no-first-run --disable-dev-shm-usage \
             --remote-debugging-port=0 --window-size=1400,1500 --user-data-dir="$D/profile" \
             "$(head -1 "$D/url")" > /dev/null 2>&1 & chrome=$!
+        pids+=("$chrome")
         # The page subscribes as it loads; give it that moment (a measurement, not a test).
         sleep 3
     fi
