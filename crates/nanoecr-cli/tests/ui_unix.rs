@@ -123,7 +123,7 @@ fn a_unix_socket_keeps_the_token_unless_told_and_refuses_a_shared_directory() {
         .arg(shared.join("page.sock"))
         .output()
         .expect("run");
-    assert!(!out.status.success(), "{out:?}");
+    assert_eq!(out.status.code(), Some(1), "cannot serve: exit 1 (operator guide, exit codes): {out:?}");
     let why = String::from_utf8_lossy(&out.stderr);
     assert!(why.contains("has mode 755") && why.contains(&shared.display().to_string()), "{why}");
     assert!(!shared.join("page.sock").exists(), "nothing bound");
