@@ -33,6 +33,15 @@ function fmt(v, d = 3) {
 }
 function fmtE(v) { return v == null || !isFinite(v) ? "–" : Number(v).toExponential(3); }
 // Writing the same text again still costs a style and paint pass: write only changes.
+// An RFC 3339 time from the daemon as this computer's local date and time, to the second.
+function localTime(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  if (isNaN(d)) return iso;
+  const p = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
 function text(id, v) {
   const e = $(id), t = String(v);
   if (e.textContent !== t) e.textContent = t;
@@ -397,7 +406,7 @@ async function loadRuns() {
   body.innerHTML = "";
   for (const run of (r.result && r.result.runs) || []) {
     const tr = document.createElement("tr");
-    for (const [v, l] of [[run.run_id ?? "–"], [run.status, 1], [run.end_reason || "", 1], [run.ended_at || "", 1], [run.file, 1]]) {
+    for (const [v, l] of [[run.run_id ?? "–"], [run.status, 1], [run.end_reason || "", 1], [localTime(run.ended_at), 1], [run.file, 1]]) {
       const td = document.createElement("td"); td.textContent = v; if (l) td.className = "l"; tr.appendChild(td);
     }
     const td = document.createElement("td"), b = document.createElement("button");
