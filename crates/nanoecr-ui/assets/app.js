@@ -423,6 +423,8 @@ async function fetchRunWindow(t0, t1) {
   const px = Math.round(rvRho.bbox.width / devicePixelRatio) || 800;
   let q = `/api/run?file=${encodeURIComponent(v.file)}&pixels=${px}`;
   if (t0 != null) q += `&t0_s=${t0}&t1_s=${t1}`;
+  // The first view reads the whole file once (its summary): seconds for a long run.
+  if (!v.loaded) { text("rv-info", "reading the run file once (a long run takes a few seconds)…"); text("rv-window", ""); }
   const r = await api(q);
   if (r.error) { text("rv-info", `error: ${r.error.message}`); return; }
   const d = r.data, col = (name) => d.series.find((s) => s[0] === name)[1];
