@@ -1,9 +1,9 @@
-//! `nanoecr ui`: the live view in the browser. Thin: checks the options, binds 127.0.0.1, prints
-//! the URL as the first line of stdout and serves `nanoecr-ui` until interrupted.
+//! `nanoecr ui`: the live view in the browser. Thin: checks the options, binds 127.0.0.1 or a
+//! private Unix socket, prints the URL as the first line of stdout and serves `nanoecr-ui` until
+//! interrupted.
 
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -16,47 +16,34 @@ pub struct Args {
     #[arg(long, env = "NANOECR_SOCKET")]
     pub socket: Option<PathBuf>,
     /// TCP port on 127.0.0.1 (0: any free port).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, conflicts_with = "unix")]
     pub port: u16,
+    /// Serve HTTP on this Unix socket instead of 127.0.0.1 (mode 0600, in a directory only you
+    /// may enter; created 0700 if missing). Reach it with `ssh -L 8080:PATH host` or a reverse
+    /// proxy.
+    #[arg(long, value_name = "PATH")]
+    pub unix: Option<PathBuf>,
     /// Directory of run configs (*.toml) the page offers to start.
     #[arg(long)]
     pub configs: Option<PathBuf>,
-    /// Open the page in the default browser (xdg-open).
-    #[arg(long)]
+    /// Open the page in the default browser (xdg-open; TCP only).
+    #[arg(long, conflicts_with = "unix")]
     pub open: bool,
-    /// Serve without a token. Refused unless nanoecrd's socket is private (owned by you, no
-    /// group or other permissions).
+    /// Serve without a token. Only with --unix: 127.0.0.1 is reachable by every user of this
+    /// machine, a private socket only by you.
     #[arg(long)]
     pub no_token: bool,
-}
-
-/// Why `--no-token` is refused for this socket, if it is.
-fn not_private(socket: &Path) -> Option<String> {
-    let meta = match std::fs::metadata(socket) {
-        Ok(m) => m,
-        Err(e) => return Some(format!("cannot inspect {}: {e}", socket.display())),
-    };
-    let uid = nix::unistd::geteuid().as_raw();
-    if meta.uid() != uid {
-        return Some(format!("{} belongs to uid {}, not to you (uid {uid})", socket.display(), meta.uid()));
-    }
-    if meta.mode() & 0o077 != 0 {
-        return Some(format!("{} has mode {:o}: group or others may use it", socket.display(), meta.mode() & 0o777));
-    }
-    None
 }
 
 /// Run the command.
 pub fn exec(a: Args) -> anyhow::Result<ExitCode> {
     let socket = a.socket.clone().unwrap_or_else(nanoecr_daemon::server::config::default_socket_path);
-    if a.no_token {
-        if let Some(why) = not_private(&socket) {
-            eprintln!("error: --no-token refused: {why}");
-            return Ok(ExitCode::from(crate::client::EXIT_REFUSED));
-        }
+    if a.no_token && a.unix.is_none() {
         eprintln!(
-            "warning: serving without a token: any process on this machine that can reach 127.0.0.1 can use the page"
+            "error: --no-token refused: a page on 127.0.0.1 can be used by every user of this machine; \
+             keep the token, or serve on a private socket with --unix PATH"
         );
+        return Ok(ExitCode::from(crate::client::EXIT_REFUSED));
     }
     if let Some(dir) = &a.configs {
         anyhow::ensure!(dir.is_dir(), "--configs {}: not a directory", dir.display());
@@ -67,14 +54,31 @@ pub fn exec(a: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let unix = a.unix.clone();
+    let bound = unix.clone();
     rt.block_on(async move {
-        let listener = nanoecr_ui::bind(a.port).await?;
-        let addr = listener.local_addr().context("the bound address")?;
-        let url = nanoecr_ui::url(addr, token.as_deref());
+        let (listener, url) = match &bound {
+            Some(path) => {
+                let l = nanoecr_ui::bind_unix(path)?;
+                (nanoecr_ui::Listener::Unix(l), nanoecr_ui::unix_url(path, token.as_deref()))
+            }
+            None => {
+                let l = nanoecr_ui::bind(a.port).await?;
+                let addr = l.local_addr().context("the bound address")?;
+                (nanoecr_ui::Listener::Tcp(l), nanoecr_ui::url(addr, token.as_deref()))
+            }
+        };
         // The first line of stdout is the URL, for scripts and tests.
         println!("{url}");
         std::io::stdout().flush().ok();
         eprintln!("serving the live view of nanoecrd at {} (Ctrl-C to stop)", socket.display());
+        if let Some(path) = &bound {
+            let query = token.as_deref().map(|t| format!("?token={t}")).unwrap_or_default();
+            eprintln!(
+                "from your desktop: ssh -L 8080:{} <this host>, then open http://localhost:8080/{query}",
+                path.display()
+            );
+        }
         if a.open {
             if let Err(e) = std::process::Command::new("xdg-open").arg(&url).spawn() {
                 eprintln!("warning: cannot open a browser (xdg-open: {e}); open the URL above yourself");
@@ -86,5 +90,9 @@ pub fn exec(a: Args) -> anyhow::Result<ExitCode> {
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
     })?;
+    if let Some(path) = &unix {
+        // Only ours: bind_unix made it; a later `nanoecr ui` would replace it anyway.
+        let _ = std::fs::remove_file(path);
+    }
     Ok(ExitCode::SUCCESS)
 }

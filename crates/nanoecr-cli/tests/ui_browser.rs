@@ -8,6 +8,9 @@
 //! recent runs and zoomed to one spike at single-sample resolution. Outside the page: no or a
 //! wrong token, or a foreign `Host`, gets 403, and a foreign `Origin` cannot open the live stream.
 //!
+//! A second test needs no browser: the run view over HTTP on a run of a million samples keeps
+//! every spike at every zoom.
+//!
 //! Waiting is on conditions only: each wait is a promise evaluated in the page that resolves when
 //! its condition holds (checked on the page's timer) or after a generous bound, which fails the
 //! test. Screenshots go to a directory the test prints.
@@ -32,9 +35,11 @@ fn rate_hz() -> u32 {
 }
 
 /// The demo, shortened: 0.5 s settle, 3 s load, 2 s hold, 3 s unload (8.5 s). It is aborted once
-/// a spike has been seen, during its load.
+/// a spike has been seen, during its load. On a rig of its own name, so another simulated run on
+/// this machine (holding the "default" rig) does not refuse it.
 fn short_demo() -> String {
     DEMO.replace("rate_hz = 1000", &format!("rate_hz = {}", rate_hz()))
+        .replace("backend = \"sim\"", &format!("backend = \"sim\"\nrig = \"ui-browser-{}\"", std::process::id()))
         .replace("load_s = 10.0", "load_s = 3.0")
         .replace("hold_s = 10.0", "hold_s = 2.0")
         .replace("unload_s = 10.0", "unload_s = 3.0")
@@ -310,40 +315,7 @@ fn the_page_starts_watches_aborts_and_zooms_into_a_run() {
     assert!(hello.contains("\"ui.hello\""), "{hello}");
     drop(own);
 
-    // --no-token: refused while the daemon's socket admits its group (mode 0660, the default)...
-    let refused = Command::new(&nanoecr_bin)
-        .args(["ui", "--no-token", "--socket"])
-        .arg(&socket)
-        .stdin(Stdio::null())
-        .output()
-        .expect("nanoecr ui --no-token");
-    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
-    let why = String::from_utf8_lossy(&refused.stderr);
-    assert!(why.contains("--no-token refused") && why.contains("mode 660"), "{why}");
-    // ...and served once the socket is private: then the page needs no token.
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).expect("chmod the socket");
-    let mut open_ui = Command::new(&nanoecr_bin)
-        .args(["ui", "--no-token", "--socket"])
-        .arg(&socket)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn nanoecr ui --no-token");
-    let mut open_url = String::new();
-    BufReader::new(open_ui.stdout.take().expect("stdout")).read_line(&mut open_url).expect("the URL line");
-    let open_ui = Kill(open_ui);
-    let open_port: u16 = open_url
-        .trim()
-        .strip_prefix("http://127.0.0.1:")
-        .and_then(|r| r.strip_suffix('/'))
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("a tokenless loopback URL: {open_url}"));
-    assert_eq!(http_get(open_port, "/", &[]).0, 200, "no token needed with --no-token");
-    assert_eq!(http_get(open_port, "/", &[("Host", "attacker.example")]).0, 403, "Host still checked");
-    drop(open_ui);
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660)).expect("chmod back");
+    // --no-token and --unix: tests/ui_unix.rs.
 
     // The browser.
     let profile = dir.path().join("chromium-profile");
@@ -504,4 +476,131 @@ fn the_page_starts_watches_aborts_and_zooms_into_a_run() {
          [...document.querySelectorAll('#rv-figures img')].filter((i) => i.complete && i.naturalWidth > 100).length >= 5",
     );
     cdp.screenshot(&shots.join("6-report.png"));
+}
+
+/// Query-string escaping of a value (RFC 3986 §2.3: only unreserved characters stay).
+fn escape(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The run view over HTTP on a run of a million samples (no browser needed): 10.5 s at 100 kHz,
+/// run unpaced by a real nanoecrd. At every zoom, the pixel column holding a detected spike's
+/// peak reaches the peak's value (read at full resolution), and the server holds a summary of
+/// 1/1024 of the run, not the run.
+#[test]
+fn the_run_view_keeps_every_spike_of_a_million_samples() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("nanoecrd.sock");
+    let config = dir.path().join("long.toml");
+    let long = DEMO
+        .replace("rate_hz = 1000", "rate_hz = 100000")
+        .replace("load_s = 10.0", "load_s = 4.0")
+        .replace("hold_s = 10.0", "hold_s = 2.0")
+        .replace("unload_s = 10.0", "unload_s = 4.0")
+        .replace("settle_s = 2.0", "settle_s = 0.5")
+        .replace("backend = \"sim\"", &format!("backend = \"sim\"\nrig = \"ui-long-{}\"", std::process::id()));
+    std::fs::write(&config, long).expect("write config");
+    let (_daemon, ()) = spawn_until(
+        Command::new(nanoecrd_bin())
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--out-dir")
+            .arg(dir.path().join("runs"))
+            .arg("--log-format")
+            .arg("json")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null()),
+        "nanoecrd",
+        |l| l.contains("nanoecrd ready").then_some(()),
+    );
+    let nanoecr_bin =
+        std::env::var_os("NANOECR_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_nanoecr")), PathBuf::from);
+    let run = Command::new(&nanoecr_bin)
+        .args(["submit", "--fast", "--watch", "--socket"])
+        .arg(&socket)
+        .arg(&config)
+        .stdin(Stdio::null())
+        .output()
+        .expect("nanoecr submit");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+
+    let mut ui = Command::new(&nanoecr_bin)
+        .args(["ui", "--port", "0", "--socket"])
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn nanoecr ui");
+    let mut first = String::new();
+    BufReader::new(ui.stdout.take().expect("stdout")).read_line(&mut first).expect("the URL line");
+    let _ui = Kill(ui);
+    let (port, token) = first
+        .trim()
+        .strip_prefix("http://127.0.0.1:")
+        .and_then(|r| r.split_once("/?token="))
+        .map(|(p, t)| (p.parse::<u16>().expect("port"), t.to_string()))
+        .unwrap_or_else(|| panic!("a loopback URL: {first}"));
+    let get = |path: &str| -> Value {
+        let (code, body) = http_get(port, path, &[("X-Nanoecr-Token", &token)]);
+        assert_eq!(code, 200, "{path}: {body}");
+        serde_json::from_str(&body).expect("json")
+    };
+    let runs = get("/api/runs");
+    let file = runs["result"]["runs"][0]["file"].as_str().expect("the run's file").to_string();
+    let view =
+        |t0: f64, t1: f64, px: usize| get(&format!("/api/run?file={}&t0_s={t0}&t1_s={t1}&pixels={px}", escape(&file)));
+
+    let whole = get(&format!("/api/run?file={}&pixels=1000", escape(&file)));
+    let samples = whole["samples"].as_u64().expect("samples");
+    assert!(samples >= 1_000_000, "a million samples: {samples}");
+    let held = whole["summary_bytes"].as_u64().expect("summary_bytes");
+    // Under a tenth of the time column alone (the five plotted columns are 40 bytes a sample).
+    assert!(held * 10 < samples * 8, "the server holds {held} bytes for {samples} samples");
+    let spikes: Vec<(f64, bool)> = whole["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["kind"] == "spike")
+        .map(|e| (e["peak_time_s"].as_f64().expect("peak time"), e["sign"] == "p"))
+        .collect();
+    assert!(spikes.len() >= 4, "spikes detected: {}", spikes.len());
+    let rho = |v: &Value| -> (Vec<f64>, Vec<Option<f64>>) {
+        let d = &v["data"];
+        let t = d["time_s"].as_array().expect("time").iter().map(|x| x.as_f64().expect("t")).collect();
+        let s = d["series"].as_array().expect("series").iter().find(|s| s[0] == "delta_rho").expect("delta_rho");
+        (t, s[1].as_array().expect("values").iter().map(Value::as_f64).collect())
+    };
+    let dt = 1e-5;
+    for &(peak, p) in spikes.iter().take(6) {
+        // The peak sample's value, at full resolution.
+        let zoom = view(peak - 3.5 * dt, peak + 3.5 * dt, 800);
+        assert_eq!(zoom["data"]["full_resolution"], json!(true));
+        let (t, v) = rho(&zoom);
+        let i = t.iter().position(|x| (x - peak).abs() < dt / 4.0).expect("the peak sample is sent");
+        let value = v[i].expect("Δρ/ρ at the peak");
+        for half in [1e-3, 1e-2, 0.1, 1.0, 100.0] {
+            for px in [1, 300, 1000, 4096] {
+                let w = view(peak - half, peak + half, px);
+                let (t, v) = rho(&w);
+                // The column holding the peak: at full resolution the sample itself, else the pair
+                // of points (first and last sample time of a column) around it.
+                let reaches = if w["data"]["full_resolution"] == json!(true) {
+                    t.iter().zip(&v).any(|(x, y)| (x - peak).abs() < dt / 4.0 && *y == Some(value))
+                } else {
+                    t.chunks(2).zip(v.chunks(2)).any(|(tc, vc)| {
+                        tc[0] <= peak
+                            && peak <= tc[tc.len() - 1]
+                            && vc.iter().flatten().any(|&y| if p { y >= value } else { y <= value })
+                    })
+                };
+                assert!(reaches, "spike at {peak} s ({value:e}) lost at ±{half} s, {px} px");
+            }
+        }
+    }
 }

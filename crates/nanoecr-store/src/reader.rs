@@ -277,3 +277,79 @@ pub fn read_run(path: &Path) -> Result<RunFile, StoreError> {
         diagnostics,
     })
 }
+
+/// A run file opened to read its sample columns piece by piece (a hyperslab per call), for
+/// viewers that must not hold a whole run in memory (1 h at 100 kHz is 360 M samples).
+/// [`read_run`] reads everything at once; this reads only what is asked for.
+pub struct RunColumns {
+    path: PathBuf,
+    file: File,
+    rows: usize,
+}
+
+impl RunColumns {
+    /// Open `path` (in SWMR mode if it is still being written, as [`read_run`] does). The rows
+    /// are those every required column (`time`, `displacement`, `current`, `load`) has.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let file = File::open(path).or_else(|source| {
+            File::open_as(path, OpenMode::ReadSWMR).map_err(|_| StoreError::Hdf5 {
+                path: path.to_path_buf(),
+                during: "opening".into(),
+                source,
+            })
+        })?;
+        let invalid = |what: &str| StoreError::Invalid { path: path.to_path_buf(), what: what.to_string() };
+        let data = file.group("entry/data").map_err(|_| invalid("no /entry/data group"))?;
+        let mut rows = usize::MAX;
+        for name in ["time", "displacement", "current", "load"] {
+            let d = data.dataset(name).map_err(|_| invalid(&format!("missing /entry/data/{name}")))?;
+            rows = rows.min(d.size());
+        }
+        Ok(Self { path: path.to_path_buf(), file, rows })
+    }
+
+    /// Rows readable in every required column.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether `/entry/data/{name}` exists.
+    pub fn has_column(&self, name: &str) -> bool {
+        self.file.dataset(&format!("entry/data/{name}")).is_ok()
+    }
+
+    /// Rows `start .. start + len` of `/entry/data/{name}` as f64 (cut at [`Self::rows`]).
+    pub fn read_column_range(&self, name: &str, start: usize, len: usize) -> Result<Vec<f64>, StoreError> {
+        let err = |source| StoreError::Hdf5 {
+            path: self.path.clone(),
+            during: format!("reading rows {start}..{} of /entry/data/{name}", start + len),
+            source,
+        };
+        let d = self.file.dataset(&format!("entry/data/{name}")).map_err(err)?;
+        let end = (start.saturating_add(len)).min(self.rows).min(d.size());
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        Ok(d.read_slice_1d::<f64, _>(start..end).map_err(err)?.to_vec())
+    }
+
+    /// The detected events (`/entry/events`), empty when absent.
+    pub fn events(&self) -> Result<Vec<Event>, StoreError> {
+        match self.file.group("entry/events") {
+            Ok(g) => read_events(&self.path, &g),
+            Err(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// `status` and `end_reason` of `/entry` (a file without a status reads as `complete`).
+    pub fn status(&self) -> (RunStatus, Option<String>) {
+        let entry = self.file.group("entry").ok();
+        let attr = |n: &str| entry.as_ref().and_then(|e| read_str_attr(e, n));
+        (attr("status").and_then(|s| RunStatus::from_name(&s)).unwrap_or(RunStatus::Complete), attr("end_reason"))
+    }
+
+    /// `/entry/instrument/rate_hz`, when written.
+    pub fn rate_hz(&self) -> Option<f64> {
+        self.file.group("entry/instrument").ok().and_then(|g| read_f64_scalar(&g, "rate_hz"))
+    }
+}

@@ -4,23 +4,48 @@
 
 const $ = (id) => document.getElementById(id);
 const SEGMENTS = ["settle", "load", "hold", "unload", "safe_unload"];
-// Live points kept per series; past it the oldest half goes (a 100 kHz run sends 1000/s).
-const MAX_POINTS = 400000;
+// Live points kept per series (a run sends up to 1000 per second at any rate). Past it, the
+// whole series is halved: every other time, load and displacement, and the smaller minimum and
+// larger maximum of each Δρ/ρ pair, so a one-sample spike stays; the chart keeps the whole run
+// at ≥ LIVE_POINTS / 2 points and each redraw costs the same however long the run is.
+const LIVE_POINTS = 16384;
+// Redraw no more often than this, and only in a frame the browser is drawing anyway (none while
+// the tab is hidden). Data arrives at 10 Hz; drawing every other batch halved the main thread's
+// share at 100 kHz (docs/performance.md) for at most 200 ms more delay on screen.
+const REDRAW_MS = 200;
 
 // What the page knows; `window.nanoecr` exposes it to the browser test and curious operators.
 const S = {
   connected: false, run: null, progress: null, end: null,
   t: [], load: [], setp: [], disp: [], rmin: [], rmax: [],
-  events: [], counts: {}, dirty: false,
+  events: [], counts: {}, dirty: false, statusDirty: false, redrawPending: false, lastDraw: 0, redraws: 0,
   lag: { last_ms: null, samples_ms: [] },
   busy: { ms: 0, since: performance.now() },
   runView: null,
 };
 window.nanoecr = S;
 
-function fmt(v, d = 3) { return v == null || !isFinite(v) ? "–" : Number(v).toFixed(d); }
+// "-0.0" reads as a sign that means something; a rounded zero is shown as 0.
+function fmt(v, d = 3) {
+  if (v == null || !isFinite(v)) return "–";
+  const r = Number(v).toFixed(d);
+  return /^-0(\.0*)?$/.test(r) ? r.slice(1) : r;
+}
 function fmtE(v) { return v == null || !isFinite(v) ? "–" : Number(v).toExponential(3); }
-function text(id, v) { $(id).textContent = v; }
+// Writing the same text again still costs a style and paint pass: write only changes.
+// An RFC 3339 time from the daemon as this computer's local date and time, to the second.
+function localTime(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  if (isNaN(d)) return iso;
+  const p = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
+function text(id, v) {
+  const e = $(id), t = String(v);
+  if (e.textContent !== t) e.textContent = t;
+}
 
 async function api(path, opts) {
   const r = await fetch(path, Object.assign({ credentials: "same-origin" }, opts || {}));
@@ -130,14 +155,62 @@ function drawXY() {
   ctx.stroke();
 }
 
+// Everything the live stream changes on screen is drawn here, in one frame.
 function redraw() {
-  if (!S.dirty) return;
+  S.redrawPending = false;
   const t0 = performance.now();
-  S.dirty = false;
-  loadChart.setData([S.t, S.load, S.setp]);
-  rhoChart.setData([S.t, S.rmin, S.rmax]);
-  drawXY();
+  S.lastDraw = t0;
+  if (S.statusDirty) {
+    S.statusDirty = false;
+    renderStatus();
+    if (S.end) text("lag", "lag – (no run)");
+    else if (S.lag.last_ms != null) text("lag", `lag ${S.lag.last_ms.toFixed(0)} ms`);
+    else text("lag", "lag –");
+  }
+  if (S.dirty) {
+    S.dirty = false;
+    S.redraws += 1;
+    loadChart.setData([S.t, S.load, S.setp]);
+    rhoChart.setData([S.t, S.rmin, S.rmax]);
+    drawXY();
+  }
   S.busy.ms += performance.now() - t0;
+}
+
+// Mark the charts stale and draw them in the next animation frame at least REDRAW_MS after the
+// last one. requestAnimationFrame does not fire in a hidden tab: a hidden page draws nothing
+// and catches up in one frame when shown.
+function changed() {
+  S.dirty = true;
+  schedule();
+}
+
+// The status table and the lag are stale.
+function statusChanged() {
+  S.statusDirty = true;
+  schedule();
+}
+
+function schedule() {
+  if (S.redrawPending) return;
+  S.redrawPending = true;
+  const wait = Math.max(0, REDRAW_MS - (performance.now() - S.lastDraw));
+  setTimeout(() => requestAnimationFrame(redraw), wait);
+}
+
+// Halve the live series (see LIVE_POINTS).
+function compact() {
+  const half = (a) => { const o = new Array(a.length >> 1); for (let i = 0; i < o.length; i++) o[i] = a[2 * i]; return o; };
+  const pair = (a, f) => {
+    const o = new Array(a.length >> 1);
+    for (let i = 0; i < o.length; i++) {
+      const x = a[2 * i], y = a[2 * i + 1];
+      o[i] = x == null ? y : y == null ? x : f(x, y);
+    }
+    return o;
+  };
+  S.rmin = pair(S.rmin, Math.min); S.rmax = pair(S.rmax, Math.max);
+  for (const k of ["t", "load", "setp", "disp"]) S[k] = half(S[k]);
 }
 
 // ---------- live stream ----------
@@ -146,7 +219,7 @@ function resetRun(run) {
   for (const k of ["t", "load", "setp", "disp", "rmin", "rmax"]) S[k] = [];
   S.events = []; S.counts = {};
   $("events").tBodies[0].innerHTML = "";
-  S.dirty = true;
+  changed();
   renderCounts(); renderStatus();
 }
 
@@ -159,19 +232,16 @@ function onSamples(p) {
     S.t.push(p.time_s[i]); S.load.push(p.load_un[i]); S.setp.push(p.setpoint_un[i]); S.disp.push(p.disp_nm[i]);
     S.rmin.push(rmin ? rmin[i] : null); S.rmax.push(rmax ? rmax[i] : null);
   }
-  if (S.t.length > MAX_POINTS) {
-    const cut = S.t.length - MAX_POINTS / 2;
-    for (const k of ["t", "load", "setp", "disp", "rmin", "rmax"]) S[k].splice(0, cut);
-  }
+  if (S.t.length > LIVE_POINTS) compact();
   if (S.run && n > 0 && S.run.t0_unix_s) {
     // Same machine, same clock: the newest sample's wall time vs now.
     const lag = Date.now() - (S.run.t0_unix_s + p.time_s[n - 1]) * 1000;
     S.lag.last_ms = lag;
     S.lag.samples_ms.push(lag);
     if (S.lag.samples_ms.length > 10000) S.lag.samples_ms.shift();
-    text("lag", `lag ${lag.toFixed(0)} ms`);
+    statusChanged();
   }
-  S.dirty = true;
+  changed();
 }
 
 function onEvent(e) {
@@ -189,7 +259,7 @@ function onEvent(e) {
   }
   const body = $("events").tBodies[0];
   body.insertBefore(tr, body.firstChild);
-  S.dirty = true;
+  changed();
 }
 
 function renderCounts() {
@@ -238,18 +308,19 @@ function onLine(msg) {
       S.connected = !!p.connected;
       if (p.connected) resetRun(p.run || null);
       break;
-    case "run.started": resetRun(p); break;
+    case "run.started": resetRun(p); S.lag.last_ms = null; break;
     case "progress":
       if (!S.run || p.run_id === S.run.run_id) S.progress = p;
       break;
     case "samples": onSamples(p); break;
     case "event": onEvent(p); break;
     case "run.end":
+      // No newer sample will come after it: the lag shows "no run" rather than a stale figure.
       if (!S.run || p.run_id === S.run.run_id) { S.end = p; if (!S.run) S.run = p; }
       loadRuns();
       break;
   }
-  renderStatus();
+  statusChanged();
   S.busy.ms += performance.now() - t0;
 }
 
@@ -335,7 +406,7 @@ async function loadRuns() {
   body.innerHTML = "";
   for (const run of (r.result && r.result.runs) || []) {
     const tr = document.createElement("tr");
-    for (const [v, l] of [[run.run_id ?? "–"], [run.status, 1], [run.end_reason || "", 1], [run.ended_at || "", 1], [run.file, 1]]) {
+    for (const [v, l] of [[run.run_id ?? "–"], [run.status, 1], [run.end_reason || "", 1], [localTime(run.ended_at), 1], [run.file, 1]]) {
       const td = document.createElement("td"); td.textContent = v; if (l) td.className = "l"; tr.appendChild(td);
     }
     const td = document.createElement("td"), b = document.createElement("button");
@@ -352,6 +423,8 @@ async function fetchRunWindow(t0, t1) {
   const px = Math.round(rvRho.bbox.width / devicePixelRatio) || 800;
   let q = `/api/run?file=${encodeURIComponent(v.file)}&pixels=${px}`;
   if (t0 != null) q += `&t0_s=${t0}&t1_s=${t1}`;
+  // The first view reads the whole file once (its summary): seconds for a long run.
+  if (!v.loaded) { text("rv-info", "reading the run file once (a long run takes a few seconds)…"); text("rv-window", ""); }
   const r = await api(q);
   if (r.error) { text("rv-info", `error: ${r.error.message}`); return; }
   const d = r.data, col = (name) => d.series.find((s) => s[0] === name)[1];
@@ -422,7 +495,5 @@ window.addEventListener("DOMContentLoaded", () => {
   $("runs-refresh").onclick = loadRuns;
   $("rv-reset").onclick = () => fetchRunWindow(null, null);
   $("rv-report-btn").onclick = loadReport;
-  // Redraw at most 10 times a second: data arrives at 10 Hz.
-  setInterval(redraw, 100);
   loadConfigs(); loadRuns(); connect();
 });

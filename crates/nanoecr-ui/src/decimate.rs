@@ -1,6 +1,8 @@
 //! Min/max-per-pixel decimation of a finished run for the zoomable chart. A spike is 1–2 samples
 //! at 1 kHz: skipping samples would hide it at most zoom levels, so each pixel column keeps the
-//! smallest and the largest value of every series, in the order they occurred.
+//! smallest and the largest value of every series, in the order they occurred. [`Envelope`] does
+//! it incrementally from samples or from per-block summaries ([`crate::runview`]), so a run of
+//! any length is reduced without being held in memory.
 
 use serde::Serialize;
 
@@ -29,65 +31,147 @@ fn opt(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
+/// The running minimum and maximum of one series in one pixel column, with the order they came in.
+#[derive(Clone, Copy)]
+struct Extremes {
+    min: (f64, u64),
+    max: (f64, u64),
+}
+
+const NONE: Extremes = Extremes { min: (f64::INFINITY, u64::MAX), max: (f64::NEG_INFINITY, u64::MAX) };
+
+/// Min/max-per-pixel decimation fed piece by piece, so a window of any length is reduced without
+/// holding it: the caller pushes *cells* in sample order, either single samples or summaries of
+/// consecutive samples (their minimum, maximum and which came first), and each cell lands in the
+/// pixel column of its first sample. The window's `n` samples starting at `i0` go into `pixels`
+/// columns; when `n ≤ 2 × pixels` every sample is kept as it is (the caller must then push
+/// single samples). Memory: two points per column, whatever `n` is.
+pub struct Envelope {
+    i0: usize,
+    n: usize,
+    pixels: usize,
+    full: bool,
+    /// Column being filled, its first and last sample time, and each series' extremes.
+    column: Option<(usize, f64, f64)>,
+    acc: Vec<Extremes>,
+    /// Order key of the next cell (two per cell: its min and max may come in either order).
+    key: u64,
+    out_t: Vec<f64>,
+    out: Vec<Vec<Option<f64>>>,
+}
+
+impl Envelope {
+    /// An envelope for samples `i0 .. i0 + n` of `series` series, at most `2 × pixels` points.
+    pub fn new(i0: usize, n: usize, pixels: usize, series: usize) -> Self {
+        let pixels = pixels.max(1);
+        let full = n <= 2 * pixels;
+        let points = if full { n } else { 2 * pixels };
+        Self {
+            i0,
+            n,
+            pixels,
+            full,
+            column: None,
+            acc: vec![NONE; series],
+            key: 0,
+            out_t: Vec::with_capacity(points),
+            out: (0..series).map(|_| Vec::with_capacity(points)).collect(),
+        }
+    }
+
+    /// Whether every sample is kept (push single samples then).
+    pub fn full_resolution(&self) -> bool {
+        self.full
+    }
+
+    /// One sample at index `i`: its time and one value per series (NaN = undefined).
+    pub fn push_sample(&mut self, i: usize, time_s: f64, values: &[f64]) {
+        if self.full {
+            self.out_t.push(time_s);
+            for (col, &v) in self.out.iter_mut().zip(values) {
+                col.push(opt(v));
+            }
+        } else {
+            self.push_cell(i, time_s, time_s, values, values, &[]);
+        }
+    }
+
+    /// A cell of consecutive samples from index `start`: its first and last time, each series'
+    /// minimum and maximum (±∞ when all undefined) and whether the minimum came first (missing
+    /// entries: yes).
+    pub fn push_cell(&mut self, start: usize, t_first: f64, t_last: f64, min: &[f64], max: &[f64], min_first: &[bool]) {
+        let column = ((start.saturating_sub(self.i0)) as u128 * self.pixels as u128 / self.n.max(1) as u128) as usize;
+        match self.column {
+            Some((c, _, ref mut last)) if c == column => *last = t_last,
+            Some(_) => {
+                self.close_column();
+                self.column = Some((column, t_first, t_last));
+            }
+            None => self.column = Some((column, t_first, t_last)),
+        }
+        let k = self.key;
+        self.key += 2;
+        for (j, a) in self.acc.iter_mut().enumerate() {
+            let first = min_first.get(j).copied().unwrap_or(true);
+            let (kmin, kmax) = if first { (k, k + 1) } else { (k + 1, k) };
+            if min[j].is_finite() && min[j] < a.min.0 {
+                a.min = (min[j], kmin);
+            }
+            if max[j].is_finite() && max[j] > a.max.0 {
+                a.max = (max[j], kmax);
+            }
+        }
+    }
+
+    fn close_column(&mut self) {
+        let Some((_, t0, t1)) = self.column.take() else { return };
+        self.out_t.push(t0);
+        self.out_t.push(t1);
+        for (a, col) in self.acc.iter_mut().zip(self.out.iter_mut()) {
+            if a.min.1 == u64::MAX {
+                col.push(None);
+                col.push(None);
+            } else if a.min.1 <= a.max.1 {
+                col.push(Some(a.min.0));
+                col.push(Some(a.max.0));
+            } else {
+                col.push(Some(a.max.0));
+                col.push(Some(a.min.0));
+            }
+            *a = NONE;
+        }
+    }
+
+    /// The points, the series named in push order.
+    pub fn finish(mut self, names: &[&'static str]) -> Decimated {
+        self.close_column();
+        Decimated {
+            time_s: self.out_t,
+            series: names.iter().copied().zip(self.out).collect(),
+            samples_in_window: self.n,
+            full_resolution: self.full,
+        }
+    }
+}
+
 /// The samples of `[t0_s, t1_s]` (time must be non-decreasing) reduced to at most `2 × pixels`
 /// points. When the window holds no more than that, every sample is returned as it is.
-/// Otherwise the window is cut into `pixels` buckets of equal sample count; each bucket becomes
+/// Otherwise the window is cut into `pixels` columns of equal sample count; each column becomes
 /// two points at its first and last sample time, and each series gives its minimum and maximum
 /// there, the one that occurred first placed first, so the drawn line passes through both.
 pub fn minmax(time_s: &[f64], series: &[Series<'_>], t0_s: f64, t1_s: f64, pixels: usize) -> Decimated {
     let i0 = time_s.partition_point(|&t| t < t0_s);
     let i1 = time_s.partition_point(|&t| t <= t1_s).max(i0);
-    let n = i1 - i0;
-    let pixels = pixels.max(1);
-    if n <= 2 * pixels {
-        return Decimated {
-            time_s: time_s[i0..i1].to_vec(),
-            series: series.iter().map(|s| (s.name, s.values[i0..i1].iter().copied().map(opt).collect())).collect(),
-            samples_in_window: n,
-            full_resolution: true,
-        };
-    }
-    let mut out_t = Vec::with_capacity(2 * pixels);
-    let mut out: Vec<Vec<Option<f64>>> = series.iter().map(|_| Vec::with_capacity(2 * pixels)).collect();
-    for b in 0..pixels {
-        let lo = i0 + n * b / pixels;
-        let hi = i0 + n * (b + 1) / pixels;
-        if hi <= lo {
-            continue;
+    let mut env = Envelope::new(i0, i1 - i0, pixels, series.len());
+    let mut row = vec![0.0; series.len()];
+    for (i, &t) in time_s.iter().enumerate().take(i1).skip(i0) {
+        for (r, s) in row.iter_mut().zip(series) {
+            *r = s.values[i];
         }
-        out_t.push(time_s[lo]);
-        out_t.push(time_s[hi - 1]);
-        for (s, col) in series.iter().zip(out.iter_mut()) {
-            let mut min = (f64::INFINITY, usize::MAX);
-            let mut max = (f64::NEG_INFINITY, usize::MAX);
-            for (i, &v) in s.values[lo..hi].iter().enumerate() {
-                if v.is_finite() {
-                    if v < min.0 {
-                        min = (v, i);
-                    }
-                    if v > max.0 {
-                        max = (v, i);
-                    }
-                }
-            }
-            if min.1 == usize::MAX {
-                col.push(None);
-                col.push(None);
-            } else if min.1 <= max.1 {
-                col.push(Some(min.0));
-                col.push(Some(max.0));
-            } else {
-                col.push(Some(max.0));
-                col.push(Some(min.0));
-            }
-        }
+        env.push_sample(i, t, &row);
     }
-    Decimated {
-        time_s: out_t,
-        series: series.iter().map(|s| s.name).zip(out).collect(),
-        samples_in_window: n,
-        full_resolution: false,
-    }
+    let names: Vec<&'static str> = series.iter().map(|s| s.name).collect();
+    env.finish(&names)
 }
 
 #[cfg(test)]

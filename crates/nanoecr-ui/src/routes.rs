@@ -12,14 +12,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use nanoecr_proto::methods::{self as m, RunStartParams, RunsListResult};
 use nanoecr_proto::RpcError;
-use nanoecr_store::RunFile;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::daemon::{self, DaemonError};
-use crate::decimate::{minmax, Series};
 use crate::live::Hub;
+use crate::runview::RunView;
 use crate::UiConfig;
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");
@@ -32,30 +31,49 @@ const UPLOT_LICENSE: &str = include_str!("../assets/uPlot.LICENSE");
 /// Widest chart the run view decimates for, pixels (a 4K screen).
 const MAX_PIXELS: usize = 4096;
 
+/// What the server listens on, for the `Host` and `Origin` checks.
+pub enum Bound {
+    /// 127.0.0.1:port.
+    Tcp(u16),
+    /// A private Unix socket: the browser reaches it through a forwarded loopback port we cannot
+    /// know, so any loopback `Host` is accepted (a rebound DNS name still is not).
+    Unix,
+}
+
 /// Everything the handlers share.
 pub struct App {
     cfg: UiConfig,
-    /// Accepted `Host` header values.
-    hosts: [String; 2],
-    /// Accepted `Origin` header values.
-    origins: [String; 2],
+    /// Accepted `Host` header values (TCP); `None`: any loopback name with any port (Unix).
+    hosts: Option<[String; 2]>,
     /// The token cookie's name (cookies are not per port: the name is).
     cookie: String,
     hub: Arc<Hub>,
-    /// The run file read last: zooming re-reads nothing.
-    cached: Mutex<Option<Arc<RunFile>>>,
+    /// The run opened last, with its summary: zooming reads only the window shown.
+    cached: Mutex<Option<Arc<RunView>>>,
 }
 
 impl App {
-    /// State for a server on 127.0.0.1:`port`.
-    pub fn new(cfg: UiConfig, port: u16, hub: Arc<Hub>) -> Self {
-        Self {
-            cfg,
-            hosts: [format!("127.0.0.1:{port}"), format!("localhost:{port}")],
-            origins: [format!("http://127.0.0.1:{port}"), format!("http://localhost:{port}")],
-            cookie: format!("nanoecr_token_{port}"),
-            hub,
-            cached: Mutex::new(None),
+    /// State for a server bound as `bound`.
+    pub fn new(cfg: UiConfig, bound: Bound, hub: Arc<Hub>) -> Self {
+        let (hosts, cookie) = match bound {
+            Bound::Tcp(port) => {
+                (Some([format!("127.0.0.1:{port}"), format!("localhost:{port}")]), format!("nanoecr_token_{port}"))
+            }
+            Bound::Unix => (None, "nanoecr_token_unix".to_string()),
+        };
+        Self { cfg, hosts, cookie, hub, cached: Mutex::new(None) }
+    }
+
+    fn host_ok(&self, host: &str) -> bool {
+        match &self.hosts {
+            Some(hosts) => hosts.iter().any(|h| h == host),
+            None => {
+                let name = match host.rsplit_once(':') {
+                    Some((n, port)) if !n.ends_with(':') && port.bytes().all(|b| b.is_ascii_digit()) => n,
+                    _ => host,
+                };
+                matches!(name, "127.0.0.1" | "localhost" | "[::1]")
+            }
         }
     }
 }
@@ -111,13 +129,14 @@ fn cookie_token(headers: &HeaderMap, name: &str) -> Option<String> {
 async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let headers = req.headers();
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-    if !app.hosts.iter().any(|h| h == host) {
+    if !app.host_ok(host) {
         return forbidden("Host is not this server's loopback address (DNS rebinding?)");
     }
     let origin = headers.get(header::ORIGIN).and_then(|h| h.to_str().ok());
     let changes_state = req.method() != Method::GET || req.uri().path() == "/live";
     if let Some(o) = origin {
-        if changes_state && !app.origins.iter().any(|x| x == o) {
+        // The page's own Origin is the scheme and the Host it was loaded from (checked above).
+        if changes_state && o.strip_prefix("http://") != Some(host) {
             return forbidden("Origin is not this page");
         }
     } else if req.uri().path() == "/live" {
@@ -323,13 +342,16 @@ async fn known_file(app: &App, file: &str) -> Result<PathBuf, Response> {
     }
 }
 
-async fn load(app: &Arc<App>, path: PathBuf) -> Result<Arc<RunFile>, Response> {
+async fn load(app: &Arc<App>, path: PathBuf) -> Result<Arc<RunView>, Response> {
     if let Some(f) = app.cached.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-        if f.path == path {
+        // A run still being written grows: open it afresh until it has ended.
+        if f.path == path && f.status != nanoecr_core::RunStatus::Running {
             return Ok(Arc::clone(f));
         }
     }
-    let read = tokio::task::spawn_blocking(move || nanoecr_store::read_run(&path)).await;
+    // The old view goes first: at most one run's summary is held.
+    *app.cached.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    let read = tokio::task::spawn_blocking(move || RunView::open(&path)).await;
     match read {
         Ok(Ok(f)) => {
             let f = Arc::new(f);
@@ -361,14 +383,12 @@ async fn run_view(State(app): State<Arc<App>>, Query(q): Query<RunQuery>) -> Res
     let t0 = q.t0_s.unwrap_or(f64::NEG_INFINITY);
     let t1 = q.t1_s.unwrap_or(f64::INFINITY);
     let pixels = q.pixels.unwrap_or(1000).clamp(1, MAX_PIXELS);
-    let d = &f.data;
-    let series = [
-        Series { name: "load_un", values: &d.load_un },
-        Series { name: "setpoint_un", values: &d.setpoint_un },
-        Series { name: "disp_nm", values: &d.disp_nm },
-        Series { name: "delta_rho", values: &d.delta_rho },
-    ];
-    let dec = minmax(&d.time_s, &series, t0, t1, pixels);
+    let view = Arc::clone(&f);
+    let dec = match tokio::task::spawn_blocking(move || view.window(t0, t1, pixels)).await {
+        Ok(Ok(d)) => d,
+        Ok(Err(e)) => return bad_request(e.to_string()),
+        Err(e) => return bad_request(format!("reading the run file failed: {e}")),
+    };
     let events: Vec<Value> = f
         .events
         .iter()
@@ -385,8 +405,10 @@ async fn run_view(State(app): State<Arc<App>>, Query(q): Query<RunQuery>) -> Res
         "status": f.status.name(),
         "end_reason": f.end_reason,
         "rate_hz": f.rate_hz,
-        "samples": d.len(),
-        "duration_s": d.time_s.last().copied(),
+        "samples": f.rows,
+        // What the server holds for this run (the per-block summary), bytes.
+        "summary_bytes": f.summary.bytes(),
+        "duration_s": f.duration_s,
         "data": dec,
         "events": events,
     }))

@@ -243,21 +243,57 @@ pub(crate) fn line(method: &str, params: impl serde::Serialize) -> Line {
     Notification::new(method, params).to_line().into()
 }
 
+/// What the live `samples` cost this thread in one run: building the note, serialising it once
+/// and offering it to every subscriber's queue (the socket writes happen on each connection's
+/// task). Logged at the end of a run, so the price of an open page at 100 kHz is on record. The
+/// Δρ/ρ envelope is built on the consumer thread whether anyone listens or not; none of this
+/// runs on the control thread.
+#[derive(Debug, Default)]
+struct SamplesCost {
+    batches: u64,
+    total: Duration,
+    max: Duration,
+    bytes: u64,
+}
+
+impl SamplesCost {
+    fn log_and_reset(&mut self, run_id: u64) {
+        if self.batches > 0 {
+            tracing::info!(
+                run_id,
+                batches = self.batches,
+                mean_us = self.total.as_secs_f64() * 1e6 / self.batches as f64,
+                max_us = self.max.as_secs_f64() * 1e6,
+                mean_bytes = self.bytes / self.batches,
+                "live samples fan-out cost per batch"
+            );
+        }
+        *self = Self::default();
+    }
+}
+
 /// The fan-out thread's body: follow one run at a time until told to stop.
 pub(crate) fn run_fanout(daemon: Arc<Daemon>, cmds: Receiver<FanoutCmd>) {
     let mut current: Option<(u64, Receiver<RunUpdate>)> = None;
+    let mut cost = SamplesCost::default();
     loop {
         let stall_timeout = daemon.config().stall_timeout;
         match current.take() {
             Some((run_id, rx)) => match rx.recv_timeout(TICK) {
-                Ok(RunUpdate::Finished(summary)) => finish(&daemon, run_id, Some(summary)),
+                Ok(RunUpdate::Finished(summary)) => {
+                    cost.log_and_reset(run_id);
+                    finish(&daemon, run_id, Some(summary))
+                }
                 Ok(update) => {
-                    publish(&daemon, run_id, update);
+                    publish(&daemon, run_id, update, &mut cost);
                     current = Some((run_id, rx));
                 }
                 Err(RecvTimeoutError::Timeout) => current = Some((run_id, rx)),
                 // The pipeline ended without a summary (it failed): join it to learn why.
-                Err(RecvTimeoutError::Disconnected) => finish(&daemon, run_id, None),
+                Err(RecvTimeoutError::Disconnected) => {
+                    cost.log_and_reset(run_id);
+                    finish(&daemon, run_id, None)
+                }
             },
             None => match cmds.recv_timeout(TICK) {
                 Ok(FanoutCmd::Run { run_id, updates }) => current = Some((run_id, updates)),
@@ -272,7 +308,7 @@ pub(crate) fn run_fanout(daemon: Arc<Daemon>, cmds: Receiver<FanoutCmd>) {
     }
 }
 
-fn publish(daemon: &Daemon, run_id: u64, update: RunUpdate) {
+fn publish(daemon: &Daemon, run_id: u64, update: RunUpdate, cost: &mut SamplesCost) {
     let now = unix_now_s();
     match update {
         RunUpdate::Progress(p) => {
@@ -299,9 +335,16 @@ fn publish(daemon: &Daemon, run_id: u64, update: RunUpdate) {
         }
         RunUpdate::Samples(batch) => {
             if daemon.subs.any() {
+                let t0 = Instant::now();
                 let note = SamplesNote::new(run_id, now, &batch.samples)
                     .with_delta_rho(&batch.delta_rho_min, &batch.delta_rho_max);
-                daemon.subs.broadcast(Kind::Samples, line(names::SAMPLES, note));
+                let l = line(names::SAMPLES, note);
+                cost.bytes += l.len() as u64;
+                daemon.subs.broadcast(Kind::Samples, l);
+                let took = t0.elapsed();
+                cost.batches += 1;
+                cost.total += took;
+                cost.max = cost.max.max(took);
             }
         }
         RunUpdate::Finished(_) => {}
