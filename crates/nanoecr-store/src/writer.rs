@@ -20,6 +20,7 @@ use hdf5::types::{FixedAscii, FixedUnicode, TypeDescriptor, VarLenAscii, VarLenU
 use hdf5::{Attribute, Dataset, File, Group, H5Type, Location};
 use nanoecr_core::{Diagnostics, EndReason, Event, RunConfig, RunStatus, Sample};
 
+use crate::chunk_write::{ChunkEncoder, Columns};
 use crate::names::{
     DATA_COLUMNS, DEFLATE_LEVEL, DIAG_JSON_LEN, EVENT_CHUNK, EVENT_COLUMNS, REASON_LEN, SAMPLE_CHUNK, STATUS_LEN,
     TIME_LEN,
@@ -39,6 +40,9 @@ pub struct InstrumentInfo {
 
 /// Writes one run file. See the crate docs for the life cycle.
 pub struct RunWriter {
+    /// Shuffles, deflates and stores full chunks off this thread. First field, so that it is
+    /// dropped (its worker joined, its dataset handles closed) before the file.
+    encoder: ChunkEncoder,
     path: PathBuf,
     file: File,
     entry: Group,
@@ -47,20 +51,16 @@ pub struct RunWriter {
     /// `/entry/ground_truth/events` columns (simulated runs only).
     gt_events: Option<Vec<Dataset>>,
     diagnostics: Group,
-    // Column buffers, reused: appends never allocate once they reached block size.
-    /// Rows per chunk of the sample columns ([`sample_chunk_rows`]); a whole block is written
-    /// when this many are buffered.
+    /// Rows per chunk of the sample columns ([`sample_chunk_rows`]); each full chunk goes to the
+    /// compression worker.
     chunk_rows: usize,
-    seq: Vec<u64>,
-    time: Vec<f64>,
-    load: Vec<f64>,
-    setpoint: Vec<f64>,
-    disp: Vec<f64>,
-    current: Vec<f64>,
-    voltage: Vec<f64>,
-    segment: Vec<u8>,
-    rho: Vec<f64>,
-    rows: u64,
+    /// The rows of the current (not yet full) chunk, which starts at row `chunk_start`.
+    cols: Columns,
+    /// Index of the current chunk's first row: always a multiple of `chunk_rows`.
+    chunk_start: u64,
+    /// Rows of the current chunk already written (through libhdf5) by an earlier flush; the
+    /// whole chunk is stored again, encoded by the worker, once it is full.
+    flushed: u64,
     pending_events: Vec<Event>,
     event_rows: u64,
     finished: bool,
@@ -71,7 +71,10 @@ pub struct RunWriter {
 
 impl std::fmt::Debug for RunWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunWriter").field("path", &self.path).field("rows", &self.rows).finish_non_exhaustive()
+        f.debug_struct("RunWriter")
+            .field("path", &self.path)
+            .field("rows", &self.samples_written())
+            .finish_non_exhaustive()
     }
 }
 
@@ -250,7 +253,13 @@ impl RunWriter {
             }
         };
         let cap = sample_chunk_rows(cfg.rate_hz());
+        let (encoder, cols) = ChunkEncoder::start(layout.data.clone(), cap).map_err(|source| StoreError::Io {
+            path: path.to_path_buf(),
+            during: "starting the compression worker".into(),
+            source,
+        })?;
         Ok(Self {
+            encoder,
             path: path.to_path_buf(),
             file,
             entry: layout.entry,
@@ -259,16 +268,9 @@ impl RunWriter {
             gt_events: layout.gt_events,
             diagnostics: layout.diagnostics,
             chunk_rows: cap,
-            seq: Vec::with_capacity(cap),
-            time: Vec::with_capacity(cap),
-            load: Vec::with_capacity(cap),
-            setpoint: Vec::with_capacity(cap),
-            disp: Vec::with_capacity(cap),
-            current: Vec::with_capacity(cap),
-            voltage: Vec::with_capacity(cap),
-            segment: Vec::with_capacity(cap),
-            rho: Vec::with_capacity(cap),
-            rows: 0,
+            cols,
+            chunk_start: 0,
+            flushed: 0,
             pending_events: Vec::with_capacity(256),
             event_rows: 0,
             finished: false,
@@ -363,7 +365,7 @@ impl RunWriter {
 
     /// Rows appended so far (written or buffered).
     pub fn samples_written(&self) -> u64 {
-        self.rows + self.seq.len() as u64
+        self.chunk_start + self.cols.len() as u64
     }
 
     /// Append samples with their Δρ/ρ (same length). Buffered; whole blocks go to disk.
@@ -376,17 +378,18 @@ impl RunWriter {
             )));
         }
         for (s, r) in samples.iter().zip(delta_rho) {
-            self.seq.push(s.seq);
-            self.time.push(s.time_s);
-            self.load.push(s.load_un);
-            self.setpoint.push(s.setpoint_un);
-            self.disp.push(s.disp_nm);
-            self.current.push(s.current_a);
-            self.voltage.push(s.voltage_v);
-            self.segment.push(s.segment.code());
-            self.rho.push(*r);
-            if self.seq.len() >= self.chunk_rows {
-                self.write_block()?;
+            let c = &mut self.cols;
+            c.seq.push(s.seq);
+            c.time.push(s.time_s);
+            c.load.push(s.load_un);
+            c.setpoint.push(s.setpoint_un);
+            c.disp.push(s.disp_nm);
+            c.current.push(s.current_a);
+            c.voltage.push(s.voltage_v);
+            c.segment.push(s.segment.code());
+            c.rho.push(*r);
+            if c.len() >= self.chunk_rows {
+                self.submit_chunk()?;
             }
         }
         Ok(())
@@ -398,37 +401,43 @@ impl RunWriter {
         Ok(())
     }
 
-    fn write_block(&mut self) -> Result<(), StoreError> {
-        if self.seq.is_empty() {
+    /// Hand the full current chunk to the compression worker and start the next one.
+    fn submit_chunk(&mut self) -> Result<(), StoreError> {
+        let first = self.chunk_start;
+        let full = std::mem::take(&mut self.cols);
+        let rows = full.len() as u64;
+        self.cols =
+            self.encoder.submit(full, first).map_err(|e| StoreError::Other(format!("{}: {e}", self.path.display())))?;
+        self.chunk_start += rows;
+        self.flushed = self.chunk_start;
+        Ok(())
+    }
+
+    /// Write the rows of the current, partial chunk that no flush has written yet, through
+    /// libhdf5's own filter pipeline. A partial chunk is written at most once per flush (every
+    /// 100 ms), so encoding it here costs little; when the chunk fills up, the worker stores it
+    /// whole and replaces this copy (H5Dwrite_chunk evicts a cached copy without writing it).
+    fn write_partial(&mut self) -> Result<(), StoreError> {
+        let end = self.samples_written();
+        if end <= self.flushed {
             return Ok(());
         }
-        let at = self.rows as usize;
+        let at = self.flushed as usize;
+        let skip = (self.flushed - self.chunk_start) as usize;
+        let c = &self.cols;
         let r = (|| {
-            extend(&self.data[0], at, &self.seq)?;
-            extend(&self.data[1], at, &self.time)?;
-            extend(&self.data[2], at, &self.load)?;
-            extend(&self.data[3], at, &self.setpoint)?;
-            extend(&self.data[4], at, &self.disp)?;
-            extend(&self.data[5], at, &self.current)?;
-            extend(&self.data[6], at, &self.voltage)?;
-            extend(&self.data[7], at, &self.segment)?;
-            extend(&self.data[8], at, &self.rho)
+            extend(&self.data[0], at, &c.seq[skip..])?;
+            extend(&self.data[1], at, &c.time[skip..])?;
+            extend(&self.data[2], at, &c.load[skip..])?;
+            extend(&self.data[3], at, &c.setpoint[skip..])?;
+            extend(&self.data[4], at, &c.disp[skip..])?;
+            extend(&self.data[5], at, &c.current[skip..])?;
+            extend(&self.data[6], at, &c.voltage[skip..])?;
+            extend(&self.data[7], at, &c.segment[skip..])?;
+            extend(&self.data[8], at, &c.rho[skip..])
         })();
-        r.map_err(h5err(&self.path, format!("writing samples {at}..{}", at + self.seq.len())))?;
-        self.rows += self.seq.len() as u64;
-        for v in [
-            &mut self.time,
-            &mut self.load,
-            &mut self.setpoint,
-            &mut self.disp,
-            &mut self.current,
-            &mut self.voltage,
-            &mut self.rho,
-        ] {
-            v.clear();
-        }
-        self.seq.clear();
-        self.segment.clear();
+        r.map_err(h5err(&self.path, format!("writing samples {at}..{end}")))?;
+        self.flushed = end;
         Ok(())
     }
 
@@ -446,7 +455,8 @@ impl RunWriter {
     /// Write everything buffered and flush the file to disk. After this, a crash loses nothing
     /// appended so far.
     pub fn flush(&mut self) -> Result<(), StoreError> {
-        self.write_block()?;
+        self.encoder.drain().map_err(|e| StoreError::Other(format!("{}: {e}", self.path.display())))?;
+        self.write_partial()?;
         self.write_pending_events()?;
         self.file.flush().map_err(h5err(&self.path, "flushing"))
     }
