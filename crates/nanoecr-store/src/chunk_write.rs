@@ -4,7 +4,7 @@
 //! pipeline runs deflate inside that lock on the calling thread: that was 78 % of the consumer
 //! thread in `--fast` runs (docs/performance.md, "Issue 11"). Here the writer hands each full
 //! chunk of rows to a compression worker, which shuffles and deflates every column itself
-//! (libdeflate) and stores the encoded bytes with `H5Dwrite_chunk`: only that store and the
+//! (zlib-rs) and stores the encoded bytes with `H5Dwrite_chunk`: only that store and the
 //! extent change take the library lock.
 //!
 //! The bytes are exactly what libhdf5's own pipeline would have stored for the datasets'
@@ -25,16 +25,19 @@
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
+use flate2::{Compress, Compression, FlushCompress, Status};
 use hdf5::Dataset;
-use libdeflater::{CompressionLvl, Compressor};
 
 /// Column sets in circulation: one being filled, the rest queued or being encoded. Two would
 /// already overlap filling and encoding; four absorb the jitter of a busy machine.
 pub(crate) const POOL: usize = 4;
 
-/// libdeflate level for the chunks the worker encodes. Level 1 (measured on `--fast` runs of
-/// the demo program, docs/performance.md "Issue 11"): see [`crate::names::DEFLATE_LEVEL`].
-const LEVEL: i32 = crate::names::DEFLATE_LEVEL as i32;
+/// zlib-rs level for the chunks the worker encodes: 1, the level the datasets declare
+/// ([`crate::names::DEFLATE_LEVEL`]). Measured on the shuffled 8192-row chunks of a 30-minute
+/// `--fast` demo run (CPU time per byte, docs/performance.md "Issue 11"): zlib-rs level 1 is 25 %
+/// faster than libdeflate level 1 (346 vs 276 MB/s) for 7 % more bytes (ratio 2.61 vs 2.79);
+/// zlib-rs level 2 keeps libdeflate's ratio at half the speed.
+const LEVEL: u32 = crate::names::DEFLATE_LEVEL as u32;
 
 /// Filter mask of a chunk stored shuffled but not deflated: bit 1 = the pipeline's second filter
 /// (deflate) was skipped (H5Dwrite_chunk's `filters` argument, as in H5Z_pipeline).
@@ -213,32 +216,42 @@ impl Drop for ChunkEncoder {
 
 /// Reused buffers and the compressor of the worker thread.
 struct Encoder {
-    compressor: Compressor,
+    compressor: Compress,
     shuffled: Vec<u8>,
     packed: Vec<u8>,
 }
 
 impl Encoder {
+    fn new(level: u32, capacity: usize) -> Self {
+        Self {
+            // A zlib stream (header and Adler-32), as H5Zdeflate.c's compress2 writes.
+            compressor: Compress::new(Compression::new(level), true),
+            shuffled: Vec::with_capacity(capacity),
+            packed: Vec::with_capacity(capacity),
+        }
+    }
+
     /// Encode `shuffled` as the deflate filter would: `(bytes, filter mask)`.
     fn deflate(&mut self) -> (&[u8], u32) {
         // An output buffer the size of the input: a stream that does not fit did not shrink the
         // chunk, and libhdf5's optional deflate filter would have been skipped too.
         self.packed.resize(self.shuffled.len(), 0);
-        match self.compressor.zlib_compress(&self.shuffled, &mut self.packed) {
-            Ok(n) => (&self.packed[..n], 0),
-            Err(_) => (&self.shuffled[..], MASK_DEFLATE_SKIPPED),
+        self.compressor.reset();
+        let done = matches!(
+            self.compressor.compress(&self.shuffled, &mut self.packed, FlushCompress::Finish),
+            Ok(Status::StreamEnd)
+        );
+        let n = self.compressor.total_out() as usize;
+        if done && n <= self.packed.len() {
+            (&self.packed[..n], 0)
+        } else {
+            (&self.shuffled[..], MASK_DEFLATE_SKIPPED)
         }
     }
 }
 
 fn worker(data: Vec<Dataset>, chunk_rows: usize, jobs: Receiver<Job>, done: mpsc::Sender<Done>) {
-    // (libdeflate's "fastest" is level 0, which stores without compressing.)
-    let level = CompressionLvl::new(LEVEL).unwrap_or_default();
-    let mut enc = Encoder {
-        compressor: Compressor::new(level),
-        shuffled: Vec::with_capacity(chunk_rows * 8),
-        packed: Vec::with_capacity(chunk_rows * 8),
-    };
+    let mut enc = Encoder::new(LEVEL, chunk_rows * 8);
     while let Ok(Job { cols, first_row }) = jobs.recv() {
         let error = store_chunk(&data, &mut enc, &cols, first_row)
             .err()
@@ -328,11 +341,7 @@ mod tests {
     /// it can is a zlib stream that inflates back to the shuffled bytes.
     #[test]
     fn incompressible_chunks_are_stored_raw_with_the_deflate_bit() {
-        let mut enc = Encoder {
-            compressor: Compressor::new(CompressionLvl::new(LEVEL).expect("a valid level")),
-            shuffled: Vec::new(),
-            packed: Vec::new(),
-        };
+        let mut enc = Encoder::new(LEVEL, 0);
         // xorshift bytes: incompressible.
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         enc.shuffled = (0..4096)

@@ -22,7 +22,7 @@ mod writer;
 use std::path::PathBuf;
 
 pub use reader::{read_run, RunData, RunFile};
-pub use writer::{InstrumentInfo, RunWriter};
+pub use writer::{InstrumentInfo, Pacing, RunWriter};
 
 /// Errors of the run-file layer. Each names the file and what was being done.
 #[derive(Debug, thiserror::Error)]

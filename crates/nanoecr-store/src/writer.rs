@@ -228,15 +228,28 @@ struct Layout {
 
 impl RunWriter {
     /// Create the file (refusing to overwrite one) with its metadata, status `running`, and
-    /// switch it to SWMR writing so that readers can follow the run live.
+    /// switch it to SWMR writing so that readers can follow the run live. For rows that arrive in
+    /// real time ([`Pacing::RealTime`]); see [`RunWriter::create_with`].
     pub fn create(path: &Path, cfg: &RunConfig, instrument: &InstrumentInfo) -> Result<Self, StoreError> {
+        Self::create_with(path, cfg, instrument, Pacing::RealTime)
+    }
+
+    /// [`RunWriter::create`] for rows that arrive as `pacing` says, which sets the chunk size of
+    /// the sample columns ([`sample_chunk_rows`]).
+    pub fn create_with(
+        path: &Path,
+        cfg: &RunConfig,
+        instrument: &InstrumentInfo,
+        pacing: Pacing,
+    ) -> Result<Self, StoreError> {
+        let cap = sample_chunk_rows(cfg.rate_hz(), pacing);
         // Pinned to the 1.10 format (what SWMR needs) rather than "latest", so that a build
         // against a newer HDF5 still writes files every HDF5 ≥ 1.10 reader opens.
         let file = File::with_options()
             .with_fapl(|p| p.libver_bounds(LibraryVersion::V110, LibraryVersion::V110))
             .create_excl(path)
             .map_err(h5err(path, "creating the run file"))?;
-        let layout = Self::layout(&file, cfg, instrument).map_err(h5err(path, "writing the file layout"))?;
+        let layout = Self::layout(&file, cfg, instrument, cap).map_err(h5err(path, "writing the file layout"))?;
         file.flush().map_err(h5err(path, "flushing the new file"))?;
         file.start_swmr().map_err(h5err(path, "switching to SWMR writing"))?;
         let writing = match std::fs::File::open(path) {
@@ -252,7 +265,6 @@ impl RunWriter {
                 None
             }
         };
-        let cap = sample_chunk_rows(cfg.rate_hz());
         let (encoder, cols) = ChunkEncoder::start(layout.data.clone(), cap).map_err(|source| StoreError::Io {
             path: path.to_path_buf(),
             during: "starting the compression worker".into(),
@@ -279,7 +291,7 @@ impl RunWriter {
     }
 
     /// Everything the file will ever hold, created now: in SWMR mode no object may be created.
-    fn layout(file: &File, cfg: &RunConfig, ins: &InstrumentInfo) -> hdf5::Result<Layout> {
+    fn layout(file: &File, cfg: &RunConfig, ins: &InstrumentInfo, chunk: usize) -> hdf5::Result<Layout> {
         set_str_attr(file, "default", "entry")?;
         set_str_attr(file, "creator", &format!("nanoecr {}", nanoecr_core::SOFTWARE_VERSION))?;
         let root = file.group("/")?;
@@ -326,7 +338,6 @@ impl RunWriter {
         scalar(&inst, "max_displacement_nm", cfg.raw.limits.max_displacement_nm, Some("nm"))?;
         scalar(&inst, "peak_load_un", cfg.load_function.peak_load_un(), Some("uN"))?;
 
-        let chunk = sample_chunk_rows(cfg.rate_hz());
         let data_g = group(&entry, "data", "NXdata")?;
         set_str_attr(&data_g, "signal", "resistivity_change")?;
         set_str_attr(&data_g, "axes", "time")?;
@@ -514,15 +525,37 @@ fn stored_bytes(g: &Group) -> hdf5::Result<u64> {
     Ok(total)
 }
 
-/// Rows per chunk of the sample columns: what the run samples in ≈ 0.4 s, as a power of two, from
-/// 1024 to [`SAMPLE_CHUNK`]. Each flush (every 100 ms by default) rewrites the column's partial
-/// last chunk, and in SWMR mode the old copy is never freed, so a live file grows by about one
-/// partial chunk per column per flush: at 1 kHz an 8192-row chunk made the live file grow
-/// ≈ 0.96 MB/s, 34× the data (measured; docs/file-format.md). Small chunks at low rates bound that;
-/// at 100 kHz a flush fills about a chunk anyway.
-pub(crate) fn sample_chunk_rows(rate_hz: f64) -> usize {
-    let rows = (rate_hz * 0.2).max(1.0) as usize;
-    rows.next_power_of_two().clamp(512, SAMPLE_CHUNK)
+/// How the rows of a run arrive, which decides the chunk size of the sample columns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Pacing {
+    /// At the sampling rate, as in a real test (and the paced simulator): flushes every 100 ms
+    /// hold a fraction of a chunk at low rates.
+    #[default]
+    RealTime,
+    /// As fast as the simulator produces them (`--fast`): every flush holds many chunks.
+    Unpaced,
+}
+
+/// Rows per chunk of the sample columns.
+///
+/// In real time: what the run samples in ≈ 0.2 s, as a power of two, from 512 to
+/// [`SAMPLE_CHUNK`]. Each flush (every 100 ms by default) rewrites the column's partial last
+/// chunk, and in SWMR mode the old copy is never freed, so a live file grows by about one partial
+/// chunk per column per flush: at 1 kHz an 8192-row chunk made the live file grow ≈ 0.96 MB/s,
+/// 34× the data (measured; docs/file-format.md). Small chunks at low rates bound that; at 100 kHz
+/// a flush fills about a chunk anyway.
+///
+/// Unpaced: always [`SAMPLE_CHUNK`]. A flush then follows hundreds of thousands of rows, so the
+/// partial chunk it rewrites is no longer the live file's growth, while small chunks cost a
+/// Huffman table, an `H5Dwrite_chunk` and an extent change each, and deflate less well: 8192-row
+/// chunks made the file of a 30-minute `--fast` run at 1 kHz 10 % smaller and took the
+/// compression worker's HDF5 and kernel time from ≈ 24 % to ≈ 9 % of its own
+/// (docs/performance.md, "Issue 11").
+pub(crate) fn sample_chunk_rows(rate_hz: f64, pacing: Pacing) -> usize {
+    match pacing {
+        Pacing::RealTime => ((rate_hz * 0.2).max(1.0) as usize).next_power_of_two().clamp(512, SAMPLE_CHUNK),
+        Pacing::Unpaced => SAMPLE_CHUNK,
+    }
 }
 
 /// Dead space (bytes beyond what the datasets store) below which a closed file is left as it is.

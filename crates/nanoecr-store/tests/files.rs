@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use nanoecr_core::{Diagnostics, EndReason, Event, EventKind, RunConfig, RunStatus, Sample, Segment, Sign};
-use nanoecr_store::{read_run, recover, InstrumentInfo, RunWriter};
+use nanoecr_store::{read_run, recover, InstrumentInfo, Pacing, RunWriter};
 
 const DEMO: &str = include_str!("../../../config/demo.toml");
 
@@ -538,6 +538,12 @@ fn noise(state: &mut u64) -> u64 {
 /// their filter mask set.
 #[test]
 fn directly_written_chunks_read_back_bit_for_bit_in_h5py_and_h5dump() {
+    // Real time at 1 kHz: 512-row chunks; unpaced (`--fast`): 8192-row chunks.
+    direct_chunks_round_trip(Pacing::RealTime, 512);
+    direct_chunks_round_trip(Pacing::Unpaced, 8192);
+}
+
+fn direct_chunks_round_trip(pacing: Pacing, chunk_rows: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("direct.h5");
     let rows: u64 = 40_000;
@@ -553,9 +559,9 @@ fn directly_written_chunks_read_back_bit_for_bit_in_h5py_and_h5dump() {
             (s, (i as f64).sqrt() * 1e-5)
         })
         .collect();
-    let mut w = RunWriter::create(&path, &cfg(), &info()).expect("create");
+    let mut w = RunWriter::create_with(&path, &cfg(), &info(), pacing).expect("create");
     let mut at = 0usize;
-    // Blocks that straddle chunk boundaries (512 rows at 1 kHz) with flushes in between, so
+    // Blocks that straddle chunk boundaries with flushes in between, so
     // partial chunks are written by libhdf5 and later replaced by the worker's full ones.
     for (k, block) in [777usize, 100, 2048, 5, 4096, 333].iter().cycle().enumerate() {
         if at as u64 >= rows {
@@ -585,7 +591,7 @@ fn directly_written_chunks_read_back_bit_for_bit_in_h5py_and_h5dump() {
     dump("resistivity_change", f64s(&|x| x.1));
     let script = r#"
 import sys, os, h5py, numpy as np
-path, exp_dir = sys.argv[1], sys.argv[2]
+path, exp_dir, chunk = sys.argv[1], sys.argv[2], int(sys.argv[3])
 types = {"sequence": np.uint64, "segment": np.uint8}
 masks = {}
 with h5py.File(path, "r") as f:
@@ -594,7 +600,7 @@ with h5py.File(path, "r") as f:
         ds = d[k]
         t = types.get(k, np.float64)
         assert ds.dtype == t, (k, ds.dtype)
-        assert ds.shuffle and ds.compression == "gzip", k
+        assert ds.shuffle and ds.compression == "gzip" and ds.chunks == (chunk,), (k, ds.chunks)
         exp = np.fromfile(os.path.join(exp_dir, k), dtype=t)
         got = ds[:]
         assert got.shape == exp.shape, (k, got.shape, exp.shape)
@@ -609,7 +615,8 @@ with h5py.File(path, "r") as f:
         masks[k] = sorted({c.filter_mask for c in infos if c.chunk_offset[0] != last})
 print(" ".join(f"{k}={','.join(map(str, v))}" for k, v in masks.items()))
 "#;
-    let out = python(script, &[path.to_str().expect("utf-8"), dir.path().to_str().expect("utf-8")]);
+    let chunk = chunk_rows.to_string();
+    let out = python(script, &[path.to_str().expect("utf-8"), dir.path().to_str().expect("utf-8"), &chunk]);
     // Noise does not deflate: stored shuffled with bit 1 (deflate) set; smooth columns deflate.
     assert!(out.contains("current=2"), "{out}");
     assert!(out.contains("time=0 ") && out.contains("sequence=0 "), "{out}");
