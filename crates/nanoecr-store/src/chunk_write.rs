@@ -72,6 +72,26 @@ impl Columns {
         }
     }
 
+    /// Make this set a copy of `src` padded with zeros to `rows` rows: a partial chunk as libhdf5
+    /// stores it (an edge chunk is always stored whole, the part beyond the extent holding the
+    /// fill value, 0 for these columns).
+    pub(crate) fn copy_padded(&mut self, src: &Columns, rows: usize) {
+        fn pad<T: Copy + Default>(dst: &mut Vec<T>, src: &[T], rows: usize) {
+            dst.clear();
+            dst.extend_from_slice(src);
+            dst.resize(rows.max(src.len()), T::default());
+        }
+        pad(&mut self.seq, &src.seq, rows);
+        pad(&mut self.time, &src.time, rows);
+        pad(&mut self.load, &src.load, rows);
+        pad(&mut self.setpoint, &src.setpoint, rows);
+        pad(&mut self.disp, &src.disp, rows);
+        pad(&mut self.current, &src.current, rows);
+        pad(&mut self.voltage, &src.voltage, rows);
+        pad(&mut self.segment, &src.segment, rows);
+        pad(&mut self.rho, &src.rho, rows);
+    }
+
     /// Rows held (every column has the same length).
     pub(crate) fn len(&self) -> usize {
         self.seq.len()
@@ -120,6 +140,8 @@ struct Job {
     cols: Columns,
     /// Row index of the chunk's first row (a multiple of the chunk size).
     first_row: u64,
+    /// Rows of `cols` that are data; the rest (of a partial chunk) is padding beyond the extent.
+    rows: usize,
 }
 
 /// The compression worker and the pool of column sets. The writer owns one per file.
@@ -173,7 +195,8 @@ impl ChunkEncoder {
     pub(crate) fn submit(&mut self, cols: Columns, first_row: u64) -> Result<Columns, String> {
         self.check()?;
         let jobs = self.jobs.as_ref().ok_or("the compression worker has stopped")?;
-        jobs.send(Job { cols, first_row }).map_err(|_| "the compression worker has stopped".to_string())?;
+        let rows = cols.len();
+        jobs.send(Job { cols, first_row, rows }).map_err(|_| "the compression worker has stopped".to_string())?;
         self.in_flight += 1;
         while let Ok(d) = self.done.try_recv() {
             self.take_done(d);
@@ -183,6 +206,21 @@ impl ChunkEncoder {
             self.take_done(d);
         }
         self.free.pop().ok_or_else(|| "no column set came back from the compression worker".to_string())
+    }
+
+    /// Store the partial chunk `cols` (first row `first_row`) padded to `chunk_rows` rows, with
+    /// the extent ending at its last row, and wait until it and everything before it is stored.
+    /// The rows stay in `cols`: once the chunk is full it is submitted whole and replaces this
+    /// copy.
+    pub(crate) fn store_partial(&mut self, cols: &Columns, first_row: u64, chunk_rows: usize) -> Result<(), String> {
+        self.drain()?;
+        let mut set = self.free.pop().ok_or("no column set to copy the partial chunk into")?;
+        set.copy_padded(cols, chunk_rows);
+        let jobs = self.jobs.as_ref().ok_or("the compression worker has stopped")?;
+        jobs.send(Job { cols: set, first_row, rows: cols.len() })
+            .map_err(|_| "the compression worker has stopped".to_string())?;
+        self.in_flight += 1;
+        self.drain()
     }
 
     /// Wait until every chunk handed over is stored; the worker's first error, if any.
@@ -252,18 +290,18 @@ impl Encoder {
 
 fn worker(data: Vec<Dataset>, chunk_rows: usize, jobs: Receiver<Job>, done: mpsc::Sender<Done>) {
     let mut enc = Encoder::new(LEVEL, chunk_rows * 8);
-    while let Ok(Job { cols, first_row }) = jobs.recv() {
-        let error = store_chunk(&data, &mut enc, &cols, first_row)
+    while let Ok(Job { cols, first_row, rows }) = jobs.recv() {
+        let error = store_chunk(&data, &mut enc, &cols, first_row, rows)
             .err()
-            .map(|e| format!("storing the chunk of samples {first_row}..{}: {e}", first_row + cols.len() as u64));
+            .map(|e| format!("storing the chunk of samples {first_row}..{}: {e}", first_row + rows as u64));
         if done.send(Done { cols, error }).is_err() {
             break;
         }
     }
 }
 
-fn store_chunk(data: &[Dataset], enc: &mut Encoder, cols: &Columns, first_row: u64) -> hdf5::Result<()> {
-    let end = first_row as usize + cols.len();
+fn store_chunk(data: &[Dataset], enc: &mut Encoder, cols: &Columns, first_row: u64, rows: usize) -> hdf5::Result<()> {
+    let end = first_row as usize + rows;
     let put = |i: usize, enc: &mut Encoder| -> hdf5::Result<()> {
         let ds = data.get(i).ok_or_else(|| hdf5::Error::from("missing sample column"))?;
         let (bytes, mask) = enc.deflate();

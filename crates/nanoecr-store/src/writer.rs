@@ -46,7 +46,6 @@ pub struct RunWriter {
     path: PathBuf,
     file: File,
     entry: Group,
-    data: Vec<Dataset>,
     events: Vec<Dataset>,
     /// `/entry/ground_truth/events` columns (simulated runs only).
     gt_events: Option<Vec<Dataset>>,
@@ -265,7 +264,7 @@ impl RunWriter {
                 None
             }
         };
-        let (encoder, cols) = ChunkEncoder::start(layout.data.clone(), cap).map_err(|source| StoreError::Io {
+        let (encoder, cols) = ChunkEncoder::start(layout.data, cap).map_err(|source| StoreError::Io {
             path: path.to_path_buf(),
             during: "starting the compression worker".into(),
             source,
@@ -275,7 +274,6 @@ impl RunWriter {
             path: path.to_path_buf(),
             file,
             entry: layout.entry,
-            data: layout.data,
             events: layout.events,
             gt_events: layout.gt_events,
             diagnostics: layout.diagnostics,
@@ -424,30 +422,20 @@ impl RunWriter {
         Ok(())
     }
 
-    /// Write the rows of the current, partial chunk that no flush has written yet, through
-    /// libhdf5's own filter pipeline. A partial chunk is written at most once per flush (every
-    /// 100 ms), so encoding it here costs little; when the chunk fills up, the worker stores it
-    /// whole and replaces this copy (H5Dwrite_chunk evicts a cached copy without writing it).
+    /// Store the current, partial chunk if it holds rows no flush has stored yet: padded to a
+    /// whole chunk and encoded by the worker, exactly as libhdf5 stores an edge chunk (fill value
+    /// 0 beyond the extent), so the consumer thread never deflates. Once the chunk is full the
+    /// worker stores it again, whole, over this copy. At most one such chunk per flush (every
+    /// 100 ms): at 1 kHz that deflates a 512-row chunk for 100 new rows, which costs nothing
+    /// measurable at that rate.
     fn write_partial(&mut self) -> Result<(), StoreError> {
         let end = self.samples_written();
         if end <= self.flushed {
             return Ok(());
         }
-        let at = self.flushed as usize;
-        let skip = (self.flushed - self.chunk_start) as usize;
-        let c = &self.cols;
-        let r = (|| {
-            extend(&self.data[0], at, &c.seq[skip..])?;
-            extend(&self.data[1], at, &c.time[skip..])?;
-            extend(&self.data[2], at, &c.load[skip..])?;
-            extend(&self.data[3], at, &c.setpoint[skip..])?;
-            extend(&self.data[4], at, &c.disp[skip..])?;
-            extend(&self.data[5], at, &c.current[skip..])?;
-            extend(&self.data[6], at, &c.voltage[skip..])?;
-            extend(&self.data[7], at, &c.segment[skip..])?;
-            extend(&self.data[8], at, &c.rho[skip..])
-        })();
-        r.map_err(h5err(&self.path, format!("writing samples {at}..{end}")))?;
+        self.encoder
+            .store_partial(&self.cols, self.chunk_start, self.chunk_rows)
+            .map_err(|e| StoreError::Other(format!("{}: {e}", self.path.display())))?;
         self.flushed = end;
         Ok(())
     }

@@ -531,8 +531,8 @@ fn noise(state: &mut u64) -> u64 {
     *state
 }
 
-/// Full chunks are shuffled and deflated by the writer's own worker and stored with
-/// H5Dwrite_chunk; partial chunks at each flush go through libhdf5 and are replaced once full.
+/// Chunks are shuffled and deflated by the writer's own worker and stored with H5Dwrite_chunk;
+/// a partial chunk at a flush is stored padded with zeros and replaced once full.
 /// h5py (its own libhdf5 build) and h5dump must read every value of every column type back
 /// without plugins, and chunks that deflate cannot shrink must be stored with the deflate bit of
 /// their filter mask set.
@@ -561,8 +561,8 @@ fn direct_chunks_round_trip(pacing: Pacing, chunk_rows: usize) {
         .collect();
     let mut w = RunWriter::create_with(&path, &cfg(), &info(), pacing).expect("create");
     let mut at = 0usize;
-    // Blocks that straddle chunk boundaries with flushes in between, so
-    // partial chunks are written by libhdf5 and later replaced by the worker's full ones.
+    // Blocks that straddle chunk boundaries, with flushes in between, so partial (padded)
+    // chunks are stored and later replaced by full ones.
     for (k, block) in [777usize, 100, 2048, 5, 4096, 333].iter().cycle().enumerate() {
         if at as u64 >= rows {
             break;
@@ -607,8 +607,7 @@ with h5py.File(path, "r") as f:
         ui = np.uint8 if t == np.uint8 else np.uint64
         bad = np.nonzero(got.view(ui) != exp.view(ui))[0]
         assert bad.size == 0, (k, bad[:5], got[bad[:5]], exp[bad[:5]])
-        # The last chunk is partial: libhdf5 wrote it at `finish`, padded with fill values, which
-        # deflate does shrink; every full chunk is the worker's.
+        # The last chunk is partial, stored padded with zeros, which deflate does shrink.
         last = ds.shape[0] // ds.chunks[0] * ds.chunks[0]
         infos = [ds.id.get_chunk_info(i) for i in range(ds.id.get_num_chunks())]
         assert len(infos) == -(-ds.shape[0] // ds.chunks[0]), k
