@@ -26,6 +26,10 @@ pub struct RunFigures {
     pub wall_s: f64,
     /// `samples / wall_s`.
     pub samples_per_s: f64,
+    /// CPU time (user + sys) of the whole process over the run, s: every thread of the pipeline
+    /// (control loop and simulator, consumer, compression worker). Unlike the wall time it does not
+    /// grow with other processes' load on the machine.
+    pub cpu_s: f64,
     /// Size of the run file, bytes.
     pub file_bytes: u64,
     /// Bytes of the `/entry/data` columns uncompressed (elements × element size).
@@ -67,9 +71,25 @@ pub fn column_bytes(path: &Path) -> Result<(u64, u64, usize)> {
     Ok((raw, stored, columns))
 }
 
+/// User + sys CPU time of this process so far, s (0 if the kernel does not say).
+fn process_cpu_s() -> f64 {
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_SELF).map_or(0.0, |u| {
+        let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 * 1e-6;
+        t(u.user_time()) + t(u.system_time())
+    })
+}
+
+/// The 1-minute load average (`/proc/loadavg`), for the notes: wall times scale with it.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+}
+
 /// Run once and measure.
 pub fn measure(config: &Path, out: &Path) -> Result<RunFigures> {
+    let cpu0 = process_cpu_s();
     let (summary, wall_s) = run_in_process(config, out, true)?;
+    let cpu_s = process_cpu_s() - cpu0;
     let file_bytes = std::fs::metadata(out).with_context(|| format!("stat {}", out.display()))?.len();
     let (raw_column_bytes, stored_column_bytes, columns) = column_bytes(out)?;
     Ok(RunFigures {
@@ -77,6 +97,7 @@ pub fn measure(config: &Path, out: &Path) -> Result<RunFigures> {
         dropped: summary.dropped,
         wall_s,
         samples_per_s: summary.samples as f64 / wall_s,
+        cpu_s,
         file_bytes,
         raw_column_bytes,
         stored_column_bytes,
@@ -123,6 +144,7 @@ pub fn section(quick: bool, tmp: &Path) -> Result<(Vec<Row>, serde_json::Value)>
             let _ = std::fs::remove_file(&out);
             runs.push(r);
         }
+        let load = load_average();
         eprintln!("   e2e: {label}, default ring");
         let out = tmp.join(format!("e2e_{rate_hz}_default.h5"));
         let shipped = measure(&default_cfg, &out)?;
@@ -136,8 +158,21 @@ pub fn section(quick: bool, tmp: &Path) -> Result<(Vec<Row>, serde_json::Value)>
                 .target("≥ 5 M samples/s", |v| v >= TARGET_SAMPLES_PER_S)
                 .note(format!(
                     "{samples} samples, start_run(fast) to closed file, detector + HDF5 writer included; \
-                     ring holds the whole run"
+                     ring holds the whole run; load average {} after the runs",
+                    load.map_or("unknown".to_string(), |l| format!("{l:.1}"))
                 )),
+        );
+        rows.push(
+            Row::new(
+                "e2e",
+                format!("{label}: samples per CPU-second"),
+                "samples/s",
+                col(&|r| r.samples as f64 / r.cpu_s.max(1e-9)),
+            )
+            .note(
+                "samples ÷ (user + sys) of the process over the run: all threads; what 2 idle cores could reach \
+                 is at most twice this",
+            ),
         );
         rows.push(
             Row::new(

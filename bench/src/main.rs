@@ -4,7 +4,7 @@
 //! Sections live in their own modules:
 //! - [`ring`]: SPSC ring throughput for `Sample` (rtrb, crossbeam `ArrayQueue`, std mpsc).
 //! - [`detector`]: `Detector::process` samples/s on one core.
-//! - [`e2e`]: `start_run(fast)` through detector and HDF5 writer: samples/s, drops, bytes.
+//! - [`e2e`]: `start_run(fast)` through detector and HDF5 writer: samples/s (wall and per CPU-second), drops, bytes.
 //! - [`analysis`]: `nanoecr analyze` on a 100-run campaign.
 //! - [`timing`]: paced loop lateness and missed deadlines, idle and loaded, next to cyclictest.
 //! - [`memory`]: peak RSS of `nanoecr run --fast` at two run lengths.

@@ -31,9 +31,12 @@ pub const EVENT_COLUMNS: [(&str, &str); 9] = [
 pub const SAMPLE_CHUNK: usize = 8192;
 /// Rows per chunk of the event datasets.
 pub const EVENT_CHUNK: usize = 256;
-/// gzip level. Compression is the writer's bottleneck (docs/performance.md: 78 % of the consumer
-/// thread at level 4); level 1 writes ≈ 1.5× faster for ≈ 2 % more bytes on these shuffled
-/// columns. gzip rather than a faster codec (LZ4, Blosc) because every HDF5 reader has it built in.
+/// gzip level, declared in the datasets' filter pipeline (libhdf5 uses it for the partial chunks
+/// it writes at a flush) and used by the writer's own compression worker (zlib-rs, chunk_write.rs)
+/// for full chunks. Compression is the writer's bottleneck (docs/performance.md: 78 % of the
+/// consumer thread at level 4 inside libhdf5); level 1 writes ≈ 1.5× faster for ≈ 2 % more bytes
+/// on these shuffled columns. gzip rather than a faster codec (LZ4, Blosc) because every HDF5
+/// reader has it built in.
 pub const DEFLATE_LEVEL: u8 = 1;
 
 /// Capacity in bytes of the fixed-length string attributes that change when a run ends

@@ -20,6 +20,7 @@ use hdf5::types::{FixedAscii, FixedUnicode, TypeDescriptor, VarLenAscii, VarLenU
 use hdf5::{Attribute, Dataset, File, Group, H5Type, Location};
 use nanoecr_core::{Diagnostics, EndReason, Event, RunConfig, RunStatus, Sample};
 
+use crate::chunk_write::{ChunkEncoder, Columns};
 use crate::names::{
     DATA_COLUMNS, DEFLATE_LEVEL, DIAG_JSON_LEN, EVENT_CHUNK, EVENT_COLUMNS, REASON_LEN, SAMPLE_CHUNK, STATUS_LEN,
     TIME_LEN,
@@ -39,28 +40,26 @@ pub struct InstrumentInfo {
 
 /// Writes one run file. See the crate docs for the life cycle.
 pub struct RunWriter {
+    /// Shuffles, deflates and stores full chunks off this thread. First field, so that it is
+    /// dropped (its worker joined, its dataset handles closed) before the file.
+    encoder: ChunkEncoder,
     path: PathBuf,
     file: File,
     entry: Group,
-    data: Vec<Dataset>,
     events: Vec<Dataset>,
     /// `/entry/ground_truth/events` columns (simulated runs only).
     gt_events: Option<Vec<Dataset>>,
     diagnostics: Group,
-    // Column buffers, reused: appends never allocate once they reached block size.
-    /// Rows per chunk of the sample columns ([`sample_chunk_rows`]); a whole block is written
-    /// when this many are buffered.
+    /// Rows per chunk of the sample columns ([`sample_chunk_rows`]); each full chunk goes to the
+    /// compression worker.
     chunk_rows: usize,
-    seq: Vec<u64>,
-    time: Vec<f64>,
-    load: Vec<f64>,
-    setpoint: Vec<f64>,
-    disp: Vec<f64>,
-    current: Vec<f64>,
-    voltage: Vec<f64>,
-    segment: Vec<u8>,
-    rho: Vec<f64>,
-    rows: u64,
+    /// The rows of the current (not yet full) chunk, which starts at row `chunk_start`.
+    cols: Columns,
+    /// Index of the current chunk's first row: always a multiple of `chunk_rows`.
+    chunk_start: u64,
+    /// Rows of the current chunk already written (through libhdf5) by an earlier flush; the
+    /// whole chunk is stored again, encoded by the worker, once it is full.
+    flushed: u64,
     pending_events: Vec<Event>,
     event_rows: u64,
     finished: bool,
@@ -71,7 +70,10 @@ pub struct RunWriter {
 
 impl std::fmt::Debug for RunWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunWriter").field("path", &self.path).field("rows", &self.rows).finish_non_exhaustive()
+        f.debug_struct("RunWriter")
+            .field("path", &self.path)
+            .field("rows", &self.samples_written())
+            .finish_non_exhaustive()
     }
 }
 
@@ -225,15 +227,28 @@ struct Layout {
 
 impl RunWriter {
     /// Create the file (refusing to overwrite one) with its metadata, status `running`, and
-    /// switch it to SWMR writing so that readers can follow the run live.
+    /// switch it to SWMR writing so that readers can follow the run live. For rows that arrive in
+    /// real time ([`Pacing::RealTime`]); see [`RunWriter::create_with`].
     pub fn create(path: &Path, cfg: &RunConfig, instrument: &InstrumentInfo) -> Result<Self, StoreError> {
+        Self::create_with(path, cfg, instrument, Pacing::RealTime)
+    }
+
+    /// [`RunWriter::create`] for rows that arrive as `pacing` says, which sets the chunk size of
+    /// the sample columns ([`sample_chunk_rows`]).
+    pub fn create_with(
+        path: &Path,
+        cfg: &RunConfig,
+        instrument: &InstrumentInfo,
+        pacing: Pacing,
+    ) -> Result<Self, StoreError> {
+        let cap = sample_chunk_rows(cfg.rate_hz(), pacing);
         // Pinned to the 1.10 format (what SWMR needs) rather than "latest", so that a build
         // against a newer HDF5 still writes files every HDF5 ≥ 1.10 reader opens.
         let file = File::with_options()
             .with_fapl(|p| p.libver_bounds(LibraryVersion::V110, LibraryVersion::V110))
             .create_excl(path)
             .map_err(h5err(path, "creating the run file"))?;
-        let layout = Self::layout(&file, cfg, instrument).map_err(h5err(path, "writing the file layout"))?;
+        let layout = Self::layout(&file, cfg, instrument, cap).map_err(h5err(path, "writing the file layout"))?;
         file.flush().map_err(h5err(path, "flushing the new file"))?;
         file.start_swmr().map_err(h5err(path, "switching to SWMR writing"))?;
         let writing = match std::fs::File::open(path) {
@@ -249,26 +264,23 @@ impl RunWriter {
                 None
             }
         };
-        let cap = sample_chunk_rows(cfg.rate_hz());
+        let (encoder, cols) = ChunkEncoder::start(layout.data, cap).map_err(|source| StoreError::Io {
+            path: path.to_path_buf(),
+            during: "starting the compression worker".into(),
+            source,
+        })?;
         Ok(Self {
+            encoder,
             path: path.to_path_buf(),
             file,
             entry: layout.entry,
-            data: layout.data,
             events: layout.events,
             gt_events: layout.gt_events,
             diagnostics: layout.diagnostics,
             chunk_rows: cap,
-            seq: Vec::with_capacity(cap),
-            time: Vec::with_capacity(cap),
-            load: Vec::with_capacity(cap),
-            setpoint: Vec::with_capacity(cap),
-            disp: Vec::with_capacity(cap),
-            current: Vec::with_capacity(cap),
-            voltage: Vec::with_capacity(cap),
-            segment: Vec::with_capacity(cap),
-            rho: Vec::with_capacity(cap),
-            rows: 0,
+            cols,
+            chunk_start: 0,
+            flushed: 0,
             pending_events: Vec::with_capacity(256),
             event_rows: 0,
             finished: false,
@@ -277,7 +289,7 @@ impl RunWriter {
     }
 
     /// Everything the file will ever hold, created now: in SWMR mode no object may be created.
-    fn layout(file: &File, cfg: &RunConfig, ins: &InstrumentInfo) -> hdf5::Result<Layout> {
+    fn layout(file: &File, cfg: &RunConfig, ins: &InstrumentInfo, chunk: usize) -> hdf5::Result<Layout> {
         set_str_attr(file, "default", "entry")?;
         set_str_attr(file, "creator", &format!("nanoecr {}", nanoecr_core::SOFTWARE_VERSION))?;
         let root = file.group("/")?;
@@ -324,7 +336,6 @@ impl RunWriter {
         scalar(&inst, "max_displacement_nm", cfg.raw.limits.max_displacement_nm, Some("nm"))?;
         scalar(&inst, "peak_load_un", cfg.load_function.peak_load_un(), Some("uN"))?;
 
-        let chunk = sample_chunk_rows(cfg.rate_hz());
         let data_g = group(&entry, "data", "NXdata")?;
         set_str_attr(&data_g, "signal", "resistivity_change")?;
         set_str_attr(&data_g, "axes", "time")?;
@@ -363,7 +374,7 @@ impl RunWriter {
 
     /// Rows appended so far (written or buffered).
     pub fn samples_written(&self) -> u64 {
-        self.rows + self.seq.len() as u64
+        self.chunk_start + self.cols.len() as u64
     }
 
     /// Append samples with their Δρ/ρ (same length). Buffered; whole blocks go to disk.
@@ -376,17 +387,18 @@ impl RunWriter {
             )));
         }
         for (s, r) in samples.iter().zip(delta_rho) {
-            self.seq.push(s.seq);
-            self.time.push(s.time_s);
-            self.load.push(s.load_un);
-            self.setpoint.push(s.setpoint_un);
-            self.disp.push(s.disp_nm);
-            self.current.push(s.current_a);
-            self.voltage.push(s.voltage_v);
-            self.segment.push(s.segment.code());
-            self.rho.push(*r);
-            if self.seq.len() >= self.chunk_rows {
-                self.write_block()?;
+            let c = &mut self.cols;
+            c.seq.push(s.seq);
+            c.time.push(s.time_s);
+            c.load.push(s.load_un);
+            c.setpoint.push(s.setpoint_un);
+            c.disp.push(s.disp_nm);
+            c.current.push(s.current_a);
+            c.voltage.push(s.voltage_v);
+            c.segment.push(s.segment.code());
+            c.rho.push(*r);
+            if c.len() >= self.chunk_rows {
+                self.submit_chunk()?;
             }
         }
         Ok(())
@@ -398,37 +410,33 @@ impl RunWriter {
         Ok(())
     }
 
-    fn write_block(&mut self) -> Result<(), StoreError> {
-        if self.seq.is_empty() {
+    /// Hand the full current chunk to the compression worker and start the next one.
+    fn submit_chunk(&mut self) -> Result<(), StoreError> {
+        let first = self.chunk_start;
+        let full = std::mem::take(&mut self.cols);
+        let rows = full.len() as u64;
+        self.cols =
+            self.encoder.submit(full, first).map_err(|e| StoreError::Other(format!("{}: {e}", self.path.display())))?;
+        self.chunk_start += rows;
+        self.flushed = self.chunk_start;
+        Ok(())
+    }
+
+    /// Store the current, partial chunk if it holds rows no flush has stored yet: padded to a
+    /// whole chunk and encoded by the worker, exactly as libhdf5 stores an edge chunk (fill value
+    /// 0 beyond the extent), so the consumer thread never deflates. Once the chunk is full the
+    /// worker stores it again, whole, over this copy. At most one such chunk per flush (every
+    /// 100 ms): at 1 kHz that deflates a 512-row chunk for 100 new rows, which costs nothing
+    /// measurable at that rate.
+    fn write_partial(&mut self) -> Result<(), StoreError> {
+        let end = self.samples_written();
+        if end <= self.flushed {
             return Ok(());
         }
-        let at = self.rows as usize;
-        let r = (|| {
-            extend(&self.data[0], at, &self.seq)?;
-            extend(&self.data[1], at, &self.time)?;
-            extend(&self.data[2], at, &self.load)?;
-            extend(&self.data[3], at, &self.setpoint)?;
-            extend(&self.data[4], at, &self.disp)?;
-            extend(&self.data[5], at, &self.current)?;
-            extend(&self.data[6], at, &self.voltage)?;
-            extend(&self.data[7], at, &self.segment)?;
-            extend(&self.data[8], at, &self.rho)
-        })();
-        r.map_err(h5err(&self.path, format!("writing samples {at}..{}", at + self.seq.len())))?;
-        self.rows += self.seq.len() as u64;
-        for v in [
-            &mut self.time,
-            &mut self.load,
-            &mut self.setpoint,
-            &mut self.disp,
-            &mut self.current,
-            &mut self.voltage,
-            &mut self.rho,
-        ] {
-            v.clear();
-        }
-        self.seq.clear();
-        self.segment.clear();
+        self.encoder
+            .store_partial(&self.cols, self.chunk_start, self.chunk_rows)
+            .map_err(|e| StoreError::Other(format!("{}: {e}", self.path.display())))?;
+        self.flushed = end;
         Ok(())
     }
 
@@ -446,7 +454,8 @@ impl RunWriter {
     /// Write everything buffered and flush the file to disk. After this, a crash loses nothing
     /// appended so far.
     pub fn flush(&mut self) -> Result<(), StoreError> {
-        self.write_block()?;
+        self.encoder.drain().map_err(|e| StoreError::Other(format!("{}: {e}", self.path.display())))?;
+        self.write_partial()?;
         self.write_pending_events()?;
         self.file.flush().map_err(h5err(&self.path, "flushing"))
     }
@@ -504,15 +513,37 @@ fn stored_bytes(g: &Group) -> hdf5::Result<u64> {
     Ok(total)
 }
 
-/// Rows per chunk of the sample columns: what the run samples in ≈ 0.4 s, as a power of two, from
-/// 1024 to [`SAMPLE_CHUNK`]. Each flush (every 100 ms by default) rewrites the column's partial
-/// last chunk, and in SWMR mode the old copy is never freed, so a live file grows by about one
-/// partial chunk per column per flush: at 1 kHz an 8192-row chunk made the live file grow
-/// ≈ 0.96 MB/s, 34× the data (measured; docs/file-format.md). Small chunks at low rates bound that;
-/// at 100 kHz a flush fills about a chunk anyway.
-pub(crate) fn sample_chunk_rows(rate_hz: f64) -> usize {
-    let rows = (rate_hz * 0.2).max(1.0) as usize;
-    rows.next_power_of_two().clamp(512, SAMPLE_CHUNK)
+/// How the rows of a run arrive, which decides the chunk size of the sample columns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Pacing {
+    /// At the sampling rate, as in a real test (and the paced simulator): flushes every 100 ms
+    /// hold a fraction of a chunk at low rates.
+    #[default]
+    RealTime,
+    /// As fast as the simulator produces them (`--fast`): every flush holds many chunks.
+    Unpaced,
+}
+
+/// Rows per chunk of the sample columns.
+///
+/// In real time: what the run samples in ≈ 0.2 s, as a power of two, from 512 to
+/// [`SAMPLE_CHUNK`]. Each flush (every 100 ms by default) rewrites the column's partial last
+/// chunk, and in SWMR mode the old copy is never freed, so a live file grows by about one partial
+/// chunk per column per flush: at 1 kHz an 8192-row chunk made the live file grow ≈ 0.96 MB/s,
+/// 34× the data (measured; docs/file-format.md). Small chunks at low rates bound that; at 100 kHz
+/// a flush fills about a chunk anyway.
+///
+/// Unpaced: always [`SAMPLE_CHUNK`]. A flush then follows hundreds of thousands of rows, so the
+/// partial chunk it rewrites is no longer the live file's growth, while small chunks cost a
+/// Huffman table, an `H5Dwrite_chunk` and an extent change each, and deflate less well: 8192-row
+/// chunks made the file of a 30-minute `--fast` run at 1 kHz 10 % smaller and took the
+/// compression worker's HDF5 and kernel time from ≈ 24 % to ≈ 9 % of its own
+/// (docs/performance.md, "Issue 11").
+pub(crate) fn sample_chunk_rows(rate_hz: f64, pacing: Pacing) -> usize {
+    match pacing {
+        Pacing::RealTime => ((rate_hz * 0.2).max(1.0) as usize).next_power_of_two().clamp(512, SAMPLE_CHUNK),
+        Pacing::Unpaced => SAMPLE_CHUNK,
+    }
 }
 
 /// Dead space (bytes beyond what the datasets store) below which a closed file is left as it is.

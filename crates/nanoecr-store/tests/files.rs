@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use nanoecr_core::{Diagnostics, EndReason, Event, EventKind, RunConfig, RunStatus, Sample, Segment, Sign};
-use nanoecr_store::{read_run, recover, InstrumentInfo, RunWriter};
+use nanoecr_store::{read_run, recover, InstrumentInfo, Pacing, RunWriter};
 
 const DEMO: &str = include_str!("../../../config/demo.toml");
 
@@ -259,7 +259,10 @@ fn kill_9_mid_run_keeps_every_flushed_row_and_recover_marks_it_failed() {
         .expect("spawn child");
     let stdout = child.stdout.take().expect("piped");
     let mut flushed = 0u64;
-    for line in BufReader::new(stdout).lines() {
+    // Kept open until the child is dead: closing the pipe first would make the child's next
+    // print fail and its unwinding flush the file, which is not a crash.
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
         let line = line.expect("child output");
         if let Some(n) = line.strip_prefix("flushed ") {
             flushed = n.trim().parse().expect("row count");
@@ -272,6 +275,7 @@ fn kill_9_mid_run_keeps_every_flushed_row_and_recover_marks_it_failed() {
     let pid = child.id() as libc::pid_t;
     assert_eq!(unsafe_free_kill(pid), 0, "kill -9 the writer");
     let _ = child.wait();
+    drop(lines);
     assert!(flushed >= 2500, "child reported {flushed} flushed rows");
 
     // The superblock still says "open for writing": only a SWMR reader opens the file before
@@ -283,6 +287,10 @@ e = f["entry"]
 st = e.attrs["status"]; st = st.decode() if isinstance(st, bytes) else st
 n = e["data/time"].shape[0]
 assert all(e["data"][k].shape[0] == n for k in e["data"])
+# Every row that made it is intact (full chunks stored by the compression worker included).
+import numpy as np
+assert (e["data/sequence"][:] == np.arange(n)).all()
+assert (e["data/load"][:] == np.arange(n) + 0.25).all()
 print(st, n)
 "#;
     let out = python(check, &[path.to_str().expect("utf-8")]);
@@ -419,8 +427,12 @@ fn h5py_follows_a_run_live_in_swmr_mode() {
     assert_eq!(py.line(), "rows 10000 last 9999 events 2 status running");
 
     // Our own reader reads the live file (SWMR), and recovery refuses to touch it.
+    // In this process it may see more: the compression worker stores each chunk as soon as it is
+    // full (here the one ending at row 10 240), flush or not; every row it sees is right.
     let live = read_run(&path).expect("live file readable");
-    assert_eq!((live.status, live.data.len()), (RunStatus::Running, 10_000));
+    assert_eq!(live.status, RunStatus::Running);
+    assert!((10_000..=10_500).contains(&live.data.len()), "{} rows", live.data.len());
+    assert!(live.data.seq.iter().enumerate().all(|(i, &s)| s == i as u64));
     let e = recover(&path).expect_err("a file being written must not be recovered");
     assert!(matches!(e, nanoecr_store::StoreError::InUse { .. }), "{e}");
 
@@ -509,4 +521,117 @@ fn a_live_1khz_file_flushed_every_100_ms_stays_within_a_few_times_its_data() {
     // Closed files hold ≈ 25–35 B a sample (docs/file-format.md); allow 8× that live.
     assert!(per_sample < 250.0, "live file {live_bytes} B for {rows} rows = {per_sample:.0} B/sample");
     drop(w);
+}
+
+/// xorshift64: values whose every byte plane is noise, so deflate cannot shrink their chunks.
+fn noise(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// Chunks are shuffled and deflated by the writer's own worker and stored with H5Dwrite_chunk;
+/// a partial chunk at a flush is stored padded with zeros and replaced once full.
+/// h5py (its own libhdf5 build) and h5dump must read every value of every column type back
+/// without plugins, and chunks that deflate cannot shrink must be stored with the deflate bit of
+/// their filter mask set.
+#[test]
+fn directly_written_chunks_read_back_bit_for_bit_in_h5py_and_h5dump() {
+    // Real time at 1 kHz: 512-row chunks; unpaced (`--fast`): 8192-row chunks.
+    direct_chunks_round_trip(Pacing::RealTime, 512);
+    direct_chunks_round_trip(Pacing::Unpaced, 8192);
+}
+
+fn direct_chunks_round_trip(pacing: Pacing, chunk_rows: usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("direct.h5");
+    let rows: u64 = 40_000;
+    let mut state = 0x2545_F491_4F6C_DD1D_u64;
+    let samples: Vec<(Sample, f64)> = (0..rows)
+        .map(|i| {
+            let (mut s, _) = sample(i);
+            // Smooth columns (time, setpoint, load, …) compress; `current` is pure noise (every
+            // bit pattern, NaNs included) and `voltage` a noisy measurement.
+            s.current_a = f64::from_bits(noise(&mut state));
+            s.voltage_v = 5.0 + (noise(&mut state) % 1000) as f64 * 1e-6;
+            s.segment = Segment::from_code((i / 700 % 5) as u8).expect("segment code");
+            (s, (i as f64).sqrt() * 1e-5)
+        })
+        .collect();
+    let mut w = RunWriter::create_with(&path, &cfg(), &info(), pacing).expect("create");
+    let mut at = 0usize;
+    // Blocks that straddle chunk boundaries, with flushes in between, so partial (padded)
+    // chunks are stored and later replaced by full ones.
+    for (k, block) in [777usize, 100, 2048, 5, 4096, 333].iter().cycle().enumerate() {
+        if at as u64 >= rows {
+            break;
+        }
+        let end = (at + block).min(rows as usize);
+        let (s, r): (Vec<Sample>, Vec<f64>) = samples[at..end].iter().copied().unzip();
+        w.append(&s, &r).expect("append");
+        if k % 2 == 0 {
+            w.flush().expect("flush");
+        }
+        at = end;
+    }
+    w.finish(&EndReason::Completed, &Diagnostics::default(), None).expect("finish");
+
+    // The expected values as raw native bytes, one file per column, for numpy to compare.
+    let dump = |name: &str, bytes: Vec<u8>| std::fs::write(dir.path().join(name), bytes).expect("write expected");
+    let f64s = |f: &dyn Fn(&(Sample, f64)) -> f64| samples.iter().flat_map(|x| f(x).to_ne_bytes()).collect::<Vec<u8>>();
+    dump("sequence", samples.iter().flat_map(|x| x.0.seq.to_ne_bytes()).collect());
+    dump("time", f64s(&|x| x.0.time_s));
+    dump("load", f64s(&|x| x.0.load_un));
+    dump("setpoint", f64s(&|x| x.0.setpoint_un));
+    dump("displacement", f64s(&|x| x.0.disp_nm));
+    dump("current", f64s(&|x| x.0.current_a));
+    dump("voltage", f64s(&|x| x.0.voltage_v));
+    dump("segment", samples.iter().map(|x| x.0.segment.code()).collect());
+    dump("resistivity_change", f64s(&|x| x.1));
+    let script = r#"
+import sys, os, h5py, numpy as np
+path, exp_dir, chunk = sys.argv[1], sys.argv[2], int(sys.argv[3])
+types = {"sequence": np.uint64, "segment": np.uint8}
+masks = {}
+with h5py.File(path, "r") as f:
+    d = f["entry/data"]
+    for k in ["sequence", "time", "load", "setpoint", "displacement", "current", "voltage", "segment", "resistivity_change"]:
+        ds = d[k]
+        t = types.get(k, np.float64)
+        assert ds.dtype == t, (k, ds.dtype)
+        assert ds.shuffle and ds.compression == "gzip" and ds.chunks == (chunk,), (k, ds.chunks)
+        exp = np.fromfile(os.path.join(exp_dir, k), dtype=t)
+        got = ds[:]
+        assert got.shape == exp.shape, (k, got.shape, exp.shape)
+        ui = np.uint8 if t == np.uint8 else np.uint64
+        bad = np.nonzero(got.view(ui) != exp.view(ui))[0]
+        assert bad.size == 0, (k, bad[:5], got[bad[:5]], exp[bad[:5]])
+        # The last chunk is partial, stored padded with zeros, which deflate does shrink.
+        last = ds.shape[0] // ds.chunks[0] * ds.chunks[0]
+        infos = [ds.id.get_chunk_info(i) for i in range(ds.id.get_num_chunks())]
+        assert len(infos) == -(-ds.shape[0] // ds.chunks[0]), k
+        masks[k] = sorted({c.filter_mask for c in infos if c.chunk_offset[0] != last})
+print(" ".join(f"{k}={','.join(map(str, v))}" for k, v in masks.items()))
+"#;
+    let chunk = chunk_rows.to_string();
+    let out = python(script, &[path.to_str().expect("utf-8"), dir.path().to_str().expect("utf-8"), &chunk]);
+    // Noise does not deflate: stored shuffled with bit 1 (deflate) set; smooth columns deflate.
+    assert!(out.contains("current=2"), "{out}");
+    assert!(out.contains("time=0 ") && out.contains("sequence=0 "), "{out}");
+
+    // h5dump (the system libhdf5 1.10) decodes the same chunks: a value deep inside the file.
+    for (column, expect) in [("sequence", "39999"), ("segment", format!("{}", 39_999 / 700 % 5).as_str())] {
+        let out = Command::new("h5dump")
+            .args(["-d", &format!("/entry/data/{column}"), "-s", "39999", "-c", "1"])
+            .arg(&path)
+            .output()
+            .expect("h5dump (hdf5-tools) installed");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "h5dump {column}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains(&format!("(39999): {expect}")), "h5dump {column}:\n{text}");
+    }
+    let f = read_run(&path).expect("read");
+    assert_eq!(f.data.len() as u64, rows);
+    assert_eq!(f.data.current_a[12_345].to_bits(), samples[12_345].0.current_a.to_bits());
 }

@@ -197,7 +197,8 @@ pub fn start_run(cfg: RunConfig, mut rig: Rig, opts: RunOptions) -> Result<RunHa
             smu_info.name, smu_info.vendor, smu_info.model, smu_info.serial, smu_info.firmware
         ),
     };
-    let writer = RunWriter::create(&path, &cfg, &instrument)?;
+    let pacing = if opts.fast { nanoecr_store::Pacing::Unpaced } else { nanoecr_store::Pacing::RealTime };
+    let writer = RunWriter::create_with(&path, &cfg, &instrument, pacing)?;
 
     let shared = Arc::new(Shared::default());
     if opts.install_signal_handlers {
