@@ -20,11 +20,12 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     for path in &args.files {
         match nanoecr_store::recover(path) {
             Ok(o) if o.changed => println!(
-                "{}: was {} → marked failed ({} rows kept{})",
+                "{}: was {} → marked failed ({} rows kept{}{})",
                 path.display(),
                 o.status_before,
                 o.rows,
-                if o.cleared_flag { ", superblock flag cleared" } else { "" }
+                if o.cleared_flag { ", superblock flag cleared" } else { "" },
+                o.compacted.map_or(String::new(), |(a, b)| format!(", compacted {a} → {b} bytes"))
             ),
             Ok(o) => {
                 let note = if o.status_before == RunStatus::Running { " (still running?)" } else { "" };

@@ -79,6 +79,9 @@ pub struct RecoverOutcome {
     pub cleared_flag: bool,
     /// Sample rows in the file.
     pub rows: u64,
+    /// File size before and after, when the recovered file was compacted (a crashed SWMR writer
+    /// leaves the old places of rewritten chunks behind, as a closed run's `finish` would not).
+    pub compacted: Option<(u64, u64)>,
 }
 
 /// Make a file left `running` by a crash readable and mark it `failed`, keeping every row.

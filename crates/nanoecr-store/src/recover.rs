@@ -101,13 +101,19 @@ pub(crate) fn recover(path: &Path) -> Result<RecoverOutcome, StoreError> {
     let changed = status_before == RunStatus::Running;
     if changed {
         let r = (|| -> hdf5::Result<()> {
-            set_str_attr(&entry, "end_reason", "ended without closing (recovered)")?;
-            set_str_attr(&entry, "recovered_time", &now_iso())?;
+            // The time goes into the reason, not a ninth attribute of /entry: that one would move
+            // its attributes to dense storage, which the compaction below cannot copy.
+            set_str_attr(&entry, "end_reason", &format!("ended without closing (recovered {})", now_iso()))?;
             file.flush()?;
             set_str_attr(&entry, "status", RunStatus::Failed.name())?;
             file.flush()
         })();
         r.map_err(h5err(path, "marking the file failed"))?;
     }
-    Ok(RecoverOutcome { status_before, changed, cleared_flag, rows })
+    drop(entry);
+    drop(file);
+    // Only a file this call marked: a file closed properly was compacted by its writer, and
+    // recovering twice must change nothing.
+    let compacted = if changed { crate::writer::compact(path) } else { None };
+    Ok(RecoverOutcome { status_before, changed, cleared_flag, rows, compacted })
 }

@@ -549,16 +549,40 @@ pub(crate) fn sample_chunk_rows(rate_hz: f64, pacing: Pacing) -> usize {
 /// Dead space (bytes beyond what the datasets store) below which a closed file is left as it is.
 const COMPACT_SLACK: u64 = 1 << 20;
 
+/// Attributes an object keeps in its header before HDF5 moves them to dense storage (the
+/// library's default `max_compact`, `H5Pset_attr_phase_change`); run files never delete
+/// attributes, so more than this means dense.
+const MAX_COMPACT_ATTRIBUTES: usize = 8;
+
+/// Whether any object in `group` (itself included) holds its attributes in dense storage.
+fn has_dense_attributes(group: &hdf5::Group) -> hdf5::Result<bool> {
+    if group.attr_names()?.len() > MAX_COMPACT_ATTRIBUTES {
+        return Ok(true);
+    }
+    for d in group.datasets()? {
+        if d.attr_names()?.len() > MAX_COMPACT_ATTRIBUTES {
+            return Ok(true);
+        }
+    }
+    for g in group.groups()? {
+        if has_dense_attributes(&g)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// In SWMR mode HDF5 never frees the old place of a rewritten chunk (a reader may still hold an
 /// index pointing at it), and each flush rewrites the partial last chunk of every column, larger
 /// each time: a slow run ends with a file several times its data. A finished run is therefore
 /// copied object by object (chunks stay compressed as they are) into a fresh file that replaces
 /// the original atomically — only when that saves more than [`COMPACT_SLACK`] and a quarter of
-/// the file. Any failure leaves the original, which is complete and valid, in place.
-fn compact(path: &Path) {
+/// the file. Any failure leaves the original, which is complete and valid, in place. Returns the
+/// file's size before and after when it was compacted.
+pub(crate) fn compact(path: &Path) -> Option<(u64, u64)> {
     let tmp = match path.file_name() {
         Some(n) => path.with_file_name(format!(".{}.compacting", n.to_string_lossy())),
-        None => return,
+        None => return None,
     };
     let r = (|| -> Result<Option<(u64, u64)>, String> {
         let size = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
@@ -567,6 +591,13 @@ fn compact(path: &Path) {
         let stored = stored_bytes(&entry).map_err(|e| e.to_string())?;
         let dead = size.saturating_sub(stored);
         if dead <= COMPACT_SLACK || dead <= size / 4 {
+            return Ok(None);
+        }
+        if has_dense_attributes(&entry).map_err(|e| e.to_string())? {
+            // H5Ocopy of an object whose string attributes moved to dense storage dereferences
+            // a null conversion callback in HDF5 before 1.14.4 (HDFGroup/hdf5#2414, fixed by
+            // PR #3967); Debian's libhdf5 is 1.10. A larger file beats a crashed daemon.
+            tracing::debug!(file = %path.display(), "not compacting: an object has dense attribute storage");
             return Ok(None);
         }
         if tmp.exists() {
@@ -599,11 +630,13 @@ fn compact(path: &Path) {
     match r {
         Ok(Some((before, after))) => {
             tracing::debug!(file = %path.display(), before, after, "compacted the closed run file");
+            Some((before, after))
         }
-        Ok(None) => {}
+        Ok(None) => None,
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
             tracing::warn!(file = %path.display(), error = %e, "could not compact the closed run file; kept as written");
+            None
         }
     }
 }
