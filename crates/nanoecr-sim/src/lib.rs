@@ -17,6 +17,7 @@
 //! Sample k is taken at t_k = k / rate_hz. Step k advances the world over (t_{k−1}, t_k]: events
 //! are born at exact continuous times in that interval and the outputs are point samples at t_k.
 
+pub mod matrix;
 mod noise;
 mod powerlaw;
 mod shapes;
