@@ -29,6 +29,14 @@ hil:
 bench *ARGS:
     cargo run --release -p nanoecr-bench -- --out bench/results/latest.json {{ARGS}}
 
+# Regenerate docs/accuracy.md: detection and fit accuracy (example `accuracy`, a few minutes),
+# then the robustness matrix of spike shapes × noise families × rates, nanoecr against
+# bench/peers/peer.py (example `matrix`, about 15 minutes on 2 cores; needs the peer's Python
+# packages). `just accuracy --quick` runs a small matrix and prints it instead.
+accuracy *ARGS:
+    if [[ " {{ARGS}} " != *" --quick "* ]]; then cargo run --release -q -p nanoecr-analysis --example accuracy; fi
+    cargo run --release -q -p nanoecr-analysis --example matrix -- {{ARGS}}
+
 # Analyse run files: `just analyze runs/*.h5`.
 analyze +FILES:
     cargo run --release -q -p nanoecr-cli -- analyze {{FILES}}

@@ -9,16 +9,19 @@
 //!
 //! Layout: this file holds the world (actuator, pillar mechanics, contact, circuit, event
 //! processes); `powerlaw` the exact sampler of spike magnitudes ([`TruncatedPowerLaw`]); `noise`
-//! the stateful 1/f noise generator; `rates` the spike rate and sign law as functions of stress
-//! and stress rate. docs/simulator.md describes the model and every parameter.
+//! the pick-up on Δρ/ρ beyond white noise (1/f, mains with harmonics and a drifting amplitude,
+//! baseline drift); `shapes` the spikes' time courses; `rates` the spike rate and sign law as
+//! functions of stress and stress rate. docs/simulator.md describes the model and every parameter.
 //!
 //! ## Time and sampling
 //! Sample k is taken at t_k = k / rate_hz. Step k advances the world over (t_{k−1}, t_k]: events
 //! are born at exact continuous times in that interval and the outputs are point samples at t_k.
 
+pub mod matrix;
 mod noise;
 mod powerlaw;
 pub mod rates;
+mod shapes;
 
 use nanoecr_core::config::SimulationConfig;
 use nanoecr_core::resistivity::current_for_resistivity_change;
@@ -27,9 +30,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Exp1, StandardNormal};
 
-use crate::noise::PinkNoise;
+use crate::noise::Pickup;
 pub use crate::powerlaw::TruncatedPowerLaw;
 use crate::rates::{SpikeRates, StressRate};
+use crate::shapes::LiveSpike;
 
 /// Smallest displacement jump that counts as a pop-in, nm (science.md: "greater than ≈ 2 nm").
 pub const POPIN_MIN_JUMP_NM: f64 = 2.0;
@@ -134,14 +138,6 @@ impl WorldSample {
     }
 }
 
-/// A resistivity spike alive in the world: a boxcar of `height` on [onset, end). Only the end is
-/// kept: every live boxcar was born at or before the current sample.
-#[derive(Debug, Clone, Copy)]
-struct Boxcar {
-    end_s: f64,
-    height: f64,
-}
-
 /// A pop-in still ramping its plastic displacement.
 #[derive(Debug, Clone, Copy)]
 struct Ramp {
@@ -166,6 +162,8 @@ struct Streams {
     popin_time: ChaCha8Rng,
     popin_size: ChaCha8Rng,
     mains: ChaCha8Rng,
+    spike_shape: ChaCha8Rng,
+    pickup_phases: ChaCha8Rng,
 }
 
 impl Streams {
@@ -190,6 +188,8 @@ impl Streams {
             popin_time: stream(10),
             popin_size: stream(11),
             mains: stream(12),
+            spike_shape: stream(13),
+            pickup_phases: stream(14),
         }
     }
 }
@@ -216,8 +216,7 @@ pub struct World {
     /// Gaussian σ of the current factor, chosen so current and displacement noise together give
     /// `resistivity_noise` on Δρ/ρ.
     current_noise: f64,
-    pink: PinkNoise,
-    mains_phase_rad: f64,
+    pickup: Pickup,
     contact_time_s: f64,
     /// Strain at the reference (first contact) sample.
     strain_ref: Option<f64>,
@@ -228,7 +227,7 @@ pub struct World {
     spike_hazard_left: f64,
     popin_hazard_left: f64,
     plastic_done_nm: f64,
-    active_spikes: Vec<Boxcar>,
+    active_spikes: Vec<LiveSpike>,
     active_popins: Vec<Ramp>,
     ground_truth: Vec<Event>,
 }
@@ -266,8 +265,8 @@ impl World {
 
         let contact_time_s = cfg.contact_min_s + (cfg.contact_max_s - cfg.contact_min_s) * streams.contact.gen::<f64>();
         let pre_contact_factor = streams.contact.gen_range(PRE_CONTACT_MIN_FACTOR..PRE_CONTACT_MAX_FACTOR);
-        let pink = PinkNoise::new(cfg.pink_noise, &mut streams.pink);
         let mains_phase_rad = std::f64::consts::TAU * streams.mains.gen::<f64>();
+        let pickup = Pickup::new(cfg, &mut streams.pink, mains_phase_rad, &mut streams.pickup_phases);
         let spike_hazard_left = streams.spike_time.sample(Exp1);
         let popin_hazard_left = streams.popin_time.sample(Exp1);
 
@@ -295,8 +294,7 @@ impl World {
             stress_rate: StressRate::new(dt_s),
             p_fraction_now: 0.5,
             current_noise,
-            pink,
-            mains_phase_rad,
+            pickup,
             contact_time_s,
             strain_ref: None,
             pre_contact_factor,
@@ -340,7 +338,7 @@ impl World {
         }
 
         self.active_spikes.retain(|b| t1 < b.end_s);
-        let spikes: f64 = self.active_spikes.iter().map(|b| b.height).sum();
+        let spikes: f64 = self.active_spikes.iter().map(|b| b.value_at(t1)).sum();
         let true_delta_rho = match self.strain_ref {
             Some(strain_ref) => self.cfg.resistivity_per_strain * (strain - strain_ref) + spikes,
             None => spikes,
@@ -443,8 +441,11 @@ impl World {
         let span = self.cfg.spike_max_duration_s - self.cfg.spike_min_duration_s;
         let duration_s = self.cfg.spike_min_duration_s + span * self.streams.spike_duration.gen::<f64>();
         let height = if p_type { size } else { -size };
-        self.active_spikes.push(Boxcar { end_s: onset_s + duration_s, height });
-        self.ground_truth.push(Event::spike(onset_s, onset_s, duration_s, height, segment, stress_mpa));
+        let edge_s = [self.cfg.spike_edge_min_s, self.cfg.spike_edge_max_s];
+        let spike =
+            LiveSpike::new(self.cfg.spike_shape, onset_s, duration_s, height, edge_s, &mut self.streams.spike_shape);
+        self.active_spikes.push(spike);
+        self.ground_truth.push(Event::spike(onset_s, spike.peak_time_s(), duration_s, height, segment, stress_mpa));
     }
 
     fn spawn_popin(&mut self, onset_s: f64, segment: Segment, stress_mpa: f64) {
@@ -453,7 +454,7 @@ impl World {
         let duration_s = (jump_nm / self.cfg.popin_speed_nm_per_s).min(POPIN_MAX_DURATION_S);
         let linked = self.cfg.popin_resistivity_per_strain * jump_nm / self.height_nm;
         self.active_popins.push(Ramp { onset_s, duration_s, jump_nm });
-        self.active_spikes.push(Boxcar { end_s: onset_s + duration_s, height: linked });
+        self.active_spikes.push(LiveSpike::boxcar(onset_s, duration_s, linked));
         self.ground_truth.push(Event {
             kind: EventKind::Popin,
             sign: Sign::of(linked),
@@ -483,17 +484,9 @@ impl World {
         self.plastic_done_nm + ramping
     }
 
-    /// Pink noise and mains pick-up on Δρ/ρ at `t`.
+    /// Pink noise, mains pick-up and baseline drift on Δρ/ρ at `t` (`noise::Pickup`).
     fn pickup(&mut self, t: f64) -> f64 {
-        let mut x = 0.0;
-        if self.cfg.pink_noise > 0.0 {
-            x += self.pink.next(&mut self.streams.pink);
-        }
-        if self.cfg.mains_amplitude > 0.0 {
-            x +=
-                self.cfg.mains_amplitude * (std::f64::consts::TAU * self.cfg.mains_hz * t + self.mains_phase_rad).sin();
-        }
-        x
+        self.pickup.next(t, &mut self.streams.pink)
     }
 
     /// Current through asperities before Ohmic contact: a small fraction that jumps between

@@ -1,5 +1,8 @@
 //! Coloured noise sources that need state between samples.
 
+use std::f64::consts::TAU;
+
+use nanoecr_core::config::SimulationConfig;
 use rand::Rng;
 use rand_distr::StandardNormal;
 
@@ -39,6 +42,97 @@ impl PinkNoise {
         let white: f64 = rng.sample(StandardNormal);
         // Summed afresh each time: a running sum would accumulate rounding over a long run.
         (self.rows.iter().sum::<f64>() + white) * self.scale
+    }
+}
+
+/// Most mains harmonics modelled (the config allows 20).
+const MAX_HARMONICS: usize = 20;
+
+/// Everything added to the measured Δρ/ρ that is not white noise and not physics: 1/f noise,
+/// mains pick-up (fundamental, harmonics, a slowly drifting amplitude) and a slow baseline drift
+/// and wander. None of it is in the ground truth.
+#[derive(Debug, Clone)]
+pub(crate) struct Pickup {
+    pink_rms: f64,
+    pink: PinkNoise,
+    mains_amplitude: f64,
+    omega_rad_per_s: f64,
+    mains_phase_rad: f64,
+    /// Amplitude (relative to the fundamental) and phase of harmonics 2, 3, …
+    harmonics: [(f64, f64); MAX_HARMONICS],
+    n_harmonics: usize,
+    drift_fraction: f64,
+    drift_omega_rad_per_s: f64,
+    drift_phase_rad: f64,
+    baseline_drift_per_s: f64,
+    wander: f64,
+    wander_omega_rad_per_s: f64,
+    wander_phase_rad: f64,
+}
+
+impl Pickup {
+    /// `pink_rng` draws the 1/f rows (as before harmonics existed), `mains_phase_rad` is the
+    /// fundamental's phase (drawn by the caller from its own stream, as before), and `extra`
+    /// draws the phases of the harmonics, of the amplitude drift and of the wander, only for
+    /// the sources that are on: a config without them draws nothing new.
+    pub(crate) fn new<R: Rng + ?Sized>(
+        cfg: &SimulationConfig,
+        pink_rng: &mut R,
+        mains_phase_rad: f64,
+        extra: &mut R,
+    ) -> Self {
+        let pink = PinkNoise::new(cfg.pink_noise, pink_rng);
+        let n_harmonics = if cfg.mains_amplitude > 0.0 { (cfg.mains_harmonics as usize).min(MAX_HARMONICS) } else { 0 };
+        let mut harmonics = [(0.0, 0.0); MAX_HARMONICS];
+        for (i, h) in harmonics.iter_mut().take(n_harmonics).enumerate() {
+            *h = (cfg.mains_harmonic_fraction.powi(i as i32 + 1), TAU * extra.gen::<f64>());
+        }
+        let drift_phase_rad =
+            if cfg.mains_amplitude > 0.0 && cfg.mains_drift_fraction > 0.0 { TAU * extra.gen::<f64>() } else { 0.0 };
+        let wander_phase_rad = if cfg.baseline_wander > 0.0 { TAU * extra.gen::<f64>() } else { 0.0 };
+        Self {
+            pink_rms: cfg.pink_noise,
+            pink,
+            mains_amplitude: cfg.mains_amplitude,
+            omega_rad_per_s: TAU * cfg.mains_hz,
+            mains_phase_rad,
+            harmonics,
+            n_harmonics,
+            drift_fraction: cfg.mains_drift_fraction,
+            drift_omega_rad_per_s: TAU * cfg.mains_drift_hz,
+            drift_phase_rad,
+            baseline_drift_per_s: cfg.baseline_drift_per_s,
+            wander: cfg.baseline_wander,
+            wander_omega_rad_per_s: TAU * cfg.baseline_wander_hz,
+            wander_phase_rad,
+        }
+    }
+
+    /// The pick-up on Δρ/ρ at `t` (advances the 1/f generator by one sample).
+    pub(crate) fn next<R: Rng + ?Sized>(&mut self, t: f64, pink_rng: &mut R) -> f64 {
+        let mut x = 0.0;
+        if self.pink_rms > 0.0 {
+            x += self.pink.next(pink_rng);
+        }
+        if self.mains_amplitude > 0.0 {
+            let phase = self.omega_rad_per_s * t;
+            // Written as before harmonics existed, so a pure sine stays bit for bit the same.
+            let mut mains = self.mains_amplitude * (phase + self.mains_phase_rad).sin();
+            for (i, &(rel, phi)) in self.harmonics[..self.n_harmonics].iter().enumerate() {
+                mains += self.mains_amplitude * rel * ((i + 2) as f64 * phase + phi).sin();
+            }
+            if self.drift_fraction > 0.0 {
+                mains *= 1.0 + self.drift_fraction * (self.drift_omega_rad_per_s * t + self.drift_phase_rad).sin();
+            }
+            x += mains;
+        }
+        if self.baseline_drift_per_s != 0.0 {
+            x += self.baseline_drift_per_s * t;
+        }
+        if self.wander > 0.0 {
+            x += self.wander * (self.wander_omega_rad_per_s * t + self.wander_phase_rad).sin();
+        }
+        x
     }
 }
 

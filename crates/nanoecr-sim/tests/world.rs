@@ -1,6 +1,6 @@
 //! Behaviour of the simulated rig against the physics in shared/science.md.
 
-use nanoecr_core::config::SimulationConfig;
+use nanoecr_core::config::{SimulationConfig, SpikeShape};
 use nanoecr_core::resistivity::resistivity_change;
 use nanoecr_core::{Event, EventKind, Pillar, Segment, Sign};
 use nanoecr_sim::{World, WorldSample, POPIN_MAX_DURATION_S, POPIN_MIN_JUMP_NM};
@@ -583,4 +583,115 @@ fn spike_counts_and_p_minus_n_depend_on_stress_and_stress_rate() {
     assert!((ratio - expected).abs() < 4.0 * sd, "hold rate ratio {ratio} vs 2^β = {expected}");
     // The magnitude law does not move with stress: the same seed draws the same magnitudes.
     assert_eq!(first_magnitudes[0], first_magnitudes[2]);
+}
+
+#[test]
+fn spike_shapes_keep_events_and_peak_at_the_recorded_magnitude() {
+    // 100 kHz: a 1–2 ms spike spans 100–200 samples, so its sampled peak is within one sample
+    // step of the waveform's top.
+    let rate_hz = 100_000.0;
+    let base = SimulationConfig {
+        seed: 21,
+        resistivity_per_strain: 0.0,
+        popin_rate_per_s: 0.0,
+        spike_max_duration_s: 2e-3,
+        ..quiet()
+    };
+    let program =
+        Program { settle_s: 2.5, load_s: 1.0, hold_s: 1.0, unload_s: 1.0, safe_unload_s: 0.0, peak_un: 3000.0 };
+    let boxcar = run(&base, program, rate_hz);
+    let boxcar_truth = boxcar.world.ground_truth().to_vec();
+    assert!(boxcar_truth.len() > 20, "{} spikes", boxcar_truth.len());
+    for shape in [SpikeShape::Trapezoid, SpikeShape::RiseDecay, SpikeShape::Overshoot] {
+        let r = run(&SimulationConfig { spike_shape: shape, ..base.clone() }, program, rate_hz);
+        let truth = r.world.ground_truth();
+        // The shape has its own random stream: onsets, durations and magnitudes do not move.
+        assert_eq!(truth.len(), boxcar_truth.len());
+        for (a, b) in truth.iter().zip(&boxcar_truth) {
+            assert_eq!(
+                [a.onset_time_s, a.duration_s, a.magnitude].map(f64::to_bits),
+                [b.onset_time_s, b.duration_s, b.magnitude].map(f64::to_bits)
+            );
+            let rise_s = a.peak_time_s - a.onset_time_s;
+            assert!((1e-4..=3e-4).contains(&rise_s), "{shape:?}: rise {rise_s}");
+        }
+        // Isolated spikes (no neighbour within 3 ms): the sampled waveform peaks at the recorded
+        // magnitude, is 0 before the onset and after the end, and rises over its edge.
+        let mut checked = 0;
+        for (i, e) in truth.iter().enumerate() {
+            let alone = truth.iter().enumerate().all(|(j, o)| j == i || (o.onset_time_s - e.onset_time_s).abs() > 3e-3);
+            if !alone {
+                continue;
+            }
+            let k0 = sample_index_of(e.onset_time_s, rate_hz);
+            let k1 = sample_index_of(e.onset_time_s + e.duration_s, rate_hz);
+            let window = &r.samples[k0 - 5..k1 + 5];
+            let peak =
+                window.iter().map(|s| s.true_delta_rho).fold(0.0f64, |m, x| if x.abs() > m.abs() { x } else { m });
+            // One 10 µs step of the steepest edge (≥ 0.1 ms) is ≤ 10 % of the peak.
+            assert!(
+                (peak / e.magnitude - 1.0).abs() < 0.1 && peak.signum() == e.magnitude.signum(),
+                "{shape:?}: {peak} vs {}",
+                e.magnitude
+            );
+            assert_eq!(r.samples[k0 - 1].true_delta_rho, 0.0, "{shape:?}: before onset");
+            assert_eq!(r.samples[k1 + 1].true_delta_rho, 0.0, "{shape:?}: after the end");
+            let first = r.samples[k0].true_delta_rho / e.magnitude;
+            assert!(first < 0.2, "{shape:?}: first sample already at {first} of the peak");
+            checked += 1;
+        }
+        assert!(checked > 10, "{shape:?}: {checked} isolated spikes");
+    }
+}
+
+#[test]
+fn mains_harmonics_drift_and_baseline_drift_are_on_the_measured_resistivity() {
+    let pillar = paper_pillar();
+    let rate_hz = 1000.0;
+    let base = SimulationConfig {
+        seed: 8,
+        spike_rate_load_per_s: 0.0,
+        spike_rate_hold_per_s: 0.0,
+        spike_rate_unload_per_s: 0.0,
+        popin_rate_per_s: 0.0,
+        ..quiet()
+    };
+    let program = Program { settle_s: 2.5, load_s: 0.0, hold_s: 20.0, unload_s: 0.0, safe_unload_s: 0.0, peak_un: 0.0 };
+    // Amplitude of `f` Hz in `x` over whole periods, by projection on sine and cosine.
+    let amplitude = |x: &[f64], f: f64| {
+        let n = ((x.len() as f64 * f / rate_hz).floor() * rate_hz / f) as usize;
+        let (mut s, mut c) = (0.0, 0.0);
+        for (k, v) in x[..n].iter().enumerate() {
+            let ph = std::f64::consts::TAU * f * k as f64 / rate_hz;
+            s += v * ph.sin();
+            c += v * ph.cos();
+        }
+        2.0 * (s * s + c * c).sqrt() / n as f64
+    };
+    let cfg =
+        SimulationConfig { mains_amplitude: 1e-4, mains_harmonics: 3, mains_harmonic_fraction: 0.5, ..base.clone() };
+    let x = forward_errors(&run(&cfg, program, rate_hz), &pillar);
+    for (h, want) in [(1.0, 1e-4), (2.0, 5e-5), (3.0, 2.5e-5), (4.0, 1.25e-5), (5.0, 0.0)] {
+        let a = amplitude(&x, 50.0 * h);
+        assert!((a - want).abs() < 1e-7, "harmonic {h}: {a:e} vs {want:e}");
+    }
+    // A 50 % drift at 0.1 Hz: over one 10 s period the amplitude swings between 0.5 and 1.5.
+    let cfg =
+        SimulationConfig { mains_amplitude: 1e-4, mains_drift_fraction: 0.5, mains_drift_hz: 0.1, ..base.clone() };
+    let x = forward_errors(&run(&cfg, program, rate_hz), &pillar);
+    let amps: Vec<f64> = x.chunks(100).map(|c| amplitude(c, 50.0)).collect();
+    let (lo, hi) = amps.iter().fold((f64::INFINITY, 0.0f64), |(l, h), &a| (l.min(a), h.max(a)));
+    assert!(lo < 0.55e-4 && lo > 0.45e-4 && hi > 1.45e-4 && hi < 1.55e-4, "amplitude {lo:e}–{hi:e}");
+    // Baseline: a linear drift plus a wander, neither in the ground truth.
+    let cfg = SimulationConfig { baseline_drift_per_s: 1e-4, baseline_wander: 2e-4, baseline_wander_hz: 0.2, ..base };
+    let r = run(&cfg, program, rate_hz);
+    assert!(r.samples.iter().all(|s| s.true_delta_rho.abs() < 1e-12), "drift is not truth");
+    let x = forward_errors(&r, &pillar);
+    // Whole wander periods (5 s) average the wander out: the mean grows by 1e-4 per s.
+    let mean = |c: &[f64]| c.iter().sum::<f64>() / c.len() as f64;
+    let (m0, m1) = (mean(&x[..5000]), mean(&x[10_000..15_000]));
+    assert!(((m1 - m0) / 10.0 - 1e-4).abs() < 1e-7, "drift {:e} per s", (m1 - m0) / 10.0);
+    // Without the drift, the wander has its amplitude (a constant offset projects to nothing).
+    let flat: Vec<f64> = x[..15_000].iter().enumerate().map(|(k, v)| v - 1e-4 * k as f64 / rate_hz).collect();
+    assert!((amplitude(&flat, 0.2) - 2e-4).abs() < 2e-6, "wander {:e}", amplitude(&flat, 0.2));
 }

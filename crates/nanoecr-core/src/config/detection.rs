@@ -47,8 +47,8 @@ impl Default for DetectionConfig {
         Self {
             threshold_sigma: 5.0,
             release_sigma: 2.0,
-            merge_gap_s: 3e-4,
-            min_duration_s: 3e-4,
+            merge_gap_s: 9e-4,
+            min_duration_s: 2e-4,
             min_magnitude: 5e-4,
             baseline_window_s: 0.05,
             noise_window_s: 1.0,

@@ -25,7 +25,7 @@ pub use hardware::HardwareConfig;
 pub use limits::LimitsConfig;
 pub use read::{read_config_file, read_config_file_within, read_config_text, ReadConfigError, MAX_CONFIG_BYTES};
 pub use rig::{check_rig_name, DEFAULT_RIG};
-pub use simulation::SimulationConfig;
+pub use simulation::{SimulationConfig, SpikeShape};
 
 use crate::load_function::LoadFunction;
 use crate::sample::Segment;

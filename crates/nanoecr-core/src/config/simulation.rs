@@ -5,6 +5,24 @@ use serde::{Deserialize, Serialize};
 use super::check::{non_negative, positive, within};
 use super::error::{ConfigError, ConfigErrorKind};
 
+/// Time course of a simulated secondary spike of peak |Δρ/ρ| = x and duration D (onset to end).
+/// Edges are drawn per spike from `[spike_edge_min_s, spike_edge_max_s]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpikeShape {
+    /// x on [onset, onset + D): the shape the detector was first built for.
+    #[default]
+    Boxcar,
+    /// Linear rise and fall (each one edge long) around a plateau at x.
+    Trapezoid,
+    /// Linear rise over one edge to x, then an exponential decay (time constant a third of what
+    /// is left of D), cut to 0 at the end.
+    RiseDecay,
+    /// Linear rise over one edge to x, relaxing exponentially to a plateau at x / 1.5, then a
+    /// linear fall over one edge.
+    Overshoot,
+}
+
 /// Parameters of the simulated rig; every value has a default from the paper.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -25,6 +43,20 @@ pub struct SimulationConfig {
     pub mains_amplitude: f64,
     /// Mains frequency, Hz.
     pub mains_hz: f64,
+    /// Harmonics of the mains pick-up above the fundamental (2f, 3f, …); 0 = a pure sine.
+    pub mains_harmonics: u32,
+    /// Amplitude of harmonic h relative to the fundamental is this to the power h − 1.
+    pub mains_harmonic_fraction: f64,
+    /// Depth of the slow modulation of the mains amplitude (0 = constant; 0.5 swings it ±50 %).
+    pub mains_drift_fraction: f64,
+    /// Frequency of that modulation, Hz (slow against a spike and against the detector's memory).
+    pub mains_drift_hz: f64,
+    /// Linear drift of the measured Δρ/ρ baseline, per s (noise, not in the ground truth).
+    pub baseline_drift_per_s: f64,
+    /// Amplitude of a slow sinusoidal wander of the measured Δρ/ρ baseline (0 = off).
+    pub baseline_wander: f64,
+    /// Frequency of that wander, Hz.
+    pub baseline_wander_hz: f64,
     /// Baseline Δρ/ρ per unit strain (the slow drift of Δρ/ρ under the load ramp).
     pub resistivity_per_strain: f64,
     /// Ohmic contact is established uniformly between `contact_min_s` and `contact_max_s`, s.
@@ -68,6 +100,13 @@ pub struct SimulationConfig {
     pub spike_min_duration_s: f64,
     /// Longest spike, s.
     pub spike_max_duration_s: f64,
+    /// Time course of a secondary spike (docs/simulator.md): a boxcar (the default), a
+    /// trapezoid, a fast rise with an exponential decay, or a plateau with an overshoot.
+    pub spike_shape: SpikeShape,
+    /// Shortest rising (and, for the trapezoid, falling) edge of a shaped spike, s.
+    pub spike_edge_min_s: f64,
+    /// Longest edge of a shaped spike, s.
+    pub spike_edge_max_s: f64,
     /// Engineering stress above which pop-ins occur, MPa.
     pub popin_threshold_stress_mpa: f64,
     /// Pop-in rate above the threshold stress, 1/s.
@@ -91,6 +130,13 @@ impl Default for SimulationConfig {
             pink_noise: 0.0,
             mains_amplitude: 0.0,
             mains_hz: 50.0,
+            mains_harmonics: 0,
+            mains_harmonic_fraction: 0.5,
+            mains_drift_fraction: 0.0,
+            mains_drift_hz: 0.1,
+            baseline_drift_per_s: 0.0,
+            baseline_wander: 0.0,
+            baseline_wander_hz: 0.2,
             resistivity_per_strain: 0.5,
             contact_min_s: 1.0,
             contact_max_s: 2.0,
@@ -111,6 +157,9 @@ impl Default for SimulationConfig {
             x_max: 0.1,
             spike_min_duration_s: 1.0e-3,
             spike_max_duration_s: 1.5e-3,
+            spike_shape: SpikeShape::Boxcar,
+            spike_edge_min_s: 1e-4,
+            spike_edge_max_s: 3e-4,
             popin_threshold_stress_mpa: 2000.0,
             popin_rate_per_s: 1.0,
             popin_mean_extra_nm: 6.0,
@@ -132,6 +181,13 @@ impl SimulationConfig {
         non_negative(&k("pink_noise"), self.pink_noise, "pink noise")?;
         non_negative(&k("mains_amplitude"), self.mains_amplitude, "mains amplitude")?;
         positive(&k("mains_hz"), self.mains_hz, "mains frequency")?;
+        within(&k("mains_harmonics"), f64::from(self.mains_harmonics), 0.0, 20.0, "number of mains harmonics")?;
+        within(&k("mains_harmonic_fraction"), self.mains_harmonic_fraction, 0.0, 1.0, "harmonic fraction")?;
+        within(&k("mains_drift_fraction"), self.mains_drift_fraction, 0.0, 1.0, "mains amplitude drift")?;
+        non_negative(&k("mains_drift_hz"), self.mains_drift_hz, "mains drift frequency")?;
+        within(&k("baseline_drift_per_s"), self.baseline_drift_per_s, -1.0, 1.0, "baseline drift")?;
+        non_negative(&k("baseline_wander"), self.baseline_wander, "baseline wander")?;
+        non_negative(&k("baseline_wander_hz"), self.baseline_wander_hz, "baseline wander frequency")?;
         within(&k("resistivity_per_strain"), self.resistivity_per_strain, -100.0, 100.0, "resistivity per strain")?;
         non_negative(&k("contact_min_s"), self.contact_min_s, "contact time")?;
         non_negative(&k("contact_max_s"), self.contact_max_s, "contact time")?;
@@ -177,6 +233,25 @@ impl SimulationConfig {
             )
             .value(self.spike_max_duration_s)
             .expected(format!("≥ {} s", self.spike_min_duration_s)));
+        }
+        non_negative(&k("spike_edge_min_s"), self.spike_edge_min_s, "spike edge")?;
+        if self.spike_edge_max_s < self.spike_edge_min_s {
+            return Err(ConfigError::new(
+                ConfigErrorKind::Inconsistent,
+                k("spike_edge_max_s"),
+                "longest spike edge is shorter than the shortest",
+            )
+            .value(self.spike_edge_max_s)
+            .expected(format!("≥ {} s", self.spike_edge_min_s)));
+        }
+        if self.spike_shape != SpikeShape::Boxcar && 2.0 * self.spike_edge_max_s > self.spike_min_duration_s {
+            return Err(ConfigError::new(
+                ConfigErrorKind::Inconsistent,
+                k("spike_edge_max_s"),
+                "two edges must fit in the shortest spike",
+            )
+            .value(self.spike_edge_max_s)
+            .expected(format!("≤ {} s (half of spike_min_duration_s)", self.spike_min_duration_s / 2.0)));
         }
         positive(&k("popin_threshold_stress_mpa"), self.popin_threshold_stress_mpa, "pop-in threshold")?;
         non_negative(&k("popin_mean_extra_nm"), self.popin_mean_extra_nm, "pop-in size")?;

@@ -182,7 +182,7 @@ fn set_seed_updates_the_stored_source() {
 #[test]
 fn merge_gap_defaults_and_out_of_range_is_named() {
     let c = parse(DEMO, None).expect("demo");
-    assert_eq!(c.raw.detection.merge_gap_s, 3e-4, "default when the key is absent");
+    assert_eq!(c.raw.detection.merge_gap_s, 9e-4, "default when the key is absent");
     let text = format!("{DEMO}\n[detection]\nmerge_gap_s = 0.5\n");
     let e = err(&text);
     assert_eq!(e.kind, ConfigErrorKind::OutOfRange);
@@ -192,7 +192,7 @@ fn merge_gap_defaults_and_out_of_range_is_named() {
 #[test]
 fn min_duration_defaults_and_out_of_range_is_named() {
     let c = parse(DEMO, None).expect("demo");
-    assert_eq!(c.raw.detection.min_duration_s, 3e-4, "default when the key is absent");
+    assert_eq!(c.raw.detection.min_duration_s, 2e-4, "default when the key is absent");
     let text = format!("{DEMO}\n[detection]\nmin_duration_s = 0.002\n");
     let e = err(&text);
     assert_eq!(e.kind, ConfigErrorKind::OutOfRange);
