@@ -8,6 +8,7 @@ use hdf5::types::{FixedAscii, FixedUnicode, TypeDescriptor, VarLenAscii, VarLenU
 use hdf5::{Container, File, Group, Location, OpenMode};
 use nanoecr_core::{Diagnostics, Event, EventKind, Pillar, RunStatus, Segment, Sign};
 
+use crate::chunk_read::{self, LeScalar};
 use crate::StoreError;
 
 /// The sample columns of a run, all the same length.
@@ -119,15 +120,16 @@ fn read_f64_scalar(g: &Group, name: &str) -> Option<f64> {
     d.read_scalar::<f64>().ok().or_else(|| d.read_raw::<f64>().ok().and_then(|v| v.first().copied()))
 }
 
-fn column<T: hdf5::H5Type>(path: &Path, g: &Group, name: &str) -> Result<Option<Vec<T>>, StoreError> {
-    match g.dataset(name) {
-        Ok(d) => d.read_raw::<T>().map(Some).map_err(|source| StoreError::Hdf5 {
-            path: path.to_path_buf(),
-            during: format!("reading /entry/data/{name}"),
-            source,
-        }),
-        Err(_) => Ok(None),
-    }
+/// A column of `g`, `None` when absent. Chunked columns are decoded off the library lock on every
+/// core when their filters allow ([`chunk_read`](crate::chunk_read)), else read through libhdf5.
+fn column<T: LeScalar>(path: &Path, g: &Group, name: &str) -> Result<Option<Vec<T>>, StoreError> {
+    let Ok(d) = g.dataset(name) else { return Ok(None) };
+    let fast = chunk_read::read_column::<T>(&d).transpose();
+    fast.unwrap_or_else(|| d.read_raw::<T>()).map(Some).map_err(|source| StoreError::Hdf5 {
+        path: path.to_path_buf(),
+        during: format!("reading {}/{name}", g.name()),
+        source,
+    })
 }
 
 fn read_events(path: &Path, g: &Group) -> Result<Vec<Event>, StoreError> {
