@@ -21,7 +21,7 @@ mod writer;
 
 use std::path::PathBuf;
 
-pub use reader::{read_run, RunData, RunFile};
+pub use reader::{read_run, read_run_columns, ColumnSelection, RunData, RunFile};
 pub use writer::{InstrumentInfo, RunWriter};
 
 /// Errors of the run-file layer. Each names the file and what was being done.
