@@ -142,7 +142,7 @@ impl MeasurementModel {
     }
 
     /// Density of the standardised peak z = (y − x − offset)/σ.
-    fn max_density_std(&self, z: f64) -> f64 {
+    pub(super) fn max_density_std(&self, z: f64) -> f64 {
         let (phi, cdf) = (std_normal_pdf(z), std_normal_cdf(z));
         let mut acc = 0.0;
         let mut pow = 1.0; // Φ(z)^(m−1)

@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 
 use super::kernel::KERNEL_HALF_WIDTH;
+use super::lead_in::PreparedX;
 use super::MeasurementModel;
 use crate::powerlaw::{EfficiencyCurve, ALPHA_HI, ALPHA_LO};
 use crate::special::ln_upper_gamma;
@@ -19,10 +20,60 @@ const MAX_GRID_NODES: usize = 400_000;
 /// One y bin with data: its (fractional) count and the kernel weights over its x band.
 pub(super) struct Row {
     count: f64,
+    /// The bin's index on the y grid.
+    k: usize,
     first: usize,
     weights: Vec<f64>,
     /// The bin's reported magnitude.
     y: f64,
+}
+
+/// g(y | x) where the lead-in cannot act is a function of y − x alone, and the y bins and x
+/// nodes share the step h, so on the pair (bin k, node j) it depends on k − j only: tabulated
+/// once per likelihood (≈ 70 entries) instead of once per pair. Only the near-threshold nodes
+/// whose lead-in matters need the pair-by-pair kernel.
+struct PlainKernel {
+    /// k − j of the first entry.
+    d_lo: i64,
+    /// g at k − j = d_lo, d_lo + 1, …
+    g: Vec<f64>,
+}
+
+impl PlainKernel {
+    fn new(model: &MeasurementModel, x_lo: f64, h: f64) -> Self {
+        // y_k − x_j − offset = (y_min − x_lo − offset) + h (k − j); a band reaches
+        // KERNEL_HALF_WIDTH σ plus one rounded-out node on either side.
+        let base = model.y_min - x_lo - model.offset;
+        let c = base / h;
+        let half = (KERNEL_HALF_WIDTH * NODES_PER_SIGMA).ceil() + 2.0;
+        let (d_lo, d_hi) = ((-c - half).floor() as i64, (-c + half).ceil() as i64);
+        let g =
+            (d_lo..=d_hi).map(|d| model.max_density_std((base + h * d as f64) / model.sigma) / model.sigma).collect();
+        Self { d_lo, g }
+    }
+
+    /// g for bin `k` and node `j`, if within the table.
+    fn at(&self, k: usize, j: usize) -> Option<f64> {
+        let i = i64::try_from(k).ok()? - i64::try_from(j).ok()? - self.d_lo;
+        self.g.get(usize::try_from(i).ok()?).copied()
+    }
+}
+
+/// g(y_k | x_j): from the table where the lead-in cannot act, else pair by pair.
+fn kernel_at(
+    model: &MeasurementModel,
+    plain: &PlainKernel,
+    k: usize,
+    y: f64,
+    j: usize,
+    xj: f64,
+    prep: &PreparedX,
+) -> f64 {
+    let reported = !(model.leak > 0.0 && y < model.start_threshold);
+    match (prep.matters, reported) {
+        (false, true) => plain.at(k, j).unwrap_or_else(|| model.density_prepared(y, xj, prep)),
+        _ => model.density_prepared(y, xj, prep),
+    }
 }
 
 /// The tabulated likelihood (see the module docs).
@@ -41,6 +92,7 @@ pub(super) struct MeasuredLikelihood<'a> {
     model: &'a MeasurementModel,
     efficiency: Option<&'a EfficiencyCurve>,
     y_max: f64,
+    plain: PlainKernel,
     /// The law on the x grid, rewritten by every likelihood evaluation (no allocation per call).
     scratch: RefCell<Vec<f64>>,
 }
@@ -90,12 +142,13 @@ impl<'a> MeasuredLikelihood<'a> {
             .map(|(k, &count)| {
                 let y = model.y_min + h * k as f64;
                 let (lo, hi) = band(y);
-                Row { count, first: lo, weights: vec![0.0; hi - lo + 1], y }
+                Row { count, k, first: lo, weights: vec![0.0; hi - lo + 1], y }
             })
             .collect();
         // Fill the kernel x node by x node: the x-only part of the density (the lead-in) is
         // computed once per node. Bands move up monotonically with y, so the rows that cover
         // node j are a contiguous run starting at the first row whose band has not ended.
+        let plain = PlainKernel::new(model, x_lo, h);
         let mut r0 = 0;
         for (j, &xj) in x.iter().enumerate() {
             while r0 < rows.len() && rows[r0].first + rows[r0].weights.len() <= j {
@@ -111,7 +164,7 @@ impl<'a> MeasuredLikelihood<'a> {
             let scale = eff(xj) * wq(j);
             for row in rows[r0..].iter_mut().take_while(|r| r.first <= j) {
                 if let Some(w) = row.weights.get_mut(j - row.first) {
-                    *w = model.density_prepared(row.y, xj, &prep) * scale;
+                    *w = kernel_at(model, &plain, row.k, row.y, j, xj, &prep) * scale;
                 }
             }
         }
@@ -129,6 +182,7 @@ impl<'a> MeasuredLikelihood<'a> {
             model,
             efficiency,
             y_max,
+            plain,
             scratch: RefCell::new(Vec::with_capacity(nx + 1)),
         })
     }
@@ -197,6 +251,13 @@ impl<'a> MeasuredLikelihood<'a> {
                 (y, lo, hi.max(lo))
             })
             .collect();
+        // Bins with data have their kernel weights (× ε × quadrature weight) from `new`.
+        let mut row_of = vec![None; bins.len()];
+        for row in &self.rows {
+            if let Some(r) = row_of.get_mut(row.k) {
+                *r = Some(row);
+            }
+        }
         let mut f = vec![0.0; bins.len()];
         let mut k0 = 0;
         for (j, &xj) in self.x.iter().enumerate() {
@@ -212,8 +273,13 @@ impl<'a> MeasuredLikelihood<'a> {
             let prep = self.model.prepare(xj);
             let wq = if j == 0 || j == nx { 0.5 * self.h } else { self.h };
             let scale = eff(xj) * wq * p[j];
-            for (fk, &(y, _, _)) in f[k0..].iter_mut().zip(&bins[k0..]).take_while(|(_, b)| b.1 <= j) {
-                *fk += self.model.density_prepared(y, xj, &prep) * scale;
+            let cover = f[k0..].iter_mut().zip(&bins[k0..]).zip(&row_of[k0..]).enumerate();
+            for (i, ((fk, &(y, _, _)), row)) in cover.take_while(|(_, ((_, b), _))| b.1 <= j) {
+                let tabulated = row.and_then(|r| r.weights.get(j.checked_sub(r.first)?));
+                *fk += match tabulated {
+                    Some(w) => w * p[j],
+                    None => kernel_at(self.model, &self.plain, k0 + i, y, j, xj, &prep) * scale,
+                };
             }
         }
         let mut cum = vec![0.0; f.len()];
