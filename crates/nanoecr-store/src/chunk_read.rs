@@ -16,31 +16,48 @@
 //! — another filter (Fletcher32, SZIP, LZF, …), another byte order or width, a chunk that does
 //! not decode to its full size — returns `None`, and the caller reads the column the normal way.
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use hdf5::filters::Filter;
 use hdf5::{Dataset, Datatype, H5Type};
 use libdeflater::Decompressor;
-use rayon::prelude::*;
 
 /// A column element the fast path can rebuild from its little-endian bytes.
 pub(crate) trait LeScalar: H5Type + Copy + Default + Send + Sync {
     /// Bytes per element.
     const SIZE: usize;
-    /// The element from its `SIZE` little-endian bytes, given as byte planes: byte `k` of the
-    /// element is `plane(k)`.
-    fn from_planes(plane: impl Fn(usize) -> u8) -> Self;
+    /// `dst.len()` elements from a shuffled chunk of `rows` elements: byte k of element i at
+    /// `k · rows + i` (HDF5's shuffle filter, H5Zshuffle.c).
+    fn unshuffle(bytes: &[u8], rows: usize, dst: &mut [Self]);
+    /// `dst.len()` elements stored one after the other.
+    fn from_le(bytes: &[u8], dst: &mut [Self]);
+}
+
+/// Gather the `S` byte planes of a shuffled chunk into elements. The planes are cut to
+/// `dst.len()` first, so the inner loop indexes within proven bounds.
+#[inline(always)]
+fn unshuffle_planes<const S: usize, T>(bytes: &[u8], rows: usize, dst: &mut [T], conv: fn([u8; S]) -> T) {
+    let m = dst.len();
+    let planes: [&[u8]; S] = std::array::from_fn(|k| &bytes[k * rows..k * rows + m]);
+    for (i, d) in dst.iter_mut().enumerate() {
+        *d = conv(std::array::from_fn(|k| planes[k][i]));
+    }
 }
 
 macro_rules! le_scalar {
     ($($t:ty),*) => {$(
         impl LeScalar for $t {
             const SIZE: usize = std::mem::size_of::<$t>();
-            #[inline(always)]
-            fn from_planes(plane: impl Fn(usize) -> u8) -> Self {
-                let mut b = [0u8; std::mem::size_of::<$t>()];
-                for (k, v) in b.iter_mut().enumerate() {
-                    *v = plane(k);
+            fn unshuffle(bytes: &[u8], rows: usize, dst: &mut [Self]) {
+                unshuffle_planes::<{ std::mem::size_of::<$t>() }, $t>(bytes, rows, dst, <$t>::from_le_bytes);
+            }
+            fn from_le(bytes: &[u8], dst: &mut [Self]) {
+                for (d, b) in dst.iter_mut().zip(bytes.chunks_exact(Self::SIZE)) {
+                    let mut a = [0u8; std::mem::size_of::<$t>()];
+                    a.copy_from_slice(b);
+                    *d = <$t>::from_le_bytes(a);
                 }
-                <$t>::from_le_bytes(b)
             }
         }
     )*};
@@ -80,33 +97,42 @@ impl Pipeline {
     }
 }
 
-/// One chunk as stored: its filter mask and bytes, or `None` when it was never written.
-type RawChunk = Option<(u32, Vec<u8>)>;
-
 /// Read a whole 1-D column through the fast path, or `None` if this dataset is not one it can
 /// decode exactly (see the module docs; the caller then uses `H5Dread`). Errors are libhdf5's,
 /// from the calls that copy the stored chunks out.
+///
+/// The calling thread copies the stored chunks out one by one under the library lock and hands
+/// each to the rayon pool as soon as it has it, so decoding overlaps the (serial) copying.
 pub(crate) fn read_column<T: LeScalar>(ds: &Dataset) -> hdf5::Result<Option<Vec<T>>> {
     let Some(plan) = plan::<T>(ds)? else { return Ok(None) };
-    let raw = read_raw_chunks(ds, plan.len, plan.chunk_rows)?;
     let mut out = vec![T::default(); plan.len];
-    let decoded = out
-        .par_chunks_mut(plan.chunk_rows)
-        .zip(raw.par_iter())
-        .map_init(
-            || (Decompressor::new(), Vec::<u8>::new()),
-            |(dec, scratch), (dst, chunk)| match chunk {
-                Some((mask, bytes)) => decode_chunk(dec, scratch, plan.pipeline, *mask, bytes, plan.chunk_rows, dst),
-                None => true, // filled below through libhdf5
-            },
-        )
-        .all(|ok| ok);
-    if !decoded {
+    let failed = AtomicBool::new(false);
+    let mut unwritten = Vec::new();
+    let copied: hdf5::Result<()> = rayon::scope(|s| {
+        for (i, dst) in out.chunks_mut(plan.chunk_rows).enumerate() {
+            let Some((mask, stored)) = read_raw_chunk(ds, i, plan.chunk_rows)? else {
+                unwritten.push(i);
+                continue;
+            };
+            let (failed, pipeline, rows) = (&failed, plan.pipeline, plan.chunk_rows);
+            s.spawn(move |_| {
+                DECODER.with(|cell| {
+                    let (dec, scratch) = &mut *cell.borrow_mut();
+                    if !decode_chunk(dec, scratch, pipeline, mask, &stored, rows, dst) {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                });
+            });
+        }
+        Ok(())
+    });
+    copied?;
+    if failed.load(Ordering::Relaxed) {
         tracing::debug!(dataset = %ds.name(), "a chunk did not decode to its full size: reading through libhdf5");
         return Ok(None);
     }
     // Chunks never written hold the dataset's fill value: let libhdf5 supply it.
-    for (i, _) in raw.iter().enumerate().filter(|(_, c)| c.is_none()) {
+    for i in unwritten {
         let start = i * plan.chunk_rows;
         let end = (start + plan.chunk_rows).min(plan.len);
         let fill = ds.read_slice_1d::<T, _>(start..end)?;
@@ -115,6 +141,11 @@ pub(crate) fn read_column<T: LeScalar>(ds: &Dataset) -> hdf5::Result<Option<Vec<
         }
     }
     Ok(Some(out))
+}
+
+thread_local! {
+    /// Each pool thread's inflater and inflate buffer, reused across chunks and columns.
+    static DECODER: RefCell<(Decompressor, Vec<u8>)> = RefCell::new((Decompressor::new(), Vec::new()));
 }
 
 /// The shape of a fast read.
@@ -142,43 +173,38 @@ fn plan<T: LeScalar>(ds: &Dataset) -> hdf5::Result<Option<Plan>> {
     Ok(Some(Plan { len, chunk_rows, pipeline }))
 }
 
-/// Copy every chunk's stored bytes out of the file, under the library lock.
+/// Copy chunk `i`'s stored bytes out of the file under the library lock: its filter mask and
+/// bytes, or `None` when it was never written.
 #[allow(unsafe_code)] // two calls into the HDF5 C API that hdf5-metno does not wrap
-fn read_raw_chunks(ds: &Dataset, len: usize, chunk_rows: usize) -> hdf5::Result<Vec<RawChunk>> {
+fn read_raw_chunk(ds: &Dataset, i: usize, chunk_rows: usize) -> hdf5::Result<Option<(u32, Vec<u8>)>> {
     use hdf5_sys::h5::{haddr_t, hsize_t, HADDR_UNDEF};
     use hdf5_sys::h5d::{H5Dget_chunk_info_by_coord, H5Dread_chunk};
     use hdf5_sys::h5p::H5P_DEFAULT;
 
-    let n_chunks = len.div_ceil(chunk_rows);
+    let offset: [hsize_t; 1] = [(i * chunk_rows) as hsize_t];
     hdf5::sync::sync(|| {
-        let mut chunks = Vec::with_capacity(n_chunks);
-        for i in 0..n_chunks {
-            let offset: [hsize_t; 1] = [(i * chunk_rows) as hsize_t];
-            let (mut mask, mut addr, mut size): (u32, haddr_t, hsize_t) = (0, 0, 0);
-            // SAFETY: `ds.id()` is a live dataset id (held by `ds`), `offset` has one entry per
-            // dimension of this 1-D dataset, and the out-pointers are valid locals. The library
-            // lock is held (`sync`).
-            hdf5::h5check(unsafe {
-                H5Dget_chunk_info_by_coord(ds.id(), offset.as_ptr(), &mut mask, &mut addr, &mut size)
-            })?;
-            if addr == HADDR_UNDEF || size == 0 {
-                chunks.push(None);
-                continue;
-            }
-            let Ok(size) = usize::try_from(size) else {
-                return Err(hdf5::Error::from(format!("chunk {i} of {} claims {size} bytes", ds.name())));
-            };
-            let mut buf = vec![0u8; size];
-            let mut filters = 0u32;
-            // SAFETY: as above; `buf` holds the `size` bytes the library reported for this very
-            // chunk (1.10 API: the buffer must be at least the stored size), nothing else touches
-            // the dataset meanwhile (lock held).
-            hdf5::h5check(unsafe {
-                H5Dread_chunk(ds.id(), H5P_DEFAULT, offset.as_ptr(), &mut filters, buf.as_mut_ptr().cast())
-            })?;
-            chunks.push(Some((filters, buf)));
+        let (mut mask, mut addr, mut size): (u32, haddr_t, hsize_t) = (0, 0, 0);
+        // SAFETY: `ds.id()` is a live dataset id (held by `ds`), `offset` has one entry per
+        // dimension of this 1-D dataset, and the out-pointers are valid locals. The library lock
+        // is held (`sync`).
+        hdf5::h5check(unsafe {
+            H5Dget_chunk_info_by_coord(ds.id(), offset.as_ptr(), &mut mask, &mut addr, &mut size)
+        })?;
+        if addr == HADDR_UNDEF || size == 0 {
+            return Ok(None);
         }
-        Ok(chunks)
+        let Ok(size) = usize::try_from(size) else {
+            return Err(hdf5::Error::from(format!("chunk {i} of {} claims {size} bytes", ds.name())));
+        };
+        let mut buf = vec![0u8; size];
+        let mut filters = 0u32;
+        // SAFETY: as above; `buf` holds the `size` bytes the library reported for this very chunk
+        // (1.10 API: the buffer must be at least the stored size), and nothing else touches the
+        // dataset meanwhile (lock held).
+        hdf5::h5check(unsafe {
+            H5Dread_chunk(ds.id(), H5P_DEFAULT, offset.as_ptr(), &mut filters, buf.as_mut_ptr().cast())
+        })?;
+        Ok(Some((filters, buf)))
     })
 }
 
@@ -206,15 +232,10 @@ fn decode_chunk<T: LeScalar>(
         return false;
     };
     if Pipeline::applied(pipeline.shuffle, mask) && T::SIZE > 1 {
-        // Shuffled: byte k of element i sits at k·chunk_rows + i (byte planes over the full
-        // chunk; HDF5's shuffle filter, H5Zshuffle.c).
-        for (i, d) in dst.iter_mut().enumerate() {
-            *d = T::from_planes(|k| bytes[k * chunk_rows + i]);
-        }
+        // Byte planes over the full chunk, even for the last, partial one.
+        T::unshuffle(bytes, chunk_rows, dst);
     } else {
-        for (d, b) in dst.iter_mut().zip(bytes.chunks_exact(T::SIZE)) {
-            *d = T::from_planes(|k| b[k]);
-        }
+        T::from_le(bytes, dst);
     }
     true
 }
