@@ -20,6 +20,9 @@ pub struct ChildReport {
     pub wall_s: f64,
     /// Peak resident set size of the child, KiB (Linux reports `ru_maxrss` in KiB).
     pub max_rss_kib: u64,
+    /// CPU time of the child, user + system, all its threads, s.
+    #[serde(default)]
+    pub cpu_s: f64,
     /// Exit code (`None` when killed by a signal).
     pub code: Option<i32>,
     /// The child's stdout.
@@ -50,6 +53,10 @@ pub fn wrapper_main(cmd: &[String]) -> Result<()> {
     let report = ChildReport {
         wall_s,
         max_rss_kib: u64::try_from(usage.max_rss()).unwrap_or(0),
+        cpu_s: [usage.user_time(), usage.system_time()]
+            .iter()
+            .map(|t| t.tv_sec() as f64 + t.tv_usec() as f64 * 1e-6)
+            .sum(),
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
     };

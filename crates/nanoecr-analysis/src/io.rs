@@ -5,6 +5,7 @@ use std::path::Path;
 
 use nanoecr_core::config::DetectionConfig;
 use nanoecr_core::Pillar;
+use nanoecr_store::ColumnSelection;
 
 use crate::run::RunInput;
 use crate::AnalysisError;
@@ -16,7 +17,17 @@ pub const DEFAULT_PILLAR: Pillar =
 /// Read a run file and build the analysis input. With `redetect`, events come from running the
 /// detector (settings from the file's config, else defaults) over the stored columns.
 pub fn load_run(path: &Path, redetect: bool) -> Result<RunInput, AnalysisError> {
-    let rf = nanoecr_store::read_run(path)
+    // Only what the analysis uses: current for the detector, else the live Δρ/ρ; never the
+    // sequence numbers, setpoint or voltage.
+    let cols = ColumnSelection {
+        sequence: false,
+        setpoint: false,
+        current: redetect,
+        voltage: false,
+        segment: true,
+        delta_rho: !redetect,
+    };
+    let mut rf = nanoecr_store::read_run_columns(path, cols)
         .map_err(|e| AnalysisError::Read { path: path.display().to_string(), message: e.to_string() })?;
     let cfg = rf.config_toml.as_deref().and_then(|t| nanoecr_core::config::parse(t, None).ok());
     let detection: DetectionConfig = cfg.as_ref().map(|c| c.raw.detection.clone()).unwrap_or_default();
@@ -34,24 +45,24 @@ pub fn load_run(path: &Path, redetect: bool) -> Result<RunInput, AnalysisError> 
         };
         nanoecr_detect::detect_columns(&detection, pillar, rate_hz, settle_s, cols)
     } else {
-        (rf.data.delta_rho.clone(), rf.events.clone())
+        (std::mem::take(&mut rf.data.delta_rho), std::mem::take(&mut rf.events))
     };
     let sim_cfg = cfg.as_ref().filter(|_| rf.ground_truth.is_some()).map(|c| &c.raw.simulation);
     let sim = sim_cfg.map(|c| (c.alpha, c.xc));
     Ok(RunInput {
         path: path.display().to_string(),
         status: rf.status.name().to_string(),
-        end_reason: rf.end_reason.clone(),
+        end_reason: rf.end_reason,
         pillar: Some(pillar),
         rate_hz,
         settle_s,
-        time_s: rf.data.time_s.clone(),
-        disp_nm: rf.data.disp_nm.clone(),
-        load_un: rf.data.load_un.clone(),
+        time_s: rf.data.time_s,
+        disp_nm: rf.data.disp_nm,
+        load_un: rf.data.load_un,
         delta_rho,
-        segment: rf.data.segment.clone(),
+        segment: rf.data.segment,
         events,
-        ground_truth: rf.ground_truth.clone(),
+        ground_truth: rf.ground_truth,
         true_alpha: sim.map(|s| s.0),
         true_xc: sim.map(|s| s.1),
         detection,

@@ -425,13 +425,17 @@ pub fn fit_truncated_power_law(
         ln_xc_hi: (x_max * 1e4).ln(),
         model: WeightedModel::new(efficiency, x_min),
     };
-    // Coarse grid, then Nelder–Mead from the best node.
+    // Coarse grid, then Nelder–Mead from the best node. The truncated power law, weighted by a
+    // fixed ε or not, is an exponential family in (α, 1/xc) with statistics (Σ ln x, Σ x): its
+    // log-likelihood is concave there, so it has one maximum on the box and the grid only has to
+    // put Nelder–Mead near it (11 × 9 nodes; 21 × 17 found the same maxima to the simplex's
+    // 1e-8 tolerance on the tests' and the demo's data, at 3.6× the evaluations).
     let mut start = [1.5, (s_x / n).ln()];
     let mut best = lik.at(start[0], start[1]);
-    for i in 0..=20 {
-        let a = ALPHA_LO + 0.25 * i as f64;
-        for j in 0..=16 {
-            let l = lik.ln_xc_lo + (lik.ln_xc_hi - lik.ln_xc_lo) * j as f64 / 16.0;
+    for i in 0..=10 {
+        let a = ALPHA_LO + 0.5 * i as f64;
+        for j in 0..=8 {
+            let l = lik.ln_xc_lo + (lik.ln_xc_hi - lik.ln_xc_lo) * j as f64 / 8.0;
             let v = lik.at(a, l);
             if v > best {
                 best = v;

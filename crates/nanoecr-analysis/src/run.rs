@@ -81,13 +81,16 @@ impl RunInput {
 /// 1.4826 · MAD of first differences / √2. Spikes are sparse and short, so they barely move the
 /// median; the slow baseline cancels in the differences. NaN with fewer than 10 differences.
 pub fn noise_sigma_of(delta_rho: &[f64]) -> f64 {
-    let d: Vec<f64> = delta_rho.windows(2).map(|w| w[1] - w[0]).filter(|v| v.is_finite()).collect();
+    let mut d: Vec<f64> = delta_rho.windows(2).map(|w| w[1] - w[0]).filter(|v| v.is_finite()).collect();
     if d.len() < 10 {
         return f64::NAN;
     }
-    let med = crate::events::median(&d);
-    let abs: Vec<f64> = d.iter().map(|v| (v - med).abs()).collect();
-    1.4826 * crate::events::median(&abs) / std::f64::consts::SQRT_2
+    // Both medians by selection in the one buffer: exact (the values a sort gives), O(n).
+    let med = crate::events::median_in_place(&mut d);
+    for v in &mut d {
+        *v = (*v - med).abs();
+    }
+    1.4826 * crate::events::median_in_place(&mut d) / std::f64::consts::SQRT_2
 }
 
 /// The measurement model of `nanoecr-detect` with `detection` settings on a run of noise σ

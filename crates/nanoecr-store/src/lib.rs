@@ -13,6 +13,7 @@
 //! - [`recover`] makes a file left by a crash readable by any reader (clearing the superblock's
 //!   "open for writing" flags) and marks it `failed`.
 
+mod chunk_read;
 mod chunk_write;
 mod names;
 mod reader;
@@ -21,7 +22,7 @@ mod writer;
 
 use std::path::PathBuf;
 
-pub use reader::{read_run, RunColumns, RunData, RunFile};
+pub use reader::{read_run, read_run_columns, ColumnSelection, RunColumns, RunData, RunFile};
 pub use writer::{InstrumentInfo, Pacing, RunWriter};
 
 /// Errors of the run-file layer. Each names the file and what was being done.

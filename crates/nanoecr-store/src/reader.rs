@@ -8,9 +8,11 @@ use hdf5::types::{FixedAscii, FixedUnicode, TypeDescriptor, VarLenAscii, VarLenU
 use hdf5::{Container, File, Group, Location, OpenMode};
 use nanoecr_core::{Diagnostics, Event, EventKind, Pillar, RunStatus, Segment, Sign};
 
+use crate::chunk_read::{self, LeScalar};
 use crate::StoreError;
 
-/// The sample columns of a run, all the same length.
+/// The sample columns of a run, all the same length (but those a [`ColumnSelection`] left out,
+/// which are empty).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunData {
     /// Sequence numbers (0.. for foreign files without them).
@@ -119,15 +121,16 @@ fn read_f64_scalar(g: &Group, name: &str) -> Option<f64> {
     d.read_scalar::<f64>().ok().or_else(|| d.read_raw::<f64>().ok().and_then(|v| v.first().copied()))
 }
 
-fn column<T: hdf5::H5Type>(path: &Path, g: &Group, name: &str) -> Result<Option<Vec<T>>, StoreError> {
-    match g.dataset(name) {
-        Ok(d) => d.read_raw::<T>().map(Some).map_err(|source| StoreError::Hdf5 {
-            path: path.to_path_buf(),
-            during: format!("reading /entry/data/{name}"),
-            source,
-        }),
-        Err(_) => Ok(None),
-    }
+/// A column of `g`, `None` when absent. Chunked columns are decoded off the library lock on every
+/// core when their filters allow ([`chunk_read`](crate::chunk_read)), else read through libhdf5.
+fn column<T: LeScalar>(path: &Path, g: &Group, name: &str) -> Result<Option<Vec<T>>, StoreError> {
+    let Ok(d) = g.dataset(name) else { return Ok(None) };
+    let fast = chunk_read::read_column::<T>(&d).transpose();
+    fast.unwrap_or_else(|| d.read_raw::<T>()).map(Some).map_err(|source| StoreError::Hdf5 {
+        path: path.to_path_buf(),
+        during: format!("reading {}/{name}", g.name()),
+        source,
+    })
 }
 
 fn read_events(path: &Path, g: &Group) -> Result<Vec<Event>, StoreError> {
@@ -172,9 +175,39 @@ fn fit_len<T>(mut v: Vec<T>, n: usize, live: bool) -> Option<Vec<T>> {
     (v.len() == n).then_some(v)
 }
 
+/// Which sample columns [`read_run_columns`] reads besides `time`, `displacement` and `load`
+/// (always read: they define the run). A column not selected is left empty in [`RunData`], so a
+/// caller that needs only some pays neither the read nor the memory of the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColumnSelection {
+    /// `sequence`.
+    pub sequence: bool,
+    /// `setpoint`.
+    pub setpoint: bool,
+    /// `current` (required in the file when selected).
+    pub current: bool,
+    /// `voltage`.
+    pub voltage: bool,
+    /// `segment`.
+    pub segment: bool,
+    /// `resistivity_change` (Δρ/ρ as computed live).
+    pub delta_rho: bool,
+}
+
+impl ColumnSelection {
+    /// Every column: what [`read_run`] reads.
+    pub const ALL: Self =
+        Self { sequence: true, setpoint: true, current: true, voltage: true, segment: true, delta_rho: true };
+}
+
 /// Read a run file. A file that is still being written (or was left so by a crash: its
 /// superblock still says "open for writing") is read in SWMR mode, up to its last flush.
 pub fn read_run(path: &Path) -> Result<RunFile, StoreError> {
+    read_run_columns(path, ColumnSelection::ALL)
+}
+
+/// [`read_run`], reading only the sample columns `cols` selects (the others are empty).
+pub fn read_run_columns(path: &Path, cols: ColumnSelection) -> Result<RunFile, StoreError> {
     let (file, live) = match File::open(path) {
         Ok(f) => (f, false),
         Err(source) => match File::open_as(path, OpenMode::ReadSWMR) {
@@ -194,33 +227,46 @@ pub fn read_run(path: &Path) -> Result<RunFile, StoreError> {
     };
     let mut time_s = need("time")?;
     let mut disp_nm = need("displacement")?;
-    let mut current_a = need("current")?;
+    let mut current_a = if cols.current { need("current")? } else { Vec::new() };
     let mut load_un = need("load")?;
     if live {
         // A writer extends the columns one after the other: a reader can catch them between two
         // extents. Keep the rows every column has.
-        let n = [time_s.len(), disp_nm.len(), current_a.len(), load_un.len()].into_iter().min().unwrap_or(0);
+        let n = [time_s.len(), disp_nm.len(), load_un.len()]
+            .into_iter()
+            .chain(cols.current.then_some(current_a.len()))
+            .min()
+            .unwrap_or(0);
         for c in [&mut time_s, &mut disp_nm, &mut current_a, &mut load_un] {
             c.truncate(n);
         }
     }
     let n = time_s.len();
-    if disp_nm.len() != n || current_a.len() != n || load_un.len() != n {
+    if disp_nm.len() != n || (cols.current && current_a.len() != n) || load_un.len() != n {
         return Err(invalid("time, displacement, current and load differ in length"));
     }
     // Optional columns must match the required ones (a live file's may be longer: cut them).
     let fit = |v: Vec<_>| -> Option<Vec<_>> { fit_len(v, n, live) };
-    let opt = |name: &str| -> Result<Vec<f64>, StoreError> {
+    let opt = |name: &str, wanted: bool| -> Result<Vec<f64>, StoreError> {
+        if !wanted {
+            return Ok(Vec::new());
+        }
         Ok(column::<f64>(path, &data_g, name)?.and_then(|v| fit_len(v, n, live)).unwrap_or_else(|| vec![f64::NAN; n]))
     };
     let data = RunData {
-        seq: column::<u64>(path, &data_g, "sequence")?.and_then(fit).unwrap_or_else(|| (0..n as u64).collect()),
-        setpoint_un: opt("setpoint")?,
-        voltage_v: opt("voltage")?,
-        delta_rho: opt("resistivity_change")?,
-        segment: column::<u8>(path, &data_g, "segment")?
-            .and_then(|v| fit_len(v, n, live))
-            .unwrap_or_else(|| vec![0; n]),
+        seq: if cols.sequence {
+            column::<u64>(path, &data_g, "sequence")?.and_then(fit).unwrap_or_else(|| (0..n as u64).collect())
+        } else {
+            Vec::new()
+        },
+        setpoint_un: opt("setpoint", cols.setpoint)?,
+        voltage_v: opt("voltage", cols.voltage)?,
+        delta_rho: opt("resistivity_change", cols.delta_rho)?,
+        segment: if cols.segment {
+            column::<u8>(path, &data_g, "segment")?.and_then(|v| fit_len(v, n, live)).unwrap_or_else(|| vec![0; n])
+        } else {
+            Vec::new()
+        },
         time_s,
         load_un,
         disp_nm,

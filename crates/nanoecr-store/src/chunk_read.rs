@@ -1,0 +1,429 @@
+//! Reading a 1-D chunked column with the chunks decoded outside libhdf5.
+//!
+//! libhdf5 (and hdf5-metno around it) runs every call behind one global lock, so a column read
+//! through `H5Dread` inflates its chunks one after the other on one core, with system zlib. Here
+//! the lock is held only to copy each chunk's stored bytes out of the file (`H5Dread_chunk`, its
+//! filter mask and size from `H5Dget_chunk_info_by_coord`: by coordinate, because the by-index
+//! lookup walks the chunk index from the start on every call). The chunks are then inflated with
+//! libdeflate and unshuffled on the rayon pool, each straight into its place in the column.
+//!
+//! Only what this module can reproduce exactly takes the fast path: a 1-D chunked dataset whose
+//! file type is the native little-endian type of the column, with a filter pipeline of shuffle,
+//! deflate, both (shuffle first, as h5py and our writer set them) or none. A chunk stored raw
+//! (its filter-mask bit set, as a writer does when deflate would not shrink it) is taken as it
+//! is; a chunk never written is read through libhdf5, which knows the dataset's fill value; a
+//! partial last chunk is decoded whole (HDF5 stores edge chunks full size) and cut. Anything else
+//! — another filter (Fletcher32, SZIP, LZF, …), another byte order or width, a chunk that does
+//! not decode to its full size — returns `None`, and the caller reads the column the normal way.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use hdf5::filters::Filter;
+use hdf5::{Dataset, Datatype, H5Type};
+use libdeflater::Decompressor;
+
+/// A column element the fast path can rebuild from its little-endian bytes.
+pub(crate) trait LeScalar: H5Type + Copy + Default + Send + Sync {
+    /// Bytes per element.
+    const SIZE: usize;
+    /// `dst.len()` elements from a shuffled chunk of `rows` elements: byte k of element i at
+    /// `k · rows + i` (HDF5's shuffle filter, H5Zshuffle.c).
+    fn unshuffle(bytes: &[u8], rows: usize, dst: &mut [Self]);
+    /// `dst.len()` elements stored one after the other.
+    fn from_le(bytes: &[u8], dst: &mut [Self]);
+}
+
+/// Gather the `S` byte planes of a shuffled chunk into elements. The planes are cut to
+/// `dst.len()` first, so the inner loop indexes within proven bounds.
+#[inline(always)]
+fn unshuffle_planes<const S: usize, T>(bytes: &[u8], rows: usize, dst: &mut [T], conv: fn([u8; S]) -> T) {
+    let m = dst.len();
+    let planes: [&[u8]; S] = std::array::from_fn(|k| &bytes[k * rows..k * rows + m]);
+    for (i, d) in dst.iter_mut().enumerate() {
+        *d = conv(std::array::from_fn(|k| planes[k][i]));
+    }
+}
+
+macro_rules! le_scalar {
+    ($($t:ty),*) => {$(
+        impl LeScalar for $t {
+            const SIZE: usize = std::mem::size_of::<$t>();
+            fn unshuffle(bytes: &[u8], rows: usize, dst: &mut [Self]) {
+                unshuffle_planes::<{ std::mem::size_of::<$t>() }, $t>(bytes, rows, dst, <$t>::from_le_bytes);
+            }
+            fn from_le(bytes: &[u8], dst: &mut [Self]) {
+                for (d, b) in dst.iter_mut().zip(bytes.chunks_exact(Self::SIZE)) {
+                    let mut a = [0u8; std::mem::size_of::<$t>()];
+                    a.copy_from_slice(b);
+                    *d = <$t>::from_le_bytes(a);
+                }
+            }
+        }
+    )*};
+}
+le_scalar!(f64, f32, u64, i64, u32, i32, u16, i16, u8, i8);
+
+/// What one chunk's stored bytes need before they are the column's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pipeline {
+    /// Pipeline index of the shuffle filter, if present.
+    shuffle: Option<u32>,
+    /// Pipeline index of the deflate filter, if present.
+    deflate: Option<u32>,
+}
+
+impl Pipeline {
+    /// The pipeline of a dataset, if this module can undo it exactly. HDF5 applies the filters
+    /// in pipeline order on write and undoes them in reverse on read: shuffle must come before
+    /// deflate.
+    fn of(filters: &[Filter]) -> Option<Self> {
+        let mut p = Pipeline { shuffle: None, deflate: None };
+        for (i, f) in filters.iter().enumerate() {
+            let i = u32::try_from(i).ok()?;
+            match f {
+                Filter::Shuffle if p.shuffle.is_none() && p.deflate.is_none() => p.shuffle = Some(i),
+                Filter::Deflate(_) if p.deflate.is_none() => p.deflate = Some(i),
+                _ => return None,
+            }
+        }
+        Some(p)
+    }
+
+    /// Whether filter `index` was applied to a chunk with filter mask `mask` (bit i set: filter
+    /// i skipped; HDF5 User Guide, "Direct chunk write", and `H5Dread_chunk`'s reference).
+    fn applied(index: Option<u32>, mask: u32) -> bool {
+        index.is_some_and(|i| mask & (1 << i) == 0)
+    }
+}
+
+/// Read a whole 1-D column through the fast path, or `None` if this dataset is not one it can
+/// decode exactly (see the module docs; the caller then uses `H5Dread`). Errors are libhdf5's,
+/// from the calls that copy the stored chunks out.
+///
+/// The calling thread copies the stored chunks out one by one under the library lock and hands
+/// each to the rayon pool as soon as it has it, so decoding overlaps the (serial) copying.
+pub(crate) fn read_column<T: LeScalar>(ds: &Dataset) -> hdf5::Result<Option<Vec<T>>> {
+    let Some(plan) = plan::<T>(ds)? else { return Ok(None) };
+    // Zeroed pages from the kernel, not yet touched: the decoders fault them in, in parallel.
+    let mut out = vec![T::default(); plan.len];
+    advise_huge_pages(&mut out);
+    let failed = AtomicBool::new(false);
+    let mut unwritten = Vec::new();
+    // Stored-chunk buffers come back from the decoders and are reused: fresh ones were a page
+    // fault per 4 KiB on the copying thread, the one that is not parallel.
+    let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
+    let copied: hdf5::Result<()> = rayon::scope(|s| {
+        let recycled = recycled; // moved in: a Receiver is Send, not Sync
+        for (i, dst) in out.chunks_mut(plan.chunk_rows).enumerate() {
+            let buf = recycled.try_recv().unwrap_or_default();
+            let Some((mask, stored)) = read_raw_chunk(ds, i, plan.chunk_rows, buf)? else {
+                unwritten.push(i);
+                continue;
+            };
+            let (failed, pipeline, rows, recycle) = (&failed, plan.pipeline, plan.chunk_rows, recycle.clone());
+            s.spawn(move |_| {
+                DECODER.with(|cell| {
+                    let (dec, scratch) = &mut *cell.borrow_mut();
+                    if !decode_chunk(dec, scratch, pipeline, mask, &stored, rows, dst) {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                });
+                // The reader may be done already; then the buffer is simply dropped.
+                let _ = recycle.send(stored);
+            });
+        }
+        Ok(())
+    });
+    copied?;
+    if failed.load(Ordering::Relaxed) {
+        tracing::debug!(dataset = %ds.name(), "a chunk did not decode to its full size: reading through libhdf5");
+        return Ok(None);
+    }
+    // Chunks never written hold the dataset's fill value: let libhdf5 supply it.
+    for i in unwritten {
+        let start = i * plan.chunk_rows;
+        let end = (start + plan.chunk_rows).min(plan.len);
+        let fill = ds.read_slice_1d::<T, _>(start..end)?;
+        for (d, s) in out[start..end].iter_mut().zip(fill.iter()) {
+            *d = *s;
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Ask the kernel to back a large column with transparent huge pages before it is first written:
+/// a 100 kHz run's columns are ≈ 200 MB, and faulting them in 4 KiB at a time was ≈ 30 % of the
+/// read's CPU (`perf`, 51 k faults per read). Advisory: where THP is off or the call fails, the
+/// pages are the normal ones.
+#[allow(unsafe_code)] // one madvise on memory this function's caller owns
+fn advise_huge_pages<T>(v: &mut [T]) {
+    const PAGE: usize = 4096;
+    let bytes = std::mem::size_of_val(v);
+    if bytes < 8 << 20 {
+        return;
+    }
+    let start = v.as_mut_ptr() as usize;
+    let (lo, hi) = (start.div_ceil(PAGE) * PAGE, (start + bytes) / PAGE * PAGE);
+    let Some(addr) = std::ptr::NonNull::new(lo as *mut std::ffi::c_void) else { return };
+    if hi > lo {
+        // SAFETY: [lo, hi) is page-aligned and inside `v`'s allocation, which `v` keeps alive
+        // for the call; MADV_HUGEPAGE changes how the kernel backs those pages, never their
+        // contents or validity.
+        let advised = unsafe { nix::sys::mman::madvise(addr, hi - lo, nix::sys::mman::MmapAdvise::MADV_HUGEPAGE) };
+        if let Err(e) = advised {
+            tracing::debug!(error = %e, "madvise(MADV_HUGEPAGE) refused; normal pages");
+        }
+    }
+}
+
+thread_local! {
+    /// Each pool thread's inflater and inflate buffer, reused across chunks and columns.
+    static DECODER: RefCell<(Decompressor, Vec<u8>)> = RefCell::new((Decompressor::new(), Vec::new()));
+}
+
+/// The shape of a fast read.
+struct Plan {
+    len: usize,
+    chunk_rows: usize,
+    pipeline: Pipeline,
+}
+
+/// Whether `ds` can take the fast path as a column of `T`, and how.
+fn plan<T: LeScalar>(ds: &Dataset) -> hdf5::Result<Option<Plan>> {
+    let shape = ds.shape();
+    let chunk = ds.chunk();
+    let (len, chunk_rows) = match (shape.as_slice(), chunk.as_deref()) {
+        ([len], Some([rows])) if *rows > 0 => (*len, *rows),
+        _ => return Ok(None),
+    };
+    // The stored bytes are the file type's: only a type equal to the native one (same class,
+    // width, sign and byte order — H5Tequal) can be reinterpreted without conversion. Native is
+    // little-endian on every target this crate builds for; a big-endian host would fail here.
+    if cfg!(target_endian = "big") || ds.dtype()? != Datatype::from_type::<T>()? {
+        return Ok(None);
+    }
+    let Some(pipeline) = Pipeline::of(&ds.filters()) else { return Ok(None) };
+    Ok(Some(Plan { len, chunk_rows, pipeline }))
+}
+
+/// Copy chunk `i`'s stored bytes out of the file under the library lock, into `buf` (reused):
+/// its filter mask and bytes, or `None` when it was never written.
+#[allow(unsafe_code)] // two calls into the HDF5 C API that hdf5-metno does not wrap
+fn read_raw_chunk(ds: &Dataset, i: usize, chunk_rows: usize, mut buf: Vec<u8>) -> hdf5::Result<Option<(u32, Vec<u8>)>> {
+    use hdf5_sys::h5::{haddr_t, hsize_t, HADDR_UNDEF};
+    use hdf5_sys::h5d::{H5Dget_chunk_info_by_coord, H5Dread_chunk};
+    use hdf5_sys::h5p::H5P_DEFAULT;
+
+    let offset: [hsize_t; 1] = [(i * chunk_rows) as hsize_t];
+    hdf5::sync::sync(|| {
+        let (mut mask, mut addr, mut size): (u32, haddr_t, hsize_t) = (0, 0, 0);
+        // SAFETY: `ds.id()` is a live dataset id (held by `ds`), `offset` has one entry per
+        // dimension of this 1-D dataset, and the out-pointers are valid locals. The library lock
+        // is held (`sync`).
+        hdf5::h5check(unsafe {
+            H5Dget_chunk_info_by_coord(ds.id(), offset.as_ptr(), &mut mask, &mut addr, &mut size)
+        })?;
+        if addr == HADDR_UNDEF || size == 0 {
+            return Ok(None);
+        }
+        let Ok(size) = usize::try_from(size) else {
+            return Err(hdf5::Error::from(format!("chunk {i} of {} claims {size} bytes", ds.name())));
+        };
+        buf.clear();
+        buf.resize(size, 0);
+        let mut filters = 0u32;
+        // SAFETY: as above; `buf` holds the `size` bytes the library reported for this very chunk
+        // (1.10 API: the buffer must be at least the stored size), and nothing else touches the
+        // dataset meanwhile (lock held).
+        hdf5::h5check(unsafe {
+            H5Dread_chunk(ds.id(), H5P_DEFAULT, offset.as_ptr(), &mut filters, buf.as_mut_ptr().cast())
+        })?;
+        Ok(Some((filters, buf)))
+    })
+}
+
+/// Undo one chunk's filters into `dst` (its rows of the column, `chunk_rows` or fewer for the
+/// last chunk). `false` if the chunk does not decode to exactly `chunk_rows` elements.
+fn decode_chunk<T: LeScalar>(
+    dec: &mut Decompressor,
+    scratch: &mut Vec<u8>,
+    pipeline: Pipeline,
+    mask: u32,
+    stored: &[u8],
+    chunk_rows: usize,
+    dst: &mut [T],
+) -> bool {
+    let full = chunk_rows * T::SIZE;
+    let bytes: &[u8] = if Pipeline::applied(pipeline.deflate, mask) {
+        scratch.resize(full, 0);
+        match dec.zlib_decompress(stored, scratch) {
+            Ok(n) if n == full => scratch,
+            _ => return false,
+        }
+    } else if stored.len() == full {
+        stored
+    } else {
+        return false;
+    };
+    if Pipeline::applied(pipeline.shuffle, mask) && T::SIZE > 1 {
+        // Byte planes over the full chunk, even for the last, partial one.
+        T::unshuffle(bytes, chunk_rows, dst);
+    } else {
+        T::from_le(bytes, dst);
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    #[test]
+    fn pipelines_this_module_can_undo() {
+        let p = |f: &[Filter]| Pipeline::of(f);
+        assert_eq!(p(&[]), Some(Pipeline { shuffle: None, deflate: None }));
+        assert_eq!(p(&[Filter::Shuffle, Filter::Deflate(4)]), Some(Pipeline { shuffle: Some(0), deflate: Some(1) }));
+        assert_eq!(p(&[Filter::Deflate(1)]), Some(Pipeline { shuffle: None, deflate: Some(0) }));
+        // Deflate then shuffle would need the other order on read; checksums and other codecs
+        // are libhdf5's job.
+        assert_eq!(p(&[Filter::Deflate(1), Filter::Shuffle]), None);
+        assert_eq!(p(&[Filter::Shuffle, Filter::Deflate(1), Filter::Fletcher32]), None);
+        assert!(Pipeline::applied(Some(1), 0b01) && !Pipeline::applied(Some(1), 0b10));
+        assert!(!Pipeline::applied(None, 0));
+    }
+
+    /// h5py writes every column type under every pipeline the fast path takes, plus the chunks
+    /// it must treat specially, and dumps what it reads back of each as little-endian bytes.
+    /// The datasets named `fallback_*` must be refused (read through libhdf5 instead).
+    const WRITE: &str = r#"
+import sys, h5py, numpy as np
+path, dump = sys.argv[1], sys.argv[2]
+rng = np.random.default_rng(7)
+n, c = 5000, 512          # 10 chunks, the last one partial (392 rows)
+types = ["f8", "f4", "u8", "i8", "u4", "i2", "u1", "i1"]
+def values(t):
+    if t[0] == "f":
+        # A slow ramp plus noise (deflate finds something), and the special values.
+        v = (np.linspace(0, 3, n) + 1e-4 * rng.standard_normal(n)).astype(t)
+        v[[5, 600, 4999]] = [np.nan, np.inf, -0.0]
+        return v
+    info = np.iinfo(t)
+    v = rng.integers(info.min, info.max, size=n, endpoint=True, dtype=t)
+    v[:700] = np.arange(700) % 5  # a compressible run across a chunk boundary
+    return v
+pipelines = {
+    "plain": {},
+    "shuffle": {"shuffle": True},
+    "deflate1": {"compression": "gzip", "compression_opts": 1},
+    "deflate9": {"compression": "gzip", "compression_opts": 9},
+    "shuffle_deflate1": {"shuffle": True, "compression": "gzip", "compression_opts": 1},
+    "shuffle_deflate4": {"shuffle": True, "compression": "gzip", "compression_opts": 4},
+    "shuffle_deflate9": {"shuffle": True, "compression": "gzip", "compression_opts": 9},
+}
+with h5py.File(path, "w") as f:
+    for t in types:
+        for name, kw in pipelines.items():
+            f.create_dataset(f"{name}_{t}", data=values(t), chunks=(c,), **kw)
+    # Extendible, grown in uneven blocks the way a live writer does.
+    d = f.create_dataset("extended_f8", shape=(0,), maxshape=(None,), chunks=(c,), dtype="f8",
+                         shuffle=True, compression="gzip", compression_opts=1)
+    v = values("f8")
+    for lo in range(0, n, 777):
+        hi = min(lo + 777, n)
+        d.resize((hi,))
+        d[lo:hi] = v[lo:hi]
+    # Chunk 1 stored raw under a shuffle + deflate pipeline: shuffled but not deflated (mask bit
+    # 1), and chunk 2 with both filters skipped (mask 0b11), as a writer stores a chunk deflate
+    # would not shrink.
+    d = f.create_dataset("raw_chunks_f8", data=values("f8"), chunks=(c,), shuffle=True, compression="gzip")
+    v = rng.standard_normal(c)
+    shuffled = v.astype("<f8").view("u1").reshape(c, 8).T.copy().tobytes()
+    d.id.write_direct_chunk((c,), shuffled, filter_mask=0b10)
+    d.id.write_direct_chunk((2 * c,), rng.standard_normal(c).astype("<f8").tobytes(), filter_mask=0b11)
+    # Chunks 1 and 3 never written: the fill value.
+    d = f.create_dataset("unwritten_f8", shape=(n,), chunks=(c,), dtype="f8", fillvalue=-7.5,
+                         shuffle=True, compression="gzip")
+    d[0:c] = values("f8")[0:c]
+    d[2 * c:3 * c] = 1.25
+    d[4 * c:] = 2.5
+    d = f.create_dataset("unwritten_u1", shape=(n,), chunks=(c,), dtype="u1", fillvalue=9, compression="gzip")
+    d[c:2 * c] = 3
+    # Refused: a checksum, another codec, big-endian, not chunked.
+    f.create_dataset("fallback_fletcher_f8", data=values("f8"), chunks=(c,), fletcher32=True, compression="gzip")
+    f.create_dataset("fallback_lzf_f8", data=values("f8"), chunks=(c,), compression="lzf")
+    f.create_dataset("fallback_scaleoffset_i8", data=values("i8"), chunks=(c,), scaleoffset=0)
+    f.create_dataset("fallback_bigendian_f8", data=values("f8").astype(">f8"), chunks=(c,), compression="gzip")
+    f.create_dataset("fallback_contiguous_f8", data=values("f8"))
+with h5py.File(path, "r") as f, open(dump, "w") as out:
+    for name, d in f.items():
+        raw = np.asarray(d[...])
+        raw.astype(raw.dtype.newbyteorder("<")).tofile(f"{dump}.{name}")
+        out.write(name + "\n")
+"#;
+
+    /// Little-endian bytes of a column, to compare bit for bit (NaN included).
+    trait LeBytes {
+        fn le_bytes(v: &[Self]) -> Vec<u8>
+        where
+            Self: Sized;
+    }
+    macro_rules! le_bytes {
+        ($($t:ty),*) => {$(
+            impl LeBytes for $t {
+                fn le_bytes(v: &[Self]) -> Vec<u8> {
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+                }
+            }
+        )*};
+    }
+    le_bytes!(f64, f32, u64, i64, u32, i16, u8, i8);
+
+    /// The fast read of `name` as `T`: `Some` with the bytes h5py read, or `None` (refused).
+    fn check<T: LeScalar + LeBytes>(file: &hdf5::File, dump: &std::path::Path, name: &str) -> Option<()> {
+        let ds = file.dataset(name).expect("dataset");
+        let fast = read_column::<T>(&ds).expect("read")?;
+        let expected = std::fs::read(format!("{}.{name}", dump.display())).expect("h5py dump");
+        assert_eq!(fast.len(), ds.size(), "{name}: length");
+        assert!(T::le_bytes(&fast) == expected, "{name}: differs from what h5py reads");
+        Some(())
+    }
+
+    #[test]
+    fn fast_reads_equal_what_h5py_reads_and_other_pipelines_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (path, dump) = (dir.path().join("chunks.h5"), dir.path().join("dump"));
+        let out = Command::new("python3")
+            .args(["-c", WRITE])
+            .arg(&path)
+            .arg(&dump)
+            .output()
+            .expect("python3 must be installed (scripts/setup.sh)");
+        assert!(out.status.success(), "h5py: {}", String::from_utf8_lossy(&out.stderr));
+        let file = hdf5::File::open(&path).expect("open");
+        let names = std::fs::read_to_string(&dump).expect("names");
+        let mut fast = 0;
+        for name in names.lines() {
+            let t = name.rsplit('_').next().unwrap_or_default();
+            let got = match t {
+                "f8" => check::<f64>(&file, &dump, name),
+                "f4" => check::<f32>(&file, &dump, name),
+                "u8" => check::<u64>(&file, &dump, name),
+                "i8" => check::<i64>(&file, &dump, name),
+                "u4" => check::<u32>(&file, &dump, name),
+                "i2" => check::<i16>(&file, &dump, name),
+                "u1" => check::<u8>(&file, &dump, name),
+                "i1" => check::<i8>(&file, &dump, name),
+                _ => panic!("{name}: no type suffix"),
+            };
+            assert_eq!(got.is_none(), name.starts_with("fallback_"), "{name}: fast path taken = {}", got.is_some());
+            fast += usize::from(got.is_some());
+        }
+        // 8 types × 7 pipelines, the extendible one, raw chunks, two with unwritten chunks.
+        assert_eq!(fast, 8 * 7 + 4);
+        // A column read as another type than the file's (u8 data as f64) is refused, not
+        // reinterpreted.
+        assert!(read_column::<f64>(&file.dataset("shuffle_deflate1_u8").expect("ds")).expect("read").is_none());
+    }
+}
