@@ -368,7 +368,11 @@ with h5py.File(sys.argv[1], "r") as f:
     let size = std::fs::metadata(&path).expect("stat").len();
     let stored: u64 = python(STORED_BYTES, &[path.to_str().expect("utf-8")]).trim().parse().expect("bytes");
     assert!(crashed_size > stored * 3 / 2 + 64 * 1024, "no dead space to test: {crashed_size} for {stored}");
-    assert_eq!(outcome.compacted, Some((crashed_size, size)), "stored {stored}");
+    // (Recovery itself rewrites the superblock and /entry's attributes before compacting, so
+    // the size it compacted from is within a few KiB of the crashed file's.)
+    let (from, to) = outcome.compacted.expect("compacted");
+    assert_eq!(to, size, "stored {stored}");
+    assert!(from.abs_diff(crashed_size) < 64 * 1024, "compacted from {from}, crashed file {crashed_size}");
     assert!(size < stored * 3 / 2 + 64 * 1024, "{size} bytes on disk for {stored} bytes of data");
     // Recovering again changes nothing.
     let again = recover(&path).expect("second recover");

@@ -818,8 +818,35 @@ fn from_toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
         (Some(s), false) if !key.contains('.') => format!("{s}.{key}"),
         _ => key,
     };
+    let (message, expected) = match REMOVED_KEYS.iter().find(|(k, _, _)| *k == key) {
+        Some((_, why, instead)) if kind == ConfigErrorKind::UnknownKey => {
+            (format!("`{key}` was removed: {why}"), (*instead).to_string())
+        }
+        _ => (message, expected),
+    };
     ConfigError { kind, file: None, line, key, value, message, expected }
 }
+
+/// Keys earlier versions accepted, with why they went and what to write instead, so an old
+/// config fails with directions rather than a bare "unknown key". (Removed keys whose old value
+/// must be checked live on as fields, e.g. `limits.missed_deadline_fraction`.)
+const REMOVED_KEYS: &[(&str, &str, &str)] = &[
+    (
+        "simulation.p_fraction_load",
+        "the p-type probability now follows the stress rate",
+        "simulation.p_fraction_bias_max and simulation.p_fraction_stress_rate_mpa_per_s (docs/simulator.md)",
+    ),
+    (
+        "simulation.p_fraction_hold",
+        "the p-type probability now follows the stress rate (½ in a hold)",
+        "simulation.p_fraction_bias_max and simulation.p_fraction_stress_rate_mpa_per_s (docs/simulator.md)",
+    ),
+    (
+        "simulation.p_fraction_unload",
+        "the p-type probability now follows the stress rate",
+        "simulation.p_fraction_bias_max and simulation.p_fraction_stress_rate_mpa_per_s (docs/simulator.md)",
+    ),
+];
 
 /// serde's names for Rust types ("f64", "struct LimitsConfig") in an operator's words.
 fn plain_type(expected: &str) -> String {

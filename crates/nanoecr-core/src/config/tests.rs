@@ -59,6 +59,17 @@ fn unknown_key_is_rejected_with_its_line() {
 }
 
 #[test]
+fn a_removed_simulation_key_names_what_replaced_it() {
+    let text = DEMO.replace("[simulation]\n", "[simulation]\np_fraction_load = 0.7\n");
+    assert_ne!(text, DEMO, "the demo has a [simulation] table");
+    let e = err(&text);
+    assert_eq!(e.kind, ConfigErrorKind::UnknownKey);
+    assert_eq!(e.key, "simulation.p_fraction_load");
+    assert!(e.message.contains("was removed"), "{e}");
+    assert!(e.expected.contains("p_fraction_stress_rate_mpa_per_s"), "{e}");
+}
+
+#[test]
 fn wrong_type_names_key_value_and_unit() {
     let text = DEMO.replace("voltage_v = 5.0", "voltage_v = \"five\"");
     let e = err(&text);
