@@ -131,17 +131,19 @@ pub fn count_above(text: &str, threshold_us: u64) -> u64 {
     late
 }
 
-/// The ticks a control loop of sample period `tick_us`, running `batch` ticks per wake-up, would
-/// have missed had its wake-ups come as late as cyclictest's: the like-for-like counterpart of
-/// the loop's missed deadlines. The loop sets its timer `spin_us` before each deadline and spins
-/// the rest, so a wake-up that comes L late from sleep makes its first tick max(0, L − spin)
-/// late; tick i of the batch has i periods more to catch up (a tick's work is small against its
-/// period), so the wake-up costs min(batch, ⌊max(0, L − spin) / tick⌋) ticks. Both cyclictest and
-/// the loop keep absolute deadlines, so after a stall both see a cascade of late wake-ups, each
-/// charged for its own batch only. Each 1 µs bin counts at its lower edge and each overflow at
-/// the histogram's top, so the figure is a lower bound (it never flatters the loop).
-pub fn ticks_missed_equivalent(text: &str, tick_us: f64, batch: u64, spin_us: f64) -> u64 {
-    let cost = |us: f64| (((us - spin_us).max(0.0) / tick_us).floor() as u64).min(batch);
+/// The ticks a control loop of sample period `tick_us` would have missed had its wake-ups come
+/// as late as cyclictest's: the like-for-like counterpart of the loop's missed deadlines. The loop
+/// sets its timer `spin_us` before each deadline and spins the rest, so a wake-up that comes L
+/// late from sleep makes its first tick max(0, L − spin) late, and every tick due in that time is
+/// late too: the wake-up costs ⌊max(0, L − spin) / tick⌋ ticks, however many ticks a wake-up
+/// normally serves. Uncapped, because cyclictest does not replay what it slept through: after a
+/// late wake-up its timer thread advances `next` by whole intervals until it is past `now`
+/// (rt-tests, src/cyclictest/cyclictest.c, `timerthread`: `while (tsgreater(&now, &next))`), so a
+/// stall of L is one histogram entry of L, not a cascade of late wake-ups, while the loop, with
+/// absolute deadlines, runs every tick it owes late. Each 1 µs bin counts at its lower edge and each
+/// overflow at the histogram's top, so the figure is a lower bound (it never flatters the loop).
+pub fn ticks_missed_equivalent(text: &str, tick_us: f64, spin_us: f64) -> u64 {
+    let cost = |us: f64| ((us - spin_us).max(0.0) / tick_us).floor() as u64;
     let mut top_us = 0.0_f64;
     let mut overflows = 0u64;
     let mut missed = 0u64;
@@ -221,10 +223,10 @@ mod tests {
         // 95 µs costs ⌊65 / 10⌋ = 6 ticks each, and an overflow past a 100 µs top ⌊70 / 10⌋ = 7.
         let text = "000005 000090\n000006 000009\n000040 000001\n000095 000002\n000099 000000\n\
                     # Max Latencies: 00200\n# Histogram Overflows: 00003\n";
-        assert_eq!(ticks_missed_equivalent(text, 10.0, 10, 30.0), 1 + 2 * 6 + 3 * 7);
-        // A wake-up costs at most its own batch: 5 ticks per wake-up caps 6 and 7 at 5.
-        assert_eq!(ticks_missed_equivalent(text, 10.0, 5, 30.0), 1 + 2 * 5 + 3 * 5);
-        // 1 ms ticks, one per wake-up: nothing here is a full period past the spin.
-        assert_eq!(ticks_missed_equivalent(text, 1000.0, 1, 30.0), 0);
+        assert_eq!(ticks_missed_equivalent(text, 10.0, 30.0), 1 + 2 * 6 + 3 * 7);
+        // 100 µs ticks (10 kHz, one per wake-up): a 1.23 ms wake-up costs the 12 ticks due in it,
+        // not one: cyclictest skipped those periods, the loop runs them late.
+        assert_eq!(ticks_missed_equivalent("001230 000001\n# Histogram Overflows: 00000\n", 100.0, 30.0), 12);
+        assert_eq!(ticks_missed_equivalent(text, 1000.0, 30.0), 0);
     }
 }
