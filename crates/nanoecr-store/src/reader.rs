@@ -221,6 +221,11 @@ pub fn read_run_columns(path: &Path, cols: ColumnSelection) -> Result<RunFile, S
     let entry = file.group("entry").map_err(|_| invalid("no /entry group"))?;
     let data_g = entry.group("data").map_err(|_| invalid("no /entry/data group"))?;
     let sample_g = entry.group("sample").map_err(|_| invalid("no /entry/sample group"))?;
+    // A file its writer still holds in this process opens without SWMR (the library shares the
+    // writer's handle), and the compression worker stores each column's full chunks on its own
+    // schedule: read a `running` file as live too.
+    let live =
+        live || read_str_attr(&entry, "status").and_then(|s| RunStatus::from_name(&s)) == Some(RunStatus::Running);
 
     let need = |name: &str| -> Result<Vec<f64>, StoreError> {
         column::<f64>(path, &data_g, name)?.ok_or_else(|| invalid(&format!("missing /entry/data/{name}")))
