@@ -485,6 +485,16 @@ fn draw_balance<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, a: &RunAnalys
     Ok(())
 }
 
+/// A stress group's point: a black dot when its fit constrains α, else a hollow ring in the
+/// "not constrained" colour (white fill under a coloured outline).
+fn group_marker(x: f64, y: f64, constrained: bool) -> Vec<Circle<(f64, f64), i32>> {
+    if constrained {
+        vec![Circle::new((x, y), 5, BLACK.filled())]
+    } else {
+        vec![Circle::new((x, y), 5, WHITE.filled()), Circle::new((x, y), 5, HOLD_COLOR.stroke_width(2))]
+    }
+}
+
 /// The value axis an error bar is clipped to: [lo, hi], logarithmic or not.
 #[derive(Clone, Copy)]
 struct YAxis {
@@ -600,15 +610,7 @@ fn draw_campaign<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, series: &Str
                 c,
             ))
             .map_err(err)?;
-        let y = p.alpha.clamp(a_lo, a_hi);
-        if p.constrained {
-            chart.draw_series(std::iter::once(Circle::new((p.peak_stress_mpa, y), 5, BLACK.filled()))).map_err(err)?;
-        } else {
-            chart.draw_series(std::iter::once(Circle::new((p.peak_stress_mpa, y), 5, WHITE.filled()))).map_err(err)?;
-            chart
-                .draw_series(std::iter::once(Circle::new((p.peak_stress_mpa, y), 5, c.stroke_width(2))))
-                .map_err(err)?;
-        }
+        chart.draw_series(group_marker(p.peak_stress_mpa, p.alpha.clamp(a_lo, a_hi), p.constrained)).map_err(err)?;
     }
     draw_legend(
         &legend_area,
@@ -662,15 +664,7 @@ fn draw_campaign<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, series: &Str
                 c,
             ))
             .map_err(err)?;
-        let y = p.xc.clamp(c_lo, c_hi);
-        if p.constrained {
-            chart.draw_series(std::iter::once(Circle::new((p.peak_stress_mpa, y), 5, BLACK.filled()))).map_err(err)?;
-        } else {
-            chart.draw_series(std::iter::once(Circle::new((p.peak_stress_mpa, y), 5, WHITE.filled()))).map_err(err)?;
-            chart
-                .draw_series(std::iter::once(Circle::new((p.peak_stress_mpa, y), 5, c.stroke_width(2))))
-                .map_err(err)?;
-        }
+        chart.draw_series(group_marker(p.peak_stress_mpa, p.xc.clamp(c_lo, c_hi), p.constrained)).map_err(err)?;
     }
     draw_legend(
         &legend_area,

@@ -70,6 +70,30 @@ fn nanoecrd_bin() -> PathBuf {
     profile_dir.join("nanoecrd")
 }
 
+/// nanoecr from this package, unless `NANOECR_BIN` names another build (a release one, for
+/// measurements).
+fn nanoecr_bin() -> PathBuf {
+    std::env::var_os("NANOECR_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_nanoecr")), PathBuf::from)
+}
+
+/// A real nanoecrd on `socket` writing runs to `out_dir`, once it says it is ready.
+fn start_daemon(socket: &Path, out_dir: &Path) -> Kill {
+    spawn_until(
+        Command::new(nanoecrd_bin())
+            .arg("--socket")
+            .arg(socket)
+            .arg("--out-dir")
+            .arg(out_dir)
+            .arg("--log-format")
+            .arg("json")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null()),
+        "nanoecrd",
+        |l| l.contains("nanoecrd ready").then_some(()),
+    )
+    .0
+}
+
 /// Children killed when the test ends, however it ends.
 struct Kill(Child);
 
@@ -245,24 +269,10 @@ fn the_page_starts_watches_aborts_and_zooms_into_a_run() {
     std::fs::create_dir_all(&shots).expect("screenshot dir");
     eprintln!("screenshots go to {}", shots.display());
 
-    let (_daemon, ()) = spawn_until(
-        Command::new(nanoecrd_bin())
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--out-dir")
-            .arg(dir.path().join("runs"))
-            .arg("--log-format")
-            .arg("json")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null()),
-        "nanoecrd",
-        |l| l.contains("nanoecrd ready").then_some(()),
-    );
+    let _daemon = start_daemon(&socket, &dir.path().join("runs"));
 
     // nanoecr ui: its first stdout line is the URL.
-    // `NANOECR_BIN` may name another build (a release one, for measurements).
-    let nanoecr_bin =
-        std::env::var_os("NANOECR_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_nanoecr")), PathBuf::from);
+    let nanoecr_bin = nanoecr_bin();
     let mut ui = Command::new(&nanoecr_bin)
         .args(["ui", "--port", "0", "--socket"])
         .arg(&socket)
@@ -505,21 +515,8 @@ fn the_run_view_keeps_every_spike_of_a_million_samples() {
         .replace("settle_s = 2.0", "settle_s = 0.5")
         .replace("backend = \"sim\"", &format!("backend = \"sim\"\nrig = \"ui-long-{}\"", std::process::id()));
     std::fs::write(&config, long).expect("write config");
-    let (_daemon, ()) = spawn_until(
-        Command::new(nanoecrd_bin())
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--out-dir")
-            .arg(dir.path().join("runs"))
-            .arg("--log-format")
-            .arg("json")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null()),
-        "nanoecrd",
-        |l| l.contains("nanoecrd ready").then_some(()),
-    );
-    let nanoecr_bin =
-        std::env::var_os("NANOECR_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_nanoecr")), PathBuf::from);
+    let _daemon = start_daemon(&socket, &dir.path().join("runs"));
+    let nanoecr_bin = nanoecr_bin();
     let run = Command::new(&nanoecr_bin)
         .args(["submit", "--fast", "--watch", "--socket"])
         .arg(&socket)
