@@ -118,13 +118,14 @@ def main():
             "n_samples": int(cols["time_s"].size),
             "noise_sigma": sigma,
             "threshold": height,
-            "alpha": alpha,
-            "xc": xc,
+            # JSON has no NaN: a fit without enough events is null, not Python's bare NaN token.
+            "alpha": None if math.isnan(alpha) else alpha,
+            "xc": None if math.isnan(xc) else xc,
             "events": events,
         }
         name = os.path.splitext(os.path.basename(path))[0] + ".peer.json"
         with open(os.path.join(args.out_dir, name), "w") as f:
-            json.dump(out, f)
+            json.dump(out, f, allow_nan=False)
 
 
 if __name__ == "__main__":

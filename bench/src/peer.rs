@@ -48,12 +48,19 @@ pub struct OutFile {
     pub noise_sigma: f64,
     /// Detection threshold and fit x_min.
     pub threshold: f64,
-    /// Fitted exponent.
+    /// Fitted exponent (NaN when there were too few events; `null` in the JSON).
+    #[serde(deserialize_with = "nan_when_null")]
     pub alpha: f64,
-    /// Fitted cutoff.
+    /// Fitted cutoff (NaN when there were too few events; `null` in the JSON).
+    #[serde(deserialize_with = "nan_when_null")]
     pub xc: f64,
     /// Detected spikes (and pop-ins, as spikes with their Δρ/ρ).
     pub events: Vec<OutEvent>,
+}
+
+/// A number that JSON writes as `null` when it is undefined (JSON has no NaN).
+fn nan_when_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// `--internal-ours`: our side of the comparison, run as a child of the bench. Reads each file
