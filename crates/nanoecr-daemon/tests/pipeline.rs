@@ -236,6 +236,11 @@ fn a_paced_100_khz_run_ticks_in_batches_and_gives_the_same_samples_as_an_unpaced
     assert_eq!(d.ticks, expected);
     assert_eq!(d.loop_lateness.total, d.ticks / 10 + 1);
     assert!(d.missed_deadlines <= d.ticks);
+    // One work time per wake-up that ran its ticks (the last one finds the program over), one
+    // raw wake-up lateness per wake-up that slept, and every missed tick charged to one cause.
+    assert_eq!(d.batch_work.total, d.ticks / 10);
+    assert!(d.wakeup_lateness.total > 0 && d.wakeup_lateness.total <= d.loop_lateness.total);
+    assert_eq!(d.missed_by_cause.total(), d.missed_deadlines);
 }
 
 /// A simulated load frame whose `command` takes `delay` longer for commands
@@ -431,6 +436,10 @@ fn the_same_stall_on_the_tick_clocked_simulator_is_listed_and_the_run_completes(
         .find(|st| (1.2..1.25).contains(&st.start_s) && st.length_us >= 149_000.0)
         .unwrap_or_else(|| panic!("the injected stall is listed: {:?}", d.stalls));
     assert!(stall.ticks >= 140, "{stall:?}");
+    // The stall was the work of one tick (the command blocked): the work histogram holds it,
+    // and its late ticks are charged to a cause each.
+    assert!(d.batch_work.max_us >= 150_000.0, "{}", d.batch_work.max_us);
+    assert_eq!(d.missed_by_cause.total(), d.missed_deadlines);
 }
 
 #[test]

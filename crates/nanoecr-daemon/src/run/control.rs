@@ -357,6 +357,10 @@ impl ControlLoop {
             warm_up(wake_period);
         }
         let mut next_wake_k: u64 = 0;
+        // Evidence for the diagnostics: when the current wake-up's first tick started, and what
+        // made the wake-up (and the episode of wake-ups it began) late.
+        let mut wake_start = Instant::now();
+        let mut cause = Cause::Work;
         let usage0 = thread_usage();
         let mut align = Alignment::new(self.rig.smu.pacing(), self.rig.smu.device().to_string(), dt_s);
         let t0 = Instant::now();
@@ -368,10 +372,15 @@ impl ControlLoop {
                 // The batch's deadline is that of its first tick; the others run right after it,
                 // ahead of their own deadlines, so lateness is recorded once per wake-up.
                 let deadline = t0 + dt.mul_f64(k as f64);
-                wait_until(deadline);
+                let woke = wait_until(deadline);
                 let now = Instant::now();
                 let late = now.saturating_duration_since(deadline);
                 diag.loop_lateness.record_us(late.as_secs_f64() * 1e6);
+                if let Some(w) = woke {
+                    diag.wakeup_lateness.record_us(w.raw_lateness.as_secs_f64() * 1e6);
+                }
+                cause = Cause::of_wakeup(late, woke, dt, cause);
+                wake_start = now;
                 if late > wake_period {
                     diag.late_wakeups += 1;
                 }
@@ -585,9 +594,20 @@ impl ControlLoop {
                 // Per tick, batched or not: this tick's work ended after the next tick's
                 // deadline. A batch that starts on time ends each tick well before it.
                 let next = t0 + dt.mul_f64(k as f64);
-                let missed = Instant::now() > next;
+                let ended = Instant::now();
+                let missed = ended > next;
                 if missed {
                     diag.missed_deadlines += 1;
+                    let by = &mut diag.missed_by_cause;
+                    *match cause {
+                        Cause::LateWakeup => &mut by.late_wakeup,
+                        Cause::Spin => &mut by.spin,
+                        Cause::Work => &mut by.work,
+                    } += 1;
+                }
+                if k >= next_wake_k {
+                    // The wake-up's last tick.
+                    diag.batch_work.record_us(ended.saturating_duration_since(wake_start).as_secs_f64() * 1e6);
                 }
                 late_window.record(1, u64::from(missed));
                 match (&mut open_stall, missed) {
@@ -727,6 +747,33 @@ impl ControlLoop {
     }
 }
 
+/// What made a paced wake-up's ticks late (see [`nanoecr_core::MissedByCause`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cause {
+    /// The sleep returned a sample period or more past the deadline.
+    LateWakeup,
+    /// The sleep returned in time; the spin lost its CPU.
+    Spin,
+    /// The first tick started on time; the work was slow or interrupted.
+    Work,
+}
+
+impl Cause {
+    /// What will make this wake-up's ticks late, if any are: its first tick started `late` after
+    /// its deadline, its sleep ended as `woke` says (`None`: no sleep), the sample period is
+    /// `dt`, and `episode` is the cause of the wake-up before it.
+    fn of_wakeup(late: Duration, woke: Option<Woke>, dt: Duration, episode: Cause) -> Cause {
+        match woke {
+            _ if late < dt => Cause::Work,
+            Some(w) if w.past_deadline >= dt => Cause::LateWakeup,
+            Some(_) => Cause::Spin,
+            // No sleep: the ticks before ran past this deadline; the cascade belongs to whatever
+            // began it.
+            None => episode,
+        }
+    }
+}
+
 /// Where and when an interlock tripped.
 #[derive(Debug, Clone, Copy)]
 struct Trip {
@@ -825,7 +872,7 @@ fn warm_up(wake_period: Duration) {
     let mut i = 1u32;
     while start.elapsed() < WARM_UP {
         let deadline = start + wake_period * i;
-        wait_until(deadline);
+        let _ = wait_until(deadline);
         h.record_us(Instant::now().saturating_duration_since(deadline).as_secs_f64() * 1e6);
         i += 1;
     }
@@ -951,19 +998,39 @@ fn check_interlocks(
     None
 }
 
-/// Sleep until shortly before `deadline` on the monotonic clock, then spin to it.
-fn wait_until(deadline: Instant) {
+/// How a sleep of [`wait_until`] ended.
+#[derive(Debug, Clone, Copy)]
+struct Woke {
+    /// When the sleep returned minus when it was asked to (the deadline less the spin window):
+    /// the scheduler's wake-up lateness, what cyclictest measures.
+    raw_lateness: Duration,
+    /// How far past the deadline itself the sleep returned (zero if before it).
+    past_deadline: Duration,
+}
+
+/// Sleep until shortly before `deadline` on the monotonic clock, then spin to it. Returns how
+/// the sleep ended, or `None` when there was no time to sleep (already within the spin window
+/// or past the deadline).
+fn wait_until(deadline: Instant) -> Option<Woke> {
     let now = Instant::now();
     if deadline <= now {
-        return;
+        return None;
     }
     let remaining = deadline - now;
+    let mut woke = None;
     if remaining > SPIN_BEFORE_DEADLINE {
+        let target = deadline - SPIN_BEFORE_DEADLINE;
         std::thread::sleep(remaining - SPIN_BEFORE_DEADLINE);
+        let back = Instant::now();
+        woke = Some(Woke {
+            raw_lateness: back.saturating_duration_since(target),
+            past_deadline: back.saturating_duration_since(deadline),
+        });
     }
     while Instant::now() < deadline {
         std::hint::spin_loop();
     }
+    woke
 }
 
 /// Lock every page of the process, present and future (mlockall MCL_CURRENT | MCL_FUTURE): the
@@ -1087,6 +1154,27 @@ mod tests {
         w.record(300, 300);
         assert_eq!(w.late, 300);
         assert!(w.fraction() > 0.2);
+    }
+
+    #[test]
+    fn a_late_tick_is_charged_to_what_began_its_episode() {
+        let us = Duration::from_micros;
+        let dt = us(10);
+        let woke = |past_deadline_us| {
+            Some(Woke { raw_lateness: us(30 + past_deadline_us), past_deadline: us(past_deadline_us) })
+        };
+        // A first tick that starts within a period of its deadline: whatever is missed, the work did it.
+        assert_eq!(Cause::of_wakeup(us(9), woke(9), dt, Cause::LateWakeup), Cause::Work);
+        assert_eq!(Cause::of_wakeup(us(0), None, dt, Cause::Spin), Cause::Work);
+        // The sleep itself returned a period or more past the deadline.
+        assert_eq!(Cause::of_wakeup(us(45), woke(40), dt, Cause::Work), Cause::LateWakeup);
+        // The sleep returned in time (2 µs past), the first tick still started 40 µs late: the
+        // CPU was taken while spinning.
+        assert_eq!(Cause::of_wakeup(us(40), woke(2), dt, Cause::Work), Cause::Spin);
+        // No sleep, late: the wake-ups of a cascade inherit the cause that began it.
+        for episode in [Cause::LateWakeup, Cause::Spin, Cause::Work] {
+            assert_eq!(Cause::of_wakeup(us(500), None, dt, episode), episode);
+        }
     }
 
     #[test]
