@@ -578,6 +578,50 @@ fn a_paced_run_with_acquisition_cpu_pins_its_control_thread_and_says_so() {
     assert_eq!(fast_file.diagnostics.expect("diagnostics").cpu, None);
 }
 
+/// `Cpus_allowed_list` of a thread, from its `/proc/.../status` file.
+fn cpus_allowed(status_path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(status_path).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).map(|v| v.trim().to_string())
+}
+
+#[test]
+fn a_pinned_run_starts_the_compression_worker_off_the_loop_cpu_and_leaves_the_caller_as_it_was() {
+    // The worker is spawned while the file is created, on the caller's thread; it must inherit
+    // the consumer's CPUs (all but 0 here), and the caller must get its own CPU set back.
+    let online = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    if online < 2 {
+        eprintln!("one CPU: nothing to keep the worker off; skipped");
+        return;
+    }
+    let me = Path::new("/proc/thread-self/status");
+    let before = cpus_allowed(me).expect("the caller's CPU set");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let off = format!("max_displacement_nm = 600.0\n{TIMING_INTERLOCKS_OFF}");
+    let cfg = short_config(&[("settle_s = 0.5", "settle_s = 0.5\ncpu = 0"), ("max_displacement_nm = 600.0", &off)]);
+    let rig = nanoecr_hw::sim::rig(&cfg);
+    let opts = RunOptions { file_path: Some(dir.path().join("pinned_worker.h5")), ..RunOptions::default() };
+    let handle = start_run(cfg, rig, opts).expect("run starts");
+    assert_eq!(cpus_allowed(me).expect("the caller's CPU set"), before, "the caller's CPU set is restored");
+    // Other tests of this binary run alongside and have workers of their own; at least one worker
+    // (this run's) must exclude CPU 0. Without the fix every worker keeps the caller's set.
+    let mut sets = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task").flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "nanoecr-deflate" {
+            sets.push(cpus_allowed(&task.path().join("status")).unwrap_or_default());
+        }
+    }
+    handle.abort(EndReason::OperatorAbort);
+    handle.join().expect("run ends");
+    let excludes_0 = |list: &str| {
+        !list.split(',').any(|r| {
+            let mut b = r.split('-').map(|x| x.trim().parse::<usize>().unwrap_or(usize::MAX));
+            b.next().is_some_and(|lo| lo == 0)
+        })
+    };
+    assert!(sets.iter().any(|l| !l.is_empty() && excludes_0(l)), "worker CPU sets {sets:?}");
+}
+
 /// The live batches' Δρ/ρ envelope, checked against the file: at 10 kHz every 10th sample is
 /// kept (docs/socket-protocol.md, `samples`), and its `delta_rho_min`/`delta_rho_max` are exactly
 /// the extremes of the file's Δρ/ρ over it and the 9 samples after it.

@@ -198,7 +198,19 @@ pub fn start_run(cfg: RunConfig, mut rig: Rig, opts: RunOptions) -> Result<RunHa
         ),
     };
     let pacing = if opts.fast { nanoecr_store::Pacing::Unpaced } else { nanoecr_store::Pacing::RealTime };
-    let writer = RunWriter::create_with(&path, &cfg, &instrument, pacing)?;
+    let paced = !opts.fast;
+    // With the control thread pinned, the consumer's bursts (detector, compression, flushes) go
+    // to the other CPUs.
+    let consumer_cpus: Option<Vec<usize>> = cfg.raw.acquisition.cpu.filter(|_| paced).map(|pinned| {
+        let online = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        (0..online).filter(|&c| c != pinned).collect()
+    });
+    let writer = {
+        // The store's compression worker is spawned here, on this thread, and a thread starts with
+        // its parent's CPU set: narrowed for the moment, the worker starts off the loop's CPU too.
+        let _restore = consumer_cpus.as_deref().filter(|c| !c.is_empty()).and_then(AffinityGuard::narrow);
+        RunWriter::create_with(&path, &cfg, &instrument, pacing)?
+    };
 
     let shared = Arc::new(Shared::default());
     if opts.install_signal_handlers {
@@ -212,20 +224,12 @@ pub fn start_run(cfg: RunConfig, mut rig: Rig, opts: RunOptions) -> Result<RunHa
         }
     }
     let (mut ring_tx, mut ring_rx) = rtrb::RingBuffer::<Sample>::new(cfg.ring_capacity_samples);
-    let paced = !opts.fast;
     if paced {
         prefault_ring(&mut ring_tx, &mut ring_rx);
     }
     let (ev_tx, ev_rx) = rtrb::RingBuffer::<Event>::new(CONTROL_EVENTS_CAPACITY);
     let (done_tx, done_rx) = crossbeam_channel::bounded(1);
     let (upd_tx, upd_rx) = crossbeam_channel::bounded(UPDATES_CAPACITY);
-    // With the control thread pinned, the consumer's bursts (detector, compression, flushes) go
-    // to the other CPUs.
-    let consumer_cpus: Option<Vec<usize>> = cfg.raw.acquisition.cpu.filter(|_| paced).map(|pinned| {
-        let online = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        (0..online).filter(|&c| c != pinned).collect()
-    });
-
     let span = tracing::info_span!("run", file = %path.display());
     let control = {
         let mut lp = ControlLoop::new(cfg.clone(), rig, ring_tx, ev_tx, Arc::clone(&shared), paced);
@@ -280,6 +284,30 @@ pub fn start_run(cfg: RunConfig, mut rig: Rig, opts: RunOptions) -> Result<RunHa
             .map_err(|e| RunError::Internal(format!("cannot spawn consumer thread: {e}")))?
     };
     Ok(RunHandle { path, shared, updates: upd_rx, control: Some(control), consumer: Some(consumer) })
+}
+
+/// Narrows the calling thread's CPU set until dropped, then puts the old one back; threads
+/// spawned meanwhile keep the narrowed set.
+struct AffinityGuard(nix::sched::CpuSet);
+
+impl AffinityGuard {
+    /// `None` (nothing changed) when the current set cannot be read or the new one is refused.
+    fn narrow(cpus: &[usize]) -> Option<Self> {
+        let old = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok()?;
+        if !control::set_affinity(cpus.iter().copied()) {
+            tracing::warn!("could not keep the compression worker off the control thread's CPU");
+            return None;
+        }
+        Some(Self(old))
+    }
+}
+
+impl Drop for AffinityGuard {
+    fn drop(&mut self) {
+        if let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &self.0) {
+            tracing::warn!(error = %e, "could not restore the calling thread's CPU set");
+        }
+    }
 }
 
 /// Write and read every slot of the ring once, before the threads start, so the control loop's
