@@ -101,7 +101,7 @@ fn demo(cfg_path: &Path, out: &Path, interval_us: u64, tick_us: f64, seconds: f6
     let _ = std::fs::remove_file(out);
     let loops = ((seconds * 1e6) / interval_us as f64).round() as u64;
     let (ct, ct_text) = cyclictest::run_raw(interval_us, loops)?;
-    let spin_us = nanoecr_daemon::run::control::SPIN_BEFORE_DEADLINE.as_secs_f64() * 1e6;
+    let spin_us = d.spin_window_us;
     let w = &d.wakeup_lateness;
     let b = &d.batch_work;
     let oslat = if with_oslat {
@@ -252,7 +252,7 @@ pub fn section(opts: &RtOptions, tmp: &Path) -> Result<(Vec<Row>, serde_json::Va
             Row::new("rt", format!("{label}: missed ÷ cyclictest-equivalent missed"), "ratio", col(&equiv_ratio))
                 .target("≤ 2", |v| v <= 2.0)
                 .note(
-                    "like for like: Σ ⌊max(0, L − 30 µs spin) / period⌋ over cyclictest's wake-ups (cyclictest \
+                    "like for like: Σ ⌊max(0, L − spin window) / period⌋ over cyclictest's wake-ups (cyclictest \
                      skips the periods it slept through, the loop runs them late); denominator at least 1",
                 ),
         );

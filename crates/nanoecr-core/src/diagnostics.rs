@@ -166,6 +166,10 @@ pub struct Diagnostics {
     /// from late wake-ups.
     #[serde(default)]
     pub batch_work: LatencyHistogram,
+    /// How long before each wake-up's deadline a paced loop stopped sleeping and spun, µs (30 up
+    /// to 10 kHz, 60 where it batches); 0 for an unpaced run or an older file.
+    #[serde(default)]
+    pub spin_window_us: f64,
     /// Missed deadlines by what made them late (their sum is `missed_deadlines`), paced runs.
     #[serde(default)]
     pub missed_by_cause: MissedByCause,

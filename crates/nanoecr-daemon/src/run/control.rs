@@ -7,11 +7,13 @@
 //! never a late tick. Unpaced (`--fast`, simulated rig) there is no deadline to protect, so the
 //! loop waits for ring space instead: a fast run is complete however slow the writer is.
 //!
-//! Paced, the loop sleeps (then spins the last 30 µs) until a deadline once per wake-up. Up to
-//! 10 kHz a wake-up is one tick. When the sample period is shorter than [`MIN_WAKE_PERIOD`]
-//! (above 10 kHz) a wake-up runs a batch of [`ticks_per_wakeup`] ticks back to back (10 at
-//! 100 kHz) and then sleeps until the next batch's deadline, so the thread sleeps most of every
-//! 100 µs instead of spinning all the time. Each tick of a batch keeps its
+//! Paced, the loop sleeps (`clock_nanosleep` to an absolute time on the monotonic clock) until
+//! shortly before a deadline, then spins to it, once per wake-up: the last 30 µs up to 10 kHz,
+//! where a wake-up is one tick, and the last 60 µs where it batches ([`spin_window`]). When the
+//! sample period is shorter than [`MIN_WAKE_PERIOD`] (above 10 kHz) a wake-up runs a batch of
+//! [`ticks_per_wakeup`] ticks back to back (10 at 100 kHz) and then sleeps until the next
+//! batch's deadline, so the thread sleeps a third of every 100 µs instead of spinning all the
+//! time (which ran into the kernel's real-time budget). Each tick of a batch keeps its
 //! own sample time, setpoint, command, reads, interlocks and push: a seeded simulated run gives
 //! the same samples batched or not. Timing is counted as follows, batched or not:
 //!
@@ -60,12 +62,18 @@ use super::shared::Shared;
 /// Samples read from each instrument per tick at most; more than any backend returns at once.
 const READ_BATCH: usize = 256;
 /// How long before a deadline the loop stops sleeping and spins, so wake-up jitter of the
-/// scheduler does not become tick lateness (the rt bench models cyclictest's wake-ups with it).
+/// scheduler does not become tick lateness, at rates up to 10 kHz (one tick per wake-up).
 pub const SPIN_BEFORE_DEADLINE: Duration = Duration::from_micros(30);
+/// The spin window where the loop batches (above 10 kHz). A wake-up there serves ⌈100 µs / dt⌉
+/// ticks of ≈ 0.5 µs work each, so it can afford to spin longer: every µs a wake-up comes past
+/// the window costs a tick at 100 kHz, and on a virtual machine wake-ups 30–60 µs late are
+/// common (docs/performance.md, "Real time on a noisy host"). 60 µs of every 100 µs still
+/// leaves the thread asleep a third of the time, far from the kernel's real-time budget.
+pub const SPIN_BATCHED: Duration = Duration::from_micros(60);
 /// Ticks to keep sampling at zero load after a safe unload, so the file shows the rig at rest.
 const REST_TICKS_AFTER_UNLOAD_S: f64 = 0.05;
 /// The shortest interval between two wake-ups of a paced loop. Each wake-up spins for the last
-/// 30 µs before its deadline; with a period at or below that the real-time thread never sleeps,
+/// tens of µs before its deadline; with a period at or below that the real-time thread never sleeps,
 /// uses a whole CPU and runs into the kernel's real-time budget (`sched_rt_runtime_us`, by
 /// default 950 ms per second), which then stops it for ≈ 45 ms every second: 5 % of the ticks
 /// of a 100 kHz run came tens of milliseconds late that way. Waking at most every 100 µs leaves
@@ -86,6 +94,18 @@ const LATE_WINDOW_BUCKETS: usize = 32;
 // A wake-up period near the spin window would bring the (almost) never-sleeping loop back:
 // keep at least half of every wake-up period free of spinning.
 const _: () = assert!(MIN_WAKE_PERIOD.as_nanos() > 2 * SPIN_BEFORE_DEADLINE.as_nanos());
+// Batched, the thread must still sleep a good part of every wake-up period.
+const _: () = assert!(10 * SPIN_BATCHED.as_nanos() <= 6 * MIN_WAKE_PERIOD.as_nanos());
+
+/// The spin window of a paced loop at sample period `dt_s`: [`SPIN_BATCHED`] where it batches,
+/// [`SPIN_BEFORE_DEADLINE`] at 10 kHz and below.
+pub fn spin_window(dt_s: f64) -> Duration {
+    if ticks_per_wakeup(dt_s) > 1 {
+        SPIN_BATCHED
+    } else {
+        SPIN_BEFORE_DEADLINE
+    }
+}
 
 /// Ticks a paced loop runs per wake-up at sample period `dt_s`: ⌈[`MIN_WAKE_PERIOD`] / dt⌉ when
 /// the period is shorter than [`MIN_WAKE_PERIOD`] (10 at 100 kHz, 2 at 20 kHz), else 1.
@@ -347,6 +367,8 @@ impl ControlLoop {
         // Paced, the loop sleeps only before the first tick of each batch; 1 up to 10 kHz.
         let batch = ticks_per_wakeup(dt_s);
         let wake_period = dt.mul_f64(batch as f64);
+        let spin = spin_window(dt_s);
+        diag.spin_window_us = spin.as_secs_f64() * 1e6;
         let stall_min = wake_period.max(STALL_MIN);
         let max_gap_s = limits.max_command_gap_ms / 1000.0;
         let mut late_window = LateWindow::new(limits.late_window_s, dt_s);
@@ -354,7 +376,7 @@ impl ControlLoop {
         // Time of the last command in the frame's clock, s (see the command-gap interlock).
         let mut last_command_s: Option<f64> = None;
         if self.paced {
-            warm_up(wake_period);
+            warm_up(wake_period, spin);
         }
         let mut next_wake_k: u64 = 0;
         // Evidence for the diagnostics: when the current wake-up's first tick started, and what
@@ -372,7 +394,7 @@ impl ControlLoop {
                 // The batch's deadline is that of its first tick; the others run right after it,
                 // ahead of their own deadlines, so lateness is recorded once per wake-up.
                 let deadline = t0 + dt.mul_f64(k as f64);
-                let woke = wait_until(deadline);
+                let woke = wait_until(deadline, spin);
                 let now = Instant::now();
                 let late = now.saturating_duration_since(deadline);
                 diag.loop_lateness.record_us(late.as_secs_f64() * 1e6);
@@ -866,13 +888,13 @@ fn check_tracking(
 /// Rehearse the paced wake-up path for [`WARM_UP`] before t0: sleep and spin to deadlines one
 /// wake-up period apart, read the clock and fill a histogram, so code, data and the CPU's clock
 /// are warm when the first real tick comes.
-fn warm_up(wake_period: Duration) {
+fn warm_up(wake_period: Duration, spin: Duration) {
     let mut h = LatencyHistogram::default();
     let start = Instant::now();
     let mut i = 1u32;
     while start.elapsed() < WARM_UP {
         let deadline = start + wake_period * i;
-        let _ = wait_until(deadline);
+        let _ = wait_until(deadline, spin);
         h.record_us(Instant::now().saturating_duration_since(deadline).as_secs_f64() * 1e6);
         i += 1;
     }
@@ -1008,19 +1030,19 @@ struct Woke {
     past_deadline: Duration,
 }
 
-/// Sleep until shortly before `deadline` on the monotonic clock, then spin to it. Returns how
+/// Sleep until `spin` before `deadline` on the monotonic clock, then spin to it. Returns how
 /// the sleep ended, or `None` when there was no time to sleep (already within the spin window
 /// or past the deadline).
-fn wait_until(deadline: Instant) -> Option<Woke> {
+fn wait_until(deadline: Instant, spin: Duration) -> Option<Woke> {
     let now = Instant::now();
     if deadline <= now {
         return None;
     }
     let remaining = deadline - now;
     let mut woke = None;
-    if remaining > SPIN_BEFORE_DEADLINE {
-        let target = deadline - SPIN_BEFORE_DEADLINE;
-        std::thread::sleep(remaining - SPIN_BEFORE_DEADLINE);
+    if remaining > spin {
+        let target = deadline - spin;
+        sleep_until(target, remaining - spin);
         let back = Instant::now();
         woke = Some(Woke {
             raw_lateness: back.saturating_duration_since(target),
@@ -1031,6 +1053,25 @@ fn wait_until(deadline: Instant) -> Option<Woke> {
         std::hint::spin_loop();
     }
     woke
+}
+
+/// Sleep until `target` with `clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME)`: the kernel wakes
+/// the thread at that instant however long it took to get into the call (an interrupt between
+/// reading the clock and a relative sleep would move the wake-up later by as much). `Instant`
+/// is CLOCK_MONOTONIC on Linux, so the target is the clock's reading now plus the time left.
+/// Falls back to a relative sleep of `left` if the clock cannot be read.
+fn sleep_until(target: Instant, left: Duration) {
+    use nix::sys::time::TimeSpec;
+    use nix::time::{clock_gettime, clock_nanosleep, ClockId, ClockNanosleepFlags};
+    let Ok(mono) = clock_gettime(ClockId::CLOCK_MONOTONIC) else {
+        std::thread::sleep(left);
+        return;
+    };
+    let ts = mono + TimeSpec::from_duration(target.saturating_duration_since(Instant::now()));
+    // A signal (the CLI's handlers) interrupts the sleep; the absolute target stays valid.
+    while let Err(nix::errno::Errno::EINTR) =
+        clock_nanosleep(ClockId::CLOCK_MONOTONIC, ClockNanosleepFlags::TIMER_ABSTIME, &ts)
+    {}
 }
 
 /// Lock every page of the process, present and future (mlockall MCL_CURRENT | MCL_FUTURE): the
