@@ -241,6 +241,8 @@ fn a_paced_100_khz_run_ticks_in_batches_and_gives_the_same_samples_as_an_unpaced
     assert_eq!(d.batch_work.total, d.ticks / 10);
     assert!(d.wakeup_lateness.total > 0 && d.wakeup_lateness.total <= d.loop_lateness.total);
     assert_eq!(d.missed_by_cause.total(), d.missed_deadlines);
+    // Nothing is pinned unless the config says so, batched or not.
+    assert_eq!(d.cpu, None);
 }
 
 /// A simulated load frame whose `command` takes `delay` longer for commands
