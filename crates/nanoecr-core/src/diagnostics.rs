@@ -221,6 +221,10 @@ pub struct Diagnostics {
     /// Stalls that did not fit in [`Diagnostics::stalls`].
     #[serde(default)]
     pub stalls_overflow: u64,
+    /// Whether the run held `/dev/cpu_dma_latency` at 0 (idle CPUs poll instead of halting, so a
+    /// wake-up from idle is not late), as cyclictest does; real-time runs only.
+    #[serde(default)]
+    pub idle_latency_zero: bool,
     /// Whether the process memory was locked (mlockall) for the run.
     #[serde(default)]
     pub memory_locked: bool,

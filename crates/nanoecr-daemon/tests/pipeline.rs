@@ -243,6 +243,9 @@ fn a_paced_100_khz_run_ticks_in_batches_and_gives_the_same_samples_as_an_unpaced
     assert_eq!(d.missed_by_cause.total(), d.missed_deadlines);
     // Nothing is pinned unless the config says so, batched or not.
     assert_eq!(d.cpu, None);
+    // Zero idle latency is asked for by real-time runs only (granted or not), never unpaced.
+    assert!(!d.idle_latency_zero || d.realtime_scheduling);
+    assert!(!unpaced.diagnostics.expect("diagnostics").idle_latency_zero);
 }
 
 /// A simulated load frame whose `command` takes `delay` longer for commands

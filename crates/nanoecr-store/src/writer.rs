@@ -642,7 +642,7 @@ pub(crate) fn compact(path: &Path) -> Option<(u64, u64)> {
 }
 
 /// Scalars of `/entry/diagnostics`: (name, value, units).
-fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static str); 33] {
+fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static str); 34] {
     use DiagValue::{F64, I64, U64, U8};
     [
         ("loop_lateness_max_us", F64(d.loop_lateness.max_us), "us"),
@@ -675,6 +675,7 @@ fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static st
         ("batch_work_max_us", F64(d.batch_work.max_us), "us"),
         ("batch_work_p99_us", F64(d.batch_work.quantile_us(0.99).unwrap_or(f64::NAN)), "us"),
         ("spin_window_us", F64(d.spin_window_us), "us"),
+        ("idle_latency_zero", U8(u8::from(d.idle_latency_zero)), "1"),
         ("missed_late_wakeup", U64(d.missed_by_cause.late_wakeup), "1"),
         ("missed_spin", U64(d.missed_by_cause.spin), "1"),
         ("missed_work", U64(d.missed_by_cause.work), "1"),

@@ -268,6 +268,9 @@ impl ControlLoop {
                 diag.memory_locked = lock_memory();
             }
         }
+        // Held (open) until this function returns, after the last tick and the safe state.
+        let idle_latency = if diag.realtime_scheduling { hold_idle_latency_zero() } else { None };
+        diag.idle_latency_zero = idle_latency.is_some();
         if self.paced {
             if let Some(cpu) = self.cfg.raw.acquisition.cpu {
                 if set_affinity(std::iter::once(cpu)) {
@@ -1072,6 +1075,25 @@ fn sleep_until(target: Instant, left: Duration) {
     while let Err(nix::errno::Errno::EINTR) =
         clock_nanosleep(ClockId::CLOCK_MONOTONIC, ClockNanosleepFlags::TIMER_ABSTIME, &ts)
     {}
+}
+
+/// Ask the kernel for zero wake-up latency from idle (PM QoS: write 0 to `/dev/cpu_dma_latency`
+/// and keep it open; closing it restores the default), as cyclictest does unless told otherwise
+/// (rt-tests, src/cyclictest/cyclictest.c, `set_latency_target`). Idle CPUs then poll instead of
+/// halting: a halted vCPU of a virtual machine takes tens of µs, and at times milliseconds, to
+/// come back for a timer, which made the loop's wake-ups on a quiet host twice as late as
+/// cyclictest's. The cost is that idle CPUs stay busy polling while a real-time run lasts. `None`
+/// (logged) when the file cannot be written, as without root.
+fn hold_idle_latency_zero() -> Option<std::fs::File> {
+    use std::io::Write;
+    let opened = std::fs::OpenOptions::new().write(true).open("/dev/cpu_dma_latency");
+    match opened.and_then(|mut f| f.write_all(&0i32.to_ne_bytes()).map(|()| f)) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not ask for zero idle latency (/dev/cpu_dma_latency); wake-ups from idle may be late");
+            None
+        }
+    }
 }
 
 /// Lock every page of the process, present and future (mlockall MCL_CURRENT | MCL_FUTURE): the
