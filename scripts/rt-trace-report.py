@@ -3,12 +3,15 @@
 (scripts/rt-trace.sh): wake-up → running delay quantiles, and which task held the CPU when a
 wake-up waited more than 30 µs (the control loop's spin window) — the task that was on the CPU
 in the kernel, since a SCHED_FIFO thread preempts any SCHED_OTHER task in user space at once."""
+import bisect
 import collections
 import re
 import sys
 
 LINE = re.compile(r"^\s*(.+?)-(\d+)\s+\[(\d+)\]\s+\S+\s+([\d.]+): (\w+): (.*)$")
 FIELDS = re.compile(r"(\w+)=(\S+)")
+# Waits longer than this are listed one by one with what their CPU logged meanwhile.
+LONG_US = 500
 
 
 def main(thread, path):
@@ -31,11 +34,19 @@ def main(thread, path):
     pending = None
     delays = []
     preempted_by = collections.Counter()
+    # Per CPU: the times of its events, to tell a CPU that ran something else during a long wait
+    # from one that logged nothing at all (the hypervisor was not running that vCPU).
+    per_cpu = collections.defaultdict(list)
+    for ts, cpu, _, _ in events:
+        per_cpu[cpu].append(ts)
+    long_waits = []
     for ts, cpu, ev, d in events:
         if ev == "sched_switch":
             on_cpu[cpu] = d["next_comm"]
             if int(d["next_pid"]) == pid and pending is not None:
                 delays.append(((ts - pending) * 1e6, d["prev_comm"]))
+                if delays[-1][0] > LONG_US:
+                    long_waits.append((pending, ts, cpu, d["prev_comm"]))
                 pending = None
             if int(d["prev_pid"]) == pid and d["prev_state"].startswith("R"):
                 preempted_by[d["next_comm"]] += 1
@@ -64,6 +75,14 @@ def main(thread, path):
     print("  wake-ups that waited > 30 µs, by the task that held the CPU: count, total µs, worst µs")
     for who, c in n.most_common(12):
         print(f"    {who:16s} {c:6d} {total[who]:9.0f} {worst[who]:7.0f}")
+    print(f"  waits > {LONG_US} µs: start s, µs, CPU, task that held it, events that CPU logged during the wait")
+    silent = 0
+    for start, end, cpu, who in long_waits:
+        ts = per_cpu[cpu]
+        inside = bisect.bisect_left(ts, end) - bisect.bisect_right(ts, start)
+        silent += inside == 0
+        print(f"    {start:.6f} {(end - start) * 1e6:7.0f}  cpu {cpu}  {who:16s} {inside}")
+    print(f"  of which with no event on their CPU meanwhile (a vCPU not running, or one task in the kernel): {silent}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@
 #   scripts/rt-trace.sh cyclictest -- cyclictest -m -q -t1 -p50 -i100 -l50000
 #
 # The first argument is the thread name (comm, at most 15 characters) to report on; for
-# cyclictest the report picks its busiest thread of that name.
+# cyclictest the report picks its busiest thread of that name. RT_TRACE_KEEP=<file> keeps the
+# raw trace there (it can be tens of MB: delete it when done).
 set -euo pipefail
 if [ $# -lt 3 ] || [ "$2" != "--" ]; then
     echo "usage: $0 <thread name> -- <command…>" >&2
@@ -35,4 +36,5 @@ status=0
 echo 0 > "$inst/tracing_on"
 cat "$inst/trace" > "$out"
 python3 "$(dirname "$0")/rt-trace-report.py" "$thread" "$out"
+[ -n "${RT_TRACE_KEEP:-}" ] && cp "$out" "$RT_TRACE_KEEP"
 exit $status

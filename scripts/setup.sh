@@ -7,7 +7,7 @@ need_apt=()
 dpkg -s libhdf5-dev >/dev/null 2>&1 || need_apt+=(libhdf5-dev)
 command -v h5dump >/dev/null 2>&1 || need_apt+=(hdf5-tools)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
-command -v cyclictest >/dev/null 2>&1 || need_apt+=(rt-tests)   # the OS timing floor in `just bench`
+command -v cyclictest >/dev/null 2>&1 || need_apt+=(rt-tests)   # the OS timing floor in `just bench` (cyclictest, oslat)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)     # headless browser for the `nanoecr ui` test
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing ${need_apt[*]} (apt)" >&2

@@ -19,6 +19,7 @@
 mod child;
 mod configs;
 mod cyclictest;
+mod oslat;
 mod report;
 mod ring;
 // SECTIONS-BEGIN

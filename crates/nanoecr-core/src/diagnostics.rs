@@ -123,6 +123,30 @@ pub struct Stall {
     pub ticks: u64,
 }
 
+/// Missed deadlines of a paced loop, attributed per wake-up to what made them late. Every missed
+/// tick of a wake-up goes to one cause; a wake-up that could not sleep because the work before it
+/// ran past its deadline inherits the cause of the wake-up that began the episode, so a cascade
+/// after one late wake-up counts against that wake-up's cause.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct MissedByCause {
+    /// The sleep returned at least one sample period past the deadline (the kernel or the
+    /// hypervisor woke the thread late; the spin window could not absorb it).
+    pub late_wakeup: u64,
+    /// The sleep returned in time, yet the first tick started at least one sample period late:
+    /// the thread lost its CPU while spinning (an interrupt, a vCPU stall).
+    pub spin: u64,
+    /// The first tick started within one sample period of its deadline and ticks were still
+    /// missed: the work of the wake-up was slow or interrupted.
+    pub work: u64,
+}
+
+impl MissedByCause {
+    /// Sum over the causes.
+    pub fn total(&self) -> u64 {
+        self.late_wakeup + self.spin + self.work
+    }
+}
+
 /// Everything the run file records about how the acquisition itself behaved.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Diagnostics {
@@ -131,6 +155,24 @@ pub struct Diagnostics {
     /// ⌈100 µs / period⌉ ticks above (10 at 100 kHz), whose later ticks run ahead of their own
     /// deadlines and so are never late.
     pub loop_lateness: LatencyHistogram,
+    /// Raw wake-up lateness of a paced loop, µs: when its sleep returned minus the time it asked
+    /// to wake (the deadline less the spin window), one value per wake-up that slept. This is
+    /// what cyclictest measures; the loop's lateness above is what is left of it after the spin.
+    #[serde(default)]
+    pub wakeup_lateness: LatencyHistogram,
+    /// Work time of each wake-up of a paced loop, µs: start of its first tick to the end of its
+    /// last (one tick up to 10 kHz, a batch above). A tick is missed when the work before its
+    /// end outlasts its share of the wake-up period, so this tells slow or interrupted work
+    /// from late wake-ups.
+    #[serde(default)]
+    pub batch_work: LatencyHistogram,
+    /// How long before each wake-up's deadline a paced loop stopped sleeping and spun, µs (30 up
+    /// to 10 kHz, 60 where it batches); 0 for an unpaced run or an older file.
+    #[serde(default)]
+    pub spin_window_us: f64,
+    /// Missed deadlines by what made them late (their sum is `missed_deadlines`), paced runs.
+    #[serde(default)]
+    pub missed_by_cause: MissedByCause,
     /// Ticks whose work finished after the next tick's deadline, counted per tick at every rate
     /// (batched or not), so `missed_deadlines / ticks` is the fraction of ticks that missed.
     pub missed_deadlines: u64,
@@ -179,6 +221,10 @@ pub struct Diagnostics {
     /// Stalls that did not fit in [`Diagnostics::stalls`].
     #[serde(default)]
     pub stalls_overflow: u64,
+    /// Whether the run held `/dev/cpu_dma_latency` at 0 (idle CPUs poll instead of halting, so a
+    /// wake-up from idle is not late), as cyclictest does; real-time runs only.
+    #[serde(default)]
+    pub idle_latency_zero: bool,
     /// Whether the process memory was locked (mlockall) for the run.
     #[serde(default)]
     pub memory_locked: bool,

@@ -236,6 +236,16 @@ fn a_paced_100_khz_run_ticks_in_batches_and_gives_the_same_samples_as_an_unpaced
     assert_eq!(d.ticks, expected);
     assert_eq!(d.loop_lateness.total, d.ticks / 10 + 1);
     assert!(d.missed_deadlines <= d.ticks);
+    // One work time per wake-up that ran its ticks (the last one finds the program over), one
+    // raw wake-up lateness per wake-up that slept, and every missed tick charged to one cause.
+    assert_eq!(d.batch_work.total, d.ticks / 10);
+    assert!(d.wakeup_lateness.total > 0 && d.wakeup_lateness.total <= d.loop_lateness.total);
+    assert_eq!(d.missed_by_cause.total(), d.missed_deadlines);
+    // Nothing is pinned unless the config says so, batched or not.
+    assert_eq!(d.cpu, None);
+    // Zero idle latency is asked for by real-time runs only (granted or not), never unpaced.
+    assert!(!d.idle_latency_zero || d.realtime_scheduling);
+    assert!(!unpaced.diagnostics.expect("diagnostics").idle_latency_zero);
 }
 
 /// A simulated load frame whose `command` takes `delay` longer for commands
@@ -431,6 +441,10 @@ fn the_same_stall_on_the_tick_clocked_simulator_is_listed_and_the_run_completes(
         .find(|st| (1.2..1.25).contains(&st.start_s) && st.length_us >= 149_000.0)
         .unwrap_or_else(|| panic!("the injected stall is listed: {:?}", d.stalls));
     assert!(stall.ticks >= 140, "{stall:?}");
+    // The stall was the work of one tick (the command blocked): the work histogram holds it,
+    // and its late ticks are charged to a cause each.
+    assert!(d.batch_work.max_us >= 150_000.0, "{}", d.batch_work.max_us);
+    assert_eq!(d.missed_by_cause.total(), d.missed_deadlines);
 }
 
 #[test]
@@ -567,6 +581,50 @@ fn a_paced_run_with_acquisition_cpu_pins_its_control_thread_and_says_so() {
     let (_, fast_file) =
         run(short_config(&[("settle_s = 0.5", "settle_s = 0.5\ncpu = 0")]), dir.path(), "fast.h5", fast());
     assert_eq!(fast_file.diagnostics.expect("diagnostics").cpu, None);
+}
+
+/// `Cpus_allowed_list` of a thread, from its `/proc/.../status` file.
+fn cpus_allowed(status_path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(status_path).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).map(|v| v.trim().to_string())
+}
+
+#[test]
+fn a_pinned_run_starts_the_compression_worker_off_the_loop_cpu_and_leaves_the_caller_as_it_was() {
+    // The worker is spawned while the file is created, on the caller's thread; it must inherit
+    // the consumer's CPUs (all but 0 here), and the caller must get its own CPU set back.
+    let online = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    if online < 2 {
+        eprintln!("one CPU: nothing to keep the worker off; skipped");
+        return;
+    }
+    let me = Path::new("/proc/thread-self/status");
+    let before = cpus_allowed(me).expect("the caller's CPU set");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let off = format!("max_displacement_nm = 600.0\n{TIMING_INTERLOCKS_OFF}");
+    let cfg = short_config(&[("settle_s = 0.5", "settle_s = 0.5\ncpu = 0"), ("max_displacement_nm = 600.0", &off)]);
+    let rig = nanoecr_hw::sim::rig(&cfg);
+    let opts = RunOptions { file_path: Some(dir.path().join("pinned_worker.h5")), ..RunOptions::default() };
+    let handle = start_run(cfg, rig, opts).expect("run starts");
+    assert_eq!(cpus_allowed(me).expect("the caller's CPU set"), before, "the caller's CPU set is restored");
+    // Other tests of this binary run alongside and have workers of their own; at least one worker
+    // (this run's) must exclude CPU 0. Without the fix every worker keeps the caller's set.
+    let mut sets = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task").flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "nanoecr-deflate" {
+            sets.push(cpus_allowed(&task.path().join("status")).unwrap_or_default());
+        }
+    }
+    handle.abort(EndReason::OperatorAbort);
+    handle.join().expect("run ends");
+    let excludes_0 = |list: &str| {
+        !list.split(',').any(|r| {
+            let mut b = r.split('-').map(|x| x.trim().parse::<usize>().unwrap_or(usize::MAX));
+            b.next().is_some_and(|lo| lo == 0)
+        })
+    };
+    assert!(sets.iter().any(|l| !l.is_empty() && excludes_0(l)), "worker CPU sets {sets:?}");
 }
 
 /// The live batches' Δρ/ρ envelope, checked against the file: at 10 kHz every 10th sample is

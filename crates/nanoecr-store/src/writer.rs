@@ -642,7 +642,7 @@ pub(crate) fn compact(path: &Path) -> Option<(u64, u64)> {
 }
 
 /// Scalars of `/entry/diagnostics`: (name, value, units).
-fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static str); 25] {
+fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static str); 34] {
     use DiagValue::{F64, I64, U64, U8};
     [
         ("loop_lateness_max_us", F64(d.loop_lateness.max_us), "us"),
@@ -670,6 +670,15 @@ fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static st
         ("control_preemptions", U64(d.control_preemptions), "1"),
         ("smu_timer_trigger", U8(u8::from(d.smu_pacing == "timer")), "1"),
         ("smu_misalignment_max_us", F64(d.smu_misalignment_max_us.unwrap_or(f64::NAN)), "us"),
+        ("wakeup_lateness_max_us", F64(d.wakeup_lateness.max_us), "us"),
+        ("wakeup_lateness_p99_us", F64(d.wakeup_lateness.quantile_us(0.99).unwrap_or(f64::NAN)), "us"),
+        ("batch_work_max_us", F64(d.batch_work.max_us), "us"),
+        ("batch_work_p99_us", F64(d.batch_work.quantile_us(0.99).unwrap_or(f64::NAN)), "us"),
+        ("spin_window_us", F64(d.spin_window_us), "us"),
+        ("idle_latency_zero", U8(u8::from(d.idle_latency_zero)), "1"),
+        ("missed_late_wakeup", U64(d.missed_by_cause.late_wakeup), "1"),
+        ("missed_spin", U64(d.missed_by_cause.spin), "1"),
+        ("missed_work", U64(d.missed_by_cause.work), "1"),
     ]
 }
 
@@ -685,7 +694,8 @@ enum DiagValue {
     I64(i64),
 }
 
-const DIAG_HISTOGRAMS: [&str; 2] = ["loop_lateness_counts", "detection_latency_counts"];
+const DIAG_HISTOGRAMS: [&str; 4] =
+    ["loop_lateness_counts", "detection_latency_counts", "wakeup_lateness_counts", "batch_work_counts"];
 
 /// `/entry/diagnostics` with placeholders (NaN for floats, 0 for counts, `@json` empty) that
 /// `finish` overwrites in place.
@@ -729,6 +739,8 @@ fn diagnostics_layout(g: &Group) -> hdf5::Result<()> {
 fn write_diagnostics(g: &Group, d: &Diagnostics) -> hdf5::Result<()> {
     g.dataset(DIAG_HISTOGRAMS[0])?.write(&d.loop_lateness.counts[..])?;
     g.dataset(DIAG_HISTOGRAMS[1])?.write(&d.detection_latency.counts[..])?;
+    g.dataset(DIAG_HISTOGRAMS[2])?.write(&d.wakeup_lateness.counts[..])?;
+    g.dataset(DIAG_HISTOGRAMS[3])?.write(&d.batch_work.counts[..])?;
     for (name, value, _) in diagnostic_scalars(d) {
         match value {
             DiagValue::F64(v) => g.dataset(name)?.write_scalar(&v)?,

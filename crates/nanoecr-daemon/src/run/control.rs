@@ -7,11 +7,13 @@
 //! never a late tick. Unpaced (`--fast`, simulated rig) there is no deadline to protect, so the
 //! loop waits for ring space instead: a fast run is complete however slow the writer is.
 //!
-//! Paced, the loop sleeps (then spins the last 30 µs) until a deadline once per wake-up. Up to
-//! 10 kHz a wake-up is one tick. When the sample period is shorter than [`MIN_WAKE_PERIOD`]
-//! (above 10 kHz) a wake-up runs a batch of [`ticks_per_wakeup`] ticks back to back (10 at
-//! 100 kHz) and then sleeps until the next batch's deadline, so the thread sleeps most of every
-//! 100 µs instead of spinning all the time. Each tick of a batch keeps its
+//! Paced, the loop sleeps (`clock_nanosleep` to an absolute time on the monotonic clock) until
+//! shortly before a deadline, then spins to it, once per wake-up: the last 30 µs up to 10 kHz,
+//! where a wake-up is one tick, and the last 60 µs where it batches ([`spin_window`]). When the
+//! sample period is shorter than [`MIN_WAKE_PERIOD`] (above 10 kHz) a wake-up runs a batch of
+//! [`ticks_per_wakeup`] ticks back to back (10 at 100 kHz) and then sleeps until the next
+//! batch's deadline, so the thread sleeps a third of every 100 µs instead of spinning all the
+//! time (which ran into the kernel's real-time budget). Each tick of a batch keeps its
 //! own sample time, setpoint, command, reads, interlocks and push: a seeded simulated run gives
 //! the same samples batched or not. Timing is counted as follows, batched or not:
 //!
@@ -60,12 +62,18 @@ use super::shared::Shared;
 /// Samples read from each instrument per tick at most; more than any backend returns at once.
 const READ_BATCH: usize = 256;
 /// How long before a deadline the loop stops sleeping and spins, so wake-up jitter of the
-/// scheduler does not become tick lateness (the rt bench models cyclictest's wake-ups with it).
+/// scheduler does not become tick lateness, at rates up to 10 kHz (one tick per wake-up).
 pub const SPIN_BEFORE_DEADLINE: Duration = Duration::from_micros(30);
+/// The spin window where the loop batches (above 10 kHz). A wake-up there serves ⌈100 µs / dt⌉
+/// ticks of ≈ 0.5 µs work each, so it can afford to spin longer: every µs a wake-up comes past
+/// the window costs a tick at 100 kHz, and on a virtual machine wake-ups 30–60 µs late are
+/// common (docs/performance.md, "Real time on a noisy host"). 60 µs of every 100 µs still
+/// leaves the thread asleep a third of the time, far from the kernel's real-time budget.
+pub const SPIN_BATCHED: Duration = Duration::from_micros(60);
 /// Ticks to keep sampling at zero load after a safe unload, so the file shows the rig at rest.
 const REST_TICKS_AFTER_UNLOAD_S: f64 = 0.05;
 /// The shortest interval between two wake-ups of a paced loop. Each wake-up spins for the last
-/// 30 µs before its deadline; with a period at or below that the real-time thread never sleeps,
+/// tens of µs before its deadline; with a period at or below that the real-time thread never sleeps,
 /// uses a whole CPU and runs into the kernel's real-time budget (`sched_rt_runtime_us`, by
 /// default 950 ms per second), which then stops it for ≈ 45 ms every second: 5 % of the ticks
 /// of a 100 kHz run came tens of milliseconds late that way. Waking at most every 100 µs leaves
@@ -86,6 +94,18 @@ const LATE_WINDOW_BUCKETS: usize = 32;
 // A wake-up period near the spin window would bring the (almost) never-sleeping loop back:
 // keep at least half of every wake-up period free of spinning.
 const _: () = assert!(MIN_WAKE_PERIOD.as_nanos() > 2 * SPIN_BEFORE_DEADLINE.as_nanos());
+// Batched, the thread must still sleep a good part of every wake-up period.
+const _: () = assert!(10 * SPIN_BATCHED.as_nanos() <= 6 * MIN_WAKE_PERIOD.as_nanos());
+
+/// The spin window of a paced loop at sample period `dt_s`: [`SPIN_BATCHED`] where it batches,
+/// [`SPIN_BEFORE_DEADLINE`] at 10 kHz and below.
+pub fn spin_window(dt_s: f64) -> Duration {
+    if ticks_per_wakeup(dt_s) > 1 {
+        SPIN_BATCHED
+    } else {
+        SPIN_BEFORE_DEADLINE
+    }
+}
 
 /// Ticks a paced loop runs per wake-up at sample period `dt_s`: ⌈[`MIN_WAKE_PERIOD`] / dt⌉ when
 /// the period is shorter than [`MIN_WAKE_PERIOD`] (10 at 100 kHz, 2 at 20 kHz), else 1.
@@ -248,6 +268,9 @@ impl ControlLoop {
                 diag.memory_locked = lock_memory();
             }
         }
+        // Held (open) until this function returns, after the last tick and the safe state.
+        let idle_latency = if diag.realtime_scheduling { hold_idle_latency_zero() } else { None };
+        diag.idle_latency_zero = idle_latency.is_some();
         if self.paced {
             if let Some(cpu) = self.cfg.raw.acquisition.cpu {
                 if set_affinity(std::iter::once(cpu)) {
@@ -347,6 +370,8 @@ impl ControlLoop {
         // Paced, the loop sleeps only before the first tick of each batch; 1 up to 10 kHz.
         let batch = ticks_per_wakeup(dt_s);
         let wake_period = dt.mul_f64(batch as f64);
+        let spin = spin_window(dt_s);
+        diag.spin_window_us = spin.as_secs_f64() * 1e6;
         let stall_min = wake_period.max(STALL_MIN);
         let max_gap_s = limits.max_command_gap_ms / 1000.0;
         let mut late_window = LateWindow::new(limits.late_window_s, dt_s);
@@ -354,9 +379,13 @@ impl ControlLoop {
         // Time of the last command in the frame's clock, s (see the command-gap interlock).
         let mut last_command_s: Option<f64> = None;
         if self.paced {
-            warm_up(wake_period);
+            warm_up(wake_period, spin);
         }
         let mut next_wake_k: u64 = 0;
+        // Evidence for the diagnostics: when the current wake-up's first tick started, and what
+        // made the wake-up (and the episode of wake-ups it began) late.
+        let mut wake_start = Instant::now();
+        let mut cause = Cause::Work;
         let usage0 = thread_usage();
         let mut align = Alignment::new(self.rig.smu.pacing(), self.rig.smu.device().to_string(), dt_s);
         let t0 = Instant::now();
@@ -368,10 +397,15 @@ impl ControlLoop {
                 // The batch's deadline is that of its first tick; the others run right after it,
                 // ahead of their own deadlines, so lateness is recorded once per wake-up.
                 let deadline = t0 + dt.mul_f64(k as f64);
-                wait_until(deadline);
+                let woke = wait_until(deadline, spin);
                 let now = Instant::now();
                 let late = now.saturating_duration_since(deadline);
                 diag.loop_lateness.record_us(late.as_secs_f64() * 1e6);
+                if let Some(w) = woke {
+                    diag.wakeup_lateness.record_us(w.raw_lateness.as_secs_f64() * 1e6);
+                }
+                cause = Cause::of_wakeup(late, woke, dt, cause);
+                wake_start = now;
                 if late > wake_period {
                     diag.late_wakeups += 1;
                 }
@@ -585,9 +619,20 @@ impl ControlLoop {
                 // Per tick, batched or not: this tick's work ended after the next tick's
                 // deadline. A batch that starts on time ends each tick well before it.
                 let next = t0 + dt.mul_f64(k as f64);
-                let missed = Instant::now() > next;
+                let ended = Instant::now();
+                let missed = ended > next;
                 if missed {
                     diag.missed_deadlines += 1;
+                    let by = &mut diag.missed_by_cause;
+                    *match cause {
+                        Cause::LateWakeup => &mut by.late_wakeup,
+                        Cause::Spin => &mut by.spin,
+                        Cause::Work => &mut by.work,
+                    } += 1;
+                }
+                if k >= next_wake_k {
+                    // The wake-up's last tick.
+                    diag.batch_work.record_us(ended.saturating_duration_since(wake_start).as_secs_f64() * 1e6);
                 }
                 late_window.record(1, u64::from(missed));
                 match (&mut open_stall, missed) {
@@ -727,6 +772,33 @@ impl ControlLoop {
     }
 }
 
+/// What made a paced wake-up's ticks late (see [`nanoecr_core::MissedByCause`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cause {
+    /// The sleep returned a sample period or more past the deadline.
+    LateWakeup,
+    /// The sleep returned in time; the spin lost its CPU.
+    Spin,
+    /// The first tick started on time; the work was slow or interrupted.
+    Work,
+}
+
+impl Cause {
+    /// What will make this wake-up's ticks late, if any are: its first tick started `late` after
+    /// its deadline, its sleep ended as `woke` says (`None`: no sleep), the sample period is
+    /// `dt`, and `episode` is the cause of the wake-up before it.
+    fn of_wakeup(late: Duration, woke: Option<Woke>, dt: Duration, episode: Cause) -> Cause {
+        match woke {
+            _ if late < dt => Cause::Work,
+            Some(w) if w.past_deadline >= dt => Cause::LateWakeup,
+            Some(_) => Cause::Spin,
+            // No sleep: the ticks before ran past this deadline; the cascade belongs to whatever
+            // began it.
+            None => episode,
+        }
+    }
+}
+
 /// Where and when an interlock tripped.
 #[derive(Debug, Clone, Copy)]
 struct Trip {
@@ -819,13 +891,13 @@ fn check_tracking(
 /// Rehearse the paced wake-up path for [`WARM_UP`] before t0: sleep and spin to deadlines one
 /// wake-up period apart, read the clock and fill a histogram, so code, data and the CPU's clock
 /// are warm when the first real tick comes.
-fn warm_up(wake_period: Duration) {
+fn warm_up(wake_period: Duration, spin: Duration) {
     let mut h = LatencyHistogram::default();
     let start = Instant::now();
     let mut i = 1u32;
     while start.elapsed() < WARM_UP {
         let deadline = start + wake_period * i;
-        wait_until(deadline);
+        let _ = wait_until(deadline, spin);
         h.record_us(Instant::now().saturating_duration_since(deadline).as_secs_f64() * 1e6);
         i += 1;
     }
@@ -951,18 +1023,76 @@ fn check_interlocks(
     None
 }
 
-/// Sleep until shortly before `deadline` on the monotonic clock, then spin to it.
-fn wait_until(deadline: Instant) {
+/// How a sleep of [`wait_until`] ended.
+#[derive(Debug, Clone, Copy)]
+struct Woke {
+    /// When the sleep returned minus when it was asked to (the deadline less the spin window):
+    /// the scheduler's wake-up lateness, what cyclictest measures.
+    raw_lateness: Duration,
+    /// How far past the deadline itself the sleep returned (zero if before it).
+    past_deadline: Duration,
+}
+
+/// Sleep until `spin` before `deadline` on the monotonic clock, then spin to it. Returns how
+/// the sleep ended, or `None` when there was no time to sleep (already within the spin window
+/// or past the deadline).
+fn wait_until(deadline: Instant, spin: Duration) -> Option<Woke> {
     let now = Instant::now();
     if deadline <= now {
-        return;
+        return None;
     }
     let remaining = deadline - now;
-    if remaining > SPIN_BEFORE_DEADLINE {
-        std::thread::sleep(remaining - SPIN_BEFORE_DEADLINE);
+    let mut woke = None;
+    if remaining > spin {
+        let target = deadline - spin;
+        sleep_until(target, remaining - spin);
+        let back = Instant::now();
+        woke = Some(Woke {
+            raw_lateness: back.saturating_duration_since(target),
+            past_deadline: back.saturating_duration_since(deadline),
+        });
     }
     while Instant::now() < deadline {
         std::hint::spin_loop();
+    }
+    woke
+}
+
+/// Sleep until `target` with `clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME)`: the kernel wakes
+/// the thread at that instant however long it took to get into the call (an interrupt between
+/// reading the clock and a relative sleep would move the wake-up later by as much). `Instant`
+/// is CLOCK_MONOTONIC on Linux, so the target is the clock's reading now plus the time left.
+/// Falls back to a relative sleep of `left` if the clock cannot be read.
+fn sleep_until(target: Instant, left: Duration) {
+    use nix::sys::time::TimeSpec;
+    use nix::time::{clock_gettime, clock_nanosleep, ClockId, ClockNanosleepFlags};
+    let Ok(mono) = clock_gettime(ClockId::CLOCK_MONOTONIC) else {
+        std::thread::sleep(left);
+        return;
+    };
+    let ts = mono + TimeSpec::from_duration(target.saturating_duration_since(Instant::now()));
+    // A signal (the CLI's handlers) interrupts the sleep; the absolute target stays valid.
+    while let Err(nix::errno::Errno::EINTR) =
+        clock_nanosleep(ClockId::CLOCK_MONOTONIC, ClockNanosleepFlags::TIMER_ABSTIME, &ts)
+    {}
+}
+
+/// Ask the kernel for zero wake-up latency from idle (PM QoS: write 0 to `/dev/cpu_dma_latency`
+/// and keep it open; closing it restores the default), as cyclictest does unless told otherwise
+/// (rt-tests, src/cyclictest/cyclictest.c, `set_latency_target`). Idle CPUs then poll instead of
+/// halting: a halted vCPU of a virtual machine takes tens of µs, and at times milliseconds, to
+/// come back for a timer, which made the loop's wake-ups on a quiet host twice as late as
+/// cyclictest's. The cost is that idle CPUs stay busy polling while a real-time run lasts. `None`
+/// (logged) when the file cannot be written, as without root.
+fn hold_idle_latency_zero() -> Option<std::fs::File> {
+    use std::io::Write;
+    let opened = std::fs::OpenOptions::new().write(true).open("/dev/cpu_dma_latency");
+    match opened.and_then(|mut f| f.write_all(&0i32.to_ne_bytes()).map(|()| f)) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not ask for zero idle latency (/dev/cpu_dma_latency); wake-ups from idle may be late");
+            None
+        }
     }
 }
 
@@ -1087,6 +1217,27 @@ mod tests {
         w.record(300, 300);
         assert_eq!(w.late, 300);
         assert!(w.fraction() > 0.2);
+    }
+
+    #[test]
+    fn a_late_tick_is_charged_to_what_began_its_episode() {
+        let us = Duration::from_micros;
+        let dt = us(10);
+        let woke = |past_deadline_us| {
+            Some(Woke { raw_lateness: us(30 + past_deadline_us), past_deadline: us(past_deadline_us) })
+        };
+        // A first tick that starts within a period of its deadline: whatever is missed, the work did it.
+        assert_eq!(Cause::of_wakeup(us(9), woke(9), dt, Cause::LateWakeup), Cause::Work);
+        assert_eq!(Cause::of_wakeup(us(0), None, dt, Cause::Spin), Cause::Work);
+        // The sleep itself returned a period or more past the deadline.
+        assert_eq!(Cause::of_wakeup(us(45), woke(40), dt, Cause::Work), Cause::LateWakeup);
+        // The sleep returned in time (2 µs past), the first tick still started 40 µs late: the
+        // CPU was taken while spinning.
+        assert_eq!(Cause::of_wakeup(us(40), woke(2), dt, Cause::Work), Cause::Spin);
+        // No sleep, late: the wake-ups of a cascade inherit the cause that began it.
+        for episode in [Cause::LateWakeup, Cause::Spin, Cause::Work] {
+            assert_eq!(Cause::of_wakeup(us(500), None, dt, episode), episode);
+        }
     }
 
     #[test]

@@ -198,7 +198,23 @@ pub fn start_run(cfg: RunConfig, mut rig: Rig, opts: RunOptions) -> Result<RunHa
         ),
     };
     let pacing = if opts.fast { nanoecr_store::Pacing::Unpaced } else { nanoecr_store::Pacing::RealTime };
-    let writer = RunWriter::create_with(&path, &cfg, &instrument, pacing)?;
+    let paced = !opts.fast;
+    // With the control thread pinned, the consumer's bursts (detector, compression, flushes) go
+    // to the other CPUs.
+    // Unset, nothing is pinned: pinning a 100 kHz loop by default was measured and not adopted
+    // (docs/performance.md, "Real time on a noisy host", third pass).
+    let consumer_cpus: Option<Vec<usize>> = cfg
+        .raw
+        .acquisition
+        .cpu
+        .filter(|_| paced)
+        .map(|pinned| allowed_cpus().into_iter().filter(|&c| c != pinned).collect());
+    let writer = {
+        // The store's compression worker is spawned here, on this thread, and a thread starts with
+        // its parent's CPU set: narrowed for the moment, the worker starts off the loop's CPU too.
+        let _restore = consumer_cpus.as_deref().filter(|c| !c.is_empty()).and_then(AffinityGuard::narrow);
+        RunWriter::create_with(&path, &cfg, &instrument, pacing)?
+    };
 
     let shared = Arc::new(Shared::default());
     if opts.install_signal_handlers {
@@ -212,20 +228,12 @@ pub fn start_run(cfg: RunConfig, mut rig: Rig, opts: RunOptions) -> Result<RunHa
         }
     }
     let (mut ring_tx, mut ring_rx) = rtrb::RingBuffer::<Sample>::new(cfg.ring_capacity_samples);
-    let paced = !opts.fast;
     if paced {
         prefault_ring(&mut ring_tx, &mut ring_rx);
     }
     let (ev_tx, ev_rx) = rtrb::RingBuffer::<Event>::new(CONTROL_EVENTS_CAPACITY);
     let (done_tx, done_rx) = crossbeam_channel::bounded(1);
     let (upd_tx, upd_rx) = crossbeam_channel::bounded(UPDATES_CAPACITY);
-    // With the control thread pinned, the consumer's bursts (detector, compression, flushes) go
-    // to the other CPUs.
-    let consumer_cpus: Option<Vec<usize>> = cfg.raw.acquisition.cpu.filter(|_| paced).map(|pinned| {
-        let online = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        (0..online).filter(|&c| c != pinned).collect()
-    });
-
     let span = tracing::info_span!("run", file = %path.display());
     let control = {
         let mut lp = ControlLoop::new(cfg.clone(), rig, ring_tx, ev_tx, Arc::clone(&shared), paced);
@@ -282,6 +290,40 @@ pub fn start_run(cfg: RunConfig, mut rig: Rig, opts: RunOptions) -> Result<RunHa
     Ok(RunHandle { path, shared, updates: upd_rx, control: Some(control), consumer: Some(consumer) })
 }
 
+/// The CPUs the calling thread may run on, in order (0 to the number of CPUs − 1 if the kernel
+/// does not say).
+fn allowed_cpus() -> Vec<usize> {
+    use nix::sched::{sched_getaffinity, CpuSet};
+    match sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
+        Ok(set) => (0..CpuSet::count()).filter(|&c| set.is_set(c).unwrap_or(false)).collect(),
+        Err(_) => (0..std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)).collect(),
+    }
+}
+
+/// Narrows the calling thread's CPU set until dropped, then puts the old one back; threads
+/// spawned meanwhile keep the narrowed set.
+struct AffinityGuard(nix::sched::CpuSet);
+
+impl AffinityGuard {
+    /// `None` (nothing changed) when the current set cannot be read or the new one is refused.
+    fn narrow(cpus: &[usize]) -> Option<Self> {
+        let old = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok()?;
+        if !control::set_affinity(cpus.iter().copied()) {
+            tracing::warn!("could not keep the compression worker off the control thread's CPU");
+            return None;
+        }
+        Some(Self(old))
+    }
+}
+
+impl Drop for AffinityGuard {
+    fn drop(&mut self) {
+        if let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &self.0) {
+            tracing::warn!(error = %e, "could not restore the calling thread's CPU set");
+        }
+    }
+}
+
 /// Write and read every slot of the ring once, before the threads start, so the control loop's
 /// first pass over the ring does not take a page fault per 4 KiB (64 samples): 6 400 of them over
 /// the first 4 s at 100 kHz. With memory locked (real-time runs) mlockall would fault them in
@@ -307,4 +349,22 @@ fn unique_path(dir: &Path, cfg: &RunConfig) -> PathBuf {
     }
     let stem = name.trim_end_matches(".h5");
     (1..).map(|i| dir.join(format!("{stem}_{i}.h5"))).find(|p| !p.exists()).unwrap_or(candidate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cpus_a_thread_may_use_match_what_the_kernel_lists() {
+        let listed = std::fs::read_to_string("/proc/thread-self/status").expect("status");
+        let list = listed.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).expect("Cpus_allowed_list");
+        let mut expected = Vec::new();
+        for range in list.trim().split(',') {
+            let mut ends = range.split('-').map(|x| x.parse::<usize>().expect("CPU number"));
+            let lo = ends.next().expect("CPU number");
+            expected.extend(lo..=ends.next().unwrap_or(lo));
+        }
+        assert_eq!(allowed_cpus(), expected);
+    }
 }
