@@ -21,8 +21,8 @@
 //! §3.2.4), which any inflater copies out. The low byte planes of a noisy measurement (load,
 //! displacement, current, Δρ/ρ) are random: static-Huffman deflate spent most of the worker's
 //! time on them and wrote them 5 % larger. So each column keeps a plan of how many leading byte
-//! planes to store, set by a probe that deflates every plane separately (the first chunk, then
-//! every 64), and its stream is: zlib header, stored blocks of those planes, deflate blocks of
+//! planes to store, set by a probe that deflates every plane separately (the first full chunk,
+//! then every 64th), and its stream is: zlib header, stored blocks of those planes, deflate blocks of
 //! the rest, Adler-32 of all of it. The file still declares plain shuffle + deflate.
 //!
 //! Memory stays bounded: a fixed pool of [`Columns`] sets circulates between the writer and the
@@ -298,7 +298,7 @@ impl Drop for ChunkEncoder {
 /// between (the top mantissa bytes, 0.3–0.8) are worth deflating.
 const STORE_ABOVE: f64 = 0.95;
 
-/// Chunks of a column between two probes, which deflate every plane to see whether the stored
+/// Full chunks of a column between two probes, which deflate every plane to see whether the stored
 /// planes are still incompressible (the same column can change character: the current before
 /// and after Ohmic contact).
 const PROBE_EVERY: u32 = 64;
@@ -343,42 +343,48 @@ impl Encoder {
     /// each, and sets how many leading planes to store from what each gained. A chunk that does
     /// not shrink is stored shuffled only, with the deflate bit of the filter mask set, as
     /// libhdf5's optional deflate filter does.
-    fn encode(&mut self, planes: usize, plan: &mut PlanePlan) -> (&[u8], u32) {
+    fn encode(&mut self, planes: usize, plan: &mut PlanePlan, full: bool) -> (&[u8], u32) {
         let len = self.shuffled.len();
         let planes = planes.max(1);
         let plane_len = len / planes;
         if len == 0 || plane_len * planes != len {
             return (&self.shuffled[..], MASK_DEFLATE_SKIPPED);
         }
-        let probe = plan.countdown == 0;
-        let stored = if probe { 0 } else { plan.stored.min(planes) };
+        // Only full chunks probe and move the plan: a partial one is padded with zeros, which
+        // would make every plane look compressible.
+        let probe = full && plan.countdown == 0;
+        let stored = if plan.countdown == 0 { 0 } else { plan.stored.min(planes) };
         if stored == planes {
-            plan.countdown -= 1;
+            if full {
+                plan.countdown -= 1;
+            }
             return (&self.shuffled[..], MASK_DEFLATE_SKIPPED);
         }
-        // An output buffer the size of the input: a stream that does not fit did not shrink the
-        // chunk, and libhdf5's optional deflate filter would have been skipped too.
-        self.packed.resize(len, 0);
-        match self.encode_into(planes, plane_len, stored, probe) {
-            Some((n, gained)) => {
-                if probe {
-                    plan.stored = gained.iter().take(planes).take_while(|&&r| r > STORE_ABOVE).count();
-                    plan.countdown = PROBE_EVERY;
-                } else {
-                    plan.countdown -= 1;
-                }
-                (&self.packed[..n], 0)
+        // A probe must see every plane, so it gets room for deflate's worst case (static Huffman
+        // spends up to 9 bits on a byte, plus block headers). Otherwise an output buffer the size
+        // of the input: a stream that does not fit did not shrink the chunk, and libhdf5's
+        // optional deflate filter would have been skipped too.
+        let cap = if probe { len + len / 4 + 1024 } else { len };
+        self.packed.resize(cap, 0);
+        let encoded = self.encode_into(planes, plane_len, stored, probe);
+        let shrank = matches!(encoded, Some((n, _)) if n < len);
+        if probe {
+            if let Some((_, gained)) = &encoded {
+                plan.stored = gained.iter().take(planes).take_while(|&&r| r > STORE_ABOVE).count();
+                plan.countdown = PROBE_EVERY;
             }
-            None => {
-                // Nothing shrank enough to fit: store the chunk, and probe again next time.
-                plan.countdown = 0;
-                (&self.shuffled[..], MASK_DEFLATE_SKIPPED)
-            }
+        } else if full {
+            // A chunk the plan did not shrink: the data changed, probe the next one.
+            plan.countdown = if shrank { plan.countdown - 1 } else { 0 };
+        }
+        match encoded {
+            Some((n, _)) if n < len => (&self.packed[..n], 0),
+            _ => (&self.shuffled[..], MASK_DEFLATE_SKIPPED),
         }
     }
 
     /// Write the stream into `packed`; its length and, in a probe, each plane's compressed size
-    /// as a fraction of the plane. `None` if it does not fit in `packed` (no shrinking).
+    /// as a fraction of the plane. `None` if it does not fit in `packed`.
     fn encode_into(
         &mut self,
         planes: usize,
@@ -438,7 +444,7 @@ impl Encoder {
         // Adler-32 of all the uncompressed bytes, stored blocks included, most significant byte
         // first (RFC 1950 §2.2).
         put(out, &libdeflater::adler32(&self.shuffled).to_be_bytes(), &mut pos)?;
-        (pos < cap).then_some((pos, gained))
+        Some((pos, gained))
     }
 }
 
@@ -485,7 +491,7 @@ fn store_chunk(
     let end = first_row as usize + rows;
     for ((i, ds), plan) in data.iter().zip(plans.iter_mut()) {
         let planes = shuffle_column(cols, *i, &mut enc.shuffled);
-        let (bytes, mask) = enc.encode(planes, plan);
+        let (bytes, mask) = enc.encode(planes, plan, rows == cols.len());
         // The chunk must lie inside the extent before it is stored (H5Dwrite_chunk refuses an
         // offset beyond the dimensions); the extent only grows, chunk by chunk, in order.
         hdf5::sync::sync(|| {
@@ -569,13 +575,18 @@ mod tests {
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         enc.shuffled = (0..4096).map(|_| xorshift(&mut x) as u8).collect();
         let raw = enc.shuffled.clone();
-        let (bytes, mask) = enc.encode(1, &mut plan);
+        let (bytes, mask) = enc.encode(1, &mut plan, true);
         assert_eq!(mask, MASK_DEFLATE_SKIPPED);
         assert_eq!(bytes, &raw[..]);
-        assert_eq!(plan.countdown, 0, "a chunk stored whole leaves the next one to probe");
-
+        assert_eq!((plan.stored, plan.countdown), (1, PROBE_EVERY), "the probe found the one plane random");
+        // Until the next probe, such a column is stored without deflating at all.
         enc.shuffled = vec![7u8; 4096];
-        let (bytes, mask) = enc.encode(1, &mut plan);
+        let (bytes, mask) = enc.encode(1, &mut plan, true);
+        assert_eq!((mask, bytes.len()), (MASK_DEFLATE_SKIPPED, 4096));
+        assert_eq!(plan.countdown, PROBE_EVERY - 1);
+
+        let mut plan = PlanePlan::default();
+        let (bytes, mask) = enc.encode(1, &mut plan, true);
         assert_eq!(mask, 0);
         assert!(bytes.len() < 100, "a constant chunk deflates to {} bytes", bytes.len());
         let packed = bytes.to_vec();
@@ -598,14 +609,14 @@ mod tests {
             shuffle(&values, f64::to_ne_bytes, &mut enc.shuffled);
             let raw = enc.shuffled.clone();
 
-            let (bytes, mask) = enc.encode(8, &mut plan);
+            let (bytes, mask) = enc.encode(8, &mut plan, true);
             assert_eq!(mask, 0);
             let probed = bytes.len();
             assert_eq!(inflate(bytes, raw.len()), raw);
             assert!((4..8).contains(&plan.stored), "{rows} rows: {} leading planes stored", plan.stored);
             assert_eq!(plan.countdown, PROBE_EVERY);
 
-            let (bytes, mask) = enc.encode(8, &mut plan);
+            let (bytes, mask) = enc.encode(8, &mut plan, true);
             assert_eq!(mask, 0);
             assert_eq!(inflate(bytes, raw.len()), raw, "{rows} rows, stored planes");
             assert!(bytes.len() < probed, "{rows} rows: {} bytes with stored planes, {probed} deflated", bytes.len());
@@ -618,13 +629,22 @@ mod tests {
     #[test]
     fn a_probe_deflates_planes_again_once_they_compress() {
         let mut enc = Encoder::new(LEVEL, 8192 * 8);
+        // A partial chunk (zero padding after the rows) neither probes nor moves the plan.
+        let mut x = 1u64;
+        let noisy: Vec<f64> = (0..8192).map(|i| if i < 100 { f64::from_bits(xorshift(&mut x)) } else { 0.0 }).collect();
+        shuffle(&noisy, f64::to_ne_bytes, &mut enc.shuffled);
+        let mut fresh = PlanePlan::default();
+        let (bytes, mask) = enc.encode(8, &mut fresh, false);
+        assert_eq!(mask, 0, "deflated whole: {} bytes", bytes.len());
+        assert_eq!((fresh.stored, fresh.countdown), (0, 0));
+
         let mut plan = PlanePlan { stored: 6, countdown: 3 };
         let values = vec![5.0f64; 8192];
         let mut sizes = Vec::new();
         for _ in 0..4 {
             shuffle(&values, f64::to_ne_bytes, &mut enc.shuffled);
             let expect = enc.shuffled.clone();
-            let (bytes, mask) = enc.encode(8, &mut plan);
+            let (bytes, mask) = enc.encode(8, &mut plan, true);
             assert_eq!(mask, 0);
             sizes.push(bytes.len());
             assert_eq!(inflate(bytes, expect.len()), expect);
