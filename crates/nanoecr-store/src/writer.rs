@@ -386,20 +386,27 @@ impl RunWriter {
                 delta_rho.len()
             )));
         }
-        for (s, r) in samples.iter().zip(delta_rho) {
+        let (mut samples, mut delta_rho) = (samples, delta_rho);
+        while !samples.is_empty() {
+            // Up to the end of the current chunk, column by column: extending from a slice
+            // iterator of known length checks capacity once per column, not once per value.
+            let n = self.chunk_rows.saturating_sub(self.cols.len()).clamp(1, samples.len());
+            let (now, later) = samples.split_at(n);
+            let (rho_now, rho_later) = delta_rho.split_at(n);
             let c = &mut self.cols;
-            c.seq.push(s.seq);
-            c.time.push(s.time_s);
-            c.load.push(s.load_un);
-            c.setpoint.push(s.setpoint_un);
-            c.disp.push(s.disp_nm);
-            c.current.push(s.current_a);
-            c.voltage.push(s.voltage_v);
-            c.segment.push(s.segment.code());
-            c.rho.push(*r);
+            c.seq.extend(now.iter().map(|s| s.seq));
+            c.time.extend(now.iter().map(|s| s.time_s));
+            c.load.extend(now.iter().map(|s| s.load_un));
+            c.setpoint.extend(now.iter().map(|s| s.setpoint_un));
+            c.disp.extend(now.iter().map(|s| s.disp_nm));
+            c.current.extend(now.iter().map(|s| s.current_a));
+            c.voltage.extend(now.iter().map(|s| s.voltage_v));
+            c.segment.extend(now.iter().map(|s| s.segment.code()));
+            c.rho.extend_from_slice(rho_now);
             if c.len() >= self.chunk_rows {
                 self.submit_chunk()?;
             }
+            (samples, delta_rho) = (later, rho_later);
         }
         Ok(())
     }
