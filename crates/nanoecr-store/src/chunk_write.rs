@@ -130,13 +130,59 @@ pub(crate) fn shuffle<T: Copy, const N: usize>(values: &[T], to_bytes: impl Fn(T
     // Every byte is overwritten below: no clearing (a reused buffer of the same size costs no
     // memset; that was 1.2 % of a `--fast` run).
     out.resize(n * N, 0);
-    // One pass per byte plane: each reads the (L1-resident) chunk again but writes contiguously,
-    // which the compiler vectorises; faster here than one scattered pass.
+    let mut done = 0;
+    if N == 8 {
+        // Eight elements at a time: their 8×8 bytes transposed in registers, then eight 8-byte
+        // stores, one into each plane. 3–4× faster than one pass per plane (≈ 13 ns per
+        // element, stand-alone, on this host), which reads the 64 KiB chunk eight times.
+        for (k, block) in values.chunks_exact(8).enumerate() {
+            let mut rows = [0u64; 8];
+            for (r, &v) in rows.iter_mut().zip(block) {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&to_bytes(v));
+                *r = u64::from_le_bytes(b);
+            }
+            transpose_bytes_8x8(&mut rows);
+            for (j, r) in rows.iter().enumerate() {
+                let at = j * n + 8 * k;
+                if let Some(dst) = out.get_mut(at..at + 8) {
+                    dst.copy_from_slice(&r.to_le_bytes());
+                }
+            }
+        }
+        done = n / 8 * 8;
+    }
+    // The rest (all of it for 1-byte elements, for which the shuffle is the identity).
     for (j, plane) in out.chunks_exact_mut(n.max(1)).enumerate().take(N) {
-        for (o, &v) in plane.iter_mut().zip(values) {
+        for (o, &v) in plane.iter_mut().zip(values).skip(done) {
             *o = to_bytes(v)[j];
         }
     }
+}
+
+/// Transpose the 8×8 byte matrix whose row `i` is `rows[i]` (byte `j` = bits 8j..8j+8): after
+/// it, byte `i` of `rows[j]` is what byte `j` of `rows[i]` was. Three rounds of swapping
+/// off-diagonal blocks (4×4, then 2×2, then single bytes) with masks and shifts.
+#[inline]
+fn transpose_bytes_8x8(rows: &mut [u64; 8]) {
+    for i in 0..4 {
+        swap_block(rows, i, i + 4, 0x0000_0000_FFFF_FFFF, 32);
+    }
+    for i in [0, 1, 4, 5] {
+        swap_block(rows, i, i + 2, 0x0000_FFFF_0000_FFFF, 16);
+    }
+    for i in [0, 2, 4, 6] {
+        swap_block(rows, i, i + 1, 0x00FF_00FF_00FF_00FF, 8);
+    }
+}
+
+/// Swap the high `shift` bits of each `2·shift`-bit group of `rows[a]` with the low ones of
+/// `rows[b]` (one round of the block transpose).
+#[inline(always)]
+fn swap_block(rows: &mut [u64; 8], a: usize, b: usize, mask: u64, shift: u32) {
+    let t = ((rows[a] >> shift) ^ rows[b]) & mask;
+    rows[a] ^= t << shift;
+    rows[b] ^= t;
 }
 
 /// Which compression worker stores each sample column (in `DATA_COLUMNS` order). Each dataset is
@@ -502,6 +548,56 @@ fn store_chunk(
         })?;
     }
     Ok(())
+}
+
+/// Encodes whole columns on the calling thread, for tables written once (the ground truth when
+/// a run closes): the same streams the workers write, with zlib-rs instead of libhdf5's system
+/// zlib, which deflated them at a third of the speed on the consumer thread.
+pub(crate) struct ColumnEncoder {
+    enc: Encoder,
+}
+
+impl std::fmt::Debug for ColumnEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ColumnEncoder").finish_non_exhaustive()
+    }
+}
+
+impl ColumnEncoder {
+    pub(crate) fn new() -> Self {
+        Self { enc: Encoder::new(LEVEL, 0) }
+    }
+
+    /// Write `values` as the whole of the one-dimensional dataset `ds`, whose chunks hold
+    /// `chunk_rows` rows: extent first, then each chunk shuffled, encoded and stored; the last
+    /// one padded with zeros (the fill value beyond the extent, as libhdf5 stores an edge chunk).
+    pub(crate) fn write_column<T: Copy + Default, const N: usize>(
+        &mut self,
+        ds: &Dataset,
+        values: &[T],
+        to_bytes: impl Fn(T) -> [u8; N],
+        chunk_rows: usize,
+    ) -> hdf5::Result<()> {
+        let chunk_rows = chunk_rows.max(1);
+        hdf5::sync::sync(|| ds.resize(values.len()))?;
+        let mut plan = PlanePlan::default();
+        let mut padded: Vec<T> = Vec::new();
+        for (k, rows) in values.chunks(chunk_rows).enumerate() {
+            let full = rows.len() == chunk_rows;
+            let rows = if full {
+                rows
+            } else {
+                padded.clear();
+                padded.extend_from_slice(rows);
+                padded.resize(chunk_rows, T::default());
+                &padded[..]
+            };
+            shuffle(rows, &to_bytes, &mut self.enc.shuffled);
+            let (bytes, mask) = self.enc.encode(N, &mut plan, full);
+            write_raw_chunk(ds, (k * chunk_rows) as u64, mask, bytes)?;
+        }
+        Ok(())
+    }
 }
 
 /// Store one encoded chunk of a one-dimensional dataset at row `first_row` (a chunk boundary).
