@@ -250,7 +250,9 @@ impl ChunkEncoder {
             let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(POOL);
             let done_tx = done_tx.clone();
             let worker = std::thread::Builder::new()
-                .name(format!("nanoecr-deflate{w}"))
+                // ≤ 15 bytes, the kernel's limit on a thread name, so that the two stay apart
+                // in `top -H` and `perf`.
+                .name(format!("nanoecr-defl{w}"))
                 .spawn(move || worker(datasets, chunk_rows, jobs_rx, done_tx))?;
             jobs.push(jobs_tx);
             workers.push(worker);
