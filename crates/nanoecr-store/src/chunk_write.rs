@@ -22,8 +22,8 @@
 //! displacement, current, Δρ/ρ) are random: static-Huffman deflate spent most of the worker's
 //! time on them and wrote them 5 % larger. So each column keeps a plan of how many leading byte
 //! planes to store, set by a probe that deflates every plane separately (the first full chunk,
-//! then every 64th), and its stream is: zlib header, stored blocks of those planes, deflate blocks of
-//! the rest, Adler-32 of all of it. The file still declares plain shuffle + deflate.
+//! then every 64th), and its stream is: zlib header, stored blocks of those planes, deflate
+//! blocks of the rest, Adler-32 of all of it. The file still declares plain shuffle + deflate.
 //!
 //! Memory stays bounded: a fixed pool of [`Columns`] sets circulates between the writer and the
 //! workers (the writer fills one while the workers encode others; both read the same set and the
