@@ -3,13 +3,13 @@
 //! libhdf5 (and hdf5-metno over it) serialises every call behind one global lock, and its filter
 //! pipeline runs deflate inside that lock on the calling thread: that was 78 % of the consumer
 //! thread in `--fast` runs (docs/performance.md, "Issue 11"). Here the writer hands each full
-//! chunk of rows to a compression worker, which shuffles and deflates every column itself
-//! (zlib-rs) and stores the encoded bytes with `H5Dwrite_chunk`: only that store and the
-//! extent change take the library lock.
+//! chunk of rows to two compression workers, each of which shuffles and deflates its share of the
+//! columns itself (zlib-rs) and stores the encoded bytes with `H5Dwrite_chunk`: only that store
+//! and the extent change take the library lock.
 //!
-//! The bytes are exactly what libhdf5's own pipeline would have stored for the datasets'
-//! declared filters (shuffle, then deflate; docs/file-format.md), so every HDF5 reader decodes
-//! them without plugins:
+//! The bytes decode exactly as libhdf5's own pipeline would for the datasets' declared filters
+//! (shuffle, then deflate; docs/file-format.md), so every HDF5 reader decodes them without
+//! plugins:
 //! - shuffle (`H5Z_FILTER_SHUFFLE`, H5Zshuffle.c): byte `j` of element `i` goes to position
 //!   `j·n + i` of the chunk (`n` elements); for 1-byte elements it is the identity;
 //! - deflate (`H5Z_FILTER_DEFLATE`, H5Zdeflate.c): a zlib stream (RFC 1950: header, deflate
@@ -17,12 +17,21 @@
 //!   the stream would be larger than its input; so do we, storing the shuffled bytes with bit 1
 //!   (the deflate filter, second in the pipeline) of the chunk's filter mask set.
 //!
+//! Deflate need not compress every byte it carries: a stream may hold *stored* blocks (RFC 1951
+//! §3.2.4), which any inflater copies out. The low byte planes of a noisy measurement (load,
+//! displacement, current, Δρ/ρ) are random: static-Huffman deflate spent most of the worker's
+//! time on them and wrote them 5 % larger. So each column keeps a plan of how many leading byte
+//! planes to store, set by a probe that deflates every plane separately (the first full chunk,
+//! then every 64th), and its stream is: zlib header, stored blocks of those planes, deflate
+//! blocks of the rest, Adler-32 of all of it. The file still declares plain shuffle + deflate.
+//!
 //! Memory stays bounded: a fixed pool of [`Columns`] sets circulates between the writer and the
-//! worker (the writer fills one while the worker encodes others); when every set is in flight
-//! the writer waits for one to come back, which throttles the producer instead of queueing
-//! without bound.
+//! workers (the writer fills one while the workers encode others; both read the same set and the
+//! last to finish with it returns it); when every set is in flight the writer waits for one to
+//! come back, which throttles the producer instead of queueing without bound.
 
 use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use flate2::{Compress, Compression, FlushCompress, Status};
@@ -121,41 +130,101 @@ pub(crate) fn shuffle<T: Copy, const N: usize>(values: &[T], to_bytes: impl Fn(T
     // Every byte is overwritten below: no clearing (a reused buffer of the same size costs no
     // memset; that was 1.2 % of a `--fast` run).
     out.resize(n * N, 0);
-    // One pass per byte plane: each reads the (L1-resident) chunk again but writes contiguously,
-    // which the compiler vectorises; faster here than one scattered pass.
+    let mut done = 0;
+    if N == 8 {
+        // Eight elements at a time: their 8×8 bytes transposed in registers, then eight 8-byte
+        // stores, one into each plane. 3–4× faster than one pass per plane (≈ 13 ns per
+        // element, stand-alone, on this host), which reads the 64 KiB chunk eight times.
+        for (k, block) in values.chunks_exact(8).enumerate() {
+            let mut rows = [0u64; 8];
+            for (r, &v) in rows.iter_mut().zip(block) {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&to_bytes(v));
+                *r = u64::from_le_bytes(b);
+            }
+            transpose_bytes_8x8(&mut rows);
+            for (j, r) in rows.iter().enumerate() {
+                let at = j * n + 8 * k;
+                if let Some(dst) = out.get_mut(at..at + 8) {
+                    dst.copy_from_slice(&r.to_le_bytes());
+                }
+            }
+        }
+        done = n / 8 * 8;
+    }
+    // The rest (all of it for 1-byte elements, for which the shuffle is the identity).
     for (j, plane) in out.chunks_exact_mut(n.max(1)).enumerate().take(N) {
-        for (o, &v) in plane.iter_mut().zip(values) {
+        for (o, &v) in plane.iter_mut().zip(values).skip(done) {
             *o = to_bytes(v)[j];
         }
     }
 }
 
-/// What the worker reports back with a set it is done with.
+/// Transpose the 8×8 byte matrix whose row `i` is `rows[i]` (byte `j` = bits 8j..8j+8): after
+/// it, byte `i` of `rows[j]` is what byte `j` of `rows[i]` was. Three rounds of swapping
+/// off-diagonal blocks (4×4, then 2×2, then single bytes) with masks and shifts.
+#[inline]
+fn transpose_bytes_8x8(rows: &mut [u64; 8]) {
+    for i in 0..4 {
+        swap_block(rows, i, i + 4, 0x0000_0000_FFFF_FFFF, 32);
+    }
+    for i in [0, 1, 4, 5] {
+        swap_block(rows, i, i + 2, 0x0000_FFFF_0000_FFFF, 16);
+    }
+    for i in [0, 2, 4, 6] {
+        swap_block(rows, i, i + 1, 0x00FF_00FF_00FF_00FF, 8);
+    }
+}
+
+/// Swap the high `shift` bits of each `2·shift`-bit group of `rows[a]` with the low ones of
+/// `rows[b]` (one round of the block transpose).
+#[inline(always)]
+fn swap_block(rows: &mut [u64; 8], a: usize, b: usize, mask: u64, shift: u32) {
+    let t = ((rows[a] >> shift) ^ rows[b]) & mask;
+    rows[a] ^= t << shift;
+    rows[b] ^= t;
+}
+
+/// Which compression worker stores each sample column (in `DATA_COLUMNS` order). Each dataset is
+/// always stored by the same worker, in order, so no dataset's extent runs ahead of its chunks.
+/// Split by the measured cost per column with the stored-plane rule (`column_cost` example on a
+/// 30-minute `--fast` run, docs/performance.md "Issue 11, write side"; ms for the run, one thread):
+/// sequence 10, time 12, load 16, displacement 3, voltage 6 → worker 0 (47); setpoint 15,
+/// current 17, segment 1, Δρ/ρ 9 → worker 1 (42). The two costly noisy columns, load and current
+/// (their sixth byte plane deflates to 0.34–0.40 at ≈ 5 ns per byte), go to different workers.
+const WORKER_OF: [usize; 9] = [0, 0, 0, 1, 0, 1, 0, 1, 1];
+
+/// Compression workers. Two, so that the encoding is two pieces the scheduler can place beside
+/// the control loop and the consumer on a two-core machine rather than one.
+const WORKERS: usize = 2;
+
+/// What a worker reports back with a set it is done with.
 struct Done {
-    cols: Columns,
+    /// The set, shared with the other worker until both are done with it.
+    cols: Arc<Columns>,
     /// The first failure while storing this set (the chunk's first row and what failed).
     error: Option<String>,
 }
 
 struct Job {
-    cols: Columns,
+    cols: Arc<Columns>,
     /// Row index of the chunk's first row (a multiple of the chunk size).
     first_row: u64,
     /// Rows of `cols` that are data; the rest (of a partial chunk) is padding beyond the extent.
     rows: usize,
 }
 
-/// The compression worker and the pool of column sets. The writer owns one per file.
+/// The compression workers and the pool of column sets. The writer owns one per file.
 pub(crate) struct ChunkEncoder {
-    jobs: Option<SyncSender<Job>>,
+    jobs: Vec<SyncSender<Job>>,
     done: Receiver<Done>,
-    /// Sets back from the worker (or never sent), ready to be filled.
+    /// Sets back from the workers (or never sent), ready to be filled.
     free: Vec<Columns>,
-    /// Sets handed to the worker and not yet back.
+    /// Jobs (one per worker per set) handed over and not yet back.
     in_flight: usize,
-    /// The first error the worker reported, kept until the writer asks.
+    /// The first error a worker reported, kept until the writer asks.
     error: Option<String>,
-    worker: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for ChunkEncoder {
@@ -164,20 +233,32 @@ impl std::fmt::Debug for ChunkEncoder {
     }
 }
 
+const STOPPED: &str = "a compression worker has stopped";
+
 impl ChunkEncoder {
-    /// Start the worker for the nine sample datasets `data` (in `DATA_COLUMNS` order) whose
+    /// Start the workers for the nine sample datasets `data` (in `DATA_COLUMNS` order) whose
     /// chunks hold `chunk_rows` rows. Returns the encoder and the first set to fill.
     pub(crate) fn start(data: Vec<Dataset>, chunk_rows: usize) -> std::io::Result<(Self, Columns)> {
-        let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(POOL);
         let (done_tx, done_rx) = mpsc::channel::<Done>();
-        let worker = std::thread::Builder::new()
-            .name("nanoecr-deflate".into())
-            .spawn(move || worker(data, chunk_rows, jobs_rx, done_tx))?;
+        let mut owned: Vec<Vec<(usize, Dataset)>> = (0..WORKERS).map(|_| Vec::new()).collect();
+        for (i, ds) in data.into_iter().enumerate() {
+            owned[WORKER_OF.get(i).copied().unwrap_or(0) % WORKERS].push((i, ds));
+        }
+        let mut jobs = Vec::with_capacity(WORKERS);
+        let mut workers = Vec::with_capacity(WORKERS);
+        for (w, datasets) in owned.into_iter().enumerate() {
+            let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(POOL);
+            let done_tx = done_tx.clone();
+            let worker = std::thread::Builder::new()
+                // ≤ 15 bytes, the kernel's limit on a thread name, so that the two stay apart
+                // in `top -H` and `perf`.
+                .name(format!("nanoecr-defl{w}"))
+                .spawn(move || worker(datasets, chunk_rows, jobs_rx, done_tx))?;
+            jobs.push(jobs_tx);
+            workers.push(worker);
+        }
         let free = (1..POOL).map(|_| Columns::with_capacity(chunk_rows)).collect();
-        Ok((
-            Self { jobs: Some(jobs_tx), done: done_rx, free, in_flight: 0, error: None, worker: Some(worker) },
-            Columns::with_capacity(chunk_rows),
-        ))
+        Ok((Self { jobs, done: done_rx, free, in_flight: 0, error: None, workers }, Columns::with_capacity(chunk_rows)))
     }
 
     fn take_done(&mut self, d: Done) {
@@ -185,28 +266,37 @@ impl ChunkEncoder {
         if self.error.is_none() {
             self.error = d.error;
         }
-        let mut cols = d.cols;
-        cols.clear();
-        self.free.push(cols);
+        // The last worker to finish with a set returns it to the pool.
+        if let Ok(mut cols) = Arc::try_unwrap(d.cols) {
+            cols.clear();
+            self.free.push(cols);
+        }
     }
 
-    /// Hand a full chunk (`cols`, first row `first_row`) to the worker and return an empty set to
-    /// fill next, waiting for one if all are in flight. An error if the worker failed on an
+    fn send(&mut self, cols: Columns, first_row: u64, rows: usize) -> Result<(), String> {
+        let cols = Arc::new(cols);
+        for jobs in &self.jobs {
+            jobs.send(Job { cols: Arc::clone(&cols), first_row, rows }).map_err(|_| STOPPED.to_string())?;
+            self.in_flight += 1;
+        }
+        Ok(())
+    }
+
+    /// Hand a full chunk (`cols`, first row `first_row`) to the workers and return an empty set
+    /// to fill next, waiting for one if all are in flight. An error if a worker failed on an
     /// earlier chunk or is gone.
     pub(crate) fn submit(&mut self, cols: Columns, first_row: u64) -> Result<Columns, String> {
         self.check()?;
-        let jobs = self.jobs.as_ref().ok_or("the compression worker has stopped")?;
         let rows = cols.len();
-        jobs.send(Job { cols, first_row, rows }).map_err(|_| "the compression worker has stopped".to_string())?;
-        self.in_flight += 1;
+        self.send(cols, first_row, rows)?;
         while let Ok(d) = self.done.try_recv() {
             self.take_done(d);
         }
-        if self.free.is_empty() {
-            let d = self.done.recv().map_err(|_| "the compression worker has stopped".to_string())?;
+        while self.free.is_empty() {
+            let d = self.done.recv().map_err(|_| STOPPED.to_string())?;
             self.take_done(d);
         }
-        self.free.pop().ok_or_else(|| "no column set came back from the compression worker".to_string())
+        self.free.pop().ok_or_else(|| "no column set came back from the compression workers".to_string())
     }
 
     /// Store the partial chunk `cols` (first row `first_row`) padded to `chunk_rows` rows, with
@@ -217,17 +307,14 @@ impl ChunkEncoder {
         self.drain()?;
         let mut set = self.free.pop().ok_or("no column set to copy the partial chunk into")?;
         set.copy_padded(cols, chunk_rows);
-        let jobs = self.jobs.as_ref().ok_or("the compression worker has stopped")?;
-        jobs.send(Job { cols: set, first_row, rows: cols.len() })
-            .map_err(|_| "the compression worker has stopped".to_string())?;
-        self.in_flight += 1;
+        self.send(set, first_row, cols.len())?;
         self.drain()
     }
 
-    /// Wait until every chunk handed over is stored; the worker's first error, if any.
+    /// Wait until every chunk handed over is stored; a worker's first error, if any.
     pub(crate) fn drain(&mut self) -> Result<(), String> {
         while self.in_flight > 0 {
-            let d = self.done.recv().map_err(|_| "the compression worker has stopped".to_string())?;
+            let d = self.done.recv().map_err(|_| STOPPED.to_string())?;
             self.take_done(d);
         }
         self.check()
@@ -243,18 +330,47 @@ impl ChunkEncoder {
 
 impl Drop for ChunkEncoder {
     fn drop(&mut self) {
-        // Closing the queue ends the worker once it has stored what is queued.
-        self.jobs = None;
-        if let Some(w) = self.worker.take() {
+        // Closing the queues ends the workers once they have stored what is queued.
+        self.jobs.clear();
+        for w in self.workers.drain(..) {
             if w.join().is_err() {
-                tracing::error!("the compression worker panicked");
+                tracing::error!("a compression worker panicked");
             }
         }
     }
 }
 
-/// Reused buffers and the compressor of the worker thread.
+/// A byte plane is stored rather than deflated when deflate leaves more than this fraction of it.
+/// The low mantissa bytes of a noisy measurement are random: static-Huffman deflate (zlib-rs
+/// level 1) writes them 1.06× larger at ≈ 3 ns per byte, against a copy for storing them. Planes
+/// between (the top mantissa bytes, 0.3–0.8) are worth deflating.
+const STORE_ABOVE: f64 = 0.95;
+
+/// Full chunks of a column between two probes, which deflate every plane to see whether the stored
+/// planes are still incompressible (the same column can change character: the current before
+/// and after Ohmic contact).
+const PROBE_EVERY: u32 = 64;
+
+/// Largest stored block of a deflate stream (RFC 1951 §3.2.4: LEN is 16 bits).
+const STORED_MAX: usize = 65_535;
+
+/// The zlib header (RFC 1950 §2.2) H5Zdeflate.c's compress2 writes at level 1: CM = 8 (deflate),
+/// CINFO = 7 (32 KiB window), FLEVEL = 0 (fastest), FCHECK making 0x7801 a multiple of 31.
+const ZLIB_HEADER: [u8; 2] = [0x78, 0x01];
+
+/// Per column: which leading byte planes are stored rather than deflated.
+#[derive(Debug, Clone, Copy, Default)]
+struct PlanePlan {
+    /// Leading planes stored (planes are in shuffle order: plane 0 is the least significant
+    /// byte of little-endian values, the noisiest).
+    stored: usize,
+    /// Chunks until the next probe; 0 = probe this chunk.
+    countdown: u32,
+}
+
+/// Reused buffers and the compressor of a worker thread.
 struct Encoder {
+    /// Raw deflate (no zlib wrapper): the header, stored blocks and Adler-32 are written here.
     compressor: Compress,
     shuffled: Vec<u8>,
     packed: Vec<u8>,
@@ -263,36 +379,147 @@ struct Encoder {
 impl Encoder {
     fn new(level: u32, capacity: usize) -> Self {
         Self {
-            // A zlib stream (header and Adler-32), as H5Zdeflate.c's compress2 writes.
-            compressor: Compress::new(Compression::new(level), true),
+            compressor: Compress::new(Compression::new(level), false),
             shuffled: Vec::with_capacity(capacity),
             packed: Vec::with_capacity(capacity),
         }
     }
 
-    /// Encode `shuffled` as the deflate filter would: `(bytes, filter mask)`.
-    fn deflate(&mut self) -> (&[u8], u32) {
-        // An output buffer the size of the input: a stream that does not fit did not shrink the
-        // chunk, and libhdf5's optional deflate filter would have been skipped too.
-        self.packed.resize(self.shuffled.len(), 0);
-        self.compressor.reset();
-        let done = matches!(
-            self.compressor.compress(&self.shuffled, &mut self.packed, FlushCompress::Finish),
-            Ok(Status::StreamEnd)
-        );
-        let n = self.compressor.total_out() as usize;
-        if done && n <= self.packed.len() {
-            (&self.packed[..n], 0)
-        } else {
-            (&self.shuffled[..], MASK_DEFLATE_SKIPPED)
+    /// Encode `shuffled` (`planes` byte planes of equal length) as the deflate filter's output
+    /// would decode: `(bytes, filter mask)`. One zlib stream (RFC 1950) whose first `plan.stored`
+    /// planes are stored blocks and the rest deflated; a probe deflates every plane, one block
+    /// each, and sets how many leading planes to store from what each gained. A chunk that does
+    /// not shrink is stored shuffled only, with the deflate bit of the filter mask set, as
+    /// libhdf5's optional deflate filter does.
+    fn encode(&mut self, planes: usize, plan: &mut PlanePlan, full: bool) -> (&[u8], u32) {
+        let len = self.shuffled.len();
+        let planes = planes.max(1);
+        let plane_len = len / planes;
+        if len == 0 || plane_len * planes != len {
+            return (&self.shuffled[..], MASK_DEFLATE_SKIPPED);
         }
+        // Only full chunks probe and move the plan: a partial one is padded with zeros, which
+        // would make every plane look compressible.
+        let probe = full && plan.countdown == 0;
+        let stored = if plan.countdown == 0 { 0 } else { plan.stored.min(planes) };
+        if stored == planes {
+            if full {
+                plan.countdown -= 1;
+            }
+            return (&self.shuffled[..], MASK_DEFLATE_SKIPPED);
+        }
+        // A probe must see every plane, so it gets room for deflate's worst case (static Huffman
+        // spends up to 9 bits on a byte, plus block headers). Otherwise an output buffer the size
+        // of the input: a stream that does not fit did not shrink the chunk, and libhdf5's
+        // optional deflate filter would have been skipped too.
+        let cap = if probe { len + len / 4 + 1024 } else { len };
+        self.packed.resize(cap, 0);
+        let encoded = self.encode_into(planes, plane_len, stored, probe);
+        let shrank = matches!(encoded, Some((n, _)) if n < len);
+        if probe {
+            if let Some((_, gained)) = &encoded {
+                plan.stored = gained.iter().take(planes).take_while(|&&r| r > STORE_ABOVE).count();
+                plan.countdown = PROBE_EVERY;
+            }
+        } else if full {
+            // A chunk the plan did not shrink: the data changed, probe the next one.
+            plan.countdown = if shrank { plan.countdown - 1 } else { 0 };
+        }
+        match encoded {
+            Some((n, _)) if n < len => (&self.packed[..n], 0),
+            _ => (&self.shuffled[..], MASK_DEFLATE_SKIPPED),
+        }
+    }
+
+    /// Write the stream into `packed`; its length and, in a probe, each plane's compressed size
+    /// as a fraction of the plane. `None` if it does not fit in `packed`.
+    fn encode_into(
+        &mut self,
+        planes: usize,
+        plane_len: usize,
+        stored: usize,
+        probe: bool,
+    ) -> Option<(usize, [f64; 8])> {
+        let out = &mut self.packed;
+        let cap = out.len();
+        let mut pos = 0;
+        let put = |out: &mut Vec<u8>, bytes: &[u8], pos: &mut usize| -> Option<()> {
+            out.get_mut(*pos..*pos + bytes.len())?.copy_from_slice(bytes);
+            *pos += bytes.len();
+            Some(())
+        };
+        put(out, &ZLIB_HEADER, &mut pos)?;
+        // Stored blocks (RFC 1951 §3.2.4): BFINAL = 0, BTYPE = 00 in the first three bits of a
+        // byte, padded to the byte; LEN and its one's complement NLEN, little-endian; the bytes.
+        // They start and end on byte boundaries, so the compressor's blocks follow directly, and
+        // they come first, so its back-references (into its own input) never reach them.
+        for block in self.shuffled[..stored * plane_len].chunks(STORED_MAX) {
+            let n = block.len() as u16;
+            let [l0, l1] = n.to_le_bytes();
+            let [c0, c1] = (!n).to_le_bytes();
+            put(out, &[0, l0, l1, c0, c1], &mut pos)?;
+            put(out, block, &mut pos)?;
+        }
+        self.compressor.reset();
+        let mut gained = [0.0; 8];
+        let rest = &self.shuffled[stored * plane_len..];
+        if probe {
+            // One block per plane (a sync flush ends each on a byte boundary), to see what each gains.
+            for (j, plane) in rest.chunks_exact(plane_len).enumerate() {
+                let last = stored + j + 1 == planes;
+                let (in0, out0) = (self.compressor.total_in(), self.compressor.total_out());
+                let flush = if last { FlushCompress::Finish } else { FlushCompress::Sync };
+                let st = self.compressor.compress(plane, out.get_mut(pos..cap)?, flush).ok()?;
+                let written = (self.compressor.total_out() - out0) as usize;
+                pos += written;
+                // Out of room: the plane was not all taken, or the stream not ended.
+                let taken = (self.compressor.total_in() - in0) as usize == plane.len();
+                if !taken || (last && st != Status::StreamEnd) || pos >= cap {
+                    return None;
+                }
+                if let Some(g) = gained.get_mut(stored + j) {
+                    *g = written as f64 / plane_len as f64;
+                }
+            }
+        } else {
+            let out0 = self.compressor.total_out();
+            let st = self.compressor.compress(rest, out.get_mut(pos..cap)?, FlushCompress::Finish).ok()?;
+            if st != Status::StreamEnd {
+                return None;
+            }
+            pos += (self.compressor.total_out() - out0) as usize;
+        }
+        // Adler-32 of all the uncompressed bytes, stored blocks included, most significant byte
+        // first (RFC 1950 §2.2).
+        put(out, &libdeflater::adler32(&self.shuffled).to_be_bytes(), &mut pos)?;
+        Some((pos, gained))
     }
 }
 
-fn worker(data: Vec<Dataset>, chunk_rows: usize, jobs: Receiver<Job>, done: mpsc::Sender<Done>) {
+/// Shuffle column `i` of `cols` into `out`; its element size in bytes (= byte planes).
+fn shuffle_column(cols: &Columns, i: usize, out: &mut Vec<u8>) -> usize {
+    match i {
+        0 => shuffle(&cols.seq, u64::to_ne_bytes, out),
+        1 => shuffle(&cols.time, f64::to_ne_bytes, out),
+        2 => shuffle(&cols.load, f64::to_ne_bytes, out),
+        3 => shuffle(&cols.setpoint, f64::to_ne_bytes, out),
+        4 => shuffle(&cols.disp, f64::to_ne_bytes, out),
+        5 => shuffle(&cols.current, f64::to_ne_bytes, out),
+        6 => shuffle(&cols.voltage, f64::to_ne_bytes, out),
+        7 => {
+            shuffle(&cols.segment, u8::to_ne_bytes, out);
+            return 1;
+        }
+        _ => shuffle(&cols.rho, f64::to_ne_bytes, out),
+    }
+    8
+}
+
+fn worker(data: Vec<(usize, Dataset)>, chunk_rows: usize, jobs: Receiver<Job>, done: mpsc::Sender<Done>) {
     let mut enc = Encoder::new(LEVEL, chunk_rows * 8);
+    let mut plans = vec![PlanePlan::default(); data.len()];
     while let Ok(Job { cols, first_row, rows }) = jobs.recv() {
-        let error = store_chunk(&data, &mut enc, &cols, first_row, rows)
+        let error = store_chunk(&data, &mut plans, &mut enc, &cols, first_row, rows)
             .err()
             .map(|e| format!("storing the chunk of samples {first_row}..{}: {e}", first_row + rows as u64));
         if done.send(Done { cols, error }).is_err() {
@@ -301,11 +528,18 @@ fn worker(data: Vec<Dataset>, chunk_rows: usize, jobs: Receiver<Job>, done: mpsc
     }
 }
 
-fn store_chunk(data: &[Dataset], enc: &mut Encoder, cols: &Columns, first_row: u64, rows: usize) -> hdf5::Result<()> {
+fn store_chunk(
+    data: &[(usize, Dataset)],
+    plans: &mut [PlanePlan],
+    enc: &mut Encoder,
+    cols: &Columns,
+    first_row: u64,
+    rows: usize,
+) -> hdf5::Result<()> {
     let end = first_row as usize + rows;
-    let put = |i: usize, enc: &mut Encoder| -> hdf5::Result<()> {
-        let ds = data.get(i).ok_or_else(|| hdf5::Error::from("missing sample column"))?;
-        let (bytes, mask) = enc.deflate();
+    for ((i, ds), plan) in data.iter().zip(plans.iter_mut()) {
+        let planes = shuffle_column(cols, *i, &mut enc.shuffled);
+        let (bytes, mask) = enc.encode(planes, plan, rows == cols.len());
         // The chunk must lie inside the extent before it is stored (H5Dwrite_chunk refuses an
         // offset beyond the dimensions); the extent only grows, chunk by chunk, in order.
         hdf5::sync::sync(|| {
@@ -313,20 +547,59 @@ fn store_chunk(data: &[Dataset], enc: &mut Encoder, cols: &Columns, first_row: u
                 ds.resize(end)?;
             }
             write_raw_chunk(ds, first_row, mask, bytes)
-        })
-    };
-    shuffle(&cols.seq, u64::to_ne_bytes, &mut enc.shuffled);
-    put(0, enc)?;
-    for (i, col) in
-        [(1, &cols.time), (2, &cols.load), (3, &cols.setpoint), (4, &cols.disp), (5, &cols.current), (6, &cols.voltage)]
-    {
-        shuffle(col, f64::to_ne_bytes, &mut enc.shuffled);
-        put(i, enc)?;
+        })?;
     }
-    shuffle(&cols.segment, u8::to_ne_bytes, &mut enc.shuffled);
-    put(7, enc)?;
-    shuffle(&cols.rho, f64::to_ne_bytes, &mut enc.shuffled);
-    put(8, enc)
+    Ok(())
+}
+
+/// Encodes whole columns on the calling thread, for tables written once (the ground truth when
+/// a run closes): the same streams the workers write, with zlib-rs instead of libhdf5's system
+/// zlib, which deflated them at a third of the speed on the consumer thread.
+pub(crate) struct ColumnEncoder {
+    enc: Encoder,
+}
+
+impl std::fmt::Debug for ColumnEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ColumnEncoder").finish_non_exhaustive()
+    }
+}
+
+impl ColumnEncoder {
+    pub(crate) fn new() -> Self {
+        Self { enc: Encoder::new(LEVEL, 0) }
+    }
+
+    /// Write `values` as the whole of the one-dimensional dataset `ds`, whose chunks hold
+    /// `chunk_rows` rows: extent first, then each chunk shuffled, encoded and stored; the last
+    /// one padded with zeros (the fill value beyond the extent, as libhdf5 stores an edge chunk).
+    pub(crate) fn write_column<T: Copy + Default, const N: usize>(
+        &mut self,
+        ds: &Dataset,
+        values: &[T],
+        to_bytes: impl Fn(T) -> [u8; N],
+        chunk_rows: usize,
+    ) -> hdf5::Result<()> {
+        let chunk_rows = chunk_rows.max(1);
+        hdf5::sync::sync(|| ds.resize(values.len()))?;
+        let mut plan = PlanePlan::default();
+        let mut padded: Vec<T> = Vec::new();
+        for (k, rows) in values.chunks(chunk_rows).enumerate() {
+            let full = rows.len() == chunk_rows;
+            let rows = if full {
+                rows
+            } else {
+                padded.clear();
+                padded.extend_from_slice(rows);
+                padded.resize(chunk_rows, T::default());
+                &padded[..]
+            };
+            shuffle(rows, &to_bytes, &mut self.enc.shuffled);
+            let (bytes, mask) = self.enc.encode(N, &mut plan, full);
+            write_raw_chunk(ds, (k * chunk_rows) as u64, mask, bytes)?;
+        }
+        Ok(())
+    }
 }
 
 /// Store one encoded chunk of a one-dimensional dataset at row `first_row` (a chunk boundary).
@@ -376,34 +649,105 @@ mod tests {
         assert!(out.is_empty());
     }
 
+    fn xorshift(x: &mut u64) -> u64 {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
+    }
+
+    fn inflate(packed: &[u8], len: usize) -> Vec<u8> {
+        let mut out = vec![0u8; len];
+        // libdeflate checks the block structure and the Adler-32 (RFC 1950).
+        let n = libdeflater::Decompressor::new().zlib_decompress(packed, &mut out).expect("a valid zlib stream");
+        assert_eq!(n, len);
+        out
+    }
+
     /// A chunk that deflate cannot shrink is stored shuffled with the deflate bit set; one that
     /// it can is a zlib stream that inflates back to the shuffled bytes.
     #[test]
     fn incompressible_chunks_are_stored_raw_with_the_deflate_bit() {
         let mut enc = Encoder::new(LEVEL, 0);
-        // xorshift bytes: incompressible.
+        let mut plan = PlanePlan::default();
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        enc.shuffled = (0..4096)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        enc.shuffled = (0..4096).map(|_| xorshift(&mut x) as u8).collect();
         let raw = enc.shuffled.clone();
-        let (bytes, mask) = enc.deflate();
+        let (bytes, mask) = enc.encode(1, &mut plan, true);
         assert_eq!(mask, MASK_DEFLATE_SKIPPED);
         assert_eq!(bytes, &raw[..]);
-
+        assert_eq!((plan.stored, plan.countdown), (1, PROBE_EVERY), "the probe found the one plane random");
+        // Until the next probe, such a column is stored without deflating at all.
         enc.shuffled = vec![7u8; 4096];
-        let (bytes, mask) = enc.deflate();
+        let (bytes, mask) = enc.encode(1, &mut plan, true);
+        assert_eq!((mask, bytes.len()), (MASK_DEFLATE_SKIPPED, 4096));
+        assert_eq!(plan.countdown, PROBE_EVERY - 1);
+
+        let mut plan = PlanePlan::default();
+        let (bytes, mask) = enc.encode(1, &mut plan, true);
         assert_eq!(mask, 0);
         assert!(bytes.len() < 100, "a constant chunk deflates to {} bytes", bytes.len());
         let packed = bytes.to_vec();
-        let mut out = vec![0u8; 4096];
-        let n = libdeflater::Decompressor::new().zlib_decompress(&packed, &mut out).expect("a zlib stream");
-        assert_eq!(n, 4096);
-        assert_eq!(out, vec![7u8; 4096]);
+        assert_eq!(inflate(&packed, 4096), vec![7u8; 4096]);
+    }
+
+    /// A noisy measurement (a smooth value plus noise in its low mantissa bits): the probe finds
+    /// the low byte planes incompressible, later chunks store them (stored blocks of at most
+    /// 65 535 bytes) and deflate the rest, the stream inflates to the same bytes, and it is
+    /// smaller than deflating every plane (static Huffman codes random bytes in 8–9 bits).
+    #[test]
+    fn noisy_low_planes_are_stored_and_the_stream_still_inflates_to_the_chunk() {
+        for rows in [8192usize, 16_384] {
+            let mut x = 0x0123_4567_89AB_CDEFu64;
+            let values: Vec<f64> = (0..rows)
+                .map(|i| 1000.0 + i as f64 * 1e-3 + (xorshift(&mut x) >> 11) as f64 * 2f64.powi(-53))
+                .collect();
+            let mut enc = Encoder::new(LEVEL, rows * 8);
+            let mut plan = PlanePlan::default();
+            shuffle(&values, f64::to_ne_bytes, &mut enc.shuffled);
+            let raw = enc.shuffled.clone();
+
+            let (bytes, mask) = enc.encode(8, &mut plan, true);
+            assert_eq!(mask, 0);
+            let probed = bytes.len();
+            assert_eq!(inflate(bytes, raw.len()), raw);
+            assert!((4..8).contains(&plan.stored), "{rows} rows: {} leading planes stored", plan.stored);
+            assert_eq!(plan.countdown, PROBE_EVERY);
+
+            let (bytes, mask) = enc.encode(8, &mut plan, true);
+            assert_eq!(mask, 0);
+            assert_eq!(inflate(bytes, raw.len()), raw, "{rows} rows, stored planes");
+            assert!(bytes.len() < probed, "{rows} rows: {} bytes with stored planes, {probed} deflated", bytes.len());
+            assert_eq!(plan.countdown, PROBE_EVERY - 1);
+        }
+    }
+
+    /// A column that turns smooth (the current once contact is made, a constant) is deflated
+    /// whole again from the next probe on.
+    #[test]
+    fn a_probe_deflates_planes_again_once_they_compress() {
+        let mut enc = Encoder::new(LEVEL, 8192 * 8);
+        // A partial chunk (zero padding after the rows) neither probes nor moves the plan.
+        let mut x = 1u64;
+        let noisy: Vec<f64> = (0..8192).map(|i| if i < 100 { f64::from_bits(xorshift(&mut x)) } else { 0.0 }).collect();
+        shuffle(&noisy, f64::to_ne_bytes, &mut enc.shuffled);
+        let mut fresh = PlanePlan::default();
+        let (bytes, mask) = enc.encode(8, &mut fresh, false);
+        assert_eq!(mask, 0, "deflated whole: {} bytes", bytes.len());
+        assert_eq!((fresh.stored, fresh.countdown), (0, 0));
+
+        let mut plan = PlanePlan { stored: 6, countdown: 3 };
+        let values = vec![5.0f64; 8192];
+        let mut sizes = Vec::new();
+        for _ in 0..4 {
+            shuffle(&values, f64::to_ne_bytes, &mut enc.shuffled);
+            let expect = enc.shuffled.clone();
+            let (bytes, mask) = enc.encode(8, &mut plan, true);
+            assert_eq!(mask, 0);
+            sizes.push(bytes.len());
+            assert_eq!(inflate(bytes, expect.len()), expect);
+        }
+        assert_eq!(plan.stored, 0, "after the probe no plane is stored");
+        assert!(sizes[3] < sizes[0] / 10, "sizes {sizes:?}");
     }
 }

@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 
 use nanoecr_core::{Diagnostics, EndReason, Event, EventKind, RunConfig, RunStatus, Sample, Segment, Sign};
 use nanoecr_store::{read_run, recover, InstrumentInfo, Pacing, RunWriter};
@@ -43,6 +44,18 @@ fn append_range(w: &mut RunWriter, from: u64, to: u64) {
 
 fn event(t: f64, m: f64) -> Event {
     Event::spike(t, t + 0.0005, 0.0012, m, Segment::Load, 800.0)
+}
+
+/// One test of this file at a time. libhdf5 opens files without `O_CLOEXEC`, so a process
+/// spawned by one test (python, h5dump, the kill -9 child) inherits the descriptors of the files
+/// other tests have open at that moment, with their `flock`s: a long-lived child then holds a
+/// freshly written file's lock and h5py fails with "unable to lock file, errno = 11", or
+/// `recover` finds the file in use (both seen as intermittent failures of this file on a loaded
+/// machine). Serialising the tests removes the race rather than its symptoms.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    // A failed test poisons the lock; the next one may still run.
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Runs Python; fails the test (never skips) when python3, h5py or nexusformat is missing:
@@ -91,6 +104,7 @@ fn write_complete(path: &Path, rows: u64) -> Vec<Event> {
 
 #[test]
 fn round_trip_through_our_reader() {
+    let _serial = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("rt.h5");
     let events = write_complete(&path, 10_000);
@@ -113,7 +127,9 @@ fn round_trip_through_our_reader() {
     assert_eq!(f.events[1].sign, Sign::N);
     assert_eq!(f.events[1].magnitude, events[1].magnitude);
     assert_eq!(f.events[0].kind, EventKind::Spike);
-    assert_eq!(f.ground_truth.as_ref().map(Vec::len), Some(3));
+    let gt = [event(0.2, 7.1e-4), event(0.5, -9.2e-4), event(0.9, 1.5e-4)];
+    // Compared as printed: `linked_delta_rho` is NaN for spikes, and NaN ≠ NaN.
+    assert_eq!(format!("{:?}", f.ground_truth.as_deref()), format!("{:?}", Some(&gt[..])), "the ground truth");
     let d = f.diagnostics.expect("diagnostics");
     assert_eq!(d.ticks, 10_000);
     assert_eq!(d.loop_lateness.total, 1);
@@ -125,6 +141,7 @@ fn round_trip_through_our_reader() {
 
 #[test]
 fn h5py_reads_every_dataset_with_units_and_nexusformat_finds_the_plot() {
+    let _serial = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("py.h5");
     write_complete(&path, 5000);
@@ -173,6 +190,7 @@ print("ok")
 
 #[test]
 fn an_unfinished_writer_leaves_status_running_with_its_rows() {
+    let _serial = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("drop.h5");
     {
@@ -187,6 +205,7 @@ fn an_unfinished_writer_leaves_status_running_with_its_rows() {
 
 #[test]
 fn recovering_a_file_whose_attributes_went_dense_keeps_it_as_it_is_instead_of_crashing() {
+    let _serial = serial();
     // libhdf5 1.10's H5Ocopy crashes on dense string attributes (HDFGroup/hdf5#2414): a file with
     // dead space that some tool gave more than eight attributes on /entry must be marked failed
     // and left uncompacted, not take the process down.
@@ -220,6 +239,7 @@ with h5py.File(sys.argv[1], "r+") as f:
 
 #[test]
 fn creating_in_a_missing_directory_is_a_clear_error_and_existing_files_are_not_overwritten() {
+    let _serial = serial();
     let e = RunWriter::create(Path::new("/nonexistent-dir/x.h5"), &cfg(), &info()).expect_err("must fail");
     assert!(e.to_string().contains("/nonexistent-dir/x.h5"), "{e}");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -231,6 +251,7 @@ fn creating_in_a_missing_directory_is_a_clear_error_and_existing_files_are_not_o
 
 #[test]
 fn a_foreign_file_with_the_documented_minimum_is_readable() {
+    let _serial = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("foreign.h5");
     let script = r#"
@@ -282,6 +303,7 @@ fn crash_child_writer() {
 
 #[test]
 fn kill_9_mid_run_keeps_every_flushed_row_and_recover_marks_it_failed() {
+    let _serial = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("crash.h5");
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
@@ -463,6 +485,7 @@ impl Py {
 
 #[test]
 fn h5py_follows_a_run_live_in_swmr_mode() {
+    let _serial = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("live.h5");
     let mut w = RunWriter::create(&path, &cfg(), &info()).expect("create");
@@ -508,6 +531,7 @@ fn h5py_follows_a_run_live_in_swmr_mode() {
 
 #[test]
 fn a_slow_run_flushed_every_100_rows_ends_without_dead_space() {
+    let _serial = serial();
     // SWMR never frees the old place of a rewritten (partial, compressed) chunk; `finish` compacts.
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("slow.h5");
@@ -550,6 +574,7 @@ fn unsafe_free_kill(pid: libc::pid_t) -> i32 {
 /// sample; measured 0.96 MB/s in real runs); with rate-sized chunks it is a few times the data.
 #[test]
 fn a_live_1khz_file_flushed_every_100_ms_stays_within_a_few_times_its_data() {
+    let _serial = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("live.h5");
     let mut w = RunWriter::create(&path, &cfg(), &info()).expect("create");
@@ -596,6 +621,7 @@ fn noise(state: &mut u64) -> u64 {
 /// their filter mask set.
 #[test]
 fn directly_written_chunks_read_back_bit_for_bit_in_h5py_and_h5dump() {
+    let _serial = serial();
     // Real time at 1 kHz: 512-row chunks; unpaced (`--fast`): 8192-row chunks.
     direct_chunks_round_trip(Pacing::RealTime, 512);
     direct_chunks_round_trip(Pacing::Unpaced, 8192);
@@ -633,7 +659,11 @@ fn direct_chunks_round_trip(pacing: Pacing, chunk_rows: usize) {
         }
         at = end;
     }
-    w.finish(&EndReason::Completed, &Diagnostics::default(), None).expect("finish");
+    // A ground truth over more than one of its 8192-row chunks (the writer encodes it itself),
+    // with noisy magnitudes of both signs.
+    let gt: Vec<Event> =
+        (0..9000u64).map(|i| event(i as f64 * 1e-3, (noise(&mut state) % 2001) as f64 * 1e-6 - 1e-3)).collect();
+    w.finish(&EndReason::Completed, &Diagnostics::default(), Some(&gt)).expect("finish");
 
     // The expected values as raw native bytes, one file per column, for numpy to compare.
     let dump = |name: &str, bytes: Vec<u8>| std::fs::write(dir.path().join(name), bytes).expect("write expected");
@@ -647,6 +677,9 @@ fn direct_chunks_round_trip(pacing: Pacing, chunk_rows: usize) {
     dump("voltage", f64s(&|x| x.0.voltage_v));
     dump("segment", samples.iter().map(|x| x.0.segment.code()).collect());
     dump("resistivity_change", f64s(&|x| x.1));
+    dump("gt_onset_time", gt.iter().flat_map(|e| e.onset_time_s.to_ne_bytes()).collect());
+    dump("gt_magnitude", gt.iter().flat_map(|e| e.magnitude.to_ne_bytes()).collect());
+    dump("gt_sign", gt.iter().map(|e| e.sign as u8).collect());
     let script = r#"
 import sys, os, h5py, numpy as np
 path, exp_dir, chunk = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -670,13 +703,35 @@ with h5py.File(path, "r") as f:
         infos = [ds.id.get_chunk_info(i) for i in range(ds.id.get_num_chunks())]
         assert len(infos) == -(-ds.shape[0] // ds.chunks[0]), k
         masks[k] = sorted({c.filter_mask for c in infos if c.chunk_offset[0] != last})
-print(" ".join(f"{k}={','.join(map(str, v))}" for k, v in masks.items()))
+        if k == "voltage":
+            # Full deflated chunks whose stream opens with a stored block: the writer's noisy low
+            # byte planes (RFC 1950: 2-byte zlib header; RFC 1951 3.2.3: the block header's first
+            # three bits are BFINAL and BTYPE, 0 and 00 for a stored block that is not last).
+            opens_stored = sum(
+                ds.id.read_direct_chunk((c.chunk_offset[0],))[1][2] & 7 == 0
+                for c in infos if c.chunk_offset[0] != last and c.filter_mask == 0
+            )
+    g = f["entry/ground_truth/events"]
+    for k, t in [("onset_time", np.float64), ("magnitude", np.float64), ("sign", np.uint8)]:
+        exp = np.fromfile(os.path.join(exp_dir, "gt_" + k), dtype=t)
+        got = g[k][:]
+        assert g[k].shuffle and g[k].compression == "gzip", k
+        assert got.shape == exp.shape and (got.view(np.uint8) == exp.view(np.uint8)).all(), ("ground truth", k)
+print(" ".join(f"{k}={','.join(map(str, v))}" for k, v in masks.items()), f"voltage_opens_stored={opens_stored}")
 "#;
     let chunk = chunk_rows.to_string();
     let out = python(script, &[path.to_str().expect("utf-8"), dir.path().to_str().expect("utf-8"), &chunk]);
     // Noise does not deflate: stored shuffled with bit 1 (deflate) set; smooth columns deflate.
     assert!(out.contains("current=2"), "{out}");
     assert!(out.contains("time=0 ") && out.contains("sequence=0 "), "{out}");
+    // …and a noisy measurement's random low byte planes travel as stored blocks inside deflate
+    // streams, which h5py (its own zlib) read back bit for bit above.
+    let opens_stored: usize = out
+        .split_whitespace()
+        .find_map(|t| t.strip_prefix("voltage_opens_stored="))
+        .and_then(|n| n.parse().ok())
+        .expect("count of stored-block chunks");
+    assert!(opens_stored > 0, "{out}");
 
     // h5dump (the system libhdf5 1.10) decodes the same chunks: a value deep inside the file.
     for (column, expect) in [("sequence", "39999"), ("segment", format!("{}", 39_999 / 700 % 5).as_str())] {
