@@ -228,9 +228,39 @@ fn brent_max(f: &impl Fn(f64) -> f64, a: Point, b: Point, c: Point, tol: f64) ->
     (x.0, x.1)
 }
 
+/// Second derivatives [∂²/∂a², ∂²/∂b², ∂²/∂a∂b] of `f` at its maximum (a, b), value `fmax`, by
+/// central differences with steps `da`, `db` (eight evaluations).
+pub(crate) fn hessian_2d(f: &impl Fn(f64, f64) -> f64, a: f64, b: f64, fmax: f64, da: f64, db: f64) -> [f64; 3] {
+    let haa = (f(a + da, b) - 2.0 * fmax + f(a - da, b)) / (da * da);
+    let hbb = (f(a, b + db) - 2.0 * fmax + f(a, b - db)) / (db * db);
+    let hab = (f(a + da, b + db) - f(a + da, b - db) - f(a - da, b + db) + f(a - da, b - db)) / (4.0 * da * db);
+    [haa, hbb, hab]
+}
+
+/// How far from the maximum each parameter's profile falls by `drop`, if the log-likelihood
+/// were the quadratic of Hessian `h` ([`hessian_2d`]): √(2 · drop · var) with var the diagonal
+/// of −h⁻¹. `None` unless `h` is negative definite. Used to start the interval searches next
+/// to their answer instead of stepping out from the maximum.
+pub(crate) fn quadratic_reach(h: [f64; 3], drop: f64) -> Option<[f64; 2]> {
+    let [haa, hbb, hab] = h;
+    let det = haa * hbb - hab * hab;
+    if !(haa < 0.0 && hbb < 0.0 && det > 0.0 && det.is_finite()) {
+        return None;
+    }
+    Some([(2.0 * drop * -hbb / det).sqrt(), (2.0 * drop * -haa / det).sqrt()])
+}
+
+/// The first outward step of [`crossing`]: a little beyond `reach`, the quadratic model's
+/// distance to the crossing ([`quadratic_reach`]), when known, else `step`. Profiles fall faster
+/// than the quadratic away from the maximum about as often as slower: 10 % beyond, the first
+/// point usually brackets the crossing closely.
+pub(crate) fn first_step(reach: Option<f64>, step: f64) -> f64 {
+    reach.filter(|r| r.is_finite() && *r > 0.0).map_or(step, |r| 1.1 * r)
+}
+
 /// Where `profile` falls to `target` between `best` (where it is above) and `bound`: outward
-/// steps doubling from `step`, then Illinois regula falsi to `tol`. Returns `bound` when the
-/// profile never falls that far.
+/// steps doubling from `step` ([`first_step`]), then Illinois regula falsi to `tol`. Returns
+/// `bound` when the profile never falls that far.
 pub(crate) fn crossing(
     profile: &impl Fn(f64) -> f64,
     best: f64,
