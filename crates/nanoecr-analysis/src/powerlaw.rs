@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use std::cell::Cell;
 
-use crate::optimize::{climb_max, crossing, maximize_2d};
+use crate::optimize::{climb_max, crossing, first_step, hessian_2d, maximize_2d, quadratic_reach};
 use crate::special::{ks_p_value, ln_upper_gamma};
 use crate::AnalysisError;
 
@@ -456,18 +456,21 @@ pub fn fit_truncated_power_law(
         warm.set(l);
         v
     };
-    let a_lo = crossing(&prof_a, alpha, ll, ALPHA_LO, target, 0.02, 1e-6);
+    // The curvature at the maximum says roughly where each crossing is: 8 evaluations that
+    // save the outward stepping (≈ 7 profile points per end on a wide interval).
+    let reach = quadratic_reach(hessian_2d(&|a, l| lik.at(a, l), alpha, ln_xc, ll, 0.02, 0.05), PROFILE_DROP_95);
+    let a_lo = crossing(&prof_a, alpha, ll, ALPHA_LO, target, first_step(reach.map(|r| r[0]), 0.02), 1e-6);
     warm.set(ln_xc);
-    let a_hi = crossing(&prof_a, alpha, ll, ALPHA_HI, target, 0.02, 1e-6);
+    let a_hi = crossing(&prof_a, alpha, ll, ALPHA_HI, target, first_step(reach.map(|r| r[0]), 0.02), 1e-6);
     let warm_a = Cell::new(alpha);
     let prof_x = |l: f64| {
         let (a, v) = climb_max(&|a| lik.at(a, l), warm_a.get(), 0.05, ALPHA_LO, ALPHA_HI, 1e-5);
         warm_a.set(a);
         v
     };
-    let x_lo = crossing(&prof_x, ln_xc, ll, lik.ln_xc_lo, target, 0.05, 1e-6).exp();
+    let x_lo = crossing(&prof_x, ln_xc, ll, lik.ln_xc_lo, target, first_step(reach.map(|r| r[1]), 0.05), 1e-6).exp();
     warm_a.set(alpha);
-    let x_hi_ln = crossing(&prof_x, ln_xc, ll, lik.ln_xc_hi, target, 0.05, 1e-6);
+    let x_hi_ln = crossing(&prof_x, ln_xc, ll, lik.ln_xc_hi, target, first_step(reach.map(|r| r[1]), 0.05), 1e-6);
     let x_hi = if x_hi_ln >= lik.ln_xc_hi { f64::INFINITY } else { x_hi_ln.exp() };
     let xc = ln_xc.exp();
     let cdf = lik.model.cdf_at(alpha, xc, &xs);

@@ -241,3 +241,24 @@ fn campaign_figure_against_peak_stress_in_png_svg_json_and_report() {
         assert!(md.contains(s), "campaign.md lacks the row {s}: {md}");
     }
 }
+
+/// Where the build found Debian's static libhdf5 (crates/nanoecr-cli/build.rs), `nanoecr` must not
+/// load the shared one, nor the network stack Debian's shared build drags in (libcurl, OpenSSL):
+/// loading and relocating those 38 objects was ≈ 15 % of a one-run `analyze` (docs/performance.md).
+/// The dynamic loader lists what it would load (`LD_TRACE_LOADED_OBJECTS`, what `ldd` uses).
+#[test]
+fn with_a_static_libhdf5_nanoecr_loads_neither_libhdf5_nor_libcurl() {
+    let Some(archive) = option_env!("NANOECR_HDF5_STATIC") else {
+        eprintln!("no static libhdf5 at build time: nanoecr links the shared one, nothing to check");
+        return;
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_nanoecr"))
+        .env("LD_TRACE_LOADED_OBJECTS", "1")
+        .output()
+        .expect("run the dynamic loader on nanoecr");
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.contains("libc.so"), "not a loader listing: {listing}");
+    for lib in ["libhdf5", "libcurl", "libcrypto", "libssl"] {
+        assert!(!listing.contains(lib), "linked against {archive}, yet loads {lib}:\n{listing}");
+    }
+}

@@ -7,6 +7,12 @@
 //! lookup walks the chunk index from the start on every call). The chunks are then inflated with
 //! libdeflate and unshuffled on the rayon pool, each straight into its place in the column.
 //!
+//! When the file is certainly not being written ([`DirectFile`]: opened read-only without SWMR
+//! by this process alone, default driver, no user block), the lock is held even less: one round
+//! collects every chunk's address, size and filter mask, and the pool threads then read the
+//! stored bytes themselves with `pread` at those addresses and decode them, so nothing but the
+//! address lookup is serial.
+//!
 //! Only what this module can reproduce exactly takes the fast path: a 1-D chunked dataset whose
 //! file type is the native little-endian type of the column, with a filter pipeline of shuffle,
 //! deflate, both (shuffle first, as h5py and our writer set them) or none. A chunk stored raw
@@ -17,11 +23,14 @@
 //! not decode to its full size — returns `None`, and the caller reads the column the normal way.
 
 use std::cell::RefCell;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use hdf5::filters::Filter;
 use hdf5::{Dataset, Datatype, H5Type};
 use libdeflater::Decompressor;
+use rayon::prelude::*;
 
 /// A column element the fast path can rebuild from its little-endian bytes.
 pub(crate) trait LeScalar: H5Type + Copy + Default + Send + Sync {
@@ -40,8 +49,44 @@ pub(crate) trait LeScalar: H5Type + Copy + Default + Send + Sync {
 fn unshuffle_planes<const S: usize, T>(bytes: &[u8], rows: usize, dst: &mut [T], conv: fn([u8; S]) -> T) {
     let m = dst.len();
     let planes: [&[u8]; S] = std::array::from_fn(|k| &bytes[k * rows..k * rows + m]);
-    for (i, d) in dst.iter_mut().enumerate() {
+    let mut done = 0;
+    if S == 8 {
+        // Eight rows at a time: eight bytes from each plane are an 8 × 8 byte matrix (plane k,
+        // row i); its transpose is the eight elements. A byte gather per element was 16 % of a
+        // 100 kHz run's read (perf); this is a few shifts and masks per element.
+        for (b, out) in dst.chunks_exact_mut(8).enumerate() {
+            let mut w: [u64; 8] = std::array::from_fn(|k| {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(&planes[k][8 * b..8 * b + 8]);
+                u64::from_le_bytes(a)
+            });
+            transpose_8x8(&mut w);
+            for (d, e) in out.iter_mut().zip(w) {
+                let le = e.to_le_bytes();
+                *d = conv(std::array::from_fn(|k| le[k]));
+            }
+        }
+        done = m / 8 * 8;
+    }
+    for (i, d) in dst.iter_mut().enumerate().skip(done) {
         *d = conv(std::array::from_fn(|k| planes[k][i]));
+    }
+}
+
+/// Transpose the 8 × 8 byte matrix whose row k is `w[k]` and column i its little-endian byte i:
+/// three rounds of swapping off-diagonal blocks (4 × 4, then 2 × 2, then single bytes).
+#[inline(always)]
+fn transpose_8x8(w: &mut [u64; 8]) {
+    for (shift, mask, pairs) in [
+        (32, 0x0000_0000_FFFF_FFFF_u64, [(0, 4), (1, 5), (2, 6), (3, 7)]),
+        (16, 0x0000_FFFF_0000_FFFF, [(0, 2), (1, 3), (4, 6), (5, 7)]),
+        (8, 0x00FF_00FF_00FF_00FF, [(0, 1), (2, 3), (4, 5), (6, 7)]),
+    ] {
+        for (i, j) in pairs {
+            let t = ((w[i] >> shift) ^ w[j]) & mask;
+            w[i] ^= t << shift;
+            w[j] ^= t;
+        }
     }
 }
 
@@ -103,11 +148,14 @@ impl Pipeline {
 ///
 /// The calling thread copies the stored chunks out one by one under the library lock and hands
 /// each to the rayon pool as soon as it has it, so decoding overlaps the (serial) copying.
-pub(crate) fn read_column<T: LeScalar>(ds: &Dataset) -> hdf5::Result<Option<Vec<T>>> {
+pub(crate) fn read_column<T: LeScalar>(ds: &Dataset, direct: Option<&DirectFile>) -> hdf5::Result<Option<Vec<T>>> {
     let Some(plan) = plan::<T>(ds)? else { return Ok(None) };
     // Zeroed pages from the kernel, not yet touched: the decoders fault them in, in parallel.
     let mut out = vec![T::default(); plan.len];
     advise_huge_pages(&mut out);
+    if let Some(direct) = direct {
+        return read_direct(ds, direct, &plan, out);
+    }
     let failed = AtomicBool::new(false);
     let mut unwritten = Vec::new();
     // Stored-chunk buffers come back from the decoders and are reused: fresh ones were a page
@@ -124,7 +172,7 @@ pub(crate) fn read_column<T: LeScalar>(ds: &Dataset) -> hdf5::Result<Option<Vec<
             let (failed, pipeline, rows, recycle) = (&failed, plan.pipeline, plan.chunk_rows, recycle.clone());
             s.spawn(move |_| {
                 DECODER.with(|cell| {
-                    let (dec, scratch) = &mut *cell.borrow_mut();
+                    let (dec, scratch, _) = &mut *cell.borrow_mut();
                     if !decode_chunk(dec, scratch, pipeline, mask, &stored, rows, dst) {
                         failed.store(true, Ordering::Relaxed);
                     }
@@ -142,14 +190,99 @@ pub(crate) fn read_column<T: LeScalar>(ds: &Dataset) -> hdf5::Result<Option<Vec<
     }
     // Chunks never written hold the dataset's fill value: let libhdf5 supply it.
     for i in unwritten {
-        let start = i * plan.chunk_rows;
-        let end = (start + plan.chunk_rows).min(plan.len);
-        let fill = ds.read_slice_1d::<T, _>(start..end)?;
-        for (d, s) in out[start..end].iter_mut().zip(fill.iter()) {
-            *d = *s;
-        }
+        fill_from_library(ds, &mut out, i * plan.chunk_rows, plan.chunk_rows)?;
     }
     Ok(Some(out))
+}
+
+/// The run file opened a second time, for `pread`, when nothing can be writing it: the chunk
+/// addresses libhdf5 reports are then where the bytes are, and stay there.
+pub(crate) struct DirectFile {
+    file: std::fs::File,
+}
+
+impl DirectFile {
+    /// `Some` only when `h5` (the same `path`, already open) is safe to read around libhdf5:
+    /// - opened read-only and without SWMR, and no other handle in this process has it open for
+    ///   writing (`H5Fget_intent` reports the shared file's mode: a writer in this process makes
+    ///   it read-write), so no chunk can move, grow or sit unflushed in a writer's cache; another
+    ///   process writing it holds the superblock's write flag, and then `H5Fopen` without SWMR
+    ///   fails and the reader opens it in SWMR mode, which never comes here;
+    /// - the default (sec2) driver, so the file on disk is the whole address space;
+    /// - no user block, so a chunk's address is its byte offset in the file.
+    ///
+    /// The caller also keeps files whose `status` is `running` off this path.
+    pub(crate) fn open(path: &Path, h5: &hdf5::File) -> Option<Self> {
+        use hdf5::plist::file_access::FileDriver;
+        use hdf5_sys::h5f::{H5Fget_intent, H5F_ACC_RDONLY};
+        let mut intent = u32::MAX;
+        #[allow(unsafe_code)]
+        // SAFETY: `h5.id()` is a live file id held by `h5`; `intent` is a valid out-pointer; the
+        // library lock is held (`sync`).
+        let got = hdf5::sync::sync(|| hdf5::h5check(unsafe { H5Fget_intent(h5.id(), &mut intent) }));
+        if got.is_err() || intent != H5F_ACC_RDONLY {
+            return None;
+        }
+        if h5.userblock() != 0 || !matches!(h5.access_plist().ok()?.driver(), FileDriver::Sec2) {
+            return None;
+        }
+        std::fs::File::open(path).ok().map(|file| Self { file })
+    }
+}
+
+/// Where one stored chunk is: its filter mask, byte offset and stored size.
+#[derive(Debug, Clone, Copy)]
+struct ChunkInfo {
+    mask: u32,
+    addr: u64,
+    size: usize,
+}
+
+/// [`read_column`] through a [`DirectFile`]: one lock round for every chunk's address, then the
+/// pool threads `pread` and decode the chunks, each into its rows of `out`. A chunk that cannot
+/// be read or decoded sends the whole column back to the caller's libhdf5 path (`None`).
+fn read_direct<T: LeScalar>(
+    ds: &Dataset,
+    direct: &DirectFile,
+    plan: &Plan,
+    mut out: Vec<T>,
+) -> hdf5::Result<Option<Vec<T>>> {
+    let chunks = plan.len.div_ceil(plan.chunk_rows);
+    let infos =
+        hdf5::sync::sync(|| (0..chunks).map(|i| chunk_info(ds, i, plan.chunk_rows)).collect::<hdf5::Result<Vec<_>>>())?;
+    let failed = AtomicBool::new(false);
+    out.par_chunks_mut(plan.chunk_rows).zip(infos.par_iter()).for_each(|(dst, info)| {
+        let Some(info) = info else { return };
+        DECODER.with(|cell| {
+            let (dec, scratch, stored) = &mut *cell.borrow_mut();
+            stored.resize(info.size, 0);
+            let ok = direct.file.read_exact_at(stored, info.addr).is_ok()
+                && decode_chunk(dec, scratch, plan.pipeline, info.mask, stored, plan.chunk_rows, dst);
+            if !ok {
+                failed.store(true, Ordering::Relaxed);
+            }
+        });
+    });
+    if failed.load(Ordering::Relaxed) {
+        tracing::debug!(dataset = %ds.name(), "a chunk did not read or decode in full: reading through libhdf5");
+        return Ok(None);
+    }
+    // Chunks never written hold the dataset's fill value: let libhdf5 supply it.
+    for (i, _) in infos.iter().enumerate().filter(|(_, info)| info.is_none()) {
+        fill_from_library(ds, &mut out, i * plan.chunk_rows, plan.chunk_rows)?;
+    }
+    Ok(Some(out))
+}
+
+/// Rows `start .. start + rows` of `out` (cut at its end) as libhdf5 reads them: for chunks never
+/// written, which hold the dataset's fill value.
+fn fill_from_library<T: LeScalar>(ds: &Dataset, out: &mut [T], start: usize, rows: usize) -> hdf5::Result<()> {
+    let end = (start + rows).min(out.len());
+    let fill = ds.read_slice_1d::<T, _>(start..end)?;
+    for (d, s) in out[start..end].iter_mut().zip(fill.iter()) {
+        *d = *s;
+    }
+    Ok(())
 }
 
 /// Ask the kernel to back a large column with transparent huge pages before it is first written:
@@ -178,8 +311,10 @@ fn advise_huge_pages<T>(v: &mut [T]) {
 }
 
 thread_local! {
-    /// Each pool thread's inflater and inflate buffer, reused across chunks and columns.
-    static DECODER: RefCell<(Decompressor, Vec<u8>)> = RefCell::new((Decompressor::new(), Vec::new()));
+    /// Each pool thread's inflater, inflate buffer and (direct reads) stored-chunk buffer,
+    /// reused across chunks and columns.
+    static DECODER: RefCell<(Decompressor, Vec<u8>, Vec<u8>)> =
+        RefCell::new((Decompressor::new(), Vec::new(), Vec::new()));
 }
 
 /// The shape of a fast read.
@@ -211,36 +346,47 @@ fn plan<T: LeScalar>(ds: &Dataset) -> hdf5::Result<Option<Plan>> {
 /// its filter mask and bytes, or `None` when it was never written.
 #[allow(unsafe_code)] // two calls into the HDF5 C API that hdf5-metno does not wrap
 fn read_raw_chunk(ds: &Dataset, i: usize, chunk_rows: usize, mut buf: Vec<u8>) -> hdf5::Result<Option<(u32, Vec<u8>)>> {
-    use hdf5_sys::h5::{haddr_t, hsize_t, HADDR_UNDEF};
-    use hdf5_sys::h5d::{H5Dget_chunk_info_by_coord, H5Dread_chunk};
+    use hdf5_sys::h5::hsize_t;
+    use hdf5_sys::h5d::H5Dread_chunk;
     use hdf5_sys::h5p::H5P_DEFAULT;
 
     let offset: [hsize_t; 1] = [(i * chunk_rows) as hsize_t];
     hdf5::sync::sync(|| {
-        let (mut mask, mut addr, mut size): (u32, haddr_t, hsize_t) = (0, 0, 0);
-        // SAFETY: `ds.id()` is a live dataset id (held by `ds`), `offset` has one entry per
-        // dimension of this 1-D dataset, and the out-pointers are valid locals. The library lock
-        // is held (`sync`).
-        hdf5::h5check(unsafe {
-            H5Dget_chunk_info_by_coord(ds.id(), offset.as_ptr(), &mut mask, &mut addr, &mut size)
-        })?;
-        if addr == HADDR_UNDEF || size == 0 {
-            return Ok(None);
-        }
-        let Ok(size) = usize::try_from(size) else {
-            return Err(hdf5::Error::from(format!("chunk {i} of {} claims {size} bytes", ds.name())));
-        };
+        let Some(ChunkInfo { size, .. }) = chunk_info(ds, i, chunk_rows)? else { return Ok(None) };
         buf.clear();
         buf.resize(size, 0);
         let mut filters = 0u32;
-        // SAFETY: as above; `buf` holds the `size` bytes the library reported for this very chunk
-        // (1.10 API: the buffer must be at least the stored size), and nothing else touches the
-        // dataset meanwhile (lock held).
+        // SAFETY: `ds.id()` is a live dataset id, `offset` has one entry per dimension, `filters`
+        // is a valid out-pointer; `buf` holds the `size` bytes the library reported for this very
+        // chunk (1.10 API: the buffer must be at least the stored size), and nothing else touches
+        // the dataset meanwhile (lock held).
         hdf5::h5check(unsafe {
             H5Dread_chunk(ds.id(), H5P_DEFAULT, offset.as_ptr(), &mut filters, buf.as_mut_ptr().cast())
         })?;
         Ok(Some((filters, buf)))
     })
+}
+
+/// Chunk `i`'s filter mask, address and stored size, or `None` when it was never written.
+/// Call with the library lock held (`hdf5::sync::sync`).
+#[allow(unsafe_code)] // one call into the HDF5 C API that hdf5-metno does not wrap
+fn chunk_info(ds: &Dataset, i: usize, chunk_rows: usize) -> hdf5::Result<Option<ChunkInfo>> {
+    use hdf5_sys::h5::{haddr_t, hsize_t, HADDR_UNDEF};
+    use hdf5_sys::h5d::H5Dget_chunk_info_by_coord;
+
+    let offset: [hsize_t; 1] = [(i * chunk_rows) as hsize_t];
+    let (mut mask, mut addr, mut size): (u32, haddr_t, hsize_t) = (0, 0, 0);
+    // SAFETY: `ds.id()` is a live dataset id (held by `ds`), `offset` has one entry per
+    // dimension of this 1-D dataset, and the out-pointers are valid locals. The caller holds the
+    // library lock.
+    hdf5::h5check(unsafe { H5Dget_chunk_info_by_coord(ds.id(), offset.as_ptr(), &mut mask, &mut addr, &mut size) })?;
+    if addr == HADDR_UNDEF || size == 0 {
+        return Ok(None);
+    }
+    let Ok(size) = usize::try_from(size) else {
+        return Err(hdf5::Error::from(format!("chunk {i} of {} claims {size} bytes", ds.name())));
+    };
+    Ok(Some(ChunkInfo { mask, addr, size }))
 }
 
 /// Undo one chunk's filters into `dst` (its rows of the column, `chunk_rows` or fewer for the
@@ -279,6 +425,29 @@ fn decode_chunk<T: LeScalar>(
 mod tests {
     use super::*;
     use std::process::Command;
+
+    /// The block transpose and the byte gather agree for every length (whole blocks of eight and
+    /// a remainder) and for a chunk longer than the rows wanted (the last, partial chunk).
+    #[test]
+    fn unshuffle_of_eight_byte_elements_matches_the_byte_gather() {
+        let rows = 100;
+        // Byte k of element i at k · rows + i (H5Zshuffle.c), from elements with distinct bytes.
+        let elems: Vec<u64> = (0..rows as u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i << 56)).collect();
+        let mut shuffled = vec![0u8; 8 * rows];
+        for (i, e) in elems.iter().enumerate() {
+            for (k, b) in e.to_le_bytes().into_iter().enumerate() {
+                shuffled[k * rows + i] = b;
+            }
+        }
+        for m in [0, 1, 7, 8, 9, 63, 64, 99, 100] {
+            let mut out = vec![0u64; m];
+            u64::unshuffle(&shuffled, rows, &mut out);
+            assert_eq!(out, elems[..m], "{m} rows");
+            let mut f = vec![0f64; m];
+            f64::unshuffle(&shuffled, rows, &mut f);
+            assert!(f.iter().zip(&elems).all(|(a, b)| a.to_bits() == *b), "{m} rows as f64");
+        }
+    }
 
     #[test]
     fn pipelines_this_module_can_undo() {
@@ -380,13 +549,23 @@ with h5py.File(path, "r") as f, open(dump, "w") as out:
     }
     le_bytes!(f64, f32, u64, i64, u32, i16, u8, i8);
 
-    /// The fast read of `name` as `T`: `Some` with the bytes h5py read, or `None` (refused).
-    fn check<T: LeScalar + LeBytes>(file: &hdf5::File, dump: &std::path::Path, name: &str) -> Option<()> {
+    /// The fast reads of `name` as `T`, chunks copied under the lock and read with `pread`:
+    /// `Some` when both give the bytes h5py read, `None` when both refuse.
+    fn check<T: LeScalar + LeBytes>(
+        file: &hdf5::File,
+        direct: &DirectFile,
+        dump: &std::path::Path,
+        name: &str,
+    ) -> Option<()> {
         let ds = file.dataset(name).expect("dataset");
-        let fast = read_column::<T>(&ds).expect("read")?;
+        let locked = read_column::<T>(&ds, None).expect("read under the lock");
+        let pread = read_column::<T>(&ds, Some(direct)).expect("read with pread");
+        assert_eq!(locked.is_some(), pread.is_some(), "{name}: the two paths disagree on refusing");
         let expected = std::fs::read(format!("{}.{name}", dump.display())).expect("h5py dump");
-        assert_eq!(fast.len(), ds.size(), "{name}: length");
-        assert!(T::le_bytes(&fast) == expected, "{name}: differs from what h5py reads");
+        for (how, fast) in [("under the lock", locked?), ("with pread", pread?)] {
+            assert_eq!(fast.len(), ds.size(), "{name} {how}: length");
+            assert!(T::le_bytes(&fast) == expected, "{name} {how}: differs from what h5py reads");
+        }
         Some(())
     }
 
@@ -402,19 +581,20 @@ with h5py.File(path, "r") as f, open(dump, "w") as out:
             .expect("python3 must be installed (scripts/setup.sh)");
         assert!(out.status.success(), "h5py: {}", String::from_utf8_lossy(&out.stderr));
         let file = hdf5::File::open(&path).expect("open");
+        let direct = DirectFile::open(&path, &file).expect("a file opened read-only by this process alone is direct");
         let names = std::fs::read_to_string(&dump).expect("names");
         let mut fast = 0;
         for name in names.lines() {
             let t = name.rsplit('_').next().unwrap_or_default();
             let got = match t {
-                "f8" => check::<f64>(&file, &dump, name),
-                "f4" => check::<f32>(&file, &dump, name),
-                "u8" => check::<u64>(&file, &dump, name),
-                "i8" => check::<i64>(&file, &dump, name),
-                "u4" => check::<u32>(&file, &dump, name),
-                "i2" => check::<i16>(&file, &dump, name),
-                "u1" => check::<u8>(&file, &dump, name),
-                "i1" => check::<i8>(&file, &dump, name),
+                "f8" => check::<f64>(&file, &direct, &dump, name),
+                "f4" => check::<f32>(&file, &direct, &dump, name),
+                "u8" => check::<u64>(&file, &direct, &dump, name),
+                "i8" => check::<i64>(&file, &direct, &dump, name),
+                "u4" => check::<u32>(&file, &direct, &dump, name),
+                "i2" => check::<i16>(&file, &direct, &dump, name),
+                "u1" => check::<u8>(&file, &direct, &dump, name),
+                "i1" => check::<i8>(&file, &direct, &dump, name),
                 _ => panic!("{name}: no type suffix"),
             };
             assert_eq!(got.is_none(), name.starts_with("fallback_"), "{name}: fast path taken = {}", got.is_some());
@@ -424,6 +604,35 @@ with h5py.File(path, "r") as f, open(dump, "w") as out:
         assert_eq!(fast, 8 * 7 + 4);
         // A column read as another type than the file's (u8 data as f64) is refused, not
         // reinterpreted.
-        assert!(read_column::<f64>(&file.dataset("shuffle_deflate1_u8").expect("ds")).expect("read").is_none());
+        let ds = file.dataset("shuffle_deflate1_u8").expect("ds");
+        assert!(read_column::<f64>(&ds, None).expect("read").is_none());
+        assert!(read_column::<f64>(&ds, Some(&direct)).expect("read").is_none());
+    }
+
+    /// `pread` must never be used on a file something may be writing, nor where chunk addresses
+    /// are not file offsets.
+    #[test]
+    fn direct_reads_only_where_nothing_writes_and_addresses_are_offsets() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.h5");
+        {
+            let w = hdf5::File::create(&path).expect("create");
+            w.new_dataset::<f64>().chunk(4).shape(8).create("x").expect("dataset");
+            // Open for writing in this process: a read-only open shares the writer's handle.
+            let r = hdf5::File::open(&path).expect("open read-only while a writer holds it");
+            assert!(DirectFile::open(&path, &r).is_none(), "shared with a writer");
+            assert!(DirectFile::open(&path, &w).is_none(), "the writer itself");
+        }
+        let r = hdf5::File::open(&path).expect("open read-only");
+        assert!(DirectFile::open(&path, &r).is_some(), "closed by its writer, opened read-only");
+        drop(r);
+        let rw = hdf5::File::open_rw(&path).expect("open read-write");
+        assert!(DirectFile::open(&path, &rw).is_none(), "opened read-write");
+        drop(rw);
+        // A user block shifts every address by its size.
+        let ub = dir.path().join("ub.h5");
+        hdf5::File::with_options().with_fcpl(|p| p.userblock(512)).create(&ub).expect("create with a user block");
+        let r = hdf5::File::open(&ub).expect("open");
+        assert!(DirectFile::open(&ub, &r).is_none(), "user block");
     }
 }

@@ -8,7 +8,7 @@ use hdf5::types::{FixedAscii, FixedUnicode, TypeDescriptor, VarLenAscii, VarLenU
 use hdf5::{Container, File, Group, Location, OpenMode};
 use nanoecr_core::{Diagnostics, Event, EventKind, Pillar, RunStatus, Segment, Sign};
 
-use crate::chunk_read::{self, LeScalar};
+use crate::chunk_read::{self, DirectFile, LeScalar};
 use crate::StoreError;
 
 /// The sample columns of a run, all the same length (but those a [`ColumnSelection`] left out,
@@ -123,9 +123,15 @@ fn read_f64_scalar(g: &Group, name: &str) -> Option<f64> {
 
 /// A column of `g`, `None` when absent. Chunked columns are decoded off the library lock on every
 /// core when their filters allow ([`chunk_read`](crate::chunk_read)), else read through libhdf5.
-fn column<T: LeScalar>(path: &Path, g: &Group, name: &str) -> Result<Option<Vec<T>>, StoreError> {
+/// With `direct` (a file nothing writes), the stored chunks are also read outside libhdf5.
+fn column<T: LeScalar>(
+    path: &Path,
+    g: &Group,
+    name: &str,
+    direct: Option<&DirectFile>,
+) -> Result<Option<Vec<T>>, StoreError> {
     let Ok(d) = g.dataset(name) else { return Ok(None) };
-    let fast = chunk_read::read_column::<T>(&d).transpose();
+    let fast = chunk_read::read_column::<T>(&d, direct).transpose();
     fast.unwrap_or_else(|| d.read_raw::<T>()).map(Some).map_err(|source| StoreError::Hdf5 {
         path: path.to_path_buf(),
         during: format!("reading {}/{name}", g.name()),
@@ -133,9 +139,9 @@ fn column<T: LeScalar>(path: &Path, g: &Group, name: &str) -> Result<Option<Vec<
     })
 }
 
-fn read_events(path: &Path, g: &Group) -> Result<Vec<Event>, StoreError> {
-    let u8c = |n: &str| column::<u8>(path, g, n).map(Option::unwrap_or_default);
-    let f64c = |n: &str| column::<f64>(path, g, n).map(Option::unwrap_or_default);
+fn read_events(path: &Path, g: &Group, direct: Option<&DirectFile>) -> Result<Vec<Event>, StoreError> {
+    let u8c = |n: &str| column::<u8>(path, g, n, direct).map(Option::unwrap_or_default);
+    let f64c = |n: &str| column::<f64>(path, g, n, direct).map(Option::unwrap_or_default);
     let kind = u8c("kind")?;
     let sign = u8c("sign")?;
     let onset = f64c("onset_time")?;
@@ -226,9 +232,13 @@ pub fn read_run_columns(path: &Path, cols: ColumnSelection) -> Result<RunFile, S
     // schedule: read a `running` file as live too.
     let live =
         live || read_str_attr(&entry, "status").and_then(|s| RunStatus::from_name(&s)) == Some(RunStatus::Running);
+    // A file nothing is writing has its chunks read with pread outside libhdf5 (chunk_read.rs);
+    // a live one only through libhdf5, which follows the writer's extents and flushes.
+    let direct = if live { None } else { DirectFile::open(path, &file) };
+    let direct = direct.as_ref();
 
     let need = |name: &str| -> Result<Vec<f64>, StoreError> {
-        column::<f64>(path, &data_g, name)?.ok_or_else(|| invalid(&format!("missing /entry/data/{name}")))
+        column::<f64>(path, &data_g, name, direct)?.ok_or_else(|| invalid(&format!("missing /entry/data/{name}")))
     };
     let mut time_s = need("time")?;
     let mut disp_nm = need("displacement")?;
@@ -256,11 +266,13 @@ pub fn read_run_columns(path: &Path, cols: ColumnSelection) -> Result<RunFile, S
         if !wanted {
             return Ok(Vec::new());
         }
-        Ok(column::<f64>(path, &data_g, name)?.and_then(|v| fit_len(v, n, live)).unwrap_or_else(|| vec![f64::NAN; n]))
+        Ok(column::<f64>(path, &data_g, name, direct)?
+            .and_then(|v| fit_len(v, n, live))
+            .unwrap_or_else(|| vec![f64::NAN; n]))
     };
     let data = RunData {
         seq: if cols.sequence {
-            column::<u64>(path, &data_g, "sequence")?.and_then(fit).unwrap_or_else(|| (0..n as u64).collect())
+            column::<u64>(path, &data_g, "sequence", direct)?.and_then(fit).unwrap_or_else(|| (0..n as u64).collect())
         } else {
             Vec::new()
         },
@@ -268,7 +280,9 @@ pub fn read_run_columns(path: &Path, cols: ColumnSelection) -> Result<RunFile, S
         voltage_v: opt("voltage", cols.voltage)?,
         delta_rho: opt("resistivity_change", cols.delta_rho)?,
         segment: if cols.segment {
-            column::<u8>(path, &data_g, "segment")?.and_then(|v| fit_len(v, n, live)).unwrap_or_else(|| vec![0; n])
+            column::<u8>(path, &data_g, "segment", direct)?
+                .and_then(|v| fit_len(v, n, live))
+                .unwrap_or_else(|| vec![0; n])
         } else {
             Vec::new()
         },
@@ -296,11 +310,11 @@ pub fn read_run_columns(path: &Path, cols: ColumnSelection) -> Result<RunFile, S
     });
     let status = read_str_attr(&entry, "status").and_then(|s| RunStatus::from_name(&s)).unwrap_or(RunStatus::Complete);
     let events = match entry.group("events") {
-        Ok(g) => read_events(path, &g)?,
+        Ok(g) => read_events(path, &g, direct)?,
         Err(_) => Vec::new(),
     };
     let ground_truth = match entry.group("ground_truth").and_then(|g| g.group("events")) {
-        Ok(g) => Some(read_events(path, &g)?),
+        Ok(g) => Some(read_events(path, &g, direct)?),
         Err(_) => None,
     };
     let diagnostics = entry
@@ -387,7 +401,7 @@ impl RunColumns {
     /// The detected events (`/entry/events`), empty when absent.
     pub fn events(&self) -> Result<Vec<Event>, StoreError> {
         match self.file.group("entry/events") {
-            Ok(g) => read_events(&self.path, &g),
+            Ok(g) => read_events(&self.path, &g, None),
             Err(_) => Ok(Vec::new()),
         }
     }

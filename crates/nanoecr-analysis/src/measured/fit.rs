@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::likelihood::MeasuredLikelihood;
 use super::MeasurementModel;
-use crate::optimize::{climb_max, crossing, maximize_2d};
+use crate::optimize::{climb_max, crossing, first_step, hessian_2d, maximize_2d, quadratic_reach};
 use crate::powerlaw::{ks_distance, tail, EfficiencyCurve, TruncatedPowerLawFit, ALPHA_HI, ALPHA_LO, PROFILE_DROP_95};
 use crate::special::ks_p_value;
 use crate::AnalysisError;
@@ -69,36 +69,34 @@ pub fn fit_measured_power_law(
     let (p, ll, converged) = maximize_2d(&|p| lik.at(p[0], p[1]), start, [0.1, 0.3]);
     let (alpha, ln_xc) = (p[0], p[1]);
     let target = ll - PROFILE_DROP_95;
+    // Observed information in (α, ln xc) by central differences: the correlation reported, and
+    // where the quadratic model puts each interval end (the searches start there).
+    let [haa, hll, hal] = hessian_2d(&|a, l| lik.at(a, l), alpha, ln_xc, ll, 0.02, 0.05);
+    let reach = quadratic_reach([haa, hll, hal], PROFILE_DROP_95);
     // Profiles with warm starts: the inner maximum moves smoothly along the outer parameter.
+    // The ends are found to 2e-4: regula falsi converges fast once the quadratic model has
+    // bracketed them, and at 2e-3 an end could sit 1e-3 off (enough to flip coverage on a seed).
     let warm = Cell::new(ln_xc);
     let prof_a = |a: f64| {
         let (l, v) = climb_max(&|l| lik.at(a, l), warm.get(), 0.1, lik.ln_xc_lo, lik.ln_xc_hi, 1e-3);
         warm.set(l);
         v
     };
-    let a_lo = crossing(&prof_a, alpha, ll, ALPHA_LO, target, 0.05, 2e-3);
+    let a_lo = crossing(&prof_a, alpha, ll, ALPHA_LO, target, first_step(reach.map(|r| r[0]), 0.05), 2e-4);
     warm.set(ln_xc);
-    let a_hi = crossing(&prof_a, alpha, ll, ALPHA_HI, target, 0.05, 2e-3);
+    let a_hi = crossing(&prof_a, alpha, ll, ALPHA_HI, target, first_step(reach.map(|r| r[0]), 0.05), 2e-4);
     let warm_a = Cell::new(alpha);
     let prof_x = |l: f64| {
         let (a, v) = climb_max(&|a| lik.at(a, l), warm_a.get(), 0.05, ALPHA_LO, ALPHA_HI, 1e-4);
         warm_a.set(a);
         v
     };
-    let x_lo = crossing(&prof_x, ln_xc, ll, lik.ln_xc_lo, target, 0.1, 2e-3).exp();
+    let x_lo = crossing(&prof_x, ln_xc, ll, lik.ln_xc_lo, target, first_step(reach.map(|r| r[1]), 0.1), 2e-4).exp();
     warm_a.set(alpha);
-    let x_hi_ln = crossing(&prof_x, ln_xc, ll, lik.ln_xc_hi, target, 0.1, 2e-3);
+    let x_hi_ln = crossing(&prof_x, ln_xc, ll, lik.ln_xc_hi, target, first_step(reach.map(|r| r[1]), 0.1), 2e-4);
     let x_hi = if x_hi_ln >= lik.ln_xc_hi { f64::INFINITY } else { x_hi_ln.exp() };
     let xc = ln_xc.exp();
     let ks = ks_distance(&lik.cdf_at(alpha, xc, &ys));
-    // Observed information in (α, ln xc) by central differences.
-    let (da, dl) = (0.02, 0.05);
-    let f = |a: f64, l: f64| lik.at(a, l);
-    let haa = (f(alpha + da, ln_xc) - 2.0 * ll + f(alpha - da, ln_xc)) / (da * da);
-    let hll = (f(alpha, ln_xc + dl) - 2.0 * ll + f(alpha, ln_xc - dl)) / (dl * dl);
-    let hal = (f(alpha + da, ln_xc + dl) - f(alpha + da, ln_xc - dl) - f(alpha - da, ln_xc + dl)
-        + f(alpha - da, ln_xc - dl))
-        / (4.0 * da * dl);
     let det = haa * hll - hal * hal;
     // cov = −H⁻¹ = [[−h_ll, h_al], [h_al, −h_aa]] / det, so corr = h_al/√(h_aa h_ll) when H is
     // negative definite.
