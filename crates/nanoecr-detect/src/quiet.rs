@@ -171,10 +171,8 @@ impl Detector {
         let (mut sigma, mut since_refresh) = (noise.sigma, noise.since_refresh);
         // The start threshold only moves when σ is refreshed.
         let mut on = (threshold_sigma * sigma).max(min_magnitude);
-        let (mut mc, mut ms, mut ma, mut mb, mut since_renormalise, cos_step, sin_step, mu) = match &self.mains {
-            Some(x) => (x.c, x.s, x.a, x.b, x.since_renormalise, x.cos_step, x.sin_step, x.mu),
-            None => (1.0, 0.0, 0.0, 0.0, 0, 1.0, 0.0, 0.0),
-        };
+        // A local copy (no allocation): the block works on it and commits it at the end.
+        let mut mains = if MAINS { self.mains.clone() } else { None };
         let mut m3 = m2;
         let mut last_residual = f64::NAN;
         // Quiet pushes add consecutive indices: a window that is contiguous now and continues
@@ -195,17 +193,13 @@ impl Detector {
                 let delta_rho = seg_dr[jj];
                 let j = j0 + jj;
                 let k = k0 + j as u64;
-                // Mains phasor at this sample (as `MainsCanceller::advance`).
-                let (mut nc, mut ns, mut renormalise_count) = (mc, ms, since_renormalise);
+                // Mains phasors at this sample (as `MainsCanceller::advance` on the grid); the
+                // fundamental's state before is kept to undo the step if the sample is not quiet.
+                let mut undo = (1.0, 0.0, 0);
                 if MAINS {
-                    nc = mc * cos_step - ms * sin_step;
-                    ns = ms * cos_step + mc * sin_step;
-                    renormalise_count += 1;
-                    if renormalise_count >= crate::mains::RENORMALISE_EVERY {
-                        renormalise_count = 0;
-                        let kk = 0.5 * (3.0 - (nc * nc + ns * ns));
-                        nc *= kk;
-                        ns *= kk;
+                    if let Some(mc) = mains.as_mut() {
+                        undo = (mc.c[0], mc.s[0], mc.since_renormalise);
+                        mc.rotate();
                     }
                 }
                 // Residual against the baseline line extrapolated to k (as `TrailingLine::value_at`).
@@ -218,16 +212,18 @@ impl Detector {
                     numerator / (n_line * s_tt - s_t * s_t)
                 };
                 let r0 = delta_rho - (mean_x + slope * (offset(k, origin) - mean_t));
-                let predicted = if MAINS { ma * nc + mb * ns } else { 0.0 };
+                let predicted = if MAINS { mains.as_ref().map_or(0.0, |mc| mc.predict()) } else { 0.0 };
                 let residual = r0 - predicted;
                 if residual.abs() > on {
+                    if let Some(mc) = mains.as_mut() {
+                        (mc.c[0], mc.s[0], mc.since_renormalise) = undo;
+                    }
                     m3 = j;
                     n_head += jj;
                     l_head += jj;
                     break 'segments;
                 }
-                // Quiet: commit, in the general path's order. Mains advance.
-                (mc, ms, since_renormalise) = (nc, ns, renormalise_count);
+                // Quiet: commit, in the general path's order.
                 // Baseline push (as `TrailingLine::push` on a full window, before its recompute).
                 let t = offset(k, origin);
                 // Contiguous: the oldest index is exactly k − cap (integers, exact in f64).
@@ -268,8 +264,9 @@ impl Detector {
                 // Mains learn (as `MainsCanceller::learn`, whose error r0 − predict() is the
                 // residual: the same operations on the same values).
                 if MAINS {
-                    ma += mu * residual * mc;
-                    mb += mu * residual * ms;
+                    if let Some(mc) = mains.as_mut() {
+                        mc.learn_error(residual);
+                    }
                 }
                 last_residual = residual;
             }
@@ -291,9 +288,9 @@ impl Detector {
         pop.total = if m3 == 0 { total_before } else { pop.slots[(pop.k - 1) as usize & mask].csum };
         if m3 > 0 {
             let last = &block[m3 - 1];
-            if let Some(x) = self.mains.as_mut() {
-                (x.c, x.s, x.a, x.b, x.since_renormalise) = (mc, ms, ma, mb, since_renormalise);
+            if let Some(mut x) = mains {
                 x.last_time_s = last.time_s;
+                self.mains = Some(x);
             }
             self.prev.time_s = last.time_s;
             self.prev.load_un = last.load_un;
