@@ -449,11 +449,22 @@ fn main() -> Result<()> {
     let _ = writeln!(
         md,
         "\nWhy targets are missed (measured while building this matrix; the figures are in the table):\n\
-         - **mains** and **drift** cells (recall ≥ 7e-4 at 0.94–0.97 where white gives 0.99): the canceller \
-         (`[detection] mains_hz`) removes the fundamental only; the harmonics (rms ≈ 0.4 × 10⁻⁴) and what its \
-         0.2 s memory leaves of the ±50 % amplitude drift stay in the residual, raise the robust σ and with it the \
-         start threshold above the 5 × 10⁻⁴ floor. The slow baseline itself costs nothing (drift = mains to the \
-         third decimal). The peer, with no canceller, loses more (0.81–0.91 at 1 and 10 kHz).\n\
+         - **mains** and **drift** cells: the canceller (`[detection] mains_hz`, `mains_harmonics`) now tracks \
+         the fundamental and the harmonics at 100, 150 and 200 Hz with a 0.8 s memory; the residual σ fell from \
+         1.27 to 1.19 × 10⁻⁴ at 1 kHz (1.30 → 1.24 at 10 kHz, 1.39 → 1.33 at 100 kHz), within 1.5 % of the pink \
+         cells' (1.17–1.18, 1.21–1.22, 1.31), which carry the same 1/f noise without mains. Recall for a sampled \
+         peak ≥ 7e-4 at 1 kHz went 0.959 → 0.965 (boxcar), 0.936 → 0.954 (trapezoid), 0.940 → 0.940 \
+         (rise_decay), 0.904 → 0.934 (overshoot); every 10 kHz mains cell now meets its targets (overshoot \
+         0.969 → 0.984), and 100 kHz rise_decay 0.944 → 0.958 (the peer's). What is left is the 1/f noise (pink, \
+         below). The slow baseline itself costs nothing (drift = mains to the third decimal). The peer, with no \
+         canceller, loses more (0.78–0.91 at 1 and 10 kHz).\n\
+         - **sign** (< 0.995 at 1 kHz in boxcar, trapezoid, rise_decay white and rise_decay pink/mains/drift \
+         before the scorer matched sign first): all 22 wrong-sign pairs of those cells (`examples/sign_audit.rs`) \
+         were the same three spike pairs (seeds 3 and 8): a detection on a large true spike that the sign-blind \
+         nearest-onset matcher paired with a sub-threshold spike of the other sign starting 0.1–0.4 ms nearer, \
+         leaving the large one missed. None was a rebound, an undershoot or noise. `nanoecr_analysis::scoring` \
+         now takes a same-sign true onset within 2 ms before an opposite one; sign is 1.000 on every cell for \
+         nanoecr.\n\
          - **pink** cells (recall, all, 0.002–0.015 under the peer's at 1 and 10 kHz): 1/f noise above the \
          baseline's reach raises σ; the peer's centred rolling median (it sees the future) leaves less of it.\n\
          - **100 kHz** recall, all: a spike well under 5σ spans 100–200 samples, and the largest of that many \

@@ -114,7 +114,7 @@ fn every_cell_at_1_khz_keeps_its_detection_and_the_pool_meets_the_targets() {
     }
     // Pooled over the 16 cells (≈ 1000 large spikes, ≈ 1600 detections): the targets for
     // precision (0.98) and sign (0.995). Recall is held at 0.93, under the 0.97: this
-    // detector does not meet 0.97 on the cells with 1/f noise (pink, mains and drift: 0.93–0.96
+    // detector does not meet 0.97 on the cells with 1/f noise (pink, mains and drift: 0.93–0.97
     // in the full matrix, docs/accuracy.md, where the reason is given), and the pool measures
     // ≈ 0.96 (±0.005).
     let recall = big_found as f64 / big as f64;
