@@ -17,32 +17,29 @@ pub(crate) const MAX_HARMONICS: usize = 8;
 /// below Nyquist) jointly, from the error left after all of them, with a time constant of
 /// `tau_s`: long against a spike, so a spike barely moves it (and samples inside an event are not
 /// learned from at all), short against the seconds over which the pick-up's amplitude drifts.
-/// Only the fundamental's phasor is rotated (two multiplications a sample, re-synchronised from
-/// the time stamp when samples are missing); harmonic h's phasor is the fundamental's to the
-/// power h, one complex multiplication from harmonic h − 1's.
+///
+/// The LMS weights (a_h, b_h) against the references (cos hωt, sin hωt) are kept in rotating
+/// form: z_h = (a_h − j b_h)·e^{j h ω t}, whose real part is sinusoid h's prediction. The LMS
+/// update a_h += μ e cos, b_h += μ e sin is then z_h += μ e (real part only), and moving one
+/// sample on is z_h ← z_h · e^{j h ω dt}, a fixed complex multiplication: per sinusoid and
+/// sample, 4 multiplications and 4 additions, and the prediction is Σ Re z_h. Mathematically the
+/// same canceller as the textbook one; the adaptation also corrects any rounding of the rotation.
+/// When samples are missing the z_h are turned by the elapsed time (h ω Δt) instead.
 #[derive(Debug, Clone)]
 pub(crate) struct MainsCanceller {
     pub(crate) omega_rad_per_s: f64,
     pub(crate) dt_s: f64,
-    pub(crate) cos_step: f64,
-    pub(crate) sin_step: f64,
-    /// Phasors of the sinusoids at the current sample: `c[i] + j s[i]` = e^{j (i+1) ω t}.
-    pub(crate) c: [f64; MAX_HARMONICS],
-    pub(crate) s: [f64; MAX_HARMONICS],
-    /// Learned in-phase and quadrature amplitudes of each sinusoid.
-    pub(crate) a: [f64; MAX_HARMONICS],
-    pub(crate) b: [f64; MAX_HARMONICS],
+    /// cos and sin of h ω dt, the one-sample rotation of sinusoid h (index h − 1).
+    pub(crate) rot_c: [f64; MAX_HARMONICS],
+    pub(crate) rot_s: [f64; MAX_HARMONICS],
+    /// Rotating weights z_h, real and imaginary parts.
+    pub(crate) zr: [f64; MAX_HARMONICS],
+    pub(crate) zi: [f64; MAX_HARMONICS],
     /// Sinusoids tracked: the fundamental and the next `n − 1` harmonics, all below Nyquist.
     pub(crate) n: usize,
     pub(crate) mu: f64,
     pub(crate) last_time_s: f64,
-    /// Rotations since the phasor was last put back on the unit circle.
-    pub(crate) since_renormalise: u32,
 }
-
-/// Rotations between two renormalisations of the phasor: rounding moves its length by ~10⁻¹⁶ per
-/// step, so 64 steps leave it within 10⁻¹⁴ of 1 while saving the correction on the other 63.
-pub(crate) const RENORMALISE_EVERY: u32 = 64;
 
 /// LMS step for a memory of `tau_s` at `rate_hz`: 2/N with N = τ in samples gives each sinusoid's
 /// amplitude an exponential memory of ≈ τ (capped at ½, where the update would overshoot).
@@ -63,7 +60,7 @@ pub(crate) fn tracked(mains_hz: f64, harmonics: u32, rate_hz: f64) -> usize {
 }
 
 /// The share of a learned residual that the canceller carries into its prediction for the next
-/// sample: each sinusoid h takes μ·e onto its phasor, which has turned by h·ω·dt a sample later,
+/// sample: each sinusoid h takes μ·e onto its weight, which has turned by h·ω·dt a sample later,
 /// so the next prediction moves by μ·e·Σ cos(h ω dt) (≈ n μ when the rate is far above the
 /// harmonics). What the analysis models as the canceller's leak.
 pub(crate) fn carry(mains_hz: f64, harmonics: u32, rate_hz: f64, tau_s: f64) -> f64 {
@@ -72,85 +69,80 @@ pub(crate) fn carry(mains_hz: f64, harmonics: u32, rate_hz: f64, tau_s: f64) -> 
     lms_step(rate_hz, tau_s) * (1..=n).map(|h| (h as f64 * step_rad).cos()).sum::<f64>()
 }
 
+/// Σ Re z_h over the first `n` sinusoids, summed as even and odd terms apart: the prediction is
+/// on the loop-carried path (learn → predict → residual → learn), and two accumulators halve its
+/// chain of additions. The quiet loop calls this too, so both paths sum in the same order.
+#[inline(always)]
+pub(crate) fn predict<const N: usize>(zr: &[f64; N], n: usize) -> f64 {
+    let (mut even, mut odd) = (0.0, 0.0);
+    let n = n.min(N);
+    let mut i = 0;
+    while i + 1 < n {
+        even += zr[i];
+        odd += zr[i + 1];
+        i += 2;
+    }
+    if i < n {
+        even += zr[i];
+    }
+    even + odd
+}
+
+/// One sample on: z ← z · (rc + j rs), for the first `n` sinusoids. The quiet loop calls this too.
+#[inline(always)]
+pub(crate) fn rotate<const N: usize>(zr: &mut [f64; N], zi: &mut [f64; N], rc: &[f64; N], rs: &[f64; N], n: usize) {
+    for i in 0..n.min(N) {
+        let (r, im) = (zr[i], zi[i]);
+        zr[i] = r * rc[i] - im * rs[i];
+        zi[i] = r * rs[i] + im * rc[i];
+    }
+}
+
 impl MainsCanceller {
     /// A canceller of `n` ≥ 1 sinusoids (see [`tracked`]).
     pub(crate) fn new(mains_hz: f64, n: usize, rate_hz: f64, tau_s: f64) -> Self {
         let omega_rad_per_s = TAU * mains_hz;
         let dt_s = 1.0 / rate_hz;
-        let (sin_step, cos_step) = (omega_rad_per_s * dt_s).sin_cos();
-        let mut m = Self {
+        let n = n.clamp(1, MAX_HARMONICS);
+        let (mut rot_c, mut rot_s) = ([1.0; MAX_HARMONICS], [0.0; MAX_HARMONICS]);
+        for i in 0..n {
+            (rot_s[i], rot_c[i]) = ((i + 1) as f64 * omega_rad_per_s * dt_s).sin_cos();
+        }
+        Self {
             omega_rad_per_s,
             dt_s,
-            cos_step,
-            sin_step,
-            c: [0.0; MAX_HARMONICS],
-            s: [0.0; MAX_HARMONICS],
-            a: [0.0; MAX_HARMONICS],
-            b: [0.0; MAX_HARMONICS],
-            n: n.clamp(1, MAX_HARMONICS),
+            rot_c,
+            rot_s,
+            zr: [0.0; MAX_HARMONICS],
+            zi: [0.0; MAX_HARMONICS],
+            n,
             mu: lms_step(rate_hz, tau_s),
             last_time_s: f64::NAN,
-            since_renormalise: 0,
-        };
-        m.c[0] = 1.0;
-        m.derive_harmonics();
-        m
-    }
-
-    /// Harmonic phasors from the fundamental's: e^{j h ω t} = e^{j (h−1) ω t} · e^{j ω t}.
-    #[inline(always)]
-    fn derive_harmonics(&mut self) {
-        let (c1, s1) = (self.c[0], self.s[0]);
-        for i in 1..self.n.min(MAX_HARMONICS) {
-            let (c, s) = (self.c[i - 1], self.s[i - 1]);
-            self.c[i] = c * c1 - s * s1;
-            self.s[i] = s * c1 + c * s1;
         }
     }
 
-    /// Move the reference phasors to time `time_s`.
+    /// Move the weights' phase to time `time_s`.
     #[inline(always)]
     pub(crate) fn advance(&mut self, time_s: f64) {
         let step = time_s - self.last_time_s;
         if (step - self.dt_s).abs() < 0.25 * self.dt_s {
-            self.rotate();
-        } else {
-            let (s, c) = (self.omega_rad_per_s * time_s).sin_cos();
-            self.c[0] = c;
-            self.s[0] = s;
-            self.derive_harmonics();
+            rotate(&mut self.zr, &mut self.zi, &self.rot_c, &self.rot_s, self.n);
+        } else if step.is_finite() {
+            // Samples missing (or a clock step): turn each sinusoid by the elapsed time.
+            for i in 0..self.n.min(MAX_HARMONICS) {
+                let (s, c) = ((i + 1) as f64 * self.omega_rad_per_s * step).sin_cos();
+                let (r, im) = (self.zr[i], self.zi[i]);
+                self.zr[i] = r * c - im * s;
+                self.zi[i] = r * s + im * c;
+            }
         }
         self.last_time_s = time_s;
-    }
-
-    /// One sampling period on: the fundamental turns by ω·dt, the harmonics follow.
-    #[inline(always)]
-    pub(crate) fn rotate(&mut self) {
-        let (c0, s0) = (self.c[0], self.s[0]);
-        let c = c0 * self.cos_step - s0 * self.sin_step;
-        let s = s0 * self.cos_step + c0 * self.sin_step;
-        self.since_renormalise += 1;
-        if self.since_renormalise >= RENORMALISE_EVERY {
-            self.since_renormalise = 0;
-            // One Newton step back onto the unit circle keeps rounding from growing the amplitude.
-            let k = 0.5 * (3.0 - (c * c + s * s));
-            self.c[0] = c * k;
-            self.s[0] = s * k;
-        } else {
-            self.c[0] = c;
-            self.s[0] = s;
-        }
-        self.derive_harmonics();
     }
 
     /// Estimated pick-up at the current phase.
     #[inline(always)]
     pub(crate) fn predict(&self) -> f64 {
-        let mut p = 0.0;
-        for i in 0..self.n.min(MAX_HARMONICS) {
-            p += self.a[i] * self.c[i] + self.b[i] * self.s[i];
-        }
-        p
+        predict(&self.zr, self.n)
     }
 
     /// Learn from a residual `r0` that still contains the pick-up.
@@ -165,8 +157,7 @@ impl MainsCanceller {
     pub(crate) fn learn_error(&mut self, e: f64) {
         let step = self.mu * e;
         for i in 0..self.n.min(MAX_HARMONICS) {
-            self.a[i] += step * self.c[i];
-            self.b[i] += step * self.s[i];
+            self.zr[i] += step;
         }
     }
 }
@@ -229,18 +220,21 @@ mod tests {
     }
 
     #[test]
-    fn derived_harmonic_phasors_match_sin_cos_after_a_long_run() {
+    fn rotating_weights_stay_on_time_over_a_long_run_and_across_gaps() {
         let rate_hz = 1000.0;
         let mut m = MainsCanceller::new(60.0, 4, rate_hz, 0.2);
-        // 10⁶ rotations (17 min at 1 kHz), with renormalisation; the phasors stay on time.
+        m.advance(0.0);
+        m.zr[..4].copy_from_slice(&[1.0; 4]);
+        // 10⁶ rotations (17 min at 1 kHz) and a gap of 7 samples: each weight has turned by h ω t.
         let steps = 1_000_000u64;
-        for k in 0..=steps {
+        for k in 1..=steps {
             m.advance(k as f64 / rate_hz);
         }
-        let t = steps as f64 / rate_hz;
+        let t = (steps + 7) as f64 / rate_hz;
+        m.advance(t);
         for h in 0..4 {
             let (s, c) = ((h + 1) as f64 * TAU * 60.0 * t).sin_cos();
-            assert!((m.c[h] - c).abs() < 1e-8 && (m.s[h] - s).abs() < 1e-8, "harmonic {}", h + 1);
+            assert!((m.zr[h] - c).abs() < 1e-8 && (m.zi[h] - s).abs() < 1e-8, "harmonic {}", h + 1);
         }
     }
 
