@@ -450,14 +450,16 @@ fn main() -> Result<()> {
         md,
         "\nWhy targets are missed (measured while building this matrix; the figures are in the table):\n\
          - **mains** and **drift** cells: the canceller (`[detection] mains_hz`, `mains_harmonics`) now tracks \
-         the fundamental and the harmonics at 100, 150 and 200 Hz with a 0.8 s memory; the residual σ fell from \
-         1.27 to 1.19 × 10⁻⁴ at 1 kHz (1.30 → 1.24 at 10 kHz, 1.39 → 1.33 at 100 kHz), within 1.5 % of the pink \
+         the fundamental and, by default, the 100 Hz harmonic with a 0.8 s memory; the residual σ fell from 1.27 \
+         to 1.20 × 10⁻⁴ at 1 kHz (1.30 → 1.25 at 10 kHz, 1.39 → 1.34 at 100 kHz), within 2.5 % of the pink \
          cells' (1.17–1.18, 1.21–1.22, 1.31), which carry the same 1/f noise without mains. Recall for a sampled \
-         peak ≥ 7e-4 at 1 kHz went 0.959 → 0.965 (boxcar), 0.936 → 0.954 (trapezoid), 0.940 → 0.940 \
-         (rise_decay), 0.904 → 0.934 (overshoot); every 10 kHz mains cell now meets its targets (overshoot \
-         0.969 → 0.984), and 100 kHz rise_decay 0.944 → 0.958 (the peer's). What is left is the 1/f noise (pink, \
-         below). The slow baseline itself costs nothing (drift = mains to the third decimal). The peer, with no \
-         canceller, loses more (0.78–0.91 at 1 and 10 kHz).\n\
+         peak ≥ 7e-4 at 1 kHz went 0.959 → 0.968 (boxcar), 0.936 → 0.957 (trapezoid), 0.940 → 0.952 \
+         (rise_decay), 0.904 → 0.924 (overshoot); every 10 kHz mains cell now meets its targets (overshoot 0.969 \
+         → 0.984), and 100 kHz rise_decay 0.944 → 0.958 (the peer's). With `mains_harmonics = 3` (up to 200 Hz) \
+         σ is 1.19 × 10⁻⁴ at 1 kHz and the same recalls within ±0.012, but the detector is ≈ 20 % slower (under \
+         50 M samples/s), so the default stops at 2f. What is left is the 1/f noise (pink, below). The slow \
+         baseline itself costs nothing (drift = mains to the third decimal). The peer, with no canceller, loses \
+         more (0.78–0.91 at 1 and 10 kHz).\n\
          - **sign** (< 0.995 at 1 kHz in boxcar, trapezoid, rise_decay white and rise_decay pink/mains/drift \
          before the scorer matched sign first): all 22 wrong-sign pairs of those cells (`examples/sign_audit.rs`) \
          were the same three spike pairs (seeds 3 and 8): a detection on a large true spike that the sign-blind \

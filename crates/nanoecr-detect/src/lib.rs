@@ -59,12 +59,13 @@ const CONTACT_MIN_SAMPLES: usize = 8;
 const CONTACT_MAX_REL_SCATTER: f64 = 5e-3;
 /// Memory of the mains canceller, s (40 periods at 50 Hz). Each tracked sinusoid adds estimation
 /// noise and takes up part of a spike's sub-threshold samples (2 n D / τ of a spike of duration D,
-/// at any rate), both ∝ n/τ: four sinusoids at 0.8 s cost what the fundamental alone did at 0.2 s,
-/// so white-noise runs are detected as before. The lag behind a drifting pick-up amplitude is
+/// at any rate), both ∝ n/τ: up to four sinusoids at 0.8 s cost at most what the fundamental
+/// alone did at 0.2 s, so white-noise runs are detected as before. The lag behind a drifting pick-up amplitude is
 /// τ × its rate of change (≈ 1.4 × 10⁻⁵ rms for the matrix's ±50 %/0.1 Hz drift of a 10⁻⁴
 /// fundamental). Measured on the robustness matrix (same seeds): 0.2, 0.4 and 0.8 s leave the
-/// mains cells' residual σ within 0.3 % of each other, but at 0.4 s the white cells' rose 0.3 % and
-/// 1 kHz rise_decay lost 7 of 167 detections; at 0.8 s white is unchanged to the spike.
+/// mains cells' residual σ within 0.3 % of each other, but at 0.4 s (four sinusoids) the white
+/// cells' rose 0.3 % and 1 kHz rise_decay lost 7 of 167 detections; at 0.8 s white is unchanged
+/// to the spike.
 const MAINS_TAU_S: f64 = 0.8;
 /// Residuals the noise window must hold before detection starts, s (and at least
 /// [`NOISE_MIN_SAMPLES`]); a MAD from fewer is too uncertain for a 5σ threshold.
