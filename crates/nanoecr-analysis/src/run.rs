@@ -984,14 +984,17 @@ pub(crate) mod tests {
     }
 
     /// The detector's lead-in at the default settings: the baseline window (rounded to whole
-    /// mains periods: 60 samples at 1 kHz, 600 at 10 kHz) gives 4/n, the mains canceller's LMS
-    /// step 2/(0.2 s × rate) adds to it, and events open at 5σ_residual, below the floor.
+    /// mains periods: 60 samples at 1 kHz, 600 at 10 kHz) gives 4/n, the mains canceller adds its
+    /// carry — LMS step 2/(0.8 s × rate) on each of the fundamental and the second harmonic, whose
+    /// phasors turn by h × 2π × 50 Hz/rate before the next sample — and events open at
+    /// 5σ_residual, below the floor.
     #[test]
     fn detector_model_carries_the_lead_in() {
         let det = DetectionConfig::default();
-        for (rate, n, mu) in [(1000.0, 60.0, 1e-2), (10_000.0, 600.0, 1e-3)] {
+        for (rate, n, mu) in [(1000.0, 60.0, 2.5e-3), (10_000.0, 600.0, 2.5e-4)] {
+            let carry = mu * (1..=2).map(|h| (f64::from(h) * std::f64::consts::TAU * 50.0 / rate).cos()).sum::<f64>();
             let m = detector_measurement_model(1e-4, rate, &det, [1e-3, 1.5e-3], 1e-4).expect("model");
-            assert!((m.leak - (4.0 / n + mu)).abs() < 1e-12, "{rate} Hz: leak {}", m.leak);
+            assert!((m.leak - (4.0 / n + carry)).abs() < 1e-12, "{rate} Hz: leak {}", m.leak);
             assert!(m.start_threshold >= 5e-4 && m.start_threshold < m.y_min, "{rate} Hz: θ {}", m.start_threshold);
         }
         // Without mains cancelling only the baseline learns (0.05 s is not rounded then).

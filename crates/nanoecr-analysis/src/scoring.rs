@@ -5,10 +5,15 @@
 //! Matching: every (detected, true) pair of the same kind with |Δonset| ≤ tolerance is a
 //! candidate; candidates are taken nearest-first and each event is used at most once (greedy
 //! nearest matching — optimal whenever events are further apart than twice the tolerance, which
-//! at 2 samples and the paper's rates is almost always). A detected spike that lands on a true
-//! pop-in is the pop-in's resistivity spike: it is neither a hit nor a false alarm.
+//! at 2 samples and the paper's rates is almost always). Spikes are matched sign first: a
+//! detection takes a true spike of its own sign when one starts within the tolerance, and only
+//! otherwise the nearest of the other sign (a wrong sign). Sign-blind, a spike detected on a large
+//! true spike was paired with a sub-threshold spike of the other sign whose onset happened to be
+//! nearer, leaving the large one missed: every wrong sign of the 1 kHz matrix cells was that
+//! (examples/sign_audit.rs). A detected spike that lands on a true pop-in is the pop-in's
+//! resistivity spike: it is neither a hit nor a false alarm.
 
-use nanoecr_core::{Event, EventKind};
+use nanoecr_core::{Event, EventKind, Sign};
 use serde::{Deserialize, Serialize};
 
 use crate::events::median;
@@ -178,24 +183,43 @@ fn ratio(a: u64, b: u64) -> f64 {
 
 /// Greedy nearest one-to-one matching of onsets within `tol_s`: (detected index, true index) pairs.
 pub fn match_onsets(detected: &[f64], truth: &[f64], tol_s: f64) -> Vec<(usize, usize)> {
+    match_ranked(detected, truth, tol_s, |_, _| false)
+}
+
+/// [`match_onsets`] for spikes given as (onset, sign), sign first: every candidate pair of the
+/// same sign is taken (nearest first) before any of opposite signs.
+pub fn match_spikes(detected: &[(f64, Sign)], truth: &[(f64, Sign)], tol_s: f64) -> Vec<(usize, usize)> {
+    let d: Vec<f64> = detected.iter().map(|e| e.0).collect();
+    let t: Vec<f64> = truth.iter().map(|e| e.0).collect();
+    match_ranked(&d, &t, tol_s, |i, j| detected[i].1 != truth[j].1)
+}
+
+/// Greedy one-to-one matching within `tol_s`, candidates ordered by `worse(d, t)` (false first),
+/// then by distance.
+fn match_ranked(
+    detected: &[f64],
+    truth: &[f64],
+    tol_s: f64,
+    worse: impl Fn(usize, usize) -> bool,
+) -> Vec<(usize, usize)> {
     let mut order: Vec<usize> = (0..truth.len()).collect();
     order.sort_by(|&a, &b| truth[a].total_cmp(&truth[b]));
     let sorted: Vec<f64> = order.iter().map(|&i| truth[i]).collect();
-    let mut cand: Vec<(f64, usize, usize)> = Vec::new();
+    let mut cand: Vec<(bool, f64, usize, usize)> = Vec::new();
     for (d, &t) in detected.iter().enumerate() {
         let start = sorted.partition_point(|&v| v < t - tol_s);
         for (k, &v) in sorted.iter().enumerate().skip(start) {
             if v > t + tol_s {
                 break;
             }
-            cand.push(((v - t).abs(), d, order[k]));
+            cand.push((worse(d, order[k]), (v - t).abs(), d, order[k]));
         }
     }
-    cand.sort_by(|a, b| a.0.total_cmp(&b.0));
+    cand.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
     let mut used_d = vec![false; detected.len()];
     let mut used_t = vec![false; truth.len()];
     let mut out = Vec::new();
-    for (_, d, t) in cand {
+    for (_, _, d, t) in cand {
         if !used_d[d] && !used_t[t] {
             used_d[d] = true;
             used_t[t] = true;
@@ -222,9 +246,9 @@ pub fn score_counts(detected: &[Event], truth: &[Event], opts: &ScoreOptions) ->
     };
     let det_spikes: Vec<&Event> = det_spikes.into_iter().filter(|e| !on_popin(e)).collect();
 
-    let pairs = match_onsets(
-        &det_spikes.iter().map(|e| e.onset_time_s).collect::<Vec<_>>(),
-        &true_spikes.iter().map(|e| e.onset_time_s).collect::<Vec<_>>(),
+    let pairs = match_spikes(
+        &det_spikes.iter().map(|e| (e.onset_time_s, e.sign)).collect::<Vec<_>>(),
+        &true_spikes.iter().map(|e| (e.onset_time_s, e.sign)).collect::<Vec<_>>(),
         tol_s,
     );
     let mut c = ScoreCounts {
@@ -413,6 +437,23 @@ mod tests {
         let pairs = match_onsets(&[1.0, 1.0005, 5.0], &[1.0003], 0.002);
         assert_eq!(pairs, vec![(1, 0)]);
         assert!(match_onsets(&[1.0], &[1.0021], 0.002).is_empty());
+    }
+
+    /// The matrix's wrong signs (examples/sign_audit.rs, boxcar white seed 3): a +1.17e-3
+    /// detection on a +1.1e-3 true spike that began 0.41 ms before it, and a sub-threshold
+    /// −1.07e-4 one 0.10 ms after it. Sign first, the detection is the large spike's.
+    #[test]
+    fn a_detection_takes_the_true_spike_of_its_own_sign_before_a_nearer_opposite_one() {
+        let truth = vec![sp(2.03259, 1.1e-3), sp(2.0331, -1.07e-4)];
+        let detected = vec![sp(2.033, 1.17e-3)];
+        let opts = ScoreOptions { rate_hz: 1000.0, ..Default::default() };
+        let c = score_events(&detected, &truth, &opts).counts;
+        assert_eq!((c.n_matched, c.n_sign_correct, c.n_true_big_matched), (1, 1, 1));
+        // Sign-blind it paired with the nearer −1.07e-4: a wrong sign and the large spike missed.
+        assert_eq!(match_onsets(&[2.033], &[2.03259, 2.0331], 0.002), vec![(0, 1)]);
+        // With only the opposite sign in reach it is still a (wrong-sign) match.
+        let c = score_events(&detected, &truth[1..], &opts).counts;
+        assert_eq!((c.n_matched, c.n_sign_correct), (1, 0));
     }
 
     #[test]

@@ -24,6 +24,7 @@
 use nanoecr_core::sample::FLAG_CURRENT_INVALID;
 use nanoecr_core::Sample;
 
+use crate::mains::MAX_HARMONICS;
 use crate::popin::{Slot, State};
 use crate::stats::{median_refresh, offset, MedianTracker, COUNT_SLOTS, RECOMPUTE_WINDOWS, SIGMA_REFRESH};
 use crate::Detector;
@@ -64,11 +65,16 @@ impl Detector {
             if m == 0 {
                 break;
             }
-            // Monomorphised on the mains canceller, so the block loop carries no test for it.
-            let n = if self.mains.is_some() {
-                self.quiet_block::<true>(&samples[done..done + m], delta_rho_out)
-            } else {
-                self.quiet_block::<false>(&samples[done..done + m], delta_rho_out)
+            // Monomorphised on the mains canceller and its number of sinusoids, so the block loop
+            // carries no test for it and keeps the canceller's weights in registers.
+            let block = &samples[done..done + m];
+            let n = match self.mains.as_ref().map(|x| x.n) {
+                None => self.quiet_block::<false, 1>(block, delta_rho_out),
+                Some(1) => self.quiet_block::<true, 1>(block, delta_rho_out),
+                Some(2) => self.quiet_block::<true, 2>(block, delta_rho_out),
+                Some(3) => self.quiet_block::<true, 3>(block, delta_rho_out),
+                Some(4) => self.quiet_block::<true, 4>(block, delta_rho_out),
+                Some(_) => self.quiet_block::<true, MAX_HARMONICS>(block, delta_rho_out),
             };
             done += n;
             if n < m {
@@ -81,7 +87,11 @@ impl Detector {
 
     /// One block of at most [`QUIET_BLOCK`] samples through the three passes; returns how many
     /// were committed.
-    fn quiet_block<const MAINS: bool>(&mut self, block: &[Sample], delta_rho_out: &mut Vec<f64>) -> usize {
+    fn quiet_block<const MAINS: bool, const N: usize>(
+        &mut self,
+        block: &[Sample],
+        delta_rho_out: &mut Vec<f64>,
+    ) -> usize {
         let Some(terms) = self.terms else { return 0 };
         let m = block.len().min(QUIET_BLOCK);
         let block = &block[..m];
@@ -171,10 +181,18 @@ impl Detector {
         let (mut sigma, mut since_refresh) = (noise.sigma, noise.since_refresh);
         // The start threshold only moves when σ is refreshed.
         let mut on = (threshold_sigma * sigma).max(min_magnitude);
-        let (mut mc, mut ms, mut ma, mut mb, mut since_renormalise, cos_step, sin_step, mu) = match &self.mains {
-            Some(x) => (x.c, x.s, x.a, x.b, x.since_renormalise, x.cos_step, x.sin_step, x.mu),
-            None => (1.0, 0.0, 0.0, 0.0, 0, 1.0, 0.0, 0.0),
-        };
+        // The canceller's state in locals (as `MainsCanceller`): the rotating weights and their
+        // one-sample rotations for the first `N` sinusoids. `N` is the canceller's own count when
+        // at most 4 (the loops unroll), else the array size with the count at run time.
+        let (mu, n_sin) = self.mains.as_ref().map_or((0.0, 0), |x| (x.mu, x.n.min(N)));
+        let n_sin = if N < MAX_HARMONICS { N.min(n_sin) } else { n_sin };
+        let (mut zr, mut zi, mut rc, mut rs) = ([0.0f64; N], [0.0f64; N], [1.0f64; N], [0.0f64; N]);
+        if let Some(x) = &self.mains {
+            zr.copy_from_slice(&x.zr[..N]);
+            zi.copy_from_slice(&x.zi[..N]);
+            rc.copy_from_slice(&x.rot_c[..N]);
+            rs.copy_from_slice(&x.rot_s[..N]);
+        }
         let mut m3 = m2;
         let mut last_residual = f64::NAN;
         // Quiet pushes add consecutive indices: a window that is contiguous now and continues
@@ -195,18 +213,10 @@ impl Detector {
                 let delta_rho = seg_dr[jj];
                 let j = j0 + jj;
                 let k = k0 + j as u64;
-                // Mains phasor at this sample (as `MainsCanceller::advance`).
-                let (mut nc, mut ns, mut renormalise_count) = (mc, ms, since_renormalise);
+                // Mains weights at this sample (as `MainsCanceller::advance` on the grid).
+                let (mut nzr, mut nzi) = (zr, zi);
                 if MAINS {
-                    nc = mc * cos_step - ms * sin_step;
-                    ns = ms * cos_step + mc * sin_step;
-                    renormalise_count += 1;
-                    if renormalise_count >= crate::mains::RENORMALISE_EVERY {
-                        renormalise_count = 0;
-                        let kk = 0.5 * (3.0 - (nc * nc + ns * ns));
-                        nc *= kk;
-                        ns *= kk;
-                    }
+                    crate::mains::rotate(&mut nzr, &mut nzi, &rc, &rs, n_sin);
                 }
                 // Residual against the baseline line extrapolated to k (as `TrailingLine::value_at`).
                 let mean_x = s_x * inv_cap;
@@ -218,7 +228,8 @@ impl Detector {
                     numerator / (n_line * s_tt - s_t * s_t)
                 };
                 let r0 = delta_rho - (mean_x + slope * (offset(k, origin) - mean_t));
-                let predicted = if MAINS { ma * nc + mb * ns } else { 0.0 };
+                // As `MainsCanceller::predict`.
+                let predicted = if MAINS { crate::mains::predict(&nzr, n_sin) } else { 0.0 };
                 let residual = r0 - predicted;
                 if residual.abs() > on {
                     m3 = j;
@@ -227,7 +238,7 @@ impl Detector {
                     break 'segments;
                 }
                 // Quiet: commit, in the general path's order. Mains advance.
-                (mc, ms, since_renormalise) = (nc, ns, renormalise_count);
+                (zr, zi) = (nzr, nzi);
                 // Baseline push (as `TrailingLine::push` on a full window, before its recompute).
                 let t = offset(k, origin);
                 // Contiguous: the oldest index is exactly k − cap (integers, exact in f64).
@@ -268,8 +279,10 @@ impl Detector {
                 // Mains learn (as `MainsCanceller::learn`, whose error r0 − predict() is the
                 // residual: the same operations on the same values).
                 if MAINS {
-                    ma += mu * residual * mc;
-                    mb += mu * residual * ms;
+                    let step = mu * residual;
+                    for z in zr.iter_mut().take(n_sin) {
+                        *z += step;
+                    }
                 }
                 last_residual = residual;
             }
@@ -292,7 +305,8 @@ impl Detector {
         if m3 > 0 {
             let last = &block[m3 - 1];
             if let Some(x) = self.mains.as_mut() {
-                (x.c, x.s, x.a, x.b, x.since_renormalise) = (mc, ms, ma, mb, since_renormalise);
+                x.zr[..N].copy_from_slice(&zr);
+                x.zi[..N].copy_from_slice(&zi);
                 x.last_time_s = last.time_s;
             }
             self.prev.time_s = last.time_s;

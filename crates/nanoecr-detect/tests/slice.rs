@@ -85,6 +85,10 @@ fn slices_match_per_sample_calls_with_spikes_popins_mains_drift_and_pink_noise()
     let sim = SimulationConfig {
         seed: 11,
         mains_amplitude: 1e-4,
+        // Harmonics and a drifting amplitude: the canceller's harmonic phasors and weights take
+        // the same path through the quiet loop.
+        mains_harmonics: 3,
+        mains_drift_fraction: 0.5,
         drift_nm_per_s: 2.0,
         pink_noise: 3e-5,
         popin_rate_per_s: 3.0,

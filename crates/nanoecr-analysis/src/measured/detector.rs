@@ -42,8 +42,9 @@ pub fn detector_floor(
 /// outside an event is pushed into its trailing least-squares baseline of `baseline_samples`
 /// points — including a spike's samples before the one that opens its event — and the line
 /// extrapolated one step carries 4/n of the newest point (1/n through the mean, 3/n through the
-/// slope); its mains canceller, when on, learns the same sample with LMS step
-/// `mains_learning_rate` and carries that fraction of it into its next prediction.
+/// slope); its mains canceller, when on, learns the same sample and carries `mains_learning_rate`
+/// of it into its next prediction (`WindowSamples::mains_step`: the LMS step summed over the
+/// fundamental and harmonics it tracks, each weighted by the cosine of its phase advance).
 pub fn detector_leak(baseline_samples: usize, mains_learning_rate: f64) -> f64 {
     4.0 / baseline_samples.max(2) as f64 + mains_learning_rate.max(0.0)
 }
