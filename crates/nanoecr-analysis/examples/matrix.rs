@@ -3,8 +3,12 @@
 //! simulator's ground truth; writes its block of docs/accuracy.md.
 //!
 //! ```text
-//! cargo run --release -p nanoecr-analysis --example matrix [-- --quick] [--out FILE.md]
+//! cargo run --release -p nanoecr-analysis --example matrix [-- --quick] [--out FILE.md] [--cells FILTER]
 //! ```
+//! `--cells rate=100000,noise=pink,noise=white,shape=boxcar` runs only the cells that match (rate
+//! in Hz, noise as `white`/`pink`/`mains`/`drift`, shape as in the config): a key given several
+//! times matches any of its values, different keys must all match. A filtered run prints its
+//! table instead of writing docs/accuracy.md (unless `--out` is given), to iterate in minutes.
 //! Each run is simulated once: nanoecr detects it in stream, and the same samples go to a real
 //! run file (nanoecr-store) that the peer reads with h5py, as a lab would. Both sides' events are
 //! scored by the same code (`nanoecr_analysis::scoring`, onsets matched within 2 ms). The peer
@@ -60,6 +64,38 @@ const QUICK: [RatePlan; 3] = [
     RatePlan { rate_hz: 10_000.0, runs: 1, segment_s: 3.0 },
     RatePlan { rate_hz: 100_000.0, runs: 1, segment_s: 1.0 },
 ];
+
+/// The `--cells` filter: allowed values per key (an empty list allows all).
+#[derive(Default)]
+struct CellFilter {
+    rates_hz: Vec<f64>,
+    noises: Vec<String>,
+    shapes: Vec<String>,
+}
+
+impl CellFilter {
+    fn parse(spec: &str) -> Result<Self> {
+        let mut f = Self::default();
+        for part in spec.split(',').filter(|p| !p.is_empty()) {
+            let (key, value) = part.split_once('=').with_context(|| format!("--cells: '{part}' is not key=value"))?;
+            match key {
+                "rate" => f.rates_hz.push(value.parse().with_context(|| format!("--cells: rate '{value}' (Hz)"))?),
+                "noise" => f.noises.push(value.to_string()),
+                "shape" => f.shapes.push(value.to_string()),
+                _ => bail!("--cells: unknown key '{key}' (rate, noise, shape)"),
+            }
+        }
+        Ok(f)
+    }
+
+    fn matches(&self, rate_hz: f64, shape: SpikeShape, family: NoiseFamily) -> bool {
+        // The family's table name without the "+ " of the added families.
+        let noise = family.name().trim_start_matches("+ ");
+        (self.rates_hz.is_empty() || self.rates_hz.contains(&rate_hz))
+            && (self.noises.is_empty() || self.noises.iter().any(|n| n == noise))
+            && (self.shapes.is_empty() || self.shapes.iter().any(|s| s == shape_name(shape)))
+    }
+}
 
 /// One cell's scores.
 struct Cell {
@@ -287,9 +323,13 @@ fn table(cells: &[Cell]) -> String {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
+    let filter = match args.iter().position(|a| a == "--cells") {
+        Some(i) => Some(CellFilter::parse(args.get(i + 1).context("--cells needs a filter")?)?),
+        None => None,
+    };
     let out: Option<PathBuf> = match args.iter().position(|a| a == "--out") {
         Some(i) => Some(PathBuf::from(args.get(i + 1).context("--out needs a file")?)),
-        None if quick => None,
+        None if quick || filter.is_some() => None,
         None => Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/accuracy.md")),
     };
     let plans = if quick { QUICK } else { FULL };
@@ -299,6 +339,9 @@ fn main() -> Result<()> {
     for plan in plans {
         for shape in SHAPES {
             for family in NoiseFamily::ALL {
+                if filter.as_ref().is_some_and(|f| !f.matches(plan.rate_hz, shape, family)) {
+                    continue;
+                }
                 let t0 = Instant::now();
                 let cell = run_cell(shape, family, plan, tmp.path())?;
                 eprintln!(
