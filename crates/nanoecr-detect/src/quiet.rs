@@ -10,7 +10,7 @@
 //! 1. Δρ/ρ and the de-trended displacement of every sample (no loop-carried state), then the
 //!    first sample that is invalid or off the sampling grid;
 //! 2. the pop-in windows: each sample's jump, stopping at the first that would open a pop-in;
-//! 3. baseline, mains canceller, threshold and noise median, stopping at the first residual
+//! 3. baseline, mains canceller, threshold, noise median and smoother, stopping at the first residual
 //!    over the start threshold.
 //!
 //! A sample that stops a pass is left, untouched, to the general path. Pass 2 writes its ring
@@ -175,6 +175,7 @@ impl Detector {
             Some(x) => (x.c, x.s, x.a, x.b, x.since_renormalise, x.cos_step, x.sin_step, x.mu),
             None => (1.0, 0.0, 0.0, 0.0, 0, 1.0, 0.0, 0.0),
         };
+        let mut smooth = self.smooth.as_mut();
         let mut m3 = m2;
         let mut last_residual = f64::NAN;
         // Quiet pushes add consecutive indices: a window that is contiguous now and continues
@@ -270,6 +271,11 @@ impl Detector {
                 if MAINS {
                     ma += mu * residual * mc;
                     mb += mu * residual * ms;
+                }
+                // Smoother push and learn (as in `Detector::track` for a quiet sample).
+                if let Some(sm) = smooth.as_deref_mut() {
+                    let smoothed = sm.push(residual);
+                    sm.learn(smoothed);
                 }
                 last_residual = residual;
             }
