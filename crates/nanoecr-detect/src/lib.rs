@@ -16,8 +16,10 @@
 //! 2. **Δρ/ρ** with [`nanoecr_core::resistivity::resistivity_change`].
 //! 3. **Residual** = Δρ/ρ − trailing baseline ([`stats::TrailingLine`]: least-squares line through the
 //!    last `baseline_window_s` of samples outside events, extrapolated to the current sample) − mains pick-up estimate ([`mains`]).
-//! 4. **Noise**: robust σ = 1.4826 × median |residual| over the noise window
-//!    ([`stats::MedianTracker`]).
+//! 4. **Noise**: robust σ = 1.4826 × median |r_k − r_{k−1}|/√2 of consecutive residuals over
+//!    the noise window ([`stats::MedianTracker`], [`noise_step`]): σ for white noise, but blind
+//!    to what neighbouring residuals share (the baseline's extrapolation error, 1/f noise above
+//!    the baseline's reach).
 //! 5. **Spikes**: hysteresis thresholds on the residual; a sign flip ends one event and starts the
 //!    next; a same-sign spike starting within `merge_gap_s` of the previous one's end continues
 //!    it (at high rates noise dips a near-threshold spike under the release threshold for a few
@@ -194,6 +196,15 @@ pub fn detect_columns(
     (delta_rho, events)
 }
 
+/// What the noise window holds for a quiet residual: its first difference from the previous
+/// quiet residual over √2, whose median × 1.4826 is σ of white noise, as is that of |residual|,
+/// but which 1/f noise (slow steps and swings the trailing baseline cannot follow) and the
+/// baseline's own extrapolation error hardly move: consecutive residuals share them.
+#[inline(always)]
+pub(crate) fn noise_step(residual: f64, prev: f64) -> f64 {
+    (residual - prev).abs() * std::f64::consts::FRAC_1_SQRT_2
+}
+
 /// Strain and current of a (provisional or final) reference state.
 #[derive(Debug, Clone, Copy)]
 struct RefState {
@@ -309,6 +320,8 @@ pub struct Detector {
 
     baseline: TrailingLine,
     noise: MedianTracker,
+    /// The last residual pushed into `noise` (its first difference is what `noise` holds).
+    noise_prev: f64,
     mains: Option<MainsCanceller>,
     /// Running mean of the residual that confirms events, at two or more samples per window.
     smooth: Option<Smoother>,
@@ -381,6 +394,7 @@ impl Detector {
             terms: None,
             baseline: TrailingLine::new(baseline_window),
             noise: MedianTracker::new(noise_window),
+            noise_prev: 0.0,
             mains: mains_on.then(|| MainsCanceller::new(cfg.mains_hz, rate_hz, MAINS_TAU_S)),
             smooth: (smooth_window >= 2).then(|| Smoother::new(smooth_window, noise_window)),
             k: 0,
@@ -668,7 +682,8 @@ impl Detector {
         }
         if !in_event {
             self.baseline.push(k, delta_rho);
-            self.noise.push(residual.abs());
+            self.noise.push(noise_step(residual, self.noise_prev));
+            self.noise_prev = residual;
             if let Some(sm) = self.smooth.as_mut() {
                 sm.learn(smoothed);
             }

@@ -176,6 +176,7 @@ impl Detector {
             None => (1.0, 0.0, 0.0, 0.0, 0, 1.0, 0.0, 0.0),
         };
         let mut smooth = self.smooth.as_mut();
+        let mut noise_prev = self.noise_prev;
         let mut m3 = m2;
         let mut last_residual = f64::NAN;
         // Quiet pushes add consecutive indices: a window that is contiguous now and continues
@@ -256,7 +257,8 @@ impl Detector {
                     noise_len += 1;
                     0
                 };
-                let b = MedianTracker::bin_of(residual.abs());
+                let b = MedianTracker::bin_of(crate::noise_step(residual, noise_prev));
+                noise_prev = residual;
                 noise_slots[jj] = b as u16;
                 counts[b] += 1;
                 below = below + usize::from(b < median_bin) - leaving_below;
@@ -292,6 +294,7 @@ impl Detector {
         let noise = &mut self.noise;
         (noise.head, noise.len, noise.median_bin, noise.below, noise.sigma, noise.since_refresh) =
             (n_head, noise_len, median_bin, below, sigma, since_refresh);
+        self.noise_prev = noise_prev;
         let pop = &mut self.popin;
         pop.k = pk_before + m3 as u64;
         pop.total = if m3 == 0 { total_before } else { pop.slots[(pop.k - 1) as usize & mask].csum };
