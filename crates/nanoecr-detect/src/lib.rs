@@ -415,7 +415,8 @@ impl Detector {
         self.reference
     }
 
-    /// Current robust noise estimate σ of the Δρ/ρ residual (NaN before any residual).
+    /// Current robust noise estimate σ of the Δρ/ρ residual, from its first differences (NaN
+    /// before any residual).
     pub fn noise_sigma(&self) -> f64 {
         self.noise.sigma()
     }
