@@ -467,12 +467,31 @@ fn main() -> Result<()> {
          leaving the large one missed. None was a rebound, an undershoot or noise. `nanoecr_analysis::scoring` \
          now takes a same-sign true onset within 2 ms before an opposite one; sign is 1.000 on every cell for \
          nanoecr.\n\
-         - **pink** cells (recall, all, 0.002–0.015 under the peer's at 1 and 10 kHz): 1/f noise above the \
-         baseline's reach raises σ; the peer's centred rolling median (it sees the future) leaves less of it.\n\
-         - **100 kHz** recall, all: a spike well under 5σ spans 100–200 samples, and the largest of that many \
-         noisy samples clears 5σ often; the peer's `find_peaks` takes any such local maximum, nanoecr asks the \
-         excursion to stay above release for `min_duration_s` (0.2 ms), which keeps its precision ≥ 0.99 where \
-         the peer's is 0.93–0.98.\n\
+         - **pink** cells: 1/f noise above the baseline's reach raised the robust σ (then a MAD of \
+         |residual|) and with it the start threshold (≈ 5.7 × 10⁻⁴ at 1 kHz), and recall (all) sat \
+         0.002–0.015 under the peer's at 1 and 10 kHz. σ is now the MAD of first differences of consecutive \
+         residuals over √2, which the 1/f swings neighbours share hardly enter (threshold ≈ 5.2 × 10⁻⁴). \
+         Recall (all), boxcar / trapezoid / rise_decay / overshoot, before → after (peer): 1 kHz 0.155 / \
+         0.142 / 0.042 / 0.093 → 0.178 / 0.163 / 0.050 / 0.108 (0.155 / 0.144 / 0.045 / 0.094), sampled peak \
+         ≥ 7e-4 0.962 / 0.954 / 0.952 / 0.939 → 0.971 / 0.963 / 0.976 / 0.970; 10 kHz boxcar 0.209 → 0.272 \
+         (0.224), trapezoid 0.205 → 0.258 (0.213); 100 kHz 0.253 / 0.246 / 0.139 / 0.183 → 0.335 / 0.334 / \
+         0.236 / 0.273 (0.296 / 0.292 / 0.198 / 0.234). The price at 1 kHz: precision 0.998–1.000 → \
+         0.994–0.998. Left: trapezoid + pink at 1 kHz, sampled ≥ 7e-4 0.963 (the residual still \
+         carries the 1/f band between the baseline's reach and the sampling rate; a baseline centred with a \
+         few ms of look-ahead, as the peer's, is the next step). The white 1 kHz cells keep their figures \
+         within 0.003 (σ is the same for white noise).\n\
+         - **100 kHz** recall, all: a spike well under 5σ spans 100–200 samples and the largest of that many \
+         noisy samples clears 5σ often; the peer's `find_peaks` takes any such local maximum, while nanoecr \
+         asked the raw excursion to stay above release for `min_duration_s` (0.2 ms), which a 2–4σ spike \
+         rarely does. Now a running mean over `smooth_window_s` (0.2 ms: 20 samples, 2 at 10 kHz, off at 1 \
+         kHz) keeps an event open through raw dips and must reach 5 × its own σ within it (a lone 5σ noise \
+         sample cannot). Recall (all), boxcar / trapezoid / rise_decay / overshoot, white, before → after \
+         (peer): 0.329 / 0.321 / 0.203 / 0.254 → 0.406 / 0.384 / 0.282 / 0.326 (0.393 / 0.378 / 0.275 / \
+         0.310); rise_decay + mains 0.136 → 0.189 (0.142), its sampled peak ≥ 7e-4 0.944 → 0.986; precision \
+         1.000 → 0.992–1.000 (peer 0.93–0.98). The spikes now found are small, and their raw peak carries the \
+         max-of-samples bias (≈ +2.5σ), so the median magnitude error rose (boxcar white 0.480 → 0.561, peer \
+         0.567; rise_decay 0.133 → 0.196) and the median onset error by 0.01–0.03 ms (the first crossing lies \
+         inside the spike); both stay read from raw samples, as the measurement-aware model assumes.\n\
          - **rise_decay** and **overshoot** at 1 kHz: judged on the sampled peak (above); on the true peak no \
          detector can reach 0.97.\n"
     );

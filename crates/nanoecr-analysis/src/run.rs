@@ -115,29 +115,19 @@ pub fn detector_measurement_model(
         return Err(crate::AnalysisError::InvalidInput(format!("no usable sampling rate ({rate_hz} Hz)")));
     }
     let windows = nanoecr_detect::window_samples(detection, rate_hz);
-    let floor = detector_floor(
-        noise_sigma,
-        detection.threshold_sigma,
-        detection.min_magnitude,
-        windows.baseline,
-        windows.noise,
-    );
-    let threshold =
-        detector_threshold(noise_sigma, detection.threshold_sigma, detection.min_magnitude, windows.baseline)
-            .min(floor);
+    let floor = detector_floor(noise_sigma, detection.threshold_sigma, detection.min_magnitude, windows.noise);
+    let threshold = detector_threshold(noise_sigma, detection.threshold_sigma, detection.min_magnitude).min(floor);
     let mains_step = windows.mains_step;
     let mains_on = mains_step > 0.0;
     let leak = detector_leak(windows.baseline, mains_step);
     let mut model = MeasurementModel::boxcar(noise_sigma, rate_hz, spike_duration_s, law_x_min, floor)?
         .with_leak(threshold, leak)?;
     model.source = format!(
-        "{}; floor = max({} × σ_residual × (1 + 3 × MAD scatter), {:.1e}) for the detector's {}-sample baseline and \
-         {}-sample noise window; events open at {threshold:.3e}, and the samples before lose {leak:.2e} of each \
-         (4/{} through the baseline{})",
+        "{}; floor = max({} × σ × (1 + 3 × MAD scatter), {:.1e}) for the detector's {}-sample noise window; events \
+         open at {threshold:.3e}, and the samples before lose {leak:.2e} of each (4/{} through the baseline{})",
         model.source,
         detection.threshold_sigma,
         detection.min_magnitude,
-        windows.baseline,
         windows.noise,
         windows.baseline,
         if mains_on { format!(", {mains_step:.1e} through the mains canceller") } else { String::new() }
@@ -868,10 +858,10 @@ pub(crate) mod tests {
             .collect();
         let a = &runs[0].0;
         let model = a.diagnostics.measurement_model.as_ref().expect("model");
-        // σ from the Δρ/ρ column, floor from the default detection settings (50 Hz mains: a
-        // 60-sample baseline, a 1000-sample noise window).
+        // σ from the Δρ/ρ column, floor from the default detection settings (a 1000-sample noise
+        // window: 5σ × (1 + 3 × 1.276/√1000) ≈ 5.6 × 10⁻⁴ at σ = 10⁻⁴).
         assert!((model.sigma / 1e-4 - 1.0).abs() < 0.05, "σ {}", model.sigma);
-        assert!(model.y_min > 5.6e-4 && model.y_min < 6.0e-4, "floor {}", model.y_min);
+        assert!(model.y_min > 5.3e-4 && model.y_min < 5.9e-4, "floor {}", model.y_min);
         assert!((model.max_of_weights[1] - 0.25).abs() < 1e-3);
         let m = a.diagnostics.measurement_aware.as_ref().expect("measured fit");
         assert!(m.n > 1000, "n {}", m.n);
@@ -986,8 +976,8 @@ pub(crate) mod tests {
     /// The detector's lead-in at the default settings: the baseline window (rounded to whole
     /// mains periods: 60 samples at 1 kHz, 600 at 10 kHz) gives 4/n, the mains canceller adds its
     /// carry — LMS step 2/(0.8 s × rate) on each of the fundamental and the second harmonic, whose
-    /// phasors turn by h × 2π × 50 Hz/rate before the next sample — and events open at
-    /// 5σ_residual, below the floor.
+    /// phasors turn by h × 2π × 50 Hz/rate before the next sample — and events open at 5σ (σ of
+    /// the residuals' first differences), below the floor.
     #[test]
     fn detector_model_carries_the_lead_in() {
         let det = DetectionConfig::default();

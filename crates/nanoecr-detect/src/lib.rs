@@ -16,15 +16,20 @@
 //! 2. **Δρ/ρ** with [`nanoecr_core::resistivity::resistivity_change`].
 //! 3. **Residual** = Δρ/ρ − trailing baseline ([`stats::TrailingLine`]: least-squares line through the
 //!    last `baseline_window_s` of samples outside events, extrapolated to the current sample) − mains pick-up estimate ([`mains`]).
-//! 4. **Noise**: robust σ = 1.4826 × median |residual| over the noise window
-//!    ([`stats::MedianTracker`]).
+//! 4. **Noise**: robust σ = 1.4826 × median |r_k − r_{k−1}|/√2 of consecutive residuals over
+//!    the noise window ([`stats::MedianTracker`], [`noise_step`]): σ for white noise, but blind
+//!    to what neighbouring residuals share (the baseline's extrapolation error, 1/f noise above
+//!    the baseline's reach).
 //! 5. **Spikes**: hysteresis thresholds on the residual; a sign flip ends one event and starts the
 //!    next; a same-sign spike starting within `merge_gap_s` of the previous one's end continues
 //!    it (at high rates noise dips a near-threshold spike under the release threshold for a few
 //!    samples); an excursion longer than any spike or pop-in is a level shift, which resets the
 //!    baseline; one shorter than `min_duration_s` above its release threshold is noise, not a
 //!    spike (at high rates a real spike spans many samples, a 5σ noise excursion one), and is
-//!    dropped when it would be emitted, after the merge gap could have continued it.
+//!    dropped when it would be emitted, after the merge gap could have continued it. At 10 kHz
+//!    and up the running mean of the residual over `smooth_window_s` ([`smooth`]) must also
+//!    reach `threshold_sigma` times its own σ within the event, and keeps it open through raw
+//!    dips under release.
 //! 6. **Pop-ins** ([`popin`]): a jump of the de-trended displacement; the resistivity spike that
 //!    overlaps it is folded into the pop-in (its peak becomes `linked_delta_rho`) and is *not*
 //!    reported as a spike. To make that possible, completed spikes are held for the pop-in
@@ -35,6 +40,7 @@ mod contact;
 mod mains;
 mod popin;
 mod quiet;
+mod smooth;
 mod stats;
 
 use nanoecr_core::config::DetectionConfig;
@@ -45,6 +51,7 @@ use nanoecr_core::{Event, EventKind, Pillar, Sample, Segment, Sign};
 use crate::contact::ContactDetector;
 use crate::mains::MainsCanceller;
 use crate::popin::{PopinDetector, PopinFound};
+use crate::smooth::Smoother;
 use crate::stats::{MedianTracker, TrailingLine};
 
 /// Averaging window of the reference strain and current, s: long enough to keep 10⁻⁴ noise out
@@ -127,6 +134,9 @@ pub struct WindowSamples {
     /// next sample takes on (its LMS step times Σ cos(h·2π·mains_hz/rate_hz) over the tracked
     /// fundamental and harmonics; 0 when the canceller is off).
     pub mains_step: f64,
+    /// Running-mean window that confirms events (`smooth_window_s` in whole samples; 1 when
+    /// the smoother is off, as at 1 kHz).
+    pub smooth: usize,
 }
 
 /// Whether a [`Detector`] built from `cfg` runs its mains canceller at `rate_hz`: on, and below
@@ -150,6 +160,7 @@ pub fn window_samples(cfg: &DetectionConfig, rate_hz: f64) -> WindowSamples {
         baseline: samples(baseline_window_s).max(2),
         noise: samples(cfg.noise_window_s).max(NOISE_MIN_SAMPLES),
         mains_step: if mains_on { mains::carry(cfg.mains_hz, cfg.mains_harmonics, rate_hz, MAINS_TAU_S) } else { 0.0 },
+        smooth: ((cfg.smooth_window_s * rate_hz).floor().max(1.0) as usize).max(1),
     }
 }
 
@@ -192,6 +203,15 @@ pub fn detect_columns(
     }
     det.finish(&mut |e| events.push(e));
     (delta_rho, events)
+}
+
+/// What the noise window holds for a quiet residual: its first difference from the previous
+/// quiet residual over √2, whose median × 1.4826 is σ of white noise, as is that of |residual|,
+/// but which 1/f noise (slow steps and swings the trailing baseline cannot follow) and the
+/// baseline's own extrapolation error hardly move: consecutive residuals share them.
+#[inline(always)]
+pub(crate) fn noise_step(residual: f64, prev: f64) -> f64 {
+    (residual - prev).abs() * std::f64::consts::FRAC_1_SQRT_2
 }
 
 /// Strain and current of a (provisional or final) reference state.
@@ -237,6 +257,9 @@ struct OpenSpike {
     last_above_time_s: f64,
     /// Already folded into a pop-in: drop it when it closes.
     linked: bool,
+    /// The smoothed residual reached `threshold_sigma` × its σ on some sample (always, with the
+    /// smoother off): without that, the event is noise.
+    confirmed: bool,
 }
 
 /// A completed spike held until the pop-in detector has seen past it.
@@ -248,7 +271,8 @@ struct Pending {
     spike: OpenSpike,
     /// Closed because it outlasted any event: a step of the level. Only reported through a pop-in.
     level_shift: bool,
-    /// Closed shorter than `min_duration_s`: noise, unless a same-sign spike continues it.
+    /// Closed shorter than `min_duration_s`, or never confirmed by the smoothed residual: noise,
+    /// unless a same-sign spike continues it.
     short: bool,
 }
 
@@ -283,6 +307,9 @@ pub struct Detector {
     merge_gap_samples: u64,
     /// Fewest samples from onset to the last one above release that make a spike (≥ 1).
     min_spike_samples: u64,
+    /// Samples in the smoother's window (1 when it is off): an event stays open this long after
+    /// its onset whatever the residual does, since the trailing mean needs that long to rise.
+    smooth_samples: u64,
 
     contact: ContactDetector,
     contact_window: usize,
@@ -302,7 +329,11 @@ pub struct Detector {
 
     baseline: TrailingLine,
     noise: MedianTracker,
+    /// The last residual pushed into `noise` (its first difference is what `noise` holds).
+    noise_prev: f64,
     mains: Option<MainsCanceller>,
+    /// Running mean of the residual that confirms events, at two or more samples per window.
+    smooth: Option<Smoother>,
 
     /// Samples processed; the current sample's index is `k − 1`.
     k: u64,
@@ -330,7 +361,8 @@ impl Detector {
         assert!(rate_hz.is_finite() && rate_hz > 0.0, "Detector::new: sample rate must be positive, got {rate_hz}");
         let samples = |s: f64| (s * rate_hz).round().max(1.0) as usize;
         let mains_on = mains_on(cfg, rate_hz);
-        let WindowSamples { baseline: baseline_window, noise: noise_window, .. } = window_samples(cfg, rate_hz);
+        let WindowSamples { baseline: baseline_window, noise: noise_window, smooth: smooth_window, .. } =
+            window_samples(cfg, rate_hz);
         let contact_window = samples(CONTACT_WINDOW_S).max(CONTACT_MIN_SAMPLES);
         let ref_window = samples(REFERENCE_WINDOW_S);
         let dt_s = 1.0 / rate_hz;
@@ -357,6 +389,7 @@ impl Detector {
             // Whole samples that fit in the gap: below one sample period nothing merges.
             merge_gap_samples: (cfg.merge_gap_s * rate_hz).floor().max(0.0) as u64,
             min_spike_samples: ((cfg.min_duration_s * rate_hz).floor() as u64).max(1),
+            smooth_samples: smooth_window as u64,
             contact: ContactDetector::new(contact_window, CONTACT_MAX_REL_SCATTER),
             contact_window,
             contact_seen: false,
@@ -370,10 +403,12 @@ impl Detector {
             terms: None,
             baseline: TrailingLine::new(baseline_window),
             noise: MedianTracker::new(noise_window),
+            noise_prev: 0.0,
             mains: mains_on.then(|| {
                 let n = mains::tracked(cfg.mains_hz, cfg.mains_harmonics, rate_hz);
                 MainsCanceller::new(cfg.mains_hz, n, rate_hz, MAINS_TAU_S)
             }),
+            smooth: (smooth_window >= 2).then(|| Smoother::new(smooth_window, noise_window)),
             k: 0,
             prev: Prev { time_s: f64::NAN, load_un: f64::NAN, segment: Segment::Settle, residual: f64::NAN },
             open: None,
@@ -392,7 +427,8 @@ impl Detector {
         self.reference
     }
 
-    /// Current robust noise estimate σ of the Δρ/ρ residual (NaN before any residual).
+    /// Current robust noise estimate σ of the Δρ/ρ residual, from its first differences (NaN
+    /// before any residual).
     pub fn noise_sigma(&self) -> f64 {
         self.noise.sigma()
     }
@@ -588,20 +624,44 @@ impl Detector {
         }
         let r0 = delta_rho - self.baseline.value_at(k);
         let residual = r0 - self.mains.as_ref().map_or(0.0, MainsCanceller::predict);
+        let smoothed = match self.smooth.as_mut() {
+            Some(sm) => sm.push(residual),
+            None => residual,
+        };
         let mut in_event = false;
         if self.reference.is_some() && self.noise.len() >= self.noise_min {
             let sigma = self.noise.sigma();
             let on = (self.threshold_sigma * sigma).max(self.min_magnitude);
             let off = self.release_sigma * sigma;
+            let sigma_smooth = self.smooth.as_ref().map_or(sigma, |sm| sm.sigma(sigma));
+            let (confirm, off_smooth) = (self.threshold_sigma * sigma_smooth, self.release_sigma * sigma_smooth);
+            // Whether the smoothed residual confirms an event of `residual`'s sign now.
+            let confirms = |residual: f64| smoothed * if residual >= 0.0 { 1.0 } else { -1.0 } > confirm;
             if let Some(mut o) = self.open {
                 let signed = residual * o.sign;
-                if signed > off {
+                let signed_smooth = smoothed * o.sign;
+                let above = signed > off || signed_smooth > off_smooth;
+                // Young: the trailing mean has not had its window to rise yet (never, when off).
+                let young = k - o.onset_k < self.smooth_samples;
+                if -signed > on {
+                    // Opposite sign past the start threshold: the next event starts here.
+                    self.open = None;
+                    self.close_spike(o, false, emit);
+                    self.open = Some(self.new_spike(s, k, residual, confirms(residual), false, on));
+                    in_event = true;
+                } else if above || young {
                     if signed > o.peak_dev * o.sign {
                         o.peak_dev = residual;
                         o.peak_time_s = s.time_s;
                     }
-                    o.last_above_k = k;
-                    o.last_above_time_s = s.time_s;
+                    o.confirmed |= signed_smooth > confirm;
+                    // The raw samples alone time the spike: the trailing mean lags its end by up
+                    // to a window, and a lone large sample keeps it up for one (that would pass a
+                    // duration test on the mean).
+                    if signed > off {
+                        o.last_above_k = k;
+                        o.last_above_time_s = s.time_s;
+                    }
                     if k - o.onset_k >= self.max_event_samples {
                         // Longer than any spike or pop-in: the level moved. Restart the baseline
                         // at the new level instead of holding an event open forever.
@@ -609,6 +669,9 @@ impl Detector {
                         self.close_spike(o, true, emit);
                         self.level_shifts += 1;
                         self.baseline.clear();
+                        if let Some(sm) = self.smooth.as_mut() {
+                            sm.clear();
+                        }
                         self.baseline.push(k, delta_rho);
                         self.prev =
                             Prev { time_s: s.time_s, load_un: s.load_un, segment: s.segment, residual: f64::NAN };
@@ -619,16 +682,12 @@ impl Detector {
                 } else {
                     self.open = None;
                     self.close_spike(o, false, emit);
-                    if -signed > on {
-                        // Opposite sign past the start threshold: the next event starts here.
-                        self.open = Some(self.new_spike(s, k, residual, false, on));
-                        in_event = true;
-                    }
                 }
             } else if residual.abs() > on {
-                let spike = match self.resume_spike(s, k, residual) {
+                let confirmed = confirms(residual);
+                let spike = match self.resume_spike(s, k, residual, confirmed) {
                     Some(resumed) => resumed,
-                    None => self.new_spike(s, k, residual, true, on),
+                    None => self.new_spike(s, k, residual, confirmed, true, on),
                 };
                 self.open = Some(spike);
                 in_event = true;
@@ -636,7 +695,11 @@ impl Detector {
         }
         if !in_event {
             self.baseline.push(k, delta_rho);
-            self.noise.push(residual.abs());
+            self.noise.push(noise_step(residual, self.noise_prev));
+            self.noise_prev = residual;
+            if let Some(sm) = self.smooth.as_mut() {
+                sm.learn(smoothed);
+            }
             if let Some(m) = self.mains.as_mut() {
                 m.learn(r0);
             }
@@ -647,7 +710,7 @@ impl Detector {
 
     /// The spike that closed last, taken back from the held queue and continued with this
     /// sample, when it has the same sign and ended at most `merge_gap_samples` samples ago.
-    fn resume_spike(&mut self, s: &Sample, k: u64, residual: f64) -> Option<OpenSpike> {
+    fn resume_spike(&mut self, s: &Sample, k: u64, residual: f64, confirmed: bool) -> Option<OpenSpike> {
         let p = self.pending.last()?;
         let sign = if residual >= 0.0 { 1.0 } else { -1.0 };
         // Samples strictly between the previous spike's last one above release and this one.
@@ -656,6 +719,7 @@ impl Detector {
             return None;
         }
         let mut o = self.pending.pop()?.spike;
+        o.confirmed |= confirmed;
         if residual * sign > o.peak_dev * sign {
             o.peak_dev = residual;
             o.peak_time_s = s.time_s;
@@ -665,7 +729,9 @@ impl Detector {
         Some(o)
     }
 
-    fn new_spike(&self, s: &Sample, k: u64, residual: f64, may_step_back: bool, on: f64) -> OpenSpike {
+    /// An event opened by `residual` past the start threshold `on`; `confirmed` when the
+    /// smoothed residual is already past its own threshold with the same sign.
+    fn new_spike(&self, s: &Sample, k: u64, residual: f64, confirmed: bool, may_step_back: bool, on: f64) -> OpenSpike {
         let sign = if residual >= 0.0 { 1.0 } else { -1.0 };
         let step_back = may_step_back && self.prev.residual * sign > STEP_BACK_FRACTION * on;
         let (onset_k, onset_time_s, load_un, segment) = if step_back {
@@ -684,6 +750,7 @@ impl Detector {
             last_above_k: k,
             last_above_time_s: s.time_s,
             linked: false,
+            confirmed,
         }
     }
 
@@ -700,7 +767,7 @@ impl Detector {
         }
         let duration_s = o.last_above_time_s - o.onset_time_s + self.dt_s;
         let event = Event::spike(o.onset_time_s, o.peak_time_s, duration_s, o.peak_dev, o.segment, o.stress_mpa);
-        let short = o.last_above_k + 1 - o.onset_k < self.min_spike_samples;
+        let short = o.last_above_k + 1 - o.onset_k < self.min_spike_samples || !o.confirmed;
         self.pending.push(Pending { event, spike: o, level_shift, short });
     }
 
@@ -805,6 +872,11 @@ mod tests {
             });
             assert!((w.mains_step - carry).abs() < 1e-15, "{mains_hz} Hz at {rate_hz} Hz: {} vs {carry}", w.mains_step);
             assert_eq!(w.mains_step > 0.0, mains_hz > 0.0 && mains_hz < rate_hz / 2.0);
+            assert_eq!(w.smooth, det.smooth.as_ref().map_or(1, |sm| sm.ring.len()), "at {rate_hz} Hz");
+            assert_eq!(w.smooth as u64, det.smooth_samples);
         }
+        // 0.2 ms: off at the paper's 1 kHz, 2 samples at 10 kHz, 20 at 100 kHz.
+        let cfg = DetectionConfig::default();
+        assert_eq!([1e3, 1e4, 1e5].map(|r| window_samples(&cfg, r).smooth), [1, 2, 20]);
     }
 }

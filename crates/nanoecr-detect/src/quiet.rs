@@ -10,7 +10,7 @@
 //! 1. Δρ/ρ and the de-trended displacement of every sample (no loop-carried state), then the
 //!    first sample that is invalid or off the sampling grid;
 //! 2. the pop-in windows: each sample's jump, stopping at the first that would open a pop-in;
-//! 3. baseline, mains canceller, threshold and noise median, stopping at the first residual
+//! 3. baseline, mains canceller, threshold, noise median and smoother, stopping at the first residual
 //!    over the start threshold.
 //!
 //! A sample that stops a pass is left, untouched, to the general path. Pass 2 writes its ring
@@ -193,6 +193,8 @@ impl Detector {
             rc.copy_from_slice(&x.rot_c[..N]);
             rs.copy_from_slice(&x.rot_s[..N]);
         }
+        let mut smooth = self.smooth.as_mut();
+        let mut noise_prev = self.noise_prev;
         let mut m3 = m2;
         let mut last_residual = f64::NAN;
         // Quiet pushes add consecutive indices: a window that is contiguous now and continues
@@ -266,7 +268,8 @@ impl Detector {
                     noise_len += 1;
                     0
                 };
-                let b = MedianTracker::bin_of(residual.abs());
+                let b = MedianTracker::bin_of(crate::noise_step(residual, noise_prev));
+                noise_prev = residual;
                 noise_slots[jj] = b as u16;
                 counts[b] += 1;
                 below = below + usize::from(b < median_bin) - leaving_below;
@@ -284,6 +287,11 @@ impl Detector {
                         *z += step;
                     }
                 }
+                // Smoother push and learn (as in `Detector::track` for a quiet sample).
+                if let Some(sm) = smooth.as_deref_mut() {
+                    let smoothed = sm.push(residual);
+                    sm.learn(smoothed);
+                }
                 last_residual = residual;
             }
             j0 += seg;
@@ -299,6 +307,7 @@ impl Detector {
         let noise = &mut self.noise;
         (noise.head, noise.len, noise.median_bin, noise.below, noise.sigma, noise.since_refresh) =
             (n_head, noise_len, median_bin, below, sigma, since_refresh);
+        self.noise_prev = noise_prev;
         let pop = &mut self.popin;
         pop.k = pk_before + m3 as u64;
         pop.total = if m3 == 0 { total_before } else { pop.slots[(pop.k - 1) as usize & mask].csum };

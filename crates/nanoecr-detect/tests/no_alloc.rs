@@ -98,3 +98,35 @@ fn process_does_not_allocate_after_warm_up() {
     assert_eq!(slice_events, events, "same events as process()");
     assert!(det.quiet_samples() > 50_000, "the quiet loop ran: {}", det.quiet_samples());
 }
+
+#[test]
+fn process_at_100_khz_with_the_smoother_does_not_allocate() {
+    // At 100 kHz the 0.2 ms running mean confirms events: its buffers too are allocated up front.
+    let syn = Synth::new(100_000.0, 5.0);
+    let samples = syn.build(|i, _| Extra {
+        // A 1.2 ms spike of alternating sign every 10 ms.
+        delta_rho: boxcar(i % 1000, 0, 120, if (i / 1000) % 2 == 0 { 4e-4 } else { -8e-4 }),
+        ..Default::default()
+    });
+    let warm_up = 300_000;
+    let mut det = Detector::new(&DetectionConfig::default(), PILLAR, syn.rate_hz, syn.settle_s);
+    let mut events = 0u64;
+    for s in &samples[..warm_up] {
+        det.process(s, &mut |_| events += 1);
+    }
+    let mut rho = Vec::with_capacity(4096);
+    let (before, events_before) = (ALLOCATIONS.load(Ordering::Relaxed), events);
+    for (j, chunk) in samples[warm_up..].chunks(4096).enumerate() {
+        rho.clear();
+        if j % 2 == 0 {
+            det.process_slice(chunk, &mut rho, &mut |_| events += 1);
+        } else {
+            for s in chunk {
+                det.process(s, &mut |_| events += 1);
+            }
+        }
+    }
+    let after = ALLOCATIONS.load(Ordering::Relaxed);
+    assert_eq!(after - before, 0, "allocations at 100 kHz");
+    assert!(events - events_before > 100, "the run did exercise the event paths: {}", events - events_before);
+}

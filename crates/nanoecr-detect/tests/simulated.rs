@@ -140,10 +140,13 @@ impl Score {
 #[test]
 fn simulated_spikes_at_1_khz_meet_recall_precision_sign_and_onset_targets() {
     let mut score = Score::default();
-    for seed in 1..=8 {
+    // 16 seeds (≈ 580 scored spikes): with 8 (290) the recall's standard error, 1 %, spanned the
+    // 0.97 target around the measured 0.972, and a change of the noise estimate that left the
+    // recall of 1 102 spikes over 32 seeds at 99.4 % vs 99.5 % moved it across by one spike.
+    for seed in 1..=16 {
         score.add(&simulate(seed, 6000.0, 1000.0), 1000.0);
     }
-    score.check("1 kHz, 6000 µN, seeds 1-8");
+    score.check("1 kHz, 6000 µN, seeds 1-16");
 }
 
 #[test]

@@ -116,6 +116,17 @@ fn slices_match_at_10_khz_and_without_mains_cancelling() {
 }
 
 #[test]
+fn slices_match_at_100_khz_where_the_smoothed_residual_confirms_events() {
+    // 20-sample running mean (`smooth_window_s` 0.2 ms): its ring, sum and σ histogram advance
+    // in the quiet loop and in the general path alike. 1/f noise and mains exercise its σ.
+    let sim = SimulationConfig { seed: 13, pink_noise: 7e-5, mains_amplitude: 1e-4, ..Default::default() };
+    let samples = simulate(&sim, 100_000.0, 6000.0, 0.5);
+    let (events, quiet) = check(&DetectionConfig::default(), 100_000.0, &samples, &[5, 4096, usize::MAX]);
+    assert!(events.len() >= 10, "{} events", events.len());
+    assert!(quiet > 0.6, "quiet share {quiet}");
+}
+
+#[test]
 fn slices_match_with_invalid_and_missing_samples() {
     let sim = SimulationConfig { seed: 13, mains_amplitude: 5e-5, ..Default::default() };
     let mut samples = simulate(&sim, 1000.0, 6000.0, 5.0);

@@ -23,6 +23,12 @@ pub struct DetectionConfig {
     /// real spikes last 1–1.5 ms, a noise excursion past 5σ lasts one sample. Counted in whole
     /// samples; shorter than one sample period (as at the paper's 1 kHz) rejects nothing.
     pub min_duration_s: f64,
+    /// Window of the running mean of the residual that confirms a spike, s: an event a raw
+    /// sample opens counts only once this mean reaches `threshold_sigma` times its own robust σ
+    /// (white noise drops by √(window samples), a spike longer than the window does not), and it
+    /// stays open while either is above release. Counted in whole samples; under two (as at the
+    /// paper's 1 kHz) it is off.
+    pub smooth_window_s: f64,
     /// Absolute floor on the start threshold, Δρ/ρ (the paper's 5 × 10⁻⁴).
     pub min_magnitude: f64,
     /// Window of the trailing baseline, s.
@@ -53,6 +59,7 @@ impl Default for DetectionConfig {
             release_sigma: 2.0,
             merge_gap_s: 9e-4,
             min_duration_s: 2e-4,
+            smooth_window_s: 2e-4,
             min_magnitude: 5e-4,
             baseline_window_s: 0.05,
             noise_window_s: 1.0,
@@ -73,6 +80,8 @@ impl DetectionConfig {
         within(&k("release_sigma"), self.release_sigma, 0.0, self.threshold_sigma, "release threshold")?;
         within(&k("merge_gap_s"), self.merge_gap_s, 0.0, 0.01, "merge gap")?;
         within(&k("min_duration_s"), self.min_duration_s, 0.0, 0.001, "minimum spike duration")?;
+        // Up to a spike's shortest duration: a longer mean would flatten the spikes themselves.
+        within(&k("smooth_window_s"), self.smooth_window_s, 0.0, 0.001, "smoothing window")?;
         within(&k("min_magnitude"), self.min_magnitude, 0.0, 1.0, "minimum magnitude")?;
         positive(&k("baseline_window_s"), self.baseline_window_s, "baseline window")?;
         positive(&k("noise_window_s"), self.noise_window_s, "noise window")?;
