@@ -668,5 +668,9 @@ fn live_batches_carry_the_exact_delta_rho_envelope_of_the_skipped_samples() {
             checked += usize::from(lo.is_finite());
         }
     }
-    assert!(checked > 1000, "enough defined buckets checked: {checked}");
+    // How many buckets reach the subscriber depends on scheduling, not on the code under test:
+    // each 100 ms publication carries at most 100 buckets, so a consumer starved on a loaded host
+    // publishes fewer (3 000 when it keeps up, 100–617 seen at load 9). Every bucket that arrives
+    // must be exact; one publication's worth is enough to make that non-vacuous.
+    assert!(checked >= 50, "enough defined buckets checked: {checked}");
 }
