@@ -612,7 +612,8 @@ fn a_pinned_run_starts_the_compression_worker_off_the_loop_cpu_and_leaves_the_ca
     let mut sets = Vec::new();
     for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task").flatten() {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim() == "nanoecr-deflate" {
+        // The store names its compression workers nanoecr-defl0, nanoecr-defl1 (15-byte comm limit).
+        if comm.trim().starts_with("nanoecr-defl") {
             sets.push(cpus_allowed(&task.path().join("status")).unwrap_or_default());
         }
     }
