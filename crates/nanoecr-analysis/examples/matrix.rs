@@ -15,6 +15,9 @@
 //! interpreter. About ten minutes on 2 cores; `--quick` is a smoke run of a few seconds per cell
 //! that prints instead of writing (unless `--out` is given). Every run is seeded.
 
+#[path = "common/cell_run.rs"]
+mod cell_run;
+use cell_run::{run_config_text, PEAK_UN, SETTLE_S, VOLTAGE_V};
 #[path = "common/docblock.rs"]
 mod docblock;
 
@@ -30,13 +33,10 @@ use nanoecr_core::diagnostics::Diagnostics;
 use nanoecr_core::run::EndReason;
 use nanoecr_core::{Event, Sample, Segment};
 use nanoecr_detect::Detector;
-use nanoecr_sim::matrix::{cell_config, sampled_truth, shape_name, spike_signal, NoiseFamily, DURATION_S, SHAPES};
+use nanoecr_sim::matrix::{sampled_truth, shape_name, spike_signal, NoiseFamily, DURATION_S, SHAPES};
 use nanoecr_sim::World;
 use nanoecr_store::{InstrumentInfo, RunWriter};
 
-const VOLTAGE_V: f64 = 5.0;
-const SETTLE_S: f64 = 2.0;
-const PEAK_UN: f64 = 6000.0;
 /// Samples handed to the detector and the writer at once.
 const CHUNK: usize = 4096;
 
@@ -76,20 +76,6 @@ struct Cell {
     peer_sampled: ScoreReport,
     /// nanoecr's robust σ of the residual, mean over the cell's runs.
     sigma: f64,
-}
-
-/// The run config (and file) of one matrix run: the demo rig with the cell's simulation.
-fn run_config_text(shape: SpikeShape, family: NoiseFamily, seed: u64, plan: RatePlan) -> Result<String> {
-    let sim = toml::to_string(&cell_config(shape, family, seed)).context("encoding [simulation]")?;
-    Ok(format!(
-        "[sample]\nmaterial = \"Zr55Cu30Ni5Al10\"\ndiameter_um = 2.0\nheight_um = 5.0\npoisson_ratio = 0.333\n\
-         youngs_modulus_gpa = 88.0\n\n[load_function]\npeak_load_un = {PEAK_UN:?}\nload_s = {s:?}\nhold_s = {s:?}\n\
-         unload_s = {s:?}\n\n[bias]\nvoltage_v = {VOLTAGE_V:?}\ncompliance_a = 1e-4\n\n[acquisition]\n\
-         rate_hz = {rate:?}\nsettle_s = {SETTLE_S:?}\n\n[limits]\nmax_load_un = 8000.0\nmax_displacement_nm = 600.0\n\n\
-         [hardware]\nbackend = \"sim\"\n\n[simulation]\n{sim}",
-        s = plan.segment_s,
-        rate = plan.rate_hz,
-    ))
 }
 
 /// One simulated run: nanoecr's events, the ground truth, and the ground truth with each spike's
@@ -188,7 +174,10 @@ fn run_peer(files: &[PathBuf], out_dir: &Path) -> Result<Vec<Vec<Event>>> {
 fn run_cell(shape: SpikeShape, family: NoiseFamily, plan: RatePlan, dir: &Path) -> Result<Cell> {
     let seeds: Vec<u64> = (1..=plan.runs).collect();
     let files: Vec<PathBuf> = seeds.iter().map(|s| dir.join(format!("run{s}.h5"))).collect();
-    let texts = seeds.iter().map(|&s| run_config_text(shape, family, s, plan)).collect::<Result<Vec<_>>>()?;
+    let texts = seeds
+        .iter()
+        .map(|&s| run_config_text(shape, family, s, plan.rate_hz, plan.segment_s, None))
+        .collect::<Result<Vec<_>>>()?;
     // Two runs at a time (2 cores).
     let jobs: Vec<(&String, &PathBuf)> = texts.iter().zip(&files).collect();
     let mid = jobs.len().div_ceil(2);

@@ -27,34 +27,14 @@ use nanoecr_analysis::scoring::{match_onsets, match_spikes, ScoreOptions};
 use nanoecr_core::config::{parse, SpikeShape};
 use nanoecr_core::{Event, EventKind, Sample};
 use nanoecr_detect::Detector;
-use nanoecr_sim::matrix::{cell_config, shape_name, NoiseFamily, SHAPES};
+use nanoecr_sim::matrix::{shape_name, NoiseFamily, SHAPES};
 use nanoecr_sim::World;
 
-const VOLTAGE_V: f64 = 5.0;
-const SETTLE_S: f64 = 2.0;
-const PEAK_UN: f64 = 6000.0;
-const CHUNK: usize = 4096;
+#[path = "common/cell_run.rs"]
+mod cell_run;
+use cell_run::{run_config_text, VOLTAGE_V};
 
-/// The matrix example's run config (kept the same so the runs are the same).
-fn run_config_text(
-    shape: SpikeShape,
-    family: NoiseFamily,
-    seed: u64,
-    rate_hz: f64,
-    segment_s: f64,
-    detection: &str,
-) -> Result<String> {
-    let sim = toml::to_string(&cell_config(shape, family, seed)).context("encoding [simulation]")?;
-    Ok(format!(
-        "[sample]\nmaterial = \"Zr55Cu30Ni5Al10\"\ndiameter_um = 2.0\nheight_um = 5.0\npoisson_ratio = 0.333\n\
-         youngs_modulus_gpa = 88.0\n\n[load_function]\npeak_load_un = {PEAK_UN:?}\nload_s = {s:?}\nhold_s = {s:?}\n\
-         unload_s = {s:?}\n\n[bias]\nvoltage_v = {VOLTAGE_V:?}\ncompliance_a = 1e-4\n\n[acquisition]\n\
-         rate_hz = {rate:?}\nsettle_s = {SETTLE_S:?}\n\n[limits]\nmax_load_un = 8000.0\nmax_displacement_nm = 600.0\n\n\
-         [hardware]\nbackend = \"sim\"\n\n[detection]\n{detection}\n\n[simulation]\n{sim}",
-        s = segment_s,
-        rate = rate_hz,
-    ))
-}
+const CHUNK: usize = 4096;
 
 /// Detected events and the ground truth of one run.
 fn simulate(text: &str) -> Result<(Vec<Event>, Vec<Event>)> {
@@ -132,7 +112,8 @@ fn main() -> Result<()> {
         for family in NoiseFamily::ALL {
             let mut t = Tally::default();
             for seed in 1..=runs {
-                let (events, truth) = simulate(&run_config_text(shape, family, seed, rate_hz, segment_s, &detection)?)?;
+                let (events, truth) =
+                    simulate(&run_config_text(shape, family, seed, rate_hz, segment_s, Some(&detection))?)?;
                 let pops: Vec<&Event> = truth.iter().filter(|e| e.kind == EventKind::Popin).collect();
                 // As the scorer: detections on a true pop-in are its spike.
                 let det: Vec<&Event> = events
