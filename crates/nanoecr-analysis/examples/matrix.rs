@@ -465,7 +465,7 @@ fn main() -> Result<()> {
          ≥ 7e-4 0.962 / 0.954 / 0.952 / 0.939 → 0.971 / 0.963 / 0.976 / 0.970; 10 kHz boxcar 0.209 → 0.272 \
          (0.224), trapezoid 0.205 → 0.258 (0.213); 100 kHz 0.253 / 0.246 / 0.139 / 0.183 → 0.335 / 0.334 / \
          0.236 / 0.273 (0.296 / 0.292 / 0.198 / 0.234). The price at 1 kHz: precision 0.998–1.000 → \
-         0.994–0.998. Left: trapezoid + pink at 1 kHz, sampled ≥ 7e-4 0.963 (the residual still \
+         0.994–0.998. Left: trapezoid + pink / + mains / + drift at 1 kHz, sampled ≥ 7e-4 just under 0.97 (the residual still \
          carries the 1/f band between the baseline's reach and the sampling rate; a baseline centred with a \
          few ms of look-ahead, as the peer's, is the next step). The white 1 kHz cells keep their figures \
          within 0.003 (σ is the same for white noise).\n\
