@@ -204,6 +204,11 @@ pub struct Diagnostics {
     /// device's FIFO kept their samples). Always 0 on the simulated rig, whose ticks are samples.
     #[serde(default)]
     pub skipped_ticks: u64,
+    /// Ticks at which a device-clocked frame's newest sample was stale (a stall's backlog still
+    /// arriving, or no sample) so the loop held its correction and sent the setpoint plus the
+    /// held integral, not acting on an error from the past. Always 0 on the simulated rig.
+    #[serde(default)]
+    pub stale_feedback_ticks: u64,
     /// Longest interval between two commands to the frame, µs (paced runs), in the frame's own
     /// clock ([`Diagnostics::frame_clock`]): wall time for a device-clocked frame, sample time for
     /// the tick-clocked simulator (whose time stands still while the host stalls; the stall is in

@@ -57,6 +57,7 @@ use nanoecr_core::sample::{FLAG_COMPLIANCE, FLAG_CURRENT_INVALID};
 use nanoecr_core::{Diagnostics, EndReason, Event, EventKind, LatencyHistogram, Sample, Segment, Sign, Stall};
 use nanoecr_hw::{FrameClock, FrameLimits, FrameReading, HwError, Rig, SmuPacing, SmuReading};
 
+use super::feedback::FeedbackAge;
 use super::shared::Shared;
 
 /// Samples read from each instrument per tick at most; more than any backend returns at once.
@@ -84,6 +85,12 @@ pub const MIN_WAKE_PERIOD: Duration = Duration::from_micros(100);
 /// A wake-up at least this late (and later than one wake-up period) opens a stall in the
 /// diagnostics' stall list: the host hiccups worth listing, not scheduler jitter.
 const STALL_MIN: Duration = Duration::from_millis(1);
+
+/// How much older than lately a device-clocked frame's newest sample may be before the loop stops
+/// acting on the load error, s (at least five wake-up periods). Well above the jitter of one read
+/// per tick, well below the ≈ 20 ms a PI needs to wind up on a stall's backlog (see
+/// [`FeedbackAge`]).
+const FEEDBACK_STALE_S: f64 = 5e-3;
 /// How long a paced loop rehearses its wake-ups before t0 (sleep, spin, clock reads, histogram)
 /// so that the first real ticks do not pay for cold caches, lazily bound symbols and a CPU
 /// clocked down while idle.
@@ -375,6 +382,8 @@ impl ControlLoop {
         let stall_min = wake_period.max(STALL_MIN);
         let max_gap_s = limits.max_command_gap_ms / 1000.0;
         let mut late_window = LateWindow::new(limits.late_window_s, dt_s);
+        // Device-clocked frames only: the simulator's newest sample is always this tick's.
+        let mut feedback = FeedbackAge::new(FEEDBACK_STALE_S.max(5.0 * wake_period.as_secs_f64()));
         let mut open_stall: Option<Stall> = None;
         // Time of the last command in the frame's clock, s (see the command-gap interlock).
         let mut last_command_s: Option<f64> = None;
@@ -428,6 +437,12 @@ impl ControlLoop {
                         if let Some(st) = &mut open_stall {
                             st.ticks += skipped;
                         }
+                        // A safe unload resumes its ramp from where the stall left the frame (on
+                        // the stale command), at the configured rate: measured from the trip, the
+                        // skipped time would turn the ramp into a step to zero.
+                        if let Phase::SafeUnload { since_s, .. } = &mut phase {
+                            *since_s += skipped as f64 * dt_s;
+                        }
                         k = due;
                     }
                 }
@@ -470,13 +485,19 @@ impl ControlLoop {
             // Feedforward carries the program; PI removes actuator gain error and lag, also while
             // ramping down safely. At rest the command is exactly zero: no correction term may
             // hold load on an unloaded pillar.
+            // While a device-clocked frame's feedback is stale (the backlog of a host stall is
+            // still arriving, oldest first, or nothing arrives) the load error describes the
+            // past: the correction is held, feedforward alone follows the setpoint.
             let error = setpoint_un - last_load_un;
             let command_un = if let Phase::Rest { .. } = phase {
                 integral = 0.0;
                 0.0
-            } else {
+            } else if tick_clocked || feedback.fresh(t0.elapsed().as_secs_f64()) {
                 integral = (integral + ki * error * dt_s).clamp(-integral_clamp, integral_clamp);
                 (setpoint_un + kp * error + integral).max(0.0)
+            } else {
+                diag.stale_feedback_ticks += 1;
+                (setpoint_un + integral).max(0.0)
             };
 
             if let Err(e) = self.rig.frame.command(command_un, segment) {
@@ -519,6 +540,9 @@ impl ControlLoop {
                     // loop fed 20 samples late oscillates up to the frame's overload trip.
                     if let Some(f) = merger.frames[new].last() {
                         last_load_un = f.load_un;
+                        if !tick_clocked {
+                            feedback.arrived(t0.elapsed().as_secs_f64(), f.time_s);
+                        }
                     }
                     merger.n_frames += n;
                 }

@@ -8,6 +8,7 @@
 
 pub mod consumer;
 pub mod control;
+mod feedback;
 pub mod shared;
 
 use std::path::{Path, PathBuf};
