@@ -111,7 +111,7 @@ fn after_a_host_stall_the_backlog_does_not_wind_the_integrator_up_to_an_overload
 }
 
 #[test]
-fn a_host_stall_with_the_default_interlocks_unloads_safely_without_overshoot() -> anyhow::Result<()> {
+fn a_host_stall_that_trips_the_command_gap_interlock_unloads_on_a_ramp_without_overshoot() -> anyhow::Result<()> {
     // The same stall with the command-gap interlock on: it trips on the stall and the safe
     // unload ramps down while the backlog of the stall is still arriving. The unload must not
     // push the pillar above the load it had when the stall began (1000 µN, half-way up). The
