@@ -168,6 +168,28 @@ fn a_stalled_consumer_costs_exactly_the_overflow_in_counted_drops() {
     assert_eq!(diag.ring_high_water, capacity);
 }
 
+/// An unpaced run's ring of ≥ 8 MiB is faulted in by a thread of its own while the loop writes
+/// it (run/mod.rs, `populate_ring_ahead`): the samples must be those of a run whose small ring
+/// is not, bit for bit, and all of them.
+#[test]
+fn a_large_ring_faulted_in_ahead_of_the_loop_gives_the_same_samples_as_a_small_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 200 000 slots × 64 B = 12.8 MB, over the 8 MiB threshold; 4 096 slots are under it.
+    let large = short_config(&[("settle_s = 0.5", "settle_s = 0.5\nring_capacity_samples = 200000")]);
+    let small = short_config(&[("settle_s = 0.5", "settle_s = 0.5\nring_capacity_samples = 4096")]);
+    let total = large.expected_samples();
+    let (sl, a) = run(large, dir.path(), "large_ring.h5", fast());
+    let (_, b) = run(small, dir.path(), "small_ring.h5", fast());
+    assert_eq!((sl.samples, sl.dropped), (total, 0));
+    assert_eq!(a.data.seq, b.data.seq);
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&a.data.time_s), bits(&b.data.time_s));
+    assert_eq!(bits(&a.data.load_un), bits(&b.data.load_un));
+    assert_eq!(bits(&a.data.disp_nm), bits(&b.data.disp_nm));
+    assert_eq!(bits(&a.data.current_a), bits(&b.data.current_a));
+    assert_eq!(bits(&a.data.delta_rho), bits(&b.data.delta_rho));
+}
+
 #[test]
 fn an_unpaced_run_waits_for_the_writer_instead_of_dropping() {
     // A 64-sample ring against a simulated rig that outruns the HDF5 writer many times over:
