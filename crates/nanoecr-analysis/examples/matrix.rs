@@ -3,8 +3,11 @@
 //! simulator's ground truth; writes its block of docs/accuracy.md.
 //!
 //! ```text
-//! cargo run --release -p nanoecr-analysis --example matrix [-- --quick] [--out FILE.md] [--cells FILTER]
+//! cargo run --release -p nanoecr-analysis --example matrix [-- --quick] [--out FILE.md] [--cells FILTER] [--misses]
 //! ```
+//! `--misses` prints, on stderr, every true spike with a sampled peak ≥ 7e-4 that nanoecr missed:
+//! its sampled and true peak, duration, the detections and other true spikes near it, and the
+//! samples around it (to find out why before changing the detector).
 //! `--cells rate=1000,noise=mains,shape=boxcar` runs only the matching cells (any of the listed
 //! values of a key; `noise` takes white, pink, mains, drift) and prints instead of writing unless
 //! `--out` is given: a few minutes per family at full size, to iterate on a detector change.
