@@ -89,6 +89,13 @@ const PENDING_CAPACITY: usize = 64;
 /// The sample before a threshold crossing belongs to the spike when it is already past this
 /// fraction of the start threshold with the same sign: the excursion started there.
 const STEP_BACK_FRACTION: f64 = 0.5;
+/// Where a spike's reported onset lies before its first sample, in sample periods: the spike
+/// began somewhere after the last sample that did not see it, uniformly in phase, so the middle
+/// of that period is the unbiased estimate (the first sample itself is late by half a period on
+/// average: 0.5 ms at 1 kHz, enough for a scorer — or a user — to take a detection of two
+/// overlapping spikes for the later, smaller one). Its end is the middle of the period after its
+/// last sample above release, so the duration stays a whole number of periods.
+const ONSET_BEFORE_FIRST_SAMPLE: f64 = 0.5;
 /// Slack in samples when matching a spike to a pop-in's time span.
 const LINK_TOLERANCE_SAMPLES: u64 = 2;
 
@@ -248,6 +255,7 @@ struct OpenSpike {
     /// +1 for p, −1 for n.
     sign: f64,
     onset_k: u64,
+    /// Reported onset, s: half a period before the first sample ([`ONSET_BEFORE_FIRST_SAMPLE`]).
     onset_time_s: f64,
     segment: Segment,
     stress_mpa: f64,
@@ -742,7 +750,7 @@ impl Detector {
         OpenSpike {
             sign,
             onset_k,
-            onset_time_s,
+            onset_time_s: onset_time_s - ONSET_BEFORE_FIRST_SAMPLE * self.dt_s,
             segment,
             stress_mpa: self.pillar.stress_mpa(load_un),
             peak_dev: residual,
@@ -765,7 +773,8 @@ impl Detector {
             let oldest = self.pending.remove(0);
             self.release(oldest, emit);
         }
-        let duration_s = o.last_above_time_s - o.onset_time_s + self.dt_s;
+        // From the onset to the middle of the period after the last sample above release.
+        let duration_s = o.last_above_time_s - o.onset_time_s + (1.0 - ONSET_BEFORE_FIRST_SAMPLE) * self.dt_s;
         let event = Event::spike(o.onset_time_s, o.peak_time_s, duration_s, o.peak_dev, o.segment, o.stress_mpa);
         let short = o.last_above_k + 1 - o.onset_k < self.min_spike_samples || !o.confirmed;
         self.pending.push(Pending { event, spike: o, level_shift, short });

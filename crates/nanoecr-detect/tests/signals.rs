@@ -10,9 +10,10 @@ fn cfg() -> DetectionConfig {
     DetectionConfig::default()
 }
 
-/// Onset sample of an event at `rate_hz`.
+/// First sample of a detected event at `rate_hz`: its reported onset lies half a sample period
+/// before that sample (the unbiased estimate of when the spike began).
 fn onset_sample(t: f64, rate_hz: f64) -> i64 {
-    (t * rate_hz).round() as i64
+    (t * rate_hz + 0.5).round() as i64
 }
 
 #[test]
