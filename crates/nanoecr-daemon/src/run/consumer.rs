@@ -119,6 +119,7 @@ impl Consumer {
     pub fn run(mut self) -> Result<RunSummary, nanoecr_store::StoreError> {
         let wall0 = Instant::now();
         let cfg = &self.cfg;
+        let dt_s = cfg.dt_s();
         let mut detector = Detector::new(&cfg.raw.detection, cfg.pillar, cfg.rate_hz(), cfg.raw.acquisition.settle_s);
         let flush_every = Duration::from_secs_f64(cfg.raw.acquisition.flush_interval_ms / 1000.0);
         let mut chunk: Vec<Sample> = Vec::with_capacity(CHUNK);
@@ -211,8 +212,12 @@ impl Consumer {
                     counts.add(e);
                     if self.paced && e.kind != EventKind::Interlock {
                         if let Some(t0) = self.shared.start() {
-                            // The event is known once its last sample has arrived.
-                            let known_at = t0 + Duration::from_secs_f64((e.onset_time_s + e.duration_s).max(0.0));
+                            // The event is known once the sample after its last one above release
+                            // has arrived: its reported end is half a period before that sample
+                            // (the detector reports onset and end mid-period, nanoecr-detect
+                            // ONSET_BEFORE_FIRST_SAMPLE).
+                            let end_s = e.onset_time_s + e.duration_s + 0.5 * dt_s;
+                            let known_at = t0 + Duration::from_secs_f64(end_s.max(0.0));
                             detection_latency.record_us(now.saturating_duration_since(known_at).as_secs_f64() * 1e6);
                         }
                     }
