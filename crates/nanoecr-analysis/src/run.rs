@@ -86,20 +86,20 @@ impl RunInput {
 /// core, then a selection among the few values in the bin that holds the middle rank (see
 /// [`median_by_radix`]).
 pub fn noise_sigma_of(delta_rho: &[f64]) -> f64 {
-    let diffs = |lo: usize, hi: usize, f: &mut dyn FnMut(f64)| {
-        for w in delta_rho[lo..hi.min(delta_rho.len())].windows(2) {
-            let d = w[1] - w[0];
-            if d.is_finite() {
-                f(d);
-            }
-        }
-    };
-    let n = delta_rho.len();
-    let Some(med) = median_by_radix(n, &|lo, hi, f| diffs(lo, hi, f)) else { return f64::NAN };
-    let Some(mad) = median_by_radix(n, &|lo, hi, f| diffs(lo, hi, &mut |d| f((d - med).abs()))) else {
-        return f64::NAN;
-    };
+    let Some(med) = median_by_radix(delta_rho, |d| d) else { return f64::NAN };
+    let Some(mad) = median_by_radix(delta_rho, |d| (d - med).abs()) else { return f64::NAN };
     1.4826 * mad / std::f64::consts::SQRT_2
+}
+
+/// `f(map(d))` for every finite first difference d of `v` (in order).
+#[inline(always)]
+fn each_diff(v: &[f64], map: impl Fn(f64) -> f64, mut f: impl FnMut(f64)) {
+    for w in v.windows(2) {
+        let d = w[1] - w[0];
+        if d.is_finite() {
+            f(map(d));
+        }
+    }
 }
 
 /// A key whose unsigned order is `f64::total_cmp`'s order.
@@ -116,29 +116,25 @@ fn order_key(v: f64) -> u64 {
 /// Bits of [`order_key`] a histogram bin covers (the top 16: sign, exponent, 4 mantissa bits).
 const RADIX_SHIFT: u32 = 48;
 
-/// What [`median_by_radix`] takes the values from: `each(lo, hi, f)` calls `f` on every value
-/// that rows `lo..hi` make.
-type RowValues<'a> = dyn Fn(usize, usize, &mut dyn FnMut(f64)) + Sync + 'a;
-
-/// The median of the values `each(lo, hi, f)` passes to `f` for the rows `lo..hi` of `0..n`
-/// (`hi` may be past `n`; consecutive ranges overlap by one row, so a value made from rows i and
-/// i + 1 belongs to the range that holds i): the same value [`crate::events::median_in_place`]
-/// gives on all of them, bit for bit. `None` when there are fewer than 10.
+/// The median of `map(d)` over the finite first differences d of `v`: the same value
+/// [`crate::events::median_in_place`] gives on all of them, bit for bit. `None` when there are
+/// fewer than 10.
 ///
 /// Pass 1 counts the values per bin of their top key bits, on every core; the bin(s) holding the
 /// middle rank(s) follow from the counts; pass 2 collects only the values of those bins (a few
 /// per cent of them) and selects within. No copy of all values is made.
-fn median_by_radix(n: usize, each: &RowValues<'_>) -> Option<f64> {
+fn median_by_radix(v: &[f64], map: impl Fn(f64) -> f64 + Sync) -> Option<f64> {
     use rayon::prelude::*;
     const BINS: usize = 1 << (64 - RADIX_SHIFT);
+    // Slices of `v` overlapping by one element, so each difference is in exactly one.
     let parts = rayon::current_num_threads().max(1);
-    let step = n.div_ceil(parts).max(1 << 16);
-    let ranges: Vec<(usize, usize)> = (0..n).step_by(step).map(|lo| (lo, (lo + step + 1).min(n))).collect();
-    let hist = ranges
+    let step = v.len().div_ceil(parts).max(1 << 16);
+    let slices: Vec<&[f64]> = (0..v.len()).step_by(step).map(|lo| &v[lo..(lo + step + 1).min(v.len())]).collect();
+    let hist = slices
         .par_iter()
-        .map(|&(lo, hi)| {
+        .map(|s| {
             let mut h = vec![0u32; BINS];
-            each(lo, hi, &mut |v| h[(order_key(v) >> RADIX_SHIFT) as usize] += 1);
+            each_diff(s, &map, |x| h[(order_key(x) >> RADIX_SHIFT) as usize] += 1);
             h
         })
         .reduce_with(|mut a, b| {
@@ -172,17 +168,16 @@ fn median_by_radix(n: usize, each: &RowValues<'_>) -> Option<f64> {
     // Every value of the bins from lo_bin to hi_bin (those between are empty: the ranks are
     // adjacent), in rank order offset by `before_lo`.
     let (kl, kh) = (lo_bin as u64, hi_bin as u64);
-    let mut picked: Vec<f64> = ranges
+    let mut picked: Vec<f64> = slices
         .par_iter()
-        .map(|&(lo, hi)| {
-            let mut v = Vec::new();
-            each(lo, hi, &mut |x| {
-                let k = order_key(x) >> RADIX_SHIFT;
-                if (kl..=kh).contains(&k) {
-                    v.push(x);
+        .map(|s| {
+            let mut p = Vec::new();
+            each_diff(s, &map, |x| {
+                if (kl..=kh).contains(&(order_key(x) >> RADIX_SHIFT)) {
+                    p.push(x);
                 }
             });
-            v
+            p
         })
         .reduce_with(|mut a, mut b| {
             a.append(&mut b);

@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::likelihood::MeasuredLikelihood;
@@ -52,15 +53,19 @@ pub fn fit_measured_power_law(
     // Coarse grid, then Nelder–Mead from the best node.
     let mut start = [1.5, 1e-3f64.ln().clamp(lik.ln_xc_lo, lik.ln_xc_hi)];
     let mut best = lik.at(start[0], start[1]);
-    for i in 0..=10 {
-        let a = ALPHA_LO + (ALPHA_HI - ALPHA_LO) * i as f64 / 10.0;
-        for j in 0..=12 {
-            let l = lik.ln_xc_lo + (lik.ln_xc_hi - lik.ln_xc_lo) * j as f64 / 12.0;
-            let v = lik.at(a, l);
-            if v > best {
-                best = v;
-                start = [a, l];
-            }
+    // The nodes evaluated on the pool, then taken in grid order: the first best node wins, as
+    // in a loop over them.
+    let nodes: Vec<[f64; 2]> = (0..=10)
+        .flat_map(|i| {
+            let a = ALPHA_LO + (ALPHA_HI - ALPHA_LO) * i as f64 / 10.0;
+            (0..=12).map(move |j| [a, lik.ln_xc_lo + (lik.ln_xc_hi - lik.ln_xc_lo) * j as f64 / 12.0])
+        })
+        .collect();
+    let values: Vec<f64> = nodes.par_iter().map(|&[a, l]| lik.at(a, l)).collect();
+    for (node, v) in nodes.into_iter().zip(values) {
+        if v > best {
+            best = v;
+            start = node;
         }
     }
     if !best.is_finite() {
