@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use nanoecr_core::config::DetectionConfig;
-use nanoecr_core::Pillar;
-use nanoecr_store::ColumnSelection;
+use nanoecr_core::{Pillar, Sample, Segment};
+use nanoecr_store::{BlockConsumer, ColumnSelection, RowBlock};
 
 use crate::run::RunInput;
 use crate::AnalysisError;
@@ -17,35 +17,56 @@ pub const DEFAULT_PILLAR: Pillar =
 /// Read a run file and build the analysis input. With `redetect`, events come from running the
 /// detector (settings from the file's config, else defaults) over the stored columns.
 pub fn load_run(path: &Path, redetect: bool) -> Result<RunInput, AnalysisError> {
-    // Only what the analysis uses: current for the detector, else the live Δρ/ρ; never the
-    // sequence numbers, setpoint or voltage.
+    // Only what the analysis uses: the live Δρ/ρ when not re-detecting; never the sequence
+    // numbers, setpoint or voltage. Re-detecting, the detector takes the current block by block
+    // as the file is read (reading and detecting overlap), so the column is never held whole.
     let cols = ColumnSelection {
         sequence: false,
         setpoint: false,
-        current: redetect,
+        current: false,
         voltage: false,
         segment: true,
         delta_rho: !redetect,
     };
-    let mut rf = nanoecr_store::read_run_columns(path, cols)
-        .map_err(|e| AnalysisError::Read { path: path.display().to_string(), message: e.to_string() })?;
+    let read_err =
+        |e: nanoecr_store::StoreError| AnalysisError::Read { path: path.display().to_string(), message: e.to_string() };
+    let (mut rf, streamed) = nanoecr_store::read_run_blocks(path, cols, |h| {
+        if !redetect {
+            return None;
+        }
+        let cfg = h.config_toml.as_deref().and_then(|t| nanoecr_core::config::parse(t, None).ok());
+        // The rate must be known before the first row: a file without one recorded is read
+        // whole first (below) and its rate taken from the time column.
+        let rate_hz = h.rate_hz?;
+        let settle_s = h.settle_s.or_else(|| cfg.as_ref().map(|c| c.load_function.settle_s)).unwrap_or(0.0);
+        let detection = cfg.as_ref().map(|c| c.raw.detection.clone()).unwrap_or_default();
+        Some(StreamingDetector::new(&detection, h.pillar, rate_hz, settle_s, h.rows))
+    })
+    .map_err(read_err)?;
     let cfg = rf.config_toml.as_deref().and_then(|t| nanoecr_core::config::parse(t, None).ok());
     let detection: DetectionConfig = cfg.as_ref().map(|c| c.raw.detection.clone()).unwrap_or_default();
     let rate_hz =
         rf.rate_hz.or_else(|| cfg.as_ref().map(|c| c.rate_hz())).unwrap_or_else(|| infer_rate(&rf.data.time_s));
     let settle_s = rf.settle_s.or_else(|| cfg.as_ref().map(|c| c.load_function.settle_s)).unwrap_or(0.0);
     let pillar = rf.pillar;
-    let (delta_rho, events) = if redetect {
-        let cols = nanoecr_detect::Columns {
-            time_s: &rf.data.time_s,
-            disp_nm: &rf.data.disp_nm,
-            current_a: &rf.data.current_a,
-            load_un: &rf.data.load_un,
-            segment: &rf.data.segment,
-        };
-        nanoecr_detect::detect_columns(&detection, pillar, rate_hz, settle_s, cols)
-    } else {
-        (std::mem::take(&mut rf.data.delta_rho), std::mem::take(&mut rf.events))
+    let (delta_rho, events) = match (redetect, streamed) {
+        (true, Some(det)) => det.finish(),
+        (true, None) => {
+            // No rate in the file: the current column is needed whole after all.
+            let current = nanoecr_store::read_run_columns(path, ColumnSelection { current: true, ..cols })
+                .map_err(read_err)?
+                .data
+                .current_a;
+            let cols = nanoecr_detect::Columns {
+                time_s: &rf.data.time_s,
+                disp_nm: &rf.data.disp_nm,
+                current_a: &current,
+                load_un: &rf.data.load_un,
+                segment: &rf.data.segment,
+            };
+            nanoecr_detect::detect_columns(&detection, pillar, rate_hz, settle_s, cols)
+        }
+        (false, _) => (std::mem::take(&mut rf.data.delta_rho), std::mem::take(&mut rf.events)),
     };
     let sim_cfg = cfg.as_ref().filter(|_| rf.ground_truth.is_some()).map(|c| &c.raw.simulation);
     let sim = sim_cfg.map(|c| (c.alpha, c.xc));
@@ -69,6 +90,66 @@ pub fn load_run(path: &Path, redetect: bool) -> Result<RunInput, AnalysisError> 
         law_x_min: sim_cfg.map(|c| c.x_min),
         spike_duration_s: sim_cfg.map(|c| [c.spike_min_duration_s, c.spike_max_duration_s]),
     })
+}
+
+/// The detector fed block by block as [`nanoecr_store::read_run_blocks`] reads the file: the
+/// rows become samples exactly as [`nanoecr_detect::detect_columns`] makes them (its results do
+/// not depend on how the rows are sliced), so Δρ/ρ and the events are the same.
+struct StreamingDetector {
+    det: nanoecr_detect::Detector,
+    delta_rho: Vec<f64>,
+    events: Vec<nanoecr_core::Event>,
+    /// Samples handed to `process_slice` at a time (reused).
+    chunk: Vec<Sample>,
+}
+
+/// Rows turned into samples per `process_slice` call (a buffer that stays in cache).
+const SAMPLES_PER_SLICE: usize = 4096;
+
+impl BlockConsumer for StreamingDetector {
+    fn block(&mut self, b: RowBlock<'_>) {
+        let rows = b.time_s.iter().zip(b.disp_nm).zip(b.current_a).zip(b.load_un).zip(b.segment);
+        for (i, ((((&time_s, &disp_nm), &current_a), &load_un), &seg)) in rows.enumerate() {
+            self.chunk.push(Sample {
+                seq: (b.start + i) as u64,
+                time_s,
+                setpoint_un: f64::NAN,
+                load_un,
+                disp_nm,
+                current_a,
+                voltage_v: f64::NAN,
+                segment: Segment::from_code(seg).unwrap_or(Segment::Settle),
+                flags: 0,
+            });
+            if self.chunk.len() == SAMPLES_PER_SLICE {
+                self.flush();
+            }
+        }
+        self.flush();
+    }
+}
+
+impl StreamingDetector {
+    fn new(cfg: &DetectionConfig, pillar: Pillar, rate_hz: f64, settle_s: f64, rows: usize) -> Self {
+        Self {
+            det: nanoecr_detect::Detector::new(cfg, pillar, rate_hz, settle_s),
+            delta_rho: Vec::with_capacity(rows),
+            events: Vec::new(),
+            chunk: Vec::with_capacity(SAMPLES_PER_SLICE),
+        }
+    }
+
+    fn flush(&mut self) {
+        let events = &mut self.events;
+        self.det.process_slice(&self.chunk, &mut self.delta_rho, &mut |e| events.push(e));
+        self.chunk.clear();
+    }
+
+    fn finish(mut self) -> (Vec<f64>, Vec<nanoecr_core::Event>) {
+        let events = &mut self.events;
+        self.det.finish(&mut |e| events.push(e));
+        (self.delta_rho, self.events)
+    }
 }
 
 /// Sampling rate from the median time step (foreign files may not record it).

@@ -80,17 +80,120 @@ impl RunInput {
 /// Robust per-sample noise σ of a Δρ/ρ column (NaN samples, e.g. the settle window, skipped):
 /// 1.4826 · MAD of first differences / √2. Spikes are sparse and short, so they barely move the
 /// median; the slow baseline cancels in the differences. NaN with fewer than 10 differences.
+///
+/// Both medians are exact (the middle elements of the `total_cmp` order, as a sort gives them)
+/// and found without a copy of the differences: a histogram of their top 16 key bits on every
+/// core, then a selection among the few values in the bin that holds the middle rank (see
+/// [`median_by_radix`]).
 pub fn noise_sigma_of(delta_rho: &[f64]) -> f64 {
-    let mut d: Vec<f64> = delta_rho.windows(2).map(|w| w[1] - w[0]).filter(|v| v.is_finite()).collect();
-    if d.len() < 10 {
-        return f64::NAN;
+    let Some(med) = median_by_radix(delta_rho, |d| d) else { return f64::NAN };
+    let Some(mad) = median_by_radix(delta_rho, |d| (d - med).abs()) else { return f64::NAN };
+    1.4826 * mad / std::f64::consts::SQRT_2
+}
+
+/// `f(map(d))` for every finite first difference d of `v` (in order).
+#[inline(always)]
+fn each_diff(v: &[f64], map: impl Fn(f64) -> f64, mut f: impl FnMut(f64)) {
+    for w in v.windows(2) {
+        let d = w[1] - w[0];
+        if d.is_finite() {
+            f(map(d));
+        }
     }
-    // Both medians by selection in the one buffer: exact (the values a sort gives), O(n).
-    let med = crate::events::median_in_place(&mut d);
-    for v in &mut d {
-        *v = (*v - med).abs();
+}
+
+/// A key whose unsigned order is `f64::total_cmp`'s order.
+#[inline(always)]
+fn order_key(v: f64) -> u64 {
+    let b = v.to_bits();
+    if b >> 63 == 1 {
+        !b
+    } else {
+        b | 1 << 63
     }
-    1.4826 * crate::events::median_in_place(&mut d) / std::f64::consts::SQRT_2
+}
+
+/// Bits of [`order_key`] a histogram bin covers (the top 16: sign, exponent, 4 mantissa bits).
+const RADIX_SHIFT: u32 = 48;
+
+/// The median of `map(d)` over the finite first differences d of `v`: the same value
+/// [`crate::events::median_in_place`] gives on all of them, bit for bit. `None` when there are
+/// fewer than 10.
+///
+/// Pass 1 counts the values per bin of their top key bits, on every core; the bin(s) holding the
+/// middle rank(s) follow from the counts; pass 2 collects only the values of those bins (a few
+/// per cent of them) and selects within. No copy of all values is made.
+fn median_by_radix(v: &[f64], map: impl Fn(f64) -> f64 + Sync) -> Option<f64> {
+    use rayon::prelude::*;
+    const BINS: usize = 1 << (64 - RADIX_SHIFT);
+    // Slices of `v` overlapping by one element, so each difference is in exactly one.
+    let parts = rayon::current_num_threads().max(1);
+    let step = v.len().div_ceil(parts).max(1 << 16);
+    let slices: Vec<&[f64]> = (0..v.len()).step_by(step).map(|lo| &v[lo..(lo + step + 1).min(v.len())]).collect();
+    let hist = slices
+        .par_iter()
+        .map(|s| {
+            let mut h = vec![0u32; BINS];
+            each_diff(s, &map, |x| h[(order_key(x) >> RADIX_SHIFT) as usize] += 1);
+            h
+        })
+        .reduce_with(|mut a, b| {
+            for (x, y) in a.iter_mut().zip(&b) {
+                *x += y;
+            }
+            a
+        })?;
+    let total: usize = hist.iter().map(|&c| c as usize).sum();
+    if total < 10 {
+        return None;
+    }
+    // Ranks wanted: total/2, and for an even count also the one below it.
+    let hi_rank = total / 2;
+    let lo_rank = if total % 2 == 0 { hi_rank - 1 } else { hi_rank };
+    let (mut before, mut lo_bin, mut before_lo) = (0usize, None, 0usize);
+    let mut hi_bin = 0;
+    for (b, &c) in hist.iter().enumerate() {
+        let c = c as usize;
+        if lo_bin.is_none() && lo_rank < before + c {
+            lo_bin = Some(b);
+            before_lo = before;
+        }
+        if hi_rank < before + c {
+            hi_bin = b;
+            break;
+        }
+        before += c;
+    }
+    let lo_bin = lo_bin.unwrap_or(hi_bin);
+    // Every value of the bins from lo_bin to hi_bin (those between are empty: the ranks are
+    // adjacent), in rank order offset by `before_lo`.
+    let (kl, kh) = (lo_bin as u64, hi_bin as u64);
+    let mut picked: Vec<f64> = slices
+        .par_iter()
+        .map(|s| {
+            let mut p = Vec::new();
+            each_diff(s, &map, |x| {
+                if (kl..=kh).contains(&(order_key(x) >> RADIX_SHIFT)) {
+                    p.push(x);
+                }
+            });
+            p
+        })
+        .reduce_with(|mut a, mut b| {
+            a.append(&mut b);
+            a
+        })
+        .unwrap_or_default();
+    let r = hi_rank - before_lo;
+    let (below, mid, _) = picked.select_nth_unstable_by(r, f64::total_cmp);
+    let mid = *mid;
+    Some(if total % 2 == 1 {
+        mid
+    } else {
+        // The other middle element is the largest of the lower half (rank r − 1 here).
+        let lower = below.iter().copied().max_by(f64::total_cmp).unwrap_or(mid);
+        0.5 * (lower + mid)
+    })
 }
 
 /// The measurement model of `nanoecr-detect` with `detection` settings on a run of noise σ
@@ -766,6 +869,55 @@ pub(crate) mod tests {
     use nanoecr_core::Segment;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
+
+    /// The noise σ by the old way: copy the finite differences, two medians by selection
+    /// (`median_in_place`, itself tested against a sort).
+    fn noise_sigma_by_copy(delta_rho: &[f64]) -> f64 {
+        let mut d: Vec<f64> = delta_rho.windows(2).map(|w| w[1] - w[0]).filter(|v| v.is_finite()).collect();
+        if d.len() < 10 {
+            return f64::NAN;
+        }
+        let med = crate::events::median_in_place(&mut d);
+        for v in &mut d {
+            *v = (*v - med).abs();
+        }
+        1.4826 * crate::events::median_in_place(&mut d) / std::f64::consts::SQRT_2
+    }
+
+    /// The histogram-and-select medians give the copy-and-select σ bit for bit: odd and even
+    /// counts, NaN gaps, heavy ties (quantised values, signed zeros), lengths that split into
+    /// several ranges on the pool, and too few values.
+    #[test]
+    fn noise_sigma_by_radix_equals_the_copy_and_select() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let noise = rand_distr::Normal::new(0.0, 1e-4).expect("normal");
+        for n in [0usize, 5, 11, 12, 13, 1000, 1001, 200_003, 300_000] {
+            for quantised in [false, true] {
+                let v: Vec<f64> = (0..n)
+                    .map(|i| {
+                        if i % 97 < 3 {
+                            f64::NAN
+                        } else if quantised {
+                            // Few distinct values: most of them share a histogram bin.
+                            let x: f64 = rng.sample(noise);
+                            let sign = if rng.gen::<bool>() { 1.0 } else { -1.0 };
+                            (x * 2e4).round() * 5e-5 * sign
+                        } else {
+                            rng.sample(noise) + 1e-3 * (i as f64 * 1e-3).sin()
+                        }
+                    })
+                    .collect();
+                let (new, old) = (noise_sigma_of(&v), noise_sigma_by_copy(&v));
+                assert!(
+                    new.to_bits() == old.to_bits() || (new.is_nan() && old.is_nan()),
+                    "n {n}, quantised {quantised}: {new:e} vs {old:e}"
+                );
+                if n >= 1000 {
+                    assert!(new.is_finite() && new > 0.0, "n {n}: σ {new}");
+                }
+            }
+        }
+    }
 
     /// A synthetic run: noise-only Δρ/ρ columns and spikes from the paper's distribution.
     pub(crate) fn synthetic_input(seed: u64) -> RunInput {

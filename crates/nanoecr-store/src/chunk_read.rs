@@ -190,7 +190,7 @@ pub(crate) fn read_column<T: LeScalar>(ds: &Dataset, direct: Option<&DirectFile>
     }
     // Chunks never written hold the dataset's fill value: let libhdf5 supply it.
     for i in unwritten {
-        fill_from_library(ds, &mut out, i * plan.chunk_rows, plan.chunk_rows)?;
+        fill_read_through_library(ds, &mut out, i * plan.chunk_rows, plan.chunk_rows)?;
     }
     Ok(Some(out))
 }
@@ -269,14 +269,72 @@ fn read_direct<T: LeScalar>(
     }
     // Chunks never written hold the dataset's fill value: let libhdf5 supply it.
     for (i, _) in infos.iter().enumerate().filter(|(_, info)| info.is_none()) {
-        fill_from_library(ds, &mut out, i * plan.chunk_rows, plan.chunk_rows)?;
+        fill_read_through_library(ds, &mut out, i * plan.chunk_rows, plan.chunk_rows)?;
     }
     Ok(Some(out))
 }
 
+/// A column of a [`DirectFile`] decoded a block of rows at a time (for reading and processing a
+/// run at once: [`crate::read_run_blocks`]). The chunk addresses are collected in one lock round
+/// when it is opened; each block's chunks are then read with `pread` and decoded by the pool.
+pub(crate) struct BlockColumn<'a, T> {
+    ds: &'a Dataset,
+    plan: Plan,
+    infos: Vec<Option<ChunkInfo>>,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<'a, T: LeScalar> BlockColumn<'a, T> {
+    /// `None` when `ds` is not a column the fast path decodes exactly as `T` (see the module docs).
+    pub(crate) fn open(ds: &'a Dataset) -> hdf5::Result<Option<Self>> {
+        let Some(plan) = plan::<T>(ds)? else { return Ok(None) };
+        let chunks = plan.len.div_ceil(plan.chunk_rows);
+        let infos = hdf5::sync::sync(|| {
+            (0..chunks).map(|i| chunk_info(ds, i, plan.chunk_rows)).collect::<hdf5::Result<Vec<_>>>()
+        })?;
+        Ok(Some(Self { ds, plan, infos, _t: std::marker::PhantomData }))
+    }
+
+    /// Rows in the column.
+    pub(crate) fn len(&self) -> usize {
+        self.plan.len
+    }
+
+    /// Rows per chunk.
+    pub(crate) fn chunk_rows(&self) -> usize {
+        self.plan.chunk_rows
+    }
+
+    /// Decode chunk `i` into `dst` (its rows, fewer for the last chunk) with `pread`. `false`
+    /// when it was never written or does not decode to its full size: then
+    /// [`BlockColumn::read_through_library`] must fill it.
+    pub(crate) fn decode(&self, direct: &DirectFile, i: usize, dst: &mut [T]) -> bool {
+        let Some(Some(info)) = self.infos.get(i) else { return false };
+        DECODER.with(|cell| {
+            let (dec, scratch, stored) = &mut *cell.borrow_mut();
+            stored.resize(info.size, 0);
+            direct.file.read_exact_at(stored, info.addr).is_ok()
+                && decode_chunk(dec, scratch, self.plan.pipeline, info.mask, stored, self.plan.chunk_rows, dst)
+        })
+    }
+
+    /// Chunk `i` into `dst` as libhdf5 reads it: for a chunk never written (the fill value) or
+    /// one [`BlockColumn::decode`] refused.
+    pub(crate) fn read_through_library(&self, i: usize, dst: &mut [T]) -> hdf5::Result<()> {
+        let start = i * self.plan.chunk_rows;
+        let end = (start + dst.len()).min(self.plan.len);
+        tracing::debug!(dataset = %self.ds.name(), chunk = i, "chunk read through libhdf5");
+        let rows = self.ds.read_slice_1d::<T, _>(start..end)?;
+        for (d, s) in dst.iter_mut().zip(rows.iter()) {
+            *d = *s;
+        }
+        Ok(())
+    }
+}
+
 /// Rows `start .. start + rows` of `out` (cut at its end) as libhdf5 reads them: for chunks never
 /// written, which hold the dataset's fill value.
-fn fill_from_library<T: LeScalar>(ds: &Dataset, out: &mut [T], start: usize, rows: usize) -> hdf5::Result<()> {
+fn fill_read_through_library<T: LeScalar>(ds: &Dataset, out: &mut [T], start: usize, rows: usize) -> hdf5::Result<()> {
     let end = (start + rows).min(out.len());
     let fill = ds.read_slice_1d::<T, _>(start..end)?;
     for (d, s) in out[start..end].iter_mut().zip(fill.iter()) {
@@ -290,7 +348,7 @@ fn fill_from_library<T: LeScalar>(ds: &Dataset, out: &mut [T], start: usize, row
 /// read's CPU (`perf`, 51 k faults per read). Advisory: where THP is off or the call fails, the
 /// pages are the normal ones.
 #[allow(unsafe_code)] // one madvise on memory this function's caller owns
-fn advise_huge_pages<T>(v: &mut [T]) {
+pub(crate) fn advise_huge_pages<T>(v: &mut [T]) {
     const PAGE: usize = 4096;
     let bytes = std::mem::size_of_val(v);
     if bytes < 8 << 20 {

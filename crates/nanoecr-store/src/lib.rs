@@ -22,7 +22,10 @@ mod writer;
 
 use std::path::PathBuf;
 
-pub use reader::{read_run, read_run_columns, ColumnSelection, RunColumns, RunData, RunFile};
+pub use reader::{
+    read_run, read_run_blocks, read_run_columns, BlockConsumer, ColumnSelection, RowBlock, RunColumns, RunData,
+    RunFile, RunHeader,
+};
 pub use writer::{InstrumentInfo, Pacing, RunWriter};
 
 /// Errors of the run-file layer. Each names the file and what was being done.

@@ -214,6 +214,85 @@ pub fn read_run(path: &Path) -> Result<RunFile, StoreError> {
 
 /// [`read_run`], reading only the sample columns `cols` selects (the others are empty).
 pub fn read_run_columns(path: &Path, cols: ColumnSelection) -> Result<RunFile, StoreError> {
+    read_run_impl(path, cols, |_| None::<NoConsumer>).map(|(rf, _)| rf)
+}
+
+/// What a run file says about how it was taken, read before its columns (see
+/// [`read_run_blocks`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunHeader {
+    /// The run config as TOML text.
+    pub config_toml: Option<String>,
+    /// Pillar geometry, as in [`RunFile::pillar`].
+    pub pillar: Pillar,
+    /// `/entry/instrument/rate_hz`, when written (no fallback from the time column here).
+    pub rate_hz: Option<f64>,
+    /// `/entry/instrument/settle_s`, when written.
+    pub settle_s: Option<f64>,
+    /// Rows of `/entry/data/time` (a capacity hint: a live file's columns may be cut shorter).
+    pub rows: usize,
+}
+
+/// Consecutive rows of the columns a detector reads, handed out in row order by
+/// [`read_run_blocks`]. All slices have the same length.
+#[derive(Debug, Clone, Copy)]
+pub struct RowBlock<'a> {
+    /// Index of the block's first row in the run.
+    pub start: usize,
+    /// Time since run start, s.
+    pub time_s: &'a [f64],
+    /// Displacement, nm.
+    pub disp_nm: &'a [f64],
+    /// Current, A.
+    pub current_a: &'a [f64],
+    /// Load, µN.
+    pub load_un: &'a [f64],
+    /// Segment codes (0 when the file has no segment column).
+    pub segment: &'a [u8],
+}
+
+/// Takes a run's rows block by block from [`read_run_blocks`], on a thread of its own.
+pub trait BlockConsumer: Send {
+    /// The next block of rows (blocks come in row order, each row once).
+    fn block(&mut self, rows: RowBlock<'_>);
+}
+
+/// The consumer of a plain read: there is none.
+struct NoConsumer;
+
+impl BlockConsumer for NoConsumer {
+    fn block(&mut self, _: RowBlock<'_>) {}
+}
+
+/// [`read_run_columns`], also handing every row of `time`, `displacement`, `current`, `load` and
+/// `segment` to a consumer, in order, block by block, while the following blocks are still being
+/// read: `start` sees the file's [`RunHeader`] before any column is read and returns the consumer
+/// (or `None` for a plain read). The consumer runs on a thread of its own; it gets `current` (and
+/// `segment`) even when `cols` does not keep them in the returned [`RunData`], so a caller that
+/// needs a column only as it goes by never holds all of it. Returns the file and the consumer.
+///
+/// On a file nothing is writing whose five columns the fast path decodes ([`chunk_read`]), the
+/// blocks are decoded on the pool as they are needed, so reading and consuming overlap; otherwise
+/// the columns are read whole first and then handed out in blocks. Either way the consumer sees
+/// the same rows, the ones [`read_run_columns`] returns.
+pub fn read_run_blocks<C, F>(path: &Path, cols: ColumnSelection, start: F) -> Result<(RunFile, Option<C>), StoreError>
+where
+    C: BlockConsumer,
+    F: FnOnce(&RunHeader) -> Option<C>,
+{
+    read_run_impl(path, cols, start)
+}
+
+/// Rows per block handed to a [`read_run_blocks`] consumer: a whole number of chunks of every
+/// column, ≈ 32 k rows (four 8192-row chunks of each of five columns: work for every core).
+const BLOCK_ROWS: usize = 32_768;
+
+/// The reader behind [`read_run_columns`] (no consumer) and [`read_run_blocks`].
+fn read_run_impl<C, F>(path: &Path, cols: ColumnSelection, start: F) -> Result<(RunFile, Option<C>), StoreError>
+where
+    C: BlockConsumer,
+    F: FnOnce(&RunHeader) -> Option<C>,
+{
     let (file, live) = match File::open(path) {
         Ok(f) => (f, false),
         Err(source) => match File::open_as(path, OpenMode::ReadSWMR) {
@@ -237,29 +316,86 @@ pub fn read_run_columns(path: &Path, cols: ColumnSelection) -> Result<RunFile, S
     let direct = if live { None } else { DirectFile::open(path, &file) };
     let direct = direct.as_ref();
 
+    // The header first: a block consumer is made from it before any column is read.
+    let geom =
+        |name: &str| read_f64_scalar(&sample_g, name).ok_or_else(|| invalid(&format!("missing /entry/sample/{name}")));
+    let pillar = Pillar {
+        diameter_um: geom("diameter_um")?,
+        height_um: geom("height_um")?,
+        poisson_ratio: geom("poisson_ratio")?,
+        youngs_modulus_gpa: read_f64_scalar(&sample_g, "youngs_modulus_gpa").unwrap_or(88.0),
+    };
+    let inst = entry.group("instrument").ok();
+    let from_inst = |name: &str| inst.as_ref().and_then(|g| read_f64_scalar(g, name));
+    let header = RunHeader {
+        config_toml: read_str_attr(&entry, "config_toml"),
+        pillar,
+        rate_hz: from_inst("rate_hz"),
+        settle_s: from_inst("settle_s"),
+        rows: data_g.dataset("time").map_or(0, |d| d.size()),
+    };
+    let mut consumer = start(&header);
+
     let need = |name: &str| -> Result<Vec<f64>, StoreError> {
         column::<f64>(path, &data_g, name, direct)?.ok_or_else(|| invalid(&format!("missing /entry/data/{name}")))
     };
-    let mut time_s = need("time")?;
-    let mut disp_nm = need("displacement")?;
-    let mut current_a = if cols.current { need("current")? } else { Vec::new() };
-    let mut load_un = need("load")?;
-    if live {
-        // A writer extends the columns one after the other: a reader can catch them between two
-        // extents. Keep the rows every column has.
-        let n = [time_s.len(), disp_nm.len(), load_un.len()]
-            .into_iter()
-            .chain(cols.current.then_some(current_a.len()))
-            .min()
-            .unwrap_or(0);
-        for c in [&mut time_s, &mut disp_nm, &mut current_a, &mut load_un] {
-            c.truncate(n);
+    // With a consumer on a file nothing writes, the detector's columns are decoded block by block
+    // while it consumes them; `None` when they are not all columns the fast path decodes.
+    let streamed = match (consumer.as_mut(), direct) {
+        (Some(c), Some(d)) => stream_columns(path, &data_g, d, cols, c)?,
+        _ => None,
+    };
+    let (time_s, disp_nm, current_a, load_un, segment) = match streamed {
+        Some(s) => s,
+        None => {
+            let mut time_s = need("time")?;
+            let mut disp_nm = need("displacement")?;
+            let with_current = cols.current || consumer.is_some();
+            let mut current_a = if with_current { need("current")? } else { Vec::new() };
+            let mut load_un = need("load")?;
+            if live {
+                // A writer extends the columns one after the other: a reader can catch them
+                // between two extents. Keep the rows every column has.
+                let n = [time_s.len(), disp_nm.len(), load_un.len()]
+                    .into_iter()
+                    .chain(with_current.then_some(current_a.len()))
+                    .min()
+                    .unwrap_or(0);
+                for c in [&mut time_s, &mut disp_nm, &mut current_a, &mut load_un] {
+                    c.truncate(n);
+                }
+            }
+            let n = time_s.len();
+            if disp_nm.len() != n || (with_current && current_a.len() != n) || load_un.len() != n {
+                return Err(invalid("time, displacement, current and load differ in length"));
+            }
+            let segment = if cols.segment || consumer.is_some() {
+                column::<u8>(path, &data_g, "segment", direct)?
+                    .and_then(|v| fit_len(v, n, live))
+                    .unwrap_or_else(|| vec![0; n])
+            } else {
+                Vec::new()
+            };
+            if let Some(c) = consumer.as_mut() {
+                // The same rows in the same blocks, after the read instead of during it.
+                for b in (0..n).step_by(BLOCK_ROWS) {
+                    let e = (b + BLOCK_ROWS).min(n);
+                    c.block(RowBlock {
+                        start: b,
+                        time_s: &time_s[b..e],
+                        disp_nm: &disp_nm[b..e],
+                        current_a: &current_a[b..e],
+                        load_un: &load_un[b..e],
+                        segment: &segment[b..e],
+                    });
+                }
+            }
+            let current_a = if cols.current { current_a } else { Vec::new() };
+            let segment = if cols.segment { segment } else { Vec::new() };
+            (time_s, disp_nm, current_a, load_un, segment)
         }
-    }
+    };
     let n = time_s.len();
-    if disp_nm.len() != n || (cols.current && current_a.len() != n) || load_un.len() != n {
-        return Err(invalid("time, displacement, current and load differ in length"));
-    }
     // Optional columns must match the required ones (a live file's may be longer: cut them).
     let fit = |v: Vec<_>| -> Option<Vec<_>> { fit_len(v, n, live) };
     let opt = |name: &str, wanted: bool| -> Result<Vec<f64>, StoreError> {
@@ -279,30 +415,14 @@ pub fn read_run_columns(path: &Path, cols: ColumnSelection) -> Result<RunFile, S
         setpoint_un: opt("setpoint", cols.setpoint)?,
         voltage_v: opt("voltage", cols.voltage)?,
         delta_rho: opt("resistivity_change", cols.delta_rho)?,
-        segment: if cols.segment {
-            column::<u8>(path, &data_g, "segment", direct)?
-                .and_then(|v| fit_len(v, n, live))
-                .unwrap_or_else(|| vec![0; n])
-        } else {
-            Vec::new()
-        },
+        segment,
         time_s,
         load_un,
         disp_nm,
         current_a,
     };
 
-    let geom =
-        |name: &str| read_f64_scalar(&sample_g, name).ok_or_else(|| invalid(&format!("missing /entry/sample/{name}")));
-    let pillar = Pillar {
-        diameter_um: geom("diameter_um")?,
-        height_um: geom("height_um")?,
-        poisson_ratio: geom("poisson_ratio")?,
-        youngs_modulus_gpa: read_f64_scalar(&sample_g, "youngs_modulus_gpa").unwrap_or(88.0),
-    };
-    let inst = entry.group("instrument").ok();
-    let from_inst = |name: &str| inst.as_ref().and_then(|g| read_f64_scalar(g, name));
-    let rate_hz = from_inst("rate_hz").or_else(|| {
+    let rate_hz = header.rate_hz.or_else(|| {
         (data.time_s.len() > 1).then(|| {
             let span = data.time_s[data.time_s.len() - 1] - data.time_s[0];
             (data.time_s.len() - 1) as f64 / span
@@ -322,25 +442,213 @@ pub fn read_run_columns(path: &Path, cols: ColumnSelection) -> Result<RunFile, S
         .ok()
         .and_then(|g| read_str_attr(&g, "json"))
         .and_then(|j| serde_json::from_str::<Diagnostics>(&j).ok());
-    Ok(RunFile {
+    let rf = RunFile {
         path: path.to_path_buf(),
         status,
         end_reason: read_str_attr(&entry, "end_reason"),
         start_time: read_str_attr(&entry, "start_time"),
         end_time: read_str_attr(&entry, "end_time"),
         software_version: read_str_attr(&entry, "software_version"),
-        config_toml: read_str_attr(&entry, "config_toml"),
+        config_toml: header.config_toml,
         pillar,
         material: read_str_ds(&sample_g, "material"),
         rate_hz,
-        settle_s: from_inst("settle_s"),
+        settle_s: header.settle_s,
         peak_load_un: from_inst("peak_load_un").or_else(|| data.load_un.iter().copied().reduce(f64::max)),
         voltage_v: from_inst("voltage_v"),
         data,
         events,
         ground_truth,
         diagnostics,
-    })
+    };
+    Ok((rf, consumer))
+}
+
+/// The five columns of a [`RowBlock`] of a file nothing writes, decoded block by block on the
+/// pool (this thread reads, a scoped thread runs `consumer`), kept whole where `cols` asks
+/// (time, displacement and load always). `None` when one of them is missing a fast path, the
+/// lengths differ or the chunkings have no common block (the caller then reads them whole).
+#[allow(clippy::type_complexity)]
+fn stream_columns<C: BlockConsumer>(
+    path: &Path,
+    g: &Group,
+    direct: &DirectFile,
+    cols: ColumnSelection,
+    consumer: &mut C,
+) -> Result<Option<(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<u8>)>, StoreError> {
+    let h5err = |during: String| move |source| StoreError::Hdf5 { path: path.to_path_buf(), during, source };
+    let names = ["time", "displacement", "current", "load"];
+    let mut sets = Vec::with_capacity(4);
+    for name in names {
+        let Ok(ds) = g.dataset(name) else { return Ok(None) };
+        sets.push(ds);
+    }
+    let Ok(seg_ds) = g.dataset("segment") else { return Ok(None) };
+    let mut f64_cols = Vec::with_capacity(4);
+    for (ds, name) in sets.iter().zip(names) {
+        match chunk_read::BlockColumn::<f64>::open(ds).map_err(h5err(format!("reading {}/{name}", g.name())))? {
+            Some(c) => f64_cols.push(c),
+            None => return Ok(None),
+        }
+    }
+    let Some(seg_col) =
+        chunk_read::BlockColumn::<u8>::open(&seg_ds).map_err(h5err(format!("reading {}/segment", g.name())))?
+    else {
+        return Ok(None);
+    };
+    let n = seg_col.len();
+    if f64_cols.iter().any(|c| c.len() != n) {
+        return Ok(None);
+    }
+    let lcm = f64_cols.iter().map(|c| c.chunk_rows()).fold(seg_col.chunk_rows(), num_lcm);
+    if lcm == 0 || lcm > 1 << 20 {
+        return Ok(None);
+    }
+    let block = lcm * BLOCK_ROWS.div_ceil(lcm);
+    let whole = |keep: bool| -> Vec<f64> {
+        let mut v = if keep { vec![0.0; n] } else { Vec::new() };
+        chunk_read::advise_huge_pages(&mut v);
+        v
+    };
+    let mut time_s = whole(true);
+    let mut disp_nm = whole(true);
+    let mut current_a = whole(cols.current);
+    let mut load_un = whole(true);
+    let mut segment = if cols.segment { vec![0u8; n] } else { Vec::new() };
+    // Blocks of the columns not kept, recycled between the reader and the consumer.
+    struct Spare {
+        current: Vec<f64>,
+        segment: Vec<u8>,
+    }
+    // (column, chunk) pairs the pool could not decode; column SEGMENT is the segment column.
+    const SEGMENT: usize = 4;
+    let failed = std::sync::Mutex::new(Vec::<(usize, usize)>::new());
+    let result = std::thread::scope(|s| -> Result<(), StoreError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, [&[f64]; 4], &[u8], Spare)>(2);
+        let (back_tx, back_rx) = std::sync::mpsc::channel::<Spare>();
+        let worker = s.spawn(move || {
+            for (start, [t, d, c, l], seg, spare) in rx {
+                let m = t.len();
+                consumer.block(RowBlock {
+                    start,
+                    time_s: t,
+                    disp_nm: d,
+                    current_a: if c.is_empty() { &spare.current[..m] } else { c },
+                    load_un: l,
+                    segment: if seg.is_empty() { &spare.segment[..m] } else { seg },
+                });
+                if back_tx.send(spare).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut spares_made = 0;
+        let (mut time_it, mut disp_it, mut load_it) =
+            (time_s.chunks_mut(block), disp_nm.chunks_mut(block), load_un.chunks_mut(block));
+        let (mut cur_it, mut seg_it) = (current_a.chunks_mut(block), segment.chunks_mut(block));
+        let mut outcome = Ok(());
+        for start in (0..n).step_by(block) {
+            let m = block.min(n - start);
+            let mut spare = match back_rx.try_recv() {
+                Ok(sp) => sp,
+                Err(_) if spares_made < 3 => {
+                    spares_made += 1;
+                    Spare {
+                        current: if cols.current { Vec::new() } else { vec![0.0; block] },
+                        segment: if cols.segment { Vec::new() } else { vec![0; block] },
+                    }
+                }
+                // The consumer holds every spare: wait for one (an error: it has stopped).
+                Err(_) => match back_rx.recv() {
+                    Ok(sp) => sp,
+                    Err(_) => break,
+                },
+            };
+            let (t, d, l) = (
+                time_it.next().unwrap_or_default(),
+                disp_it.next().unwrap_or_default(),
+                load_it.next().unwrap_or_default(),
+            );
+            let mut cur_kept = cur_it.next();
+            let mut seg_kept = seg_it.next();
+            {
+                let cur: &mut [f64] = match cur_kept.as_deref_mut() {
+                    Some(c) => c,
+                    None => &mut spare.current[..m],
+                };
+                let seg: &mut [u8] = match seg_kept.as_deref_mut() {
+                    Some(v) => v,
+                    None => &mut spare.segment[..m],
+                };
+                let mut dst: [&mut [f64]; 4] = [&mut *t, &mut *d, cur, &mut *l];
+                // Every chunk of every column in this block, decoded on the pool.
+                rayon::scope(|sc| {
+                    for (ci, (col, part)) in f64_cols.iter().zip(dst.iter_mut()).enumerate() {
+                        let cr = col.chunk_rows();
+                        for (k, piece) in part.chunks_mut(cr).enumerate() {
+                            let (failed, i) = (&failed, start / cr + k);
+                            sc.spawn(move |_| {
+                                if !col.decode(direct, i, piece) {
+                                    failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((ci, i));
+                                }
+                            });
+                        }
+                    }
+                    let cr = seg_col.chunk_rows();
+                    for (k, piece) in seg.chunks_mut(cr).enumerate() {
+                        let (failed, i, seg_col) = (&failed, start / cr + k, &seg_col);
+                        sc.spawn(move |_| {
+                            if !seg_col.decode(direct, i, piece) {
+                                failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((SEGMENT, i));
+                            }
+                        });
+                    }
+                });
+                // Chunks never written, or refused by the decoder: as libhdf5 reads them.
+                let refused = std::mem::take(&mut *failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+                for (ci, i) in refused {
+                    let r = if ci == SEGMENT {
+                        let cr = seg_col.chunk_rows();
+                        let off = i * cr - start;
+                        seg_col.read_through_library(i, &mut seg[off..(off + cr).min(m)])
+                    } else {
+                        let cr = f64_cols[ci].chunk_rows();
+                        let off = i * cr - start;
+                        f64_cols[ci].read_through_library(i, &mut dst[ci][off..(off + cr).min(m)])
+                    };
+                    if let Err(e) = r {
+                        let name = names.get(ci).copied().unwrap_or("segment");
+                        outcome = Err(h5err(format!("reading {}/{name}", g.name()))(e));
+                        break;
+                    }
+                }
+            }
+            if outcome.is_err() {
+                break;
+            }
+            let c: &[f64] = cur_kept.map_or(&[], |c| &*c);
+            let seg: &[u8] = seg_kept.map_or(&[], |v| &*v);
+            if tx.send((start, [t, d, c, l], seg, spare)).is_err() {
+                break;
+            }
+        }
+        drop(tx);
+        if let Err(p) = worker.join() {
+            std::panic::resume_unwind(p);
+        }
+        outcome
+    });
+    result?;
+    Ok(Some((time_s, disp_nm, current_a, load_un, segment)))
+}
+
+/// Least common multiple (chunk lengths: small positive integers).
+fn num_lcm(a: usize, b: usize) -> usize {
+    let (mut x, mut y) = (a, b);
+    while y != 0 {
+        (x, y) = (y, x % y);
+    }
+    a.checked_div(x).map_or(0, |q| q * b)
 }
 
 /// A run file opened to read its sample columns piece by piece (a hyperslab per call), for

@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::likelihood::MeasuredLikelihood;
@@ -52,15 +53,19 @@ pub fn fit_measured_power_law(
     // Coarse grid, then Nelder–Mead from the best node.
     let mut start = [1.5, 1e-3f64.ln().clamp(lik.ln_xc_lo, lik.ln_xc_hi)];
     let mut best = lik.at(start[0], start[1]);
-    for i in 0..=10 {
-        let a = ALPHA_LO + (ALPHA_HI - ALPHA_LO) * i as f64 / 10.0;
-        for j in 0..=12 {
-            let l = lik.ln_xc_lo + (lik.ln_xc_hi - lik.ln_xc_lo) * j as f64 / 12.0;
-            let v = lik.at(a, l);
-            if v > best {
-                best = v;
-                start = [a, l];
-            }
+    // The nodes evaluated on the pool, then taken in grid order: the first best node wins, as
+    // in a loop over them.
+    let nodes: Vec<[f64; 2]> = (0..=10)
+        .flat_map(|i| {
+            let a = ALPHA_LO + (ALPHA_HI - ALPHA_LO) * i as f64 / 10.0;
+            (0..=12).map(move |j| [a, lik.ln_xc_lo + (lik.ln_xc_hi - lik.ln_xc_lo) * j as f64 / 12.0])
+        })
+        .collect();
+    let values: Vec<f64> = nodes.par_iter().map(|&[a, l]| lik.at(a, l)).collect();
+    for (node, v) in nodes.into_iter().zip(values) {
+        if v > best {
+            best = v;
+            start = node;
         }
     }
     if !best.is_finite() {
@@ -76,27 +81,38 @@ pub fn fit_measured_power_law(
     // Profiles with warm starts: the inner maximum moves smoothly along the outer parameter.
     // The ends are found to 2e-4: regula falsi converges fast once the quadratic model has
     // bracketed them, and at 2e-3 an end could sit 1e-3 off (enough to flip coverage on a seed).
-    let warm = Cell::new(ln_xc);
-    let prof_a = |a: f64| {
-        let (l, v) = climb_max(&|l| lik.at(a, l), warm.get(), 0.1, lik.ln_xc_lo, lik.ln_xc_hi, 1e-3);
-        warm.set(l);
-        v
+    // Each end's search starts afresh from the maximum, so the four ends and the KS distance are
+    // independent: they run side by side on the pool (same values as one after the other).
+    let alpha_end = |bound: f64| {
+        let warm = Cell::new(ln_xc);
+        let prof_a = |a: f64| {
+            let (l, v) = climb_max(&|l| lik.at(a, l), warm.get(), 0.1, lik.ln_xc_lo, lik.ln_xc_hi, 1e-3);
+            warm.set(l);
+            v
+        };
+        crossing(&prof_a, alpha, ll, bound, target, first_step(reach.map(|r| r[0]), 0.05), 2e-4)
     };
-    let a_lo = crossing(&prof_a, alpha, ll, ALPHA_LO, target, first_step(reach.map(|r| r[0]), 0.05), 2e-4);
-    warm.set(ln_xc);
-    let a_hi = crossing(&prof_a, alpha, ll, ALPHA_HI, target, first_step(reach.map(|r| r[0]), 0.05), 2e-4);
-    let warm_a = Cell::new(alpha);
-    let prof_x = |l: f64| {
-        let (a, v) = climb_max(&|a| lik.at(a, l), warm_a.get(), 0.05, ALPHA_LO, ALPHA_HI, 1e-4);
-        warm_a.set(a);
-        v
+    let xc_end = |bound: f64| {
+        let warm_a = Cell::new(alpha);
+        let prof_x = |l: f64| {
+            let (a, v) = climb_max(&|a| lik.at(a, l), warm_a.get(), 0.05, ALPHA_LO, ALPHA_HI, 1e-4);
+            warm_a.set(a);
+            v
+        };
+        crossing(&prof_x, ln_xc, ll, bound, target, first_step(reach.map(|r| r[1]), 0.1), 2e-4)
     };
-    let x_lo = crossing(&prof_x, ln_xc, ll, lik.ln_xc_lo, target, first_step(reach.map(|r| r[1]), 0.1), 2e-4).exp();
-    warm_a.set(alpha);
-    let x_hi_ln = crossing(&prof_x, ln_xc, ll, lik.ln_xc_hi, target, first_step(reach.map(|r| r[1]), 0.1), 2e-4);
-    let x_hi = if x_hi_ln >= lik.ln_xc_hi { f64::INFINITY } else { x_hi_ln.exp() };
     let xc = ln_xc.exp();
-    let ks = ks_distance(&lik.cdf_at(alpha, xc, &ys));
+    let (((a_lo, a_hi), (x_lo_ln, x_hi_ln)), ks) = rayon::join(
+        || {
+            rayon::join(
+                || rayon::join(|| alpha_end(ALPHA_LO), || alpha_end(ALPHA_HI)),
+                || rayon::join(|| xc_end(lik.ln_xc_lo), || xc_end(lik.ln_xc_hi)),
+            )
+        },
+        || ks_distance(&lik.cdf_at(alpha, xc, &ys)),
+    );
+    let x_lo = x_lo_ln.exp();
+    let x_hi = if x_hi_ln >= lik.ln_xc_hi { f64::INFINITY } else { x_hi_ln.exp() };
     let det = haa * hll - hal * hal;
     // cov = −H⁻¹ = [[−h_ll, h_al], [h_al, −h_aa]] / det, so corr = h_al/√(h_aa h_ll) when H is
     // negative definite.

@@ -9,6 +9,7 @@ use crate::AnalysisError;
 const LEAD_IN_NEGLIGIBLE: f64 = 1e-16;
 
 /// The parts of the kernel g(y | x) that depend on the true magnitude x only.
+#[derive(Debug, Clone)]
 pub(super) struct PreparedX {
     /// Whether the lead-in can change the report (else the plain max-of-m kernel).
     pub(super) matters: bool,
@@ -18,6 +19,16 @@ pub(super) struct PreparedX {
     filled: usize,
     /// F(θ + b_j): the CDF of one sample at the start threshold shifted by the lead-in.
     f_theta: [f64; MAX_PEAK_SAMPLES + 1],
+}
+
+impl PreparedX {
+    /// What [`MeasurementModel::prepare`] gives for an x whose lead-in does not matter.
+    pub(super) const PLAIN: Self = Self {
+        matters: false,
+        lead: [(0.0, 0.0); MAX_PEAK_SAMPLES + 1],
+        filled: 0,
+        f_theta: [0.0; MAX_PEAK_SAMPLES + 1],
+    };
 }
 
 impl MeasurementModel {
@@ -77,12 +88,7 @@ impl MeasurementModel {
     /// F(θ + b_j) per covered sample. Computed once per x node when the kernel is tabulated,
     /// rather than once per (y, x) pair.
     pub(super) fn prepare(&self, x: f64) -> PreparedX {
-        let mut p = PreparedX {
-            matters: self.lead_in_matters(x),
-            lead: [(0.0, 0.0); MAX_PEAK_SAMPLES + 1],
-            filled: 0,
-            f_theta: [0.0; MAX_PEAK_SAMPLES + 1],
-        };
+        let mut p = PreparedX { matters: self.lead_in_matters(x), ..PreparedX::PLAIN };
         if p.matters {
             p.filled = self.lead_in(x, &mut p.lead);
             let xe = x + self.offset;

@@ -4,6 +4,8 @@
 
 use std::cell::RefCell;
 
+use rayon::prelude::*;
+
 use super::kernel::KERNEL_HALF_WIDTH;
 use super::lead_in::PreparedX;
 use super::MeasurementModel;
@@ -93,8 +95,38 @@ pub(super) struct MeasuredLikelihood<'a> {
     efficiency: Option<&'a EfficiencyCurve>,
     y_max: f64,
     plain: PlainKernel,
-    /// The law on the x grid, rewritten by every likelihood evaluation (no allocation per call).
-    scratch: RefCell<Vec<f64>>,
+    leads: LeadIns,
+}
+
+/// [`MeasurementModel::prepare`] of every x node, stored only where the lead-in matters.
+struct LeadIns {
+    /// Index into `preps` per x node (`u32::MAX`: the plain kernel).
+    slot: Vec<u32>,
+    preps: Vec<PreparedX>,
+}
+
+impl LeadIns {
+    fn new(model: &MeasurementModel, x: &[f64]) -> Self {
+        let matters: Vec<bool> = x.par_iter().map(|&xj| model.lead_in_matters(xj)).collect();
+        let nodes: Vec<usize> = (0..x.len()).filter(|&j| matters[j]).collect();
+        let preps: Vec<PreparedX> = nodes.par_iter().map(|&j| model.prepare(x[j])).collect();
+        let mut slot = vec![u32::MAX; x.len()];
+        for (i, &j) in nodes.iter().enumerate() {
+            slot[j] = u32::try_from(i).unwrap_or(u32::MAX);
+        }
+        Self { slot, preps }
+    }
+
+    /// What `prepare(x[j])` gives.
+    fn at(&self, j: usize) -> &PreparedX {
+        self.preps.get(self.slot[j] as usize).unwrap_or(&PreparedX::PLAIN)
+    }
+}
+
+thread_local! {
+    /// The law on the x grid, rewritten by every likelihood evaluation on this thread (no
+    /// allocation per call; one per thread, so the fit's profile searches can run side by side).
+    static LAW: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
 }
 
 impl<'a> MeasuredLikelihood<'a> {
@@ -145,29 +177,16 @@ impl<'a> MeasuredLikelihood<'a> {
                 Row { count, k, first: lo, weights: vec![0.0; hi - lo + 1], y }
             })
             .collect();
-        // Fill the kernel x node by x node: the x-only part of the density (the lead-in) is
-        // computed once per node. Bands move up monotonically with y, so the rows that cover
-        // node j are a contiguous run starting at the first row whose band has not ended.
+        // The x-only part of the density (the lead-in) once per x node where it matters (a few
+        // dozen near the threshold); then every row's weights, rows side by side on the pool.
         let plain = PlainKernel::new(model, x_lo, h);
-        let mut r0 = 0;
-        for (j, &xj) in x.iter().enumerate() {
-            while r0 < rows.len() && rows[r0].first + rows[r0].weights.len() <= j {
-                r0 += 1;
+        let leads = LeadIns::new(model, &x);
+        let scale: Vec<f64> = x.iter().enumerate().map(|(j, &xj)| eff(xj) * wq(j)).collect();
+        rows.par_iter_mut().for_each(|row| {
+            for (w, j) in row.weights.iter_mut().zip(row.first..) {
+                *w = kernel_at(model, &plain, row.k, row.y, j, x[j], leads.at(j)) * scale[j];
             }
-            if r0 == rows.len() {
-                break;
-            }
-            if rows[r0].first > j {
-                continue;
-            }
-            let prep = model.prepare(xj);
-            let scale = eff(xj) * wq(j);
-            for row in rows[r0..].iter_mut().take_while(|r| r.first <= j) {
-                if let Some(w) = row.weights.get_mut(j - row.first) {
-                    *w = kernel_at(model, &plain, row.k, row.y, j, xj, &prep) * scale;
-                }
-            }
-        }
+        });
         Ok(Self {
             ln_x: x.iter().map(|v| v.ln()).collect(),
             x,
@@ -183,7 +202,7 @@ impl<'a> MeasuredLikelihood<'a> {
             efficiency,
             y_max,
             plain,
-            scratch: RefCell::new(Vec::with_capacity(nx + 1)),
+            leads,
         })
     }
 
@@ -209,9 +228,13 @@ impl<'a> MeasuredLikelihood<'a> {
         if !(ALPHA_LO..=ALPHA_HI).contains(&alpha) || !(self.ln_xc_lo..=self.ln_xc_hi).contains(&ln_xc) {
             return f64::NEG_INFINITY;
         }
-        let mut p = self.scratch.borrow_mut();
-        let (m, ln_tail) = self.law(alpha, ln_xc.exp(), &mut p);
-        let z = self.norm(&p, m, ln_tail);
+        LAW.with(|cell| self.at_with(alpha, ln_xc, &mut cell.borrow_mut()))
+    }
+
+    /// [`MeasuredLikelihood::at`] with the law written into `p`.
+    fn at_with(&self, alpha: f64, ln_xc: f64, p: &mut Vec<f64>) -> f64 {
+        let (m, ln_tail) = self.law(alpha, ln_xc.exp(), p);
+        let z = self.norm(p, m, ln_tail);
         if !(z > 0.0 && z.is_finite()) {
             return f64::NEG_INFINITY;
         }
@@ -270,7 +293,7 @@ impl<'a> MeasuredLikelihood<'a> {
             if bins[k0].1 > j {
                 continue;
             }
-            let prep = self.model.prepare(xj);
+            let prep = self.leads.at(j);
             let wq = if j == 0 || j == nx { 0.5 * self.h } else { self.h };
             let scale = eff(xj) * wq * p[j];
             let cover = f[k0..].iter_mut().zip(&bins[k0..]).zip(&row_of[k0..]).enumerate();
@@ -278,7 +301,7 @@ impl<'a> MeasuredLikelihood<'a> {
                 let tabulated = row.and_then(|r| r.weights.get(j.checked_sub(r.first)?));
                 *fk += match tabulated {
                     Some(w) => w * p[j],
-                    None => kernel_at(self.model, &self.plain, k0 + i, y, j, xj, &prep) * scale,
+                    None => kernel_at(self.model, &self.plain, k0 + i, y, j, xj, prep) * scale,
                 };
             }
         }
