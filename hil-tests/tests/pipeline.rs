@@ -113,7 +113,14 @@ fn a_full_run_over_modbus_tcp_and_scpi_writes_a_gap_free_file_and_finds_the_shim
         in_run.len(),
         detected.len()
     );
-    assert!(recall >= 0.95, "recall {recall}");
-    assert!(precision >= 0.95, "precision {precision}");
+    // Floors from sampling error, not from the rate itself: docs/accuracy.md measures a recall
+    // of 97.9 % (418/427) for |x| ≥ 7e-4 at 1 kHz, so with ≈ 50 large spikes a run a floor of
+    // 0.95 (at most 2 misses) failed about 1 run in 11 for no fault (binomial, p = 9/427), and
+    // which spikes noise hides moves with the race between the shim's clock and the host's first
+    // command. 0.85 (8 misses) fails a correct path about once in 10^5 runs; a path that loses,
+    // corrupts or misaligns readings (a current on the wrong sample, digits lost) still misses
+    // most spikes, and a gap fails the sequence check above.
+    assert!(recall >= 0.85, "recall {recall}");
+    assert!(precision >= 0.85, "precision {precision}");
     Ok(())
 }
