@@ -83,11 +83,13 @@ impl Drop for Daemon {
     }
 }
 
-/// Start a 6 s program and return the client once the run is in its load segment.
+/// Start a program with a 60 s hold and return the client once the run is in its load segment.
+/// Every test here ends the run itself (signal, kill or abort); the long hold keeps it running
+/// until then however slowly a loaded host gets through the steps in between.
 fn start_and_wait_for_load(d: &Daemon) -> (Client, String) {
     let mut c = Client::connect(&d.socket).expect("connect");
     c.call("events.subscribe", json!({ "samples": false })).expect("subscribe");
-    let r = c.call("run.start", start_params(&config_with(0.3, 2.0, 2.0, 2.0))).expect("start");
+    let r = c.call("run.start", start_params(&config_with(0.3, 2.0, 60.0, 2.0))).expect("start");
     let file = r["file"].as_str().expect("file").to_string();
     loop {
         let n = c.next_note().expect("notes until load");

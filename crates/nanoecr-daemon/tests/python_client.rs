@@ -112,8 +112,9 @@ fn python_client_watches_a_real_time_run_that_another_client_aborts() {
     require_python();
     let d = TestDaemon::start();
     let mut c = d.client();
-    // 0.2 s settle + 3 s load + 3 s hold + 3 s unload, paced: long enough to be aborted mid-load.
-    c.call("run.start", start_params(&config_with(0.2, 3.0, 3.0, 3.0))).expect("start");
+    // 0.2 s settle + 3 s load + 60 s hold + 3 s unload, paced: aborted mid-load, and running
+    // until the abort however slowly a loaded host starts the Python clients.
+    c.call("run.start", start_params(&config_with(0.2, 3.0, 60.0, 3.0))).expect("start");
 
     let mut watch =
         client(&d.socket).arg("watch").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn watch");

@@ -293,7 +293,8 @@ fn abort_ramps_down_and_ends_aborted() {
     let d = TestDaemon::start();
     let mut c = d.client();
     c.call("events.subscribe", json!({ "samples": false })).expect("subscribe");
-    c.call("run.start", start_params(&common::config_with(0.2, 2.0, 2.0, 2.0))).expect("start");
+    // A 60 s hold: the run is still going when the abort comes, however loaded the host.
+    c.call("run.start", start_params(&common::config_with(0.2, 2.0, 60.0, 2.0))).expect("start");
     // Wait for the load segment by progress, then abort.
     loop {
         let n = c.next_note().expect("note");
