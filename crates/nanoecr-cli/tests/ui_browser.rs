@@ -83,6 +83,9 @@ fn nanoecr_bin() -> PathBuf {
 fn start_daemon(socket: &Path, out_dir: &Path) -> Kill {
     spawn_until(
         Command::new(nanoecrd_bin())
+            // Rig locks of its own, next to the socket: not the machine-wide /run/lock, where
+            // every test run would leave a lock file behind.
+            .env("NANOECR_LOCK_DIR", socket.with_file_name("locks"))
             .arg("--socket")
             .arg(socket)
             .arg("--out-dir")

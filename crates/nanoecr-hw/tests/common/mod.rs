@@ -119,6 +119,15 @@ pub fn serve_pty(mut script: Script) -> (String, OwnedFd, Log) {
     (path, pty.slave, log)
 }
 
+/// Reply timeout of the test configs, ms: a bound for a loaded machine, which may deschedule the
+/// responder thread for longer than an instrument's few hundred ms. The tests of a silent meter
+/// set their own ([`SILENCE_TIMEOUT_MS`]).
+pub const REPLY_TIMEOUT_MS: u64 = 5000;
+
+/// The reply timeout of the tests in which the meter never answers: short, since nothing can
+/// arrive however the machine schedules the responder.
+pub const SILENCE_TIMEOUT_MS: u64 = 300;
+
 /// A `[hardware.smu]` for `model` over TCP to `addr`.
 pub fn tcp_config(model: SmuModel, addr: SocketAddr) -> SmuConfig {
     SmuConfig {
@@ -126,7 +135,7 @@ pub fn tcp_config(model: SmuModel, addr: SocketAddr) -> SmuConfig {
         transport: SmuTransport::Tcp,
         address: Some(addr.ip().to_string()),
         port: addr.port(),
-        timeout_ms: 300,
+        timeout_ms: REPLY_TIMEOUT_MS,
         retries: 0,
         ..SmuConfig::default()
     }
@@ -138,7 +147,7 @@ pub fn path_config(model: SmuModel, transport: SmuTransport, path: &str) -> SmuC
         model: Some(model),
         transport,
         device: Some(path.to_string()),
-        timeout_ms: 300,
+        timeout_ms: REPLY_TIMEOUT_MS,
         retries: 0,
         ..SmuConfig::default()
     }
