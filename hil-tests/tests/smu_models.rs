@@ -5,15 +5,16 @@
 //! recorded in the file.
 //!
 //! These tests check data, not the host's timing (the machine runs other builds at once): the
-//! timing and tracking interlocks are off ([`data_only_limits`]) and reply timeouts are 2 s,
-//! except in the timeout row, whose injected latency (3 s) is fifteen times its 200 ms timeout.
+//! timing and tracking interlocks and the integral term are off ([`data_only`]) and reply
+//! timeouts are 2 s, except in the timeout row, whose injected latency (3 s) is fifteen times its
+//! 200 ms timeout.
 
 use anyhow::Context;
 use nanoecr_analysis::scoring::{score_events, ScoreOptions, ScoreReport};
 use nanoecr_core::config::hardware::{Backend, SmuTrigger};
 use nanoecr_core::{Event, EventKind, RunStatus};
 use nanoecr_daemon::run::{start_run, RunOptions};
-use nanoecr_hil_tests::{data_only_limits, drive, first_gap, generous_timeouts, hil_config_smu, workspace_root, Shim};
+use nanoecr_hil_tests::{data_only, drive, first_gap, generous_timeouts, hil_config_smu, workspace_root, Shim};
 
 const SHIM: &str = env!("CARGO_BIN_EXE_rig-shim");
 
@@ -53,7 +54,7 @@ fn run_model_paced(config: &str, model: &str, smu_link: &[&str], trigger: SmuTri
     let shim = Shim::spawn(SHIM, &cfg_path, &args)?;
     // Two cores shared by the shim's clock, the host loop and the harness (as in pipeline.rs).
     let cfg = hil_config_smu(&cfg_path, &shim, |c| {
-        data_only_limits(c);
+        data_only(c);
         c.raw.hardware.loadframe.timeout_ms = 2000;
         c.raw.hardware.smu.timeout_ms = 2000;
         c.raw.hardware.smu.trigger = trigger;
@@ -137,7 +138,7 @@ fn run_fault(
     args.extend_from_slice(fault);
     let shim = Shim::spawn(SHIM, &cfg_path, &args)?;
     let cfg = hil_config_smu(&cfg_path, &shim, |c| {
-        data_only_limits(c);
+        data_only(c);
         c.raw.hardware.loadframe.timeout_ms = 2000;
         c.raw.hardware.smu.retries = retries;
         c.raw.hardware.smu.timeout_ms = timeout_ms;
@@ -270,7 +271,7 @@ fn spike_detection_matches_the_simulated_backend_on_the_same_seed() -> anyhow::R
     let cfg_path = scoring_config(dir.path(), "hil-keithley2450.toml")?;
     let mut cfg = nanoecr_core::config::load(&cfg_path)?;
     cfg.raw.hardware.backend = Backend::Sim;
-    data_only_limits(&mut cfg);
+    data_only(&mut cfg);
     let rig = nanoecr_hw::open_rig(&cfg)?;
     let file = dir.path().join("sim.h5");
     let summary = start_run(cfg, rig, RunOptions { file_path: Some(file.clone()), ..Default::default() })?.join()?;
@@ -287,7 +288,7 @@ fn spike_detection_matches_the_simulated_backend_on_the_same_seed() -> anyhow::R
             ["--tcp", "127.0.0.1:0", "--smu-model", model, "--smu-listen", "127.0.0.1:0", "--ground-truth", gt_arg];
         let shim = Shim::spawn(SHIM, &cfg_path, &args)?;
         let cfg = hil_config_smu(&cfg_path, &shim, |c| {
-            data_only_limits(c);
+            data_only(c);
             c.raw.hardware.loadframe.timeout_ms = 2000;
             c.raw.hardware.smu.timeout_ms = 2000;
         })?;
