@@ -8,7 +8,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use common::{config_with, short_config, start_params, TestDaemon};
@@ -20,6 +20,17 @@ const LIMIT: Duration = Duration::from_secs(120);
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/client.py")
+}
+
+/// One test of this file at a time. Each runs the daemon in this process and starts Python
+/// clients while its run goes on; libhdf5 opens files without `O_CLOEXEC`, and the store compacts
+/// a finished run through a temporary file it creates with an exclusive `flock` and renames over
+/// the run. A client one test starts during the other's compaction would hold that lock for its
+/// life (a `watch` lives for seconds), and the other test's `read_run` would fail with "unable to
+/// lock file, errno = 11". Costs the few seconds of the shorter test.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Like the other interop tests, fail (never skip) without python3: scripts/setup.sh installs it.
@@ -57,6 +68,7 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 
 #[test]
 fn python_client_info_submit_watch_and_exit_codes() {
+    let _one = one_at_a_time();
     require_python();
     let d = TestDaemon::start();
     let cfg = d.dir.path().join("short.toml");
@@ -109,6 +121,7 @@ fn python_client_info_submit_watch_and_exit_codes() {
 
 #[test]
 fn python_client_watches_a_real_time_run_that_another_client_aborts() {
+    let _one = one_at_a_time();
     require_python();
     let d = TestDaemon::start();
     let mut c = d.client();
