@@ -153,15 +153,16 @@ pub fn path_config(model: SmuModel, transport: SmuTransport, path: &str) -> SmuC
     }
 }
 
-/// Call `f` until it yields something, at most 5 s (a bound for a loaded machine; the meter
-/// drivers answer on their own poll interval, a few ms).
+/// Call `f` until it yields something, at most 60 s (a bound that only catches a hang: the meter
+/// drivers answer on their own poll interval, a few ms, but a loaded machine may deschedule the
+/// responder thread for seconds).
 pub fn until<T>(mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(v) = f() {
             return v;
         }
-        assert!(std::time::Instant::now() < deadline, "condition not met within 5 s");
+        assert!(std::time::Instant::now() < deadline, "condition not met within 60 s");
         std::thread::yield_now();
     }
 }
