@@ -645,30 +645,49 @@ fn a_pinned_run_starts_the_compression_worker_off_the_loop_cpu_and_leaves_the_ca
     let before = cpus_allowed(me).expect("the caller's CPU set");
     let dir = tempfile::tempdir().expect("tempdir");
     let off = format!("max_displacement_nm = 600.0\n{TIMING_INTERLOCKS_OFF}");
-    let cfg = short_config(&[("settle_s = 0.5", "settle_s = 0.5\ncpu = 0"), ("max_displacement_nm = 600.0", &off)]);
+    // A 60 s hold: the run is aborted below, and must still be going (its workers alive) however
+    // long a loaded host takes to get there.
+    let cfg = short_config(&[
+        ("settle_s = 0.5", "settle_s = 0.5\ncpu = 0"),
+        ("max_displacement_nm = 600.0", &off),
+        ("hold_s = 1.0", "hold_s = 60.0"),
+    ]);
     let rig = nanoecr_hw::sim::rig(&cfg);
     let opts = RunOptions { file_path: Some(dir.path().join("pinned_worker.h5")), ..RunOptions::default() };
     let handle = start_run(cfg, rig, opts).expect("run starts");
     assert_eq!(cpus_allowed(me).expect("the caller's CPU set"), before, "the caller's CPU set is restored");
+    let excludes_0 = |list: &str| {
+        !list.is_empty()
+            && !list.split(',').any(|r| {
+                let mut b = r.split('-').map(|x| x.trim().parse::<usize>().unwrap_or(usize::MAX));
+                b.next().is_some_and(|lo| lo == 0)
+            })
+    };
     // Other tests of this binary run alongside and have workers of their own; at least one worker
-    // (this run's) must exclude CPU 0. Without the fix every worker keeps the caller's set.
-    let mut sets = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task").flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        // The store names its compression workers nanoecr-defl0, nanoecr-defl1 (15-byte comm limit).
-        if comm.trim().starts_with("nanoecr-defl") {
-            sets.push(cpus_allowed(&task.path().join("status")).unwrap_or_default());
+    // (this run's) must exclude CPU 0. Without the fix every worker keeps the caller's set. A
+    // thread takes its CPU set when it is created but its name only once it first runs, which a
+    // loaded machine may delay: so look until a named worker shows the set (a bound of 60 s only
+    // catches the failure; under CPU load this run's workers were once not yet named).
+    let worker_sets = || -> Vec<String> {
+        let mut sets = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task").flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            // The store names its compression workers nanoecr-defl0, nanoecr-defl1 (15-byte comm limit).
+            if comm.trim().starts_with("nanoecr-defl") {
+                sets.push(cpus_allowed(&task.path().join("status")).unwrap_or_default());
+            }
         }
+        sets
+    };
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut sets = worker_sets();
+    while !sets.iter().any(|l| excludes_0(l)) && std::time::Instant::now() < give_up {
+        std::thread::yield_now();
+        sets = worker_sets();
     }
     handle.abort(EndReason::OperatorAbort);
     handle.join().expect("run ends");
-    let excludes_0 = |list: &str| {
-        !list.split(',').any(|r| {
-            let mut b = r.split('-').map(|x| x.trim().parse::<usize>().unwrap_or(usize::MAX));
-            b.next().is_some_and(|lo| lo == 0)
-        })
-    };
-    assert!(sets.iter().any(|l| !l.is_empty() && excludes_0(l)), "worker CPU sets {sets:?}");
+    assert!(sets.iter().any(|l| excludes_0(l)), "worker CPU sets {sets:?}");
 }
 
 /// The live batches' Δρ/ρ envelope, checked against the file: at 10 kHz every 10th sample is
