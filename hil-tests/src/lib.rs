@@ -200,6 +200,17 @@ pub fn data_only(cfg: &mut RunConfig) {
     cfg.raw.control.ki_per_s = 0.0;
 }
 
+/// Whether `n` samples in the file of a complete run are the whole program of `expected` samples,
+/// as far as a data test can tell on a shared machine: the loop ends at the program's last tick
+/// and keeps what the frame's FIFO holds then, and the frame's clock runs on its own, so the count
+/// is `expected` plus however late that tick ran (measured: +63 under CPU load), or less by
+/// however far the shim's clock had fallen behind (−12). Within 10 % below, 50 % above: a run
+/// that lost or duplicated samples fails the sequence check, one that stopped early this bound.
+pub fn covers_the_program(n: u64, expected: u64) -> bool {
+    let (n, expected) = (n as f64, expected as f64);
+    n >= 0.9 * expected && n <= 1.5 * expected
+}
+
 /// What [`drive`] recorded.
 #[derive(Debug, Default)]
 pub struct Trace {

@@ -7,7 +7,7 @@ use anyhow::Context;
 use nanoecr_core::config::hardware::Transport;
 use nanoecr_core::RunStatus;
 use nanoecr_daemon::run::{start_run, RunOptions};
-use nanoecr_hil_tests::{data_only, first_gap, hil_config_from, hil_toml, Shim};
+use nanoecr_hil_tests::{covers_the_program, data_only, first_gap, hil_config_from, hil_toml, Shim};
 
 const SHIM: &str = env!("CARGO_BIN_EXE_rig-shim");
 
@@ -59,7 +59,8 @@ fn a_full_run_over_modbus_tcp_and_scpi_writes_a_gap_free_file_and_finds_the_shim
     let run = nanoecr_store::read_run(&file)?;
     assert_eq!(run.status, RunStatus::Complete);
     let n = run.data.len() as u64;
-    assert!(n + 5 >= expected && n <= expected + 50, "{n} samples for {expected} expected");
+    assert!(covers_the_program(n, expected), "{n} samples for {expected} expected");
+    assert_eq!(summary.samples, n, "every sample of the loop is in the file");
     // Sequence numbers from the shared trigger, without a gap, starting where the device started.
     let first = run.data.seq[0];
     assert_eq!(first_gap(run.data.seq.iter().map(|s| s - first)), None, "sequence gap in the file");

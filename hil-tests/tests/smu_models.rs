@@ -14,7 +14,9 @@ use nanoecr_analysis::scoring::{score_events, ScoreOptions, ScoreReport};
 use nanoecr_core::config::hardware::{Backend, SmuTrigger};
 use nanoecr_core::{Event, EventKind, RunStatus};
 use nanoecr_daemon::run::{start_run, RunOptions};
-use nanoecr_hil_tests::{data_only, drive, first_gap, generous_timeouts, hil_config_smu, workspace_root, Shim};
+use nanoecr_hil_tests::{
+    covers_the_program, data_only, drive, first_gap, generous_timeouts, hil_config_smu, workspace_root, Shim,
+};
 
 const SHIM: &str = env!("CARGO_BIN_EXE_rig-shim");
 
@@ -70,7 +72,8 @@ fn run_model_paced(config: &str, model: &str, smu_link: &[&str], trigger: SmuTri
     assert_eq!(summary.status, RunStatus::Complete, "{model}: {}", summary.end_reason);
     let run = nanoecr_store::read_run(&file)?;
     let n = run.data.len() as u64;
-    assert!(n + 5 >= expected && n <= expected + 50, "{model}: {n} samples for {expected} expected");
+    assert!(covers_the_program(n, expected), "{model}: {n} samples for {expected} expected");
+    assert_eq!((summary.samples, summary.dropped), (n, 0), "{model}: every sample of the loop is in the file");
     let first = run.data.seq[0];
     assert_eq!(first_gap(run.data.seq.iter().map(|s| s - first)), None, "{model}: sequence gap");
     let finite = run.data.current_a.iter().filter(|c| c.is_finite()).count() as u64;
