@@ -231,7 +231,9 @@ fn submit_watch_status_runs_and_abort_against_a_real_daemon() {
     // A real-time run: submit (no --watch) returns at once; watch follows it; a second submit
     // is refused; status shows it; abort ends it, and watch exits 4.
     let long = d.dir.path().join("long.toml");
-    std::fs::write(&long, config_with(0.2, 3.0, 3.0, 3.0)).expect("write");
+    // A 60 s hold: it is aborted below, and must still be running then however slowly a loaded
+    // host gets through the client commands in between.
+    std::fs::write(&long, config_with(0.2, 3.0, 60.0, 3.0)).expect("write");
     let o = run(&mut d.nanoecr(&["submit", long.to_str().expect("utf-8")]));
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     assert!(out(&o).starts_with("started run 2: "), "{}", out(&o));
@@ -300,7 +302,8 @@ fn ctrl_c_on_submit_watch_says_the_run_continues_and_how_to_abort_it() {
 
     let d = Daemon::spawn();
     let long = d.dir.path().join("long.toml");
-    std::fs::write(&long, config_with(0.2, 30.0, 3.0, 3.0)).expect("write");
+    // Aborted below; the 60 s hold keeps it running until then on however loaded a host.
+    std::fs::write(&long, config_with(0.2, 30.0, 60.0, 3.0)).expect("write");
     let mut watch = d
         .nanoecr(&["submit", long.to_str().expect("utf-8"), "--watch"])
         .stdout(Stdio::piped())
