@@ -99,7 +99,10 @@ def main():
         fail(f"sequence numbers {seqs}")
     if any(t != q * 1000 for q, t, _, _ in samples):
         fail(f"device times {[s[1] for s in samples]} (expected seq * 1000 us at 1 kHz)")
-    if any(not (0.0 <= load < 600.0) for _, _, load, _ in samples):
+    # Loads are measured: before the 500 uN command reaches the actuator (how many samples that
+    # is depends on how fast this script ran since the reset) the sensor reads 0 +- its noise
+    # (config/hil.toml's simulation: sigma 0.05 uN), so a few tenths below zero are a reading.
+    if any(not (-0.5 <= load < 600.0) for _, _, load, _ in samples):
         fail(f"loads {[s[2] for s in samples]}")
     ok(f"FIFO window: {k} samples, seq 0..{k - 1}, time = seq x 1 ms, loads {samples[0][2]:.1f}..{samples[-1][2]:.1f} uN")
 
@@ -125,7 +128,9 @@ def main():
     ok("exceptions 02 (address), 03 (value), 04 (not in this mode)")
 
     check(c.write_register(0, 3, device_id=UNIT), "safe unload")
-    for _ in range(200):
+    # Poll until the ramp-down ends; 30 s bounds a hang on a loaded machine, it is no pace.
+    end = time.monotonic() + 30.0
+    while time.monotonic() < end:
         st = check(c.read_input_registers(100, count=1, device_id=UNIT), "status").registers[0]
         if st & 0b100 == 0:
             break

@@ -179,6 +179,38 @@ pub fn hil_config_smu(path: &Path, shim: &Shim, edit: impl FnOnce(&mut RunConfig
     Ok(cfg)
 }
 
+/// The settings of a HIL test that checks data (a complete, gap-free file, the spikes in it), not
+/// the host's timing or the loop's response to it. The shim's frame runs on its own clock, so a
+/// host that the machine's other work stalls for a second leaves the frame on a stale command and
+/// the setpoint runs ahead of the load (the loop skips to the newest due tick). Seen in a shake
+/// of the HIL tests under CPU load (4 busy loops, load average 15), one failure per kind:
+/// - the tracking interlock tripped on the stall, not on the rig ("load 0.1 µN off its setpoint
+///   547.5 µN … for 50.0 ms");
+/// - the frame's overload trip: after the stall the FIFO's backlog comes in 120 samples a tick,
+///   oldest first, so the PI integrates a stale error for several ticks and winds up to
+///   setpoint + 3000 µN ("controller fault: overload"). That is the loop's catch-up to fix
+///   (reported); these tests keep the proportional term, which cannot wind up.
+///
+/// So: the timing interlocks off, the tracking interlock off, and no integral term. Every
+/// interlock is tested deterministically, with a stalling or jammed frame, in
+/// crates/nanoecr-daemon/tests/pipeline.rs.
+pub fn data_only(cfg: &mut RunConfig) {
+    cfg.raw.limits = cfg.raw.limits.clone().without_timing_interlocks();
+    cfg.raw.limits.max_tracking_error_un = f64::INFINITY;
+    cfg.raw.control.ki_per_s = 0.0;
+}
+
+/// Whether `n` samples in the file of a complete run are the whole program of `expected` samples,
+/// as far as a data test can tell on a shared machine: the loop ends at the program's last tick
+/// and keeps what the frame's FIFO holds then, and the frame's clock runs on its own, so the count
+/// is `expected` plus however late that tick ran (measured: +63 under CPU load), or less by
+/// however far the shim's clock had fallen behind (−12). Within 10 % below, 50 % above: a run
+/// that lost or duplicated samples fails the sequence check, one that stopped early this bound.
+pub fn covers_the_program(n: u64, expected: u64) -> bool {
+    let (n, expected) = (n as f64, expected as f64);
+    n >= 0.9 * expected && n <= 1.5 * expected
+}
+
 /// What [`drive`] recorded.
 #[derive(Debug, Default)]
 pub struct Trace {

@@ -206,7 +206,9 @@ fn fifo_overflow_is_a_stream_error_with_the_lost_count() -> anyhow::Result<()> {
     use nanoecr_hw::{FrameLimits, FrameReading};
     // 10 kHz fills the 16384-sample FIFO in 1.6 s; a host that stalls 2 s loses the oldest.
     let shim = start_rig_shim(SHIM, &[])?;
-    let cfg = hil_config(&shim, Transport::Tcp, |_| {})?;
+    // Generous reply timeouts: a shim descheduled past hil.toml's 100 ms must not turn the
+    // overflow under test into a timeout.
+    let cfg = hil_config(&shim, Transport::Tcp, generous_timeouts)?;
     let mut frame = nanoecr_hw::modbus::ModbusLoadFrame::connect("LOADFRAME0", &cfg.raw.hardware.loadframe, 10_000.0)?;
     use nanoecr_hw::LoadFrame;
     frame.arm(&FrameLimits { max_load_un: 3000.0, max_displacement_nm: 600.0 })?;

@@ -7,7 +7,7 @@ use anyhow::Context;
 use nanoecr_core::config::hardware::Transport;
 use nanoecr_core::RunStatus;
 use nanoecr_daemon::run::{start_run, RunOptions};
-use nanoecr_hil_tests::{first_gap, hil_config_from, hil_toml, Shim};
+use nanoecr_hil_tests::{covers_the_program, data_only, first_gap, hil_config_from, hil_toml, Shim};
 
 const SHIM: &str = env!("CARGO_BIN_EXE_rig-shim");
 
@@ -36,13 +36,14 @@ fn a_full_run_over_modbus_tcp_and_scpi_writes_a_gap_free_file_and_finds_the_shim
 
     // The shim's device clock, the host loop and the test harness share this machine's two cores,
     // so ticks overrun more often than on a real rig. This test checks data (a complete, gap-free
-    // file and the spikes in it), not the host's timing: the timing interlocks are off (they are
-    // tested deterministically with a stalling rig in crates/nanoecr-daemon/tests/pipeline.rs).
+    // file and the spikes in it), not the host's timing: the timing and tracking interlocks are
+    // off and the loop has no integral term ([`data_only`] says why; the interlocks are tested
+    // deterministically with a stalling rig in crates/nanoecr-daemon/tests/pipeline.rs).
     // For the same reason the reply timeouts get seconds of margin (hil.toml: 100 ms frame,
     // 250 ms meter): a shim process descheduled for a few hundred ms on a loaded machine is not
     // the fault under test here (timeouts have their own tests in faults.rs).
     let cfg = hil_config_from(&cfg_path, &shim, Transport::Tcp, |c| {
-        c.raw.limits = c.raw.limits.clone().without_timing_interlocks();
+        data_only(c);
         c.raw.hardware.loadframe.timeout_ms = 2000;
         c.raw.hardware.smu.timeout_ms = 2000;
     })?;
@@ -58,7 +59,8 @@ fn a_full_run_over_modbus_tcp_and_scpi_writes_a_gap_free_file_and_finds_the_shim
     let run = nanoecr_store::read_run(&file)?;
     assert_eq!(run.status, RunStatus::Complete);
     let n = run.data.len() as u64;
-    assert!(n + 5 >= expected && n <= expected + 50, "{n} samples for {expected} expected");
+    assert!(covers_the_program(n, expected), "{n} samples for {expected} expected");
+    assert_eq!(summary.samples, n, "every sample of the loop is in the file");
     // Sequence numbers from the shared trigger, without a gap, starting where the device started.
     let first = run.data.seq[0];
     assert_eq!(first_gap(run.data.seq.iter().map(|s| s - first)), None, "sequence gap in the file");
@@ -113,7 +115,14 @@ fn a_full_run_over_modbus_tcp_and_scpi_writes_a_gap_free_file_and_finds_the_shim
         in_run.len(),
         detected.len()
     );
-    assert!(recall >= 0.95, "recall {recall}");
-    assert!(precision >= 0.95, "precision {precision}");
+    // Floors from sampling error, not from the rate itself: docs/accuracy.md measures a recall
+    // of 97.9 % (418/427) for |x| ≥ 7e-4 at 1 kHz, so with ≈ 50 large spikes a run a floor of
+    // 0.95 (at most 2 misses) failed about 1 run in 11 for no fault (binomial, p = 9/427), and
+    // which spikes noise hides moves with the race between the shim's clock and the host's first
+    // command. 0.85 (8 misses) fails a correct path about once in 10^5 runs; a path that loses,
+    // corrupts or misaligns readings (a current on the wrong sample, digits lost) still misses
+    // most spikes, and a gap fails the sequence check above.
+    assert!(recall >= 0.85, "recall {recall}");
+    assert!(precision >= 0.85, "precision {precision}");
     Ok(())
 }

@@ -35,10 +35,17 @@ fn check(trace: &Trace, seconds: f64, rate_hz: f64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tracking_rms_un(trace: &Trace, skip: usize) -> f64 {
-    let errs: Vec<f64> =
-        trace.frames.iter().zip(&trace.setpoints_un).skip(skip).map(|(r, sp)| (r.load_un - sp).powi(2)).collect();
-    (errs.iter().sum::<f64>() / errs.len().max(1) as f64).sqrt()
+/// Tracking error |load − setpoint| of the readings after the first `skip`, µN: (RMS, median).
+/// Each reading is paired with the setpoint of the tick at which it arrived, so a host stall
+/// makes the readings that arrive together after it look late by the stall times the ramp rate
+/// (0.2 s × 2 µN/ms = 400 µN): that moves the RMS, not the median, unless the host stalls for
+/// half the run.
+fn tracking_un(trace: &Trace, skip: usize) -> (f64, f64) {
+    let mut errs: Vec<f64> =
+        trace.frames.iter().zip(&trace.setpoints_un).skip(skip).map(|(r, sp)| (r.load_un - sp).abs()).collect();
+    let rms = (errs.iter().map(|e| e * e).sum::<f64>() / errs.len().max(1) as f64).sqrt();
+    errs.sort_by(f64::total_cmp);
+    (rms, errs.get(errs.len() / 2).copied().unwrap_or(f64::NAN))
 }
 
 fn run(transport: Transport) -> anyhow::Result<()> {
@@ -55,12 +62,17 @@ fn run(transport: Transport) -> anyhow::Result<()> {
     let trace = drive(&mut rig, &cfg, seconds);
     check(&trace, seconds, cfg.rate_hz())?;
     // Feed-forward + PI over the real link: the load follows the trapezoid (peak 2000 µN) to
-    // within a few percent once the integrator has caught the actuator's gain error.
-    let rms = tracking_rms_un(&trace, 200);
-    assert!(rms < 60.0, "load tracking RMS {rms:.1} µN");
+    // within a few µN once the integrator has caught the actuator's gain error (measured: RMS
+    // 1.5–2.7 µN, median 1.3–1.5 µN on an idle host). The bound is on the median, which a host
+    // stall does not move (see `tracking_un`).
+    let (rms, median) = tracking_un(&trace, 200);
+    assert!(median < 10.0, "load tracking median {median:.1} µN (RMS {rms:.1} µN)");
     let peak = trace.frames.iter().map(|r| r.load_un).fold(0.0, f64::max);
     assert!((peak - 2000.0).abs() < 100.0, "peak load {peak} µN");
-    eprintln!("{transport:?}: {} samples, tracking RMS {rms:.1} µN, peak {peak:.0} µN", trace.frames.len());
+    eprintln!(
+        "{transport:?}: {} samples, tracking RMS {rms:.1} µN, median {median:.2} µN, peak {peak:.0} µN",
+        trace.frames.len()
+    );
     drop(rig);
     shim.stop()?;
     Ok(())

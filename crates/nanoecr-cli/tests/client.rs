@@ -231,7 +231,9 @@ fn submit_watch_status_runs_and_abort_against_a_real_daemon() {
     // A real-time run: submit (no --watch) returns at once; watch follows it; a second submit
     // is refused; status shows it; abort ends it, and watch exits 4.
     let long = d.dir.path().join("long.toml");
-    std::fs::write(&long, config_with(0.2, 3.0, 3.0, 3.0)).expect("write");
+    // A 60 s hold: it is aborted below, and must still be running then however slowly a loaded
+    // host gets through the client commands in between.
+    std::fs::write(&long, config_with(0.2, 3.0, 60.0, 3.0)).expect("write");
     let o = run(&mut d.nanoecr(&["submit", long.to_str().expect("utf-8")]));
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     assert!(out(&o).starts_with("started run 2: "), "{}", out(&o));
@@ -300,7 +302,8 @@ fn ctrl_c_on_submit_watch_says_the_run_continues_and_how_to_abort_it() {
 
     let d = Daemon::spawn();
     let long = d.dir.path().join("long.toml");
-    std::fs::write(&long, config_with(0.2, 30.0, 3.0, 3.0)).expect("write");
+    // Aborted below; the 60 s hold keeps it running until then on however loaded a host.
+    std::fs::write(&long, config_with(0.2, 30.0, 60.0, 3.0)).expect("write");
     let mut watch = d
         .nanoecr(&["submit", long.to_str().expect("utf-8"), "--watch"])
         .stdout(Stdio::piped())
@@ -409,6 +412,18 @@ fn a_non_root_user_gets_a_per_user_socket_and_a_refused_one_is_told_the_group() 
     assert!(!e.contains("unreachable"), "{e}");
 }
 
+/// A child process killed and reaped when dropped (std's `Child` is left running).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// One master per rig: while `nanoecr run` drives the default rig, a second `nanoecr run` and a
 /// daemon's `run.start` on it are refused (exit 2) with the holder's pid and command; a config
 /// naming another rig runs. The locks are released when the first run ends.
@@ -417,23 +432,38 @@ fn a_second_master_on_the_same_rig_is_refused_with_the_holders_pid_and_command()
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
 
+    // Build (or find) nanoecrd before the first run starts: the build can take minutes on a
+    // fresh clone, and the first run must still hold the rig when the daemon asks for it.
+    nanoecrd_bin();
     let dir = tempfile::tempdir().expect("tempdir");
     let locks = dir.path().join("locks");
-    let cfg = dir.path().join("long.toml");
-    std::fs::write(&cfg, config_with(0.2, 30.0, 3.0, 3.0)).expect("write");
-    let cfg = cfg.to_str().expect("utf-8");
-    let mut first = nanoecr(&["run", cfg, "--out-dir"])
+    let long = dir.path().join("long.toml");
+    // The first run holds the rig until the SIGINT below ends it: its hour-long program cannot
+    // end first however slowly the host runs the steps in between (a 36 s one could, and the
+    // daemon then took the free rig: exit 0, not 2).
+    std::fs::write(&long, config_with(0.2, 3600.0, 3.0, 3.0)).expect("write");
+    // The would-be second masters drive the same rig (the lock is the rig's, not the program's)
+    // with a short program, so that a broken lock fails the test at once, not an hour later.
+    let short = dir.path().join("short.toml");
+    std::fs::write(&short, config_with(0.2, 0.2, 0.2, 0.2)).expect("write");
+    let cfg = short.to_str().expect("utf-8");
+    let spawned = nanoecr(&["run", long.to_str().expect("utf-8"), "--out-dir"])
         .arg(dir.path().join("runs"))
         .env("NANOECR_LOCK_DIR", &locks)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("first nanoecr run");
+    // Killed if the test fails before the SIGINT, so no hour-long run outlives it.
+    let mut first = KillOnDrop(spawned);
+    let first = &mut first.0;
     // The first line on stderr ("nanoecr: writing …") comes after the lock is taken.
     let mut first_err = BufReader::new(first.stderr.take().expect("stderr")).lines();
     let line = first_err.next().expect("a first line").expect("UTF-8");
     assert!(line.starts_with("nanoecr: writing "), "{line}");
     let holder = format!("in use by pid {} (", first.id());
+    // Keep draining its progress lines so a full pipe never stalls it.
+    let first_rest = std::thread::spawn(move || first_err.map_while(Result::ok).collect::<Vec<String>>());
 
     let o = run(nanoecr(&["run", cfg, "--fast", "--out-dir"])
         .arg(dir.path().join("runs2"))
@@ -458,10 +488,13 @@ fn a_second_master_on_the_same_rig_is_refused_with_the_holders_pid_and_command()
     let o = run(&mut d.nanoecr(&["submit", other.to_str().expect("utf-8"), "--fast", "--watch"]));
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
 
+    // Every refusal above was made while the first run was still running (its program lasts an
+    // hour): it has not exited on its own.
+    assert!(first.try_wait().expect("try_wait").is_none(), "the first run ended before SIGINT");
     // When the first run ends, the rig is free again.
     kill(Pid::from_raw(first.id() as i32), Signal::SIGINT).expect("SIGINT");
-    let _rest: Vec<String> = first_err.map_while(Result::ok).collect();
-    assert_eq!(first.wait().expect("first exits").code(), Some(4));
+    let rest = first_rest.join().expect("stderr reader");
+    assert_eq!(first.wait().expect("first exits").code(), Some(4), "{rest:?}");
     let o = run(&mut d.nanoecr(&["submit", cfg, "--fast", "--watch"]));
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
 }

@@ -5,13 +5,42 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use common::{config_with, start_params, wait_for_socket, Client};
 use nanoecr_core::RunStatus;
 use nanoecr_proto::notes::{ProgressNote, RunEndNote};
 use serde_json::json;
+
+/// Held while this process has a run file open and while it starts a child, never across both
+/// at once from two tests. libhdf5 opens files without `O_CLOEXEC` (flags 0100002 seen in
+/// /proc/<pid>/fdinfo), so a daemon started by one test while another test reads its file with
+/// [`read`] would inherit that descriptor and its shared `flock` for its whole life, and the next
+/// daemon's recovery of the file would find it "in use" (`recover` takes an exclusive lock).
+fn fds() -> MutexGuard<'static, ()> {
+    static FDS: Mutex<()> = Mutex::new(());
+    // A failed test poisons the lock; the others may still run.
+    FDS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `read_run`, with no child started meanwhile (see [`fds`]).
+fn read(file: &str) -> Result<nanoecr_store::RunFile, nanoecr_store::StoreError> {
+    let _fds = fds();
+    nanoecr_store::read_run(Path::new(file))
+}
+
+/// `cmd.spawn()`, while no run file is open here (see [`fds`]).
+fn spawn(cmd: &mut Command) -> Child {
+    let _fds = fds();
+    cmd.spawn().expect("spawn")
+}
+
+/// `cmd.output()`, its child started while no run file is open here (see [`fds`]).
+fn output(cmd: &mut Command) -> Output {
+    spawn(cmd.stdout(Stdio::piped()).stderr(Stdio::piped())).wait_with_output().expect("output")
+}
 
 struct Daemon {
     child: Child,
@@ -24,18 +53,18 @@ impl Daemon {
         let cfg = dir.join("nanoecrd.toml");
         std::fs::write(&cfg, format!("[output]\ndirectory = \"{}\"\n{extra_config}", dir.join("runs").display()))
             .expect("write config");
-        let child = Command::new(env!("CARGO_BIN_EXE_nanoecrd"))
-            .env("NANOECR_LOCK_DIR", dir.join("locks"))
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--log-format")
-            .arg("json")
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn nanoecrd");
+        let child = spawn(
+            Command::new(env!("CARGO_BIN_EXE_nanoecrd"))
+                .env("NANOECR_LOCK_DIR", dir.join("locks"))
+                .arg("--config")
+                .arg(&cfg)
+                .arg("--socket")
+                .arg(&socket)
+                .arg("--log-format")
+                .arg("json")
+                .stdin(Stdio::null())
+                .stderr(Stdio::inherit()),
+        );
         wait_for_socket(&socket, Duration::from_secs(30));
         Self { child, socket }
     }
@@ -54,11 +83,13 @@ impl Drop for Daemon {
     }
 }
 
-/// Start a 6 s program and return the client once the run is in its load segment.
+/// Start a program with a 60 s hold and return the client once the run is in its load segment.
+/// Every test here ends the run itself (signal, kill or abort); the long hold keeps it running
+/// until then however slowly a loaded host gets through the steps in between.
 fn start_and_wait_for_load(d: &Daemon) -> (Client, String) {
     let mut c = Client::connect(&d.socket).expect("connect");
     c.call("events.subscribe", json!({ "samples": false })).expect("subscribe");
-    let r = c.call("run.start", start_params(&config_with(0.3, 2.0, 2.0, 2.0))).expect("start");
+    let r = c.call("run.start", start_params(&config_with(0.3, 2.0, 60.0, 2.0))).expect("start");
     let file = r["file"].as_str().expect("file").to_string();
     loop {
         let n = c.next_note().expect("notes until load");
@@ -81,7 +112,7 @@ fn sigterm_mid_run_aborts_safely_and_exits_zero() {
     let status = d.child.wait().expect("wait");
     assert_eq!(status.code(), Some(0), "nanoecrd exits 0 after a safe abort");
     assert!(!d.socket.exists(), "socket removed on exit");
-    let f = nanoecr_store::read_run(Path::new(&file)).expect("readable");
+    let f = read(&file).expect("readable");
     assert_eq!(f.status, RunStatus::Aborted);
     assert!(f.end_reason.as_deref().unwrap_or("").contains("SIGTERM"), "{:?}", f.end_reason);
     let last = *f.data.load_un.last().expect("samples");
@@ -98,13 +129,24 @@ fn sigterm_mid_run_aborts_safely_and_exits_zero() {
 fn kill_9_mid_run_leaves_a_readable_running_file_that_the_next_daemon_recovers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut d = Daemon::spawn(dir.path(), "");
-    let (_c, file) = start_and_wait_for_load(&d);
+    let (mut c, file) = start_and_wait_for_load(&d);
+    // Kill once 1500 samples have been appended to the file. The consumer flushes whenever
+    // 100 ms have passed since its last flush, so the rows not yet flushed are those appended
+    // in the last 100 ms of its work: at 1 kHz about 100, more only if the consumer catches up on
+    // a backlog after the host stalled it, and 800 needs a stall of 0.8 s at this very moment.
+    loop {
+        let n = c.next_note().expect("notes until 1500 samples");
+        if n.method == "progress" && n.params::<ProgressNote>().expect("p").samples >= 1500 {
+            break;
+        }
+    }
     d.signal(nix::sys::signal::Signal::SIGKILL);
     let _ = d.child.wait();
-    let f = nanoecr_store::read_run(Path::new(&file)).expect("readable after kill -9");
+    let f = read(&file).expect("readable after kill -9");
     assert_eq!(f.status, RunStatus::Running);
-    // Flushed at least every 100 ms, and we killed after 1 s of run time.
     assert!(f.data.time_s.len() >= 700, "rows to the last flush: {}", f.data.time_s.len());
+    let first = f.data.seq[0];
+    assert!(f.data.seq.iter().enumerate().all(|(i, &s)| s == first + i as u64), "gap-free rows");
     assert!(d.socket.exists(), "a crash leaves the socket file behind");
     drop(d);
 
@@ -114,7 +156,7 @@ fn kill_9_mid_run_leaves_a_readable_running_file_that_the_next_daemon_recovers()
     let runs = c.call("runs.list", json!({})).expect("list");
     assert_eq!(runs["runs"][0]["file"], file.as_str(), "{runs}");
     assert_eq!(runs["runs"][0]["status"], "failed");
-    let f = nanoecr_store::read_run(Path::new(&file)).expect("readable after recovery");
+    let f = read(&file).expect("readable after recovery");
     assert_eq!(f.status, RunStatus::Failed);
     assert!(f.data.time_s.len() >= 700);
 }
@@ -123,13 +165,13 @@ fn kill_9_mid_run_leaves_a_readable_running_file_that_the_next_daemon_recovers()
 fn a_second_daemon_on_a_live_socket_refuses_to_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = Daemon::spawn(dir.path(), "");
-    let out = Command::new(env!("CARGO_BIN_EXE_nanoecrd"))
-        .arg("--socket")
-        .arg(&d.socket)
-        .arg("--out-dir")
-        .arg(dir.path().join("runs"))
-        .output()
-        .expect("run second daemon");
+    let out = output(
+        Command::new(env!("CARGO_BIN_EXE_nanoecrd"))
+            .arg("--socket")
+            .arg(&d.socket)
+            .arg("--out-dir")
+            .arg(dir.path().join("runs")),
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("already listening"),
@@ -180,14 +222,14 @@ fn another_user_is_refused_by_peer_credentials() {
                       try: s.sendall(b'{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"daemon.info\"}\\n')\n\
                       except BrokenPipeError: pass\n\
                       print(s.makefile().readline())";
-        let out = Command::new(setpriv)
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(python)
-            .arg("-c")
-            .arg(script)
-            .arg(socket)
-            .output()
-            .expect("run client as nobody");
+        let out = output(
+            Command::new(setpriv)
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(python)
+                .arg("-c")
+                .arg(script)
+                .arg(socket),
+        );
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).expect("one JSON line")
     };

@@ -216,8 +216,10 @@ fn silence_is_a_timeout_and_garbage_a_protocol_error_naming_smu0_and_the_model()
     let mut script = k2450("SCPI", IDN, &[], &[0], &[]);
     let silent: Script =
         Box::new(move |m: &str| if m.starts_with(":TRAC:ACT:END?") { Answer::Silent } else { script(m) });
-    let (k, _) = open(silent);
-    let mut k = k.expect("open");
+    let (addr, _) = serve_tcp(silent);
+    let mut cfg = tcp_config(SmuModel::Keithley2450, addr);
+    cfg.timeout_ms = common::SILENCE_TIMEOUT_MS;
+    let mut k = Keithley2450::open("SMU0", &cfg, PLAN).expect("open");
     k.bias_on(5.0, 1e-4).expect("bias on");
     let mut out = [SmuReading::default(); 4];
     match k.acquire(&mut out) {

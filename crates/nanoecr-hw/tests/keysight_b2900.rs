@@ -68,6 +68,11 @@ fn b2900(idn: &'static str, errors: &[&'static str], counts: &[u64], data: Vec<V
     })
 }
 
+/// [`common::REPLY_TIMEOUT_MS`]: every reply these tests wait for does come.
+fn reply_timeout() -> Duration {
+    Duration::from_millis(common::REPLY_TIMEOUT_MS)
+}
+
 fn open(
     script: Script,
     edit: impl FnOnce(&mut nanoecr_core::config::hardware::SmuConfig),
@@ -106,7 +111,7 @@ fn the_guides_two_element_block_parses_exactly() {
             move |m: &str| if m == ":TRAC:DATA? 0,1" { Answer::Bytes(sent.clone()) } else { Answer::Silent },
         ));
     let link = TcpLink::connect("127.0.0.1", addr.port(), Duration::from_secs(1)).expect("connect");
-    let mut c = ScpiClient::new("SMU0 (test)".into(), Box::new(link), "\n", Duration::from_millis(500), 0);
+    let mut c = ScpiClient::new("SMU0 (test)".into(), Box::new(link), "\n", reply_timeout(), 0);
     let block = c.query_block("read", ":TRAC:DATA? 0,1").expect("block");
     assert_eq!(block.len(), 16);
     let v: Vec<f64> = decode_real64(block).collect();
@@ -124,8 +129,7 @@ fn indefinite_and_mislengthed_blocks_are_protocol_errors() {
     let mut replies = replies;
     let (addr, _) = serve_tcp(Box::new(move |_m: &str| replies.pop_front().map_or(Answer::Silent, Answer::Bytes)));
     let link = TcpLink::connect("127.0.0.1", addr.port(), Duration::from_secs(1)).expect("connect");
-    let mut c =
-        ScpiClient::new("SMU0 (keysight-b2900 test)".into(), Box::new(link), "\n", Duration::from_millis(300), 0);
+    let mut c = ScpiClient::new("SMU0 (keysight-b2900 test)".into(), Box::new(link), "\n", reply_timeout(), 0);
     for expect in ["indefinite-length block (#0)", "not followed by the terminator", "expected a #-block"] {
         match c.query_block("read", ":TRAC:DATA? 0,1") {
             Err(e @ HwError::Protocol { .. }) => {
@@ -255,7 +259,7 @@ fn set_up_errors_missing_readings_timeouts_and_garbage() {
         let mut s = b2900(IDN, &[], &[0], vec![]);
         Box::new(move |m: &str| if m == ":TRAC:POIN:ACT?" { Answer::Silent } else { s(m) })
     };
-    let (k, _) = open(silent, |_| {});
+    let (k, _) = open(silent, |c| c.timeout_ms = common::SILENCE_TIMEOUT_MS);
     let mut k = k.expect("open");
     k.bias_on(5.0, 1e-4).expect("bias on");
     let mut out = [SmuReading::default(); 4];

@@ -119,6 +119,15 @@ pub fn serve_pty(mut script: Script) -> (String, OwnedFd, Log) {
     (path, pty.slave, log)
 }
 
+/// Reply timeout of the test configs, ms: a bound for a loaded machine, which may deschedule the
+/// responder thread for longer than an instrument's few hundred ms. The tests of a silent meter
+/// set their own ([`SILENCE_TIMEOUT_MS`]).
+pub const REPLY_TIMEOUT_MS: u64 = 5000;
+
+/// The reply timeout of the tests in which the meter never answers: short, since nothing can
+/// arrive however the machine schedules the responder.
+pub const SILENCE_TIMEOUT_MS: u64 = 300;
+
 /// A `[hardware.smu]` for `model` over TCP to `addr`.
 pub fn tcp_config(model: SmuModel, addr: SocketAddr) -> SmuConfig {
     SmuConfig {
@@ -126,7 +135,7 @@ pub fn tcp_config(model: SmuModel, addr: SocketAddr) -> SmuConfig {
         transport: SmuTransport::Tcp,
         address: Some(addr.ip().to_string()),
         port: addr.port(),
-        timeout_ms: 300,
+        timeout_ms: REPLY_TIMEOUT_MS,
         retries: 0,
         ..SmuConfig::default()
     }
@@ -138,21 +147,22 @@ pub fn path_config(model: SmuModel, transport: SmuTransport, path: &str) -> SmuC
         model: Some(model),
         transport,
         device: Some(path.to_string()),
-        timeout_ms: 300,
+        timeout_ms: REPLY_TIMEOUT_MS,
         retries: 0,
         ..SmuConfig::default()
     }
 }
 
-/// Call `f` until it yields something, at most 5 s (a bound for a loaded machine; the meter
-/// drivers answer on their own poll interval, a few ms).
+/// Call `f` until it yields something, at most 60 s (a bound that only catches a hang: the meter
+/// drivers answer on their own poll interval, a few ms, but a loaded machine may deschedule the
+/// responder thread for seconds).
 pub fn until<T>(mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(v) = f() {
             return v;
         }
-        assert!(std::time::Instant::now() < deadline, "condition not met within 5 s");
+        assert!(std::time::Instant::now() < deadline, "condition not met within 60 s");
         std::thread::yield_now();
     }
 }
