@@ -188,8 +188,10 @@ pub fn hil_config_smu(path: &Path, shim: &Shim, edit: impl FnOnce(&mut RunConfig
 ///   547.5 µN … for 50.0 ms");
 /// - the frame's overload trip: after the stall the FIFO's backlog comes in 120 samples a tick,
 ///   oldest first, so the PI integrates a stale error for several ticks and winds up to
-///   setpoint + 3000 µN ("controller fault: overload"). That is the loop's catch-up to fix
-///   (reported); these tests keep the proportional term, which cannot wind up.
+///   setpoint + 3000 µN ("controller fault: overload"). The loop now holds its correction while
+///   the feedback is stale (crates/nanoecr-daemon/src/run/feedback.rs), tested with an injected
+///   2 s stall in tests/stall_recovery.rs; these tests still keep only the proportional term,
+///   so that what they judge is the data path, not the controller's response to a stall.
 ///
 /// So: the timing interlocks off, the tracking interlock off, and no integral term. Every
 /// interlock is tested deterministically, with a stalling or jammed frame, in
