@@ -125,7 +125,10 @@ pub fn section(quick: bool, tmp: &Path) -> Result<(Vec<Row>, serde_json::Value)>
                 missed = missed.target("< 0.01 %", |v| v < 0.01);
                 dropped = dropped.target("0", |v| v == 0.0);
             }
-            let batch = nanoecr_daemon::run::control::ticks_per_wakeup(1.0 / rate_hz);
+            let batch = nanoecr_daemon::run::control::ticks_per_wakeup(
+                1.0 / rate_hz,
+                nanoecr_core::config::DEFAULT_WAKEUP_PERIOD_US,
+            );
             rows.push(
                 Row::new("timing", format!("{label}: loop lateness p50"), "µs", col(&|o| o.latency.p50_us)).note(
                     format!(
