@@ -11,11 +11,13 @@
 //! shortly before a deadline, then spins to it, once per wake-up: the last 30 µs up to 10 kHz,
 //! where a wake-up is one tick, and the last 60 µs where it batches ([`spin_window`]). When the
 //! sample period is shorter than [`MIN_WAKE_PERIOD`] (above 10 kHz) a wake-up runs a batch of
-//! [`ticks_per_wakeup`] ticks back to back (10 at 100 kHz) and then sleeps until the next
-//! batch's deadline, so the thread sleeps a third of every 100 µs instead of spinning all the
-//! time (which ran into the kernel's real-time budget). Each tick of a batch keeps its
-//! own sample time, setpoint, command, reads, interlocks and push: a seeded simulated run gives
-//! the same samples batched or not. Timing is counted as follows, batched or not:
+//! [`ticks_per_wakeup`] ticks back to back (`acquisition.wakeup_period_us` / dt: 20 at 100 kHz
+//! with the default 200 µs) and then sleeps until the next batch's deadline, so the thread
+//! sleeps most of every wake-up period instead of spinning all the time (which ran into the
+//! kernel's real-time budget), and fewer wake-ups meet the host's wake-up tail. Each tick of a
+//! batch keeps its own sample time, setpoint, command, reads, interlocks and push: a seeded
+//! simulated run gives the same samples batched or not. Timing is counted as follows, batched
+//! or not:
 //!
 //! - **Lateness** (`loop_lateness`) is one value per wake-up: when the first tick of the
 //!   wake-up starts, minus that tick's deadline (the batch's deadline). The later ticks of a
@@ -25,7 +27,9 @@
 //!   after the next tick's deadline, exactly as without batches (`limits.max_late_fraction`
 //!   judges them over the last `limits.late_window_s`). A wake-up that comes L late misses
 //!   about the first L / dt ticks of its batch, the ones that cannot catch up with their own
-//!   deadlines; on time, every tick of a batch ends well before its next deadline.
+//!   deadlines, whatever the batch's size; on time, every tick of a batch ends well before its
+//!   next deadline (tick j of a batch runs j · (dt − its work) ahead of its own deadline: up to
+//!   ≈ 180 µs for the last of 20 at 100 kHz).
 //!
 //! After a stall (a wake-up ≥ 1 ms and more than one wake-up period late, listed in the
 //! diagnostics with its length and the ticks it affected) the catch-up depends on who clocks the
@@ -45,8 +49,8 @@
 //!
 //! Aborts, interlocks, the safe-unload ramp and the rest phase are all evaluated every tick, and
 //! the loop never sleeps longer than one wake-up period, so a stop request or a trip takes
-//! effect at the next tick: within one batch (≤ 100 µs) above 10 kHz, within one sample period
-//! at and below it, as before.
+//! effect at the next tick: within one batch (≤ `acquisition.wakeup_period_us`, 200 µs by
+//! default) above 10 kHz, within one sample period at and below it, as before.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -64,11 +68,12 @@ const READ_BATCH: usize = 256;
 /// How long before a deadline the loop stops sleeping and spins, so wake-up jitter of the
 /// scheduler does not become tick lateness, at rates up to 10 kHz (one tick per wake-up).
 pub const SPIN_BEFORE_DEADLINE: Duration = Duration::from_micros(30);
-/// The spin window where the loop batches (above 10 kHz). A wake-up there serves ⌈100 µs / dt⌉
-/// ticks of ≈ 0.5 µs work each, so it can afford to spin longer: every µs a wake-up comes past
-/// the window costs a tick at 100 kHz, and on a virtual machine wake-ups 30–60 µs late are
-/// common (docs/performance.md, "Real time on a noisy host"). 60 µs of every 100 µs still
-/// leaves the thread asleep a third of the time, far from the kernel's real-time budget.
+/// The spin window where the loop batches (above 10 kHz). A wake-up there serves a batch of
+/// ticks of ≈ 0.5 µs work each, so it can afford to spin longer: every 10 µs a wake-up comes
+/// past the window costs a tick at 100 kHz, and on a virtual machine wake-ups 30–60 µs late are
+/// common (docs/performance.md, "Real time on a noisy host"). 60 µs of the shortest wake-up
+/// period (100 µs) still leaves the thread asleep a third of the time, far from the kernel's
+/// real-time budget.
 pub const SPIN_BATCHED: Duration = Duration::from_micros(60);
 /// Ticks to keep sampling at zero load after a safe unload, so the file shows the rig at rest.
 const REST_TICKS_AFTER_UNLOAD_S: f64 = 0.05;
@@ -78,7 +83,9 @@ const REST_TICKS_AFTER_UNLOAD_S: f64 = 0.05;
 /// default 950 ms per second), which then stops it for ≈ 45 ms every second: 5 % of the ticks
 /// of a 100 kHz run came tens of milliseconds late that way. Waking at most every 100 µs leaves
 /// each interval asleep but for the spin and the batch's work. 100 µs is
-/// also the 10 kHz period, so every rate up to 10 kHz keeps exactly one tick per wake-up.
+/// also the 10 kHz period, so every rate up to 10 kHz keeps exactly one tick per wake-up. Above
+/// it the wake-up period is `acquisition.wakeup_period_us`, never below this floor (the
+/// config's lower bound).
 pub const MIN_WAKE_PERIOD: Duration = Duration::from_micros(nanoecr_core::config::MIN_WAKEUP_PERIOD_US as u64);
 
 /// A wake-up at least this late (and later than one wake-up period) opens a stall in the
