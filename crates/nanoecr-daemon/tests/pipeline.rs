@@ -185,7 +185,7 @@ fn an_unpaced_run_waits_for_the_writer_instead_of_dropping() {
 
 #[test]
 fn a_paced_100_khz_run_ticks_in_batches_and_gives_the_same_samples_as_an_unpaced_one() {
-    // 100 kHz wakes once per 20 ticks (the default `acquisition.wakeup_period_us`, 200 µs);
+    // 100 kHz wakes once per 40 ticks (the default `acquisition.wakeup_period_us`, 400 µs);
     // unpaced there is no waiting at all, one tick after the other. The simulated world steps once per command, so if every tick of a batch keeps its
     // own time, setpoint, command and reads, the two files hold the same bits. 0.2 s settle +
     // 3 × 0.1 s: 50 000 samples, half a second paced. The default 100 kHz ring (4 s) holds the
@@ -203,7 +203,7 @@ fn a_paced_100_khz_run_ticks_in_batches_and_gives_the_same_samples_as_an_unpaced
     let expected = short_config(&edits).expected_samples();
     let cfg = short_config(&edits);
     let batch = nanoecr_daemon::run::control::ticks_per_wakeup(cfg.dt_s(), cfg.raw.acquisition.wakeup_period_us);
-    assert_eq!(batch, 20);
+    assert_eq!(batch, 40);
     let (sp, paced) = run(short_config(&edits), dir.path(), "paced.h5", RunOptions::default());
     let (su, unpaced) = run(short_config(&edits), dir.path(), "unpaced.h5", fast());
     assert_eq!(sp.status, RunStatus::Complete, "{}", sp.end_reason);
@@ -231,7 +231,7 @@ fn a_paced_100_khz_run_ticks_in_batches_and_gives_the_same_samples_as_an_unpaced
     assert_eq!(format!("{:?}", paced.ground_truth), format!("{:?}", unpaced.ground_truth));
     assert_eq!(format!("{:?}", paced.events), format!("{:?}", unpaced.events));
 
-    // The diagnostics count ticks per tick and lateness per wake-up: ticks 0, 20, 40, … wait for
+    // The diagnostics count ticks per tick and lateness per wake-up: ticks 0, 40, 80, … wait for
     // their deadline, up to and including the tick that finds the program over.
     let d = paced.diagnostics.expect("diagnostics");
     assert!(d.paced);

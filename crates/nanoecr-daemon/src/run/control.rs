@@ -11,8 +11,8 @@
 //! shortly before a deadline, then spins to it, once per wake-up: the last 30 µs up to 10 kHz,
 //! where a wake-up is one tick, and the last 60 µs where it batches ([`spin_window`]). When the
 //! sample period is shorter than [`MIN_WAKE_PERIOD`] (above 10 kHz) a wake-up runs a batch of
-//! [`ticks_per_wakeup`] ticks back to back (`acquisition.wakeup_period_us` / dt: 20 at 100 kHz
-//! with the default 200 µs) and then sleeps until the next batch's deadline, so the thread
+//! [`ticks_per_wakeup`] ticks back to back (`acquisition.wakeup_period_us` / dt: 40 at 100 kHz
+//! with the default 400 µs) and then sleeps until the next batch's deadline, so the thread
 //! sleeps most of every wake-up period instead of spinning all the time (which ran into the
 //! kernel's real-time budget), and fewer wake-ups meet the host's wake-up tail. Each tick of a
 //! batch keeps its own sample time, setpoint, command, reads, interlocks and push: a seeded
@@ -29,7 +29,7 @@
 //!   about the first L / dt ticks of its batch, the ones that cannot catch up with their own
 //!   deadlines, whatever the batch's size; on time, every tick of a batch ends well before its
 //!   next deadline (tick j of a batch runs j · (dt − its work) ahead of its own deadline: up to
-//!   ≈ 180 µs for the last of 20 at 100 kHz).
+//!   ≈ 380 µs for the last of 40 at 100 kHz).
 //!
 //! After a stall (a wake-up ≥ 1 ms and more than one wake-up period late, listed in the
 //! diagnostics with its length and the ticks it affected) the catch-up depends on who clocks the
@@ -49,7 +49,7 @@
 //!
 //! Aborts, interlocks, the safe-unload ramp and the rest phase are all evaluated every tick, and
 //! the loop never sleeps longer than one wake-up period, so a stop request or a trip takes
-//! effect at the next tick: within one batch (≤ `acquisition.wakeup_period_us`, 200 µs by
+//! effect at the next tick: within one batch (≤ `acquisition.wakeup_period_us`, 400 µs by
 //! default) above 10 kHz, within one sample period at and below it, as before.
 
 use std::sync::atomic::Ordering;
@@ -126,7 +126,7 @@ pub fn spin_window(dt_s: f64) -> Duration {
 /// Ticks a paced loop runs per wake-up at sample period `dt_s` with `acquisition.wakeup_period_us`
 /// = `wakeup_period_us`: 1 at 10 kHz and below; above, where the period is shorter than
 /// [`MIN_WAKE_PERIOD`], ⌈wake-up period / dt⌉ (the wake-up period taken as at least
-/// [`MIN_WAKE_PERIOD`]): 20 at 100 kHz and 4 at 20 kHz with the default 200 µs, 10 and 2 with
+/// [`MIN_WAKE_PERIOD`]): 40 at 100 kHz and 8 at 20 kHz with the default 400 µs, 10 and 2 with
 /// 100 µs.
 pub fn ticks_per_wakeup(dt_s: f64, wakeup_period_us: f64) -> u64 {
     if !batches(dt_s) {

@@ -361,7 +361,7 @@ mod tests {
         // the timing interlocks off: a busy machine may make ticks late but must not change
         // what is written. Judged on the data and the batching, never on lateness.
         let demo = include_str!("../../../../config/demo.toml");
-        for (wakeup_period_us, batch) in [(100.0, 10), (200.0, 20), (1000.0, 100)] {
+        for (wakeup_period_us, batch) in [(100.0, 10), (200.0, 20), (400.0, 40), (1000.0, 100)] {
             let text = demo
                 .replace("rate_hz = 1000", "rate_hz = 100000")
                 .replace("[acquisition]\n", &format!("[acquisition]\nwakeup_period_us = {wakeup_period_us:?}\n"))
