@@ -3,8 +3,8 @@
 //!
 //! Lateness is wake-up minus deadline as the loop records it (`/entry/diagnostics/loop_lateness`,
 //! a log₂ histogram; p99.9 is interpolated inside its bin): one value per wake-up, which is one
-//! per tick at 1 and 10 kHz and one per batch of 10 ticks at 100 kHz (the loop wakes at most
-//! every 100 µs). A missed deadline is a tick whose work ended after the next tick's deadline,
+//! per tick at 1 and 10 kHz and one per batch at 100 kHz (the loop wakes every
+//! `acquisition.wakeup_period_us` there, 400 µs by default: 40 ticks). A missed deadline is a tick whose work ended after the next tick's deadline,
 //! counted per tick at every rate; the missed % is of ticks.
 
 use std::path::Path;
