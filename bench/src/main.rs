@@ -68,6 +68,10 @@ struct Args {
     /// rt section: length of each demo and of each cyclictest run after it, s (default 5).
     #[arg(long)]
     rt_seconds: Option<f64>,
+    /// rt section: `acquisition.wakeup_period_us` of the demos, µs (100 to 1000; the config's
+    /// default when absent). Only 100 kHz batches, so only its demos change.
+    #[arg(long)]
+    rt_wakeup_us: Option<f64>,
     /// Internal: run the command after `--` and report its wall time and peak RSS as JSON.
     #[arg(long, hide = true)]
     internal_measure: bool,
@@ -271,6 +275,7 @@ fn rt_options(args: &Args) -> rt::RtOptions {
     if let Some(s) = args.rt_seconds.filter(|s| s.is_finite() && *s > 0.0) {
         o.seconds = s;
     }
+    o.wakeup_period_us = args.rt_wakeup_us;
     o
 }
 

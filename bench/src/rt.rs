@@ -1,7 +1,8 @@
 //! Real time where users run it (issue 15): N consecutive demos of `seconds` each (settle 40 %,
 //! then load, hold and unload 20 % each: 2 + 1 + 1 + 1 s at the default 5 s) at 1, 10 and
 //! 100 kHz, with the demo's own `[limits]` (timing interlocks on), each followed by cyclictest at
-//! the loop's wake-up interval for the same time. One row per figure and rate, and one compact
+//! the loop's wake-up interval for the same time (tick period × ticks per wake-up, both read from
+//! each demo's diagnostics, so `acquisition.wakeup_period_us` is followed wherever it is set). One row per figure and rate, and one compact
 //! table printed at the end of the section.
 //!
 //! Figures per rate: demos completed; missed deadlines per run (ticks whose work ended after the
@@ -40,11 +41,14 @@ pub struct RtOptions {
     pub runs: [usize; 3],
     /// Length of each demo (and of each cyclictest run), s.
     pub seconds: f64,
+    /// `acquisition.wakeup_period_us` of the demos (the config's default when `None`): only
+    /// matters where the loop batches (100 kHz here).
+    pub wakeup_period_us: Option<f64>,
 }
 
 impl Default for RtOptions {
     fn default() -> Self {
-        Self { runs: [20, 10, 10], seconds: 5.0 }
+        Self { runs: [20, 10, 10], seconds: 5.0, wakeup_period_us: None }
     }
 }
 
@@ -70,6 +74,10 @@ struct Demo {
     page_faults: u64,
     preemptions: u64,
     loadavg: String,
+    /// Ticks per wake-up, from the run's diagnostics (ticks ÷ wake-ups).
+    ticks_per_wakeup: u64,
+    /// The loop's wake-up interval (tick period × ticks per wake-up), µs: cyclictest's `-i`.
+    interval_us: u64,
     cyclictest: Latency,
     /// Ticks cyclictest's wake-ups would have cost the loop.
     cyclictest_ticks_missed: u64,
@@ -92,13 +100,26 @@ struct Demo {
     oslat_ticks_missed: Option<f64>,
 }
 
-fn demo(cfg_path: &Path, out: &Path, interval_us: u64, tick_us: f64, seconds: f64, with_oslat: bool) -> Result<Demo> {
+/// Ticks per wake-up of a paced run, from its diagnostics: every wake-up records one lateness,
+/// so ticks ÷ wake-ups, rounded (the last wake-up may find the program over after fewer ticks).
+fn ticks_per_wakeup(ticks: u64, wakeups: u64) -> u64 {
+    if wakeups == 0 {
+        return 1;
+    }
+    ((ticks as f64 / wakeups as f64).round() as u64).max(1)
+}
+
+fn demo(cfg_path: &Path, out: &Path, tick_us: f64, seconds: f64, with_oslat: bool) -> Result<Demo> {
     let loadavg = crate::report::proc_line("/proc/loadavg");
     let (summary, _) = e2e::run_in_process(cfg_path, out, false)?;
     let rf = nanoecr_store::read_run(out).with_context(|| format!("reading {}", out.display()))?;
     let d = rf.diagnostics.as_ref().with_context(|| format!("{} has no /entry/diagnostics", out.display()))?;
     let h = &d.loop_lateness;
     let _ = std::fs::remove_file(out);
+    // cyclictest runs at the interval the loop actually woke at, so its late wake-ups and the
+    // ticks they would cost are counted per the same wake-ups.
+    let batch = ticks_per_wakeup(d.ticks, h.total);
+    let interval_us = (tick_us * batch as f64).round().max(1.0) as u64;
     let loops = ((seconds * 1e6) / interval_us as f64).round() as u64;
     let (ct, ct_text) = cyclictest::run_raw(interval_us, loops)?;
     let spin_us = d.spin_window_us;
@@ -134,6 +155,8 @@ fn demo(cfg_path: &Path, out: &Path, interval_us: u64, tick_us: f64, seconds: f6
         page_faults: d.control_page_faults,
         preemptions: d.control_preemptions,
         loadavg,
+        ticks_per_wakeup: batch,
+        interval_us,
         cyclictest: ct,
         cyclictest_ticks_missed: cyclictest::ticks_missed_equivalent(&ct_text, tick_us, spin_us),
         wakeup_p50_us: w.quantile_us(0.5).unwrap_or(f64::NAN),
@@ -172,25 +195,34 @@ pub fn section(opts: &RtOptions, tmp: &Path) -> Result<(Vec<Row>, serde_json::Va
         let segment_s = opts.seconds * 0.2;
         let mut edits = configs::program(rate_hz, opts.seconds * 0.4, segment_s);
         edits.push(("output", "directory", Value::from(tmp.display().to_string())));
+        if let Some(us) = opts.wakeup_period_us {
+            edits.push(("acquisition", "wakeup_period_us", Value::from(us)));
+        }
         let text = configs::derive(&base, &edits)?;
         let cfg_path = configs::write(tmp, &format!("rt_{rate_hz}.toml"), &text)?;
-        let batch = nanoecr_daemon::run::control::ticks_per_wakeup(1.0 / rate_hz);
-        let interval_us = ((1e6 / rate_hz).round() as u64) * batch;
+        // oslat where the loop batches: there it spins long enough for the CPU to be taken
+        // from it while it runs.
+        let batched = nanoecr_daemon::run::control::spin_window(1.0 / rate_hz)
+            > nanoecr_daemon::run::control::SPIN_BEFORE_DEADLINE;
         let mut demos = Vec::with_capacity(n);
         for i in 0..n {
             eprintln!("   rt: {} kHz, demo {}/{n}", rate_hz / 1e3, i + 1);
             let out = tmp.join(format!("rt_{rate_hz}_{i}.h5"));
-            let d = demo(&cfg_path, &out, interval_us, 1e6 / rate_hz, opts.seconds, have_oslat && batch > 1)?;
+            let d = demo(&cfg_path, &out, 1e6 / rate_hz, opts.seconds, have_oslat && batched)?;
             if d.status != "complete" {
                 eprintln!("   rt: demo {} ended {}: {}", i + 1, d.status, d.end_reason);
             }
             demos.push(d);
         }
+        // Every demo of a rate wakes at the same interval (same config); the median guards the
+        // labels against one demo cut short.
+        let batch = median(&demos.iter().map(|d| d.ticks_per_wakeup as f64).collect::<Vec<_>>()).round() as u64;
+        let interval_us = median(&demos.iter().map(|d| d.interval_us as f64).collect::<Vec<_>>()).round() as u64;
         let label = format!("{} kHz", rate_hz / 1e3);
         let completed = demos.iter().filter(|d| d.status == "complete").count();
         let col = |f: &dyn Fn(&Demo) -> f64| demos.iter().map(f).collect::<Vec<f64>>();
         let max_of = |f: &dyn Fn(&Demo) -> f64| demos.iter().map(f).fold(f64::NAN, f64::max);
-        let ratio = |d: &Demo| d.missed as f64 / ((d.cyclictest.late * batch) as f64).max(1.0);
+        let ratio = |d: &Demo| d.missed as f64 / ((d.cyclictest.late * d.ticks_per_wakeup) as f64).max(1.0);
         let wakeup_ratio = |d: &Demo| d.late_wakeups as f64 / (d.cyclictest.late as f64).max(1.0);
         let equiv_ratio = |d: &Demo| d.missed as f64 / (d.cyclictest_ticks_missed as f64).max(1.0);
         let ct_p99 = median(&col(&|d| d.cyclictest.p99_us));
@@ -336,4 +368,21 @@ pub fn section(opts: &RtOptions, tmp: &Path) -> Result<(Vec<Row>, serde_json::Va
     println!("{table}\n");
     details.insert("table".into(), serde_json::Value::String(table));
     Ok((rows, serde_json::Value::Object(details)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_per_wakeup_comes_from_the_runs_ticks_and_wakeups() {
+        // 100 kHz, 5 s: 500 000 ticks; 20 per wake-up plus the wake-up that finds the program
+        // over, or 10 per wake-up.
+        assert_eq!(ticks_per_wakeup(500_000, 25_001), 20);
+        assert_eq!(ticks_per_wakeup(500_000, 50_001), 10);
+        // 1 kHz: one tick per wake-up.
+        assert_eq!(ticks_per_wakeup(5_000, 5_001), 1);
+        // A run without wake-ups (unpaced) counts as one tick per wake-up, not a division by 0.
+        assert_eq!(ticks_per_wakeup(5_000, 0), 1);
+    }
 }

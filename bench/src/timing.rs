@@ -3,8 +3,8 @@
 //!
 //! Lateness is wake-up minus deadline as the loop records it (`/entry/diagnostics/loop_lateness`,
 //! a log₂ histogram; p99.9 is interpolated inside its bin): one value per wake-up, which is one
-//! per tick at 1 and 10 kHz and one per batch of 10 ticks at 100 kHz (the loop wakes at most
-//! every 100 µs). A missed deadline is a tick whose work ended after the next tick's deadline,
+//! per tick at 1 and 10 kHz and one per batch at 100 kHz (the loop wakes every
+//! `acquisition.wakeup_period_us` there, 400 µs by default: 40 ticks). A missed deadline is a tick whose work ended after the next tick's deadline,
 //! counted per tick at every rate; the missed % is of ticks.
 
 use std::path::Path;
@@ -125,7 +125,10 @@ pub fn section(quick: bool, tmp: &Path) -> Result<(Vec<Row>, serde_json::Value)>
                 missed = missed.target("< 0.01 %", |v| v < 0.01);
                 dropped = dropped.target("0", |v| v == 0.0);
             }
-            let batch = nanoecr_daemon::run::control::ticks_per_wakeup(1.0 / rate_hz);
+            let batch = nanoecr_daemon::run::control::ticks_per_wakeup(
+                1.0 / rate_hz,
+                nanoecr_core::config::DEFAULT_WAKEUP_PERIOD_US,
+            );
             rows.push(
                 Row::new("timing", format!("{label}: loop lateness p50"), "µs", col(&|o| o.latency.p50_us)).note(
                     format!(

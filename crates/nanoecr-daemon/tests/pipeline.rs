@@ -215,8 +215,9 @@ fn an_unpaced_run_waits_for_the_writer_instead_of_dropping() {
 #[test]
 fn a_paced_100_khz_run_ticks_in_batches_and_gives_the_same_samples_as_an_unpaced_one() {
     let _files = files();
-    // 100 kHz wakes once per 10 ticks; unpaced there is no waiting at all, one tick after the
-    // other. The simulated world steps once per command, so if every tick of a batch keeps its
+    // 100 kHz wakes once per 40 ticks (the default `acquisition.wakeup_period_us`, 400 µs);
+    // unpaced there is no waiting at all, one tick after the other. The simulated world steps
+    // once per command, so if every tick of a batch keeps its
     // own time, setpoint, command and reads, the two files hold the same bits. 0.2 s settle +
     // 3 × 0.1 s: 50 000 samples, half a second paced. The default 100 kHz ring (4 s) holds the
     // whole run, and the timing interlocks are off, so a busy machine can make the paced run late
@@ -231,7 +232,9 @@ fn a_paced_100_khz_run_ticks_in_batches_and_gives_the_same_samples_as_an_unpaced
     ];
     let dir = tempfile::tempdir().expect("tempdir");
     let expected = short_config(&edits).expected_samples();
-    assert_eq!(nanoecr_daemon::run::control::ticks_per_wakeup(short_config(&edits).dt_s()), 10);
+    let cfg = short_config(&edits);
+    let batch = nanoecr_daemon::run::control::ticks_per_wakeup(cfg.dt_s(), cfg.raw.acquisition.wakeup_period_us);
+    assert_eq!(batch, 40);
     let (sp, paced) = run(short_config(&edits), dir.path(), "paced.h5", RunOptions::default());
     let (su, unpaced) = run(short_config(&edits), dir.path(), "unpaced.h5", fast());
     assert_eq!(sp.status, RunStatus::Complete, "{}", sp.end_reason);
@@ -259,16 +262,16 @@ fn a_paced_100_khz_run_ticks_in_batches_and_gives_the_same_samples_as_an_unpaced
     assert_eq!(format!("{:?}", paced.ground_truth), format!("{:?}", unpaced.ground_truth));
     assert_eq!(format!("{:?}", paced.events), format!("{:?}", unpaced.events));
 
-    // The diagnostics count ticks per tick and lateness per wake-up: ticks 0, 10, 20, … wait for
+    // The diagnostics count ticks per tick and lateness per wake-up: ticks 0, 40, 80, … wait for
     // their deadline, up to and including the tick that finds the program over.
     let d = paced.diagnostics.expect("diagnostics");
     assert!(d.paced);
     assert_eq!(d.ticks, expected);
-    assert_eq!(d.loop_lateness.total, d.ticks / 10 + 1);
+    assert_eq!(d.loop_lateness.total, d.ticks / batch + 1);
     assert!(d.missed_deadlines <= d.ticks);
     // One work time per wake-up that ran its ticks (the last one finds the program over), one
     // raw wake-up lateness per wake-up that slept, and every missed tick charged to one cause.
-    assert_eq!(d.batch_work.total, d.ticks / 10);
+    assert_eq!(d.batch_work.total, d.ticks / batch);
     assert!(d.wakeup_lateness.total > 0 && d.wakeup_lateness.total <= d.loop_lateness.total);
     assert_eq!(d.missed_by_cause.total(), d.missed_deadlines);
     // Nothing is pinned unless the config says so, batched or not.

@@ -122,6 +122,7 @@ pub fn unit_of_key(key: &str) -> &'static str {
         ("_gpa", "GPa"),
         ("_hz", "Hz"),
         ("_ms", "ms"),
+        ("_us", "µs"),
         ("_s", "s"),
         ("_v", "V"),
         ("_a", "A"),
@@ -146,6 +147,7 @@ mod tests {
         assert_eq!(unit_of_key("load_function.peak_load_un"), "µN");
         assert_eq!(unit_of_key("control.safe_unload_rate_un_per_s"), "µN/s");
         assert_eq!(unit_of_key("acquisition.rate_hz"), "Hz");
+        assert_eq!(unit_of_key("acquisition.wakeup_period_us"), "µs");
         assert_eq!(unit_of_key("load_function.segments[0].duration_s"), "s");
         assert_eq!(unit_of_key("sample.material"), "");
     }

@@ -154,6 +154,12 @@ pub struct AcquisitionConfig {
     /// the consumer off it. Unset: the scheduler places both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<usize>,
+    /// Above 10 kHz, where a paced loop wakes once for a batch of ticks, the time between two
+    /// wake-ups, µs ([`MIN_WAKEUP_PERIOD_US`] to [`MAX_WAKEUP_PERIOD_US`]): each wake-up runs
+    /// ⌈wakeup_period_us / sample period⌉ ticks back to back. Ignored at 10 kHz and below (one
+    /// tick per wake-up).
+    #[serde(default = "default_wakeup_period")]
+    pub wakeup_period_us: f64,
 }
 
 impl Default for AcquisitionConfig {
@@ -164,6 +170,7 @@ impl Default for AcquisitionConfig {
             ring_capacity_samples: None,
             flush_interval_ms: default_flush(),
             cpu: None,
+            wakeup_period_us: default_wakeup_period(),
         }
     }
 }
@@ -177,6 +184,22 @@ fn default_settle() -> f64 {
 fn default_flush() -> f64 {
     100.0
 }
+fn default_wakeup_period() -> f64 {
+    DEFAULT_WAKEUP_PERIOD_US
+}
+
+/// Default of `acquisition.wakeup_period_us`, µs: 40 ticks per wake-up at 100 kHz. Measured
+/// against 100 and 200 µs in docs/performance.md (issue 15, fourth pass): fewest missed ticks,
+/// and almost none lost while spinning.
+pub const DEFAULT_WAKEUP_PERIOD_US: f64 = 400.0;
+/// Shortest `acquisition.wakeup_period_us`, µs: the 10 kHz period. A paced loop spins up to
+/// 60 µs before each wake-up; with shorter wake-up periods it would hardly sleep and would run
+/// into the kernel's real-time budget (docs/performance.md, "Why: 100 kHz timing").
+pub const MIN_WAKEUP_PERIOD_US: f64 = 100.0;
+/// Longest `acquisition.wakeup_period_us`, µs. A stop request or an interlock trip acts at the
+/// next tick, but the frame gets no command between two batches: this bounds that interval
+/// far below the command-gap and tracking-error interlocks (milliseconds).
+pub const MAX_WAKEUP_PERIOD_US: f64 = 1000.0;
 
 /// `[control]`: the load feedback.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -355,6 +378,13 @@ impl RunConfig {
         non_negative("acquisition.settle_s", a.settle_s, "settle window")?;
         within("acquisition.settle_s", a.settle_s, 0.0, 600.0, "settle window")?;
         within("acquisition.flush_interval_ms", a.flush_interval_ms, 1.0, 100.0, "flush interval")?;
+        within(
+            "acquisition.wakeup_period_us",
+            a.wakeup_period_us,
+            MIN_WAKEUP_PERIOD_US,
+            MAX_WAKEUP_PERIOD_US,
+            "wake-up period of a batching loop",
+        )?;
         if let Some(cpu) = a.cpu {
             let online = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
             if cpu >= online {

@@ -258,6 +258,19 @@ fn acquisition_cpu_must_exist_on_this_machine() {
 }
 
 #[test]
+fn the_wakeup_period_of_a_batching_loop_is_bounded_and_named_with_its_unit() {
+    let ok = parse(&DEMO.replace("[acquisition]\n", "[acquisition]\nwakeup_period_us = 100\n"), None).expect("100 µs");
+    assert_eq!(ok.raw.acquisition.wakeup_period_us, 100.0);
+    let dflt = parse(DEMO, None).expect("demo");
+    assert_eq!(dflt.raw.acquisition.wakeup_period_us, DEFAULT_WAKEUP_PERIOD_US);
+    for bad in ["50.0", "1000.5", "nan", "-200.0"] {
+        let e = err(&DEMO.replace("[acquisition]\n", &format!("[acquisition]\nwakeup_period_us = {bad}\n")));
+        assert_eq!(e.key, "acquisition.wakeup_period_us", "{bad}: {e}");
+        assert!(e.expected.contains("100 to 1000 µs"), "{bad}: {e}");
+    }
+}
+
+#[test]
 fn a_program_longer_than_a_day_is_refused_naming_the_duration_key() {
     let e = err(&DEMO.replace("\nload_s = 10.0", "\nload_s = 1e9"));
     assert_eq!(e.kind, ConfigErrorKind::OutOfRange);

@@ -11,11 +11,13 @@
 //! shortly before a deadline, then spins to it, once per wake-up: the last 30 µs up to 10 kHz,
 //! where a wake-up is one tick, and the last 60 µs where it batches ([`spin_window`]). When the
 //! sample period is shorter than [`MIN_WAKE_PERIOD`] (above 10 kHz) a wake-up runs a batch of
-//! [`ticks_per_wakeup`] ticks back to back (10 at 100 kHz) and then sleeps until the next
-//! batch's deadline, so the thread sleeps a third of every 100 µs instead of spinning all the
-//! time (which ran into the kernel's real-time budget). Each tick of a batch keeps its
-//! own sample time, setpoint, command, reads, interlocks and push: a seeded simulated run gives
-//! the same samples batched or not. Timing is counted as follows, batched or not:
+//! [`ticks_per_wakeup`] ticks back to back (`acquisition.wakeup_period_us` / dt: 40 at 100 kHz
+//! with the default 400 µs) and then sleeps until the next batch's deadline, so the thread
+//! sleeps most of every wake-up period instead of spinning all the time (which ran into the
+//! kernel's real-time budget), and fewer wake-ups meet the host's wake-up tail. Each tick of a
+//! batch keeps its own sample time, setpoint, command, reads, interlocks and push: a seeded
+//! simulated run gives the same samples batched or not. Timing is counted as follows, batched
+//! or not:
 //!
 //! - **Lateness** (`loop_lateness`) is one value per wake-up: when the first tick of the
 //!   wake-up starts, minus that tick's deadline (the batch's deadline). The later ticks of a
@@ -25,7 +27,9 @@
 //!   after the next tick's deadline, exactly as without batches (`limits.max_late_fraction`
 //!   judges them over the last `limits.late_window_s`). A wake-up that comes L late misses
 //!   about the first L / dt ticks of its batch, the ones that cannot catch up with their own
-//!   deadlines; on time, every tick of a batch ends well before its next deadline.
+//!   deadlines, whatever the batch's size; on time, every tick of a batch ends well before its
+//!   next deadline (tick j of a batch runs j · (dt − its work) ahead of its own deadline: up to
+//!   ≈ 380 µs for the last of 40 at 100 kHz).
 //!
 //! After a stall (a wake-up ≥ 1 ms and more than one wake-up period late, listed in the
 //! diagnostics with its length and the ticks it affected) the catch-up depends on who clocks the
@@ -45,8 +49,8 @@
 //!
 //! Aborts, interlocks, the safe-unload ramp and the rest phase are all evaluated every tick, and
 //! the loop never sleeps longer than one wake-up period, so a stop request or a trip takes
-//! effect at the next tick: within one batch (≤ 100 µs) above 10 kHz, within one sample period
-//! at and below it, as before.
+//! effect at the next tick: within one batch (≤ `acquisition.wakeup_period_us`, 400 µs by
+//! default) above 10 kHz, within one sample period at and below it, as before.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -65,11 +69,12 @@ const READ_BATCH: usize = 256;
 /// How long before a deadline the loop stops sleeping and spins, so wake-up jitter of the
 /// scheduler does not become tick lateness, at rates up to 10 kHz (one tick per wake-up).
 pub const SPIN_BEFORE_DEADLINE: Duration = Duration::from_micros(30);
-/// The spin window where the loop batches (above 10 kHz). A wake-up there serves ⌈100 µs / dt⌉
-/// ticks of ≈ 0.5 µs work each, so it can afford to spin longer: every µs a wake-up comes past
-/// the window costs a tick at 100 kHz, and on a virtual machine wake-ups 30–60 µs late are
-/// common (docs/performance.md, "Real time on a noisy host"). 60 µs of every 100 µs still
-/// leaves the thread asleep a third of the time, far from the kernel's real-time budget.
+/// The spin window where the loop batches (above 10 kHz). A wake-up there serves a batch of
+/// ticks of ≈ 0.5 µs work each, so it can afford to spin longer: every 10 µs a wake-up comes
+/// past the window costs a tick at 100 kHz, and on a virtual machine wake-ups 30–60 µs late are
+/// common (docs/performance.md, "Real time on a noisy host"). 60 µs of the shortest wake-up
+/// period (100 µs) still leaves the thread asleep a third of the time, far from the kernel's
+/// real-time budget.
 pub const SPIN_BATCHED: Duration = Duration::from_micros(60);
 /// Ticks to keep sampling at zero load after a safe unload, so the file shows the rig at rest.
 const REST_TICKS_AFTER_UNLOAD_S: f64 = 0.05;
@@ -79,8 +84,10 @@ const REST_TICKS_AFTER_UNLOAD_S: f64 = 0.05;
 /// default 950 ms per second), which then stops it for ≈ 45 ms every second: 5 % of the ticks
 /// of a 100 kHz run came tens of milliseconds late that way. Waking at most every 100 µs leaves
 /// each interval asleep but for the spin and the batch's work. 100 µs is
-/// also the 10 kHz period, so every rate up to 10 kHz keeps exactly one tick per wake-up.
-pub const MIN_WAKE_PERIOD: Duration = Duration::from_micros(100);
+/// also the 10 kHz period, so every rate up to 10 kHz keeps exactly one tick per wake-up. Above
+/// it the wake-up period is `acquisition.wakeup_period_us`, never below this floor (the
+/// config's lower bound).
+pub const MIN_WAKE_PERIOD: Duration = Duration::from_micros(nanoecr_core::config::MIN_WAKEUP_PERIOD_US as u64);
 
 /// A wake-up at least this late (and later than one wake-up period) opens a stall in the
 /// diagnostics' stall list: the host hiccups worth listing, not scheduler jitter.
@@ -104,26 +111,42 @@ const _: () = assert!(MIN_WAKE_PERIOD.as_nanos() > 2 * SPIN_BEFORE_DEADLINE.as_n
 // Batched, the thread must still sleep a good part of every wake-up period.
 const _: () = assert!(10 * SPIN_BATCHED.as_nanos() <= 6 * MIN_WAKE_PERIOD.as_nanos());
 
+/// Whether a paced loop at sample period `dt_s` batches ticks: when the period is shorter than
+/// [`MIN_WAKE_PERIOD`] (above 10 kHz).
+fn batches(dt_s: f64) -> bool {
+    let ratio = MIN_WAKE_PERIOD.as_secs_f64() / dt_s;
+    // The relative tolerance keeps exactly 10 kHz (a period that is 100 µs but for the last bit
+    // of a binary fraction) at one tick per wake-up.
+    ratio.is_finite() && ratio * (1.0 - 1e-9) > 1.0
+}
+
 /// The spin window of a paced loop at sample period `dt_s`: [`SPIN_BATCHED`] where it batches,
 /// [`SPIN_BEFORE_DEADLINE`] at 10 kHz and below.
 pub fn spin_window(dt_s: f64) -> Duration {
-    if ticks_per_wakeup(dt_s) > 1 {
+    if batches(dt_s) {
         SPIN_BATCHED
     } else {
         SPIN_BEFORE_DEADLINE
     }
 }
 
-/// Ticks a paced loop runs per wake-up at sample period `dt_s`: ⌈[`MIN_WAKE_PERIOD`] / dt⌉ when
-/// the period is shorter than [`MIN_WAKE_PERIOD`] (10 at 100 kHz, 2 at 20 kHz), else 1.
-pub fn ticks_per_wakeup(dt_s: f64) -> u64 {
-    let ratio = MIN_WAKE_PERIOD.as_secs_f64() / dt_s;
-    if !ratio.is_finite() || ratio <= 1.0 {
+/// Ticks a paced loop runs per wake-up at sample period `dt_s` with `acquisition.wakeup_period_us`
+/// = `wakeup_period_us`: 1 at 10 kHz and below; above, where the period is shorter than
+/// [`MIN_WAKE_PERIOD`], ⌈wake-up period / dt⌉ (the wake-up period taken as at least
+/// [`MIN_WAKE_PERIOD`]): 40 at 100 kHz and 8 at 20 kHz with the default 400 µs, 10 and 2 with
+/// 100 µs.
+pub fn ticks_per_wakeup(dt_s: f64, wakeup_period_us: f64) -> u64 {
+    if !batches(dt_s) {
         return 1;
     }
-    // The relative tolerance keeps a period that divides 100 µs (10 µs, 33.3 µs) from rounding
-    // up to one tick more on the last bit of a binary fraction.
-    ((ratio * (1.0 - 1e-9)).ceil() as u64).max(1)
+    let period_s = (wakeup_period_us * 1e-6).max(MIN_WAKE_PERIOD.as_secs_f64());
+    // The relative tolerance keeps a period that divides the wake-up period (10 µs, 33.3 µs)
+    // from rounding up to one tick more on the last bit of a binary fraction.
+    let ratio = period_s / dt_s * (1.0 - 1e-9);
+    if !ratio.is_finite() {
+        return 1;
+    }
+    (ratio.ceil() as u64).max(1)
 }
 
 /// What the control thread hands back when it ends.
@@ -375,7 +398,7 @@ impl ControlLoop {
         let mut contact_seen = false;
         let mut low_current_since: Option<f64> = None;
         // Paced, the loop sleeps only before the first tick of each batch; 1 up to 10 kHz.
-        let batch = ticks_per_wakeup(dt_s);
+        let batch = ticks_per_wakeup(dt_s, self.cfg.raw.acquisition.wakeup_period_us);
         let wake_period = dt.mul_f64(batch as f64);
         let spin = spin_window(dt_s);
         diag.spin_window_us = spin.as_secs_f64() * 1e6;
@@ -1265,21 +1288,29 @@ mod tests {
     }
 
     #[test]
-    fn rates_up_to_10_khz_keep_one_tick_per_wakeup_and_faster_ones_batch_to_100_us() {
-        for (rate_hz, batch) in [
-            (1.0, 1),
-            (1_000.0, 1),
-            (9_999.0, 1),
-            (10_000.0, 1),
-            (10_001.0, 2),
-            (20_000.0, 2),
-            (30_000.0, 3),
-            (33_333.0, 4),
-            (50_000.0, 5),
-            (99_999.0, 10),
-            (100_000.0, 10),
+    fn rates_up_to_10_khz_keep_one_tick_per_wakeup_and_faster_ones_batch_to_the_wakeup_period() {
+        // (rate, ticks per wake-up at 100 µs, at 200 µs)
+        for (rate_hz, at_100, at_200) in [
+            (1.0, 1, 1),
+            (1_000.0, 1, 1),
+            (9_999.0, 1, 1),
+            (10_000.0, 1, 1),
+            (10_001.0, 2, 3),
+            (20_000.0, 2, 4),
+            (30_000.0, 3, 6),
+            (33_333.0, 4, 7),
+            (50_000.0, 5, 10),
+            (99_999.0, 10, 20),
+            (100_000.0, 10, 20),
         ] {
-            assert_eq!(ticks_per_wakeup(1.0 / rate_hz), batch, "at {rate_hz} Hz");
+            assert_eq!(ticks_per_wakeup(1.0 / rate_hz, 100.0), at_100, "at {rate_hz} Hz, 100 µs");
+            assert_eq!(ticks_per_wakeup(1.0 / rate_hz, 200.0), at_200, "at {rate_hz} Hz, 200 µs");
+            // Batching (and its longer spin) depends on the rate, not on the wake-up period.
+            let spin = if at_100 > 1 { SPIN_BATCHED } else { SPIN_BEFORE_DEADLINE };
+            assert_eq!(spin_window(1.0 / rate_hz), spin, "at {rate_hz} Hz");
         }
+        // A wake-up period below the floor is taken as the floor, so the thread keeps sleeping.
+        assert_eq!(ticks_per_wakeup(1e-5, 20.0), 10);
+        assert_eq!(ticks_per_wakeup(1e-5, 1000.0), 100);
     }
 }
