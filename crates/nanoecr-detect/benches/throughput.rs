@@ -8,32 +8,16 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use nanoecr_core::config::{DetectionConfig, SimulationConfig};
-use nanoecr_core::{LoadFunction, Pillar, Sample, Segment};
+use nanoecr_core::config::DetectionConfig;
+use nanoecr_core::Sample;
 use nanoecr_detect::Detector;
-use nanoecr_sim::World;
 
-const PILLAR: Pillar = Pillar { diameter_um: 2.0, height_um: 5.0, poisson_ratio: 1.0 / 3.0, youngs_modulus_gpa: 88.0 };
+#[path = "common/mod.rs"]
+mod common;
+use common::{trapezoid_run, PILLAR};
+
 /// The detector's target, samples/s.
 const TARGET_PER_S: f64 = 50e6;
-
-fn samples(rate_hz: f64) -> Vec<Sample> {
-    let sim = SimulationConfig { seed: 5, mains_amplitude: 1e-4, ..Default::default() };
-    let lf = LoadFunction::from_targets(
-        2.0,
-        0.0,
-        &[(Segment::Load, 10.0, 7000.0), (Segment::Hold, 10.0, 7000.0), (Segment::Unload, 10.0, 0.0)],
-    );
-    let mut world = World::new(&sim, PILLAR, rate_hz);
-    let n = (lf.total_s() * rate_hz).round() as u64;
-    (0..n)
-        .map(|k| {
-            let (segment, setpoint_un) = lf.setpoint_at(k as f64 / rate_hz);
-            let ws = world.step(setpoint_un / sim.actuator_gain, segment);
-            ws.to_sample(setpoint_un, segment, 5.0, sim.circuit_resistance_ohm)
-        })
-        .collect()
-}
 
 /// Samples per `process_slice` call: what the daemon's consumer takes from the ring at most.
 const CHUNK: usize = 4096;
@@ -66,7 +50,7 @@ fn pass(cfg: &DetectionConfig, rate_hz: f64, data: &[Sample], sliced: bool) -> (
 fn main() {
     let cfg = DetectionConfig::default();
     for rate_hz in [1_000.0, 100_000.0] {
-        let data = samples(rate_hz);
+        let data = trapezoid_run(rate_hz, 10.0, 7000.0);
         for (name, sliced) in [("process", false), ("process_slice", true)] {
             let mut best = 0.0f64;
             let mut events = 0usize;

@@ -11,37 +11,21 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use nanoecr_core::config::{DetectionConfig, SimulationConfig};
-use nanoecr_core::{LoadFunction, Pillar, Sample, Segment};
+use nanoecr_core::config::DetectionConfig;
+use nanoecr_core::Sample;
 use nanoecr_detect::Detector;
-use nanoecr_sim::World;
 
-const PILLAR: Pillar = Pillar { diameter_um: 2.0, height_um: 5.0, poisson_ratio: 1.0 / 3.0, youngs_modulus_gpa: 88.0 };
+#[path = "../benches/common/mod.rs"]
+mod common;
+use common::{trapezoid_run, PILLAR};
+
 const CHUNK: usize = 4096;
-
-fn samples(rate_hz: f64, segment_s: f64) -> Vec<Sample> {
-    let sim = SimulationConfig { seed: 5, mains_amplitude: 1e-4, ..Default::default() };
-    let lf = LoadFunction::from_targets(
-        2.0,
-        0.0,
-        &[(Segment::Load, segment_s, 6000.0), (Segment::Hold, segment_s, 6000.0), (Segment::Unload, segment_s, 0.0)],
-    );
-    let mut world = World::new(&sim, PILLAR, rate_hz);
-    let n = (lf.total_s() * rate_hz).round() as u64;
-    (0..n)
-        .map(|k| {
-            let (segment, setpoint_un) = lf.setpoint_at(k as f64 / rate_hz);
-            let ws = world.step(setpoint_un / sim.actuator_gain, segment);
-            ws.to_sample(setpoint_un, segment, 5.0, sim.circuit_resistance_ohm)
-        })
-        .collect()
-}
 
 fn main() {
     let passes: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(15);
     let cfg = DetectionConfig::default();
     for (rate_hz, segment_s) in [(1_000.0, 200.0), (100_000.0, 4.0)] {
-        let data = samples(rate_hz, segment_s);
+        let data = trapezoid_run(rate_hz, segment_s, 6000.0);
         let chunks: Vec<&[Sample]> = data.chunks(CHUNK).collect();
         let mut best = vec![f64::INFINITY; chunks.len()];
         let mut events = 0usize;
