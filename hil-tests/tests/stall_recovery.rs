@@ -14,48 +14,11 @@ use nanoecr_core::config::RunConfig;
 use nanoecr_core::{RunStatus, Segment};
 use nanoecr_daemon::run::{start_run, RunOptions};
 use nanoecr_hil_tests::{generous_timeouts, hil_config_from, hil_toml, Shim};
-use nanoecr_hw::{DeviceInfo, FrameClock, FrameLimits, FrameReading, HwError, LoadFrame};
+use nanoecr_hw::fault::FaultyFrame;
+use nanoecr_hw::FrameClock;
 use std::time::Duration;
 
 const SHIM: &str = env!("CARGO_BIN_EXE_rig-shim");
-
-/// A real frame whose first loading command at or above `at_un` blocks for `stall` first: the
-/// host stalls while the device runs on. (Chosen by load, not by command count: a loop that skips
-/// stale ticks on a busy host sends fewer commands per second of program.)
-struct StallingFrame {
-    inner: Box<dyn LoadFrame>,
-    stalled: bool,
-    at_un: f64,
-    stall: Duration,
-}
-
-impl LoadFrame for StallingFrame {
-    fn identify(&mut self) -> Result<DeviceInfo, HwError> {
-        self.inner.identify()
-    }
-    fn prepare(&mut self, limits: &FrameLimits) -> Result<(), HwError> {
-        self.inner.prepare(limits)
-    }
-    fn arm(&mut self, limits: &FrameLimits) -> Result<(), HwError> {
-        self.inner.arm(limits)
-    }
-    fn command(&mut self, command_un: f64, segment: Segment) -> Result<(), HwError> {
-        if !self.stalled && segment == Segment::Load && command_un >= self.at_un {
-            self.stalled = true;
-            std::thread::sleep(self.stall);
-        }
-        self.inner.command(command_un, segment)
-    }
-    fn acquire(&mut self, out: &mut [FrameReading]) -> Result<usize, HwError> {
-        self.inner.acquire(out)
-    }
-    fn make_safe(&mut self) -> Result<(), HwError> {
-        self.inner.make_safe()
-    }
-    fn clock(&self) -> FrameClock {
-        self.inner.clock()
-    }
-}
 
 /// config/hil.toml (2000 µN peak, limits.max_load_un 3000 µN, 1 kHz, settle 0.5 s + load 1 s)
 /// with a 4 s hold and the default PI gains, against a fresh shim, with the frame stalling 2 s at
@@ -78,8 +41,18 @@ fn run_with_a_two_second_stall(
     anyhow::ensure!(cfg.raw.control.ki_per_s > 0.0, "the default config must have an integral term");
     let mut rig = nanoecr_hw::open_rig(&cfg)?;
     anyhow::ensure!(rig.frame.clock() == FrameClock::Device, "the Modbus frame runs on its own clock");
-    rig.frame =
-        Box::new(StallingFrame { inner: rig.frame, stalled: false, at_un: 1000.0, stall: Duration::from_secs(2) });
+    // The real frame's first loading command at or above 1000 µN blocks 2 s first: the host
+    // stalls while the device runs on. (Chosen by load, not by command count: a loop that skips
+    // stale ticks on a busy host sends fewer commands per second of program.) The sleep is the
+    // injected fault, not a synchronisation.
+    let mut stalled = false;
+    rig.frame = FaultyFrame::wrap(rig.frame, move |c| {
+        if !stalled && c.segment == Segment::Load && c.command_un >= 1000.0 {
+            stalled = true;
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        c.command_un
+    });
     let file = dir.path().join("stall.h5");
     let handle = start_run(cfg, rig, RunOptions { file_path: Some(file.clone()), ..Default::default() })?;
     let summary = handle.join()?;

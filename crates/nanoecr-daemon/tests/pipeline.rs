@@ -5,6 +5,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use nanoecr_core::{EndReason, EventKind, RunConfig, RunStatus, Segment};
 use nanoecr_daemon::run::{start_run, RunOptions};
+use nanoecr_hw::fault::FaultyFrame;
 use nanoecr_hw::FrameClock;
 
 const DEMO: &str = include_str!("../../../config/demo.toml");
@@ -281,68 +282,6 @@ fn a_paced_100_khz_run_ticks_in_batches_and_gives_the_same_samples_as_an_unpaced
     assert!(!unpaced.diagnostics.expect("diagnostics").idle_latency_zero);
 }
 
-/// A simulated load frame whose `command` takes `delay` longer for commands
-/// `from_command..=to_command`: a host stall (one command) or a host that cannot keep up (every
-/// command from one on), injected deterministically (each sleep is the fault itself, not a
-/// synchronisation). `clock` overrides the clock the frame reports: `Device` makes the loop
-/// treat it as a real controller that runs on while the host stalls.
-struct DelayingFrame {
-    inner: Box<dyn nanoecr_hw::LoadFrame>,
-    commands: u64,
-    from_command: u64,
-    to_command: u64,
-    delay: std::time::Duration,
-    clock: Option<FrameClock>,
-}
-
-impl DelayingFrame {
-    fn wrap(
-        inner: Box<dyn nanoecr_hw::LoadFrame>,
-        commands: std::ops::RangeInclusive<u64>,
-        delay: std::time::Duration,
-    ) -> Box<Self> {
-        Box::new(Self {
-            inner,
-            commands: 0,
-            from_command: *commands.start(),
-            to_command: *commands.end(),
-            delay,
-            clock: None,
-        })
-    }
-}
-
-impl nanoecr_hw::LoadFrame for DelayingFrame {
-    fn identify(&mut self) -> Result<nanoecr_hw::DeviceInfo, nanoecr_hw::HwError> {
-        self.inner.identify()
-    }
-    fn prepare(&mut self, limits: &nanoecr_hw::FrameLimits) -> Result<(), nanoecr_hw::HwError> {
-        self.inner.prepare(limits)
-    }
-    fn arm(&mut self, limits: &nanoecr_hw::FrameLimits) -> Result<(), nanoecr_hw::HwError> {
-        self.inner.arm(limits)
-    }
-    fn command(&mut self, command_un: f64, segment: Segment) -> Result<(), nanoecr_hw::HwError> {
-        if (self.from_command..=self.to_command).contains(&self.commands) {
-            std::thread::sleep(self.delay);
-        }
-        self.commands += 1;
-        self.inner.command(command_un, segment)
-    }
-    fn acquire(&mut self, out: &mut [nanoecr_hw::FrameReading]) -> Result<usize, nanoecr_hw::HwError> {
-        self.inner.acquire(out)
-    }
-    fn make_safe(&mut self) -> Result<(), nanoecr_hw::HwError> {
-        self.inner.make_safe()
-    }
-    fn ground_truth(&mut self) -> Option<Vec<nanoecr_core::Event>> {
-        self.inner.ground_truth()
-    }
-    fn clock(&self) -> FrameClock {
-        self.clock.unwrap_or_else(|| self.inner.clock())
-    }
-}
-
 #[test]
 fn a_host_that_cannot_keep_up_trips_the_late_tick_window() {
     let _files = files();
@@ -355,7 +294,8 @@ fn a_host_that_cannot_keep_up_trips_the_late_tick_window() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = short_config(&[("max_displacement_nm = 600.0", "max_displacement_nm = 600.0\nmax_command_gap_ms = inf")]);
     let mut rig = nanoecr_hw::sim::rig(&cfg);
-    rig.frame = DelayingFrame::wrap(rig.frame, 1000..=u64::MAX, std::time::Duration::from_micros(1500));
+    // Each sleep of the injected fault is the fault itself, not a synchronisation.
+    rig.frame = FaultyFrame::delaying(rig.frame, 1000..=u64::MAX, std::time::Duration::from_micros(1500));
     let path = dir.path().join("slow.h5");
     let handle =
         start_run(cfg, rig, RunOptions { file_path: Some(path.clone()), ..Default::default() }).expect("starts");
@@ -385,9 +325,11 @@ fn run_with_stall(
     clock: Option<FrameClock>,
 ) -> (nanoecr_core::RunSummary, nanoecr_store::RunFile) {
     let mut rig = nanoecr_hw::sim::rig(&cfg);
-    let mut frame = DelayingFrame::wrap(rig.frame, at..=at, std::time::Duration::from_millis(stall_ms));
-    frame.clock = clock;
-    rig.frame = frame;
+    let frame = FaultyFrame::delaying(rig.frame, at..=at, std::time::Duration::from_millis(stall_ms));
+    rig.frame = match clock {
+        Some(c) => frame.reporting_clock(c),
+        None => frame,
+    };
     let path: PathBuf = dir.join(name);
     let handle =
         start_run(cfg, rig, RunOptions { file_path: Some(path.clone()), ..Default::default() }).expect("starts");
@@ -562,43 +504,6 @@ print(n, start[hit[0]], length[hit[0]], ticks[hit[0]])
     assert_eq!(fields[3] as u64, stall.ticks);
 }
 
-/// A simulated load frame whose actuator stops following its command from a given command on
-/// (a jammed actuator): the load stays where it was.
-struct JammedFrame {
-    inner: Box<dyn nanoecr_hw::LoadFrame>,
-    commands: u64,
-    jam_at_command: u64,
-    held_un: f64,
-}
-
-impl nanoecr_hw::LoadFrame for JammedFrame {
-    fn identify(&mut self) -> Result<nanoecr_hw::DeviceInfo, nanoecr_hw::HwError> {
-        self.inner.identify()
-    }
-    fn arm(&mut self, limits: &nanoecr_hw::FrameLimits) -> Result<(), nanoecr_hw::HwError> {
-        self.inner.arm(limits)
-    }
-    fn command(&mut self, command_un: f64, segment: Segment) -> Result<(), nanoecr_hw::HwError> {
-        self.commands += 1;
-        if self.commands < self.jam_at_command {
-            self.held_un = command_un;
-        }
-        self.inner.command(self.held_un, segment)
-    }
-    fn acquire(&mut self, out: &mut [nanoecr_hw::FrameReading]) -> Result<usize, nanoecr_hw::HwError> {
-        self.inner.acquire(out)
-    }
-    fn make_safe(&mut self) -> Result<(), nanoecr_hw::HwError> {
-        self.inner.make_safe()
-    }
-    fn ground_truth(&mut self) -> Option<Vec<nanoecr_core::Event>> {
-        self.inner.ground_truth()
-    }
-    fn clock(&self) -> FrameClock {
-        self.inner.clock()
-    }
-}
-
 #[test]
 fn a_load_that_stops_following_its_setpoint_trips_the_tracking_interlock() {
     let _files = files();
@@ -608,7 +513,7 @@ fn a_load_that_stops_following_its_setpoint_trips_the_tracking_interlock() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = short_config(&[]);
     let mut rig = nanoecr_hw::sim::rig(&cfg);
-    rig.frame = Box::new(JammedFrame { inner: rig.frame, commands: 0, jam_at_command: 800, held_un: 0.0 });
+    rig.frame = FaultyFrame::jamming(rig.frame, 799);
     let path = dir.path().join("jam.h5");
     let handle = start_run(cfg, rig, RunOptions { file_path: Some(path.clone()), ..fast() }).expect("starts");
     let s = handle.join().expect("run ends");

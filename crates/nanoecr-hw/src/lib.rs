@@ -16,6 +16,7 @@
 
 pub mod devices;
 pub mod error;
+pub mod fault;
 pub mod keithley;
 pub mod keysight;
 pub mod modbus;
