@@ -69,10 +69,11 @@ impl Detector {
             // carries no test for it and keeps the canceller's weights in registers, and on
             // whether the baseline window is contiguous (see `quiet_block`).
             let block = &samples[done..done + m];
+            let ahead = &samples[done + m..(done + 2 * m).min(samples.len())];
             let n = if self.baseline_contiguous() {
-                self.quiet_block_mains::<true>(block, delta_rho_out)
+                self.quiet_block_mains::<true>(block, ahead, delta_rho_out)
             } else {
-                self.quiet_block_mains::<false>(block, delta_rho_out)
+                self.quiet_block_mains::<false>(block, ahead, delta_rho_out)
             };
             done += n;
             if n < m {
@@ -95,14 +96,19 @@ impl Detector {
 
     /// [`Self::quiet_block`] for the canceller's number of sinusoids.
     #[inline(always)]
-    fn quiet_block_mains<const CONTIG: bool>(&mut self, block: &[Sample], delta_rho_out: &mut Vec<f64>) -> usize {
+    fn quiet_block_mains<const CONTIG: bool>(
+        &mut self,
+        block: &[Sample],
+        ahead: &[Sample],
+        delta_rho_out: &mut Vec<f64>,
+    ) -> usize {
         match self.mains.as_ref().map(|x| x.n) {
-            None => self.quiet_block::<false, 1, CONTIG>(block, delta_rho_out),
-            Some(1) => self.quiet_block::<true, 1, CONTIG>(block, delta_rho_out),
-            Some(2) => self.quiet_block::<true, 2, CONTIG>(block, delta_rho_out),
-            Some(3) => self.quiet_block::<true, 3, CONTIG>(block, delta_rho_out),
-            Some(4) => self.quiet_block::<true, 4, CONTIG>(block, delta_rho_out),
-            Some(_) => self.quiet_block::<true, MAX_HARMONICS, CONTIG>(block, delta_rho_out),
+            None => self.quiet_block::<false, 1, CONTIG>(block, ahead, delta_rho_out),
+            Some(1) => self.quiet_block::<true, 1, CONTIG>(block, ahead, delta_rho_out),
+            Some(2) => self.quiet_block::<true, 2, CONTIG>(block, ahead, delta_rho_out),
+            Some(3) => self.quiet_block::<true, 3, CONTIG>(block, ahead, delta_rho_out),
+            Some(4) => self.quiet_block::<true, 4, CONTIG>(block, ahead, delta_rho_out),
+            Some(_) => self.quiet_block::<true, MAX_HARMONICS, CONTIG>(block, ahead, delta_rho_out),
         }
     }
 
@@ -111,6 +117,7 @@ impl Detector {
     fn quiet_block<const MAINS: bool, const N: usize, const CONTIG: bool>(
         &mut self,
         block: &[Sample],
+        ahead: &[Sample],
         delta_rho_out: &mut Vec<f64>,
     ) -> usize {
         let Some(terms) = self.terms else { return 0 };
@@ -220,6 +227,7 @@ impl Detector {
         let mut noise_prev = self.noise_prev;
         let mut m3 = m2;
         let mut last_residual = f64::NAN;
+        let mut touched = 0u8;
         let cap_f = cap as f64;
         // The offset of sample k from the sums' origin (as `offset(k, origin)`), counted up in
         // f64: integers far below 2⁵³, so every step is exact and gives the same bits as the
@@ -237,6 +245,12 @@ impl Detector {
             for jj in 0..seg {
                 let delta_rho = seg_dr[jj];
                 let j = j0 + jj;
+                // Read the next block's sample j now, one a sample at this loop's pace, so that
+                // the hardware prefetcher streams it in ahead of pass 1 (which would otherwise
+                // take every miss of the block in a burst). Safe code has no prefetch instruction.
+                if let Some(next) = ahead.get(j) {
+                    touched ^= next.flags;
+                }
                 let k = k0 + j as u64;
                 // Mains weights at this sample (as `MainsCanceller::advance` on the grid).
                 let (mut nzr, mut nzi) = (zr, zi);
@@ -322,6 +336,8 @@ impl Detector {
             l_head = if l_head + seg == cap { 0 } else { l_head + seg };
         }
 
+        // The reads above must happen.
+        std::hint::black_box(touched);
         // Commit the first m3 samples.
         let line = &mut self.baseline;
         (line.s_t, line.s_tt, line.s_x, line.s_tx) = (s_t, s_tt, s_x, s_tx);
