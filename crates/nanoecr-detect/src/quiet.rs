@@ -66,15 +66,14 @@ impl Detector {
                 break;
             }
             // Monomorphised on the mains canceller and its number of sinusoids, so the block loop
-            // carries no test for it and keeps the canceller's weights in registers.
+            // carries no test for it and keeps the canceller's weights in registers, and on
+            // whether the baseline window is contiguous (see `quiet_block`).
             let block = &samples[done..done + m];
-            let n = match self.mains.as_ref().map(|x| x.n) {
-                None => self.quiet_block::<false, 1>(block, delta_rho_out),
-                Some(1) => self.quiet_block::<true, 1>(block, delta_rho_out),
-                Some(2) => self.quiet_block::<true, 2>(block, delta_rho_out),
-                Some(3) => self.quiet_block::<true, 3>(block, delta_rho_out),
-                Some(4) => self.quiet_block::<true, 4>(block, delta_rho_out),
-                Some(_) => self.quiet_block::<true, MAX_HARMONICS>(block, delta_rho_out),
+            let ahead = &samples[done + m..(done + 2 * m).min(samples.len())];
+            let n = if self.baseline_contiguous() {
+                self.quiet_block_mains::<true>(block, ahead, delta_rho_out)
+            } else {
+                self.quiet_block_mains::<false>(block, ahead, delta_rho_out)
             };
             done += n;
             if n < m {
@@ -85,11 +84,40 @@ impl Detector {
         done
     }
 
-    /// One block of at most [`QUIET_BLOCK`] samples through the three passes; returns how many
-    /// were committed.
-    fn quiet_block<const MAINS: bool, const N: usize>(
+    /// Whether the baseline window holds consecutive indices that the next sample continues:
+    /// quiet pushes add consecutive indices, so such a window stays contiguous for a whole block
+    /// and the block's slope needs no per-sample check (the window loses contiguity only when an
+    /// event keeps samples out of it).
+    #[inline]
+    fn baseline_contiguous(&self) -> bool {
+        let line = &self.baseline;
+        line.last_k - line.idx[line.head] + 1 == line.x.len() as u64 && line.last_k + 1 == self.k
+    }
+
+    /// [`Self::quiet_block`] for the canceller's number of sinusoids.
+    #[inline(always)]
+    fn quiet_block_mains<const CONTIG: bool>(
         &mut self,
         block: &[Sample],
+        ahead: &[Sample],
+        delta_rho_out: &mut Vec<f64>,
+    ) -> usize {
+        match self.mains.as_ref().map(|x| x.n) {
+            None => self.quiet_block::<false, 1, CONTIG>(block, ahead, delta_rho_out),
+            Some(1) => self.quiet_block::<true, 1, CONTIG>(block, ahead, delta_rho_out),
+            Some(2) => self.quiet_block::<true, 2, CONTIG>(block, ahead, delta_rho_out),
+            Some(3) => self.quiet_block::<true, 3, CONTIG>(block, ahead, delta_rho_out),
+            Some(4) => self.quiet_block::<true, 4, CONTIG>(block, ahead, delta_rho_out),
+            Some(_) => self.quiet_block::<true, MAX_HARMONICS, CONTIG>(block, ahead, delta_rho_out),
+        }
+    }
+
+    /// One block of at most [`QUIET_BLOCK`] samples through the three passes; returns how many
+    /// were committed. `CONTIG`: [`Self::baseline_contiguous`] holds at the block's start.
+    fn quiet_block<const MAINS: bool, const N: usize, const CONTIG: bool>(
+        &mut self,
+        block: &[Sample],
+        ahead: &[Sample],
         delta_rho_out: &mut Vec<f64>,
     ) -> usize {
         let Some(terms) = self.terms else { return 0 };
@@ -142,9 +170,9 @@ impl Detector {
         let mut total = total_before;
         let mut m2 = m1;
         {
-            let slots = &mut pop.slots[..];
-            // `index & mask` is then provably below the length: no bounds checks in the loop.
-            let mask = slots.len().max(1) - 1;
+            // `mask` + 1 slots (the ring's length): `index & mask` is then provably in bounds, and
+            // the loop carries no bounds checks (one here instead).
+            let slots = &mut pop.slots[..=mask];
             for (j, (s, &y_nm)) in block[..m1].iter().zip(yv.iter()).enumerate() {
                 let i = pk_before + j as u64;
                 let new_total = total + y_nm;
@@ -185,7 +213,9 @@ impl Detector {
         // one-sample rotations for the first `N` sinusoids. `N` is the canceller's own count when
         // at most 4 (the loops unroll), else the array size with the count at run time.
         let (mu, n_sin) = self.mains.as_ref().map_or((0.0, 0), |x| (x.mu, x.n.min(N)));
-        let n_sin = if N < MAX_HARMONICS { N.min(n_sin) } else { n_sin };
+        // Below the array size `N` *is* the count (`run_quiet` dispatches on it): a constant, so
+        // the rotation, prediction and update loops unroll with no loop control.
+        let n_sin = if N < MAX_HARMONICS { N } else { n_sin };
         let (mut zr, mut zi, mut rc, mut rs) = ([0.0f64; N], [0.0f64; N], [1.0f64; N], [0.0f64; N]);
         if let Some(x) = &self.mains {
             zr.copy_from_slice(&x.zr[..N]);
@@ -197,11 +227,12 @@ impl Detector {
         let mut noise_prev = self.noise_prev;
         let mut m3 = m2;
         let mut last_residual = f64::NAN;
-        // Quiet pushes add consecutive indices: a window that is contiguous now and continues
-        // with this block's first sample stays contiguous for the whole block, and the slope
-        // needs no per-sample check.
-        let contiguous_at_start = last_k - lidx[l_head] + 1 == cap as u64 && last_k + 1 == k0;
+        let mut touched = 0u8;
         let cap_f = cap as f64;
+        // The offset of sample k from the sums' origin (as `offset(k, origin)`), counted up in
+        // f64: integers far below 2⁵³, so every step is exact and gives the same bits as the
+        // conversion, without one per sample.
+        let mut t = offset(k0, origin);
         // Segments in which neither ring wraps: inside one, every ring access is a slice index
         // the compiler can check once, and the heads advance by the segment length.
         let mut j0 = 0;
@@ -214,6 +245,12 @@ impl Detector {
             for jj in 0..seg {
                 let delta_rho = seg_dr[jj];
                 let j = j0 + jj;
+                // Read the next block's sample j now, one a sample at this loop's pace, so that
+                // the hardware prefetcher streams it in ahead of pass 1 (which would otherwise
+                // take every miss of the block in a burst). Safe code has no prefetch instruction.
+                if let Some(next) = ahead.get(j) {
+                    touched ^= next.flags;
+                }
                 let k = k0 + j as u64;
                 // Mains weights at this sample (as `MainsCanceller::advance` on the grid).
                 let (mut nzr, mut nzi) = (zr, zi);
@@ -224,12 +261,12 @@ impl Detector {
                 let mean_x = s_x * inv_cap;
                 let mean_t = s_t * inv_cap;
                 let numerator = n_line * s_tx - s_t * s_x;
-                let slope = if contiguous_at_start || last_k - line_idx[jj] + 1 == cap as u64 {
+                let slope = if CONTIG || last_k - line_idx[jj] + 1 == cap as u64 {
                     numerator * inv_den
                 } else {
                     numerator / (n_line * s_tt - s_t * s_t)
                 };
-                let r0 = delta_rho - (mean_x + slope * (offset(k, origin) - mean_t));
+                let r0 = delta_rho - (mean_x + slope * (t - mean_t));
                 // As `MainsCanceller::predict`.
                 let predicted = if MAINS { crate::mains::predict(&nzr, n_sin) } else { 0.0 };
                 let residual = r0 - predicted;
@@ -242,9 +279,8 @@ impl Detector {
                 // Quiet: commit, in the general path's order. Mains advance.
                 (zr, zi) = (nzr, nzi);
                 // Baseline push (as `TrailingLine::push` on a full window, before its recompute).
-                let t = offset(k, origin);
                 // Contiguous: the oldest index is exactly k − cap (integers, exact in f64).
-                let t_old = if contiguous_at_start { t - cap_f } else { offset(line_idx[jj], origin) };
+                let t_old = if CONTIG { t - cap_f } else { offset(line_idx[jj], origin) };
                 let x_old = line_x[jj];
                 s_t -= t_old;
                 s_tt -= t_old * t_old;
@@ -257,6 +293,7 @@ impl Detector {
                 s_tt += t * t;
                 s_x += delta_rho;
                 s_tx += t * delta_rho;
+                t += 1.0;
                 // Noise push (as `MedianTracker::push`). Branch-free `below` updates: half the
                 // values lie below the median bin, so a branch on it would be mispredicted half
                 // the time.
@@ -299,6 +336,8 @@ impl Detector {
             l_head = if l_head + seg == cap { 0 } else { l_head + seg };
         }
 
+        // The reads above must happen.
+        std::hint::black_box(touched);
         // Commit the first m3 samples.
         let line = &mut self.baseline;
         (line.s_t, line.s_tt, line.s_x, line.s_tx) = (s_t, s_tt, s_x, s_tx);
