@@ -21,7 +21,9 @@ use crate::powerlaw::{
 };
 use crate::scoring::{score_events, ScoreOptions, ScoreReport};
 
-/// A run as the analysis needs it. Columns are per sample and of equal length.
+/// A run as the analysis needs it. Columns are per sample and of equal length; an input read by
+/// [`crate::io::load_run_with`] may have time, displacement, load and segment empty (Δρ/ρ always
+/// has one value per row), which [`analyze_run`] and the plots do not accept.
 #[derive(Debug, Clone, Default)]
 pub struct RunInput {
     /// Where it came from (file path or a label).

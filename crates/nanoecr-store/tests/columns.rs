@@ -44,6 +44,9 @@ fn a_selection_reads_the_selected_columns_and_leaves_the_others_empty() {
     let all = read_run(&path).expect("read all");
     assert_eq!(all.data.len(), rows as usize);
     let analysis = ColumnSelection {
+        time: true,
+        displacement: true,
+        load: true,
         sequence: false,
         setpoint: false,
         current: true,
@@ -90,6 +93,9 @@ impl BlockConsumer for Collect {
 
 /// The columns the analysis keeps when it re-detects: current only as it goes by.
 const STREAMED: ColumnSelection = ColumnSelection {
+    time: true,
+    displacement: true,
+    load: true,
     sequence: false,
     setpoint: false,
     current: false,
