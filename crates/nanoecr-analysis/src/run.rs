@@ -135,7 +135,10 @@ fn three_ranks(s: &mut [f64], lo: usize, mid: usize, hi: usize) -> (f64, f64, f6
 fn median_inside(inside: &mut [f64], total: usize, below: usize, above: usize) -> Option<f64> {
     let hi_rank = total / 2;
     let lo_rank = if total % 2 == 0 { hi_rank.checked_sub(1)? } else { hi_rank };
-    if total < 10 || lo_rank < below || hi_rank + above >= total || Some(inside.len()) != total.checked_sub(below + above)
+    if total < 10
+        || lo_rank < below
+        || hi_rank + above >= total
+        || Some(inside.len()) != total.checked_sub(below + above)
     {
         return None;
     }
@@ -214,7 +217,8 @@ fn bracketed_medians(v: &[f64]) -> (Option<f64>, Option<f64>) {
             // on either side of each bracket); only the few values kept take a branch. Written
             // out rather than through `each_diff`, whose closure kept them in memory.
             let (mut total, mut d_below, mut d_above, mut a_inner, mut a_outer) = (0, 0, 0, 0, 0);
-            let (k_lo, k_hi, inner_lo, inner_hi, outer_lo, outer_hi) = (k_lo, k_hi, inner_lo, inner_hi, outer_lo, outer_hi);
+            let (k_lo, k_hi, inner_lo, inner_hi, outer_lo, outer_hi) =
+                (k_lo, k_hi, inner_lo, inner_hi, outer_lo, outer_hi);
             let Some((&first, rest)) = s.split_first() else { return c };
             let mut prev = first;
             for &x in rest {

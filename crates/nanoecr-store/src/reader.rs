@@ -482,9 +482,7 @@ where
         material: read_str_ds(&sample_g, "material"),
         rate_hz,
         settle_s: header.settle_s,
-        peak_load_un: from_inst("peak_load_un")
-            .or_else(|| data.load_un.iter().copied().reduce(f64::max))
-            .or(load_max),
+        peak_load_un: from_inst("peak_load_un").or_else(|| data.load_un.iter().copied().reduce(f64::max)).or(load_max),
         voltage_v: from_inst("voltage_v"),
         data,
         events,

@@ -155,11 +155,8 @@ impl MeasurementModel {
             }
         }
         // Never opened: the lead-in ran through all m covered samples.
-        let never: f64 = weights
-            .iter()
-            .enumerate()
-            .map(|(i, w)| if i + 1 < filled { w * lead[i + 1].0 } else { 0.0 })
-            .sum();
+        let never: f64 =
+            weights.iter().enumerate().map(|(i, w)| if i + 1 < filled { w * lead[i + 1].0 } else { 0.0 }).sum();
         (1.0 - never - below).clamp(0.0, 1.0)
     }
 }
