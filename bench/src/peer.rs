@@ -117,7 +117,9 @@ fn ours_one(f: &str, out_dir: &Path) -> Result<[f64; 4]> {
     let mut stages = [0.0_f64; 4];
     let path = Path::new(f);
     let ts = Instant::now();
-    let input = nanoecr_analysis::io::load_run(path, true).with_context(|| format!("reading {f}"))?;
+    // Only Δρ/ρ is kept: this side needs the events and the noise, not the detector's input columns.
+    let input = nanoecr_analysis::io::load_run_with(path, true, nanoecr_analysis::io::KeptColumns::DELTA_RHO_ONLY)
+        .with_context(|| format!("reading {f}"))?;
     stages[0] += ts.elapsed().as_secs_f64();
     let ts = Instant::now();
     let sigma = input.noise_sigma();
@@ -143,7 +145,7 @@ fn ours_one(f: &str, out_dir: &Path) -> Result<[f64; 4]> {
     let ts = Instant::now();
     let out = OutFile {
         file: f.to_string(),
-        n_samples: input.time_s.len() as u64,
+        n_samples: input.delta_rho.len() as u64,
         noise_sigma: sigma,
         threshold,
         alpha,

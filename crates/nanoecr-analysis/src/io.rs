@@ -14,18 +14,51 @@ use crate::AnalysisError;
 pub const DEFAULT_PILLAR: Pillar =
     Pillar { diameter_um: 2.0, height_um: 5.0, poisson_ratio: 1.0 / 3.0, youngs_modulus_gpa: 88.0 };
 
+/// Which sample columns [`load_run_with`] keeps in the [`RunInput`]; Δρ/ρ is always kept (one
+/// value per row), the others are empty when left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeptColumns {
+    /// `time_s` (also what [`crate::analyze_run`] counts the samples by).
+    pub time: bool,
+    /// `disp_nm`.
+    pub displacement: bool,
+    /// `load_un` (the peak stress).
+    pub load: bool,
+    /// `segment`.
+    pub segment: bool,
+}
+
+impl KeptColumns {
+    /// Every column: what [`crate::analyze_run`] and the plots need.
+    pub const ALL: Self = Self { time: true, displacement: true, load: true, segment: true };
+    /// Δρ/ρ alone, for a caller that wants only the events and the noise (the peer bench): a
+    /// re-detection then never holds the detector's input columns whole.
+    pub const DELTA_RHO_ONLY: Self = Self { time: false, displacement: false, load: false, segment: false };
+}
+
 /// Read a run file and build the analysis input. With `redetect`, events come from running the
 /// detector (settings from the file's config, else defaults) over the stored columns.
 pub fn load_run(path: &Path, redetect: bool) -> Result<RunInput, AnalysisError> {
+    load_run_with(path, redetect, KeptColumns::ALL)
+}
+
+/// [`load_run`], keeping only the columns `keep` selects (and Δρ/ρ). Re-detecting, a column not
+/// kept only passes through the detector block by block: on a 100 kHz run, time, displacement
+/// and load are 77 MB whose fresh pages the kernel would zero (a fifth of the peer bench's CPU,
+/// docs/performance.md).
+pub fn load_run_with(path: &Path, redetect: bool, keep: KeptColumns) -> Result<RunInput, AnalysisError> {
     // Only what the analysis uses: the live Δρ/ρ when not re-detecting; never the sequence
     // numbers, setpoint or voltage. Re-detecting, the detector takes the current block by block
     // as the file is read (reading and detecting overlap), so the column is never held whole.
     let cols = ColumnSelection {
+        time: keep.time,
+        displacement: keep.displacement,
+        load: keep.load,
         sequence: false,
         setpoint: false,
         current: false,
         voltage: false,
-        segment: true,
+        segment: keep.segment,
         delta_rho: !redetect,
     };
     let read_err =
@@ -52,17 +85,23 @@ pub fn load_run(path: &Path, redetect: bool) -> Result<RunInput, AnalysisError> 
     let (delta_rho, events) = match (redetect, streamed) {
         (true, Some(det)) => det.finish(),
         (true, None) => {
-            // No rate in the file: the current column is needed whole after all.
-            let current = nanoecr_store::read_run_columns(path, ColumnSelection { current: true, ..cols })
-                .map_err(read_err)?
-                .data
-                .current_a;
+            // No rate in the file: the current column is needed whole after all, and so are the
+            // detector's other columns that were not kept.
+            let missing = ColumnSelection {
+                time: !keep.time,
+                displacement: !keep.displacement,
+                load: !keep.load,
+                current: true,
+                segment: !keep.segment,
+                ..cols
+            };
+            let d = nanoecr_store::read_run_columns(path, missing).map_err(read_err)?.data;
             let cols = nanoecr_detect::Columns {
-                time_s: &rf.data.time_s,
-                disp_nm: &rf.data.disp_nm,
-                current_a: &current,
-                load_un: &rf.data.load_un,
-                segment: &rf.data.segment,
+                time_s: if keep.time { &rf.data.time_s } else { &d.time_s },
+                disp_nm: if keep.displacement { &rf.data.disp_nm } else { &d.disp_nm },
+                current_a: &d.current_a,
+                load_un: if keep.load { &rf.data.load_un } else { &d.load_un },
+                segment: if keep.segment { &rf.data.segment } else { &d.segment },
             };
             nanoecr_detect::detect_columns(&detection, pillar, rate_hz, settle_s, cols)
         }

@@ -21,7 +21,9 @@ use crate::powerlaw::{
 };
 use crate::scoring::{score_events, ScoreOptions, ScoreReport};
 
-/// A run as the analysis needs it. Columns are per sample and of equal length.
+/// A run as the analysis needs it. Columns are per sample and of equal length; an input read by
+/// [`crate::io::load_run_with`] may have time, displacement, load and segment empty (Δρ/ρ always
+/// has one value per row), which [`analyze_run`] and the plots do not accept.
 #[derive(Debug, Clone, Default)]
 pub struct RunInput {
     /// Where it came from (file path or a label).
@@ -82,13 +84,198 @@ impl RunInput {
 /// median; the slow baseline cancels in the differences. NaN with fewer than 10 differences.
 ///
 /// Both medians are exact (the middle elements of the `total_cmp` order, as a sort gives them)
-/// and found without a copy of the differences: a histogram of their top 16 key bits on every
-/// core, then a selection among the few values in the bin that holds the middle rank (see
-/// [`median_by_radix`]).
+/// and found without a copy of the differences. A long column is read once: a sample of the
+/// differences brackets both medians, and one pass on every core counts the values below and
+/// above each bracket and keeps the few inside, among which the medians are selected
+/// ([`bracketed_medians`]). Where a bracket misses (heavy ties, an unrepresentative sample) or the
+/// column is short, a histogram of the top 16 key bits, then a selection in the bin that holds
+/// the middle rank, two passes per median ([`median_by_radix`]).
 pub fn noise_sigma_of(delta_rho: &[f64]) -> f64 {
-    let Some(med) = median_by_radix(delta_rho, |d| d) else { return f64::NAN };
-    let Some(mad) = median_by_radix(delta_rho, |d| (d - med).abs()) else { return f64::NAN };
+    let (med, mad) = bracketed_medians(delta_rho);
+    let Some(med) = med.or_else(|| median_by_radix(delta_rho, |d| d)) else { return f64::NAN };
+    let Some(mad) = mad.or_else(|| median_by_radix(delta_rho, |d| (d - med).abs())) else { return f64::NAN };
     1.4826 * mad / std::f64::consts::SQRT_2
+}
+
+/// Columns shorter than this take the radix path: a sample would be much of the data.
+const BRACKET_MIN_LEN: usize = 1 << 17;
+/// Consecutive differences per sampled run (four cache lines of the column).
+const BRACKET_RUN: usize = 32;
+/// Half-width of a bracket in standard errors of the sample median's rank (a binomial's
+/// √s/2); the pass checks the bracket, so this only sets how rarely the fallback runs.
+const BRACKET_Z: f64 = 5.0;
+
+/// What one part of the column gave in [`bracketed_medians`]'s pass.
+#[derive(Default)]
+struct BracketCounts {
+    total: usize,
+    /// Differences at or below / at or above the median's bracket (`total_cmp` order).
+    d_below: usize,
+    d_above: usize,
+    /// Differences strictly inside the median's bracket.
+    d_inside: Vec<f64>,
+    /// Differences whose |d − median| is at most the MAD bracket's low end (inner) or at least its
+    /// high end (outer) wherever the median lies in its bracket.
+    a_inner: usize,
+    a_outer: usize,
+    /// The other differences: their |d − median| is computed once the median is known.
+    a_unsure: Vec<f64>,
+}
+
+/// The values at ranks `lo`, `mid`, `hi` of `s` in the `total_cmp` order (reorders `s`).
+fn three_ranks(s: &mut [f64], lo: usize, mid: usize, hi: usize) -> (f64, f64, f64) {
+    let (below, &mut m, above) = s.select_nth_unstable_by(mid, f64::total_cmp);
+    let l = if lo < mid { *below.select_nth_unstable_by(lo, f64::total_cmp).1 } else { m };
+    let h = if hi > mid { *above.select_nth_unstable_by(hi - mid - 1, f64::total_cmp).1 } else { m };
+    (l, m, h)
+}
+
+/// The median of `total` values from those strictly inside a bracket: `below` of them sort at or
+/// before it and `above` at or after it. `None` unless both middle ranks fall inside.
+fn median_inside(inside: &mut [f64], total: usize, below: usize, above: usize) -> Option<f64> {
+    let hi_rank = total / 2;
+    let lo_rank = if total % 2 == 0 { hi_rank.checked_sub(1)? } else { hi_rank };
+    if total < 10
+        || lo_rank < below
+        || hi_rank + above >= total
+        || Some(inside.len()) != total.checked_sub(below + above)
+    {
+        return None;
+    }
+    let r = hi_rank - below;
+    let (lower_half, mid, _) = inside.select_nth_unstable_by(r, f64::total_cmp);
+    let mid = *mid;
+    Some(if total % 2 == 1 {
+        mid
+    } else {
+        let lower = if lo_rank == hi_rank { mid } else { lower_half.iter().copied().max_by(f64::total_cmp)? };
+        0.5 * (lower + mid)
+    })
+}
+
+/// The sample of [`bracketed_medians`] on a column of `len` ≥ [`BRACKET_MIN_LEN`] values: how many
+/// runs of [`BRACKET_RUN`] differences, and the distance between their starts (≈ 1/16 of the
+/// differences, at most 65 536).
+fn bracket_sample_layout(len: usize) -> (usize, usize) {
+    let runs = (len / 16 / BRACKET_RUN).clamp(1, 65_536 / BRACKET_RUN);
+    (runs, (len - BRACKET_RUN - 1) / runs)
+}
+
+/// The two medians of [`noise_sigma_of`] (of the finite first differences d, and of |d − that
+/// median|) in one pass over a long column, each `None` where its bracket missed.
+///
+/// Evenly spaced runs of differences (≈ 1/16 of them, at most 65 536) give approximate medians and
+/// brackets a few standard errors wide. The pass then counts, per bracket, the values at or below
+/// its low end and at or above its high end and keeps those strictly inside (a few per cent); the
+/// median is then a selection among those, exact whenever both middle ranks fall inside (checked).
+/// For the MAD the median is not known during the pass, only its bracket [m_lo, m_hi]: a
+/// difference is counted as inner (outer) only when |d − m| is below (above) the MAD bracket for
+/// every m in it, with a margin that covers the rounding of d − m; the rest is kept and
+/// classified once the median is known. The values compared are the very floats the radix path
+/// selects among, so the result is the same to the bit.
+fn bracketed_medians(v: &[f64]) -> (Option<f64>, Option<f64>) {
+    if v.len() < BRACKET_MIN_LEN {
+        return (None, None);
+    }
+    let (runs, step) = bracket_sample_layout(v.len());
+    let mut sample = Vec::with_capacity(runs * BRACKET_RUN);
+    for r in 0..runs {
+        each_diff(&v[r * step..r * step + BRACKET_RUN + 1], |d| d, |d| sample.push(d));
+    }
+    let n = sample.len();
+    if n < 1000 {
+        return (None, None);
+    }
+    let half = (BRACKET_Z * (n as f64).sqrt() / 2.0).ceil() as usize + 2;
+    let (lo, mid, hi) = (n / 2 - half.min(n / 2), n / 2, (n / 2 + half).min(n - 1));
+    let (d_lo, d_mid, d_hi) = three_ranks(&mut sample, lo, mid, hi);
+    for x in &mut sample {
+        *x = (*x - d_mid).abs();
+    }
+    let (a_lo, _, a_hi) = three_ranks(&mut sample, lo, mid, hi);
+    // The true median is anywhere in [d_lo, d_hi]: widen the MAD bracket by that much.
+    let width = d_hi - d_lo;
+    let a_lo = if a_lo - width > 0.0 { a_lo - width } else { 0.0 };
+    let a_hi = a_hi + width;
+    if !(order_key(d_lo) < order_key(d_hi) && a_lo < a_hi && a_hi.is_finite()) {
+        return (None, None);
+    }
+    // A margin far above the rounding of the bounds below and of d − m (≤ 2⁻⁵³ relative).
+    let margin = 1e-12 * (d_lo.abs() + d_hi.abs() + a_hi) + f64::MIN_POSITIVE;
+    let (inner_lo, inner_hi) = (d_hi - a_lo + margin, d_lo + a_lo - margin);
+    let (outer_lo, outer_hi) = (d_lo - a_hi - margin, d_hi + a_hi + margin);
+    let (k_lo, k_hi) = (order_key(d_lo), order_key(d_hi));
+    // Slices of `v` overlapping by one element, so each difference is in exactly one.
+    let parts = rayon::current_num_threads().max(1);
+    let part = v.len().div_ceil(parts).max(1 << 16);
+    let slices: Vec<&[f64]> = (0..v.len()).step_by(part).map(|s| &v[s..(s + part + 1).min(v.len())]).collect();
+    let counts = slices
+        .par_iter()
+        .map(|s| {
+            let mut c = BracketCounts::default();
+            // Counters in locals and counted without branches (about half of the values fall
+            // on either side of each bracket); only the few values kept take a branch. Written
+            // out rather than through `each_diff`, whose closure kept them in memory.
+            let (mut total, mut d_below, mut d_above, mut a_inner, mut a_outer) = (0, 0, 0, 0, 0);
+            let (k_lo, k_hi, inner_lo, inner_hi, outer_lo, outer_hi) =
+                (k_lo, k_hi, inner_lo, inner_hi, outer_lo, outer_hi);
+            let Some((&first, rest)) = s.split_first() else { return c };
+            let mut prev = first;
+            for &x in rest {
+                let d = x - prev;
+                prev = x;
+                if !d.is_finite() {
+                    continue;
+                }
+                let k = order_key(d);
+                total += 1;
+                let (below, above) = (k <= k_lo, k >= k_hi);
+                d_below += usize::from(below);
+                d_above += usize::from(above);
+                let inner = (d >= inner_lo) & (d <= inner_hi);
+                let outer = (d <= outer_lo) | (d >= outer_hi);
+                a_inner += usize::from(inner);
+                a_outer += usize::from(outer);
+                if !(below | above) | !(inner | outer) {
+                    if !(below | above) {
+                        c.d_inside.push(d);
+                    }
+                    if !(inner | outer) {
+                        c.a_unsure.push(d);
+                    }
+                }
+            }
+            (c.total, c.d_below, c.d_above, c.a_inner, c.a_outer) = (total, d_below, d_above, a_inner, a_outer);
+            c
+        })
+        .reduce_with(|mut a, mut b| {
+            a.total += b.total;
+            a.d_below += b.d_below;
+            a.d_above += b.d_above;
+            a.d_inside.append(&mut b.d_inside);
+            a.a_inner += b.a_inner;
+            a.a_outer += b.a_outer;
+            a.a_unsure.append(&mut b.a_unsure);
+            a
+        });
+    let Some(mut c) = counts else { return (None, None) };
+    let Some(med) = median_inside(&mut c.d_inside, c.total, c.d_below, c.d_above) else { return (None, None) };
+    // |d − median| of the unsure ones, the same floats the radix path maps to; then as above.
+    let (ka_lo, ka_hi) = (order_key(a_lo), order_key(a_hi));
+    let (mut a_below, mut a_above) = (c.a_inner, c.a_outer);
+    let mut inside = Vec::with_capacity(c.a_unsure.len());
+    for &d in &c.a_unsure {
+        let a = (d - med).abs();
+        let k = order_key(a);
+        if k <= ka_lo {
+            a_below += 1;
+        } else if k >= ka_hi {
+            a_above += 1;
+        } else {
+            inside.push(a);
+        }
+    }
+    (Some(med), median_inside(&mut inside, c.total, a_below, a_above))
 }
 
 /// `f(map(d))` for every finite first difference d of `v` (in order).
@@ -102,15 +289,12 @@ fn each_diff(v: &[f64], map: impl Fn(f64) -> f64, mut f: impl FnMut(f64)) {
     }
 }
 
-/// A key whose unsigned order is `f64::total_cmp`'s order.
+/// A key whose unsigned order is `f64::total_cmp`'s order: negative values have every bit
+/// flipped, the others only the sign bit (without a branch: half the differences are negative).
 #[inline(always)]
 fn order_key(v: f64) -> u64 {
     let b = v.to_bits();
-    if b >> 63 == 1 {
-        !b
-    } else {
-        b | 1 << 63
-    }
+    b ^ (((b as i64 >> 63) as u64) | 1 << 63)
 }
 
 /// Bits of [`order_key`] a histogram bin covers (the top 16: sign, exponent, 4 mantissa bits).
@@ -884,9 +1068,16 @@ pub(crate) mod tests {
         1.4826 * crate::events::median_in_place(&mut d) / std::f64::consts::SQRT_2
     }
 
-    /// The histogram-and-select medians give the copy-and-select σ bit for bit: odd and even
-    /// counts, NaN gaps, heavy ties (quantised values, signed zeros), lengths that split into
-    /// several ranges on the pool, and too few values.
+    /// σ from the histogram-and-select medians alone (what [`noise_sigma_of`] falls back to).
+    fn noise_sigma_by_radix(delta_rho: &[f64]) -> f64 {
+        let Some(med) = median_by_radix(delta_rho, |d| d) else { return f64::NAN };
+        let Some(mad) = median_by_radix(delta_rho, |d| (d - med).abs()) else { return f64::NAN };
+        1.4826 * mad / std::f64::consts::SQRT_2
+    }
+
+    /// The histogram-and-select medians, and `noise_sigma_of` whichever path it takes, give the
+    /// copy-and-select σ bit for bit: odd and even counts, NaN gaps, heavy ties (quantised values,
+    /// signed zeros), lengths that split into several ranges on the pool, and too few values.
     #[test]
     fn noise_sigma_by_radix_equals_the_copy_and_select() {
         let mut rng = ChaCha8Rng::seed_from_u64(11);
@@ -907,16 +1098,56 @@ pub(crate) mod tests {
                         }
                     })
                     .collect();
-                let (new, old) = (noise_sigma_of(&v), noise_sigma_by_copy(&v));
-                assert!(
-                    new.to_bits() == old.to_bits() || (new.is_nan() && old.is_nan()),
-                    "n {n}, quantised {quantised}: {new:e} vs {old:e}"
-                );
+                let old = noise_sigma_by_copy(&v);
+                for (how, new) in [("radix", noise_sigma_by_radix(&v)), ("noise_sigma_of", noise_sigma_of(&v))] {
+                    assert!(
+                        new.to_bits() == old.to_bits() || (new.is_nan() && old.is_nan()),
+                        "n {n}, quantised {quantised}, {how}: {new:e} vs {old:e}"
+                    );
+                }
                 if n >= 1000 {
-                    assert!(new.is_finite() && new > 0.0, "n {n}: σ {new}");
+                    assert!(old.is_finite() && old > 0.0, "n {n}: σ {old}");
                 }
             }
         }
+    }
+
+    /// Long columns take the one-pass bracketed medians, which give the copy-and-select σ bit for
+    /// bit (odd and even counts, NaN gaps, a slow drift, sparse spikes); a column whose sample
+    /// misrepresents it (every sampled run a steep ramp) misses the bracket in the pass's check,
+    /// and the radix path gives the same σ anyway.
+    #[test]
+    fn bracketed_medians_equal_the_copy_and_select_or_stand_aside() {
+        let mut rng = ChaCha8Rng::seed_from_u64(12);
+        let noise = rand_distr::Normal::new(0.0, 1e-4).expect("normal");
+        for n in [BRACKET_MIN_LEN, BRACKET_MIN_LEN + 1, 400_001, 1_000_000] {
+            let v: Vec<f64> = (0..n)
+                .map(|i| {
+                    if i % 1013 < 5 {
+                        f64::NAN
+                    } else if i % 5000 == 7 {
+                        5e-3
+                    } else {
+                        rng.sample(noise) + 1e-3 * (i as f64 * 1e-4).sin()
+                    }
+                })
+                .collect();
+            let (med, mad) = bracketed_medians(&v);
+            assert!(med.is_some() && mad.is_some(), "n {n}: a bracket missed ({med:?}, {mad:?})");
+            let (new, old) = (noise_sigma_of(&v), noise_sigma_by_copy(&v));
+            assert_eq!(new.to_bits(), old.to_bits(), "n {n}: {new:e} vs {old:e}");
+        }
+        let n = 300_000;
+        let mut v: Vec<f64> = (0..n).map(|_| rng.sample(noise)).collect();
+        let (runs, step) = bracket_sample_layout(n);
+        for r in 0..runs {
+            for i in 0..=BRACKET_RUN {
+                v[r * step + i] = 1e-2 * i as f64 + rng.sample(noise);
+            }
+        }
+        assert_eq!(bracketed_medians(&v), (None, None), "the sample's medians are ≈ 10⁻² away");
+        let (new, old) = (noise_sigma_of(&v), noise_sigma_by_copy(&v));
+        assert!(new.is_finite() && new.to_bits() == old.to_bits(), "{new:e} vs {old:e}");
     }
 
     /// A synthetic run: noise-only Δρ/ρ columns and spikes from the paper's distribution.

@@ -15,6 +15,8 @@ use crate::StoreError;
 /// which are empty).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunData {
+    /// Rows of the run: the length of every column read (also when `time` was left out).
+    pub rows: usize,
     /// Sequence numbers (0.. for foreign files without them).
     pub seq: Vec<u64>,
     /// Time since run start, s.
@@ -38,12 +40,12 @@ pub struct RunData {
 impl RunData {
     /// Number of samples.
     pub fn len(&self) -> usize {
-        self.time_s.len()
+        self.rows
     }
 
     /// Whether there are no samples.
     pub fn is_empty(&self) -> bool {
-        self.time_s.is_empty()
+        self.rows == 0
     }
 }
 
@@ -181,11 +183,20 @@ fn fit_len<T>(mut v: Vec<T>, n: usize, live: bool) -> Option<Vec<T>> {
     (v.len() == n).then_some(v)
 }
 
-/// Which sample columns [`read_run_columns`] reads besides `time`, `displacement` and `load`
-/// (always read: they define the run). A column not selected is left empty in [`RunData`], so a
-/// caller that needs only some pays neither the read nor the memory of the others.
+/// Which sample columns [`read_run_columns`] returns. A column not selected is left empty in
+/// [`RunData`], so a caller that needs only some pays neither the read nor the memory of the
+/// others. `time`, `displacement` and `load` are read whatever the selection (they define the
+/// run, and a [`read_run_blocks`] consumer gets them), but kept only when selected: a caller
+/// that only detects does not hold them whole (on a 100 kHz run, 77 MB of fresh memory whose
+/// page zeroing was a fifth of the peer bench's CPU, docs/performance.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ColumnSelection {
+    /// `time` (kept; always read).
+    pub time: bool,
+    /// `displacement` (kept; always read).
+    pub displacement: bool,
+    /// `load` (kept; always read).
+    pub load: bool,
     /// `sequence`.
     pub sequence: bool,
     /// `setpoint`.
@@ -202,8 +213,17 @@ pub struct ColumnSelection {
 
 impl ColumnSelection {
     /// Every column: what [`read_run`] reads.
-    pub const ALL: Self =
-        Self { sequence: true, setpoint: true, current: true, voltage: true, segment: true, delta_rho: true };
+    pub const ALL: Self = Self {
+        time: true,
+        displacement: true,
+        load: true,
+        sequence: true,
+        setpoint: true,
+        current: true,
+        voltage: true,
+        segment: true,
+        delta_rho: true,
+    };
 }
 
 /// Read a run file. A file that is still being written (or was left so by a crash: its
@@ -345,7 +365,7 @@ where
         (Some(c), Some(d)) => stream_columns(path, &data_g, d, cols, c)?,
         _ => None,
     };
-    let (time_s, disp_nm, current_a, load_un, segment) = match streamed {
+    let Streamed { time_s, disp_nm, current_a, load_un, segment, rows: n, time_ends, load_max } = match streamed {
         Some(s) => s,
         None => {
             let mut time_s = need("time")?;
@@ -390,12 +410,21 @@ where
                     });
                 }
             }
-            let current_a = if cols.current { current_a } else { Vec::new() };
-            let segment = if cols.segment { segment } else { Vec::new() };
-            (time_s, disp_nm, current_a, load_un, segment)
+            let time_ends = (n > 0).then(|| (time_s[0], time_s[n - 1]));
+            let load_max = if cols.load { None } else { load_un.iter().copied().reduce(f64::max) };
+            let keep = |v: Vec<f64>, k: bool| if k { v } else { Vec::new() };
+            Streamed {
+                time_s: keep(time_s, cols.time),
+                disp_nm: keep(disp_nm, cols.displacement),
+                current_a: keep(current_a, cols.current),
+                load_un: keep(load_un, cols.load),
+                segment: if cols.segment { segment } else { Vec::new() },
+                rows: n,
+                time_ends,
+                load_max,
+            }
         }
     };
-    let n = time_s.len();
     // Optional columns must match the required ones (a live file's may be longer: cut them).
     let fit = |v: Vec<_>| -> Option<Vec<_>> { fit_len(v, n, live) };
     let opt = |name: &str, wanted: bool| -> Result<Vec<f64>, StoreError> {
@@ -407,6 +436,7 @@ where
             .unwrap_or_else(|| vec![f64::NAN; n]))
     };
     let data = RunData {
+        rows: n,
         seq: if cols.sequence {
             column::<u64>(path, &data_g, "sequence", direct)?.and_then(fit).unwrap_or_else(|| (0..n as u64).collect())
         } else {
@@ -423,10 +453,8 @@ where
     };
 
     let rate_hz = header.rate_hz.or_else(|| {
-        (data.time_s.len() > 1).then(|| {
-            let span = data.time_s[data.time_s.len() - 1] - data.time_s[0];
-            (data.time_s.len() - 1) as f64 / span
-        })
+        let (first, last) = time_ends?;
+        (n > 1).then(|| (n - 1) as f64 / (last - first))
     });
     let status = read_str_attr(&entry, "status").and_then(|s| RunStatus::from_name(&s)).unwrap_or(RunStatus::Complete);
     let events = match entry.group("events") {
@@ -454,7 +482,7 @@ where
         material: read_str_ds(&sample_g, "material"),
         rate_hz,
         settle_s: header.settle_s,
-        peak_load_un: from_inst("peak_load_un").or_else(|| data.load_un.iter().copied().reduce(f64::max)),
+        peak_load_un: from_inst("peak_load_un").or_else(|| data.load_un.iter().copied().reduce(f64::max)).or(load_max),
         voltage_v: from_inst("voltage_v"),
         data,
         events,
@@ -464,18 +492,33 @@ where
     Ok((rf, consumer))
 }
 
+/// The five columns of a [`RowBlock`] as [`read_run_impl`] takes them from a read: those `cols`
+/// keeps whole (the others empty), the rows, and what the run's header may need of the columns
+/// it does not keep: the first and last time (for the rate) and, when `load` is not kept, the
+/// largest load (for the peak).
+struct Streamed {
+    time_s: Vec<f64>,
+    disp_nm: Vec<f64>,
+    current_a: Vec<f64>,
+    load_un: Vec<f64>,
+    segment: Vec<u8>,
+    rows: usize,
+    time_ends: Option<(f64, f64)>,
+    load_max: Option<f64>,
+}
+
 /// The five columns of a [`RowBlock`] of a file nothing writes, decoded block by block on the
-/// pool (this thread reads, a scoped thread runs `consumer`), kept whole where `cols` asks
-/// (time, displacement and load always). `None` when one of them is missing a fast path, the
-/// lengths differ or the chunkings have no common block (the caller then reads them whole).
-#[allow(clippy::type_complexity)]
+/// pool (this thread reads, a scoped thread runs `consumer`), kept whole where `cols` asks; a
+/// column not kept only passes through recycled block buffers. `None` when one of them is
+/// missing a fast path, the lengths differ or the chunkings have no common block (the caller
+/// then reads them whole).
 fn stream_columns<C: BlockConsumer>(
     path: &Path,
     g: &Group,
     direct: &DirectFile,
     cols: ColumnSelection,
     consumer: &mut C,
-) -> Result<Option<(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<u8>)>, StoreError> {
+) -> Result<Option<Streamed>, StoreError> {
     let h5err = |during: String| move |source| StoreError::Hdf5 { path: path.to_path_buf(), during, source };
     let names = ["time", "displacement", "current", "load"];
     let mut sets = Vec::with_capacity(4);
@@ -505,36 +548,36 @@ fn stream_columns<C: BlockConsumer>(
         return Ok(None);
     }
     let block = lcm * BLOCK_ROWS.div_ceil(lcm);
-    let whole = |keep: bool| -> Vec<f64> {
-        let mut v = if keep { vec![0.0; n] } else { Vec::new() };
+    // Which of time, displacement, current, load are kept whole.
+    let kept = [cols.time, cols.displacement, cols.current, cols.load];
+    let mut whole: [Vec<f64>; 4] = std::array::from_fn(|c| {
+        let mut v = if kept[c] { vec![0.0; n] } else { Vec::new() };
         chunk_read::advise_huge_pages(&mut v);
         v
-    };
-    let mut time_s = whole(true);
-    let mut disp_nm = whole(true);
-    let mut current_a = whole(cols.current);
-    let mut load_un = whole(true);
+    });
     let mut segment = if cols.segment { vec![0u8; n] } else { Vec::new() };
-    // Blocks of the columns not kept, recycled between the reader and the consumer.
+    // Blocks of the columns not kept, recycled between the reader and the consumer (empty for
+    // the kept ones).
     struct Spare {
-        current: Vec<f64>,
+        f64s: [Vec<f64>; 4],
         segment: Vec<u8>,
     }
     // (column, chunk) pairs the pool could not decode; column SEGMENT is the segment column.
     const SEGMENT: usize = 4;
     let failed = std::sync::Mutex::new(Vec::<(usize, usize)>::new());
+    let (mut time_ends, mut load_max) = (None::<(f64, f64)>, None::<f64>);
     let result = std::thread::scope(|s| -> Result<(), StoreError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, [&[f64]; 4], &[u8], Spare)>(2);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, usize, [&[f64]; 4], &[u8], Spare)>(2);
         let (back_tx, back_rx) = std::sync::mpsc::channel::<Spare>();
         let worker = s.spawn(move || {
-            for (start, [t, d, c, l], seg, spare) in rx {
-                let m = t.len();
+            for (start, m, kept_rows, seg, spare) in rx {
+                let col = |c: usize| if kept_rows[c].is_empty() { &spare.f64s[c][..m] } else { kept_rows[c] };
                 consumer.block(RowBlock {
                     start,
-                    time_s: t,
-                    disp_nm: d,
-                    current_a: if c.is_empty() { &spare.current[..m] } else { c },
-                    load_un: l,
+                    time_s: col(0),
+                    disp_nm: col(1),
+                    current_a: col(2),
+                    load_un: col(3),
                     segment: if seg.is_empty() { &spare.segment[..m] } else { seg },
                 });
                 if back_tx.send(spare).is_err() {
@@ -543,9 +586,8 @@ fn stream_columns<C: BlockConsumer>(
             }
         });
         let mut spares_made = 0;
-        let (mut time_it, mut disp_it, mut load_it) =
-            (time_s.chunks_mut(block), disp_nm.chunks_mut(block), load_un.chunks_mut(block));
-        let (mut cur_it, mut seg_it) = (current_a.chunks_mut(block), segment.chunks_mut(block));
+        let mut whole_it = whole.each_mut().map(|v| v.chunks_mut(block));
+        let mut seg_it = segment.chunks_mut(block);
         let mut outcome = Ok(());
         for start in (0..n).step_by(block) {
             let m = block.min(n - start);
@@ -554,7 +596,7 @@ fn stream_columns<C: BlockConsumer>(
                 Err(_) if spares_made < 3 => {
                     spares_made += 1;
                     Spare {
-                        current: if cols.current { Vec::new() } else { vec![0.0; block] },
+                        f64s: std::array::from_fn(|c| if kept[c] { Vec::new() } else { vec![0.0; block] }),
                         segment: if cols.segment { Vec::new() } else { vec![0; block] },
                     }
                 }
@@ -564,23 +606,26 @@ fn stream_columns<C: BlockConsumer>(
                     Err(_) => break,
                 },
             };
-            let (t, d, l) = (
-                time_it.next().unwrap_or_default(),
-                disp_it.next().unwrap_or_default(),
-                load_it.next().unwrap_or_default(),
-            );
-            let mut cur_kept = cur_it.next();
+            let mut kept_parts: [Option<&mut [f64]>; 4] = std::array::from_fn(|c| whole_it[c].next());
             let mut seg_kept = seg_it.next();
             {
-                let cur: &mut [f64] = match cur_kept.as_deref_mut() {
-                    Some(c) => c,
-                    None => &mut spare.current[..m],
+                let Spare { f64s, segment: spare_seg } = &mut spare;
+                let mut dst: [&mut [f64]; 4] = {
+                    let mut spares = f64s.iter_mut();
+                    let mut parts = kept_parts.iter_mut();
+                    std::array::from_fn(|_| {
+                        let (part, sp) = (parts.next(), spares.next());
+                        match (part.and_then(|p| p.as_deref_mut()), sp) {
+                            (Some(p), _) => p,
+                            (None, Some(sp)) => &mut sp[..m],
+                            (None, None) => &mut [],
+                        }
+                    })
                 };
                 let seg: &mut [u8] = match seg_kept.as_deref_mut() {
                     Some(v) => v,
-                    None => &mut spare.segment[..m],
+                    None => &mut spare_seg[..m],
                 };
-                let mut dst: [&mut [f64]; 4] = [&mut *t, &mut *d, cur, &mut *l];
                 // Every chunk of every column in this block, decoded on the pool.
                 rayon::scope(|sc| {
                     for (ci, (col, part)) in f64_cols.iter().zip(dst.iter_mut()).enumerate() {
@@ -622,13 +667,21 @@ fn stream_columns<C: BlockConsumer>(
                         break;
                     }
                 }
+                // What the header may need of columns that are not kept (in row order, as a
+                // pass over the whole column would take them).
+                if let (Some(&first), Some(&last)) = (dst[0].first(), dst[0].last()) {
+                    time_ends = Some((time_ends.map_or(first, |t| t.0), last));
+                }
+                if !cols.load {
+                    load_max = dst[3].iter().copied().fold(load_max, |acc, v| Some(acc.map_or(v, |a| a.max(v))));
+                }
             }
             if outcome.is_err() {
                 break;
             }
-            let c: &[f64] = cur_kept.map_or(&[], |c| &*c);
+            let kept_rows: [&[f64]; 4] = kept_parts.map(|p| p.map_or(&[][..], |p| &*p));
             let seg: &[u8] = seg_kept.map_or(&[], |v| &*v);
-            if tx.send((start, [t, d, c, l], seg, spare)).is_err() {
+            if tx.send((start, m, kept_rows, seg, spare)).is_err() {
                 break;
             }
         }
@@ -639,7 +692,8 @@ fn stream_columns<C: BlockConsumer>(
         outcome
     });
     result?;
-    Ok(Some((time_s, disp_nm, current_a, load_un, segment)))
+    let [time_s, disp_nm, current_a, load_un] = whole;
+    Ok(Some(Streamed { time_s, disp_nm, current_a, load_un, segment, rows: n, time_ends, load_max }))
 }
 
 /// Least common multiple (chunk lengths: small positive integers).

@@ -44,6 +44,9 @@ fn a_selection_reads_the_selected_columns_and_leaves_the_others_empty() {
     let all = read_run(&path).expect("read all");
     assert_eq!(all.data.len(), rows as usize);
     let analysis = ColumnSelection {
+        time: true,
+        displacement: true,
+        load: true,
         sequence: false,
         setpoint: false,
         current: true,
@@ -90,6 +93,9 @@ impl BlockConsumer for Collect {
 
 /// The columns the analysis keeps when it re-detects: current only as it goes by.
 const STREAMED: ColumnSelection = ColumnSelection {
+    time: true,
+    displacement: true,
+    load: true,
     sequence: false,
     setpoint: false,
     current: false,
@@ -98,10 +104,19 @@ const STREAMED: ColumnSelection = ColumnSelection {
     delta_rho: false,
 };
 
+/// What a caller that only detects keeps: none of the detector's columns.
+const DETECT_ONLY: ColumnSelection =
+    ColumnSelection { time: false, displacement: false, load: false, segment: false, ..STREAMED };
+
 /// `read_run_blocks` on `path`: the header it showed, the blocks, and the file.
 fn read_blocks(path: &std::path::Path) -> (RunHeader, Collect, nanoecr_store::RunFile) {
+    read_blocks_keeping(path, STREAMED)
+}
+
+/// [`read_blocks`] keeping `cols`.
+fn read_blocks_keeping(path: &std::path::Path, cols: ColumnSelection) -> (RunHeader, Collect, nanoecr_store::RunFile) {
     let mut seen = None;
-    let (rf, c) = read_run_blocks(path, STREAMED, |h| {
+    let (rf, c) = read_run_blocks(path, cols, |h| {
         seen = Some(h.clone());
         Some(Collect::default())
     })
@@ -157,6 +172,25 @@ fn blocks_hand_out_every_row_once_in_order_as_read_run_reads_them() {
     let (plain, none) = read_run_blocks(&path, STREAMED, |_| None::<Collect>).expect("plain read");
     assert!(none.is_none());
     assert_eq!(plain.data, rf.data);
+    assert_lean_read_hands_out_the_same_rows(&path, &all);
+}
+
+/// Keeping none of the detector's columns: the consumer still gets every row of all five (they
+/// pass through recycled block buffers), the file keeps them empty, and the rows, the rate and
+/// the peak load are those of a full read.
+fn assert_lean_read_hands_out_the_same_rows(path: &std::path::Path, all: &nanoecr_store::RunFile) {
+    let (_, got, rf) = read_blocks_keeping(path, DETECT_ONLY);
+    let what = path.display();
+    assert_eq!((&got.time_s, &got.disp_nm, &got.load_un), (&all.data.time_s, &all.data.disp_nm, &all.data.load_un));
+    assert_eq!((&got.current_a, &got.segment), (&all.data.current_a, &all.data.segment), "{what}");
+    let d = &rf.data;
+    assert!(d.time_s.is_empty() && d.disp_nm.is_empty() && d.load_un.is_empty() && d.segment.is_empty(), "{what}");
+    assert_eq!((d.len(), rf.rate_hz, rf.peak_load_un), (all.data.len(), all.rate_hz, all.peak_load_un), "{what}");
+    assert!(rf.peak_load_un.is_some_and(|p| p > 0.0) && rf.rate_hz.is_some_and(|r| (r - 1000.0).abs() < 1e-6));
+    // Without a consumer too.
+    let plain = read_run_columns(path, DETECT_ONLY).expect("plain lean read");
+    assert_eq!((plain.data.len(), plain.rate_hz, plain.peak_load_un), (all.data.len(), all.rate_hz, all.peak_load_un));
+    assert!(plain.data.time_s.is_empty() && plain.data.load_un.is_empty(), "{what}");
 }
 
 /// Files the block decoder does not take whole: a chunk never written (the fill value, through
@@ -168,7 +202,7 @@ fn blocks_of_files_off_the_fast_path_carry_what_h5py_wrote() {
     let script = r#"
 import sys, h5py, numpy as np
 n, c = 70000, 1000
-for path, cur_type in [(sys.argv[1], "f8"), (sys.argv[2], "f4")]:
+for path, cur_type, rate in [(sys.argv[1], "f8", True), (sys.argv[2], "f4", True), (sys.argv[3], "f8", False)]:
     with h5py.File(path, "w") as f:
         d = f.create_group("entry/data")
         kw = dict(chunks=(c,), shuffle=True, compression="gzip", compression_opts=1)
@@ -180,15 +214,17 @@ for path, cur_type in [(sys.argv[1], "f8"), (sys.argv[2], "f4")]:
         cur = d.create_dataset("current", shape=(n,), dtype=cur_type, fillvalue=7.0, **kw)
         cur[:3 * c] = 1e-6
         cur[4 * c:] = 2e-6   # chunk 3 never written: the fill value
-        f.create_group("entry/instrument")["rate_hz"] = 1000.0
+        if rate:
+            f.create_group("entry/instrument")["rate_hz"] = 1000.0
         s = f.create_group("entry/sample")
         s["height_um"] = 5.0; s["diameter_um"] = 2.0; s["poisson_ratio"] = 0.36
 "#;
-    let (a, b) = (dir.path().join("unwritten.h5"), dir.path().join("f4.h5"));
+    let (a, b, c) = (dir.path().join("unwritten.h5"), dir.path().join("f4.h5"), dir.path().join("no_rate.h5"));
     let out = std::process::Command::new("python3")
         .args(["-c", script])
         .arg(&a)
         .arg(&b)
+        .arg(&c)
         .output()
         .expect("python3 must be installed (scripts/setup.sh)");
     assert!(out.status.success(), "h5py: {}", String::from_utf8_lossy(&out.stderr));
@@ -213,5 +249,13 @@ for path, cur_type in [(sys.argv[1], "f8"), (sys.argv[2], "f4")]:
         let all = read_run(&path).expect("read all");
         assert_eq!(got.current_a, all.data.current_a, "{}", path.display());
         assert_eq!(got.load_un, all.data.load_un);
+        assert_lean_read_hands_out_the_same_rows(&path, &all);
     }
+    // No rate recorded: taken from the first and last time, also when time is not kept (here
+    // the blocks are decoded as they are consumed).
+    let (header, _, _) = read_blocks(&c);
+    assert_eq!(header.rate_hz, None);
+    let all = read_run(&c).expect("read all");
+    assert_eq!(all.rate_hz, Some(69_999.0 / (69_999.0 / 1000.0)));
+    assert_lean_read_hands_out_the_same_rows(&c, &all);
 }

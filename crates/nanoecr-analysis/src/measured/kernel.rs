@@ -121,6 +121,13 @@ impl MeasurementModel {
         Self::new(sigma, w[1..].to_vec(), 0.0, x_min_true, y_min, source)
     }
 
+    /// How many leading weights the kernel sums: up to the last non-zero one. A boxcar model
+    /// carries all [`MAX_PEAK_SAMPLES`] weights, and past the longest spike's samples (2 at
+    /// 1 kHz, 15 at 10 kHz) every term of the lead-in sums is an exact zero.
+    pub(super) fn weights_in_use(&self) -> usize {
+        self.max_of_weights.iter().rposition(|w| *w != 0.0).map_or(0, |i| i + 1)
+    }
+
     /// Mean number of samples a reported peak is the maximum of.
     pub fn mean_samples(&self) -> f64 {
         self.max_of_weights.iter().enumerate().map(|(i, w)| w * (i + 1) as f64).sum()
