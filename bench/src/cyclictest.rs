@@ -163,6 +163,38 @@ pub fn ticks_missed_equivalent(text: &str, tick_us: f64, spin_us: f64) -> u64 {
     missed + overflows * cost(top_us)
 }
 
+/// cyclictest's wake-ups in the classes of a loop's lateness split (`nanoecr_core::LatenessSplit`:
+/// class k from `lower_us[k]` µs up to `lower_us[k + 1]`, the last everything above), and per
+/// class the ticks they would have cost that loop ([`ticks_missed_equivalent`]'s charge,
+/// ⌊max(0, L − spin) / tick⌋ each). A 1 µs bin goes to the class of its lower edge, overflows
+/// (beyond the histogram's top, always ≥ 2 ms here) to the last class at the top.
+pub fn split(text: &str, lower_us: [f64; 4], tick_us: f64, spin_us: f64) -> ([u64; 4], [u64; 4]) {
+    let cost = |us: f64| ((us - spin_us).max(0.0) / tick_us).floor() as u64;
+    let class = |us: f64| (1..4).rev().find(|&k| us >= lower_us[k]).unwrap_or(0);
+    let mut wakeups = [0u64; 4];
+    let mut ticks = [0u64; 4];
+    let mut top_us = 0.0_f64;
+    let mut overflows = 0u64;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# Histogram Overflows:") {
+            overflows = rest.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        } else if !line.starts_with('#') {
+            let mut it = line.split_whitespace();
+            if let (Some(a), Some(b), None) = (it.next(), it.next(), it.next()) {
+                if let (Ok(us), Ok(n)) = (a.parse::<u64>(), b.parse::<u64>()) {
+                    let us = us as f64;
+                    top_us = top_us.max(us + 1.0);
+                    wakeups[class(us)] += n;
+                    ticks[class(us)] += n * cost(us);
+                }
+            }
+        }
+    }
+    wakeups[3] += overflows;
+    ticks[3] += overflows * cost(top_us);
+    (wakeups, ticks)
+}
+
 /// Busy-looping shell processes, one per CPU, killed (by their own pids) when dropped.
 pub struct CpuLoad {
     children: Vec<Child>,
@@ -228,5 +260,22 @@ mod tests {
         // not one: cyclictest skipped those periods, the loop runs them late.
         assert_eq!(ticks_missed_equivalent("001230 000001\n# Histogram Overflows: 00000\n", 100.0, 30.0), 12);
         assert_eq!(ticks_missed_equivalent(text, 1000.0, 30.0), 0);
+    }
+
+    #[test]
+    fn the_split_puts_each_wake_up_in_its_lateness_class_and_sums_to_the_whole() {
+        // 10 µs ticks, 30 µs spin, 100 µs wake-ups: classes from 0, 30, 100 and 1000 µs.
+        let text = "000005 000090\n000029 000004\n000030 000002\n000099 000001\n000100 000003\n\
+                    000999 000001\n001000 000001\n001999 000000\n# Histogram Overflows: 00002\n";
+        let (wakeups, ticks) = split(text, [0.0, 30.0, 100.0, 1000.0], 10.0, 30.0);
+        assert_eq!(wakeups, [94, 3, 4, 3]);
+        // 30 µs costs 0, 99 µs ⌊69 / 10⌋ = 6; 100 µs 7 each, 999 µs 96; 1000 µs 97 and each
+        // overflow at the 2000 µs top 197.
+        assert_eq!(ticks, [0, 6, 3 * 7 + 96, 97 + 2 * 197]);
+        assert_eq!(ticks.iter().sum::<u64>(), ticks_missed_equivalent(text, 10.0, 30.0));
+        assert_eq!(wakeups[2] + wakeups[3], count_above(text, 100), "cyclictest's late wake-ups");
+        // 1 kHz: the third class (≥ 1 ms period, < 1 ms) is empty by construction.
+        let (w, _) = split(text, [0.0, 30.0, 1000.0, 1000.0], 1000.0, 30.0);
+        assert_eq!(w, [94, 7, 0, 3]);
     }
 }

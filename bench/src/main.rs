@@ -72,6 +72,10 @@ struct Args {
     /// default when absent). Only 100 kHz batches, so only its demos change.
     #[arg(long)]
     rt_wakeup_us: Option<f64>,
+    /// rt section: `acquisition.spin_us` of the demos, µs (the loop's own choice per rate when
+    /// absent; at most three quarters of the wake-up period, so run one rate at a time).
+    #[arg(long)]
+    rt_spin_us: Option<f64>,
     /// Internal: run the command after `--` and report its wall time and peak RSS as JSON.
     #[arg(long, hide = true)]
     internal_measure: bool,
@@ -276,6 +280,7 @@ fn rt_options(args: &Args) -> rt::RtOptions {
         o.seconds = s;
     }
     o.wakeup_period_us = args.rt_wakeup_us;
+    o.spin_us = args.rt_spin_us;
     o
 }
 

@@ -22,6 +22,14 @@
 //! its CPU. The loop's own evidence sits next to both: its raw wake-up lateness (what cyclictest
 //! measures), the work time of each wake-up, and its missed ticks by cause (late wake-up, CPU
 //! lost while spinning, slow or interrupted work; `nanoecr_core::MissedByCause`).
+//!
+//! A third table splits the misses by how late the wake-up that lost them came from its sleep
+//! (`nanoecr_core::LatenessSplit`: within the spin window, past it but within one wake-up
+//! period, one period or more, 1 ms or more), next to cyclictest's wake-ups in the same classes
+//! and the ticks those would have cost the loop: the count of cyclictest's wake-ups
+//! later than one period sees only the last two classes, so this is what tells which ratio is
+//! fair. It also gives the control thread's CPU time over the run's length (`--rt-spin-us`
+//! sets `acquisition.spin_us`, whose cost that is).
 
 use std::path::Path;
 
@@ -44,11 +52,13 @@ pub struct RtOptions {
     /// `acquisition.wakeup_period_us` of the demos (the config's default when `None`): only
     /// matters where the loop batches (100 kHz here).
     pub wakeup_period_us: Option<f64>,
+    /// `acquisition.spin_us` of the demos (the loop's own choice per rate when `None`).
+    pub spin_us: Option<f64>,
 }
 
 impl Default for RtOptions {
     fn default() -> Self {
-        Self { runs: [20, 10, 10], seconds: 5.0, wakeup_period_us: None }
+        Self { runs: [20, 10, 10], seconds: 5.0, wakeup_period_us: None, spin_us: None }
     }
 }
 
@@ -94,6 +104,21 @@ struct Demo {
     missed_late_wakeup: u64,
     missed_spin: u64,
     missed_work: u64,
+    /// The spin window the demo ran with, µs.
+    spin_us: f64,
+    /// Lower edges of the lateness classes, µs: 0, spin, wake-up period, max(1 ms, period).
+    class_lower_us: [f64; 4],
+    /// The loop's wake-ups that slept, by class of raw lateness.
+    class_wakeups: [u64; 4],
+    /// The loop's missed ticks by class of the wake-up that lost them.
+    class_missed: [u64; 4],
+    /// cyclictest's wake-ups in the same classes.
+    cyclictest_class_wakeups: [u64; 4],
+    /// Ticks cyclictest's wake-ups of each class would have cost the loop.
+    cyclictest_class_ticks: [u64; 4],
+    /// The control thread's CPU time over its wall time from t0 to the last tick (ticks ×
+    /// period): the cost of the spin and the work.
+    control_cpu_share: f64,
     /// oslat on one CPU for the same time (batched rates, when installed).
     oslat: Option<Gaps>,
     /// Ticks oslat's gaps would have cost a loop busy for the spin and its work.
@@ -123,6 +148,8 @@ fn demo(cfg_path: &Path, out: &Path, tick_us: f64, seconds: f64, with_oslat: boo
     let loops = ((seconds * 1e6) / interval_us as f64).round() as u64;
     let (ct, ct_text) = cyclictest::run_raw(interval_us, loops)?;
     let spin_us = d.spin_window_us;
+    let split = &d.lateness_split;
+    let (ct_class_wakeups, ct_class_ticks) = cyclictest::split(&ct_text, split.lower_us, tick_us, spin_us);
     let w = &d.wakeup_lateness;
     let b = &d.batch_work;
     let oslat = if with_oslat {
@@ -169,6 +196,13 @@ fn demo(cfg_path: &Path, out: &Path, tick_us: f64, seconds: f64, with_oslat: boo
         missed_late_wakeup: d.missed_by_cause.late_wakeup,
         missed_spin: d.missed_by_cause.spin,
         missed_work: d.missed_by_cause.work,
+        spin_us,
+        class_lower_us: split.lower_us,
+        class_wakeups: split.wakeups,
+        class_missed: split.missed,
+        cyclictest_class_wakeups: ct_class_wakeups,
+        cyclictest_class_ticks: ct_class_ticks,
+        control_cpu_share: d.control_cpu_us / (d.ticks as f64 * tick_us).max(1.0),
         oslat,
         oslat_ticks_missed,
     })
@@ -184,6 +218,10 @@ pub fn section(opts: &RtOptions, tmp: &Path) -> Result<(Vec<Row>, serde_json::Va
         "| rate | loop raw wake-up p50 / p99 / max µs | cyclictest p50 / p99 / max µs | work per wake-up p50 / p99 / max µs | missed / run by cause: late wake-up, spin, work | cyclictest-equivalent | oslat gaps ≥ 10 µs / s | oslat-equivalent |".to_string(),
         "| --- | --- | --- | --- | --- | --- | --- | --- |".to_string(),
     ];
+    let mut split_table = vec![
+        "| rate | spin / wake-up period µs | raw wake-up lateness classes µs | loop wake-ups / run per class | cyclictest wake-ups / run per class | loop missed / run per class | cyclictest-equivalent / run per class | missed after wake-ups ≥ one period ÷ (cyclictest late × ticks/wake-up) | wake-ups ≥ one period that slept ÷ cyclictest's | control thread CPU |".to_string(),
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |".to_string(),
+    ];
     let mut table = vec![
         "| rate | completed | missed deadlines / run (median, max) | lateness p50 / p99 / max µs | cyclictest p50 / p99 / max µs | late wake-ups / run: loop, cyclictest | missed ÷ (cyclictest late × ticks/wake-up) | late wake-ups ÷ cyclictest's | cyclictest-equivalent missed / run | missed ÷ cyclictest-equivalent | stalls / run | dropped |".to_string(),
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |".to_string(),
@@ -198,12 +236,17 @@ pub fn section(opts: &RtOptions, tmp: &Path) -> Result<(Vec<Row>, serde_json::Va
         if let Some(us) = opts.wakeup_period_us {
             edits.push(("acquisition", "wakeup_period_us", Value::from(us)));
         }
+        if let Some(us) = opts.spin_us {
+            edits.push(("acquisition", "spin_us", Value::from(us)));
+        }
         let text = configs::derive(&base, &edits)?;
         let cfg_path = configs::write(tmp, &format!("rt_{rate_hz}.toml"), &text)?;
         // oslat where the loop batches: there it spins long enough for the CPU to be taken
         // from it while it runs.
-        let batched = nanoecr_daemon::run::control::spin_window(1.0 / rate_hz)
-            > nanoecr_daemon::run::control::SPIN_BEFORE_DEADLINE;
+        let batched = nanoecr_daemon::run::control::ticks_per_wakeup(
+            1.0 / rate_hz,
+            opts.wakeup_period_us.unwrap_or(nanoecr_core::config::DEFAULT_WAKEUP_PERIOD_US),
+        ) > 1;
         let mut demos = Vec::with_capacity(n);
         for i in 0..n {
             eprintln!("   rt: {} kHz, demo {}/{n}", rate_hz / 1e3, i + 1);
@@ -350,6 +393,76 @@ pub fn section(opts: &RtOptions, tmp: &Path) -> Result<(Vec<Row>, serde_json::Va
             osl(&|d| d.oslat.as_ref().map(|g| g.over_10us_per_s)),
             osl(&|d| d.oslat_ticks_missed),
         ));
+        // The split by the raw lateness of the wake-up (loop) and of cyclictest's wake-ups, per
+        // class: medians over runs of each class's count.
+        let lower = demos[0].class_lower_us;
+        let class_name = |k: usize| match k {
+            0 => format!("< {:.0}", lower[1]),
+            3 => format!("≥ {:.0}", lower[3]),
+            _ => format!("{:.0}–{:.0}", lower[k], lower[k + 1]),
+        };
+        let per_class = |f: &dyn Fn(&Demo) -> [u64; 4]| {
+            (0..4).map(|k| format!("{:.0}", median(&col(&|d| f(d)[k] as f64)))).collect::<Vec<_>>().join(" / ")
+        };
+        // The figure on like wake-ups: only the loop's misses after wake-ups cyclictest
+        // would count as late (≥ one wake-up period) against cyclictest's count of those.
+        let late_class_ratio = |d: &Demo| {
+            (d.class_missed[2] + d.class_missed[3]) as f64 / ((d.cyclictest.late * d.ticks_per_wakeup) as f64).max(1.0)
+        };
+        // Late wake-ups counted once on both sides: the loop's that slept (a stall's replayed
+        // ticks do not sleep), against cyclictest's.
+        let slept_late_ratio = |d: &Demo| {
+            (d.class_wakeups[2] + d.class_wakeups[3]) as f64
+                / (d.cyclictest_class_wakeups[2] + d.cyclictest_class_wakeups[3]).max(1) as f64
+        };
+        split_table.push(format!(
+            "| {label} | {:.0} / {interval_us} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.1} % |",
+            median(&col(&|d| d.spin_us)),
+            (0..4).map(class_name).collect::<Vec<_>>().join(" / "),
+            per_class(&|d| d.class_wakeups),
+            per_class(&|d| d.cyclictest_class_wakeups),
+            per_class(&|d| d.class_missed),
+            per_class(&|d| d.cyclictest_class_ticks),
+            median(&col(&late_class_ratio)),
+            median(&col(&slept_late_ratio)),
+            100.0 * median(&col(&|d| d.control_cpu_share)),
+        ));
+        for k in 0..4 {
+            rows.push(Row::new(
+                "rt",
+                format!("{label}: missed after wake-ups {} µs late", class_name(k)),
+                "per run",
+                col(&|d| d.class_missed[k] as f64),
+            ));
+            rows.push(Row::new(
+                "rt",
+                format!("{label}: cyclictest wake-ups {} µs late", class_name(k)),
+                "per run",
+                col(&|d| d.cyclictest_class_wakeups[k] as f64),
+            ));
+        }
+        rows.push(
+            Row::new(
+                "rt",
+                format!("{label}: missed after wake-ups ≥ {interval_us} µs ÷ cyclictest late × {batch}"),
+                "ratio",
+                col(&late_class_ratio),
+            )
+            .note("the issue's figure on the wake-ups it counts; denominator at least 1"),
+        );
+        rows.push(
+            Row::new(
+                "rt",
+                format!("{label}: wake-ups ≥ {interval_us} µs that slept ÷ cyclictest's"),
+                "ratio",
+                col(&slept_late_ratio),
+            )
+            .note("each late wake-up counted once on both sides (a stall's replayed ticks do not sleep)"),
+        );
+        rows.push(
+            Row::new("rt", format!("{label}: control thread CPU"), "%", col(&|d| 100.0 * d.control_cpu_share))
+                .note("its CPU time from t0 to the last tick over ticks × period: spin and work"),
+        );
         rows.push(
             Row::new("rt", format!("{label}: raw wake-up lateness p99"), "µs", col(&|d| d.wakeup_p99_us))
                 .note(format!("sleep returned − asked (deadline − spin); cyclictest p99 {ct_p99:.0} µs")),
@@ -364,7 +477,7 @@ pub fn section(opts: &RtOptions, tmp: &Path) -> Result<(Vec<Row>, serde_json::Va
         }
         details.insert(label, serde_json::to_value(&demos)?);
     }
-    let table = table.join("\n") + "\n\n" + &evidence.join("\n");
+    let table = table.join("\n") + "\n\n" + &evidence.join("\n") + "\n\n" + &split_table.join("\n");
     println!("{table}\n");
     details.insert("table".into(), serde_json::Value::String(table));
     Ok((rows, serde_json::Value::Object(details)))

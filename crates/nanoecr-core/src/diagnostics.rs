@@ -147,6 +147,51 @@ impl MissedByCause {
     }
 }
 
+/// Classes of a paced wake-up's raw lateness (when its sleep returned minus when it asked to
+/// wake, what cyclictest measures) in [`LatenessSplit`]: within the spin window, past it but
+/// within one wake-up period, one wake-up period or more (cyclictest's "late"), 1 ms or more.
+pub const LATENESS_CLASSES: usize = 4;
+
+/// Wake-ups and missed ticks of a paced loop by how late the wake-up came from its sleep, so
+/// the misses can be set against cyclictest's wake-ups in the same classes. Class k holds raw
+/// lateness from `lower_us[k]` µs up to (not including) `lower_us[k + 1]`, the last everything
+/// above; the edges are 0, the spin window, one wake-up period, and the larger of 1 ms and one
+/// wake-up period (the stall threshold). Recorded without allocation: a class lookup per
+/// wake-up, an increment per missed tick.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatenessSplit {
+    /// Lower edge of each class, µs (all 0 in an unpaced run or an older file).
+    pub lower_us: [f64; LATENESS_CLASSES],
+    /// Wake-ups that slept, by the class of their raw lateness (their sum is the count of
+    /// `wakeup_lateness`).
+    pub wakeups: [u64; LATENESS_CLASSES],
+    /// Missed ticks by the class of the wake-up that lost them (their sum is
+    /// `missed_deadlines`). A wake-up that could not sleep because the ticks before it ran past
+    /// its deadline passes its misses to the wake-up that began the episode, as
+    /// [`MissedByCause`] does; one that did not sleep because it was already within the spin
+    /// window counts in the first class.
+    pub missed: [u64; LATENESS_CLASSES],
+}
+
+impl LatenessSplit {
+    /// Empty counts with the class edges of a loop that spins `spin_us` before each deadline
+    /// and wakes every `wake_period_us`.
+    pub fn new(spin_us: f64, wake_period_us: f64) -> Self {
+        Self { lower_us: [0.0, spin_us, wake_period_us, wake_period_us.max(1000.0)], ..Self::default() }
+    }
+
+    /// The class of a raw wake-up lateness in µs.
+    #[inline]
+    pub fn class_of(&self, raw_us: f64) -> usize {
+        // Edges are ascending; the count of edges at or below the value, less the first.
+        let mut k = 0;
+        while k + 1 < LATENESS_CLASSES && raw_us >= self.lower_us[k + 1] {
+            k += 1;
+        }
+        k
+    }
+}
+
 /// Everything the run file records about how the acquisition itself behaved.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Diagnostics {
@@ -173,6 +218,14 @@ pub struct Diagnostics {
     /// Missed deadlines by what made them late (their sum is `missed_deadlines`), paced runs.
     #[serde(default)]
     pub missed_by_cause: MissedByCause,
+    /// Wake-ups and missed deadlines by how late the wake-up came from its sleep, paced runs.
+    #[serde(default)]
+    pub lateness_split: LatenessSplit,
+    /// CPU time the control thread used from t0 to its last tick, µs (getrusage
+    /// RUSAGE_THREAD, user + system): what its sleeps leave of each wake-up period, mostly the
+    /// spin and the work. 0 for an older file.
+    #[serde(default)]
+    pub control_cpu_us: f64,
     /// Ticks whose work finished after the next tick's deadline, counted per tick at every rate
     /// (batched or not), so `missed_deadlines / ticks` is the fraction of ticks that missed.
     pub missed_deadlines: u64,
@@ -308,6 +361,21 @@ mod tests {
         let mut empty = Diagnostics::default();
         empty.record_stall(Stall::default());
         assert_eq!((empty.stalls.len(), empty.stalls_overflow), (0, 1));
+    }
+
+    #[test]
+    fn lateness_classes_follow_the_spin_window_the_wake_up_period_and_a_millisecond() {
+        // 100 kHz, 400 µs wake-ups, 60 µs spin.
+        let s = LatenessSplit::new(60.0, 400.0);
+        let classes: Vec<usize> =
+            [0.0, 59.9, 60.0, 399.0, 400.0, 999.0, 1000.0, 5e4, f64::INFINITY].iter().map(|&v| s.class_of(v)).collect();
+        assert_eq!(classes, [0, 0, 1, 1, 2, 2, 3, 3, 3]);
+        // 1 kHz: the wake-up period is 1 ms, so "≥ one period" and "≥ 1 ms" are one edge and
+        // the third class stays empty.
+        let s = LatenessSplit::new(30.0, 1000.0);
+        assert_eq!((s.class_of(999.0), s.class_of(1000.0)), (1, 3));
+        // A NaN (never recorded by the loop) falls in the first class rather than panicking.
+        assert_eq!(s.class_of(f64::NAN), 0);
     }
 
     #[test]

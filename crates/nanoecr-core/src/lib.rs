@@ -22,7 +22,7 @@ pub mod sample;
 pub mod units;
 
 pub use config::{ConfigError, ConfigErrorKind, RunConfig};
-pub use diagnostics::{Diagnostics, LatencyHistogram, MissedByCause, Stall};
+pub use diagnostics::{Diagnostics, LatencyHistogram, LatenessSplit, MissedByCause, Stall};
 pub use event::{Event, EventKind, Sign};
 pub use load_function::{LoadFunction, LoadSegment, SetpointCursor};
 pub use run::{EndReason, Progress, RunSummary};

@@ -275,6 +275,10 @@ fn a_paced_100_khz_run_ticks_in_batches_and_gives_the_same_samples_as_an_unpaced
     assert_eq!(d.batch_work.total, d.ticks / batch);
     assert!(d.wakeup_lateness.total > 0 && d.wakeup_lateness.total <= d.loop_lateness.total);
     assert_eq!(d.missed_by_cause.total(), d.missed_deadlines);
+    // The same wake-ups and missed ticks by the class of the wake-up's raw lateness.
+    assert_eq!(d.lateness_split.lower_us, [0.0, d.spin_window_us, 400.0, 1000.0]);
+    assert_eq!(d.lateness_split.wakeups.iter().sum::<u64>(), d.wakeup_lateness.total);
+    assert_eq!(d.lateness_split.missed.iter().sum::<u64>(), d.missed_deadlines);
     // Nothing is pinned unless the config says so, batched or not.
     assert_eq!(d.cpu, None);
     // Zero idle latency is asked for by real-time runs only (granted or not), never unpaced.
@@ -449,6 +453,11 @@ fn the_same_stall_on_the_tick_clocked_simulator_is_listed_and_the_run_completes(
     // and its late ticks are charged to a cause each.
     assert!(d.batch_work.max_us >= 150_000.0, "{}", d.batch_work.max_us);
     assert_eq!(d.missed_by_cause.total(), d.missed_deadlines);
+    // By the lateness of the wake-ups: the stall's ≥ 140 late ticks could not sleep, so they
+    // stay in the class of the wake-up that began the episode, one class for the whole cascade.
+    let split = d.lateness_split;
+    assert_eq!(split.missed.iter().sum::<u64>(), d.missed_deadlines);
+    assert!(split.missed.iter().any(|&n| n >= 140), "{split:?}");
 }
 
 #[test]

@@ -676,7 +676,7 @@ pub(crate) fn compact(path: &Path) -> Option<(u64, u64)> {
 }
 
 /// Scalars of `/entry/diagnostics`: (name, value, units).
-fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static str); 35] {
+fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static str); 36] {
     use DiagValue::{F64, I64, U64, U8};
     [
         ("loop_lateness_max_us", F64(d.loop_lateness.max_us), "us"),
@@ -714,6 +714,7 @@ fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static st
         ("missed_late_wakeup", U64(d.missed_by_cause.late_wakeup), "1"),
         ("missed_spin", U64(d.missed_by_cause.spin), "1"),
         ("missed_work", U64(d.missed_by_cause.work), "1"),
+        ("control_cpu_us", F64(d.control_cpu_us), "us"),
     ]
 }
 
@@ -728,6 +729,10 @@ enum DiagValue {
     U8(u8),
     I64(i64),
 }
+
+/// The lateness split's datasets (`nanoecr_core::LatenessSplit`): class edges, wake-ups and
+/// missed ticks per class.
+const LATENESS_SPLIT: [&str; 3] = ["lateness_class_lower_us", "wakeups_by_lateness", "missed_by_lateness"];
 
 const DIAG_HISTOGRAMS: [&str; 4] =
     ["loop_lateness_counts", "detection_latency_counts", "wakeup_lateness_counts", "batch_work_counts"];
@@ -745,6 +750,15 @@ fn diagnostics_layout(g: &Group) -> hdf5::Result<()> {
     let e = g.new_dataset::<f64>().shape(bins).create("latency_bin_lower_us")?;
     e.write(&edges[..])?;
     set_str_attr(&e, "units", "us")?;
+    let classes = nanoecr_core::diagnostics::LATENESS_CLASSES;
+    let e = g.new_dataset::<f64>().shape(classes).create(LATENESS_SPLIT[0])?;
+    e.write(&vec![f64::NAN; classes][..])?;
+    set_str_attr(&e, "units", "us")?;
+    for name in &LATENESS_SPLIT[1..] {
+        let ds = g.new_dataset::<u64>().shape(classes).create(*name)?;
+        ds.write(&vec![0u64; classes][..])?;
+        set_str_attr(&ds, "units", "1")?;
+    }
     for (name, value, units) in diagnostic_scalars(&Diagnostics::default()) {
         match value {
             DiagValue::F64(_) => scalar(g, name, f64::NAN, Some(units))?,
@@ -776,6 +790,9 @@ fn write_diagnostics(g: &Group, d: &Diagnostics) -> hdf5::Result<()> {
     g.dataset(DIAG_HISTOGRAMS[1])?.write(&d.detection_latency.counts[..])?;
     g.dataset(DIAG_HISTOGRAMS[2])?.write(&d.wakeup_lateness.counts[..])?;
     g.dataset(DIAG_HISTOGRAMS[3])?.write(&d.batch_work.counts[..])?;
+    g.dataset(LATENESS_SPLIT[0])?.write(&d.lateness_split.lower_us[..])?;
+    g.dataset(LATENESS_SPLIT[1])?.write(&d.lateness_split.wakeups[..])?;
+    g.dataset(LATENESS_SPLIT[2])?.write(&d.lateness_split.missed[..])?;
     for (name, value, _) in diagnostic_scalars(d) {
         match value {
             DiagValue::F64(v) => g.dataset(name)?.write_scalar(&v)?,

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 
-use nanoecr_core::{Diagnostics, EndReason, Event, EventKind, RunConfig, RunStatus, Sample, Segment, Sign};
+use nanoecr_core::{
+    Diagnostics, EndReason, Event, EventKind, LatenessSplit, RunConfig, RunStatus, Sample, Segment, Sign,
+};
 use nanoecr_store::{read_run, recover, InstrumentInfo, Pacing, RunWriter};
 
 const DEMO: &str = include_str!("../../../config/demo.toml");
@@ -94,6 +96,12 @@ fn write_complete(path: &Path, rows: u64) -> Vec<Event> {
         rate_hz: 1000.0,
         smu_pacing: "timer".into(),
         smu_misalignment_max_us: Some(12.5),
+        lateness_split: LatenessSplit {
+            lower_us: [0.0, 30.0, 1000.0, 1000.0],
+            wakeups: [4990, 7, 0, 3],
+            missed: [1, 2, 0, 40],
+        },
+        control_cpu_us: 81_250.5,
         ..Default::default()
     };
     diag.loop_lateness.record_us(12.0);
@@ -134,6 +142,8 @@ fn round_trip_through_our_reader() {
     assert_eq!(d.ticks, 10_000);
     assert_eq!(d.loop_lateness.total, 1);
     assert_eq!((d.smu_pacing.as_str(), d.smu_misalignment_max_us), ("timer", Some(12.5)));
+    assert_eq!((d.lateness_split.wakeups, d.lateness_split.missed), ([4990, 7, 0, 3], [1, 2, 0, 40]));
+    assert_eq!(d.control_cpu_us, 81_250.5);
     assert_eq!(f.pillar.diameter_um, 2.0);
     assert_eq!(f.rate_hz, Some(1000.0));
     assert!(f.config_toml.as_deref().is_some_and(|t| t.contains("peak_load_un = 6000.0")));
@@ -178,6 +188,12 @@ for k in e["events"]:
 assert e["diagnostics/ticks"][()] == 5000
 assert e["diagnostics/smu_timer_trigger"][()] == 1 and e["diagnostics/smu_misalignment_max_us"][()] == 12.5
 assert s(e["diagnostics/smu_misalignment_max_us"].attrs["units"]) == "us"
+dg = e["diagnostics"]
+assert list(dg["lateness_class_lower_us"][:]) == [0.0, 30.0, 1000.0, 1000.0]
+assert s(dg["lateness_class_lower_us"].attrs["units"]) == "us"
+assert list(dg["wakeups_by_lateness"][:]) == [4990, 7, 0, 3] and list(dg["missed_by_lateness"][:]) == [1, 2, 0, 40]
+assert dg["missed_by_lateness"].dtype == np.uint64
+assert dg["control_cpu_us"][()] == 81250.5 and s(dg["control_cpu_us"].attrs["units"]) == "us"
 from nexusformat.nexus import nxload
 root = nxload(sys.argv[1])
 data = root["entry/data"]

@@ -160,6 +160,13 @@ pub struct AcquisitionConfig {
     /// tick per wake-up).
     #[serde(default = "default_wakeup_period")]
     pub wakeup_period_us: f64,
+    /// How long before each wake-up's deadline a paced loop stops sleeping and spins, µs (0 to
+    /// [`MAX_SPIN_FRACTION`] of the wake-up period, at most [`MAX_SPIN_US`]). A wake-up that
+    /// comes later than this from its sleep makes ticks late; a longer spin absorbs more of the
+    /// host's wake-up tail but keeps the thread on its CPU longer. Unset: the loop's own
+    /// choice for the rate (docs/performance.md, "What the loop does to keep time").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spin_us: Option<f64>,
 }
 
 impl Default for AcquisitionConfig {
@@ -171,6 +178,7 @@ impl Default for AcquisitionConfig {
             flush_interval_ms: default_flush(),
             cpu: None,
             wakeup_period_us: default_wakeup_period(),
+            spin_us: None,
         }
     }
 }
@@ -192,10 +200,30 @@ fn default_wakeup_period() -> f64 {
 /// against 100 and 200 µs in docs/performance.md (issue 15, fourth pass): fewest missed ticks,
 /// and almost none lost while spinning.
 pub const DEFAULT_WAKEUP_PERIOD_US: f64 = 400.0;
-/// Shortest `acquisition.wakeup_period_us`, µs: the 10 kHz period. A paced loop spins up to
-/// 60 µs before each wake-up; with shorter wake-up periods it would hardly sleep and would run
+/// Shortest `acquisition.wakeup_period_us`, µs: the 10 kHz period. A paced loop spins 60 µs
+/// before each wake-up at this period; with shorter wake-up periods it would hardly sleep and would run
 /// into the kernel's real-time budget (docs/performance.md, "Why: 100 kHz timing").
 pub const MIN_WAKEUP_PERIOD_US: f64 = 100.0;
+/// Longest `acquisition.spin_us`, µs, whatever the wake-up period.
+pub const MAX_SPIN_US: f64 = 500.0;
+/// Largest share of a wake-up period `acquisition.spin_us` may take: the real-time thread must
+/// sleep part of every wake-up period, or it runs into the kernel's real-time budget
+/// (`sched_rt_runtime_us`, 95 % of each second by default) and is stopped for the rest.
+pub const MAX_SPIN_FRACTION: f64 = 0.75;
+
+/// The time between two wake-ups of a paced loop at `rate_hz` with `acquisition.wakeup_period_us`
+/// = `wakeup_period_us`, µs: one sample period up to 10 kHz, the wake-up period (at least
+/// [`MIN_WAKEUP_PERIOD_US`]) above. The loop rounds a batch up to whole ticks; this is the
+/// configured figure, which bounds `acquisition.spin_us`.
+pub fn wake_period_us(rate_hz: f64, wakeup_period_us: f64) -> f64 {
+    let dt_us = 1e6 / rate_hz;
+    if dt_us >= MIN_WAKEUP_PERIOD_US * (1.0 - 1e-9) {
+        dt_us
+    } else {
+        wakeup_period_us.max(MIN_WAKEUP_PERIOD_US)
+    }
+}
+
 /// Longest `acquisition.wakeup_period_us`, µs. A stop request or an interlock trip acts at the
 /// next tick, but the frame gets no command between two batches: this bounds that interval
 /// far below the command-gap and tracking-error interlocks (milliseconds).
@@ -385,6 +413,10 @@ impl RunConfig {
             MAX_WAKEUP_PERIOD_US,
             "wake-up period of a batching loop",
         )?;
+        if let Some(spin_us) = a.spin_us {
+            let max_us = (MAX_SPIN_FRACTION * wake_period_us(a.rate_hz, a.wakeup_period_us)).min(MAX_SPIN_US);
+            within("acquisition.spin_us", spin_us, 0.0, max_us, "spin window before a wake-up's deadline")?;
+        }
         if let Some(cpu) = a.cpu {
             let online = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
             if cpu >= online {

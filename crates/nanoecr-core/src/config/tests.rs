@@ -271,6 +271,29 @@ fn the_wakeup_period_of_a_batching_loop_is_bounded_and_named_with_its_unit() {
 }
 
 #[test]
+fn the_spin_window_is_optional_and_bounded_by_the_wake_up_period() {
+    let with = |rate_hz: &str, spin: &str| {
+        DEMO.replace("rate_hz = 1000\n", &format!("rate_hz = {rate_hz}\nspin_us = {spin}\n"))
+    };
+    assert_eq!(parse(DEMO, None).expect("demo").raw.acquisition.spin_us, None);
+    let ok = parse(&with("100000", "150"), None).expect("150 µs of 400");
+    assert_eq!(ok.raw.acquisition.spin_us, Some(150.0));
+    parse(&with("10000", "75"), None).expect("75 µs of 100");
+    // 100 kHz with 400 µs wake-ups: up to 300 µs; 10 kHz (one tick per 100 µs): up to 75 µs;
+    // 1 kHz: three quarters of 1 ms would be 750 µs, the cap is 500.
+    for (rate_hz, spin, max) in
+        [("100000", "301", "0 to 300 µs"), ("10000", "76", "0 to 75 µs"), ("1000", "501", "0 to 500 µs")]
+    {
+        let e = err(&with(rate_hz, spin));
+        assert_eq!(e.key, "acquisition.spin_us", "{rate_hz} Hz, {spin} µs: {e}");
+        assert!(e.expected.contains(max), "{rate_hz} Hz, {spin} µs: {e}");
+    }
+    for bad in ["-1.0", "nan", "inf"] {
+        assert_eq!(err(&with("1000", bad)).key, "acquisition.spin_us", "{bad}");
+    }
+}
+
+#[test]
 fn a_program_longer_than_a_day_is_refused_naming_the_duration_key() {
     let e = err(&DEMO.replace("\nload_s = 10.0", "\nload_s = 1e9"));
     assert_eq!(e.kind, ConfigErrorKind::OutOfRange);

@@ -9,7 +9,9 @@
 //!
 //! Paced, the loop sleeps (`clock_nanosleep` to an absolute time on the monotonic clock) until
 //! shortly before a deadline, then spins to it, once per wake-up: the last 30 µs up to 10 kHz,
-//! where a wake-up is one tick, and the last 60 µs where it batches ([`spin_window`]). When the
+//! where a wake-up is one tick, and half the wake-up period where it batches, 60 to 200 µs (200 µs
+//! with the default 400 µs: a wake-up that comes less late than that from its sleep costs no
+//! tick); `acquisition.spin_us` overrides both ([`spin_window`]). When the
 //! sample period is shorter than [`MIN_WAKE_PERIOD`] (above 10 kHz) a wake-up runs a batch of
 //! [`ticks_per_wakeup`] ticks back to back (`acquisition.wakeup_period_us` / dt: 40 at 100 kHz
 //! with the default 400 µs) and then sleeps until the next batch's deadline, so the thread
@@ -30,6 +32,11 @@
 //!   deadlines, whatever the batch's size; on time, every tick of a batch ends well before its
 //!   next deadline (tick j of a batch runs j · (dt − its work) ahead of its own deadline: up to
 //!   ≈ 380 µs for the last of 40 at 100 kHz).
+//! - **By lateness class** (`lateness_split`): each wake-up that slept is counted in a class of
+//!   its raw lateness (when the sleep returned minus when it asked to: within the spin window,
+//!   past it, one wake-up period or more, 1 ms or more), and each missed tick in the class of the
+//!   wake-up that began its episode, so the misses can be set against cyclictest's wake-ups in
+//!   the same classes.
 //!
 //! After a stall (a wake-up ≥ 1 ms and more than one wake-up period late, listed in the
 //! diagnostics with its length and the ticks it affected) the catch-up depends on who clocks the
@@ -58,7 +65,9 @@ use std::time::{Duration, Instant};
 
 use nanoecr_core::config::RunConfig;
 use nanoecr_core::sample::{FLAG_COMPLIANCE, FLAG_CURRENT_INVALID};
-use nanoecr_core::{Diagnostics, EndReason, Event, EventKind, LatencyHistogram, Sample, Segment, Sign, Stall};
+use nanoecr_core::{
+    Diagnostics, EndReason, Event, EventKind, LatencyHistogram, LatenessSplit, Sample, Segment, Sign, Stall,
+};
 use nanoecr_hw::{FrameClock, FrameLimits, FrameReading, HwError, Rig, SmuPacing, SmuReading};
 
 use super::feedback::FeedbackAge;
@@ -69,13 +78,18 @@ const READ_BATCH: usize = 256;
 /// How long before a deadline the loop stops sleeping and spins, so wake-up jitter of the
 /// scheduler does not become tick lateness, at rates up to 10 kHz (one tick per wake-up).
 pub const SPIN_BEFORE_DEADLINE: Duration = Duration::from_micros(30);
-/// The spin window where the loop batches (above 10 kHz). A wake-up there serves a batch of
-/// ticks of ≈ 0.5 µs work each, so it can afford to spin longer: every 10 µs a wake-up comes
-/// past the window costs a tick at 100 kHz, and on a virtual machine wake-ups 30–60 µs late are
-/// common (docs/performance.md, "Real time on a noisy host"). 60 µs of the shortest wake-up
-/// period (100 µs) still leaves the thread asleep a third of the time, far from the kernel's
-/// real-time budget.
+/// The shortest spin window where the loop batches (above 10 kHz), taken at the shortest
+/// wake-up periods (≤ 120 µs). A wake-up there serves a batch of ticks of ≈ 0.3 µs work each,
+/// so it can afford to spin longer: every 10 µs a wake-up comes past the window costs a tick at
+/// 100 kHz, and on a virtual machine wake-ups 30–60 µs late are common (docs/performance.md,
+/// "Real time on a noisy host"). 60 µs of the shortest wake-up period (100 µs) still leaves the
+/// thread asleep a third of the time, far from the kernel's real-time budget.
 pub const SPIN_BATCHED: Duration = Duration::from_micros(60);
+/// The longest spin window where the loop batches: half of the default 400 µs wake-up period.
+/// At 100 kHz it missed a third of the ticks 60 µs missed, fewer in each of 10 interleaved
+/// rounds, for half a CPU instead of a sixth (docs/performance.md, issue 15 fifth pass);
+/// longer was not measured.
+pub const SPIN_BATCHED_MAX: Duration = Duration::from_micros(200);
 /// Ticks to keep sampling at zero load after a safe unload, so the file shows the rig at rest.
 const REST_TICKS_AFTER_UNLOAD_S: f64 = 0.05;
 /// The shortest interval between two wake-ups of a paced loop. Each wake-up spins for the last
@@ -110,6 +124,7 @@ const LATE_WINDOW_BUCKETS: usize = 32;
 const _: () = assert!(MIN_WAKE_PERIOD.as_nanos() > 2 * SPIN_BEFORE_DEADLINE.as_nanos());
 // Batched, the thread must still sleep a good part of every wake-up period.
 const _: () = assert!(10 * SPIN_BATCHED.as_nanos() <= 6 * MIN_WAKE_PERIOD.as_nanos());
+const _: () = assert!(SPIN_BATCHED.as_nanos() <= SPIN_BATCHED_MAX.as_nanos());
 
 /// Whether a paced loop at sample period `dt_s` batches ticks: when the period is shorter than
 /// [`MIN_WAKE_PERIOD`] (above 10 kHz).
@@ -120,14 +135,17 @@ fn batches(dt_s: f64) -> bool {
     ratio.is_finite() && ratio * (1.0 - 1e-9) > 1.0
 }
 
-/// The spin window of a paced loop at sample period `dt_s`: [`SPIN_BATCHED`] where it batches,
-/// [`SPIN_BEFORE_DEADLINE`] at 10 kHz and below.
-pub fn spin_window(dt_s: f64) -> Duration {
-    if batches(dt_s) {
-        SPIN_BATCHED
-    } else {
-        SPIN_BEFORE_DEADLINE
+/// The spin window of a paced loop at sample period `dt_s` with `acquisition.wakeup_period_us`
+/// = `wakeup_period_us`, unless `acquisition.spin_us` sets it: [`SPIN_BEFORE_DEADLINE`] at
+/// 10 kHz and below; where it batches, half the wake-up period, kept within [`SPIN_BATCHED`] and
+/// [`SPIN_BATCHED_MAX`] (200 µs with the default 400 µs; 60 µs with 100 µs), so the thread
+/// sleeps at least half of every wake-up period but the shortest.
+pub fn spin_window(dt_s: f64, wakeup_period_us: f64) -> Duration {
+    if !batches(dt_s) {
+        return SPIN_BEFORE_DEADLINE;
     }
+    let wake_period = Duration::from_secs_f64(dt_s).mul_f64(ticks_per_wakeup(dt_s, wakeup_period_us) as f64);
+    (wake_period / 2).clamp(SPIN_BATCHED, SPIN_BATCHED_MAX)
 }
 
 /// Ticks a paced loop runs per wake-up at sample period `dt_s` with `acquisition.wakeup_period_us`
@@ -400,9 +418,15 @@ impl ControlLoop {
         // Paced, the loop sleeps only before the first tick of each batch; 1 up to 10 kHz.
         let batch = ticks_per_wakeup(dt_s, self.cfg.raw.acquisition.wakeup_period_us);
         let wake_period = dt.mul_f64(batch as f64);
-        let spin = spin_window(dt_s);
+        let spin = match self.cfg.raw.acquisition.spin_us {
+            Some(us) => Duration::from_secs_f64(us * 1e-6),
+            None => spin_window(dt_s, self.cfg.raw.acquisition.wakeup_period_us),
+        };
         diag.spin_window_us = spin.as_secs_f64() * 1e6;
         let stall_min = wake_period.max(STALL_MIN);
+        if self.paced {
+            diag.lateness_split = LatenessSplit::new(diag.spin_window_us, wake_period.as_secs_f64() * 1e6);
+        }
         let max_gap_s = limits.max_command_gap_ms / 1000.0;
         let mut late_window = LateWindow::new(limits.late_window_s, dt_s);
         // Device-clocked frames only: the simulator's newest sample is always this tick's.
@@ -418,6 +442,8 @@ impl ControlLoop {
         // made the wake-up (and the episode of wake-ups it began) late.
         let mut wake_start = Instant::now();
         let mut cause = Cause::Work;
+        // The lateness class of the wake-up that began the current episode (see LatenessSplit).
+        let mut episode_class = 0usize;
         let usage0 = thread_usage();
         let mut align = Alignment::new(self.rig.smu.pacing(), self.rig.smu.device().to_string(), dt_s);
         let t0 = Instant::now();
@@ -435,6 +461,10 @@ impl ControlLoop {
                 diag.loop_lateness.record_us(late.as_secs_f64() * 1e6);
                 if let Some(w) = woke {
                     diag.wakeup_lateness.record_us(w.raw_lateness.as_secs_f64() * 1e6);
+                }
+                episode_class = lateness_class(&diag.lateness_split, late, woke, dt, episode_class);
+                if woke.is_some() {
+                    diag.lateness_split.wakeups[episode_class] += 1;
                 }
                 cause = Cause::of_wakeup(late, woke, dt, cause);
                 wake_start = now;
@@ -676,6 +706,7 @@ impl ControlLoop {
                         Cause::Spin => &mut by.spin,
                         Cause::Work => &mut by.work,
                     } += 1;
+                    diag.lateness_split.missed[episode_class] += 1;
                 }
                 if k >= next_wake_k {
                     // The wake-up's last tick.
@@ -711,8 +742,9 @@ impl ControlLoop {
             diag.record_stall(st);
         }
         let usage1 = thread_usage();
-        diag.control_page_faults = usage1.0.saturating_sub(usage0.0);
-        diag.control_preemptions = usage1.1.saturating_sub(usage0.1);
+        diag.control_page_faults = usage1.faults.saturating_sub(usage0.faults);
+        diag.control_preemptions = usage1.preemptions.saturating_sub(usage0.preemptions);
+        diag.control_cpu_us = (usage1.cpu_us - usage0.cpu_us).max(0.0);
         // A buffered meter is read every few ms: the last frame samples may still wait for their
         // readings. Collect them (bounded) so the file ends where the program did.
         if let Err(e) = self.drain_tail(&mut merger, &mut align) {
@@ -843,6 +875,20 @@ impl Cause {
             // began it.
             None => episode,
         }
+    }
+}
+
+/// The class of a paced wake-up's raw lateness in `split` ([`LatenessSplit`]): its first tick
+/// started `late` after its deadline, its sleep ended as `woke` says (`None`: no sleep), the
+/// sample period is `dt`, and `episode` is the class of the wake-up before it. A wake-up that
+/// could not sleep because the ticks before ran past its deadline belongs to the episode that
+/// began with a wake-up that did, as its [`Cause`] does; one that did not sleep because it was
+/// already within the spin window came on time.
+fn lateness_class(split: &LatenessSplit, late: Duration, woke: Option<Woke>, dt: Duration, episode: usize) -> usize {
+    match woke {
+        Some(w) => split.class_of(w.raw_lateness.as_secs_f64() * 1e6),
+        None if late >= dt => episode,
+        None => 0,
     }
 }
 
@@ -1157,16 +1203,30 @@ fn lock_memory() -> bool {
     }
 }
 
-/// Page faults (minor + major) and involuntary context switches of the calling thread so far;
-/// zeros if the kernel does not say.
-fn thread_usage() -> (u64, u64) {
+/// What the kernel counts for the calling thread so far (getrusage RUSAGE_THREAD).
+#[derive(Debug, Clone, Copy, Default)]
+struct ThreadUsage {
+    /// Page faults, minor + major.
+    faults: u64,
+    /// Involuntary context switches.
+    preemptions: u64,
+    /// CPU time, user + system, µs.
+    cpu_us: f64,
+}
+
+/// The calling thread's usage so far; zeros if the kernel does not say.
+fn thread_usage() -> ThreadUsage {
     use nix::sys::resource::{getrusage, UsageWho};
     match getrusage(UsageWho::RUSAGE_THREAD) {
-        Ok(u) => (
-            (u.minor_page_faults() + u.major_page_faults()).max(0) as u64,
-            u.involuntary_context_switches().max(0) as u64,
-        ),
-        Err(_) => (0, 0),
+        Ok(u) => {
+            let us = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 * 1e6 + t.tv_usec() as f64;
+            ThreadUsage {
+                faults: (u.minor_page_faults() + u.major_page_faults()).max(0) as u64,
+                preemptions: u.involuntary_context_switches().max(0) as u64,
+                cpu_us: us(u.user_time()) + us(u.system_time()),
+            }
+        }
+        Err(_) => ThreadUsage::default(),
     }
 }
 
@@ -1288,6 +1348,27 @@ mod tests {
     }
 
     #[test]
+    fn a_missed_tick_is_classed_by_the_raw_lateness_of_the_wake_up_that_began_its_episode() {
+        let us = Duration::from_micros;
+        let dt = us(10);
+        // 100 kHz, 60 µs spin, 400 µs wake-ups: classes from 0, 60, 400 and 1000 µs.
+        let split = LatenessSplit::new(60.0, 400.0);
+        let woke = |raw_us: u64| Some(Woke { raw_lateness: us(raw_us), past_deadline: us(raw_us.saturating_sub(60)) });
+        // Classed by how late the sleep returned, whatever the first tick's lateness.
+        for (raw_us, class) in [(5u64, 0), (59, 0), (60, 1), (399, 1), (400, 2), (999, 2), (1000, 3), (40_000, 3)] {
+            let late = us(raw_us.saturating_sub(60));
+            assert_eq!(lateness_class(&split, late, woke(raw_us), dt, 2), class, "{raw_us} µs");
+        }
+        // No sleep and late: the cascade after a wake-up (or a tick's work) keeps the episode's
+        // class; a stall of the work after an on-time wake-up is not a late wake-up.
+        for episode in 0..4 {
+            assert_eq!(lateness_class(&split, us(5000), None, dt, episode), episode);
+        }
+        // No sleep, on time (already within the spin window): the first class.
+        assert_eq!(lateness_class(&split, us(3), None, dt, 3), 0);
+    }
+
+    #[test]
     fn rates_up_to_10_khz_keep_one_tick_per_wakeup_and_faster_ones_batch_to_the_wakeup_period() {
         // (rate, ticks per wake-up at 100 µs, at 200 µs)
         for (rate_hz, at_100, at_200) in [
@@ -1305,10 +1386,31 @@ mod tests {
         ] {
             assert_eq!(ticks_per_wakeup(1.0 / rate_hz, 100.0), at_100, "at {rate_hz} Hz, 100 µs");
             assert_eq!(ticks_per_wakeup(1.0 / rate_hz, 200.0), at_200, "at {rate_hz} Hz, 200 µs");
-            // Batching (and its longer spin) depends on the rate, not on the wake-up period.
-            let spin = if at_100 > 1 { SPIN_BATCHED } else { SPIN_BEFORE_DEADLINE };
-            assert_eq!(spin_window(1.0 / rate_hz), spin, "at {rate_hz} Hz");
+            // Batching (and its longer spin) depends on the rate; the spin, then, on the wake-up
+            // period: half of it, 60 to 200 µs.
+            if at_100 == 1 {
+                assert_eq!(spin_window(1.0 / rate_hz, 400.0), SPIN_BEFORE_DEADLINE, "at {rate_hz} Hz");
+            } else {
+                for wakeup_period_us in [100.0, 200.0, 400.0] {
+                    let spin = spin_window(1.0 / rate_hz, wakeup_period_us);
+                    let wake = Duration::from_secs_f64(1.0 / rate_hz)
+                        .mul_f64(ticks_per_wakeup(1.0 / rate_hz, wakeup_period_us) as f64);
+                    assert!((SPIN_BATCHED..=SPIN_BATCHED_MAX).contains(&spin), "at {rate_hz} Hz: {spin:?}");
+                    // Asleep at least half of every wake-up period, but for the shortest window.
+                    assert!(spin == SPIN_BATCHED || spin * 2 <= wake, "at {rate_hz} Hz: {spin:?} of {wake:?}");
+                }
+            }
         }
+        // 100 kHz: half the wake-up period, 60 µs at least and 200 µs at most.
+        let us = Duration::from_micros;
+        for (wakeup_period_us, spin) in
+            [(100.0, us(60)), (200.0, us(100)), (300.0, us(150)), (400.0, us(200)), (1000.0, us(200))]
+        {
+            assert_eq!(spin_window(1e-5, wakeup_period_us), spin, "{wakeup_period_us} µs");
+        }
+        // 20 kHz with 400 µs: 8 ticks of 50 µs, 200 µs; 33.3 kHz with 100 µs: 4 ticks of 30 µs, 60 µs.
+        assert_eq!(spin_window(1.0 / 20_000.0, 400.0), us(200));
+        assert_eq!(spin_window(1.0 / 33_333.0, 100.0), us(60));
         // A wake-up period below the floor is taken as the floor, so the thread keeps sleeping.
         assert_eq!(ticks_per_wakeup(1e-5, 20.0), 10);
         assert_eq!(ticks_per_wakeup(1e-5, 1000.0), 100);

@@ -412,10 +412,17 @@ mod tests {
         // the timing interlocks off: a busy machine may make ticks late but must not change
         // what is written. Judged on the data and the batching, never on lateness.
         let demo = include_str!("../../../../config/demo.toml");
-        for (wakeup_period_us, batch) in [(100.0, 10), (200.0, 20), (400.0, 40), (1000.0, 100)] {
+        // The last case also sets the spin window (`acquisition.spin_us`) instead of the default.
+        for (wakeup_period_us, batch, spin_us) in
+            [(100.0, 10, None), (200.0, 20, None), (400.0, 40, None), (1000.0, 100, None), (400.0, 40, Some(150.0))]
+        {
+            let spin_line = spin_us.map_or(String::new(), |us: f64| format!("spin_us = {us:?}\n"));
             let text = demo
                 .replace("rate_hz = 1000", "rate_hz = 100000")
-                .replace("[acquisition]\n", &format!("[acquisition]\nwakeup_period_us = {wakeup_period_us:?}\n"))
+                .replace(
+                    "[acquisition]\n",
+                    &format!("[acquisition]\nwakeup_period_us = {wakeup_period_us:?}\n{spin_line}"),
+                )
                 .replace("settle_s = 2.0", "settle_s = 0.2")
                 .replace("\nload_s = 10.0", "\nload_s = 0.05")
                 .replace("hold_s = 10.0", "hold_s = 0.05")
@@ -448,7 +455,15 @@ mod tests {
             // One lateness per wake-up: ticks 0, batch, 2 · batch, … and the tick that finds the
             // program over.
             assert_eq!(d.loop_lateness.total, expected / batch + 1, "{wakeup_period_us} µs");
-            assert_eq!(d.spin_window_us, control::SPIN_BATCHED.as_secs_f64() * 1e6);
+            let spin_us = spin_us.unwrap_or(control::spin_window(1e-5, wakeup_period_us).as_secs_f64() * 1e6);
+            assert_eq!(d.spin_window_us, spin_us);
+            // The lateness split's classes follow the spin and the wake-up period; every wake-up
+            // that slept and every missed tick is in one class.
+            let wake_us = wakeup_period_us;
+            assert_eq!(d.lateness_split.lower_us, [0.0, spin_us, wake_us, wake_us.max(1000.0)], "{wake_us} µs");
+            assert_eq!(d.lateness_split.wakeups.iter().sum::<u64>(), d.wakeup_lateness.total);
+            assert_eq!(d.lateness_split.missed.iter().sum::<u64>(), d.missed_deadlines);
+            assert!(d.control_cpu_us > 0.0, "the control thread's CPU time is recorded");
         }
     }
 
