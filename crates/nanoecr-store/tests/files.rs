@@ -94,6 +94,7 @@ fn write_complete(path: &Path, rows: u64) -> Vec<Event> {
         rate_hz: 1000.0,
         smu_pacing: "timer".into(),
         smu_misalignment_max_us: Some(12.5),
+        smu_lag_max_ms: 21.0,
         ..Default::default()
     };
     diag.loop_lateness.record_us(12.0);
@@ -134,6 +135,7 @@ fn round_trip_through_our_reader() {
     assert_eq!(d.ticks, 10_000);
     assert_eq!(d.loop_lateness.total, 1);
     assert_eq!((d.smu_pacing.as_str(), d.smu_misalignment_max_us), ("timer", Some(12.5)));
+    assert_eq!(d.smu_lag_max_ms, 21.0);
     assert_eq!(f.pillar.diameter_um, 2.0);
     assert_eq!(f.rate_hz, Some(1000.0));
     assert!(f.config_toml.as_deref().is_some_and(|t| t.contains("peak_load_un = 6000.0")));
@@ -178,6 +180,7 @@ for k in e["events"]:
 assert e["diagnostics/ticks"][()] == 5000
 assert e["diagnostics/smu_timer_trigger"][()] == 1 and e["diagnostics/smu_misalignment_max_us"][()] == 12.5
 assert s(e["diagnostics/smu_misalignment_max_us"].attrs["units"]) == "us"
+assert e["diagnostics/smu_lag_max_ms"][()] == 21.0 and s(e["diagnostics/smu_lag_max_ms"].attrs["units"]) == "ms"
 from nexusformat.nexus import nxload
 root = nxload(sys.argv[1])
 data = root["entry/data"]
