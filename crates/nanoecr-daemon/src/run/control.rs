@@ -256,6 +256,16 @@ impl Merger {
         self.n_frames - self.frame_head
     }
 
+    /// Where a regular meter acquire writes: at most [`READ_BATCH`] readings held in all, as
+    /// before the queues grew. Readings ahead of the frame are of no use until the frame's
+    /// samples arrive, and fetching more of them each tick (a meter read every tick, as the
+    /// in-house dialect is, racing through its backlog after a stall) only lengthens the ticks.
+    /// The out-of-turn fetch before a sample is given up takes the whole free tail.
+    fn smu_room(&mut self) -> &mut [SmuReading] {
+        let end = (self.smu_head + READ_BATCH).clamp(self.n_smus, self.smus.len());
+        &mut self.smus[self.n_smus..end]
+    }
+
     /// Keep at least [`READ_BATCH`] free slots after `n_frames` and `n_smus`, moving the waiting
     /// entries to the front when the tail runs short (rarely: at most once per
     /// capacity − lag − [`READ_BATCH`] pops).
@@ -635,7 +645,7 @@ impl ControlLoop {
                 }
                 Err(e) => return EndReason::DeviceFault(e.to_string()),
             }
-            match self.rig.smu.acquire(&mut merger.smus[merger.n_smus..]) {
+            match self.rig.smu.acquire(merger.smu_room()) {
                 Ok(n) => merger.n_smus += n,
                 Err(e) => return EndReason::DeviceFault(e.to_string()),
             }
@@ -843,8 +853,11 @@ impl ControlLoop {
         while merger.pending() > 0 {
             merger.make_room();
             let timed_out = Instant::now() >= deadline;
-            let room = &mut merger.smus[merger.n_smus..];
-            let n = if timed_out { self.rig.smu.acquire_now(room)? } else { self.rig.smu.acquire(room)? };
+            let n = if timed_out {
+                self.rig.smu.acquire_now(&mut merger.smus[merger.n_smus..])?
+            } else {
+                self.rig.smu.acquire(merger.smu_room())?
+            };
             merger.n_smus += n;
             if timed_out && n == 0 {
                 // Let the merger give up on the readings still missing.
