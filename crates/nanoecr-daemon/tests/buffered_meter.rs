@@ -7,9 +7,15 @@
 //! The meter is the simulated one (its physics and sequence) behind a batching wrapper: the
 //! buffering and timestamps are what is under test, and no instrument runs in-process.
 
-use nanoecr_core::{RunConfig, RunStatus};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use nanoecr_core::{Event, RunConfig, RunStatus, Segment};
 use nanoecr_daemon::run::{start_run, RunOptions};
-use nanoecr_hw::{DeviceInfo, HwError, Rig, SmuPacing, SmuReading, SourceMeter};
+use nanoecr_hw::{
+    DeviceInfo, FrameClock, FrameLimits, FrameReading, HwError, LoadFrame, Rig, SmuPacing, SmuReading, SourceMeter,
+};
 
 const DEMO: &str = include_str!("../../../config/demo.toml");
 
@@ -137,4 +143,184 @@ fn a_late_reading_delays_neither_the_load_feedback_nor_the_samples_setpoint() {
     assert_eq!(a.len(), b.len());
     let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
     assert!(worst < 1e-6, "load differs by up to {worst} µN with batched readings");
+}
+
+/// The device side of a rig whose clock stalls and then catches up, as the rig shim's sample clock
+/// does when the shim is starved on a loaded host: samples `stall` are produced only when the
+/// stall ends, all at once. The frame's FIFO then delivers the backlog 120 samples per call (the
+/// Modbus frame's eight 15-sample blocks), and the meter's buffer holds the readings of the
+/// backlog from that moment on too.
+struct StallingFrame {
+    inner: Box<dyn LoadFrame>,
+    fifo: VecDeque<FrameReading>,
+    stall: std::ops::Range<u64>,
+    /// Samples (and so readings) the device has produced: the meter may hand over those below.
+    produced: Arc<AtomicU64>,
+}
+
+impl LoadFrame for StallingFrame {
+    fn identify(&mut self) -> Result<DeviceInfo, HwError> {
+        self.inner.identify()
+    }
+    fn prepare(&mut self, limits: &FrameLimits) -> Result<(), HwError> {
+        self.inner.prepare(limits)
+    }
+    fn arm(&mut self, limits: &FrameLimits) -> Result<(), HwError> {
+        self.inner.arm(limits)
+    }
+    fn command(&mut self, command_un: f64, segment: Segment) -> Result<(), HwError> {
+        self.inner.command(command_un, segment)
+    }
+    fn acquire(&mut self, out: &mut [FrameReading]) -> Result<usize, HwError> {
+        let mut buf = [FrameReading::default(); 8];
+        let n = self.inner.acquire(&mut buf)?;
+        self.fifo.extend(&buf[..n]);
+        let Some(newest) = self.fifo.back().map(|f| f.seq) else { return Ok(0) };
+        if self.stall.contains(&newest) {
+            return Ok(0);
+        }
+        self.produced.store(newest + 1, Ordering::Relaxed);
+        let k = self.fifo.len().min(out.len()).min(120);
+        for (slot, f) in out.iter_mut().zip(self.fifo.drain(..k)) {
+            *slot = f;
+        }
+        Ok(k)
+    }
+    fn make_safe(&mut self) -> Result<(), HwError> {
+        self.inner.make_safe()
+    }
+    fn ground_truth(&mut self) -> Option<Vec<Event>> {
+        self.inner.ground_truth()
+    }
+    fn clock(&self) -> FrameClock {
+        self.inner.clock()
+    }
+}
+
+/// A buffered meter polled every 20 calls (its poll interval at 1 kHz) unless asked out of turn,
+/// handing over the readings the device has produced, up to 256 per fetch; with `closed_after`,
+/// its link is closed by the instrument once the device has produced that many samples.
+struct PolledMeter {
+    inner: Box<dyn SourceMeter>,
+    held: VecDeque<SmuReading>,
+    produced: Arc<AtomicU64>,
+    calls: u64,
+    closed_after: Option<u64>,
+}
+
+impl PolledMeter {
+    fn poll(&mut self, out: &mut [SmuReading]) -> Result<usize, HwError> {
+        let produced = self.produced.load(Ordering::Relaxed);
+        if self.closed_after.is_some_and(|c| produced > c) {
+            return Err(HwError::Transport {
+                device: self.device().to_string(),
+                operation: "buffer index".into(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "connection closed by the instrument",
+                ),
+            });
+        }
+        let ready = self.held.iter().take_while(|r| r.seq < produced).count();
+        let k = ready.min(out.len()).min(256);
+        for (slot, r) in out.iter_mut().zip(self.held.drain(..k)) {
+            *slot = r;
+        }
+        Ok(k)
+    }
+
+    fn pull(&mut self) -> Result<(), HwError> {
+        let mut buf = [SmuReading::default(); 64];
+        loop {
+            let n = self.inner.acquire(&mut buf)?;
+            self.held.extend(&buf[..n]);
+            if n < buf.len() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl SourceMeter for PolledMeter {
+    fn identify(&mut self) -> Result<DeviceInfo, HwError> {
+        self.inner.identify()
+    }
+    fn bias_on(&mut self, voltage_v: f64, compliance_a: f64) -> Result<(), HwError> {
+        self.inner.bias_on(voltage_v, compliance_a)
+    }
+    fn acquire(&mut self, out: &mut [SmuReading]) -> Result<usize, HwError> {
+        self.pull()?;
+        self.calls += 1;
+        if self.calls % 20 != 0 {
+            return Ok(0);
+        }
+        self.poll(out)
+    }
+    fn acquire_now(&mut self, out: &mut [SmuReading]) -> Result<usize, HwError> {
+        self.pull()?;
+        self.poll(out)
+    }
+    fn bias_off(&mut self) -> Result<(), HwError> {
+        self.inner.bias_off()
+    }
+    fn pacing(&self) -> SmuPacing {
+        SmuPacing::ExternalTrigger
+    }
+    fn device(&self) -> &str {
+        "SMU0 (polled test meter)"
+    }
+}
+
+/// The device's clock stalls over samples 40–439 and catches up at tick 440, just after the
+/// meter's poll at tick 439: the frame delivers 120 backlog samples per tick, so 256 wait after
+/// three ticks, seventeen ticks before the meter's next poll.
+fn run_with_a_device_stall(closed_after: Option<u64>) -> (nanoecr_core::RunSummary, nanoecr_store::RunFile, u64) {
+    let mut cfg = short_config();
+    // A data test: the simulated frame is tick-clocked, so a sample this wrapper delivers 400
+    // ticks late is paired with the setpoint of the tick that delivered it, and the PI acts on a
+    // load 400 ticks old; neither the tracking interlock nor the integral has anything to judge.
+    cfg.raw.limits.max_tracking_error_un = f64::INFINITY;
+    cfg.raw.control.ki_per_s = 0.0;
+    let expected = cfg.expected_samples();
+    let sim = nanoecr_hw::sim::rig(&cfg);
+    let produced = Arc::new(AtomicU64::new(0));
+    let frame = StallingFrame { inner: sim.frame, fifo: VecDeque::new(), stall: 40..440, produced: produced.clone() };
+    let smu = PolledMeter { inner: sim.smu, held: VecDeque::new(), produced, calls: 0, closed_after };
+    let rig = Rig { frame: Box::new(frame), smu: Box::new(smu) };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("run.h5");
+    let handle = start_run(cfg, rig, RunOptions { file_path: Some(path.clone()), fast: true, ..Default::default() })
+        .expect("run starts");
+    let summary = handle.join().expect("run ends");
+    let file = nanoecr_store::read_run(&path).expect("run file readable");
+    (summary, file, expected)
+}
+
+/// A burst of frame samples that outruns the meter's poll interval is not a late meter: the loop
+/// asks the meter before giving up a sample, and the meter has the readings. Before it did, the
+/// 256-sample merge window filled three ticks into the burst and the run ended with "no reading
+/// for frame sample 40 (the meter fell 256 samples behind …)": the HIL suite's flake under load.
+#[test]
+fn a_burst_of_frame_samples_between_two_polls_of_a_healthy_meter_loses_no_current() {
+    let (s, f, expected) = run_with_a_device_stall(None);
+    assert_eq!(s.status, RunStatus::Complete, "{}", s.end_reason);
+    assert_eq!(f.data.len() as u64, expected);
+    assert!(f.data.seq.windows(2).all(|w| w[1] == w[0] + 1));
+    let invalid = f.data.current_a.iter().filter(|c| !c.is_finite()).count();
+    assert_eq!(invalid, 0, "every sample has its reading");
+    // Sample 40 waited for its reading until sample 399 was in hand (the third tick of the burst).
+    let d = f.diagnostics.expect("diagnostics");
+    assert_eq!(d.smu_lag_max_ms.round(), 359.0, "{}", d.smu_lag_max_ms);
+}
+
+/// The same burst with the meter's link closed meanwhile (a LAN drop): the run names the closed
+/// connection, not the readings it could not get (what `lan_drop_mid_run_fails_the_run_naming_the_meter`
+/// saw under load before).
+#[test]
+fn a_link_closed_during_a_burst_is_what_ends_the_run() {
+    let (s, f, _) = run_with_a_device_stall(Some(100));
+    assert_eq!(s.status, RunStatus::Failed, "{}", s.end_reason);
+    let reason = s.end_reason.to_string();
+    assert!(reason.contains("SMU0 (polled test meter)") && reason.contains("closed by the instrument"), "{reason}");
+    assert!(f.data.len() >= 40, "the samples before the stall are kept: {}", f.data.len());
 }

@@ -282,6 +282,11 @@ impl SourceMeter for Keithley2450 {
         Ok(k)
     }
 
+    fn acquire_now(&mut self, out: &mut [SmuReading]) -> Result<usize, HwError> {
+        self.next_poll = Instant::now();
+        self.acquire(out)
+    }
+
     fn bias_off(&mut self) -> Result<(), HwError> {
         self.armed = false;
         self.on = false;

@@ -200,8 +200,17 @@ pub trait SourceMeter: Send {
     /// the acquisition (a buffered meter then waits for its first trigger). Called before the
     /// frame restarts its sample counter, so the meter's first reading is frame sample 0.
     fn bias_on(&mut self, voltage_v: f64, compliance_a: f64) -> Result<(), HwError>;
-    /// Current samples acquired since the last call, at most `out.len()`.
+    /// Current samples acquired since the last call, at most `out.len()`. A buffered meter may
+    /// answer from its last poll without asking the instrument (it is polled every few ms).
     fn acquire(&mut self, out: &mut [SmuReading]) -> Result<usize, HwError>;
+    /// As [`acquire`](SourceMeter::acquire), but ask the instrument now, whenever it was last
+    /// polled. The control loop calls it before it gives up on a frame sample's reading, so the
+    /// run ends on what the meter's link says (closed, timed out) rather than on a reading it
+    /// never asked for, and goes on if the reading is there. The default is `acquire`, for
+    /// meters that ask on every call.
+    fn acquire_now(&mut self, out: &mut [SmuReading]) -> Result<usize, HwError> {
+        self.acquire(out)
+    }
     /// Switch the output off. Must work after any error.
     fn bias_off(&mut self) -> Result<(), HwError>;
     /// What paces the readings (the control loop's alignment checks depend on it).

@@ -705,6 +705,7 @@ fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static st
         ("control_preemptions", U64(d.control_preemptions), "1"),
         ("smu_timer_trigger", U8(u8::from(d.smu_pacing == "timer")), "1"),
         ("smu_misalignment_max_us", F64(d.smu_misalignment_max_us.unwrap_or(f64::NAN)), "us"),
+        ("smu_lag_max_ms", F64(d.smu_lag_max_ms), "ms"),
         ("wakeup_lateness_max_us", F64(d.wakeup_lateness.max_us), "us"),
         ("wakeup_lateness_p99_us", F64(d.wakeup_lateness.quantile_us(0.99).unwrap_or(f64::NAN)), "us"),
         ("batch_work_max_us", F64(d.batch_work.max_us), "us"),

@@ -109,6 +109,14 @@ pub struct Args {
     /// Fault: close the SCPI TCP connection at this device time, s (a LAN drop mid-run).
     #[arg(long)]
     pub smu_drop_after_s: Option<f64>,
+    /// Fault: from --smu-hold-readings-at-s on, the meter stores the reading of each trigger only
+    /// this many ms (device time) later, all at once (a meter that falls behind its triggers and
+    /// catches up; its queries are still answered at once).
+    #[arg(long, default_value_t = 0)]
+    pub smu_hold_readings_ms: u64,
+    /// Fault: device time at which --smu-hold-readings-ms begins, s.
+    #[arg(long)]
+    pub smu_hold_readings_at_s: Option<f64>,
 }
 
 /// `FC:CODE[@N]` → (function, code, from request).
@@ -173,6 +181,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             latency: Duration::from_millis(args.smu_latency_ms),
             latency_after_s: args.smu_latency_after_s,
             garbage_after: args.smu_garbage_after,
+            hold_readings_at_s: args.smu_hold_readings_at_s,
+            hold_readings: Duration::from_millis(args.smu_hold_readings_ms),
             ..MeterConfig::default()
         })))
     } else {

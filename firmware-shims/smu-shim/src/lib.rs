@@ -96,6 +96,13 @@ pub struct MeterConfig {
     pub garbage_after: Option<u64>,
     /// Fault: close the TCP connection once the device time reaches this (a LAN drop mid-run).
     pub drop_after_s: Option<f64>,
+    /// Fault: from this device time on, for [`hold_readings`](MeterConfig::hold_readings), the
+    /// meter takes a reading on every trigger but stores it only when the hold ends (a meter
+    /// that falls behind its triggers and catches up): queries are answered at once, its buffer
+    /// just does not grow meanwhile. Readings keep their trigger's time and value.
+    pub hold_readings_at_s: Option<f64>,
+    /// With `hold_readings_at_s`: how long the readings are held, in device time.
+    pub hold_readings: Duration,
 }
 
 impl Default for MeterConfig {
@@ -114,6 +121,8 @@ impl Default for MeterConfig {
             latency_after_s: None,
             garbage_after: None,
             drop_after_s: None,
+            hold_readings_at_s: None,
+            hold_readings: Duration::ZERO,
         }
     }
 }
@@ -311,6 +320,8 @@ struct Inner {
     ctx: Ctx,
     inst: Instrument,
     queries: u64,
+    /// Triggers whose readings the `hold_readings` fault holds back: (sequence, sample).
+    held: Vec<(u64, Sample)>,
 }
 
 /// The simulated source-measure unit: one model, its wire and its faults.
@@ -328,7 +339,7 @@ impl Meter {
             Model::Keithley2450 => Instrument::K2450(Box::new(k2450::K2450::new(&cfg))),
             Model::KeysightB2900 => Instrument::B2900(Box::new(b2900::B2900::new(&cfg))),
         };
-        Self { inner: Mutex::new(Inner { ctx: Ctx::new(cfg.clone()), inst, queries: 0 }), cfg }
+        Self { inner: Mutex::new(Inner { ctx: Ctx::new(cfg.clone()), inst, queries: 0, held: Vec::new() }), cfg }
     }
 
     /// The configuration the meter was built with.
@@ -346,11 +357,28 @@ impl Meter {
     /// the pillar's current relative to V/R was `current_factor`.
     pub fn trigger(&self, seq: u64, time_s: f64, current_factor: f64) {
         let mut g = self.lock();
-        let Inner { ctx, inst, .. } = &mut *g;
+        let Inner { ctx, inst, held, .. } = &mut *g;
         let s = Sample { time_s, current_factor };
         ctx.last = s;
+        if let Some(at_s) = self.cfg.hold_readings_at_s {
+            // Only pulses of a run (after the frame's reset, on a live wire) are held: a pulse
+            // from before the reset must never be stored as one of the run's readings.
+            let in_run = (!self.cfg.gate_on_frame_reset || ctx.frame_resets > 0) && ctx.wire_live();
+            if in_run && time_s >= at_s && time_s < at_s + self.cfg.hold_readings.as_secs_f64() {
+                held.push((seq, s));
+                return;
+            }
+            for (seq, s) in held.drain(..) {
+                Self::take(ctx, inst, seq, s);
+            }
+        }
+        Self::take(ctx, inst, seq, s);
+    }
+
+    /// The meter takes the reading of trigger `seq` (the pillar as `s`).
+    fn take(ctx: &mut Ctx, inst: &mut Instrument, seq: u64, s: Sample) {
         match inst {
-            Instrument::InHouse(m) => m.trigger(seq, time_s, current_factor),
+            Instrument::InHouse(m) => m.trigger(seq, s.time_s, s.current_factor),
             Instrument::K2450(m) => m.pulse(ctx, s),
             Instrument::B2900(m) => m.pulse(ctx, s),
         }
@@ -359,7 +387,9 @@ impl Meter {
     /// The frame was reset (its counter restarts at 0).
     pub fn reset_trigger(&self) {
         let mut g = self.lock();
-        let Inner { ctx, inst, .. } = &mut *g;
+        let Inner { ctx, inst, held, .. } = &mut *g;
+        // Pulses held before the reset belong to no run.
+        held.clear();
         ctx.frame_resets += 1;
         ctx.reset_since_arm = true;
         ctx.reset_clock_s = ctx.clock_s();

@@ -42,6 +42,39 @@ fn compliance_fault_limits_the_output_from_its_device_time() {
 }
 
 #[test]
+fn held_readings_are_stored_when_the_hold_ends_with_their_own_time_and_value() {
+    let meter = Meter::new(MeterConfig {
+        model: Model::KeysightB2900,
+        hold_readings_at_s: Some(0.002),
+        hold_readings: Duration::from_millis(3),
+        ..MeterConfig::default()
+    });
+    for cmd in [":SOUR:VOLT 5", ":TRIG:SOUR EXT1", ":TRIG:COUN 8", ":TRAC:FEED:CONT NEXT"] {
+        assert_eq!(meter.handle(cmd), None);
+    }
+    meter.handle(":FORM:ELEM:SENS CURR,TIME;:OUTP ON;:INIT");
+    // A pulse before the frame's reset, at a device time inside the hold, belongs to no run.
+    meter.trigger(3, 0.003, 1.0);
+    meter.reset_trigger();
+    let count = |m: &Meter| String::from_utf8(m.handle(":TRAC:POIN:ACT?").expect("count")).expect("ascii");
+    for seq in 0..5u64 {
+        meter.trigger(seq, seq as f64 * 1e-3, 1.0 + seq as f64);
+    }
+    // Samples 2, 3, 4 (2 ms to 4 ms) are held: the buffer holds the first two only.
+    assert_eq!(count(&meter).trim().trim_start_matches('+'), "2");
+    meter.trigger(5, 0.005, 6.0);
+    assert_eq!(count(&meter).trim().trim_start_matches('+'), "6");
+    let reply = String::from_utf8(meter.handle(":TRAC:DATA? 0,6").expect("data")).expect("ascii");
+    let v: Vec<f64> = reply.split(',').map(|x| x.parse().expect("number")).collect();
+    // Each reading is the current of its own trigger (factor · 1 µA), one period after the last.
+    for seq in 0..6usize {
+        let (current_a, time_s) = (v[2 * seq], v[2 * seq + 1] - v[1]);
+        assert!((current_a / ((1.0 + seq as f64) * 1e-6) - 1.0).abs() < 1e-6, "reading {seq}: {current_a}");
+        assert!((time_s - seq as f64 * 1e-3).abs() < 1e-8, "reading {seq}: {time_s}");
+    }
+}
+
+#[test]
 fn lan_drop_closes_the_connection_at_its_device_time_and_later_connections_work() {
     let meter = Arc::new(Meter::new(MeterConfig {
         model: Model::Keithley2450,

@@ -44,6 +44,15 @@ pub struct LimitsConfig {
     /// The sliding window of `max_late_fraction`, s.
     #[serde(default = "default_late_window_s")]
     pub late_window_s: f64,
+    /// Longest a frame sample may wait for its meter reading, ms, counted in the frame's samples
+    /// (the newest sample less this one, times the sample period), so a host stall does not
+    /// count: meanwhile the frame and the meter both buffer. Past it the loop asks the meter once
+    /// more and, if the reading is still missing, ends the run naming the meter; the same bound
+    /// caps the wait for the meter's last readings after the last tick. While a reading is
+    /// missing the interlocks on the current (`max_current_a`, `contact_lost_current_a`) cannot
+    /// judge that sample: this is how long they may be blind.
+    #[serde(default = "default_max_meter_lag_ms")]
+    pub max_meter_lag_ms: f64,
     /// Removed (a whole-run tick fraction turned one host hiccup into an aborted test); kept only
     /// to answer with an error that names its replacements.
     #[serde(default, skip_serializing)]
@@ -68,6 +77,15 @@ fn default_max_late_fraction() -> f64 {
 fn default_late_window_s() -> f64 {
     1.0
 }
+fn default_max_meter_lag_ms() -> f64 {
+    250.0
+}
+
+/// Range of `limits.max_meter_lag_ms`, ms. Below 20 ms (the buffered meters' poll interval at
+/// 1 kHz) a healthy meter would be asked out of turn every poll; above 2 s the merge buffers
+/// (96 bytes per sample, sized at the start of the run) reach 19 MB at 100 kHz, and the current
+/// interlocks would be blind for longer than any operator would accept.
+pub const MAX_METER_LAG_MS_RANGE: (f64, f64) = (20.0, 2000.0);
 
 /// `v` must be > 0; `inf` is accepted and means "never trips".
 fn positive_or_off(key: &str, v: f64, what: &str) -> Result<(), ConfigError> {
@@ -106,6 +124,8 @@ impl LimitsConfig {
         positive("limits.max_tracking_error_ms", self.max_tracking_error_ms, "tracking-error time")?;
         within("limits.max_late_fraction", self.max_late_fraction, 0.0, 1.0, "late-tick fraction")?;
         within("limits.late_window_s", self.late_window_s, 0.001, 60.0, "late-tick window")?;
+        let (lo, hi) = MAX_METER_LAG_MS_RANGE;
+        within("limits.max_meter_lag_ms", self.max_meter_lag_ms, lo, hi, "longest wait for a meter reading")?;
         Ok(())
     }
 

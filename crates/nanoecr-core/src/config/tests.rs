@@ -248,6 +248,20 @@ fn timing_interlocks_have_defaults_can_be_switched_off_and_reject_nonsense() {
 }
 
 #[test]
+fn the_meter_lag_bound_defaults_to_250_ms_and_bad_values_name_key_and_unit() {
+    let c = parse(DEMO, None).expect("demo");
+    assert_eq!(c.raw.limits.max_meter_lag_ms, 250.0, "default when the key is absent");
+    let set = parse(&DEMO.replace("[limits]\n", "[limits]\nmax_meter_lag_ms = 1000.0\n"), None).expect("in range");
+    assert_eq!(set.raw.limits.max_meter_lag_ms, 1000.0);
+    for value in ["0.0", "19.9", "2001.0", "inf", "nan", "-250.0"] {
+        let e = err(&DEMO.replace("[limits]\n", &format!("[limits]\nmax_meter_lag_ms = {value}\n")));
+        assert_eq!(e.key, "limits.max_meter_lag_ms", "{value}: {e}");
+        assert_eq!(e.kind, ConfigErrorKind::OutOfRange, "{value}: {e}");
+        assert!(e.expected.contains("20 to 2000 ms"), "{value}: {e}");
+    }
+}
+
+#[test]
 fn acquisition_cpu_must_exist_on_this_machine() {
     let n = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let ok = parse(&DEMO.replace("[acquisition]\n", "[acquisition]\ncpu = 0\n"), None).expect("CPU 0 exists");

@@ -73,7 +73,8 @@ use nanoecr_hw::{FrameClock, FrameLimits, FrameReading, HwError, Rig, SmuPacing,
 use super::feedback::FeedbackAge;
 use super::shared::Shared;
 
-/// Samples read from each instrument per tick at most; more than any backend returns at once.
+/// Free slots the merge queues keep for one acquire of each instrument: more than any backend
+/// returns at once (the Modbus frame 120, a buffered meter's fetch 256).
 const READ_BATCH: usize = 256;
 /// How long before a deadline the loop stops sleeping and spins, so wake-up jitter of the
 /// scheduler does not become tick lateness, at rates up to 10 kHz (one tick per wake-up).
@@ -218,64 +219,133 @@ impl Default for TickContext {
     }
 }
 
-/// Merges frame and meter readings by sequence number without allocating.
+/// Merges frame and meter readings by sequence number without allocating per tick.
+///
+/// A frame sample waits for its meter reading until the frame is `max_lag_samples` samples past
+/// it (`limits.max_meter_lag_ms` in the frame's own samples, so a host stall, during which both
+/// instruments buffer, does not count); the loop asks the meter out of turn before that
+/// ([`Merger::needs_meter`]), and only then is the sample given up. Both queues are sized for
+/// that lag at the start of the run and popped from the front by index (compacted when the free
+/// tail runs short, [`Merger::make_room`]): a meter thousands of samples behind costs O(1) per
+/// sample, not a copy of the queue.
+///
+/// `frames[frame_head..n_frames]` (with `ticks`) wait for their readings; `smus[smu_head..n_smus]`
+/// are readings not yet matched, in sequence order. Acquire into `frames[n_frames..]` and
+/// `smus[n_smus..]`.
 struct Merger {
-    frames: [FrameReading; READ_BATCH],
+    frames: Box<[FrameReading]>,
     /// `ticks[i]` is the tick `frames[i]` was acquired in.
-    ticks: [TickContext; READ_BATCH],
+    ticks: Box<[TickContext]>,
+    frame_head: usize,
     n_frames: usize,
-    smus: [SmuReading; READ_BATCH],
+    smus: Box<[SmuReading]>,
+    smu_head: usize,
     n_smus: usize,
+    /// A frame sample this many samples older than the newest one has waited too long.
+    max_lag_samples: u64,
+    /// The longest wait of a merged frame sample for its reading, samples (diagnostics).
+    lag_max_samples: u64,
     /// Pop frames without a reading instead of waiting (end of the run).
     give_up: bool,
 }
 
 impl Merger {
-    fn new() -> Self {
+    /// Queues for a meter up to `max_lag_samples` behind the frame, plus room for one acquire of
+    /// each instrument.
+    fn new(max_lag_samples: u64) -> Self {
+        let max_lag_samples = max_lag_samples.max(1);
+        let capacity = usize::try_from(max_lag_samples).unwrap_or(usize::MAX / 4).saturating_add(2 * READ_BATCH);
         Self {
-            frames: [FrameReading::default(); READ_BATCH],
-            ticks: [TickContext::default(); READ_BATCH],
+            frames: vec![FrameReading::default(); capacity].into_boxed_slice(),
+            ticks: vec![TickContext::default(); capacity].into_boxed_slice(),
+            frame_head: 0,
             n_frames: 0,
-            smus: [SmuReading::default(); READ_BATCH],
+            smus: vec![SmuReading::default(); capacity].into_boxed_slice(),
+            smu_head: 0,
             n_smus: 0,
+            max_lag_samples,
+            lag_max_samples: 0,
             give_up: false,
         }
     }
 
+    /// Frame samples waiting for their readings.
+    fn pending(&self) -> usize {
+        self.n_frames - self.frame_head
+    }
+
+    /// Where a regular meter acquire writes: at most [`READ_BATCH`] readings held in all, as
+    /// before the queues grew. Readings ahead of the frame are of no use until the frame's
+    /// samples arrive, and fetching more of them each tick (a meter read every tick, as the
+    /// in-house dialect is, racing through its backlog after a stall) only lengthens the ticks.
+    /// The out-of-turn fetch before a sample is given up takes the whole free tail.
+    fn smu_room(&mut self) -> &mut [SmuReading] {
+        let end = (self.smu_head + READ_BATCH).clamp(self.n_smus, self.smus.len());
+        &mut self.smus[self.n_smus..end]
+    }
+
+    /// Keep at least [`READ_BATCH`] free slots after `n_frames` and `n_smus`, moving the waiting
+    /// entries to the front when the tail runs short (rarely: at most once per
+    /// capacity − lag − [`READ_BATCH`] pops).
+    fn make_room(&mut self) {
+        if self.frame_head == self.n_frames {
+            (self.frame_head, self.n_frames) = (0, 0);
+        } else if self.frames.len() - self.n_frames < READ_BATCH {
+            self.frames.copy_within(self.frame_head..self.n_frames, 0);
+            self.ticks.copy_within(self.frame_head..self.n_frames, 0);
+            (self.frame_head, self.n_frames) = (0, self.n_frames - self.frame_head);
+        }
+        if self.smu_head == self.n_smus {
+            (self.smu_head, self.n_smus) = (0, 0);
+        } else if self.smus.len() - self.n_smus < READ_BATCH {
+            self.smus.copy_within(self.smu_head..self.n_smus, 0);
+            (self.smu_head, self.n_smus) = (0, self.n_smus - self.smu_head);
+        }
+    }
+
+    /// Whether a waiting frame sample beyond the readings in hand has waited its longest: the
+    /// meter must be asked now, before [`next`](Merger::next) gives the sample up.
+    fn needs_meter(&self) -> bool {
+        if self.frame_head == self.n_frames {
+            return false;
+        }
+        let oldest = self.frames[self.frame_head].seq;
+        let newest = self.frames[self.n_frames - 1].seq;
+        // Readings come in sequence order: the first frame sample they do not reach.
+        let first_missing = match self.smus[self.smu_head..self.n_smus].last() {
+            Some(s) => (s.seq + 1).max(oldest),
+            None => oldest,
+        };
+        newest >= first_missing && newest - first_missing >= self.max_lag_samples
+    }
+
     /// Pops the next frame reading together with its current reading, when both have arrived or
-    /// when the meter has moved past it (then the current is missing). `None`: wait for more.
+    /// when the meter has moved past it (then the current is missing), or without it once the
+    /// frame is [`max_lag_samples`](Merger::max_lag_samples) past it or the run gave up.
+    /// `None`: wait for more.
     fn next(&mut self) -> Option<(FrameReading, TickContext, Option<SmuReading>)> {
-        if self.n_frames == 0 {
+        if self.frame_head == self.n_frames {
             return None;
         }
-        let f = self.frames[0];
-        let tick = self.ticks[0];
-        let mut found = None;
-        let mut meter_ahead = false;
-        for i in 0..self.n_smus {
-            if self.smus[i].seq == f.seq {
-                found = Some(i);
-                break;
-            }
-            if self.smus[i].seq > f.seq {
-                meter_ahead = true;
-            }
+        let f = self.frames[self.frame_head];
+        let tick = self.ticks[self.frame_head];
+        // Readings older than the oldest waiting frame sample can never be matched any more.
+        while self.smu_head < self.n_smus && self.smus[self.smu_head].seq < f.seq {
+            self.smu_head += 1;
         }
-        let smu = match found {
-            Some(i) => {
-                let s = self.smus[i];
-                // Readings older than this frame can never be matched any more.
-                let keep_from = i + 1;
-                self.smus.copy_within(keep_from..self.n_smus, 0);
-                self.n_smus -= keep_from;
+        let newest = self.frames[self.n_frames - 1].seq;
+        let smu = match self.smus[self.smu_head..self.n_smus].first().copied() {
+            Some(s) if s.seq == f.seq => {
+                self.smu_head += 1;
+                self.lag_max_samples = self.lag_max_samples.max(newest - f.seq);
                 Some(s)
             }
-            None if meter_ahead || self.give_up || self.n_frames == READ_BATCH => None,
+            // The meter has moved past this sample: its reading will never come.
+            Some(_) => None,
+            None if self.give_up || newest - f.seq >= self.max_lag_samples => None,
             None => return None,
         };
-        self.frames.copy_within(1..self.n_frames, 0);
-        self.ticks.copy_within(1..self.n_frames, 0);
-        self.n_frames -= 1;
+        self.frame_head += 1;
         Some((f, tick, smu))
     }
 }
@@ -406,7 +476,9 @@ impl ControlLoop {
         let mut integral = 0.0_f64;
         let mut last_load_un = 0.0_f64;
         let mut last_setpoint_un = lf.preload_un;
-        let mut merger = Merger::new();
+        // How long a frame sample may wait for its meter reading, in the frame's samples.
+        let max_lag_samples = (limits.max_meter_lag_ms / 1000.0 / dt_s).ceil() as u64;
+        let mut merger = Merger::new(max_lag_samples);
         let mut tracking_sq = 0.0_f64;
         let mut tracking_n = 0u64;
         let mut tracking_max = 0.0_f64;
@@ -445,7 +517,8 @@ impl ControlLoop {
         // The lateness class of the wake-up that began the current episode (see LatenessSplit).
         let mut episode_class = 0usize;
         let usage0 = thread_usage();
-        let mut align = Alignment::new(self.rig.smu.pacing(), self.rig.smu.device().to_string(), dt_s);
+        let mut align =
+            Alignment::new(self.rig.smu.pacing(), self.rig.smu.device().to_string(), dt_s, limits.max_meter_lag_ms);
         let t0 = Instant::now();
         self.shared.set_start(t0);
 
@@ -584,6 +657,7 @@ impl ControlLoop {
                 }
                 last_command_s = Some(now_s);
             }
+            merger.make_room();
             match self.rig.frame.acquire(&mut merger.frames[merger.n_frames..]) {
                 Ok(n) => {
                     let new = merger.n_frames..merger.n_frames + n;
@@ -601,15 +675,27 @@ impl ControlLoop {
                 }
                 Err(e) => return EndReason::DeviceFault(e.to_string()),
             }
-            match self.rig.smu.acquire(&mut merger.smus[merger.n_smus..]) {
+            match self.rig.smu.acquire(merger.smu_room()) {
                 Ok(n) => merger.n_smus += n,
                 Err(e) => return EndReason::DeviceFault(e.to_string()),
+            }
+            // A frame sample is about to be given up for lack of its reading: ask the meter now
+            // rather than at its next poll. A burst of frame samples (a backlog arriving a block
+            // per tick) can outrun the poll interval; the meter then either has the readings, or
+            // its link says why not (closed, timed out), and the run ends on that cause.
+            if merger.needs_meter() {
+                merger.make_room();
+                match self.rig.smu.acquire_now(&mut merger.smus[merger.n_smus..]) {
+                    Ok(n) => merger.n_smus += n,
+                    Err(e) => return EndReason::DeviceFault(e.to_string()),
+                }
             }
 
             while let Some((f, tick, smu)) = merger.next() {
                 let aligned = align.check(&f, smu.as_ref());
                 // Kept current per sample, so a run that ends on any error still records it.
                 diag.smu_misalignment_max_us = align.worst_us();
+                diag.smu_lag_max_ms = merger.lag_max_samples as f64 * dt_s * 1e3;
                 if let Err(e) = aligned {
                     return EndReason::DeviceFault(e.to_string());
                 }
@@ -789,15 +875,23 @@ impl ControlLoop {
     }
 
     /// After the last tick: read the meter until every frame sample already acquired has its
-    /// reading (at most [`TAIL_WAIT`]), and push those samples. Samples still unmatched then are
-    /// pushed with the current flagged invalid.
+    /// reading, for at most `limits.max_meter_lag_ms` (the bound of the run, here in wall time:
+    /// no frame samples come any more to count it in), and push those samples. At the deadline
+    /// the meter is asked out of turn until it has nothing more, so a host stall during the wait
+    /// does not give up readings the meter holds; samples still unmatched then are pushed with
+    /// the current flagged invalid (a buffered meter's missing reading is a stream error).
     fn drain_tail(&mut self, merger: &mut Merger, align: &mut Alignment) -> Result<(), HwError> {
-        let deadline = Instant::now() + TAIL_WAIT;
-        while merger.n_frames > 0 {
-            let n = self.rig.smu.acquire(&mut merger.smus[merger.n_smus..])?;
-            merger.n_smus += n;
+        let deadline = Instant::now() + Duration::from_secs_f64(self.cfg.raw.limits.max_meter_lag_ms / 1000.0);
+        while merger.pending() > 0 {
+            merger.make_room();
             let timed_out = Instant::now() >= deadline;
-            if timed_out {
+            let n = if timed_out {
+                self.rig.smu.acquire_now(&mut merger.smus[merger.n_smus..])?
+            } else {
+                self.rig.smu.acquire(merger.smu_room())?
+            };
+            merger.n_smus += n;
+            if timed_out && n == 0 {
                 // Let the merger give up on the readings still missing.
                 merger.give_up = true;
             }
@@ -839,7 +933,7 @@ impl ControlLoop {
                     }
                 }
             }
-            if timed_out {
+            if merger.give_up {
                 break;
             }
             if n == 0 {
@@ -997,9 +1091,6 @@ fn warm_up(wake_period: Duration, spin: Duration) {
     std::hint::black_box(&h);
 }
 
-/// How long the control loop waits after the last tick for a buffered meter's last readings.
-const TAIL_WAIT: Duration = Duration::from_millis(250);
-
 /// Pairs meter readings with frame samples by index and checks their timestamps: the worst
 /// deviation of (meter time − frame time) from its value at the first pair is recorded; with an
 /// external trigger a deviation over half a sample period means a pulse was missed or doubled
@@ -1008,14 +1099,16 @@ struct Alignment {
     pacing: SmuPacing,
     device: String,
     dt_s: f64,
+    /// `limits.max_meter_lag_ms`, for the message when a reading never came.
+    max_lag_ms: f64,
     origin_s: Option<f64>,
     worst_s: f64,
     measured: bool,
 }
 
 impl Alignment {
-    fn new(pacing: SmuPacing, device: String, dt_s: f64) -> Self {
-        Self { pacing, device, dt_s, origin_s: None, worst_s: 0.0, measured: false }
+    fn new(pacing: SmuPacing, device: String, dt_s: f64, max_lag_ms: f64) -> Self {
+        Self { pacing, device, dt_s, max_lag_ms, origin_s: None, worst_s: 0.0, measured: false }
     }
 
     fn check(&mut self, f: &FrameReading, smu: Option<&SmuReading>) -> Result<(), HwError> {
@@ -1026,9 +1119,9 @@ impl Alignment {
             return Err(HwError::Stream {
                 device: self.device.clone(),
                 message: format!(
-                    "no reading for frame sample {} (the meter fell {READ_BATCH} samples behind or stopped taking \
-                     readings)",
-                    f.seq
+                    "no reading for frame sample {} within limits.max_meter_lag_ms = {} ms: asked again, the meter \
+                     answered without it (it fell behind or stopped taking readings)",
+                    f.seq, self.max_lag_ms
                 ),
             });
         };
@@ -1271,11 +1364,128 @@ mod tests {
         SmuReading { seq, time_s, ..SmuReading::default() }
     }
 
+    /// Acquire `seqs` into the merger as the loop does: room first, then one batch.
+    fn push_frames(m: &mut Merger, seqs: std::ops::Range<u64>) {
+        m.make_room();
+        assert!(seqs.end - seqs.start <= READ_BATCH as u64, "one acquire's worth");
+        for seq in seqs {
+            m.frames[m.n_frames] = frame(seq, seq as f64 * 1e-3);
+            m.n_frames += 1;
+        }
+    }
+
+    fn push_readings(m: &mut Merger, seqs: std::ops::Range<u64>) {
+        m.make_room();
+        assert!(seqs.end - seqs.start <= READ_BATCH as u64, "one fetch's worth");
+        for seq in seqs {
+            m.smus[m.n_smus] = meter(seq, seq as f64 * 1e-3);
+            m.n_smus += 1;
+        }
+    }
+
+    #[test]
+    fn a_frame_sample_waits_for_its_reading_past_256_samples_up_to_the_lag_bound() {
+        // 1000 ms at 1 kHz. The merge window used to be 256 samples whatever the rate.
+        let mut m = Merger::new(1000);
+        for start in (0..1000).step_by(100) {
+            push_frames(&mut m, start..start + 100);
+            assert!(!m.needs_meter(), "frame {start}: within the bound");
+            assert!(m.next().is_none(), "frame {start}: still waiting, not given up");
+        }
+        assert_eq!(m.pending(), 1000);
+        // The meter catches up: every sample gets its own reading, in order.
+        for start in (0..1000).step_by(250) {
+            push_readings(&mut m, start..start + 250);
+            for seq in start..start + 250 {
+                let (f, _, r) = m.next().expect("matched");
+                assert_eq!((f.seq, r.map(|r| r.seq)), (seq, Some(seq)));
+            }
+        }
+        assert!(m.next().is_none());
+        assert_eq!(m.lag_max_samples, 999, "frame 0 waited until frame 999 was in hand");
+    }
+
+    #[test]
+    fn a_sample_is_given_up_at_the_bound_and_the_loop_is_told_to_ask_the_meter_first() {
+        let mut m = Merger::new(250);
+        push_readings(&mut m, 0..10);
+        push_frames(&mut m, 0..200);
+        push_frames(&mut m, 200..260);
+        // Readings reach frame 9; frame 10 is the first without one, 249 samples before the newest.
+        assert!(!m.needs_meter());
+        for seq in 0..10 {
+            assert_eq!(m.next().and_then(|(_, _, r)| r).map(|r| r.seq), Some(seq));
+        }
+        assert!(m.next().is_none(), "frame 10 waits: 249 < 250 samples");
+        push_frames(&mut m, 260..261);
+        assert!(m.needs_meter(), "frame 10 is 250 samples old: ask the meter before giving up");
+        // The meter, asked, delivers it: nothing is given up.
+        push_readings(&mut m, 10..11);
+        assert!(!m.needs_meter(), "frame 11 is 249 samples old");
+        assert_eq!(m.next().and_then(|(_, _, r)| r).map(|r| r.seq), Some(10));
+        assert!(m.next().is_none());
+        push_frames(&mut m, 261..262);
+        assert!(m.needs_meter());
+        // Asked again, the meter has nothing: frame 11 goes without its reading, frame 12 waits.
+        let (f, _, r) = m.next().expect("given up");
+        assert_eq!((f.seq, r), (11, None));
+        assert!(m.next().is_none());
+    }
+
+    #[test]
+    fn readings_the_meter_skipped_or_that_no_frame_sample_waits_for_are_dropped() {
+        let mut m = Merger::new(250);
+        // A tagged meter skipped reading 1 and has 2 and 3; reading 0 came for no waiting sample.
+        push_readings(&mut m, 0..1);
+        push_readings(&mut m, 2..4);
+        push_frames(&mut m, 1..4);
+        assert_eq!(m.next().map(|(f, _, r)| (f.seq, r.map(|r| r.seq))), Some((1, None)), "meter moved past 1");
+        assert_eq!(m.next().map(|(f, _, r)| (f.seq, r.map(|r| r.seq))), Some((2, Some(2))));
+        assert_eq!(m.next().map(|(f, _, r)| (f.seq, r.map(|r| r.seq))), Some((3, Some(3))));
+        assert!(m.next().is_none());
+        // At the end of the run the merger gives up on what is still missing.
+        push_frames(&mut m, 4..6);
+        m.give_up = true;
+        assert_eq!(m.next().map(|(f, _, r)| (f.seq, r)), Some((4, None)));
+        assert_eq!(m.next().map(|(f, _, r)| (f.seq, r)), Some((5, None)));
+        assert!(m.next().is_none());
+    }
+
+    #[test]
+    fn a_meter_far_behind_keeps_every_pair_in_order_across_compactions() {
+        // 100 kHz with the default 250 ms: 25 000 samples may wait. The meter runs 20 000 behind
+        // the frame for 204 000 samples; the queues compact many times on the way.
+        let (lag, total) = (20_000u64, 120 * 1700u64);
+        let mut m = Merger::new(25_000);
+        let (mut frames_in, mut readings_in, mut merged) = (0u64, 0u64, 0u64);
+        while merged < total {
+            if frames_in < total {
+                push_frames(&mut m, frames_in..frames_in + 120);
+                frames_in += 120;
+            }
+            // The meter lags by `lag` samples until the frame stops, then catches up.
+            let upto = if frames_in == total { total } else { frames_in.saturating_sub(lag) };
+            while readings_in < upto {
+                let n = (upto - readings_in).min(READ_BATCH as u64);
+                push_readings(&mut m, readings_in..readings_in + n);
+                readings_in += n;
+            }
+            assert!(!m.needs_meter(), "the meter is within the bound");
+            while let Some((f, _, r)) = m.next() {
+                assert_eq!((f.seq, r.map(|r| r.seq)), (merged, Some(merged)));
+                merged += 1;
+            }
+            assert!(m.n_frames <= m.frames.len() && m.n_smus <= m.smus.len());
+        }
+        assert_eq!(m.pending(), 0);
+        assert!(m.lag_max_samples >= lag, "{}", m.lag_max_samples);
+    }
+
     #[test]
     fn alignment_records_the_worst_deviation_and_catches_a_slipped_trigger() {
         let dt = 1e-3;
         // External trigger: the meter's clock starts 0.4 ms after the frame's and jitters 20 µs.
-        let mut a = Alignment::new(SmuPacing::ExternalTrigger, "SMU0 (keithley-2450 tcp x)".into(), dt);
+        let mut a = Alignment::new(SmuPacing::ExternalTrigger, "SMU0 (keithley-2450 tcp x)".into(), dt, 250.0);
         for i in 0..10u64 {
             let jitter = if i == 7 { 20e-6 } else { 0.0 };
             a.check(&frame(i, i as f64 * dt), Some(&meter(i, i as f64 * dt - 0.4e-3 + jitter))).expect("aligned");
@@ -1289,7 +1499,7 @@ mod tests {
         // A frame sample without its reading is a stream error for a buffered meter…
         assert!(a.check(&frame(11, 11.0 * dt), None).is_err());
         // …but not for a tagged one (the in-house dialect flags it invalid, as before).
-        let mut tagged = Alignment::new(SmuPacing::Tagged, "SMU0".into(), dt);
+        let mut tagged = Alignment::new(SmuPacing::Tagged, "SMU0".into(), dt, 250.0);
         tagged.check(&frame(0, 0.0), None).expect("tagged");
         assert_eq!(tagged.worst_us(), None, "no timestamps, nothing measured");
     }
@@ -1297,7 +1507,7 @@ mod tests {
     #[test]
     fn a_timer_paced_meter_may_drift_and_the_drift_is_recorded() {
         let dt = 1e-3;
-        let mut a = Alignment::new(SmuPacing::Timer, "SMU0".into(), dt);
+        let mut a = Alignment::new(SmuPacing::Timer, "SMU0".into(), dt, 250.0);
         // 100 ppm fast: after 10 000 samples the readings are 1 ms (one period) ahead.
         for i in (0..=10_000u64).step_by(1000) {
             let t = i as f64 * dt;
