@@ -14,7 +14,7 @@ use nanoecr_core::config::RunConfig;
 use nanoecr_core::{RunStatus, Segment};
 use nanoecr_daemon::run::{start_run, RunOptions};
 use nanoecr_hil_tests::{generous_timeouts, hil_config_from, hil_toml, Shim};
-use nanoecr_hw::fault::FaultyFrame;
+use nanoecr_hw::fault::{CommandCall, FaultyFrame};
 use nanoecr_hw::FrameClock;
 use std::time::Duration;
 
@@ -26,6 +26,18 @@ const SHIM: &str = env!("CARGO_BIN_EXE_rig-shim");
 /// 2000 µN with ≈ 2000 samples of the stall, ≈ 1000 µN below the setpoint, still to read.
 /// Returns the summary and the run file as read back.
 fn run_with_a_two_second_stall(
+    edit: impl FnOnce(&mut RunConfig),
+) -> anyhow::Result<(nanoecr_core::RunSummary, nanoecr_store::RunFile)> {
+    // Chosen by load, not by command count: a loop that skips stale ticks on a busy host sends
+    // fewer commands per second of program.
+    run_with_a_stall(|c| c.segment == Segment::Load && c.command_un >= 1000.0, Duration::from_secs(2), edit)
+}
+
+/// As [`run_with_a_two_second_stall`], with the frame blocking `stall` at the first command
+/// `when` picks.
+fn run_with_a_stall(
+    when: impl Fn(&CommandCall) -> bool + Send + 'static,
+    stall: Duration,
     edit: impl FnOnce(&mut RunConfig),
 ) -> anyhow::Result<(nanoecr_core::RunSummary, nanoecr_store::RunFile)> {
     let dir = tempfile::tempdir()?;
@@ -41,15 +53,13 @@ fn run_with_a_two_second_stall(
     anyhow::ensure!(cfg.raw.control.ki_per_s > 0.0, "the default config must have an integral term");
     let mut rig = nanoecr_hw::open_rig(&cfg)?;
     anyhow::ensure!(rig.frame.clock() == FrameClock::Device, "the Modbus frame runs on its own clock");
-    // The real frame's first loading command at or above 1000 µN blocks 2 s first: the host
-    // stalls while the device runs on. (Chosen by load, not by command count: a loop that skips
-    // stale ticks on a busy host sends fewer commands per second of program.) The sleep is the
-    // injected fault, not a synchronisation.
+    // The real frame's first command that `when` picks blocks for `stall` first: the host
+    // stalls while the device runs on. The sleep is the injected fault, not a synchronisation.
     let mut stalled = false;
     rig.frame = FaultyFrame::wrap(rig.frame, move |c| {
-        if !stalled && c.segment == Segment::Load && c.command_un >= 1000.0 {
+        if !stalled && when(&c) {
             stalled = true;
-            std::thread::sleep(Duration::from_secs(2));
+            std::thread::sleep(stall);
         }
         c.command_un
     });
@@ -114,5 +124,32 @@ fn a_host_stall_that_trips_the_command_gap_interlock_unloads_on_a_ramp_without_o
         .count();
     assert!(on_the_ramp >= 300, "{on_the_ramp} safe-unload samples between 100 and 900 µN");
     assert!(load_un.last().is_some_and(|l| l.abs() < 50.0), "ends unloaded: {:?}", load_un.last());
+    Ok(())
+}
+
+#[test]
+fn a_host_stall_over_the_end_of_the_program_still_ends_it_on_its_final_setpoint() -> anyhow::Result<()> {
+    // The frame blocks 1 s at the first unloading command at or below 400 µN (≈ 0.2 s before the
+    // program ends): when the loop is back, the program's time is over. It must not stop on the
+    // stale 400 µN command (a host hiccup at the end of a run once left files ending at 71–850
+    // µN, under load): the catch-up stops at the program's last tick, which commands its final
+    // setpoint, and a short rest at zero lets the file show the frame reach it. Timing
+    // interlocks off: the stall itself must not end the run.
+    let (s, run) = run_with_a_stall(
+        |c| c.segment == Segment::Unload && c.command_un <= 400.0,
+        Duration::from_secs(1),
+        |c| {
+            c.raw.limits = c.raw.limits.clone().without_timing_interlocks();
+            c.raw.limits.max_tracking_error_un = f64::INFINITY;
+        },
+    )?;
+    assert_eq!(s.status, RunStatus::Complete, "{}", s.end_reason);
+    let load_un = &run.data.load_un;
+    assert!(load_un.last().is_some_and(|l| l.abs() < 50.0), "ends unloaded: {:?}", load_un.last());
+    let first = run.data.seq[0];
+    assert!(
+        run.data.seq.iter().enumerate().all(|(i, &q)| q == first + i as u64),
+        "every sample of the frame's FIFO is in the file, in order"
+    );
     Ok(())
 }

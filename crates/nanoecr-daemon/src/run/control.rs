@@ -44,7 +44,9 @@
 //! makes one sample per command, so its due ticks run back to back; a device samples into its
 //! FIFO on its own clock, so the loop skips to the newest due tick and sends one command at the
 //! current setpoint instead of a burst of stale ones (each a round trip that would make the next
-//! ticks late too).
+//! ticks late too). It never skips past the program's last tick: that tick's final setpoint is
+//! always commanded, and when the catch-up reached it the program ends with a short rest at zero
+//! that lasts until the frame's samples (behind the stall's backlog in its FIFO) show it.
 //!
 //! Timing interlocks (real-time runs): no command to the frame for more than
 //! `limits.max_command_gap_ms` in the frame's own clock (wall time for a device; sample time for
@@ -93,6 +95,9 @@ pub const SPIN_BATCHED: Duration = Duration::from_micros(60);
 pub const SPIN_BATCHED_MAX: Duration = Duration::from_micros(200);
 /// Ticks to keep sampling at zero load after a safe unload, so the file shows the rig at rest.
 const REST_TICKS_AFTER_UNLOAD_S: f64 = 0.05;
+/// How much longer than its own length a rest may wait, in loop time, for a device-clocked
+/// frame's samples of it to arrive (its FIFO drains a bounded block per tick after a stall).
+const MAX_REST_DRAIN_S: f64 = 5.0;
 /// The shortest interval between two wake-ups of a paced loop. Each wake-up spins for the last
 /// tens of µs before its deadline; with a period at or below that the real-time thread never sleeps,
 /// uses a whole CPU and runs into the kernel's real-time budget (`sched_rt_runtime_us`, by
@@ -199,8 +204,8 @@ enum Phase {
     Program,
     /// Ramping down after an abort, from the given load at the given time.
     SafeUnload { from_un: f64, since_s: f64 },
-    /// Unloaded; resting a few ticks before switching off.
-    Rest { until_s: f64 },
+    /// Unloaded; resting a few ticks at zero command before switching off, labelled `segment`.
+    Rest { until_s: f64, segment: Segment },
 }
 
 /// The tick a frame sample was acquired in: what the file and the interlocks pair it with, even
@@ -453,6 +458,20 @@ impl ControlLoop {
         let dt = Duration::from_secs_f64(dt_s);
         let lf = self.cfg.load_function.clone();
         let mut cursor = lf.cursor();
+        // The program's last tick (the largest k with k · dt inside it): a catch-up on a
+        // device-clocked frame may skip to it but not past it, so its final setpoint is commanded.
+        let last_program_k = {
+            let total_s = lf.total_s();
+            let mut k = (total_s / dt_s).ceil() as u64;
+            while k > 0 && k as f64 * dt_s >= total_s {
+                k -= 1;
+            }
+            k
+        };
+        // Set when a catch-up reached the program's last tick by skipping: the frame then got the
+        // final setpoint only now, and the program ends with a short rest so that the file shows
+        // the frame reach it (else it would end on the stale command of the stall).
+        let mut caught_up_to_the_end = false;
         let c = &self.cfg.raw.control;
         let kp = c.kp;
         // Keep the discrete integrator stable at low rates: the per-tick integral gain must stay
@@ -475,6 +494,9 @@ impl ControlLoop {
         let mut end: Option<EndReason> = None;
         let mut integral = 0.0_f64;
         let mut last_load_un = 0.0_f64;
+        // Sample time of the newest frame sample read, s: a device-clocked frame's rest lasts
+        // until its samples reach the rest's end (after a stall its FIFO still holds the past).
+        let mut newest_frame_s = f64::NEG_INFINITY;
         let mut last_setpoint_un = lf.preload_un;
         // How long a frame sample may wait for its meter reading, in the frame's samples.
         let max_lag_samples = (limits.max_meter_lag_ms / 1000.0 / dt_s).ceil() as u64;
@@ -555,7 +577,11 @@ impl ControlLoop {
                 // device's FIFO holds the samples of the skipped ones. One command at the current
                 // setpoint replaces a burst of stale ones that would make later ticks late too.
                 if !tick_clocked {
-                    let due = ((now - t0).as_secs_f64() / dt_s) as u64;
+                    let mut due = ((now - t0).as_secs_f64() / dt_s) as u64;
+                    if phase == Phase::Program && due > last_program_k {
+                        due = last_program_k;
+                        caught_up_to_the_end = true;
+                    }
                     if due > k {
                         let skipped = due - k;
                         diag.skipped_ticks += skipped;
@@ -590,20 +616,31 @@ impl ControlLoop {
             let (segment, setpoint_un) = match phase {
                 Phase::Program => match cursor.at(&lf, t_s) {
                     Some(x) => x,
+                    None if caught_up_to_the_end => {
+                        // The final setpoint went out late, now in the device's clock (the
+                        // catch-up stopped loop time at the program's end).
+                        let segment = lf.setpoint_at(t_s).0;
+                        let now_s = t0.elapsed().as_secs_f64().max(t_s);
+                        phase = Phase::Rest { until_s: now_s + REST_TICKS_AFTER_UNLOAD_S, segment };
+                        (segment, 0.0)
+                    }
                     None => break,
                 },
                 Phase::SafeUnload { from_un, since_s } => {
                     let sp = (from_un - safe_rate * (t_s - since_s)).max(0.0);
                     if sp <= 0.0 {
-                        phase = Phase::Rest { until_s: t_s + REST_TICKS_AFTER_UNLOAD_S };
+                        phase = Phase::Rest { until_s: t_s + REST_TICKS_AFTER_UNLOAD_S, segment: Segment::SafeUnload };
                     }
                     (Segment::SafeUnload, sp)
                 }
-                Phase::Rest { until_s } => {
-                    if t_s >= until_s {
+                Phase::Rest { until_s, segment } => {
+                    // A device's samples of the rest may still be behind a stall's backlog in
+                    // its FIFO: rest on until they arrive (bounded, should the frame stop).
+                    let drained = tick_clocked || newest_frame_s >= until_s || t_s >= until_s + MAX_REST_DRAIN_S;
+                    if t_s >= until_s && drained {
                         break;
                     }
-                    (Segment::SafeUnload, 0.0)
+                    (segment, 0.0)
                 }
             };
             last_setpoint_un = setpoint_un;
@@ -667,6 +704,7 @@ impl ControlLoop {
                     // loop fed 20 samples late oscillates up to the frame's overload trip.
                     if let Some(f) = merger.frames[new].last() {
                         last_load_un = f.load_un;
+                        newest_frame_s = f.time_s;
                         if !tick_clocked {
                             feedback.arrived(t0.elapsed().as_secs_f64(), f.time_s);
                         }
