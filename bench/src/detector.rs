@@ -76,8 +76,8 @@ fn pass(cfg: &RunConfig, samples: &[Sample], sliced: bool) -> (f64, u64, u64) {
 
 /// One timed pass of the offline entry point, [`nanoecr_detect::detect_columns`], over stored
 /// columns (what `nanoecr analyze --redetect` runs): samples/s and events. The columns are built
-/// before the clock starts, as a file reader would have them; turning rows back into samples is
-/// part of the timed work.
+/// before the clock starts, as a file reader would have them; reading them (and building a
+/// `Sample` for each sample the general path takes) is part of the timed work.
 fn pass_columns(cfg: &RunConfig, cols: &ColumnData) -> (f64, u64) {
     let columns = nanoecr_detect::Columns {
         time_s: &cols.time_s,

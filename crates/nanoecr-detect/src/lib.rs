@@ -51,6 +51,7 @@ use nanoecr_core::{Event, EventKind, Pillar, Sample, Segment, Sign};
 use crate::contact::ContactDetector;
 use crate::mains::MainsCanceller;
 use crate::popin::{PopinDetector, PopinFound};
+use crate::quiet::QuietInput;
 use crate::smooth::Smoother;
 use crate::stats::{MedianTracker, TrailingLine};
 
@@ -126,9 +127,6 @@ pub struct Columns<'a> {
     pub segment: &'a [u8],
 }
 
-/// Rows per [`Detector::process_slice`] call in [`detect_columns`].
-const COLUMN_CHUNK: usize = 4096;
-
 /// The lengths, in samples, of the windows a [`Detector`] keeps at a sampling rate, and the step
 /// of its mains canceller: what the analysis needs to model the detector.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -189,24 +187,20 @@ pub fn detect_columns(
     let mut det = Detector::new(cfg, pillar, rate_hz, settle_s);
     let mut delta_rho = Vec::with_capacity(n);
     let mut events = Vec::new();
-    // Rows become samples a chunk at a time, for `process_slice`.
-    let mut chunk: Vec<Sample> = Vec::with_capacity(COLUMN_CHUNK.min(n));
-    for i in 0..n {
-        chunk.push(Sample {
-            seq: i as u64,
-            time_s: cols.time_s[i],
-            setpoint_un: f64::NAN,
-            load_un: cols.load_un[i],
-            disp_nm: cols.disp_nm[i],
-            current_a: cols.current_a[i],
-            voltage_v: f64::NAN,
-            segment: Segment::from_code(cols.segment[i]).unwrap_or(Segment::Settle),
-            flags: 0,
-        });
-        if chunk.len() == COLUMN_CHUNK || i + 1 == n {
-            det.process_slice(&chunk, &mut delta_rho, &mut |e| events.push(e));
-            chunk.clear();
+    // As `process_slice`, but the quiet loop reads the columns in place: only the samples the
+    // general path takes become `Sample` rows.
+    let input = quiet::ColumnInput::new(cols, n);
+    let mut i = 0;
+    while i < n {
+        if det.quiet_ready() {
+            i += det.run_quiet(input.range(i, n), &mut delta_rho);
+            if i == n {
+                break;
+            }
         }
+        let d = det.process_one(&input.sample(i), &mut |e| events.push(e));
+        delta_rho.push(d);
+        i += 1;
     }
     det.finish(&mut |e| events.push(e));
     (delta_rho, events)

@@ -22,7 +22,7 @@
 //! with spikes, pop-ins, mains pick-up, drift, 1/f noise and invalid and missing samples.
 
 use nanoecr_core::sample::FLAG_CURRENT_INVALID;
-use nanoecr_core::Sample;
+use nanoecr_core::{Sample, Segment};
 
 use crate::mains::MAX_HARMONICS;
 use crate::popin::{Slot, State};
@@ -32,6 +32,154 @@ use crate::Detector;
 /// Samples per block of the quiet loop: long enough to amortise the block set-up, short enough
 /// for the scratch columns to stay in L1.
 pub(crate) const QUIET_BLOCK: usize = 256;
+
+/// What the quiet loop reads of a run: rows of [`Sample`]s (`process_slice`) or stored columns
+/// (`detect_columns`), so the columns need not become 64-byte rows for the samples the loop
+/// takes. Monomorphised: each input gets its own loop, with no call per field.
+pub(crate) trait QuietInput: Copy {
+    /// Samples in the input.
+    fn len(self) -> usize;
+    /// Samples `start..end` (panics as a slice index would).
+    fn range(self, start: usize, end: usize) -> Self;
+    /// Time of sample `j`, s.
+    fn time_s(self, j: usize) -> f64;
+    /// Displacement of sample `j`, nm.
+    fn disp_nm(self, j: usize) -> f64;
+    /// Current of sample `j`, A (as stored: [`FLAG_CURRENT_INVALID`] is in [`Self::flags`]).
+    fn current_a(self, j: usize) -> f64;
+    /// Load of sample `j`, µN.
+    fn load_un(self, j: usize) -> f64;
+    /// Segment of sample `j`.
+    fn segment(self, j: usize) -> Segment;
+    /// Flags of sample `j`.
+    fn flags(self, j: usize) -> u8;
+    /// A byte of sample `j`'s data, 0 past the end: read so the prefetcher streams it in early.
+    fn touch(self, j: usize) -> u8;
+}
+
+impl QuietInput for &[Sample] {
+    #[inline(always)]
+    fn len(self) -> usize {
+        <[Sample]>::len(self)
+    }
+    #[inline(always)]
+    fn range(self, start: usize, end: usize) -> Self {
+        &self[start..end]
+    }
+    #[inline(always)]
+    fn time_s(self, j: usize) -> f64 {
+        self[j].time_s
+    }
+    #[inline(always)]
+    fn disp_nm(self, j: usize) -> f64 {
+        self[j].disp_nm
+    }
+    #[inline(always)]
+    fn current_a(self, j: usize) -> f64 {
+        self[j].current_a
+    }
+    #[inline(always)]
+    fn load_un(self, j: usize) -> f64 {
+        self[j].load_un
+    }
+    #[inline(always)]
+    fn segment(self, j: usize) -> Segment {
+        self[j].segment
+    }
+    #[inline(always)]
+    fn flags(self, j: usize) -> u8 {
+        self[j].flags
+    }
+    #[inline(always)]
+    fn touch(self, j: usize) -> u8 {
+        self.get(j).map_or(0, |s| s.flags)
+    }
+}
+
+/// Stored columns of equal length, as the quiet loop reads them: no flags (stored currents carry
+/// their invalidity as NaN), unknown segment codes read as [`Segment::Settle`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ColumnInput<'a> {
+    time_s: &'a [f64],
+    disp_nm: &'a [f64],
+    current_a: &'a [f64],
+    load_un: &'a [f64],
+    segment: &'a [u8],
+}
+
+impl<'a> ColumnInput<'a> {
+    /// The first `n` samples of `cols` (each column must hold at least `n`).
+    pub(crate) fn new(cols: crate::Columns<'a>, n: usize) -> Self {
+        ColumnInput {
+            time_s: &cols.time_s[..n],
+            disp_nm: &cols.disp_nm[..n],
+            current_a: &cols.current_a[..n],
+            load_un: &cols.load_un[..n],
+            segment: &cols.segment[..n],
+        }
+    }
+
+    /// Sample `j` as a row, for the general path (as `detect_columns` always built them).
+    #[inline]
+    pub(crate) fn sample(self, j: usize) -> Sample {
+        Sample {
+            seq: j as u64,
+            time_s: self.time_s[j],
+            setpoint_un: f64::NAN,
+            load_un: self.load_un[j],
+            disp_nm: self.disp_nm[j],
+            current_a: self.current_a[j],
+            voltage_v: f64::NAN,
+            segment: self.segment(j),
+            flags: 0,
+        }
+    }
+}
+
+impl QuietInput for ColumnInput<'_> {
+    #[inline(always)]
+    fn len(self) -> usize {
+        self.time_s.len()
+    }
+    #[inline(always)]
+    fn range(self, start: usize, end: usize) -> Self {
+        ColumnInput {
+            time_s: &self.time_s[start..end],
+            disp_nm: &self.disp_nm[start..end],
+            current_a: &self.current_a[start..end],
+            load_un: &self.load_un[start..end],
+            segment: &self.segment[start..end],
+        }
+    }
+    #[inline(always)]
+    fn time_s(self, j: usize) -> f64 {
+        self.time_s[j]
+    }
+    #[inline(always)]
+    fn disp_nm(self, j: usize) -> f64 {
+        self.disp_nm[j]
+    }
+    #[inline(always)]
+    fn current_a(self, j: usize) -> f64 {
+        self.current_a[j]
+    }
+    #[inline(always)]
+    fn load_un(self, j: usize) -> f64 {
+        self.load_un[j]
+    }
+    #[inline(always)]
+    fn segment(self, j: usize) -> Segment {
+        Segment::from_code(self.segment[j]).unwrap_or(Segment::Settle)
+    }
+    #[inline(always)]
+    fn flags(self, _j: usize) -> u8 {
+        0
+    }
+    #[inline(always)]
+    fn touch(self, _j: usize) -> u8 {
+        0
+    }
+}
 
 impl Detector {
     /// Whether the next sample may enter the quiet loop: everything the loop takes as given.
@@ -52,7 +200,7 @@ impl Detector {
     /// Process the leading quiet samples of `samples` (call only when [`Self::quiet_ready`]),
     /// appending their Δρ/ρ; returns how many were consumed. Stops before the first sample that
     /// needs the general path, untouched.
-    pub(crate) fn run_quiet(&mut self, samples: &[Sample], delta_rho_out: &mut Vec<f64>) -> usize {
+    pub(crate) fn run_quiet<I: QuietInput>(&mut self, samples: I, delta_rho_out: &mut Vec<f64>) -> usize {
         let mut done = 0;
         while done < samples.len() {
             // Stop before a held spike falls due or the baseline sums are due for their exact
@@ -68,12 +216,12 @@ impl Detector {
             // Monomorphised on the mains canceller and its number of sinusoids, so the block loop
             // carries no test for it and keeps the canceller's weights in registers, and on
             // whether the baseline window is contiguous (see `quiet_block`).
-            let block = &samples[done..done + m];
-            let ahead = &samples[done + m..(done + 2 * m).min(samples.len())];
+            let block = samples.range(done, done + m);
+            let ahead = samples.range(done + m, (done + 2 * m).min(samples.len()));
             let n = if self.baseline_contiguous() {
-                self.quiet_block_mains::<true>(block, ahead, delta_rho_out)
+                self.quiet_block_mains::<I, true>(block, ahead, delta_rho_out)
             } else {
-                self.quiet_block_mains::<false>(block, ahead, delta_rho_out)
+                self.quiet_block_mains::<I, false>(block, ahead, delta_rho_out)
             };
             done += n;
             if n < m {
@@ -96,33 +244,33 @@ impl Detector {
 
     /// [`Self::quiet_block`] for the canceller's number of sinusoids.
     #[inline(always)]
-    fn quiet_block_mains<const CONTIG: bool>(
+    fn quiet_block_mains<I: QuietInput, const CONTIG: bool>(
         &mut self,
-        block: &[Sample],
-        ahead: &[Sample],
+        block: I,
+        ahead: I,
         delta_rho_out: &mut Vec<f64>,
     ) -> usize {
         match self.mains.as_ref().map(|x| x.n) {
-            None => self.quiet_block::<false, 1, CONTIG>(block, ahead, delta_rho_out),
-            Some(1) => self.quiet_block::<true, 1, CONTIG>(block, ahead, delta_rho_out),
-            Some(2) => self.quiet_block::<true, 2, CONTIG>(block, ahead, delta_rho_out),
-            Some(3) => self.quiet_block::<true, 3, CONTIG>(block, ahead, delta_rho_out),
-            Some(4) => self.quiet_block::<true, 4, CONTIG>(block, ahead, delta_rho_out),
-            Some(_) => self.quiet_block::<true, MAX_HARMONICS, CONTIG>(block, ahead, delta_rho_out),
+            None => self.quiet_block::<I, false, 1, CONTIG>(block, ahead, delta_rho_out),
+            Some(1) => self.quiet_block::<I, true, 1, CONTIG>(block, ahead, delta_rho_out),
+            Some(2) => self.quiet_block::<I, true, 2, CONTIG>(block, ahead, delta_rho_out),
+            Some(3) => self.quiet_block::<I, true, 3, CONTIG>(block, ahead, delta_rho_out),
+            Some(4) => self.quiet_block::<I, true, 4, CONTIG>(block, ahead, delta_rho_out),
+            Some(_) => self.quiet_block::<I, true, MAX_HARMONICS, CONTIG>(block, ahead, delta_rho_out),
         }
     }
 
     /// One block of at most [`QUIET_BLOCK`] samples through the three passes; returns how many
     /// were committed. `CONTIG`: [`Self::baseline_contiguous`] holds at the block's start.
-    fn quiet_block<const MAINS: bool, const N: usize, const CONTIG: bool>(
+    fn quiet_block<I: QuietInput, const MAINS: bool, const N: usize, const CONTIG: bool>(
         &mut self,
-        block: &[Sample],
-        ahead: &[Sample],
+        block: I,
+        ahead: I,
         delta_rho_out: &mut Vec<f64>,
     ) -> usize {
         let Some(terms) = self.terms else { return 0 };
         let m = block.len().min(QUIET_BLOCK);
-        let block = &block[..m];
+        let block = block.range(0, m);
 
         // Pass 1: Δρ/ρ and the pop-in input, then the first sample the general path must take.
         let (inv_height_nm, elastic_nm_per_un) = (self.inv_height_nm, self.elastic_nm_per_un);
@@ -134,31 +282,31 @@ impl Detector {
         // general path re-synchronises the phasor then).
         // Non-short-circuit `|`: no branches in the hot pass.
         let (check_grid, dt) = mains_dt.map_or((false, 0.0), |(_, dt)| (true, dt));
-        let needs_general = |s: &Sample, prev_time_s: f64, d: f64, y: f64| {
-            (s.flags & FLAG_CURRENT_INVALID != 0)
+        let needs_general = |j: usize, prev_time_s: f64, d: f64, y: f64| {
+            (block.flags(j) & FLAG_CURRENT_INVALID != 0)
                 | !y.is_finite()
                 | !d.is_finite()
-                | (check_grid & !on_grid(s.time_s - prev_time_s, dt))
+                | (check_grid & !on_grid(block.time_s(j) - prev_time_s, dt))
         };
         let mut prev_time_s = mains_dt.map_or(f64::NAN, |(t, _)| t);
         let mut any_bad = false;
         for j in 0..m {
-            let s = &block[j];
-            dr[j] = terms.delta_rho(s.disp_nm * inv_height_nm, s.current_a);
-            yv[j] = s.disp_nm - elastic_nm_per_un * s.load_un;
+            let disp_nm = block.disp_nm(j);
+            dr[j] = terms.delta_rho(disp_nm * inv_height_nm, block.current_a(j));
+            yv[j] = disp_nm - elastic_nm_per_un * block.load_un(j);
             // Accumulated without a branch; the first offender is searched for only if there is one.
-            any_bad |= needs_general(s, prev_time_s, dr[j], yv[j]);
-            prev_time_s = s.time_s;
+            any_bad |= needs_general(j, prev_time_s, dr[j], yv[j]);
+            prev_time_s = block.time_s(j);
         }
         let mut m1 = m;
         if any_bad {
             let mut prev_time_s = mains_dt.map_or(f64::NAN, |(t, _)| t);
             for j in 0..m {
-                if needs_general(&block[j], prev_time_s, dr[j], yv[j]) {
+                if needs_general(j, prev_time_s, dr[j], yv[j]) {
                     m1 = j;
                     break;
                 }
-                prev_time_s = block[j].time_s;
+                prev_time_s = block.time_s(j);
             }
         }
 
@@ -173,7 +321,7 @@ impl Detector {
             // `mask` + 1 slots (the ring's length): `index & mask` is then provably in bounds, and
             // the loop carries no bounds checks (one here instead).
             let slots = &mut pop.slots[..=mask];
-            for (j, (s, &y_nm)) in block[..m1].iter().zip(yv.iter()).enumerate() {
+            for (j, &y_nm) in yv[..m1].iter().enumerate() {
                 let i = pk_before + j as u64;
                 let new_total = total + y_nm;
                 let post = (new_total - slots[(i - a) as usize & mask].csum) * inv_a;
@@ -184,8 +332,13 @@ impl Detector {
                     break;
                 }
                 total = new_total;
-                slots[i as usize & mask] =
-                    Slot { csum: total, y_nm, time_s: s.time_s, load_un: s.load_un, segment: s.segment };
+                slots[i as usize & mask] = Slot {
+                    csum: total,
+                    y_nm,
+                    time_s: block.time_s(j),
+                    load_un: block.load_un(j),
+                    segment: block.segment(j),
+                };
             }
         }
 
@@ -248,9 +401,7 @@ impl Detector {
                 // Read the next block's sample j now, one a sample at this loop's pace, so that
                 // the hardware prefetcher streams it in ahead of pass 1 (which would otherwise
                 // take every miss of the block in a burst). Safe code has no prefetch instruction.
-                if let Some(next) = ahead.get(j) {
-                    touched ^= next.flags;
-                }
+                touched ^= ahead.touch(j);
                 let k = k0 + j as u64;
                 // Mains weights at this sample (as `MainsCanceller::advance` on the grid).
                 let (mut nzr, mut nzi) = (zr, zi);
@@ -351,15 +502,16 @@ impl Detector {
         pop.k = pk_before + m3 as u64;
         pop.total = if m3 == 0 { total_before } else { pop.slots[(pop.k - 1) as usize & mask].csum };
         if m3 > 0 {
-            let last = &block[m3 - 1];
+            let last = m3 - 1;
+            let last_time_s = block.time_s(last);
             if let Some(x) = self.mains.as_mut() {
                 x.zr[..N].copy_from_slice(&zr);
                 x.zi[..N].copy_from_slice(&zi);
-                x.last_time_s = last.time_s;
+                x.last_time_s = last_time_s;
             }
-            self.prev.time_s = last.time_s;
-            self.prev.load_un = last.load_un;
-            self.prev.segment = last.segment;
+            self.prev.time_s = last_time_s;
+            self.prev.load_un = block.load_un(last);
+            self.prev.segment = block.segment(last);
             self.prev.residual = last_residual;
         }
         self.k = k0 + m3 as u64;
