@@ -70,26 +70,47 @@ pub fn run_raw(interval_us: u64, loops: u64) -> Result<(Latency, String)> {
     Ok((l, text))
 }
 
-/// Parse cyclictest's histogram output (`NNNNNN CCCCCC` lines of 1 µs bins, then `# Max
-/// Latencies:` and `# Histogram Overflows:`).
-pub fn parse(text: &str) -> Result<Latency> {
-    let mut bins: Vec<(u64, u64)> = Vec::new();
-    let mut max_us = f64::NAN;
-    let mut overflows = 0u64;
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# Max Latencies:") {
-            max_us = rest.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
-        } else if let Some(rest) = line.strip_prefix("# Histogram Overflows:") {
-            overflows = rest.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0);
-        } else if !line.starts_with('#') {
-            let mut it = line.split_whitespace();
-            if let (Some(a), Some(b), None) = (it.next(), it.next(), it.next()) {
-                if let (Ok(us), Ok(n)) = (a.parse::<u64>(), b.parse::<u64>()) {
-                    bins.push((us, n));
+/// A cyclictest histogram as printed with `-h`: 1 µs bins (`NNNNNN CCCCCC` lines, a bin `us`
+/// holding latencies in [us, us + 1)), then `# Max Latencies:` and `# Histogram Overflows:`.
+/// Read once here for every figure taken from it.
+struct Histogram {
+    /// (lower edge µs, wake-ups), in the printed order (ascending).
+    bins: Vec<(u64, u64)>,
+    /// Wake-ups beyond the histogram's top.
+    overflows: u64,
+    max_us: f64,
+}
+
+impl Histogram {
+    fn read(text: &str) -> Self {
+        let mut h = Self { bins: Vec::new(), overflows: 0, max_us: f64::NAN };
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# Max Latencies:") {
+                h.max_us = rest.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+            } else if let Some(rest) = line.strip_prefix("# Histogram Overflows:") {
+                h.overflows = rest.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            } else if !line.starts_with('#') {
+                let mut it = line.split_whitespace();
+                if let (Some(a), Some(b), None) = (it.next(), it.next(), it.next()) {
+                    if let (Ok(us), Ok(n)) = (a.parse::<u64>(), b.parse::<u64>()) {
+                        h.bins.push((us, n));
+                    }
                 }
             }
         }
+        h
     }
+
+    /// The histogram's top, µs: where overflows are counted (a lower bound of their lateness).
+    fn top_us(&self) -> f64 {
+        self.bins.iter().map(|&(us, _)| us as f64 + 1.0).fold(0.0, f64::max)
+    }
+}
+
+/// Parse cyclictest's histogram output (`NNNNNN CCCCCC` lines of 1 µs bins, then `# Max
+/// Latencies:` and `# Histogram Overflows:`).
+pub fn parse(text: &str) -> Result<Latency> {
+    let Histogram { bins, overflows, max_us } = Histogram::read(text);
     let in_hist: u64 = bins.iter().map(|b| b.1).sum();
     let total = in_hist + overflows;
     if total == 0 {
@@ -113,22 +134,8 @@ pub fn parse(text: &str) -> Result<Latency> {
 /// holds latencies in [us, us + 1)); overflows (beyond the histogram, which is always wider than
 /// one interval here) count as late.
 pub fn count_above(text: &str, threshold_us: u64) -> u64 {
-    let mut late = 0;
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# Histogram Overflows:") {
-            late += rest.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        } else if !line.starts_with('#') {
-            let mut it = line.split_whitespace();
-            if let (Some(a), Some(b), None) = (it.next(), it.next(), it.next()) {
-                if let (Ok(us), Ok(n)) = (a.parse::<u64>(), b.parse::<u64>()) {
-                    if us >= threshold_us {
-                        late += n;
-                    }
-                }
-            }
-        }
-    }
-    late
+    let h = Histogram::read(text);
+    h.overflows + h.bins.iter().filter(|&&(us, _)| us >= threshold_us).map(|&(_, n)| n).sum::<u64>()
 }
 
 /// The ticks a control loop of sample period `tick_us` would have missed had its wake-ups come
@@ -144,23 +151,8 @@ pub fn count_above(text: &str, threshold_us: u64) -> u64 {
 /// overflow at the histogram's top, so the figure is a lower bound (it never flatters the loop).
 pub fn ticks_missed_equivalent(text: &str, tick_us: f64, spin_us: f64) -> u64 {
     let cost = |us: f64| ((us - spin_us).max(0.0) / tick_us).floor() as u64;
-    let mut top_us = 0.0_f64;
-    let mut overflows = 0u64;
-    let mut missed = 0u64;
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# Histogram Overflows:") {
-            overflows = rest.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0);
-        } else if !line.starts_with('#') {
-            let mut it = line.split_whitespace();
-            if let (Some(a), Some(b), None) = (it.next(), it.next(), it.next()) {
-                if let (Ok(us), Ok(n)) = (a.parse::<u64>(), b.parse::<u64>()) {
-                    top_us = top_us.max(us as f64 + 1.0);
-                    missed += n * cost(us as f64);
-                }
-            }
-        }
-    }
-    missed + overflows * cost(top_us)
+    let h = Histogram::read(text);
+    h.bins.iter().map(|&(us, n)| n * cost(us as f64)).sum::<u64>() + h.overflows * cost(h.top_us())
 }
 
 /// cyclictest's wake-ups in the classes of a loop's lateness split (`nanoecr_core::LatenessSplit`:
@@ -171,27 +163,16 @@ pub fn ticks_missed_equivalent(text: &str, tick_us: f64, spin_us: f64) -> u64 {
 pub fn split(text: &str, lower_us: [f64; 4], tick_us: f64, spin_us: f64) -> ([u64; 4], [u64; 4]) {
     let cost = |us: f64| ((us - spin_us).max(0.0) / tick_us).floor() as u64;
     let class = |us: f64| (1..4).rev().find(|&k| us >= lower_us[k]).unwrap_or(0);
+    let h = Histogram::read(text);
     let mut wakeups = [0u64; 4];
     let mut ticks = [0u64; 4];
-    let mut top_us = 0.0_f64;
-    let mut overflows = 0u64;
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# Histogram Overflows:") {
-            overflows = rest.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0);
-        } else if !line.starts_with('#') {
-            let mut it = line.split_whitespace();
-            if let (Some(a), Some(b), None) = (it.next(), it.next(), it.next()) {
-                if let (Ok(us), Ok(n)) = (a.parse::<u64>(), b.parse::<u64>()) {
-                    let us = us as f64;
-                    top_us = top_us.max(us + 1.0);
-                    wakeups[class(us)] += n;
-                    ticks[class(us)] += n * cost(us);
-                }
-            }
-        }
+    for &(us, n) in &h.bins {
+        let us = us as f64;
+        wakeups[class(us)] += n;
+        ticks[class(us)] += n * cost(us);
     }
-    wakeups[3] += overflows;
-    ticks[3] += overflows * cost(top_us);
+    wakeups[3] += h.overflows;
+    ticks[3] += h.overflows * cost(h.top_us());
     (wakeups, ticks)
 }
 
