@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use nanoecr_core::config::DetectionConfig;
-use nanoecr_core::{Pillar, Sample, Segment};
+use nanoecr_core::Pillar;
+use nanoecr_detect::Columns;
 use nanoecr_store::{BlockConsumer, ColumnSelection, RowBlock};
 
 use crate::run::RunInput;
@@ -131,40 +132,27 @@ pub fn load_run_with(path: &Path, redetect: bool, keep: KeptColumns) -> Result<R
     })
 }
 
-/// The detector fed block by block as [`nanoecr_store::read_run_blocks`] reads the file: the
-/// rows become samples exactly as [`nanoecr_detect::detect_columns`] makes them (its results do
-/// not depend on how the rows are sliced), so Δρ/ρ and the events are the same.
+/// The detector fed block by block as [`nanoecr_store::read_run_blocks`] reads the file, straight
+/// from the block's columns ([`nanoecr_detect::Detector::process_columns`], as
+/// [`nanoecr_detect::detect_columns`] does; its results do not depend on how the rows are sliced),
+/// so Δρ/ρ and the events are the same without building rows.
 struct StreamingDetector {
     det: nanoecr_detect::Detector,
     delta_rho: Vec<f64>,
     events: Vec<nanoecr_core::Event>,
-    /// Samples handed to `process_slice` at a time (reused).
-    chunk: Vec<Sample>,
 }
-
-/// Rows turned into samples per `process_slice` call (a buffer that stays in cache).
-const SAMPLES_PER_SLICE: usize = 4096;
 
 impl BlockConsumer for StreamingDetector {
     fn block(&mut self, b: RowBlock<'_>) {
-        let rows = b.time_s.iter().zip(b.disp_nm).zip(b.current_a).zip(b.load_un).zip(b.segment);
-        for (i, ((((&time_s, &disp_nm), &current_a), &load_un), &seg)) in rows.enumerate() {
-            self.chunk.push(Sample {
-                seq: (b.start + i) as u64,
-                time_s,
-                setpoint_un: f64::NAN,
-                load_un,
-                disp_nm,
-                current_a,
-                voltage_v: f64::NAN,
-                segment: Segment::from_code(seg).unwrap_or(Segment::Settle),
-                flags: 0,
-            });
-            if self.chunk.len() == SAMPLES_PER_SLICE {
-                self.flush();
-            }
-        }
-        self.flush();
+        let cols = Columns {
+            time_s: b.time_s,
+            disp_nm: b.disp_nm,
+            current_a: b.current_a,
+            load_un: b.load_un,
+            segment: b.segment,
+        };
+        let events = &mut self.events;
+        self.det.process_columns(cols, &mut self.delta_rho, &mut |e| events.push(e));
     }
 }
 
@@ -174,14 +162,7 @@ impl StreamingDetector {
             det: nanoecr_detect::Detector::new(cfg, pillar, rate_hz, settle_s),
             delta_rho: Vec::with_capacity(rows),
             events: Vec::new(),
-            chunk: Vec::with_capacity(SAMPLES_PER_SLICE),
         }
-    }
-
-    fn flush(&mut self) {
-        let events = &mut self.events;
-        self.det.process_slice(&self.chunk, &mut self.delta_rho, &mut |e| events.push(e));
-        self.chunk.clear();
     }
 
     fn finish(mut self) -> (Vec<f64>, Vec<nanoecr_core::Event>) {

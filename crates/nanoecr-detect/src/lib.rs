@@ -187,21 +187,7 @@ pub fn detect_columns(
     let mut det = Detector::new(cfg, pillar, rate_hz, settle_s);
     let mut delta_rho = Vec::with_capacity(n);
     let mut events = Vec::new();
-    // As `process_slice`, but the quiet loop reads the columns in place: only the samples the
-    // general path takes become `Sample` rows.
-    let input = quiet::ColumnInput::new(cols, n);
-    let mut i = 0;
-    while i < n {
-        if det.quiet_ready() {
-            i += det.run_quiet(input.range(i, n), &mut delta_rho);
-            if i == n {
-                break;
-            }
-        }
-        let d = det.process_one(&input.sample(i), &mut |e| events.push(e));
-        delta_rho.push(d);
-        i += 1;
-    }
+    det.process_columns(cols, &mut delta_rho, &mut |e| events.push(e));
     det.finish(&mut |e| events.push(e));
     (delta_rho, events)
 }
@@ -474,6 +460,33 @@ impl Detector {
                 }
             }
             let d = self.process_one(&samples[i], emit);
+            delta_rho.push(d);
+            i += 1;
+        }
+    }
+
+    /// As [`Detector::process_slice`], over stored columns (the shortest column sets the
+    /// length): the quiet loop reads the columns in place, and only the samples the general path
+    /// takes become `Sample` rows, so a reader need not build rows. Results are bit-identical to
+    /// `process_slice` over the same samples (with `flags` 0), however the columns are sliced.
+    pub fn process_columns(&mut self, cols: Columns<'_>, delta_rho: &mut Vec<f64>, emit: &mut impl FnMut(Event)) {
+        let n = cols
+            .time_s
+            .len()
+            .min(cols.disp_nm.len())
+            .min(cols.current_a.len())
+            .min(cols.load_un.len())
+            .min(cols.segment.len());
+        let input = quiet::ColumnInput::new(cols, n);
+        let mut i = 0;
+        while i < n {
+            if self.quiet_ready() {
+                i += self.run_quiet(input.range(i, n), delta_rho);
+                if i == n {
+                    break;
+                }
+            }
+            let d = self.process_one(&input.sample(i), emit);
             delta_rho.push(d);
             i += 1;
         }

@@ -119,8 +119,31 @@ fn columns(cfg: &DetectionConfig, rate_hz: f64, st: &Stored) -> (Vec<u64>, Vec<S
     (rho.iter().map(|x| x.to_bits()).collect(), events.iter().map(event_bits).collect(), events)
 }
 
+/// `Detector::process_columns` over the columns in `block`-row calls, as a file reader hands them
+/// over: (Δρ/ρ bits, event bits).
+fn blocked(cfg: &DetectionConfig, rate_hz: f64, st: &Stored, block: usize) -> (Vec<u64>, Vec<String>) {
+    let mut det = Detector::new(cfg, PILLAR, rate_hz, SETTLE_S);
+    let (mut rho, mut events) = (Vec::new(), Vec::new());
+    let mut start = 0;
+    while start < st.time_s.len() {
+        let end = (start + block).min(st.time_s.len());
+        let cols = Columns {
+            time_s: &st.time_s[start..end],
+            disp_nm: &st.disp_nm[start..end],
+            current_a: &st.current_a[start..end],
+            load_un: &st.load_un[start..end],
+            segment: &st.segment[start..end],
+        };
+        det.process_columns(cols, &mut rho, &mut |e| events.push(e));
+        start = end;
+    }
+    det.finish(&mut |e| events.push(e));
+    (rho.iter().map(|x| x.to_bits()).collect(), events.iter().map(event_bits).collect())
+}
+
 /// `detect_columns` gives the bits `process_slice` gives over the same rows, whole and in
-/// 4096-row calls; returns the events.
+/// 4096-row calls, and so does `process_columns` over blocks of columns of odd sizes; returns
+/// the events.
 fn check(cfg: &DetectionConfig, rate_hz: f64, st: &Stored) -> Vec<Event> {
     let rows = st.rows();
     let (got_rho, got_events, events) = columns(cfg, rate_hz, st);
@@ -136,6 +159,11 @@ fn check(cfg: &DetectionConfig, rate_hz: f64, st: &Stored) -> Vec<Event> {
         }
         assert_eq!(got_events, want_events, "chunk {chunk}: events differ");
         assert!(quiet > 0.6, "most samples take the quiet loop, got {quiet}");
+    }
+    for block in [1, 997, 65_537] {
+        let (rho, events) = blocked(cfg, rate_hz, st, block);
+        assert!(rho == got_rho, "blocks of {block} columns: Δρ/ρ differs");
+        assert_eq!(events, got_events, "blocks of {block} columns: events differ");
     }
     events
 }
