@@ -127,6 +127,23 @@ pub struct Columns<'a> {
     pub segment: &'a [u8],
 }
 
+impl Columns<'_> {
+    /// Samples the columns describe: the shortest column's length.
+    pub fn len(&self) -> usize {
+        self.time_s
+            .len()
+            .min(self.disp_nm.len())
+            .min(self.current_a.len())
+            .min(self.load_un.len())
+            .min(self.segment.len())
+    }
+
+    /// Whether the columns describe no sample.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The lengths, in samples, of the windows a [`Detector`] keeps at a sampling rate, and the step
 /// of its mains canceller: what the analysis needs to model the detector.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -177,13 +194,7 @@ pub fn detect_columns(
     settle_s: f64,
     cols: Columns<'_>,
 ) -> (Vec<f64>, Vec<Event>) {
-    let n = cols
-        .time_s
-        .len()
-        .min(cols.disp_nm.len())
-        .min(cols.current_a.len())
-        .min(cols.load_un.len())
-        .min(cols.segment.len());
+    let n = cols.len();
     let mut det = Detector::new(cfg, pillar, rate_hz, settle_s);
     let mut delta_rho = Vec::with_capacity(n);
     let mut events = Vec::new();
@@ -470,13 +481,7 @@ impl Detector {
     /// takes become `Sample` rows, so a reader need not build rows. Results are bit-identical to
     /// `process_slice` over the same samples (with `flags` 0), however the columns are sliced.
     pub fn process_columns(&mut self, cols: Columns<'_>, delta_rho: &mut Vec<f64>, emit: &mut impl FnMut(Event)) {
-        let n = cols
-            .time_s
-            .len()
-            .min(cols.disp_nm.len())
-            .min(cols.current_a.len())
-            .min(cols.load_un.len())
-            .min(cols.segment.len());
+        let n = cols.len();
         let input = quiet::ColumnInput::new(cols, n);
         let mut i = 0;
         while i < n {
