@@ -29,7 +29,14 @@
 //! and the ticks those would have cost the loop: the count of cyclictest's wake-ups
 //! later than one period sees only the last two classes, so this is what tells which ratio is
 //! fair. It also gives the control thread's CPU time over the run's length (`--rt-spin-us`
-//! sets `acquisition.spin_us`, whose cost that is).
+//! sets `acquisition.spin_us`, whose cost that is where the loop spins).
+//!
+//! A fourth table gives ratios of totals over all demos of a rate ([`Totals`]) next to the
+//! medians of per-run ratios, which stay the judged figures: the figure, the
+//! lateness-weighted one, the late wake-ups that slept; the ticks one wake-up a period or more
+//! late cost the loop against what cyclictest's would have cost it (the structural part: a stall
+//! is one wake-up to cyclictest and ≈ L / period ticks to the loop); and the figure for a
+//! loop whose wake-ups came exactly as late as cyclictest's, the host's part of it.
 
 use std::path::Path;
 
