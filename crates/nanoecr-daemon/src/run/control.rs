@@ -1648,15 +1648,16 @@ mod tests {
     #[test]
     fn a_batched_wake_up_starts_at_its_window_and_a_single_tick_waits_for_its_deadline() {
         // Batched: the sleep ends a window before the deadline and the batch starts at once. The
-        // deadline is an hour away and the window all but 2 ms of it, so the wait returns long
-        // before the deadline on any host; spinning to the deadline would not return for an hour.
-        let deadline = Instant::now() + Duration::from_secs(3600);
-        let lead = Duration::from_secs(3600) - Duration::from_millis(2);
+        // deadline is a minute away and the window all but 2 ms of it, so the wait returns a
+        // minute before the deadline on any host that is not stalled that long; spinning to the
+        // deadline would return after it.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let lead = Duration::from_secs(60) - Duration::from_millis(2);
         let woke = wait_for_wakeup(deadline, lead, true).expect("there was time to sleep");
         assert!(Instant::now() < deadline, "the batch starts ahead of its deadline");
         assert_eq!(woke.past_deadline, Duration::ZERO);
         // Already within the window: no sleep, no wait.
-        assert!(wait_for_wakeup(deadline, Duration::from_secs(7200), true).is_none());
+        assert!(wait_for_wakeup(deadline, Duration::from_secs(120), true).is_none());
         assert!(Instant::now() < deadline);
         // One tick per wake-up: sleep, then spin to the deadline itself, so its command goes out
         // on time and never early.
