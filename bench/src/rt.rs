@@ -29,7 +29,14 @@
 //! and the ticks those would have cost the loop: the issue's count of cyclictest's wake-ups
 //! later than one period sees only the last two classes, so this is what tells which ratio is
 //! fair. It also gives the control thread's CPU time over the run's length (`--rt-spin-us`
-//! sets `acquisition.spin_us`, whose cost that is).
+//! sets `acquisition.spin_us`, whose cost that is where the loop spins).
+//!
+//! A fourth table gives ratios of totals over all demos of a rate ([`Totals`]) next to the
+//! medians of per-run ratios, which stay the judged figures: the issue's figure, the
+//! lateness-weighted one, the late wake-ups that slept; the ticks one wake-up a period or more
+//! late cost the loop against what cyclictest's would have cost it (the structural part: a stall
+//! is one wake-up to cyclictest and ≈ L / period ticks to the loop); and the issue's figure for a
+//! loop whose wake-ups came exactly as late as cyclictest's, the host's part of it.
 
 use std::path::Path;
 
@@ -159,8 +166,10 @@ fn demo(cfg_path: &Path, out: &Path, tick_us: f64, seconds: f64, with_oslat: boo
     } else {
         None
     };
-    // The share of each wake-up period the loop is on its CPU: the spin window and the work.
-    let duty = ((spin_us + b.mean_us().unwrap_or(0.0)) / interval_us as f64).min(1.0);
+    // The share of the time the loop is on its CPU (spin, where it spins, and work), measured:
+    // where it batches it no longer spins (issue 15's sixth pass), so the spin window is not it.
+    let control_cpu_share = d.control_cpu_us / (d.ticks as f64 * tick_us).max(1.0);
+    let duty = control_cpu_share.clamp(0.0, 1.0);
     let oslat_ticks_missed = oslat.as_ref().map(|g| g.ticks_equivalent(tick_us, duty, seconds));
     Ok(Demo {
         status: summary.status.name().to_string(),
@@ -202,7 +211,7 @@ fn demo(cfg_path: &Path, out: &Path, tick_us: f64, seconds: f64, with_oslat: boo
         class_missed: split.missed,
         cyclictest_class_wakeups: ct_class_wakeups,
         cyclictest_class_ticks: ct_class_ticks,
-        control_cpu_share: d.control_cpu_us / (d.ticks as f64 * tick_us).max(1.0),
+        control_cpu_share,
         oslat,
         oslat_ticks_missed,
     })
@@ -220,6 +229,10 @@ pub fn section(opts: &RtOptions, tmp: &Path) -> Result<(Vec<Row>, serde_json::Va
     ];
     let mut split_table = vec![
         "| rate | spin / wake-up period µs | raw wake-up lateness classes µs | loop wake-ups / run per class | cyclictest wake-ups / run per class | loop missed / run per class | cyclictest-equivalent / run per class | missed after wake-ups ≥ one period ÷ (cyclictest late × ticks/wake-up) | wake-ups ≥ one period that slept ÷ cyclictest's | control thread CPU |".to_string(),
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |".to_string(),
+    ];
+    let mut totals_table = vec![
+        "| rate | demos | Σ missed | Σ cyclictest late × ticks/wake-up | missed ÷ (cyclictest late × ticks/wake-up): ratio of totals (median of runs) | missed ÷ cyclictest-equivalent: ratio of totals | wake-ups ≥ one period that slept ÷ cyclictest's: ratio of totals | ticks missed per wake-up ≥ one period late: loop, cyclictest-equivalent | the issue's figure for a loop exactly as late as cyclictest | share of the misses after wake-ups < one period late |".to_string(),
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |".to_string(),
     ];
     let mut table = vec![
@@ -427,6 +440,78 @@ pub fn section(opts: &RtOptions, tmp: &Path) -> Result<(Vec<Row>, serde_json::Va
             median(&col(&slept_late_ratio)),
             100.0 * median(&col(&|d| d.control_cpu_share)),
         ));
+        let t = Totals::of(&demos);
+        totals_table.push(format!(
+            "| {label} | {} | {} | {} | {:.2} ({:.2}) | {:.2} | {:.2} | {:.1}, {:.1} | {:.2} | {:.0} % |",
+            demos.len(),
+            t.missed,
+            t.cyclictest_late_ticks,
+            t.issue_ratio(),
+            median(&col(&ratio)),
+            t.equivalent_ratio(),
+            t.slept_late_ratio(),
+            t.loop_ticks_per_late_wakeup(),
+            t.cyclictest_ticks_per_late_wakeup(),
+            t.floor_ratio(),
+            100.0 * t.early_share(),
+        ));
+        rows.push(
+            Row::new(
+                "rt",
+                format!("{label}: missed ÷ cyclictest late × {batch}, ratio of totals"),
+                "ratio",
+                vec![t.issue_ratio()],
+            )
+            .note(format!(
+                "Σ missed {} ÷ Σ cyclictest late × ticks/wake-up {} over the {} demos; the judged figure is the \
+                 median of runs above",
+                t.missed,
+                t.cyclictest_late_ticks,
+                demos.len()
+            )),
+        );
+        rows.push(
+            Row::new(
+                "rt",
+                format!("{label}: missed ÷ cyclictest-equivalent, ratio of totals"),
+                "ratio",
+                vec![t.equivalent_ratio()],
+            )
+            .note("Σ missed ÷ Σ cyclictest-equivalent over the demos"),
+        );
+        rows.push(
+            Row::new(
+                "rt",
+                format!("{label}: ticks missed per loop wake-up ≥ {interval_us} µs late"),
+                "ticks",
+                vec![t.loop_ticks_per_late_wakeup()],
+            )
+            .note("Σ misses after wake-ups that slept and came ≥ one wake-up period late ÷ Σ those wake-ups"),
+        );
+        rows.push(
+            Row::new(
+                "rt",
+                format!("{label}: ticks per cyclictest wake-up ≥ {interval_us} µs late (equivalent)"),
+                "ticks",
+                vec![t.cyclictest_ticks_per_late_wakeup()],
+            )
+            .note(
+                "what each of cyclictest's late wake-ups would cost the loop (⌊(L − spin) / period⌋); cyclictest \
+                 counts it once",
+            ),
+        );
+        rows.push(
+            Row::new(
+                "rt",
+                format!("{label}: the issue's figure for a loop as late as cyclictest"),
+                "ratio",
+                vec![t.floor_ratio()],
+            )
+            .note(
+                "Σ cyclictest-equivalent ÷ Σ cyclictest late × ticks/wake-up: what the issue's figure would be if \
+                 the loop's wake-ups came exactly as late as cyclictest's (the host's part)",
+            ),
+        );
         for k in 0..4 {
             rows.push(Row::new(
                 "rt",
@@ -477,10 +562,96 @@ pub fn section(opts: &RtOptions, tmp: &Path) -> Result<(Vec<Row>, serde_json::Va
         }
         details.insert(label, serde_json::to_value(&demos)?);
     }
-    let table = table.join("\n") + "\n\n" + &evidence.join("\n") + "\n\n" + &split_table.join("\n");
+    let table = table.join("\n")
+        + "\n\n"
+        + &evidence.join("\n")
+        + "\n\n"
+        + &split_table.join("\n")
+        + "\n\n"
+        + &totals_table.join("\n");
     println!("{table}\n");
     details.insert("table".into(), serde_json::Value::String(table));
     Ok((rows, serde_json::Value::Object(details)))
+}
+
+/// Sums over the demos of one rate, for ratios of totals next to the medians of per-run ratios
+/// (a run with few of cyclictest's late wake-ups swings its own ratio far more than it moves
+/// the totals).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Totals {
+    /// The loop's missed ticks (late and skipped).
+    missed: u64,
+    /// cyclictest's wake-ups later than one interval × ticks per wake-up: the issue's denominator.
+    cyclictest_late_ticks: u64,
+    /// Ticks cyclictest's wake-ups would have cost the loop.
+    cyclictest_equivalent: u64,
+    /// The loop's wake-ups that slept and came one wake-up period or more late (classes 2 and 3).
+    loop_late_slept: u64,
+    /// The loop's misses after those wake-ups.
+    loop_late_missed: u64,
+    /// cyclictest's wake-ups one interval or more late (its classes 2 and 3).
+    cyclictest_late: u64,
+    /// The ticks those would have cost the loop.
+    cyclictest_late_equivalent: u64,
+}
+
+impl Totals {
+    fn of(demos: &[Demo]) -> Self {
+        let mut t = Self::default();
+        for d in demos {
+            t.missed += d.missed;
+            t.cyclictest_late_ticks += d.cyclictest.late * d.ticks_per_wakeup;
+            t.cyclictest_equivalent += d.cyclictest_ticks_missed;
+            t.loop_late_slept += d.class_wakeups[2] + d.class_wakeups[3];
+            t.loop_late_missed += d.class_missed[2] + d.class_missed[3];
+            t.cyclictest_late += d.cyclictest_class_wakeups[2] + d.cyclictest_class_wakeups[3];
+            t.cyclictest_late_equivalent += d.cyclictest_class_ticks[2] + d.cyclictest_class_ticks[3];
+        }
+        t
+    }
+
+    /// Σ missed ÷ Σ cyclictest late × ticks per wake-up: the issue's figure over all demos
+    /// (denominator at least 1, as per run).
+    fn issue_ratio(&self) -> f64 {
+        self.missed as f64 / self.cyclictest_late_ticks.max(1) as f64
+    }
+
+    /// Σ missed ÷ Σ cyclictest-equivalent.
+    fn equivalent_ratio(&self) -> f64 {
+        self.missed as f64 / self.cyclictest_equivalent.max(1) as f64
+    }
+
+    /// Σ the loop's late wake-ups that slept ÷ Σ cyclictest's late wake-ups.
+    fn slept_late_ratio(&self) -> f64 {
+        self.loop_late_slept as f64 / self.cyclictest_late.max(1) as f64
+    }
+
+    /// Ticks the loop missed per wake-up of its own one period or more late (NaN without any).
+    fn loop_ticks_per_late_wakeup(&self) -> f64 {
+        self.loop_late_missed as f64 / self.loop_late_slept as f64
+    }
+
+    /// Ticks each of cyclictest's late wake-ups would have cost the loop (NaN without any).
+    fn cyclictest_ticks_per_late_wakeup(&self) -> f64 {
+        self.cyclictest_late_equivalent as f64 / self.cyclictest_late as f64
+    }
+
+    /// The issue's figure for a loop whose wake-ups came exactly as late as cyclictest's: Σ
+    /// cyclictest-equivalent ÷ Σ cyclictest late × ticks per wake-up. What is above it is the
+    /// loop's; this much is the host's lateness, counted in ticks on one side and wake-ups on
+    /// the other.
+    fn floor_ratio(&self) -> f64 {
+        self.cyclictest_equivalent as f64 / self.cyclictest_late_ticks.max(1) as f64
+    }
+
+    /// The share of the loop's misses after wake-ups less than one period late (its spin or
+    /// lead window, the CPU lost meanwhile, its work): the part cyclictest's count never sees.
+    fn early_share(&self) -> f64 {
+        if self.missed == 0 {
+            return 0.0;
+        }
+        self.missed.saturating_sub(self.loop_late_missed) as f64 / self.missed as f64
+    }
 }
 
 #[cfg(test)]
@@ -497,5 +668,91 @@ mod tests {
         assert_eq!(ticks_per_wakeup(5_000, 5_001), 1);
         // A run without wake-ups (unpaced) counts as one tick per wake-up, not a division by 0.
         assert_eq!(ticks_per_wakeup(5_000, 0), 1);
+    }
+
+    /// A demo with the counts the totals read; everything else zero.
+    fn demo(missed: u64, late: u64, equivalent: u64, class_wakeups: [u64; 4], class_missed: [u64; 4]) -> Demo {
+        Demo {
+            status: "complete".into(),
+            end_reason: String::new(),
+            ticks: 50_000,
+            missed,
+            skipped: 0,
+            late_wakeups: 0,
+            wakeups: 50_000,
+            p50_us: 0.0,
+            p99_us: 0.0,
+            max_us: 0.0,
+            stalls: 0,
+            longest_stall_us: 0.0,
+            max_command_gap_us: 0.0,
+            dropped: 0,
+            realtime: true,
+            memory_locked: true,
+            page_faults: 0,
+            preemptions: 0,
+            loadavg: String::new(),
+            ticks_per_wakeup: 1,
+            interval_us: 100,
+            cyclictest: Latency {
+                p50_us: 0.0,
+                p99_us: 0.0,
+                p999_us: 0.0,
+                max_us: 0.0,
+                cycles: 50_000,
+                priority: 50,
+                late,
+            },
+            cyclictest_ticks_missed: equivalent,
+            wakeup_p50_us: 0.0,
+            wakeup_p99_us: 0.0,
+            wakeup_max_us: 0.0,
+            work_p50_us: 0.0,
+            work_p99_us: 0.0,
+            work_max_us: 0.0,
+            work_mean_us: 0.0,
+            missed_late_wakeup: 0,
+            missed_spin: 0,
+            missed_work: 0,
+            spin_us: 30.0,
+            class_lower_us: [0.0, 30.0, 100.0, 1000.0],
+            class_wakeups,
+            class_missed,
+            // cyclictest's late wake-ups all in the 100 µs–1 ms class, costing the equivalent.
+            cyclictest_class_wakeups: [50_000 - late, 0, late, 0],
+            cyclictest_class_ticks: [0, 0, equivalent, 0],
+            control_cpu_share: 0.0,
+            oslat: None,
+            oslat_ticks_missed: None,
+        }
+    }
+
+    #[test]
+    fn totals_weigh_every_demo_by_its_counts_not_by_its_ratio() {
+        // 10 kHz: a demo with 1 late cyclictest wake-up and 12 missed ticks has a ratio of 12; one
+        // with 100 late wake-ups and 150 missed 1.5. The median of runs is their mean, 6.75; the
+        // ratio of totals 162 / 101.
+        let demos = [
+            demo(12, 1, 3, [49_000, 900, 4, 1], [0, 2, 4, 6]),
+            demo(150, 100, 260, [49_000, 800, 50, 2], [10, 0, 100, 40]),
+        ];
+        let t = Totals::of(&demos);
+        assert_eq!((t.missed, t.cyclictest_late_ticks, t.cyclictest_equivalent), (162, 101, 263));
+        assert!((t.issue_ratio() - 162.0 / 101.0).abs() < 1e-12);
+        assert!((t.equivalent_ratio() - 162.0 / 263.0).abs() < 1e-12);
+        // The loop's wake-ups ≥ one period that slept: 5 + 52; their misses 10 + 140.
+        assert!((t.slept_late_ratio() - 57.0 / 101.0).abs() < 1e-12);
+        assert!((t.loop_ticks_per_late_wakeup() - 150.0 / 57.0).abs() < 1e-12);
+        assert!((t.cyclictest_ticks_per_late_wakeup() - 263.0 / 101.0).abs() < 1e-12);
+        assert!((t.floor_ratio() - 263.0 / 101.0).abs() < 1e-12);
+        // Misses after wake-ups less than a period late: 2 + 10 of 162.
+        assert!((t.early_share() - 12.0 / 162.0).abs() < 1e-12);
+        // Ticks per wake-up multiply cyclictest's count (the issue's denominator).
+        let mut batched = demos[1].clone();
+        batched.ticks_per_wakeup = 40;
+        assert_eq!(Totals::of(&[batched]).cyclictest_late_ticks, 4_000);
+        // Nothing late anywhere: the ratios do not divide by zero.
+        let quiet = Totals::of(&[demo(0, 0, 0, [50_000, 0, 0, 0], [0; 4])]);
+        assert_eq!((quiet.issue_ratio(), quiet.equivalent_ratio(), quiet.early_share()), (0.0, 0.0, 0.0));
     }
 }

@@ -8,10 +8,13 @@
 //! loop waits for ring space instead: a fast run is complete however slow the writer is.
 //!
 //! Paced, the loop sleeps (`clock_nanosleep` to an absolute time on the monotonic clock) until
-//! shortly before a deadline, then spins to it, once per wake-up: the last 30 µs up to 10 kHz,
-//! where a wake-up is one tick, and half the wake-up period where it batches, 60 to 200 µs (200 µs
-//! with the default 400 µs: a wake-up that comes less late than that from its sleep costs no
-//! tick); `acquisition.spin_us` overrides both ([`spin_window`]). When the
+//! shortly before a deadline, once per wake-up ([`spin_window`]; `acquisition.spin_us` overrides
+//! it). Up to 10 kHz, where a wake-up is one tick, it wakes 30 µs early and spins to the
+//! deadline, so the tick's command goes out on time. Where it batches it wakes half the wake-up
+//! period early, 60 to 200 µs (200 µs with the default 400 µs), and starts the batch at once,
+//! ahead of its first deadline, as its later ticks always were: a wake-up that comes less late
+//! than that from its sleep costs no tick, and nothing spins (issue 15's sixth pass; the spin
+//! there used half a CPU, and the CPU taken from it while spinning cost ticks). When the
 //! sample period is shorter than [`MIN_WAKE_PERIOD`] (above 10 kHz) a wake-up runs a batch of
 //! [`ticks_per_wakeup`] ticks back to back (`acquisition.wakeup_period_us` / dt: 40 at 100 kHz
 //! with the default 400 µs) and then sleeps until the next batch's deadline, so the thread
@@ -22,7 +25,8 @@
 //! or not:
 //!
 //! - **Lateness** (`loop_lateness`) is one value per wake-up: when the first tick of the
-//!   wake-up starts, minus that tick's deadline (the batch's deadline). The later ticks of a
+//!   wake-up starts, minus that tick's deadline (the batch's deadline; 0 when a batch starts
+//!   ahead of it). The later ticks of a
 //!   batch run ahead of their own deadlines by design; they add no value of their own, so the
 //!   histogram holds about ticks / batch values and its quantiles are those of the wake-ups.
 //! - **Missed deadlines** (`missed_deadlines`) are counted per tick: a tick whose work ended
@@ -81,17 +85,18 @@ const READ_BATCH: usize = 256;
 /// How long before a deadline the loop stops sleeping and spins, so wake-up jitter of the
 /// scheduler does not become tick lateness, at rates up to 10 kHz (one tick per wake-up).
 pub const SPIN_BEFORE_DEADLINE: Duration = Duration::from_micros(30);
-/// The shortest spin window where the loop batches (above 10 kHz), taken at the shortest
-/// wake-up periods (≤ 120 µs). A wake-up there serves a batch of ticks of ≈ 0.3 µs work each,
-/// so it can afford to spin longer: every 10 µs a wake-up comes past the window costs a tick at
-/// 100 kHz, and on a virtual machine wake-ups 30–60 µs late are common (docs/performance.md,
-/// "Real time on a noisy host"). 60 µs of the shortest wake-up period (100 µs) still leaves the
-/// thread asleep a third of the time, far from the kernel's real-time budget.
+/// The shortest window where the loop batches (above 10 kHz), taken at the shortest wake-up
+/// periods (≤ 120 µs): the loop wakes this long before a batch's deadline and starts the batch
+/// at once. Every 10 µs a wake-up comes past the window costs a tick at 100 kHz, and on a
+/// virtual machine wake-ups 30–60 µs late are common (docs/performance.md, "Real time on a noisy
+/// host"). Until issue 15's sixth pass the loop spun through this window; 60 µs of the shortest
+/// wake-up period (100 µs) left it asleep a third of the time.
 pub const SPIN_BATCHED: Duration = Duration::from_micros(60);
-/// The longest spin window where the loop batches: half of the default 400 µs wake-up period.
-/// At 100 kHz it missed a third of the ticks 60 µs missed, fewer in each of 10 interleaved
-/// rounds, for half a CPU instead of a sixth (docs/performance.md, issue 15 fifth pass);
-/// longer was not measured.
+/// The longest window where the loop batches: half of the default 400 µs wake-up period.
+/// At 100 kHz, spinning through it, it missed a third of the ticks 60 µs missed, fewer in each
+/// of 10 interleaved rounds, for half a CPU instead of a sixth (docs/performance.md, issue 15
+/// fifth pass); since the sixth pass the batch starts at once instead, and the window costs no
+/// CPU. A longer one would send commands further ahead of their ticks; not measured.
 pub const SPIN_BATCHED_MAX: Duration = Duration::from_micros(200);
 /// Ticks to keep sampling at zero load after a safe unload, so the file shows the rig at rest.
 const REST_TICKS_AFTER_UNLOAD_S: f64 = 0.05;
@@ -529,7 +534,7 @@ impl ControlLoop {
         // Time of the last command in the frame's clock, s (see the command-gap interlock).
         let mut last_command_s: Option<f64> = None;
         if self.paced {
-            warm_up(wake_period, spin);
+            warm_up(wake_period, spin, batch > 1);
         }
         let mut next_wake_k: u64 = 0;
         // Evidence for the diagnostics: when the current wake-up's first tick started, and what
@@ -550,7 +555,9 @@ impl ControlLoop {
                 // The batch's deadline is that of its first tick; the others run right after it,
                 // ahead of their own deadlines, so lateness is recorded once per wake-up.
                 let deadline = t0 + dt.mul_f64(k as f64);
-                let woke = wait_until(deadline, spin);
+                // Batched, the wake-up's ticks start as soon as the thread wakes, up to the
+                // spin window ahead of the first deadline; one tick per wake-up spins to it.
+                let woke = wait_for_wakeup(deadline, spin, batch > 1);
                 let now = Instant::now();
                 let late = now.saturating_duration_since(deadline);
                 diag.loop_lateness.record_us(late.as_secs_f64() * 1e6);
@@ -988,7 +995,8 @@ impl ControlLoop {
 enum Cause {
     /// The sleep returned a sample period or more past the deadline.
     LateWakeup,
-    /// The sleep returned in time; the spin lost its CPU.
+    /// The sleep returned in time; the CPU was taken before the first tick started (while
+    /// spinning, where the loop spins).
     Spin,
     /// The first tick started on time; the work was slow or interrupted.
     Work,
@@ -1113,16 +1121,16 @@ fn check_tracking(
     })
 }
 
-/// Rehearse the paced wake-up path for [`WARM_UP`] before t0: sleep and spin to deadlines one
-/// wake-up period apart, read the clock and fill a histogram, so code, data and the CPU's clock
-/// are warm when the first real tick comes.
-fn warm_up(wake_period: Duration, spin: Duration) {
+/// Rehearse the paced wake-up path for [`WARM_UP`] before t0: wait for deadlines one wake-up
+/// period apart as the loop will ([`wait_for_wakeup`]), read the clock and fill a histogram, so
+/// code, data and the CPU's clock are warm when the first real tick comes.
+fn warm_up(wake_period: Duration, spin: Duration, batched: bool) {
     let mut h = LatencyHistogram::default();
     let start = Instant::now();
     let mut i = 1u32;
     while start.elapsed() < WARM_UP {
         let deadline = start + wake_period * i;
-        let _ = wait_until(deadline, spin);
+        let _ = wait_for_wakeup(deadline, spin, batched);
         h.record_us(Instant::now().saturating_duration_since(deadline).as_secs_f64() * 1e6);
         i += 1;
     }
@@ -1261,25 +1269,46 @@ struct Woke {
 /// the sleep ended, or `None` when there was no time to sleep (already within the spin window
 /// or past the deadline).
 fn wait_until(deadline: Instant, spin: Duration) -> Option<Woke> {
+    let woke = sleep_to_window(deadline, spin);
+    while Instant::now() < deadline {
+        std::hint::spin_loop();
+    }
+    woke
+}
+
+/// Sleep until `lead` before `deadline` on the monotonic clock and return at once: where the
+/// loop batches, the batch starts as soon as the thread wakes instead of spinning to its first
+/// deadline. Its ticks already run up to a wake-up period ahead of their own deadlines, so the
+/// first one may too, and the CPU a spin would burn (half a CPU at 100 kHz, where an interrupt or
+/// a vCPU stall during the spin cost ticks) is given back. Returns how the sleep ended, or `None`
+/// when there was no time to sleep (already within `lead` of the deadline, or past it).
+fn sleep_to_window(deadline: Instant, lead: Duration) -> Option<Woke> {
     let now = Instant::now();
     if deadline <= now {
         return None;
     }
     let remaining = deadline - now;
-    let mut woke = None;
-    if remaining > spin {
-        let target = deadline - spin;
-        sleep_until(target, remaining - spin);
-        let back = Instant::now();
-        woke = Some(Woke {
-            raw_lateness: back.saturating_duration_since(target),
-            past_deadline: back.saturating_duration_since(deadline),
-        });
+    if remaining <= lead {
+        return None;
     }
-    while Instant::now() < deadline {
-        std::hint::spin_loop();
+    let target = deadline - lead;
+    sleep_until(target, remaining - lead);
+    let back = Instant::now();
+    Some(Woke {
+        raw_lateness: back.saturating_duration_since(target),
+        past_deadline: back.saturating_duration_since(deadline),
+    })
+}
+
+/// How a paced loop waits for a wake-up's deadline: to the deadline itself where each wake-up is
+/// one tick (sleep, then spin the last `spin`), or only to `spin` before it where the loop
+/// batches ([`sleep_to_window`]: the batch starts at once, ahead of its deadline).
+fn wait_for_wakeup(deadline: Instant, spin: Duration, batched: bool) -> Option<Woke> {
+    if batched {
+        sleep_to_window(deadline, spin)
+    } else {
+        wait_until(deadline, spin)
     }
-    woke
 }
 
 /// Sleep until `target` with `clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME)`: the kernel wakes
@@ -1614,6 +1643,31 @@ mod tests {
         }
         // No sleep, on time (already within the spin window): the first class.
         assert_eq!(lateness_class(&split, us(3), None, dt, 3), 0);
+    }
+
+    #[test]
+    fn a_batched_wake_up_starts_at_its_window_and_a_single_tick_waits_for_its_deadline() {
+        // Batched: the sleep ends a window before the deadline and the batch starts at once. The
+        // deadline is a minute away and the window all but 2 ms of it, so the wait returns a
+        // minute before the deadline on any host that is not stalled that long; spinning to the
+        // deadline would return after it.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let lead = Duration::from_secs(60) - Duration::from_millis(2);
+        let woke = wait_for_wakeup(deadline, lead, true).expect("there was time to sleep");
+        assert!(Instant::now() < deadline, "the batch starts ahead of its deadline");
+        assert_eq!(woke.past_deadline, Duration::ZERO);
+        // Already within the window: no sleep, no wait.
+        assert!(wait_for_wakeup(deadline, Duration::from_secs(120), true).is_none());
+        assert!(Instant::now() < deadline);
+        // One tick per wake-up: sleep, then spin to the deadline itself, so its command goes out
+        // on time and never early.
+        let deadline = Instant::now() + Duration::from_millis(3);
+        let _ = wait_for_wakeup(deadline, Duration::from_millis(1), false);
+        assert!(Instant::now() >= deadline, "a single tick's wait ends at its deadline");
+        // Past the deadline there is nothing to wait for, batched or not.
+        let past = Instant::now();
+        assert!(wait_for_wakeup(past, Duration::from_millis(1), true).is_none());
+        assert!(wait_for_wakeup(past, Duration::from_millis(1), false).is_none());
     }
 
     #[test]
