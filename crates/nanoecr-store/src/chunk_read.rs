@@ -3,15 +3,18 @@
 //! libhdf5 (and hdf5-metno around it) runs every call behind one global lock, so a column read
 //! through `H5Dread` inflates its chunks one after the other on one core, with system zlib. Here
 //! the lock is held only to copy each chunk's stored bytes out of the file (`H5Dread_chunk`, its
-//! filter mask and size from `H5Dget_chunk_info_by_coord`: by coordinate, because the by-index
-//! lookup walks the chunk index from the start on every call). The chunks are then inflated with
+//! filter mask and size from `H5Dget_chunk_info_by_coord`; in libhdf5 1.10 both it and the
+//! by-index lookup walk the chunk index from its start on every call). The chunks are then inflated with
 //! libdeflate and unshuffled on the rayon pool, each straight into its place in the column.
 //!
 //! When the file is certainly not being written ([`DirectFile`]: opened read-only without SWMR
-//! by this process alone, default driver, no user block), the lock is held even less: one round
-//! collects every chunk's address, size and filter mask, and the pool threads then read the
+//! by this process alone, default driver, no user block), the lock is held even less: every
+//! chunk's address, size and filter mask is collected at once — read from the file's chunk index
+//! in one pass ([`crate::chunk_index`]) where it is an extensible array, else one
+//! `H5Dget_chunk_info_by_coord` per chunk in one lock round —, and the pool threads then read the
 //! stored bytes themselves with `pread` at those addresses and decode them, so nothing but the
-//! address lookup is serial.
+//! address lookup is serial. (Inflating straight from the file mapped read-only instead was
+//! slower: its page faults cost more than `pread`'s copy, docs/performance.md "sixth pass".)
 //!
 //! Only what this module can reproduce exactly takes the fast path: a 1-D chunked dataset whose
 //! file type is the native little-endian type of the column, with a filter pipeline of shuffle,
