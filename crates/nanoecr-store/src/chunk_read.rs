@@ -3,15 +3,18 @@
 //! libhdf5 (and hdf5-metno around it) runs every call behind one global lock, so a column read
 //! through `H5Dread` inflates its chunks one after the other on one core, with system zlib. Here
 //! the lock is held only to copy each chunk's stored bytes out of the file (`H5Dread_chunk`, its
-//! filter mask and size from `H5Dget_chunk_info_by_coord`: by coordinate, because the by-index
-//! lookup walks the chunk index from the start on every call). The chunks are then inflated with
+//! filter mask and size from `H5Dget_chunk_info_by_coord`; in libhdf5 1.10 both it and the
+//! by-index lookup walk the chunk index from its start on every call). The chunks are then inflated with
 //! libdeflate and unshuffled on the rayon pool, each straight into its place in the column.
 //!
 //! When the file is certainly not being written ([`DirectFile`]: opened read-only without SWMR
-//! by this process alone, default driver, no user block), the lock is held even less: one round
-//! collects every chunk's address, size and filter mask, and the pool threads then read the
+//! by this process alone, default driver, no user block), the lock is held even less: every
+//! chunk's address, size and filter mask is collected at once — read from the file's chunk index
+//! in one pass ([`crate::chunk_index`]) where it is an extensible array, else one
+//! `H5Dget_chunk_info_by_coord` per chunk in one lock round —, and the pool threads then read the
 //! stored bytes themselves with `pread` at those addresses and decode them, so nothing but the
-//! address lookup is serial.
+//! address lookup is serial. (Inflating straight from the file mapped read-only instead was
+//! slower: its page faults cost more than `pread`'s copy, docs/performance.md "sixth pass".)
 //!
 //! Only what this module can reproduce exactly takes the fast path: a 1-D chunked dataset whose
 //! file type is the native little-endian type of the column, with a filter pipeline of shuffle,
@@ -51,13 +54,18 @@ fn unshuffle_planes<const S: usize, T>(bytes: &[u8], rows: usize, dst: &mut [T],
     let planes: [&[u8]; S] = std::array::from_fn(|k| &bytes[k * rows..k * rows + m]);
     let mut done = 0;
     if S == 8 {
+        #[cfg(target_arch = "x86_64")]
+        {
+            done = unshuffle16_sse2(&planes, dst, conv);
+        }
         // Eight rows at a time: eight bytes from each plane are an 8 × 8 byte matrix (plane k,
         // row i); its transpose is the eight elements. A byte gather per element was 16 % of a
         // 100 kHz run's read (perf); this is a few shifts and masks per element.
-        for (b, out) in dst.chunks_exact_mut(8).enumerate() {
+        for (b, out) in dst[done..].chunks_exact_mut(8).enumerate() {
+            let at = done + 8 * b;
             let mut w: [u64; 8] = std::array::from_fn(|k| {
                 let mut a = [0u8; 8];
-                a.copy_from_slice(&planes[k][8 * b..8 * b + 8]);
+                a.copy_from_slice(&planes[k][at..at + 8]);
                 u64::from_le_bytes(a)
             });
             transpose_8x8(&mut w);
@@ -66,11 +74,63 @@ fn unshuffle_planes<const S: usize, T>(bytes: &[u8], rows: usize, dst: &mut [T],
                 *d = conv(std::array::from_fn(|k| le[k]));
             }
         }
-        done = m / 8 * 8;
+        done += (m - done) / 8 * 8;
     }
     for (i, d) in dst.iter_mut().enumerate().skip(done) {
         *d = conv(std::array::from_fn(|k| planes[k][i]));
     }
+}
+
+/// Sixteen rows of eight byte planes at a time with SSE2 (every x86-64 CPU has it): three rounds
+/// of byte, 16-bit and 32-bit interleaves turn sixteen bytes of each plane into the sixteen
+/// elements, 24 instructions for 16 elements where [`transpose_8x8`] takes ≈ 9 per element
+/// (the unshuffle was ≈ 10 % of the peer bench's CPU with it, `perf`, docs/performance.md
+/// "sixth pass"). Returns the rows done (a multiple of 16); the caller does the rest.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)] // SSE2 loads from proven-bounds slices; the interleaves touch registers only
+#[inline(always)]
+fn unshuffle16_sse2<const S: usize, T>(planes: &[&[u8]; S], dst: &mut [T], conv: fn([u8; S]) -> T) -> usize {
+    use std::arch::x86_64::{
+        __m128i, _mm_loadu_si128, _mm_storeu_si128, _mm_unpackhi_epi16, _mm_unpackhi_epi32, _mm_unpackhi_epi8,
+        _mm_unpacklo_epi16, _mm_unpacklo_epi32, _mm_unpacklo_epi8,
+    };
+    if S != 8 {
+        return 0;
+    }
+    let mut bytes = [0u8; 128];
+    for (b, out) in dst.chunks_exact_mut(16).enumerate() {
+        let at = 16 * b;
+        // SAFETY: SSE2 is part of x86-64, so these intrinsics are available on every CPU this
+        // code runs on. Each load reads 16 bytes from a slice of exactly 16 bytes (the slice
+        // indexing checks `at + 16 <= planes[k].len()`, and every plane holds `dst.len()` rows),
+        // and each store writes 16 bytes inside the 128-byte local array; unaligned loads and
+        // stores accept any address.
+        unsafe {
+            let p: [__m128i; 8] = std::array::from_fn(|k| _mm_loadu_si128(planes[k][at..at + 16].as_ptr().cast()));
+            // Bytes of planes (0, 1), (2, 3), (4, 5), (6, 7) interleaved: of rows 0–7, of rows 8–15.
+            let halves: [[__m128i; 4]; 2] = [
+                std::array::from_fn(|j| _mm_unpacklo_epi8(p[2 * j], p[2 * j + 1])),
+                std::array::from_fn(|j| _mm_unpackhi_epi8(p[2 * j], p[2 * j + 1])),
+            ];
+            for (half, a) in halves.iter().enumerate() {
+                // Planes 0–3 and planes 4–7 of rows 0–3 and of rows 4–7 (of this half).
+                let lo = [_mm_unpacklo_epi16(a[0], a[1]), _mm_unpackhi_epi16(a[0], a[1])];
+                let hi = [_mm_unpacklo_epi16(a[2], a[3]), _mm_unpackhi_epi16(a[2], a[3])];
+                for (q, (l, h)) in lo.into_iter().zip(hi).enumerate() {
+                    let rows = [_mm_unpacklo_epi32(l, h), _mm_unpackhi_epi32(l, h)];
+                    for (r, v) in rows.into_iter().enumerate() {
+                        // Rows 8·half + 4q + 2r and the next one, eight bytes each.
+                        let off = 64 * half + 32 * q + 16 * r;
+                        _mm_storeu_si128(bytes[off..off + 16].as_mut_ptr().cast(), v);
+                    }
+                }
+            }
+        }
+        for (d, e) in out.iter_mut().zip(bytes.chunks_exact(S)) {
+            *d = conv(std::array::from_fn(|k| e[k]));
+        }
+    }
+    dst.len() / 16 * 16
 }
 
 /// Transpose the 8 × 8 byte matrix whose row k is `w[k]` and column i its little-endian byte i:
@@ -231,7 +291,7 @@ impl DirectFile {
 }
 
 /// Where one stored chunk is: its filter mask, byte offset and stored size.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ChunkInfo {
     mask: u32,
     addr: u64,
@@ -247,9 +307,7 @@ fn read_direct<T: LeScalar>(
     plan: &Plan,
     mut out: Vec<T>,
 ) -> hdf5::Result<Option<Vec<T>>> {
-    let chunks = plan.len.div_ceil(plan.chunk_rows);
-    let infos =
-        hdf5::sync::sync(|| (0..chunks).map(|i| chunk_info(ds, i, plan.chunk_rows)).collect::<hdf5::Result<Vec<_>>>())?;
+    let infos = all_chunk_infos::<T>(ds, direct, plan)?;
     let failed = AtomicBool::new(false);
     out.par_chunks_mut(plan.chunk_rows).zip(infos.par_iter()).for_each(|(dst, info)| {
         let Some(info) = info else { return };
@@ -286,12 +344,9 @@ pub(crate) struct BlockColumn<'a, T> {
 
 impl<'a, T: LeScalar> BlockColumn<'a, T> {
     /// `None` when `ds` is not a column the fast path decodes exactly as `T` (see the module docs).
-    pub(crate) fn open(ds: &'a Dataset) -> hdf5::Result<Option<Self>> {
+    pub(crate) fn open(ds: &'a Dataset, direct: &DirectFile) -> hdf5::Result<Option<Self>> {
         let Some(plan) = plan::<T>(ds)? else { return Ok(None) };
-        let chunks = plan.len.div_ceil(plan.chunk_rows);
-        let infos = hdf5::sync::sync(|| {
-            (0..chunks).map(|i| chunk_info(ds, i, plan.chunk_rows)).collect::<hdf5::Result<Vec<_>>>()
-        })?;
+        let infos = all_chunk_infos::<T>(ds, direct, &plan)?;
         Ok(Some(Self { ds, plan, infos, _t: std::marker::PhantomData }))
     }
 
@@ -425,6 +480,70 @@ fn read_raw_chunk(ds: &Dataset, i: usize, chunk_rows: usize, mut buf: Vec<u8>) -
     })
 }
 
+/// Every chunk's [`ChunkInfo`] of a column of a [`DirectFile`] (`None` for a chunk never
+/// written). From the file's chunk index in one pass when it is an extensible array
+/// ([`chunk_index`]: our run files, h5py's extendible datasets in the 1.10 format), checked
+/// against libhdf5's answer for the first and the last chunk; else libhdf5's lookup chunk by
+/// chunk, which in 1.10 walks the index from its start every time (O(N²) for a column).
+fn all_chunk_infos<T: LeScalar>(
+    ds: &Dataset,
+    direct: &DirectFile,
+    plan: &Plan,
+) -> hdf5::Result<Vec<Option<ChunkInfo>>> {
+    let chunks = plan.len.div_ceil(plan.chunk_rows);
+    hdf5::sync::sync(|| {
+        if let Some(infos) = indexed_chunk_infos::<T>(ds, direct, plan, chunks)? {
+            return Ok(infos);
+        }
+        (0..chunks).map(|i| chunk_info(ds, i, plan.chunk_rows)).collect()
+    })
+}
+
+/// [`all_chunk_infos`] from the extensible array, or `None` when the file's index is not one
+/// [`chunk_index`] reads or disagrees with libhdf5 on the first or last chunk. Under the lock.
+#[allow(unsafe_code)] // one call into the HDF5 C API that hdf5-metno does not wrap
+fn indexed_chunk_infos<T: LeScalar>(
+    ds: &Dataset,
+    direct: &DirectFile,
+    plan: &Plan,
+    chunks: usize,
+) -> hdf5::Result<Option<Vec<Option<ChunkInfo>>>> {
+    use hdf5::plist::file_create::Sizeof;
+    use hdf5_sys::h5o::{H5O_info1_t, H5Oget_info2, H5O_INFO_BASIC};
+
+    if chunks == 0 {
+        return Ok(None);
+    }
+    let sizes = ds.file()?.create_plist()?.sizes();
+    if sizes.sizeof_addr != Sizeof::Bytes8 || sizes.sizeof_size != Sizeof::Bytes8 {
+        return Ok(None);
+    }
+    let mut info = H5O_info1_t::default();
+    // SAFETY: `ds.id()` is a live dataset id (held by `ds`), `info` a valid out-pointer of the
+    // struct this call fills (H5O_info1_t, the 1.10 API's `H5O_info_t`); the lock is held.
+    hdf5::h5check(unsafe { H5Oget_info2(ds.id(), &mut info, H5O_INFO_BASIC) })?;
+    let chunk_bytes = (plan.chunk_rows * T::SIZE) as u64;
+    let Some(entries) = crate::chunk_index::earray_entries(&direct.file, info.addr, chunks, chunk_bytes) else {
+        return Ok(None);
+    };
+    let infos: Vec<Option<ChunkInfo>> = entries
+        .into_iter()
+        .map(|e| {
+            e.and_then(|(mask, addr, size)| {
+                let size = usize::try_from(size).ok().filter(|&s| s > 0)?;
+                Some(ChunkInfo { mask, addr, size })
+            })
+        })
+        .collect();
+    for i in [0, chunks - 1] {
+        if chunk_info(ds, i, plan.chunk_rows)? != infos[i] {
+            tracing::debug!(dataset = %ds.name(), chunk = i, "chunk index read from the file disagrees with libhdf5");
+            return Ok(None);
+        }
+    }
+    Ok(Some(infos))
+}
+
 /// Chunk `i`'s filter mask, address and stored size, or `None` when it was never written.
 /// Call with the library lock held (`hdf5::sync::sync`).
 #[allow(unsafe_code)] // one call into the HDF5 C API that hdf5-metno does not wrap
@@ -484,8 +603,9 @@ mod tests {
     use super::*;
     use std::process::Command;
 
-    /// The block transpose and the byte gather agree for every length (whole blocks of eight and
-    /// a remainder) and for a chunk longer than the rows wanted (the last, partial chunk).
+    /// The SSE2 and block transposes and the byte gather agree for every length (whole blocks of
+    /// sixteen and of eight and a remainder) and for a chunk longer than the rows wanted (the
+    /// last, partial chunk).
     #[test]
     fn unshuffle_of_eight_byte_elements_matches_the_byte_gather() {
         let rows = 100;
@@ -497,7 +617,7 @@ mod tests {
                 shuffled[k * rows + i] = b;
             }
         }
-        for m in [0, 1, 7, 8, 9, 63, 64, 99, 100] {
+        for m in [0, 1, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 63, 64, 99, 100] {
             let mut out = vec![0u64; m];
             u64::unshuffle(&shuffled, rows, &mut out);
             assert_eq!(out, elems[..m], "{m} rows");
@@ -692,5 +812,97 @@ with h5py.File(path, "r") as f, open(dump, "w") as out:
         hdf5::File::with_options().with_fcpl(|p| p.userblock(512)).create(&ub).expect("create with a user block");
         let r = hdf5::File::open(&ub).expect("open");
         assert!(DirectFile::open(&ub, &r).is_none(), "user block");
+    }
+
+    /// h5py writes extendible columns in the 1.10 format (extensible-array chunk index) across
+    /// the index block, its data blocks and separate super blocks, filtered and not, with
+    /// chunks and whole data blocks never written, and one column of 140 000 one-row chunks
+    /// whose data blocks are paged; plus a fixed-size column (fixed-array index).
+    const WRITE_INDEXED: &str = r#"
+import sys, h5py, numpy as np
+path, dump = sys.argv[1], sys.argv[2]
+rng = np.random.default_rng(11)
+with h5py.File(path, "w", libver=("v110", "v110")) as f:
+    n = 5000
+    v = np.cumsum(rng.standard_normal(n))
+    for name, kw in {"shuffle_deflate": {"shuffle": True, "compression": "gzip", "compression_opts": 1},
+                     "deflate": {"compression": "gzip"}, "plain": {}}.items():
+        d = f.create_dataset(f"ext_{name}_f8", shape=(n,), maxshape=(None,), chunks=(4,), dtype="f8", **kw)
+        d[:1000] = v[:1000]
+        d[3000:] = v[3000:]       # chunks 250..749 never written (whole data blocks among them)
+    d = f.create_dataset("ext_grown_u1", shape=(0,), maxshape=(None,), chunks=(3,), dtype="u1",
+                         compression="gzip", fillvalue=4)
+    for lo in range(0, 4001, 997):
+        d.resize((lo + 997,))
+        d[lo:lo + 997] = (np.arange(997) + lo) % 7
+    f.create_dataset("fixed_f8", data=v, chunks=(64,), compression="gzip")
+    d = f.create_dataset("paged_u1", shape=(140000,), maxshape=(None,), chunks=(1,), dtype="u1")
+    d[...] = np.arange(140000) % 251
+with h5py.File(path, "r") as f, open(dump, "w") as out:
+    for name, d in f.items():
+        np.asarray(d[...]).astype(d.dtype.newbyteorder("<")).tofile(f"{dump}.{name}")
+        out.write(name + "\n")
+"#;
+
+    /// The chunk index read from the file gives, chunk for chunk, what libhdf5's lookups give,
+    /// and the columns read through it are what h5py reads; a fixed-array index is left to
+    /// libhdf5.
+    #[test]
+    fn chunk_index_read_from_the_file_equals_libhdf5_lookups() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (path, dump) = (dir.path().join("indexed.h5"), dir.path().join("dump"));
+        let out = Command::new("python3")
+            .args(["-c", WRITE_INDEXED])
+            .arg(&path)
+            .arg(&dump)
+            .output()
+            .expect("python3 must be installed (scripts/setup.sh)");
+        assert!(out.status.success(), "h5py: {}", String::from_utf8_lossy(&out.stderr));
+        let file = hdf5::File::open(&path).expect("open");
+        let direct = DirectFile::open(&path, &file).expect("direct");
+        fn compare<T: LeScalar + LeBytes>(file: &hdf5::File, direct: &DirectFile, dump: &std::path::Path, name: &str) {
+            let ds = file.dataset(name).expect("dataset");
+            let plan = plan::<T>(&ds).expect("plan").expect("a column the fast path takes");
+            let chunks = plan.len.div_ceil(plan.chunk_rows);
+            let indexed =
+                hdf5::sync::sync(|| indexed_chunk_infos::<T>(&ds, direct, &plan, chunks)).expect("index read");
+            if name.starts_with("fixed") {
+                assert!(indexed.is_none(), "{name}: a fixed-array index is not read from the file");
+            } else {
+                let indexed = indexed.unwrap_or_else(|| panic!("{name}: extensible array not read"));
+                assert_eq!(indexed.len(), chunks);
+                // Every chunk where that is affordable (libhdf5's lookup is O(N) each); of the
+                // paged column, the chunks around every page and data block edge up to 1100
+                // and a spread of the rest.
+                let picks: Vec<usize> = if chunks <= 5000 {
+                    (0..chunks).collect()
+                } else {
+                    (0..1100).chain((131_000..chunks).step_by(97)).chain([chunks - 1]).collect()
+                };
+                for i in picks {
+                    assert_eq!(
+                        indexed[i],
+                        hdf5::sync::sync(|| chunk_info(&ds, i, plan.chunk_rows)).expect("lookup"),
+                        "{name}: chunk {i}"
+                    );
+                }
+                if name.contains("deflate") || name.contains("plain") {
+                    assert!(indexed[250..750].iter().all(Option::is_none), "{name}: chunks never written");
+                    assert!(indexed[..250].iter().chain(&indexed[750..]).all(Option::is_some), "{name}: written");
+                }
+            }
+            let got = read_column::<T>(&ds, Some(direct)).expect("read").expect("fast path");
+            let expected = std::fs::read(format!("{}.{name}", dump.display())).expect("h5py dump");
+            assert!(T::le_bytes(&got) == expected, "{name}: differs from what h5py reads");
+        }
+        let names = std::fs::read_to_string(&dump).expect("names");
+        assert_eq!(names.lines().count(), 6);
+        for name in names.lines() {
+            if name.ends_with("_u1") {
+                compare::<u8>(&file, &direct, &dump, name);
+            } else {
+                compare::<f64>(&file, &direct, &dump, name);
+            }
+        }
     }
 }

@@ -13,6 +13,7 @@
 //! - [`recover`] makes a file left by a crash readable by any reader (clearing the superblock's
 //!   "open for writing" flags) and marks it `failed`.
 
+mod chunk_index;
 mod chunk_read;
 mod chunk_write;
 mod names;

@@ -529,13 +529,13 @@ fn stream_columns<C: BlockConsumer>(
     let Ok(seg_ds) = g.dataset("segment") else { return Ok(None) };
     let mut f64_cols = Vec::with_capacity(4);
     for (ds, name) in sets.iter().zip(names) {
-        match chunk_read::BlockColumn::<f64>::open(ds).map_err(h5err(format!("reading {}/{name}", g.name())))? {
+        match chunk_read::BlockColumn::<f64>::open(ds, direct).map_err(h5err(format!("reading {}/{name}", g.name())))? {
             Some(c) => f64_cols.push(c),
             None => return Ok(None),
         }
     }
     let Some(seg_col) =
-        chunk_read::BlockColumn::<u8>::open(&seg_ds).map_err(h5err(format!("reading {}/segment", g.name())))?
+        chunk_read::BlockColumn::<u8>::open(&seg_ds, direct).map_err(h5err(format!("reading {}/segment", g.name())))?
     else {
         return Ok(None);
     };
