@@ -265,6 +265,9 @@ fn run_ticks(rig: &mut Rig, cfg: &RunConfig, max_s: f64, t: &mut Trace) {
     let (kp, ki) = (cfg.raw.control.kp, cfg.raw.control.ki_per_s.min(0.3 / dt_s));
     let mut integral = 0.0;
     let mut last_load = 0.0;
+    // Whether `last_load` is the frame's state now: its last acquire brought the one or two
+    // samples of a tick, not a backlog.
+    let mut feedback_fresh = false;
     let mut fr = [FrameReading::default(); 256];
     let mut sr = [SmuReading::default(); 256];
     let t0 = Instant::now();
@@ -276,7 +279,17 @@ fn run_ticks(rig: &mut Rig, cfg: &RunConfig, max_s: f64, t: &mut Trace) {
         }
         let Some((segment, setpoint)) = cursor.at(&lf, k as f64 * dt_s) else { break };
         let error = setpoint - last_load;
-        integral = (integral + ki * error * dt_s).clamp(-limits_clamp(cfg), limits_clamp(cfg));
+        // As the daemon's loop does (crates/nanoecr-daemon/src/run/feedback.rs), the integral
+        // holds while the feedback is stale: after a host stall (a shared machine under load,
+        // a link retry) the frame's backlog arrives at once and the late ticks run back to back
+        // ahead of the frame, and integrating that error wound this driver up into the shim's
+        // overload trip (faults.rs, "controller fault: overload") and a 2677 µN peak on a
+        // 2000 µN program (transports.rs), both seen at load 12. A data test must not fail on
+        // the host's timing.
+        let on_time = Instant::now().saturating_duration_since(deadline) < STALE_FEEDBACK;
+        if feedback_fresh && on_time {
+            integral = (integral + ki * error * dt_s).clamp(-limits_clamp(cfg), limits_clamp(cfg));
+        }
         let command = (setpoint + kp * error + integral).max(0.0);
         let step = rig
             .frame
@@ -285,6 +298,7 @@ fn run_ticks(rig: &mut Rig, cfg: &RunConfig, max_s: f64, t: &mut Trace) {
             .and_then(|nf| rig.smu.acquire(&mut sr).map(|ns| (nf, ns)));
         match step {
             Ok((nf, ns)) => {
+                feedback_fresh = (1..=2).contains(&nf);
                 for r in &fr[..nf] {
                     last_load = r.load_un;
                     t.frames.push(*r);
@@ -300,6 +314,10 @@ fn run_ticks(rig: &mut Rig, cfg: &RunConfig, max_s: f64, t: &mut Trace) {
         t.ticks += 1;
     }
 }
+
+/// How late a tick of [`drive`] may run before its feedback counts as stale (the daemon's loop
+/// uses max(5 ms, 5 wake-up periods)).
+const STALE_FEEDBACK: Duration = Duration::from_millis(5);
 
 fn limits_clamp(cfg: &RunConfig) -> f64 {
     cfg.raw.limits.max_load_un
