@@ -194,9 +194,12 @@ impl Detector {
         self.terms.is_some()
             && self.open.is_none()
             && self.baseline.len == self.baseline.x.len()
-            && self.noise.len >= self.noise_min
-            // Past the young window, where `MedianTracker::push` refreshes σ on every push.
-            && self.noise.len >= self.noise.ring.len().min(crate::stats::YOUNG_WINDOW)
+            // A full noise window (so past `noise_min` and past the young window, where
+            // `MedianTracker::push` refreshes σ on every push): every push then also drops the
+            // oldest value, and the loop need not test for it. It fills during the settle window
+            // (from contact on, 2 s against the 1 s window by default); a run whose settle is
+            // shorter than its noise window takes the general path until it is full.
+            && self.noise.len == self.noise.ring.len()
             && self.noise.sigma.is_finite()
             && matches!(p.state, State::Idle)
             && p.k + 1 > 2 * p.a + p.g
@@ -380,7 +383,7 @@ impl Detector {
         let (mut l_head, mut last_k) = (line.head, line.last_k);
         let (lx, lidx) = (&mut line.x[..], &mut line.idx[..]);
         let noise = &mut self.noise;
-        let mut noise_len = noise.len;
+        let noise_len = noise.len;
         let ring = &mut noise.ring[..];
         // Fixed length: indexing with a u16 bin is provably in bounds.
         let Ok(counts) = <&mut [u32; COUNT_SLOTS]>::try_from(&mut noise.counts[..]) else { return 0 };
@@ -416,13 +419,14 @@ impl Detector {
         // Segments in which neither ring wraps: inside one, every ring access is a slice index
         // the compiler can check once, and the heads advance by the segment length.
         let mut j0 = 0;
-        'segments: while j0 < m2 {
+        while j0 < m2 {
             let seg = (m2 - j0).min(n_ring - n_head).min(cap - l_head);
             let noise_slots = &mut ring[n_head..n_head + seg];
             let line_x = &mut lx[l_head..l_head + seg];
             let line_idx = &mut lidx[l_head..l_head + seg];
             let seg_dr = &dr[j0..j0 + seg];
             let seg_res = &mut res[j0..j0 + seg];
+            let mut accepted = seg;
             for jj in 0..seg {
                 let delta_rho = seg_dr[jj];
                 let j = j0 + jj;
@@ -450,10 +454,8 @@ impl Detector {
                 let predicted = if MAINS { crate::mains::predict(&nzr, n_sin) } else { 0.0 };
                 let residual = r0 - predicted;
                 if residual.abs() > on {
-                    m3 = j;
-                    n_head += jj;
-                    l_head += jj;
-                    break 'segments;
+                    accepted = jj;
+                    break;
                 }
                 // Quiet: commit, in the general path's order. Mains advance.
                 (zr, zi) = (nzr, nzi);
@@ -465,25 +467,22 @@ impl Detector {
                 s_tt -= t_old * t_old;
                 s_x -= x_old;
                 s_tx -= t_old * x_old;
-                line_x[jj] = delta_rho;
-                line_idx[jj] = k;
-                last_k = k;
+                // The slot's new value and index are written after the segment (below); only a
+                // gapped window reads the newest index here.
+                if !CONTIG {
+                    last_k = k;
+                }
                 s_t += t;
                 s_tt += t * t;
                 s_x += delta_rho;
                 s_tx += t * delta_rho;
                 t += 1.0;
-                // Noise push (as `MedianTracker::push`). Branch-free `below` updates: half the
+                // Noise push (as `MedianTracker::push` on a full window). Branch-free `below` updates: half the
                 // values lie below the median bin, so a branch on it would be mispredicted half
                 // the time.
-                let leaving_below = if noise_len == n_ring {
-                    let old = noise_slots[jj] as usize;
-                    counts[old] -= 1;
-                    usize::from(old < median_bin)
-                } else {
-                    noise_len += 1;
-                    0
-                };
+                let old = noise_slots[jj] as usize;
+                counts[old] -= 1;
+                let leaving_below = usize::from(old < median_bin);
                 let b = MedianTracker::bin_of(crate::noise_step(residual, noise_prev));
                 noise_prev = residual;
                 noise_slots[jj] = b as u16;
@@ -506,9 +505,23 @@ impl Detector {
                 seg_res[jj] = residual;
                 last_residual = residual;
             }
-            j0 += seg;
-            n_head = if n_head + seg == n_ring { 0 } else { n_head + seg };
-            l_head = if l_head + seg == cap { 0 } else { l_head + seg };
+            // The baseline ring's slots of the accepted samples: each slot was read (as the value
+            // leaving) once above, before this write, as in `TrailingLine::push`. Out of the loop,
+            // so that it holds two pointers and an index fewer.
+            line_x[..accepted].copy_from_slice(&seg_dr[..accepted]);
+            for (jj, idx) in line_idx[..accepted].iter_mut().enumerate() {
+                *idx = k0 + (j0 + jj) as u64;
+            }
+            if accepted > 0 {
+                last_k = k0 + (j0 + accepted - 1) as u64;
+            }
+            j0 += accepted;
+            n_head = if n_head + accepted == n_ring { 0 } else { n_head + accepted };
+            l_head = if l_head + accepted == cap { 0 } else { l_head + accepted };
+            if accepted < seg {
+                m3 = j0;
+                break;
+            }
         }
 
         // The reads above must happen.
