@@ -26,6 +26,8 @@
 //! bit-identical Δρ/ρ and events whatever the slicing; `tests/slice.rs` checks that on runs
 //! with spikes, pop-ins, mains pick-up, drift, 1/f noise and invalid and missing samples.
 
+use std::cell::Cell;
+
 use nanoecr_core::sample::FLAG_CURRENT_INVALID;
 use nanoecr_core::{Sample, Segment};
 
@@ -348,27 +350,47 @@ impl Detector {
             if cleared == 0 { total_before } else { pop.slots[(pk_before + cleared as u64 - 1) as usize & mask].csum };
         let mut m2 = m1;
         {
-            // `mask` + 1 slots (the ring's length): `index & mask` is then provably in bounds, and
-            // the loop carries no bounds checks (one here instead).
-            let slots = &mut pop.slots[..=mask];
-            for (j, &y_nm) in yv[..m1].iter().enumerate().skip(cleared) {
+            // Runs of samples in which none of the four ring positions a sample touches (its own
+            // slot and the three window edges it reads) wraps: inside one, each position is a
+            // fixed slice indexed by the sample, so the loop computes one offset for all four
+            // instead of masking and scaling each. The edges read slots this pass wrote (a pop-in
+            // window is shorter than a block), so the slices alias: cells.
+            let ring_len = mask + 1;
+            let slots = Cell::from_mut(&mut pop.slots[..ring_len]).as_slice_of_cells();
+            // The first sample past the refractory period, counted from the block's start.
+            let refractory_j = refractory_until.saturating_sub(pk_before);
+            let mut j = cleared;
+            'runs: while j < m1 {
                 let i = pk_before + j as u64;
-                let new_total = total + y_nm;
-                let post = (new_total - slots[(i - a) as usize & mask].csum) * inv_a;
-                let pre =
-                    (slots[(i - a - g) as usize & mask].csum - slots[(i - 2 * a - g) as usize & mask].csum) * inv_a;
-                if i >= refractory_until && post - pre > popin_threshold {
-                    m2 = j;
-                    break;
+                let at = |back: u64| (i - back) as usize & mask;
+                let (own, post_start, pre_end, pre_start) = (at(0), at(a), at(a + g), at(2 * a + g));
+                let n = (m1 - j)
+                    .min(ring_len - own)
+                    .min(ring_len - post_start)
+                    .min(ring_len - pre_end)
+                    .min(ring_len - pre_start);
+                let own = &slots[own..own + n];
+                let post_start = &slots[post_start..post_start + n];
+                let pre_end = &slots[pre_end..pre_end + n];
+                let pre_start = &slots[pre_start..pre_start + n];
+                for (jj, &y_nm) in yv[j..j + n].iter().enumerate() {
+                    let new_total = total + y_nm;
+                    let post = (new_total - post_start[jj].get().csum) * inv_a;
+                    let pre = (pre_end[jj].get().csum - pre_start[jj].get().csum) * inv_a;
+                    if (j + jj) as u64 >= refractory_j && post - pre > popin_threshold {
+                        m2 = j + jj;
+                        break 'runs;
+                    }
+                    total = new_total;
+                    own[jj].set(Slot {
+                        csum: total,
+                        y_nm,
+                        time_s: block.time_s(j + jj),
+                        load_un: block.load_un(j + jj),
+                        segment: block.segment(j + jj),
+                    });
                 }
-                total = new_total;
-                slots[i as usize & mask] = Slot {
-                    csum: total,
-                    y_nm,
-                    time_s: block.time_s(j),
-                    load_un: block.load_un(j),
-                    segment: block.segment(j),
-                };
+                j += n;
             }
         }
         self.ahead = Ahead { k: k0, good: if m <= reused { reused } else { m1 }, cleared: m2.max(reused_clear) };
