@@ -5,7 +5,7 @@
 //! For those samples `process` does a fixed sequence of updates, but as a per-sample call it
 //! reloads and stores all detector state each time (≈ 430 instructions a sample, callgrind),
 //! which capped it near 23 M samples/s. Here blocks of up to [`QUIET_BLOCK`] samples go through
-//! three short passes, each with few enough live values to stay in registers:
+//! short passes, each with fewer live values than the whole update:
 //!
 //! 1. Δρ/ρ and the de-trended displacement of every sample (no loop-carried state), then the
 //!    first sample that is invalid or off the sampling grid;
@@ -18,10 +18,11 @@
 //! A sample that stops a pass is left, untouched, to the general path. What passes 1 and 2
 //! computed past that sample is kept for the next block ([`Ahead`]), and a block whose baseline
 //! window has a gap ends where the gap leaves it, so the blocks after it take the contiguous
-//! window's cheaper slope. Pass 2 writes its ring
-//! slots before pass 3 has accepted the samples; that is harmless because a later push of the
-//! same sample writes the same values there, and the ring has [`QUIET_BLOCK`] slots to spare so
-//! no history the general path still reads is overwritten. Every arithmetic step is written
+//! window's cheaper slope. The quiet loop takes only a full noise window (it fills during the
+//! settle window by default), so its histogram push always drops the oldest value. Pass 2 writes
+//! its ring slots before pass 3 has accepted the samples; that is harmless because a later push
+//! of the same sample writes the same values there, and the ring has [`QUIET_BLOCK`] slots to
+//! spare so no history the general path still reads is overwritten. Every arithmetic step is written
 //! exactly as in the general path (same operations, same order), so both paths give
 //! bit-identical Δρ/ρ and events whatever the slicing; `tests/slice.rs` checks that on runs
 //! with spikes, pop-ins, mains pick-up, drift, 1/f noise and invalid and missing samples.
