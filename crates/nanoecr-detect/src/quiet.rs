@@ -374,6 +374,7 @@ impl Detector {
                 let post_start = &slots[post_start..post_start + n];
                 let pre_end = &slots[pre_end..pre_end + n];
                 let pre_start = &slots[pre_start..pre_start + n];
+                let run = block.range(j, j + n);
                 for (jj, &y_nm) in yv[j..j + n].iter().enumerate() {
                     let new_total = total + y_nm;
                     let post = (new_total - post_start[jj].get().csum) * inv_a;
@@ -386,9 +387,9 @@ impl Detector {
                     own[jj].set(Slot {
                         csum: total,
                         y_nm,
-                        time_s: block.time_s(j + jj),
-                        load_un: block.load_un(j + jj),
-                        segment: block.segment(j + jj),
+                        time_s: run.time_s(jj),
+                        load_un: run.load_un(jj),
+                        segment: run.segment(jj),
                     });
                 }
                 j += n;
