@@ -348,6 +348,10 @@ pub struct Detector {
     /// Scratch columns of the quiet loop (Δρ/ρ and pop-in input of one block).
     scratch_delta_rho: Vec<f64>,
     scratch_popin_nm: Vec<f64>,
+    /// Scratch column of the quiet loop: each committed sample's residual, for the smoother's pass.
+    scratch_residual: Vec<f64>,
+    /// What the last quiet block computed past the sample that stopped it (see `quiet.rs`).
+    ahead: quiet::Ahead,
 }
 
 impl Detector {
@@ -418,6 +422,8 @@ impl Detector {
             quiet_samples: 0,
             scratch_delta_rho: vec![0.0; quiet::QUIET_BLOCK],
             scratch_popin_nm: vec![0.0; quiet::QUIET_BLOCK],
+            scratch_residual: vec![0.0; quiet::QUIET_BLOCK],
+            ahead: quiet::Ahead::default(),
         }
     }
 
@@ -462,6 +468,8 @@ impl Detector {
     /// starting or open, nothing due) go through a loop that keeps the detector's state in
     /// registers (see `quiet.rs`).
     pub fn process_slice(&mut self, samples: &[Sample], delta_rho: &mut Vec<f64>, emit: &mut impl FnMut(Event)) {
+        // What a quiet block kept ahead belongs to the previous call's samples.
+        self.ahead = quiet::Ahead::default();
         let mut i = 0;
         while i < samples.len() {
             if self.quiet_ready() {
@@ -483,6 +491,7 @@ impl Detector {
     pub fn process_columns(&mut self, cols: Columns<'_>, delta_rho: &mut Vec<f64>, emit: &mut impl FnMut(Event)) {
         let n = cols.len();
         let input = quiet::ColumnInput::new(cols, n);
+        self.ahead = quiet::Ahead::default();
         let mut i = 0;
         while i < n {
             if self.quiet_ready() {

@@ -5,21 +5,29 @@
 //! For those samples `process` does a fixed sequence of updates, but as a per-sample call it
 //! reloads and stores all detector state each time (≈ 430 instructions a sample, callgrind),
 //! which capped it near 23 M samples/s. Here blocks of up to [`QUIET_BLOCK`] samples go through
-//! three short passes, each with few enough live values to stay in registers:
+//! short passes, each with fewer live values than the whole update:
 //!
 //! 1. Δρ/ρ and the de-trended displacement of every sample (no loop-carried state), then the
 //!    first sample that is invalid or off the sampling grid;
 //! 2. the pop-in windows: each sample's jump, stopping at the first that would open a pop-in;
-//! 3. baseline, mains canceller, threshold, noise median and smoother, stopping at the first residual
-//!    over the start threshold.
+//! 3. baseline, mains canceller, threshold and noise median, stopping at the first residual over
+//!    the start threshold;
+//! 4. the smoother (at 10 kHz and up), over the residuals pass 3 accepted: nothing in pass 3
+//!    reads it.
 //!
-//! A sample that stops a pass is left, untouched, to the general path. Pass 2 writes its ring
-//! slots before pass 3 has accepted the samples; that is harmless because a later push of the
-//! same sample writes the same values there, and the ring has [`QUIET_BLOCK`] slots to spare so
-//! no history the general path still reads is overwritten. Every arithmetic step is written
+//! A sample that stops a pass is left, untouched, to the general path. What passes 1 and 2
+//! computed past that sample is kept for the next block ([`Ahead`]), and a block whose baseline
+//! window has a gap ends where the gap leaves it, so the blocks after it take the contiguous
+//! window's cheaper slope. The quiet loop takes only a full noise window (it fills during the
+//! settle window by default), so its histogram push always drops the oldest value. Pass 2 writes
+//! its ring slots before pass 3 has accepted the samples; that is harmless because a later push
+//! of the same sample writes the same values there, and the ring has [`QUIET_BLOCK`] slots to
+//! spare so no history the general path still reads is overwritten. Every arithmetic step is written
 //! exactly as in the general path (same operations, same order), so both paths give
 //! bit-identical Δρ/ρ and events whatever the slicing; `tests/slice.rs` checks that on runs
 //! with spikes, pop-ins, mains pick-up, drift, 1/f noise and invalid and missing samples.
+
+use std::cell::Cell;
 
 use nanoecr_core::sample::FLAG_CURRENT_INVALID;
 use nanoecr_core::{Sample, Segment};
@@ -189,9 +197,12 @@ impl Detector {
         self.terms.is_some()
             && self.open.is_none()
             && self.baseline.len == self.baseline.x.len()
-            && self.noise.len >= self.noise_min
-            // Past the young window, where `MedianTracker::push` refreshes σ on every push.
-            && self.noise.len >= self.noise.ring.len().min(crate::stats::YOUNG_WINDOW)
+            // A full noise window (so past `noise_min` and past the young window, where
+            // `MedianTracker::push` refreshes σ on every push): every push then also drops the
+            // oldest value, and the loop need not test for it. It fills during the settle window
+            // (from contact on, 2 s against the 1 s window by default); a run whose settle is
+            // shorter than its noise window takes the general path until it is full.
+            && self.noise.len == self.noise.ring.len()
             && self.noise.sigma.is_finite()
             && matches!(p.state, State::Idle)
             && p.k + 1 > 2 * p.a + p.g
@@ -216,9 +227,14 @@ impl Detector {
             // Monomorphised on the mains canceller and its number of sinusoids, so the block loop
             // carries no test for it and keeps the canceller's weights in registers, and on
             // whether the baseline window is contiguous (see `quiet_block`).
+            // A window with a gap (an event kept samples out of it) takes the slower slope
+            // (a division a sample): such a block ends where the gap has left the window, and the
+            // next one runs contiguous.
+            let contiguous = self.baseline_contiguous();
+            let m = if contiguous { m } else { m.min(self.baseline.pushes_to_contiguity(self.k).max(1)) };
             let block = samples.range(done, done + m);
             let ahead = samples.range(done + m, (done + 2 * m).min(samples.len()));
-            let n = if self.baseline_contiguous() {
+            let n = if contiguous {
                 self.quiet_block_mains::<I, true>(block, ahead, delta_rho_out)
             } else {
                 self.quiet_block_mains::<I, false>(block, ahead, delta_rho_out)
@@ -272,10 +288,20 @@ impl Detector {
         let m = block.len().min(QUIET_BLOCK);
         let block = block.range(0, m);
 
+        // What the previous block computed for these samples past the one that stopped it (an
+        // event's start, typically): its passes 1 and 2 depend only on the input and on state
+        // the general path leaves as it was (see `Ahead`), so they are kept, not redone.
+        let k0 = self.k;
+        let (kept_at, reused, reused_clear) = self.ahead.take_from(k0);
+        if kept_at > 0 && reused > 0 {
+            self.scratch_delta_rho.copy_within(kept_at..kept_at + reused, 0);
+            self.scratch_popin_nm.copy_within(kept_at..kept_at + reused, 0);
+        }
+
         // Pass 1: Δρ/ρ and the pop-in input, then the first sample the general path must take.
         let (inv_height_nm, elastic_nm_per_un) = (self.inv_height_nm, self.elastic_nm_per_un);
-        let dr = &mut self.scratch_delta_rho[..m];
-        let yv = &mut self.scratch_popin_nm[..m];
+        let dr = &mut self.scratch_delta_rho[..];
+        let yv = &mut self.scratch_popin_nm[..];
         let mains_dt = self.mains.as_ref().map(|mc| (mc.last_time_s, mc.dt_s));
         // Whether sample j must go to the general path: invalid, non-finite, or off the sampling
         // grid the mains phasor rotates on (a NaN step, with no previous time, is off the grid: the
@@ -288,9 +314,12 @@ impl Detector {
                 | !d.is_finite()
                 | (check_grid & !on_grid(block.time_s(j) - prev_time_s, dt))
         };
-        let mut prev_time_s = mains_dt.map_or(f64::NAN, |(t, _)| t);
+        let fresh = reused.min(m);
+        let first_prev_time_s =
+            if fresh == 0 { mains_dt.map_or(f64::NAN, |(t, _)| t) } else { block.time_s(fresh - 1) };
+        let mut prev_time_s = first_prev_time_s;
         let mut any_bad = false;
-        for j in 0..m {
+        for j in fresh..m {
             let disp_nm = block.disp_nm(j);
             dr[j] = terms.delta_rho(disp_nm * inv_height_nm, block.current_a(j));
             yv[j] = disp_nm - elastic_nm_per_un * block.load_un(j);
@@ -300,8 +329,8 @@ impl Detector {
         }
         let mut m1 = m;
         if any_bad {
-            let mut prev_time_s = mains_dt.map_or(f64::NAN, |(t, _)| t);
-            for j in 0..m {
+            let mut prev_time_s = first_prev_time_s;
+            for j in fresh..m {
                 if needs_general(j, prev_time_s, dr[j], yv[j]) {
                     m1 = j;
                     break;
@@ -309,42 +338,67 @@ impl Detector {
                 prev_time_s = block.time_s(j);
             }
         }
+        let (dr, yv) = (&self.scratch_delta_rho[..m], &self.scratch_popin_nm[..m]);
 
         // Pass 2: pop-in windows (idle). Ring writes run ahead; `total`/`k` are committed below.
         let pop = &mut self.popin;
         let (a, g, mask, inv_a, popin_threshold) = (pop.a, pop.g, pop.mask, pop.inv_a, pop.threshold_nm);
         let refractory_until = pop.refractory_until;
         let (total_before, pk_before) = (pop.total, pop.k);
-        let mut total = total_before;
+        let cleared = reused_clear.min(m1);
+        // The kept samples' ring slots hold their cumulative sums already.
+        let mut total =
+            if cleared == 0 { total_before } else { pop.slots[(pk_before + cleared as u64 - 1) as usize & mask].csum };
         let mut m2 = m1;
         {
-            // `mask` + 1 slots (the ring's length): `index & mask` is then provably in bounds, and
-            // the loop carries no bounds checks (one here instead).
-            let slots = &mut pop.slots[..=mask];
-            for (j, &y_nm) in yv[..m1].iter().enumerate() {
+            // Runs of samples in which none of the four ring positions a sample touches (its own
+            // slot and the three window edges it reads) wraps: inside one, each position is a
+            // fixed slice indexed by the sample, so the loop computes one offset for all four
+            // instead of masking and scaling each. The edges read slots this pass wrote (a pop-in
+            // window is shorter than a block), so the slices alias: cells.
+            let ring_len = mask + 1;
+            let slots = Cell::from_mut(&mut pop.slots[..ring_len]).as_slice_of_cells();
+            // The first sample past the refractory period, counted from the block's start.
+            let refractory_j = refractory_until.saturating_sub(pk_before);
+            let mut j = cleared;
+            'runs: while j < m1 {
                 let i = pk_before + j as u64;
-                let new_total = total + y_nm;
-                let post = (new_total - slots[(i - a) as usize & mask].csum) * inv_a;
-                let pre =
-                    (slots[(i - a - g) as usize & mask].csum - slots[(i - 2 * a - g) as usize & mask].csum) * inv_a;
-                if i >= refractory_until && post - pre > popin_threshold {
-                    m2 = j;
-                    break;
+                let at = |back: u64| (i - back) as usize & mask;
+                let (own, post_start, pre_end, pre_start) = (at(0), at(a), at(a + g), at(2 * a + g));
+                let n = (m1 - j)
+                    .min(ring_len - own)
+                    .min(ring_len - post_start)
+                    .min(ring_len - pre_end)
+                    .min(ring_len - pre_start);
+                let own = &slots[own..own + n];
+                let post_start = &slots[post_start..post_start + n];
+                let pre_end = &slots[pre_end..pre_end + n];
+                let pre_start = &slots[pre_start..pre_start + n];
+                let run = block.range(j, j + n);
+                for (jj, &y_nm) in yv[j..j + n].iter().enumerate() {
+                    let new_total = total + y_nm;
+                    let post = (new_total - post_start[jj].get().csum) * inv_a;
+                    let pre = (pre_end[jj].get().csum - pre_start[jj].get().csum) * inv_a;
+                    if (j + jj) as u64 >= refractory_j && post - pre > popin_threshold {
+                        m2 = j + jj;
+                        break 'runs;
+                    }
+                    total = new_total;
+                    own[jj].set(Slot {
+                        csum: total,
+                        y_nm,
+                        time_s: run.time_s(jj),
+                        load_un: run.load_un(jj),
+                        segment: run.segment(jj),
+                    });
                 }
-                total = new_total;
-                slots[i as usize & mask] = Slot {
-                    csum: total,
-                    y_nm,
-                    time_s: block.time_s(j),
-                    load_un: block.load_un(j),
-                    segment: block.segment(j),
-                };
+                j += n;
             }
         }
+        self.ahead = Ahead { k: k0, good: if m <= reused { reused } else { m1 }, cleared: m2.max(reused_clear) };
 
         // Pass 3: baseline, mains, threshold, noise.
         let (threshold_sigma, min_magnitude) = (self.threshold_sigma, self.min_magnitude);
-        let k0 = self.k;
         let line = &mut self.baseline;
         let cap = line.x.len();
         let n_line = line.len as f64;
@@ -353,7 +407,7 @@ impl Detector {
         let (mut l_head, mut last_k) = (line.head, line.last_k);
         let (lx, lidx) = (&mut line.x[..], &mut line.idx[..]);
         let noise = &mut self.noise;
-        let mut noise_len = noise.len;
+        let noise_len = noise.len;
         let ring = &mut noise.ring[..];
         // Fixed length: indexing with a u16 bin is provably in bounds.
         let Ok(counts) = <&mut [u32; COUNT_SLOTS]>::try_from(&mut noise.counts[..]) else { return 0 };
@@ -376,7 +430,7 @@ impl Detector {
             rc.copy_from_slice(&x.rot_c[..N]);
             rs.copy_from_slice(&x.rot_s[..N]);
         }
-        let mut smooth = self.smooth.as_mut();
+        let res = &mut self.scratch_residual[..m];
         let mut noise_prev = self.noise_prev;
         let mut m3 = m2;
         let mut last_residual = f64::NAN;
@@ -389,12 +443,14 @@ impl Detector {
         // Segments in which neither ring wraps: inside one, every ring access is a slice index
         // the compiler can check once, and the heads advance by the segment length.
         let mut j0 = 0;
-        'segments: while j0 < m2 {
+        while j0 < m2 {
             let seg = (m2 - j0).min(n_ring - n_head).min(cap - l_head);
             let noise_slots = &mut ring[n_head..n_head + seg];
             let line_x = &mut lx[l_head..l_head + seg];
             let line_idx = &mut lidx[l_head..l_head + seg];
             let seg_dr = &dr[j0..j0 + seg];
+            let seg_res = &mut res[j0..j0 + seg];
+            let mut accepted = seg;
             for jj in 0..seg {
                 let delta_rho = seg_dr[jj];
                 let j = j0 + jj;
@@ -422,10 +478,8 @@ impl Detector {
                 let predicted = if MAINS { crate::mains::predict(&nzr, n_sin) } else { 0.0 };
                 let residual = r0 - predicted;
                 if residual.abs() > on {
-                    m3 = j;
-                    n_head += jj;
-                    l_head += jj;
-                    break 'segments;
+                    accepted = jj;
+                    break;
                 }
                 // Quiet: commit, in the general path's order. Mains advance.
                 (zr, zi) = (nzr, nzi);
@@ -437,25 +491,22 @@ impl Detector {
                 s_tt -= t_old * t_old;
                 s_x -= x_old;
                 s_tx -= t_old * x_old;
-                line_x[jj] = delta_rho;
-                line_idx[jj] = k;
-                last_k = k;
+                // The slot's new value and index are written after the segment (below); only a
+                // gapped window reads the newest index here.
+                if !CONTIG {
+                    last_k = k;
+                }
                 s_t += t;
                 s_tt += t * t;
                 s_x += delta_rho;
                 s_tx += t * delta_rho;
                 t += 1.0;
-                // Noise push (as `MedianTracker::push`). Branch-free `below` updates: half the
+                // Noise push (as `MedianTracker::push` on a full window). Branch-free `below` updates: half the
                 // values lie below the median bin, so a branch on it would be mispredicted half
                 // the time.
-                let leaving_below = if noise_len == n_ring {
-                    let old = noise_slots[jj] as usize;
-                    counts[old] -= 1;
-                    usize::from(old < median_bin)
-                } else {
-                    noise_len += 1;
-                    0
-                };
+                let old = noise_slots[jj] as usize;
+                counts[old] -= 1;
+                let leaving_below = usize::from(old < median_bin);
                 let b = MedianTracker::bin_of(crate::noise_step(residual, noise_prev));
                 noise_prev = residual;
                 noise_slots[jj] = b as u16;
@@ -475,20 +526,36 @@ impl Detector {
                         *z += step;
                     }
                 }
-                // Smoother push and learn (as in `Detector::track` for a quiet sample).
-                if let Some(sm) = smooth.as_deref_mut() {
-                    let smoothed = sm.push(residual);
-                    sm.learn(smoothed);
-                }
+                seg_res[jj] = residual;
                 last_residual = residual;
             }
-            j0 += seg;
-            n_head = if n_head + seg == n_ring { 0 } else { n_head + seg };
-            l_head = if l_head + seg == cap { 0 } else { l_head + seg };
+            // The baseline ring's slots of the accepted samples: each slot was read (as the value
+            // leaving) once above, before this write, as in `TrailingLine::push`. Out of the loop,
+            // so that it holds two pointers and an index fewer.
+            line_x[..accepted].copy_from_slice(&seg_dr[..accepted]);
+            for (jj, idx) in line_idx[..accepted].iter_mut().enumerate() {
+                *idx = k0 + (j0 + jj) as u64;
+            }
+            if accepted > 0 {
+                last_k = k0 + (j0 + accepted - 1) as u64;
+            }
+            j0 += accepted;
+            n_head = if n_head + accepted == n_ring { 0 } else { n_head + accepted };
+            l_head = if l_head + accepted == cap { 0 } else { l_head + accepted };
+            if accepted < seg {
+                m3 = j0;
+                break;
+            }
         }
 
         // The reads above must happen.
         std::hint::black_box(touched);
+        // Pass 4: the smoother's push and learn (as in `Detector::track` for a quiet sample).
+        // Nothing in pass 3 reads it, so it runs on its own, with its state in registers and
+        // none of pass 3's (pass 3 ran out of registers with it inside).
+        if let Some(sm) = self.smooth.as_mut() {
+            sm.push_learn_quiet(&self.scratch_residual[..m3]);
+        }
         // Commit the first m3 samples.
         let line = &mut self.baseline;
         (line.s_t, line.s_tt, line.s_x, line.s_tx) = (s_t, s_tt, s_x, s_tx);
@@ -517,6 +584,39 @@ impl Detector {
         self.k = k0 + m3 as u64;
         delta_rho_out.extend_from_slice(&self.scratch_delta_rho[..m3]);
         m3
+    }
+}
+
+/// Passes 1 and 2 of the last quiet block, kept in the scratch columns for the samples after the
+/// one that stopped the block, so the next block need not redo them (an event stops ≈ a quarter
+/// of the 1 kHz samples' blocks halfway). Pass 1 (Δρ/ρ, the pop-in input, validity) reads only the
+/// input and the reference, which stays set. Pass 2's verdict — no pop-in jump — holds because the
+/// general path, pushing the same values in between, finds the same sums and the same jump, so
+/// the pop-in state stays idle and the refractory limit stays put; the ring slots it wrote for the
+/// kept samples hold what the general path would write there. All of it lies inside one
+/// `process_slice` call, which resets it on entry.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Ahead {
+    /// Detector index of the scratch columns' slot 0.
+    pub(crate) k: u64,
+    /// Slots `0..good` hold pass 1's results for samples the quiet loop may take.
+    pub(crate) good: usize,
+    /// Slots `0..cleared` (≤ `good`) passed pass 2, and their pop-in ring slots are written.
+    pub(crate) cleared: usize,
+}
+
+impl Ahead {
+    /// For a block starting at detector index `k`: the slot that holds sample `k`, and how many
+    /// samples from it on pass 1 and pass 2 need not redo (both 0 when nothing is kept of it).
+    #[inline]
+    fn take_from(self, k: u64) -> (usize, usize, usize) {
+        match k.checked_sub(self.k) {
+            Some(o) if o < self.good as u64 => {
+                let o = o as usize;
+                (o, self.good - o, self.cleared.saturating_sub(o))
+            }
+            _ => (0, 0, 0),
+        }
     }
 }
 

@@ -68,6 +68,41 @@ impl Smoother {
         }
     }
 
+    /// [`Self::push`] then [`Self::learn`] for each of `residuals` (quiet samples), in order: the
+    /// same operations on the same values. The running mean is only read where a value goes into
+    /// the σ estimate, and the sum is only re-added where the ring wraps, so the samples between
+    /// those points (a window's worth) go through a loop that only moves the ring and the sum.
+    /// Called once per quiet block; kept out of line so that its registers and the quiet loop's
+    /// are allocated apart.
+    #[inline(never)]
+    pub(crate) fn push_learn_quiet(&mut self, residuals: &[f64]) {
+        let w = self.ring.len();
+        let (mut head, mut sum, mut since_learn, inv_w) = (self.head, self.sum, self.since_learn, self.inv_w);
+        let mut rest = residuals;
+        while !rest.is_empty() {
+            // Up to the next wrap or learn, whichever comes first (both at most `w` away).
+            let n = rest.len().min(w - head).min(w - since_learn);
+            let (run, after) = rest.split_at(n);
+            rest = after;
+            for (slot, &residual) in self.ring[head..head + n].iter_mut().zip(run) {
+                let old = *slot;
+                *slot = residual;
+                sum += residual - old;
+            }
+            head += n;
+            since_learn += n;
+            if head == w {
+                head = 0;
+                sum = self.ring.iter().sum();
+            }
+            if since_learn == w {
+                since_learn = 0;
+                self.noise.push((sum * inv_w).abs());
+            }
+        }
+        (self.head, self.sum, self.since_learn) = (head, sum, since_learn);
+    }
+
     /// Robust σ of the smoothed residual; before it has any value, `raw_sigma`/√w (white noise).
     #[inline]
     pub(crate) fn sigma(&self, raw_sigma: f64) -> f64 {
@@ -117,5 +152,37 @@ mod tests {
         assert!((sigma - 0.25).abs() < 0.02, "{sigma}");
         s.clear();
         assert_eq!(s.push(4.0), 4.0 / w as f64);
+    }
+
+    #[test]
+    fn quiet_runs_push_and_learn_as_sample_by_sample() {
+        // Runs of every length from 0 to 3 windows, starting at every ring and learn phase: the
+        // ring, the running sum (bit for bit), the phases and the σ histogram agree.
+        let w = 7;
+        let mut one = Smoother::new(w, 700);
+        let mut x: u64 = 99;
+        let mut next = || {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (x >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        // Offset the learn phase from the ring's, as events (pushed, not learned) do.
+        for _ in 0..3 {
+            one.push(next());
+        }
+        let mut runs = one.clone();
+        for len in (0..=3 * w).chain([1, 2, 5, 40, 3]) {
+            let residuals: Vec<f64> = (0..len).map(|_| next()).collect();
+            for &r in &residuals {
+                let m = one.push(r);
+                one.learn(m);
+            }
+            runs.push_learn_quiet(&residuals);
+            assert_eq!((runs.head, runs.since_learn), (one.head, one.since_learn), "run of {len}");
+            assert_eq!(runs.sum.to_bits(), one.sum.to_bits(), "run of {len}");
+            assert_eq!(runs.ring, one.ring);
+            assert_eq!((runs.noise.len, runs.noise.head), (one.noise.len, one.noise.head));
+            assert_eq!(runs.noise.counts, one.noise.counts);
+            assert_eq!(runs.sigma(1.0).to_bits(), one.sigma(1.0).to_bits());
+        }
     }
 }

@@ -125,6 +125,31 @@ impl TrailingLine {
         }
     }
 
+    /// How many pushes of consecutive indices from `next_k` on make a full window contiguous
+    /// again (its indices consecutive, ending at the newest): those that push out every value
+    /// older than the last gap. 0 when it is contiguous and `next_k` continues it; the whole
+    /// window when `next_k` itself leaves a gap. O(log cap): indices increase along the ring, by
+    /// exactly one only inside the newest consecutive run.
+    pub(crate) fn pushes_to_contiguity(&self, next_k: u64) -> usize {
+        let cap = self.x.len();
+        if self.len < cap || self.last_k.wrapping_add(1) != next_k {
+            return cap;
+        }
+        // The d-th newest value (d = 0 for the newest) and whether it is `last_k − d`.
+        let in_run = |d: usize| self.idx[(self.head + cap - 1 - d) % cap] == self.last_k.wrapping_sub(d as u64);
+        // Binary search for the run's length: in_run(d) holds exactly for d < run.
+        let (mut lo, mut hi) = (1, cap);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if in_run(mid - 1) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        cap - lo
+    }
+
     pub(crate) fn recompute(&mut self, origin: u64) {
         self.origin = origin;
         let (mut s_t, mut s_tt, mut s_x, mut s_tx) = (0.0, 0.0, 0.0, 0.0);
@@ -334,6 +359,38 @@ mod tests {
         l.push(51, 5.0);
         assert!((l.value_at(52) - 4.0).abs() < 1e-12, "mean until full");
         assert_eq!(l.len(), 2);
+    }
+
+    #[test]
+    fn pushes_to_contiguity_is_where_the_last_gap_leaves_the_window() {
+        let contiguous = |l: &TrailingLine| l.last_k - l.idx[l.head] + 1 == l.x.len() as u64;
+        // Windows of 1 to 9 values with gaps of up to 3 after each of the first pushes, in
+        // every ring phase: the answer is the number of consecutive pushes after which the
+        // window first holds consecutive indices (found by pushing them).
+        for cap in 2..10usize {
+            for pattern in 0u32..256 {
+                let mut l = TrailingLine::new(cap);
+                let mut k = 0u64;
+                for i in 0..(cap + (pattern as usize % 5)) {
+                    k += 1 + u64::from((pattern >> (2 * (i % 4))) & 3) * u64::from(i < 4);
+                    l.push(k, 0.0);
+                }
+                for next_k in [k + 1, k + 2] {
+                    let want = {
+                        let mut probe = l.clone();
+                        let mut pushes = 0;
+                        let mut kk = next_k;
+                        while !(contiguous(&probe) && probe.last_k + 1 == kk) {
+                            probe.push(kk, 0.0);
+                            kk += 1;
+                            pushes += 1;
+                        }
+                        pushes
+                    };
+                    assert_eq!(l.pushes_to_contiguity(next_k), want, "cap {cap}, pattern {pattern:#b}, next {next_k}");
+                }
+            }
+        }
     }
 
     #[test]
