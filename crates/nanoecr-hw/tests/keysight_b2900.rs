@@ -306,15 +306,17 @@ fn binary_readings_over_a_pseudo_terminal() {
     k.bias_off().expect("bias off");
 }
 
-/// A reply later than the timeout over a pty (B2900 in binary format): the late
+/// A reply later than the timeout over a pty (B2900 in ASCII format): the late
 /// `:TRAC:POIN:ACT?` reply arrives while the host waits for its retry. Before the client
 /// resynchronised, the retry took the late reply for its own and `:TRAC:DATA?` then read the
-/// retry's "+1" where a #-block belongs. Now the retry first writes two markers to `*ESE` (B2900
+/// retry's "+1" as its data: "got 1 values", a stream error. (In binary format the "+1" is not a
+/// #-block, a protocol error that happened to be retried clean.) Now the retry first writes two markers to `*ESE` (B2900
 /// SCPI Command Reference, "*ESE": Standard Event Status Enable register, 0–255; `*ESE?` reads
 /// it) and discards every line before their echoes.
 #[test]
 fn a_reply_later_than_the_timeout_is_discarded_not_read_as_the_next_answer() {
-    let mut script = b2900(IDN, &[], &[1], vec![real64_block(&[4e-6, 0.0, 0.0])]);
+    // ASCII data — reference, "Data Output Format": CURR, TIME, STAT comma-separated.
+    let mut script = b2900(IDN, &[], &[1], vec![b"+4.000000E-06,+0.000000E+00,+0.000000E+00\n".to_vec()]);
     let mut late_once = false;
     let late: Script = Box::new(move |m: &str| {
         if m == ":TRAC:POIN:ACT?" && !late_once {
@@ -325,7 +327,7 @@ fn a_reply_later_than_the_timeout_is_discarded_not_read_as_the_next_answer() {
     });
     let (path, _slave, log) = serve_pty(late);
     let mut cfg = path_config(SmuModel::KeysightB2900, SmuTransport::Serial, &path);
-    (cfg.timeout_ms, cfg.retries) = (common::LATE_TIMEOUT_MS, 2);
+    (cfg.timeout_ms, cfg.retries, cfg.binary) = (common::LATE_TIMEOUT_MS, 2, false);
     let mut k = KeysightB2900::open("SMU0", &cfg, PLAN).expect("open over the pty");
     k.bias_on(5.0, 1e-4).expect("bias on");
     let r = acquire_some(&mut k).expect("the reading, after a retry");
