@@ -65,7 +65,7 @@ pub struct ScpiClient {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
     /// Every reply asked for has been read: the next line answers the next query.
-    InStep,
+    In,
     /// An exchange failed: a reply may still come, and the link itself may be broken.
     Lost,
     /// The link was restarted since ([`ByteLink::restart`]): commands go through, but on a
@@ -105,7 +105,7 @@ impl ScpiClient {
             reply: Vec::with_capacity(64 * 1024),
             out: Vec::with_capacity(256),
             stats: ScpiStats::default(),
-            sync: Step::InStep,
+            sync: Step::In,
             // The first resynchronisation uses 2 and 3: never 0 or 1, the commonest replies.
             marker: 1,
         }
@@ -144,7 +144,7 @@ impl ScpiClient {
     /// Whether the conversation is known to be in step (no reply outstanding or lost since the
     /// last resynchronisation).
     pub fn in_step(&self) -> bool {
-        self.sync == Step::InStep
+        self.sync == Step::In
     }
 
     /// Declare the conversation out of step: a driver that finds a reply answering another query
@@ -319,7 +319,7 @@ impl ScpiClient {
                 tracing::warn!(device = %self.device, operation, attempt, error = ?last, "retrying");
             }
             // The previous attempt (or an earlier query) failed: its reply may still come.
-            if self.sync != Step::InStep {
+            if self.sync != Step::In {
                 match self.resync(operation) {
                     Ok(()) => {}
                     Err(e) if retryable(&e) => {
@@ -421,7 +421,7 @@ impl ScpiClient {
         if self.sync == Step::Lost {
             self.restart(operation)?;
         }
-        if self.sync == Step::InStep {
+        if self.sync == Step::In {
             return Ok(());
         }
         let a = self.next_marker();
@@ -464,7 +464,7 @@ impl ScpiClient {
         if discarded > 0 {
             tracing::warn!(device = %self.device, operation, discarded, "late replies discarded");
         }
-        self.sync = Step::InStep;
+        self.sync = Step::In;
         // Leave the register as nanoecr found it at power-on.
         self.write(operation, "*ESE 0")
     }
