@@ -5,7 +5,9 @@
 use anyhow::Context;
 use nanoecr_core::config::hardware::Transport;
 use nanoecr_core::RunConfig;
-use nanoecr_hil_tests::{drive, first_gap, generous_timeouts, hil_config, start_rig_shim, Shim, Trace};
+use nanoecr_hil_tests::{
+    drive, first_gap, generous_timeouts, hil_config, hil_config_smu, start_rig_shim, workspace_root, Shim, Trace,
+};
 use nanoecr_hw::HwError;
 
 const SHIM: &str = env!("CARGO_BIN_EXE_rig-shim");
@@ -223,4 +225,89 @@ fn fifo_overflow_is_a_stream_error_with_the_lost_count() -> anyhow::Result<()> {
     frame.make_safe()?;
     shim.stop()?;
     Ok(())
+}
+
+/// The meter's reply timeout in [`late_reply_keeps_the_meter_in_step`], ms.
+const LATE_TIMEOUT_MS: u64 = 1000;
+/// How late the one delayed reply leaves, ms: past the timeout, and (on an idle host) before the
+/// retry's own timeout, so it arrives while the host waits for the retry's reply.
+const LATE_DELAY_MS: u64 = 1500;
+
+/// One reply, to query `query` (mid-run), leaves the meter [`LATE_DELAY_MS`] late, past its
+/// [`LATE_TIMEOUT_MS`] timeout (`--smu-delay-reply`): the host times out, retries, and the late
+/// reply comes while it waits. Before the link resynchronised with markers, on a pseudo-terminal
+/// the late reply was taken as the retry's answer and the retry's own answer as the next query's:
+/// one reply behind for the rest of the run, unseen until a reply of another shape came. So
+/// `faults::latency_within_the_timeout_only_slows_replies` failed once under load (load 7–12):
+/// `bias_off` on the in-house meter read a late `:TRAC:DATA?` reply as the answer to `:OUTP?`.
+/// Every sample must arrive in order, and the shut-down must read the output's real state.
+fn late_reply_keeps_the_meter_in_step(
+    config: &str,
+    model: &str,
+    link: &str,
+    query: u64,
+    edit: impl FnOnce(&mut RunConfig),
+) -> anyhow::Result<()> {
+    let (dir, gt_path) = nanoecr_hil_tests::temp_path("gt.json")?;
+    let gt_arg = gt_path.to_str().context("utf-8 path")?.to_string();
+    let delay = format!("{query}:{LATE_DELAY_MS}");
+    let mut args = vec!["--tcp", "127.0.0.1:0", "--smu-model", model, link];
+    if link == "--smu-listen" {
+        args.push("127.0.0.1:0");
+    }
+    args.extend_from_slice(&["--smu-delay-reply", &delay, "--ground-truth", &gt_arg]);
+    let config = workspace_root().join("config").join(config);
+    let shim = Shim::spawn(SHIM, &config, &args)?;
+    let cfg = hil_config_smu(&config, &shim, |c| {
+        generous_timeouts(c);
+        c.raw.hardware.smu.timeout_ms = LATE_TIMEOUT_MS;
+        c.raw.hardware.smu.retries = 2;
+        // hil.toml names its pty as `serial_path`; hil_config_smu sets `device`.
+        c.raw.hardware.smu.serial_path = None;
+        edit(c);
+    })?;
+    let mut rig = nanoecr_hw::open_rig(&cfg)?;
+    let t = drive(&mut rig, &cfg, SECONDS);
+    drop(rig);
+    shim.stop()?;
+    let label = format!("{model} {link}");
+    assert!(t.error.is_none(), "{label}: {:?}", t.error.as_ref().map(ToString::to_string));
+    assert_eq!(first_gap(t.frames.iter().map(|r| r.seq)), None, "{label}: frame gap");
+    assert_eq!(first_gap(t.smus.iter().map(|r| r.seq)), None, "{label}: meter gap");
+    assert!(t.smus.len() as f64 >= 0.9 * SECONDS * 1000.0, "{label}: {} readings", t.smus.len());
+    assert!(matches!(t.make_safe, Some(Ok(()))), "{label}: make_safe {:?}", t.make_safe);
+    assert!(matches!(t.bias_off, Some(Ok(()))), "{label}: bias_off {:?}", t.bias_off);
+    // The fault did fire, on a query of the run (not of the set-up).
+    let gt: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&gt_path)?)?;
+    let delayed = gt["smu_delayed_queries"].as_array().context("ground truth lists delayed queries")?;
+    assert_eq!(delayed.len(), 1, "{label}: {delayed:?}");
+    let q = delayed[0].as_str().unwrap_or("");
+    assert!(q.starts_with(":TRAC"), "{label}: the delayed query {q:?} is not one of the run's");
+    eprintln!("{label}: reply to {q:?} delayed {LATE_DELAY_MS} ms; {} readings in order", t.smus.len());
+    drop(dir);
+    Ok(())
+}
+
+#[test]
+fn a_reply_late_past_the_timeout_keeps_the_in_house_meter_in_step() -> anyhow::Result<()> {
+    // Query 300: the set-up takes 3 (*OPC?, :SYST:ERR?, :OUTP?), then one :TRAC:DATA? a tick.
+    late_reply_keeps_the_meter_in_step("hil.toml", "nanoecr-scpi", "--smu", 300, |_| {})?;
+    late_reply_keeps_the_meter_in_step("hil.toml", "nanoecr-scpi", "--smu-listen", 300, |_| {})
+}
+
+#[test]
+fn a_reply_late_past_the_timeout_keeps_the_keithley_2450_in_step() -> anyhow::Result<()> {
+    // Query 40: 4 set-up queries, then two a poll (every 20 ms at 1 kHz).
+    late_reply_keeps_the_meter_in_step("hil-keithley2450.toml", "keithley-2450", "--smu", 40, |_| {})?;
+    late_reply_keeps_the_meter_in_step("hil-keithley2450.toml", "keithley-2450", "--smu-listen", 40, |_| {})
+}
+
+#[test]
+fn a_reply_late_past_the_timeout_keeps_the_keysight_b2900_in_step() -> anyhow::Result<()> {
+    // ASCII data over the pty: a late count read as the data is then a short reply (in binary
+    // format it is no #-block, a protocol error that used to be retried clean by luck).
+    late_reply_keeps_the_meter_in_step("hil-b2900.toml", "keysight-b2900", "--smu", 40, |c| {
+        c.raw.hardware.smu.binary = false;
+    })?;
+    late_reply_keeps_the_meter_in_step("hil-b2900.toml", "keysight-b2900", "--smu-listen", 40, |_| {})
 }

@@ -8,14 +8,14 @@
 //! buffering and timestamps are what is under test, and no instrument runs in-process.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use nanoecr_core::{Event, RunConfig, RunStatus, Segment};
+use nanoecr_core::{RunConfig, RunStatus};
 use nanoecr_daemon::run::{start_run, RunOptions};
-use nanoecr_hw::{
-    DeviceInfo, FrameClock, FrameLimits, FrameReading, HwError, LoadFrame, Rig, SmuPacing, SmuReading, SourceMeter,
-};
+use nanoecr_hw::fault::FaultyFrame;
+use nanoecr_hw::{DeviceInfo, FrameReading, HwError, LoadFrame, Rig, SmuPacing, SmuReading, SourceMeter};
 
 const DEMO: &str = include_str!("../../../config/demo.toml");
 
@@ -85,14 +85,19 @@ fn run_every(every: u64, slip_from: Option<u64>) -> (nanoecr_core::RunSummary, n
     let expected = cfg.expected_samples();
     let sim = nanoecr_hw::sim::rig(&cfg);
     let smu = BatchedMeter { inner: sim.smu, held: Vec::new(), calls: 0, every, dt_s: cfg.dt_s(), slip_from };
-    let rig = Rig { frame: sim.frame, smu: Box::new(smu) };
+    let (summary, file) = run_rig(cfg, Rig { frame: sim.frame, smu: Box::new(smu) });
+    (summary, file, expected)
+}
+
+/// Run `cfg` on `rig` unpaced (`fast`) into a temporary file; the summary and the file read back.
+fn run_rig(cfg: RunConfig, rig: Rig) -> (nanoecr_core::RunSummary, nanoecr_store::RunFile) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("run.h5");
     let handle = start_run(cfg, rig, RunOptions { file_path: Some(path.clone()), fast: true, ..Default::default() })
         .expect("run starts");
     let summary = handle.join().expect("run ends");
     let file = nanoecr_store::read_run(&path).expect("run file readable");
-    (summary, file, expected)
+    (summary, file)
 }
 
 #[test]
@@ -149,52 +154,25 @@ fn a_late_reading_delays_neither_the_load_feedback_nor_the_samples_setpoint() {
 /// does when the shim is starved on a loaded host: samples `stall` are produced only when the
 /// stall ends, all at once. The frame's FIFO then delivers the backlog 120 samples per call (the
 /// Modbus frame's eight 15-sample blocks), and the meter's buffer holds the readings of the
-/// backlog from that moment on too.
-struct StallingFrame {
-    inner: Box<dyn LoadFrame>,
-    fifo: VecDeque<FrameReading>,
-    stall: std::ops::Range<u64>,
-    /// Samples (and so readings) the device has produced: the meter may hand over those below.
-    produced: Arc<AtomicU64>,
-}
-
-impl LoadFrame for StallingFrame {
-    fn identify(&mut self) -> Result<DeviceInfo, HwError> {
-        self.inner.identify()
-    }
-    fn prepare(&mut self, limits: &FrameLimits) -> Result<(), HwError> {
-        self.inner.prepare(limits)
-    }
-    fn arm(&mut self, limits: &FrameLimits) -> Result<(), HwError> {
-        self.inner.arm(limits)
-    }
-    fn command(&mut self, command_un: f64, segment: Segment) -> Result<(), HwError> {
-        self.inner.command(command_un, segment)
-    }
-    fn acquire(&mut self, out: &mut [FrameReading]) -> Result<usize, HwError> {
+/// backlog from that moment on too: `produced` counts the samples (and so readings) the device
+/// has produced, which the meter may hand over.
+fn stalling_frame(inner: Box<dyn LoadFrame>, stall: Range<u64>, produced: Arc<AtomicU64>) -> Box<dyn LoadFrame> {
+    let mut fifo: VecDeque<FrameReading> = VecDeque::new();
+    FaultyFrame::passing(inner).acquiring_through(move |inner, out| {
         let mut buf = [FrameReading::default(); 8];
-        let n = self.inner.acquire(&mut buf)?;
-        self.fifo.extend(&buf[..n]);
-        let Some(newest) = self.fifo.back().map(|f| f.seq) else { return Ok(0) };
-        if self.stall.contains(&newest) {
+        let n = inner.acquire(&mut buf)?;
+        fifo.extend(&buf[..n]);
+        let Some(newest) = fifo.back().map(|f| f.seq) else { return Ok(0) };
+        if stall.contains(&newest) {
             return Ok(0);
         }
-        self.produced.store(newest + 1, Ordering::Relaxed);
-        let k = self.fifo.len().min(out.len()).min(120);
-        for (slot, f) in out.iter_mut().zip(self.fifo.drain(..k)) {
+        produced.store(newest + 1, Ordering::Relaxed);
+        let k = fifo.len().min(out.len()).min(120);
+        for (slot, f) in out.iter_mut().zip(fifo.drain(..k)) {
             *slot = f;
         }
         Ok(k)
-    }
-    fn make_safe(&mut self) -> Result<(), HwError> {
-        self.inner.make_safe()
-    }
-    fn ground_truth(&mut self) -> Option<Vec<Event>> {
-        self.inner.ground_truth()
-    }
-    fn clock(&self) -> FrameClock {
-        self.inner.clock()
-    }
+    })
 }
 
 /// A buffered meter polled every 20 calls (its poll interval at 1 kHz) unless asked out of turn,
@@ -284,15 +262,9 @@ fn run_with_a_device_stall(closed_after: Option<u64>) -> (nanoecr_core::RunSumma
     let expected = cfg.expected_samples();
     let sim = nanoecr_hw::sim::rig(&cfg);
     let produced = Arc::new(AtomicU64::new(0));
-    let frame = StallingFrame { inner: sim.frame, fifo: VecDeque::new(), stall: 40..440, produced: produced.clone() };
+    let frame = stalling_frame(sim.frame, 40..440, produced.clone());
     let smu = PolledMeter { inner: sim.smu, held: VecDeque::new(), produced, calls: 0, closed_after };
-    let rig = Rig { frame: Box::new(frame), smu: Box::new(smu) };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("run.h5");
-    let handle = start_run(cfg, rig, RunOptions { file_path: Some(path.clone()), fast: true, ..Default::default() })
-        .expect("run starts");
-    let summary = handle.join().expect("run ends");
-    let file = nanoecr_store::read_run(&path).expect("run file readable");
+    let (summary, file) = run_rig(cfg, Rig { frame, smu: Box::new(smu) });
     (summary, file, expected)
 }
 

@@ -4,7 +4,9 @@
 //! The loop's fault handling (late-tick window, stall catch-up, feedback age, tracking interlock)
 //! can only be shown by making the fault happen on demand. [`FaultyFrame`] forwards every call to
 //! the frame it wraps and lets one hook act on each command first: block (the sleep is the fault
-//! itself, never a synchronisation) and/or change the command that reaches the actuator. One
+//! itself, never a synchronisation) and/or change the command that reaches the actuator; another,
+//! optional, takes the place of `acquire` (samples held back by a stalled device clock and
+//! released in blocks, …). One
 //! wrapper instead of one per test keeps every forwarded method in one place, so a wrapped frame
 //! is never silently missing one (`prepare` was, in one of the copies this replaces).
 
@@ -26,11 +28,17 @@ pub struct CommandCall {
 /// Acts on each command before it is forwarded; returns the command to forward, µN.
 pub type CommandHook = Box<dyn FnMut(CommandCall) -> f64 + Send>;
 
-/// A load frame with a fault injected on its command path; see the module documentation.
+/// Takes the place of `acquire`: called with the wrapped frame (to acquire from as it likes) and
+/// the caller's buffer; returns how many samples it wrote there.
+pub type AcquireHook = Box<dyn FnMut(&mut dyn LoadFrame, &mut [FrameReading]) -> Result<usize, HwError> + Send>;
+
+/// A load frame with a fault injected on its command path and/or its acquire path; see the module
+/// documentation.
 pub struct FaultyFrame {
     inner: Box<dyn LoadFrame>,
     commands: u64,
     hook: CommandHook,
+    acquire: Option<AcquireHook>,
     clock: Option<FrameClock>,
 }
 
@@ -43,7 +51,23 @@ impl std::fmt::Debug for FaultyFrame {
 impl FaultyFrame {
     /// Wrap `inner`; `hook` runs before every command.
     pub fn wrap(inner: Box<dyn LoadFrame>, hook: impl FnMut(CommandCall) -> f64 + Send + 'static) -> Box<Self> {
-        Box::new(Self { inner, commands: 0, hook: Box::new(hook), clock: None })
+        Box::new(Self { inner, commands: 0, hook: Box::new(hook), acquire: None, clock: None })
+    }
+
+    /// Wrap `inner` with its commands passed on unchanged (a fault on the acquire side only,
+    /// with [`acquiring_through`](Self::acquiring_through)).
+    pub fn passing(inner: Box<dyn LoadFrame>) -> Box<Self> {
+        Self::wrap(inner, |c| c.command_un)
+    }
+
+    /// Route every `acquire` through `hook` instead of straight to the wrapped frame.
+    #[must_use]
+    pub fn acquiring_through(
+        mut self: Box<Self>,
+        hook: impl FnMut(&mut dyn LoadFrame, &mut [FrameReading]) -> Result<usize, HwError> + Send + 'static,
+    ) -> Box<Self> {
+        self.acquire = Some(Box::new(hook));
+        self
     }
 
     /// Report `clock` instead of the wrapped frame's: [`FrameClock::Device`] makes the loop treat
@@ -99,7 +123,10 @@ impl LoadFrame for FaultyFrame {
         self.inner.command(forwarded, segment)
     }
     fn acquire(&mut self, out: &mut [FrameReading]) -> Result<usize, HwError> {
-        self.inner.acquire(out)
+        match &mut self.acquire {
+            Some(hook) => hook(self.inner.as_mut(), out),
+            None => self.inner.acquire(out),
+        }
     }
     fn make_safe(&mut self) -> Result<(), HwError> {
         self.inner.make_safe()
@@ -146,6 +173,59 @@ mod tests {
             f.command(c, Segment::Load).expect("recorded");
         }
         assert_eq!(*seen.lock().expect("lock"), vec![10.0, 20.0, 20.0, 20.0]);
+    }
+
+    /// One sample per acquire, numbered from 0.
+    struct Counter(u64);
+
+    impl LoadFrame for Counter {
+        fn identify(&mut self) -> Result<DeviceInfo, HwError> {
+            Err(HwError::Stream { device: "counter".into(), message: "not a device".into() })
+        }
+        fn arm(&mut self, _: &FrameLimits) -> Result<(), HwError> {
+            Ok(())
+        }
+        fn command(&mut self, _: f64, _: Segment) -> Result<(), HwError> {
+            Ok(())
+        }
+        fn acquire(&mut self, out: &mut [FrameReading]) -> Result<usize, HwError> {
+            out[0] = FrameReading { seq: self.0, ..FrameReading::default() };
+            self.0 += 1;
+            Ok(1)
+        }
+        fn make_safe(&mut self) -> Result<(), HwError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_acquire_hook_takes_the_place_of_the_wrapped_acquire() {
+        // Holds samples back and releases them two calls at a time: what the caller sees is the
+        // hook's, built from the wrapped frame's.
+        let mut held = Vec::new();
+        let mut f = FaultyFrame::passing(Box::new(Counter(0))).acquiring_through(move |inner, out| {
+            let mut one = [FrameReading::default(); 1];
+            let n = inner.acquire(&mut one)?;
+            held.extend_from_slice(&one[..n]);
+            if held.len() < 2 {
+                return Ok(0);
+            }
+            let k = held.len().min(out.len());
+            out[..k].copy_from_slice(&held[..k]);
+            held.drain(..k);
+            Ok(k)
+        });
+        let mut out = [FrameReading::default(); 4];
+        let seen: Vec<Vec<u64>> = (0..4)
+            .map(|_| {
+                let n = f.acquire(&mut out).expect("acquired");
+                out[..n].iter().map(|r| r.seq).collect()
+            })
+            .collect();
+        assert_eq!(seen, [vec![], vec![0, 1], vec![], vec![2, 3]]);
+        // Without a hook, acquire goes straight through.
+        let mut plain = FaultyFrame::passing(Box::new(Counter(7)));
+        assert_eq!((plain.acquire(&mut out).expect("acquired"), out[0].seq), (1, 7));
     }
 
     #[test]

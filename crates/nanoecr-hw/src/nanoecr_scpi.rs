@@ -140,7 +140,15 @@ impl SourceMeter for ScpiSourceMeter {
             let current: f64 = c.trim().parse().map_err(|_| bad())?;
             let flags: u8 = f.trim().parse().map_err(|_| bad())?;
             if seq < self.next_seq {
-                continue;
+                // The instrument drops every reading before the acknowledged one before it
+                // answers (docs/hardware.md, "Shared trigger and the buffer"): this reply
+                // answers an earlier query. Retried after resynchronising.
+                let e = scpi.protocol(
+                    "buffered read",
+                    format!("reading {seq} in the reply to a read from {}: a late reply", self.next_seq),
+                );
+                self.scpi.mark_out_of_step();
+                return Err(e);
             }
             if seq > self.next_seq {
                 return Err(HwError::Stream {
@@ -169,8 +177,8 @@ impl SourceMeter for ScpiSourceMeter {
 
     fn bias_off(&mut self) -> Result<(), HwError> {
         self.on = false;
-        // After any error the line may hold a stale reply: start clean.
-        self.scpi.resync();
+        // After an error this goes out over a restarted link, and `:OUTP?` resynchronises first
+        // (a late reply on the line would otherwise be read as the output's state).
         self.scpi.send("bias off", ":OUTP OFF")?;
         let state = self.scpi.query("bias off", ":OUTP?")?.trim().to_string();
         if state != "0" {

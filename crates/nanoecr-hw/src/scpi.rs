@@ -4,9 +4,20 @@
 //! [`crate::keysight`], [`crate::nanoecr_scpi`]) are written on top of it.
 //!
 //! Error policy, as for the Modbus frame (docs/hardware.md, fault table): a query that times out
-//! or comes back garbled is retried up to `retries` times after [`ByteLink::restart`] (TCP
-//! reconnects), because every query sent through [`ScpiClient::query`] is idempotent; commands
-//! are never retried. A connection the instrument closed is not retried either: an instrument
+//! or comes back garbled is retried up to `retries` times, because every query sent through
+//! [`ScpiClient::query`] is idempotent; commands are never retried.
+//!
+//! A query whose reply timed out or came back garbled leaves the conversation out of step: the
+//! instrument may still send that reply at any time, and the next read would take it for the
+//! answer to another query (the instrument's replies carry no tag). So the next exchange first
+//! resynchronises ([`ScpiClient::resync`]): [`ByteLink::restart`] (TCP reconnects, so a late
+//! reply goes to the old connection; serial and USB-TMC cannot refuse one still on its way),
+//! then a marker the instrument echoes — `*ESE <a>`, `*ESE?`, `*ESE <b>`, `*ESE?` (IEEE
+//! 488.2-1992 §10.10 and §10.11; 2450 reference manual section 6, `*ESE`; B2900 SCPI Command
+//! Reference, "Common Commands", `*ESE`), fresh values each time — and every line before the
+//! two answers `<a>`, `<b>` in a row is a late reply, discarded. Replies leave an instrument in
+//! order, so nothing sent before the markers can come after them. Then `*ESE 0`, the register's
+//! power-on value (nanoecr enables no status events). A connection the instrument closed is not retried either: an instrument
 //! that ends the session (power cycle, another controller, a cable pulled) has lost its trigger
 //! model and buffer, and continuing would silently shift readings.
 
@@ -44,8 +55,22 @@ pub struct ScpiClient {
     /// Outgoing message scratch (reused: no allocation per query).
     out: Vec<u8>,
     stats: ScpiStats,
-    /// A reply failed: the byte stream may be out of step until [`resync`](ScpiClient::resync).
-    suspect: bool,
+    /// Whether the byte stream is known to be in step (see the module documentation).
+    sync: Step,
+    /// The last marker written to `*ESE` by [`resync`](ScpiClient::resync).
+    marker: u8,
+}
+
+/// How far the conversation is from being in step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Every reply asked for has been read: the next line answers the next query.
+    In,
+    /// An exchange failed: a reply may still come, and the link itself may be broken.
+    Lost,
+    /// The link was restarted since ([`ByteLink::restart`]): commands go through, but on a
+    /// serial or USB-TMC link a late reply may still come before the next query's.
+    Restarted,
 }
 
 impl std::fmt::Debug for ScpiClient {
@@ -80,7 +105,9 @@ impl ScpiClient {
             reply: Vec::with_capacity(64 * 1024),
             out: Vec::with_capacity(256),
             stats: ScpiStats::default(),
-            suspect: false,
+            sync: Step::In,
+            // The first resynchronisation uses 2 and 3: never 0 or 1, the commonest replies.
+            marker: 1,
         }
     }
 
@@ -114,8 +141,30 @@ impl ScpiClient {
         HwError::Transport { device: self.device.clone(), operation: operation.into(), source }
     }
 
-    /// Send one program message (a command, or a query whose reply the caller reads).
+    /// Whether the conversation is known to be in step (no reply outstanding or lost since the
+    /// last resynchronisation).
+    pub fn in_step(&self) -> bool {
+        self.sync == Step::In
+    }
+
+    /// Declare the conversation out of step: a driver that finds a reply answering another query
+    /// (the in-house dialect's tagged readings can tell) makes the next query resynchronise.
+    pub fn mark_out_of_step(&mut self) {
+        self.sync = Step::Lost;
+    }
+
+    /// Send one program message (a command, or a query whose reply the caller reads). After a
+    /// failed exchange the link is restarted first, so a command reaches the instrument even
+    /// when the failure broke the connection (the shut-down's `:OUTP OFF` above all).
     pub fn send(&mut self, operation: &str, message: &str) -> Result<(), HwError> {
+        if self.sync == Step::Lost {
+            self.restart(operation)?;
+        }
+        self.write(operation, message)
+    }
+
+    /// Write one program message as it is.
+    fn write(&mut self, operation: &str, message: &str) -> Result<(), HwError> {
         self.out.clear();
         self.out.extend_from_slice(message.as_bytes());
         self.out.extend_from_slice(self.terminator.as_bytes());
@@ -125,9 +174,24 @@ impl ScpiClient {
         let r = self.link.write_all(&out);
         self.out = out;
         if r.is_err() {
-            self.suspect = true;
+            self.sync = Step::Lost;
         }
         r.map_err(|e| self.transport(operation, e))
+    }
+
+    /// Drop buffered input and restart the link ([`ByteLink::restart`]).
+    fn restart(&mut self, operation: &str) -> Result<(), HwError> {
+        self.rx.clear();
+        match self.link.restart() {
+            Ok(()) => {
+                self.sync = Step::Restarted;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(device = %self.device, error = %e, "could not restart the link");
+                Err(self.transport(operation, e))
+            }
+        }
     }
 
     /// Read more bytes into `rx`, or fail with a timeout at `deadline`.
@@ -248,27 +312,24 @@ impl ScpiClient {
     }
 
     fn query_as(&mut self, operation: &str, message: &str, kind: Reply) -> Result<(), HwError> {
-        let r = self.query_retried(operation, message, kind);
-        if r.is_err() {
-            self.suspect = true;
-        }
-        r
-    }
-
-    fn query_retried(&mut self, operation: &str, message: &str, kind: Reply) -> Result<(), HwError> {
         let mut last = None;
         for attempt in 0..=self.retries {
             if attempt > 0 {
                 self.stats.retries += 1;
                 tracing::warn!(device = %self.device, operation, attempt, error = ?last, "retrying");
-                // Whatever is left of a late or garbled reply would pair with the next query.
-                self.rx.clear();
-                if let Err(e) = self.link.restart() {
-                    last = Some(self.transport(operation, e));
-                    continue;
+            }
+            // The previous attempt (or an earlier query) failed: its reply may still come.
+            if self.sync != Step::In {
+                match self.resync(operation) {
+                    Ok(()) => {}
+                    Err(e) if retryable(&e) => {
+                        last = Some(e);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
                 }
             }
-            self.send(operation, message)?;
+            self.write(operation, message)?;
             let deadline = Instant::now() + self.timeout;
             let r = match kind {
                 Reply::Line => self.read_line(operation, deadline),
@@ -276,11 +337,13 @@ impl ScpiClient {
             };
             match r {
                 Ok(()) => return Ok(()),
-                Err(e @ (HwError::Timeout { .. } | HwError::Protocol { .. })) => last = Some(e),
-                Err(HwError::Transport { source, .. }) if !session_ended(&source) => {
-                    last = Some(self.transport(operation, source))
+                Err(e) => {
+                    self.sync = Step::Lost;
+                    if !retryable(&e) {
+                        return Err(e);
+                    }
+                    last = Some(e);
                 }
-                Err(e) => return Err(e),
             }
         }
         Err(last.unwrap_or_else(|| self.protocol(operation, "no attempt made")))
@@ -349,17 +412,73 @@ impl ScpiClient {
         })
     }
 
-    /// After a failed exchange, start afresh: drop buffered input and restart the link (TCP
-    /// reconnects), so shutting down after an error does not read a stale reply. A no-op when
-    /// the conversation is in step.
-    pub fn resync(&mut self) {
-        if !self.suspect {
-            return;
+    /// Bring the conversation back in step after a failed exchange (see the module
+    /// documentation): restart the link, then write two fresh markers to `*ESE` and query each,
+    /// discarding every line until their answers come in a row, then `*ESE 0`. Queries do this
+    /// on their own when needed; a no-op when the conversation is in step. On failure the
+    /// conversation stays out of step and the next query tries again.
+    pub fn resync(&mut self, operation: &str) -> Result<(), HwError> {
+        if self.sync == Step::Lost {
+            self.restart(operation)?;
         }
-        self.rx.clear();
-        match self.link.restart() {
-            Ok(()) => self.suspect = false,
-            Err(e) => tracing::warn!(device = %self.device, error = %e, "could not restart the link"),
+        if self.sync == Step::In {
+            return Ok(());
+        }
+        let a = self.next_marker();
+        let b = self.next_marker();
+        let r = self.exchange_markers(operation, a, b);
+        if r.is_err() {
+            self.sync = Step::Lost;
+        }
+        r
+    }
+
+    /// The next marker value: 2…255 in turn, so a late answer to an earlier resynchronisation
+    /// (`*ESE?` of a marker that timed out) is not taken for this one's.
+    fn next_marker(&mut self) -> u8 {
+        self.marker = if self.marker == u8::MAX { 2 } else { self.marker + 1 };
+        self.marker
+    }
+
+    fn exchange_markers(&mut self, operation: &str, a: u8, b: u8) -> Result<(), HwError> {
+        for m in [a, b] {
+            self.write(operation, &format!("*ESE {m}"))?;
+            self.write(operation, "*ESE?")?;
+        }
+        let deadline = Instant::now() + self.timeout;
+        let mut discarded = 0usize;
+        let mut after_a = false;
+        loop {
+            let line = self.next_raw_line(operation, deadline)?;
+            let value =
+                std::str::from_utf8(&line).ok().and_then(|t| t.trim().trim_start_matches('+').parse::<u8>().ok());
+            if after_a && value == Some(b) {
+                break;
+            }
+            if value != Some(a) || after_a {
+                // A late reply (or a coincidence followed by one): not ours.
+                discarded += 1;
+            }
+            after_a = value == Some(a);
+        }
+        if discarded > 0 {
+            tracing::warn!(device = %self.device, operation, discarded, "late replies discarded");
+        }
+        self.sync = Step::In;
+        // Leave the register as nanoecr found it at power-on.
+        self.write(operation, "*ESE 0")
+    }
+
+    /// The next terminator-delimited line, as bytes (a late binary block may hold anything).
+    fn next_raw_line(&mut self, operation: &str, deadline: Instant) -> Result<Vec<u8>, HwError> {
+        let last = *self.terminator.as_bytes().last().unwrap_or(&b'\n');
+        loop {
+            if let Some(pos) = self.rx.iter().position(|&b| b == last) {
+                let mut line: Vec<u8> = self.rx.drain(..=pos).collect();
+                line.pop();
+                return Ok(line);
+            }
+            self.fill(operation, deadline)?;
         }
     }
 
@@ -368,7 +487,7 @@ impl ScpiClient {
     /// `:OUTPut[:STATe]`; B2900 SCPI command reference, `:OUTPut[:STATe]`, which may answer `+0`).
     /// The output is switched off even when `:ABOR` fails; that failure is reported after it.
     pub fn abort_and_output_off(&mut self) -> Result<(), HwError> {
-        self.resync();
+        // After an error these go out over a restarted link; `:OUTP?` resynchronises first.
         let abort = self.send("shut-down", ":ABOR");
         self.send("shut-down", ":OUTP OFF")?;
         abort?;
@@ -381,9 +500,18 @@ impl ScpiClient {
 
     /// Best-effort output off for `Drop`: nothing to report to, so errors are ignored.
     pub fn output_off_on_drop(&mut self) {
-        self.resync();
         let _ = self.send("drop", ":ABOR");
         let _ = self.send("drop", ":OUTP OFF");
+    }
+}
+
+/// Whether a failed attempt may be retried: a timeout, a garbled reply, a transport error that
+/// is not the instrument ending the session.
+fn retryable(e: &HwError) -> bool {
+    match e {
+        HwError::Timeout { .. } | HwError::Protocol { .. } => true,
+        HwError::Transport { source, .. } => !session_ended(source),
+        _ => false,
     }
 }
 

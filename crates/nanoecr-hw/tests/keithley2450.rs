@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use common::{line, path_config, serve_pty, serve_tcp, tcp_config, until, Answer, Script};
 use nanoecr_core::config::hardware::{SmuModel, SmuTransport, SmuTrigger};
@@ -31,7 +32,7 @@ fn k2450(
     let mut ends: VecDeque<u64> = ends.iter().copied().collect();
     let mut data: VecDeque<&str> = data.iter().copied().collect();
     let mut output_on = false;
-    Box::new(move |m: &str| match m {
+    common::with_ese(Box::new(move |m: &str| match m {
         // *LANG? — manual §6 "*LANG": SCPI, SCPI2400 or TSP.
         "*LANG?" => line(lang),
         "*IDN?" => line(idn),
@@ -55,7 +56,7 @@ fn k2450(
             None => Answer::Silent,
         },
         _ => Answer::Silent,
-    })
+    }))
 }
 
 fn open(script: Script) -> (Result<Keithley2450, HwError>, common::Log) {
@@ -322,4 +323,36 @@ fn the_same_driver_over_a_pseudo_terminal() {
     assert_eq!((r[0].seq, r[0].current_a), (0, 3e-6));
     k.bias_off().expect("bias off");
     assert!(log.lines().iter().any(|s| s == ":OUTP OFF"));
+}
+
+/// A reply later than the timeout (1.5 timeouts late, over a pty, which cannot refuse it as a
+/// reconnected socket does): the host retries, and the late `:TRAC:ACT:END?` reply arrives while
+/// it waits. Before the client resynchronised, the retry took the late reply for its own and the
+/// retry's own reply was read as the answer to `:TRAC:DATA?`: "got 1 values", a stream error.
+/// Now the retry first writes two markers to `*ESE` (2450 manual §6 "*ESE": sets the Standard
+/// Event Enable register, 0–255; `*ESE?` reads it) and discards every line before their echoes.
+#[test]
+fn a_reply_later_than_the_timeout_is_discarded_not_read_as_the_next_answer() {
+    let mut script = k2450("SCPI", IDN, &[], &[1], &["3.0E-06,0.0E+00,128"]);
+    let mut late_once = false;
+    let late: Script = Box::new(move |m: &str| {
+        if m.starts_with(":TRAC:ACT:END?") && !late_once {
+            late_once = true;
+            return Answer::Late(Duration::from_millis(common::LATE_BY_MS), b"1\n".to_vec());
+        }
+        script(m)
+    });
+    let (path, _slave, log) = serve_pty(late);
+    let mut cfg = path_config(SmuModel::Keithley2450, SmuTransport::Serial, &path);
+    (cfg.timeout_ms, cfg.retries) = (common::LATE_TIMEOUT_MS, 2);
+    let mut k = Keithley2450::open("SMU0", &cfg, PLAN).expect("open over the pty");
+    k.bias_on(5.0, 1e-4).expect("bias on");
+    let r = acquire_some(&mut k).expect("the reading, after a retry");
+    assert_eq!((r.len(), r[0].seq, r[0].current_a), (1, 0, 3e-6));
+    assert!(k.stats().retries >= 1, "{:?}", k.stats());
+    // In step: the shut-down reads the output's state, not a late reply.
+    k.bias_off().expect("bias off");
+    let sent = log.lines();
+    let markers: Vec<&str> = sent.iter().map(String::as_str).filter(|m| m.starts_with("*ESE")).collect();
+    assert_eq!(&markers[..5], ["*ESE 2", "*ESE?", "*ESE 3", "*ESE?", "*ESE 0"], "{sent:#?}");
 }

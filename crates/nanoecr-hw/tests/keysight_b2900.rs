@@ -43,7 +43,7 @@ fn b2900(idn: &'static str, errors: &[&'static str], counts: &[u64], data: Vec<V
     let mut counts: VecDeque<u64> = counts.iter().copied().collect();
     let mut data: VecDeque<Vec<u8>> = data.into();
     let mut output_on = false;
-    Box::new(move |m: &str| match m {
+    common::with_ese(Box::new(move |m: &str| match m {
         "*IDN?" => line(idn),
         ":SYST:ERR:NEXT?" => line(errors.pop_front().unwrap_or(NO_ERROR)),
         ":OUTP ON" => {
@@ -65,7 +65,7 @@ fn b2900(idn: &'static str, errors: &[&'static str], counts: &[u64], data: Vec<V
             None => Answer::Silent,
         },
         _ => Answer::Silent,
-    })
+    }))
 }
 
 /// [`common::REPLY_TIMEOUT_MS`]: every reply these tests wait for does come.
@@ -127,7 +127,13 @@ fn indefinite_and_mislengthed_blocks_are_protocol_errors() {
         b"+1.0E-6\n".to_vec(),
     ]);
     let mut replies = replies;
-    let (addr, _) = serve_tcp(Box::new(move |_m: &str| replies.pop_front().map_or(Answer::Silent, Answer::Bytes)));
+    let (addr, _) = serve_tcp(common::with_ese(Box::new(move |m: &str| {
+        if m == ":TRAC:DATA? 0,1" {
+            replies.pop_front().map_or(Answer::Silent, Answer::Bytes)
+        } else {
+            Answer::Silent
+        }
+    })));
     let link = TcpLink::connect("127.0.0.1", addr.port(), Duration::from_secs(1)).expect("connect");
     let mut c = ScpiClient::new("SMU0 (keysight-b2900 test)".into(), Box::new(link), "\n", reply_timeout(), 0);
     for expect in ["indefinite-length block (#0)", "not followed by the terminator", "expected a #-block"] {
@@ -138,7 +144,8 @@ fn indefinite_and_mislengthed_blocks_are_protocol_errors() {
             }
             other => panic!("expected a protocol error ({expect}), got {other:?}"),
         }
-        c.resync();
+        // A garbled reply leaves the conversation out of step: the next query resynchronises.
+        assert!(!c.in_step());
     }
 }
 
@@ -297,6 +304,39 @@ fn binary_readings_over_a_pseudo_terminal() {
     let r = acquire_some(&mut k).expect("reading");
     assert_eq!((r[0].seq, r[0].current_a), (0, 7e-6));
     k.bias_off().expect("bias off");
+}
+
+/// A reply later than the timeout over a pty (B2900 in ASCII format): the late
+/// `:TRAC:POIN:ACT?` reply arrives while the host waits for its retry. Before the client
+/// resynchronised, the retry took the late reply for its own and `:TRAC:DATA?` then read the
+/// retry's "+1" as its data: "got 1 values", a stream error. (In binary format the "+1" is not a
+/// #-block, a protocol error that happened to be retried clean.) Now the retry first writes two markers to `*ESE` (B2900
+/// SCPI Command Reference, "*ESE": Standard Event Status Enable register, 0–255; `*ESE?` reads
+/// it) and discards every line before their echoes.
+#[test]
+fn a_reply_later_than_the_timeout_is_discarded_not_read_as_the_next_answer() {
+    // ASCII data — reference, "Data Output Format": CURR, TIME, STAT comma-separated.
+    let mut script = b2900(IDN, &[], &[1], vec![b"+4.000000E-06,+0.000000E+00,+0.000000E+00\n".to_vec()]);
+    let mut late_once = false;
+    let late: Script = Box::new(move |m: &str| {
+        if m == ":TRAC:POIN:ACT?" && !late_once {
+            late_once = true;
+            return Answer::Late(Duration::from_millis(common::LATE_BY_MS), b"+1\n".to_vec());
+        }
+        script(m)
+    });
+    let (path, _slave, log) = serve_pty(late);
+    let mut cfg = path_config(SmuModel::KeysightB2900, SmuTransport::Serial, &path);
+    (cfg.timeout_ms, cfg.retries, cfg.binary) = (common::LATE_TIMEOUT_MS, 2, false);
+    let mut k = KeysightB2900::open("SMU0", &cfg, PLAN).expect("open over the pty");
+    k.bias_on(5.0, 1e-4).expect("bias on");
+    let r = acquire_some(&mut k).expect("the reading, after a retry");
+    assert_eq!((r.len(), r[0].seq, r[0].current_a), (1, 0, 4e-6));
+    assert!(k.stats().retries >= 1, "{:?}", k.stats());
+    k.bias_off().expect("bias off");
+    let sent = log.lines();
+    let markers: Vec<&str> = sent.iter().map(String::as_str).filter(|m| m.starts_with("*ESE")).collect();
+    assert_eq!(&markers[..5], ["*ESE 2", "*ESE?", "*ESE 3", "*ESE?", "*ESE 0"], "{sent:#?}");
 }
 
 /// The USB-TMC transport is a plain character device: a pty in raw mode stands in for

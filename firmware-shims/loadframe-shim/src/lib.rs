@@ -106,6 +106,10 @@ pub struct Args {
     /// Fault: the reply to SCPI query N is garbage.
     #[arg(long)]
     pub smu_garbage_after: Option<u64>,
+    /// Fault: `N:MS` — the reply to SCPI query N (1-based, set-up included) leaves MS ms late:
+    /// one reply late past the host's timeout (listed in the ground truth).
+    #[arg(long, value_parser = smu_shim::cli::parse_delay_reply)]
+    pub smu_delay_reply: Option<(u64, Duration)>,
     /// Fault: close the SCPI TCP connection at this device time, s (a LAN drop mid-run).
     #[arg(long)]
     pub smu_drop_after_s: Option<f64>,
@@ -137,6 +141,8 @@ struct GroundTruth {
     events: Vec<nanoecr_core::Event>,
     faults: Vec<FaultRecord>,
     compliance_onsets_s: Vec<f64>,
+    /// SCPI queries whose replies `--smu-delay-reply` held back.
+    smu_delayed_queries: Vec<String>,
 }
 
 fn terminator(name: &str) -> anyhow::Result<String> {
@@ -181,6 +187,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             latency: Duration::from_millis(args.smu_latency_ms),
             latency_after_s: args.smu_latency_after_s,
             garbage_after: args.smu_garbage_after,
+            delay_reply: args.smu_delay_reply,
             hold_readings_at_s: args.smu_hold_readings_at_s,
             hold_readings: Duration::from_millis(args.smu_hold_readings_ms),
             ..MeterConfig::default()
@@ -293,6 +300,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             events: f.events(),
             faults: f.records.clone(),
             compliance_onsets_s: meter.as_ref().map(|m| m.compliance_onsets_s()).unwrap_or_default(),
+            smu_delayed_queries: meter.as_ref().map(|m| m.delayed_queries()).unwrap_or_default(),
         };
         let text = serde_json::to_string_pretty(&gt)?;
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;

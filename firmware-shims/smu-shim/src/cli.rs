@@ -59,9 +59,24 @@ pub struct Args {
     /// Fault: the reply to query N is garbage.
     #[arg(long)]
     pub garbage_after: Option<u64>,
+    /// Fault: `N:MS` — the reply to query N (1-based) leaves MS ms late (one late reply).
+    #[arg(long, value_parser = parse_delay_reply)]
+    pub delay_reply: Option<(u64, Duration)>,
     /// Fault: close the TCP connection at this device time, s (a LAN drop).
     #[arg(long)]
     pub drop_after_s: Option<f64>,
+}
+
+/// Parse `N:MS` (query number, delay in ms) for `--delay-reply` / `--smu-delay-reply`.
+pub fn parse_delay_reply(spec: &str) -> Result<(u64, Duration), String> {
+    let bad = || format!("expected N:MS (query number, delay in ms), got {spec:?}");
+    let (n, ms) = spec.split_once(':').ok_or_else(bad)?;
+    let n: u64 = n.trim().parse().map_err(|_| bad())?;
+    let ms: u64 = ms.trim().parse().map_err(|_| bad())?;
+    if n == 0 {
+        return Err(format!("query numbers start at 1, got {spec:?}"));
+    }
+    Ok((n, Duration::from_millis(ms)))
 }
 
 /// Parse `lf`, `crlf` or `cr`.
@@ -93,6 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         latency: Duration::from_millis(args.latency_ms),
         latency_after_s: args.latency_after_s,
         garbage_after: args.garbage_after,
+        delay_reply: args.delay_reply,
         drop_after_s: args.drop_after_s,
         ..MeterConfig::default()
     }));

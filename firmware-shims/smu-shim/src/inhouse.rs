@@ -64,6 +64,10 @@ pub(crate) struct InHouse {
     range_a: f64,
     serial: String,
     compliance_at_s: Option<f64>,
+    /// Standard event status enable register (IEEE 488.2 §11.5.1.3): kept, never acted on (the
+    /// dialect has no service requests); hosts use it as a marker register to resynchronise.
+    /// `*RST` leaves it alone (IEEE 488.2 §10.32).
+    ese: u8,
     state: State,
 }
 
@@ -116,6 +120,7 @@ impl InHouse {
             range_a: cfg.range_a,
             serial: cfg.serial.clone(),
             compliance_at_s: cfg.compliance_at_s,
+            ese: 0,
             state,
         }
     }
@@ -190,6 +195,12 @@ impl InHouse {
             (["*RST"], false) => s.reset(),
             (["*CLS"], false) => s.errors.clear(),
             (["*OPC"], true) => return Some("1".into()),
+            // IEEE 488.2 §10.10 *ESE <0…255> and §10.11 *ESE? (NR1).
+            (["*ESE"], false) => match arg.parse::<u8>() {
+                Ok(v) => self.ese = v,
+                Err(_) => err(s, -222, "Data out of range"),
+            },
+            (["*ESE"], true) => return Some(self.ese.to_string()),
             (["SOUR", "FUNC"], false) => match arg_upper.as_str() {
                 "VOLT" | "VOLTAGE" => {}
                 "CURR" | "CURRENT" => err(s, -221, "Settings conflict; only voltage sourcing"),

@@ -94,6 +94,10 @@ pub struct MeterConfig {
     pub latency_after_s: Option<f64>,
     /// Fault: the reply to the n-th query (1-based) is garbage.
     pub garbage_after: Option<u64>,
+    /// Fault: the reply to the n-th query (1-based) leaves this much later (on top of any
+    /// `latency`): one reply late past the host's timeout, the rest on time. Replies still leave
+    /// in order: a pseudo-terminal's later queries wait behind it, as on a serial instrument.
+    pub delay_reply: Option<(u64, Duration)>,
     /// Fault: close the TCP connection once the device time reaches this (a LAN drop mid-run).
     pub drop_after_s: Option<f64>,
     /// Fault: from this device time on, for [`hold_readings`](MeterConfig::hold_readings), the
@@ -120,6 +124,7 @@ impl Default for MeterConfig {
             latency: Duration::ZERO,
             latency_after_s: None,
             garbage_after: None,
+            delay_reply: None,
             drop_after_s: None,
             hold_readings_at_s: None,
             hold_readings: Duration::ZERO,
@@ -320,6 +325,8 @@ struct Inner {
     ctx: Ctx,
     inst: Instrument,
     queries: u64,
+    /// The queries whose replies the `delay_reply` fault held back, in order.
+    delayed: Vec<String>,
     /// Triggers whose readings the `hold_readings` fault holds back: (sequence, sample).
     held: Vec<(u64, Sample)>,
 }
@@ -339,7 +346,16 @@ impl Meter {
             Model::Keithley2450 => Instrument::K2450(Box::new(k2450::K2450::new(&cfg))),
             Model::KeysightB2900 => Instrument::B2900(Box::new(b2900::B2900::new(&cfg))),
         };
-        Self { inner: Mutex::new(Inner { ctx: Ctx::new(cfg.clone()), inst, queries: 0, held: Vec::new() }), cfg }
+        Self {
+            inner: Mutex::new(Inner {
+                ctx: Ctx::new(cfg.clone()),
+                inst,
+                queries: 0,
+                delayed: Vec::new(),
+                held: Vec::new(),
+            }),
+            cfg,
+        }
     }
 
     /// The configuration the meter was built with.
@@ -472,18 +488,32 @@ impl Meter {
             None => true,
             Some(t) => self.device_time_s().is_some_and(|now| now >= t),
         };
-        if late && !self.cfg.latency.is_zero() {
-            // The injected fault itself: the reply leaves this much later.
-            std::thread::sleep(self.cfg.latency);
-        }
-        let garbage = {
+        let (garbage, delay) = {
             let mut g = self.lock();
             g.queries += 1;
-            self.cfg.garbage_after == Some(g.queries)
+            let n = g.queries;
+            let delay = match self.cfg.delay_reply {
+                Some((at, d)) if at == n => {
+                    g.delayed.push(message.to_string());
+                    d
+                }
+                _ => Duration::ZERO,
+            };
+            (self.cfg.garbage_after == Some(n), delay)
         };
+        let wait = if late { self.cfg.latency + delay } else { delay };
+        if !wait.is_zero() {
+            // The injected fault itself: the reply leaves this much later.
+            std::thread::sleep(wait);
+        }
         let mut bytes = if garbage { b"\x15\xfe#!garbage\x00".to_vec() } else { reply };
         bytes.extend_from_slice(self.cfg.terminator.as_bytes());
         Some(bytes)
+    }
+
+    /// The queries whose replies the `delay_reply` fault held back (for ground truth).
+    pub fn delayed_queries(&self) -> Vec<String> {
+        self.lock().delayed.clone()
     }
 
     /// Advance the meter's own clock (timer triggers) without a frame sample.

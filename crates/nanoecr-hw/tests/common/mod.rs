@@ -20,6 +20,9 @@ pub enum Answer {
     Bytes(Vec<u8>),
     /// Close the connection (a LAN drop).
     Close,
+    /// These bytes, this much later (the sleep is the fault: an instrument late past the host's
+    /// timeout). Later messages wait behind it, as on an instrument that answers in order.
+    Late(Duration, Vec<u8>),
 }
 
 /// A line reply with `\n`.
@@ -29,6 +32,24 @@ pub fn line(s: &str) -> Answer {
 
 /// The script: called with each message (terminator stripped).
 pub type Script = Box<dyn FnMut(&str) -> Answer + Send>;
+
+/// `script` with the IEEE 488.2 event status enable register in front of it: `*ESE <n>` sets
+/// it, `*ESE?` answers it in NR1 (IEEE 488.2-1992 §10.10, §10.11; 2450 reference manual section
+/// 6, `*ESE`; B2900 SCPI Command Reference, `*ESE`). The host writes markers to it to
+/// resynchronise after a failed exchange.
+pub fn with_ese(mut script: Script) -> Script {
+    let mut ese = 0u8;
+    Box::new(move |m: &str| {
+        if m == "*ESE?" {
+            return line(&ese.to_string());
+        }
+        if let Some(v) = m.strip_prefix("*ESE ").and_then(|v| v.trim().parse().ok()) {
+            ese = v;
+            return Answer::Silent;
+        }
+        script(m)
+    })
+}
 
 /// Messages the host sent, in order.
 #[derive(Clone, Default)]
@@ -92,6 +113,12 @@ fn converse(r: &mut impl Read, w: &mut impl Write, script: &mut Script, log: &Lo
                         return true;
                     }
                 }
+                Answer::Late(after, b) => {
+                    std::thread::sleep(after);
+                    if w.write_all(&b).and_then(|()| w.flush()).is_err() {
+                        return true;
+                    }
+                }
                 Answer::Close => return false,
             }
         }
@@ -127,6 +154,14 @@ pub const REPLY_TIMEOUT_MS: u64 = 5000;
 /// The reply timeout of the tests in which the meter never answers: short, since nothing can
 /// arrive however the machine schedules the responder.
 pub const SILENCE_TIMEOUT_MS: u64 = 300;
+
+/// Reply timeout of the tests of a late reply, ms, and how late that reply is: past the timeout,
+/// and on an idle machine before the retry's timeout, so that it comes while the host waits for
+/// the retry. A responder descheduled for up to one more timeout still answers the retry's
+/// resynchronisation (two retries are configured).
+pub const LATE_TIMEOUT_MS: u64 = 1000;
+/// See [`LATE_TIMEOUT_MS`].
+pub const LATE_BY_MS: u64 = 1500;
 
 /// A `[hardware.smu]` for `model` over TCP to `addr`.
 pub fn tcp_config(model: SmuModel, addr: SocketAddr) -> SmuConfig {
