@@ -31,8 +31,13 @@ const SUM: usize = 4;
 /// The undefined address (all bits set): a block or chunk never written.
 const UNDEF: u64 = u64::MAX;
 
-/// Read `len` bytes at `addr`.
+/// Read `len` bytes at `addr`; `None` past the end of the file, before allocating (lengths come
+/// from the file's own headers: a damaged one must not ask for gigabytes).
 fn read(file: &std::fs::File, addr: u64, len: usize) -> Option<Vec<u8>> {
+    let end = addr.checked_add(u64::try_from(len).ok()?)?;
+    if end > file.metadata().ok()?.len() {
+        return None;
+    }
     let mut buf = vec![0u8; len];
     file.read_exact_at(&mut buf, addr).ok()?;
     Some(buf)
