@@ -747,17 +747,24 @@ with h5py.File(path, "r") as f, open(dump, "w") as out:
         Some(())
     }
 
-    #[test]
-    fn fast_reads_equal_what_h5py_reads_and_other_pipelines_are_refused() {
+    /// Run an h5py `script` with the file path and a dump prefix as its arguments, in a fresh
+    /// directory (kept alive by the returned guard): (guard, file, dump prefix).
+    fn write_with_h5py(script: &str, file: &str) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (path, dump) = (dir.path().join("chunks.h5"), dir.path().join("dump"));
+        let (path, dump) = (dir.path().join(file), dir.path().join("dump"));
         let out = Command::new("python3")
-            .args(["-c", WRITE])
+            .args(["-c", script])
             .arg(&path)
             .arg(&dump)
             .output()
             .expect("python3 must be installed (scripts/setup.sh)");
         assert!(out.status.success(), "h5py: {}", String::from_utf8_lossy(&out.stderr));
+        (dir, path, dump)
+    }
+
+    #[test]
+    fn fast_reads_equal_what_h5py_reads_and_other_pipelines_are_refused() {
+        let (_dir, path, dump) = write_with_h5py(WRITE, "chunks.h5");
         let file = hdf5::File::open(&path).expect("open");
         let direct = DirectFile::open(&path, &file).expect("a file opened read-only by this process alone is direct");
         let names = std::fs::read_to_string(&dump).expect("names");
@@ -849,15 +856,7 @@ with h5py.File(path, "r") as f, open(dump, "w") as out:
     /// libhdf5.
     #[test]
     fn chunk_index_read_from_the_file_equals_libhdf5_lookups() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (path, dump) = (dir.path().join("indexed.h5"), dir.path().join("dump"));
-        let out = Command::new("python3")
-            .args(["-c", WRITE_INDEXED])
-            .arg(&path)
-            .arg(&dump)
-            .output()
-            .expect("python3 must be installed (scripts/setup.sh)");
-        assert!(out.status.success(), "h5py: {}", String::from_utf8_lossy(&out.stderr));
+        let (_dir, path, dump) = write_with_h5py(WRITE_INDEXED, "indexed.h5");
         let file = hdf5::File::open(&path).expect("open");
         let direct = DirectFile::open(&path, &file).expect("direct");
         fn compare<T: LeScalar + LeBytes>(file: &hdf5::File, direct: &DirectFile, dump: &std::path::Path, name: &str) {
