@@ -40,6 +40,7 @@ mod contact;
 mod mains;
 mod popin;
 mod quiet;
+mod settle;
 mod smooth;
 mod stats;
 
@@ -472,11 +473,9 @@ impl Detector {
         self.ahead = quiet::Ahead::default();
         let mut i = 0;
         while i < samples.len() {
-            if self.quiet_ready() {
-                i += self.run_quiet(&samples[i..], delta_rho);
-                if i == samples.len() {
-                    break;
-                }
+            i += self.run_ready(&samples[i..], delta_rho);
+            if i == samples.len() {
+                break;
             }
             let d = self.process_one(&samples[i], emit);
             delta_rho.push(d);
@@ -494,15 +493,29 @@ impl Detector {
         self.ahead = quiet::Ahead::default();
         let mut i = 0;
         while i < n {
-            if self.quiet_ready() {
-                i += self.run_quiet(input.range(i, n), delta_rho);
-                if i == n {
-                    break;
-                }
+            i += self.run_ready(input.range(i, n), delta_rho);
+            if i == n {
+                break;
             }
             let d = self.process_one(&input.sample(i), emit);
             delta_rho.push(d);
             i += 1;
+        }
+    }
+
+    /// The leading samples of `samples` that a loop of `quiet.rs` can take in the detector's
+    /// current state (after the reference, or in the settle window); returns how many it took
+    /// (0 when none: the next sample is the general path's).
+    #[inline]
+    fn run_ready<I: quiet::QuietInput>(&mut self, samples: I, delta_rho: &mut Vec<f64>) -> usize {
+        if self.quiet_ready() {
+            self.run_quiet::<I, false>(samples, delta_rho)
+        } else if self.settle_ready() {
+            self.run_quiet::<I, true>(samples, delta_rho)
+        } else if self.precontact_ready() {
+            self.run_precontact(samples, delta_rho)
+        } else {
+            0
         }
     }
 

@@ -29,13 +29,16 @@
 
 use std::cell::Cell;
 
+use nanoecr_core::resistivity::resistivity_change;
 use nanoecr_core::sample::FLAG_CURRENT_INVALID;
 use nanoecr_core::{Sample, Segment};
 
 use crate::mains::MAX_HARMONICS;
 use crate::popin::{Slot, State};
-use crate::stats::{median_refresh, offset, MedianTracker, COUNT_SLOTS, RECOMPUTE_WINDOWS, SIGMA_REFRESH};
-use crate::Detector;
+use crate::stats::{
+    median_refresh, offset, MedianTracker, COUNT_SLOTS, RECOMPUTE_WINDOWS, SIGMA_REFRESH, YOUNG_WINDOW,
+};
+use crate::{Detector, RefState, ReferenceTerms};
 
 /// Samples per block of the quiet loop: long enough to amortise the block set-up, short enough
 /// for the scratch columns to stay in L1.
@@ -193,25 +196,51 @@ impl Detector {
     /// Whether the next sample may enter the quiet loop: everything the loop takes as given.
     #[inline]
     pub(crate) fn quiet_ready(&self) -> bool {
-        let p = &self.popin;
         self.terms.is_some()
-            && self.open.is_none()
-            && self.baseline.len == self.baseline.x.len()
-            // A full noise window (so past `noise_min` and past the young window, where
-            // `MedianTracker::push` refreshes σ on every push): every push then also drops the
-            // oldest value, and the loop need not test for it. It fills during the settle window
-            // (from contact on, 2 s against the 1 s window by default); a run whose settle is
-            // shorter than its noise window takes the general path until it is full.
-            && self.noise.len == self.noise.ring.len()
+            // Detection on (the general path tests the length before the push, and it only grows).
+            && self.noise.len >= self.noise_min
             && self.noise.sigma.is_finite()
+            && self.windows_ready()
+    }
+
+    /// Whether the next sample may enter the quiet loop's settle variant (`SETTLE`): contact
+    /// seen and a provisional reference set, the final one not yet. Such a sample only feeds
+    /// the windows (nothing is detected before the reference), so it is quiet unless it is
+    /// invalid or sets the reference.
+    #[inline]
+    pub(crate) fn settle_ready(&self) -> bool {
+        self.terms.is_none()
+            && self.reference.is_none()
+            && self.provisional.is_some()
+            && (self.contact_seen || !self.detect_contact)
+            && self.pending.is_empty()
+            && self.windows_ready()
+    }
+
+    /// What both variants of the quiet loop take as given of the windows: a full baseline window
+    /// (its line, not its mean), a noise window past the young one (where `MedianTracker::push`
+    /// refreshes σ on every push; a window still filling is fine: its empty slots are counted in
+    /// a bin of their own, so a push drops one of them as it would the oldest value), no event
+    /// open, the pop-in detector idle with a full history.
+    #[inline]
+    fn windows_ready(&self) -> bool {
+        let p = &self.popin;
+        self.open.is_none()
+            && self.baseline.len == self.baseline.x.len()
+            && self.noise.len >= self.noise.ring.len().min(YOUNG_WINDOW)
             && matches!(p.state, State::Idle)
             && p.k + 1 > 2 * p.a + p.g
     }
 
-    /// Process the leading quiet samples of `samples` (call only when [`Self::quiet_ready`]),
-    /// appending their Δρ/ρ; returns how many were consumed. Stops before the first sample that
-    /// needs the general path, untouched.
-    pub(crate) fn run_quiet<I: QuietInput>(&mut self, samples: I, delta_rho_out: &mut Vec<f64>) -> usize {
+    /// Process the leading quiet samples of `samples` (call only when [`Self::quiet_ready`], or
+    /// with `SETTLE` when [`Self::settle_ready`]), appending their Δρ/ρ (NaN before the
+    /// reference, as `process` returns); returns how many were consumed. Stops before the first
+    /// sample that needs the general path, untouched.
+    pub(crate) fn run_quiet<I: QuietInput, const SETTLE: bool>(
+        &mut self,
+        samples: I,
+        delta_rho_out: &mut Vec<f64>,
+    ) -> usize {
         let mut done = 0;
         while done < samples.len() {
             // Stop before a held spike falls due or the baseline sums are due for their exact
@@ -235,9 +264,9 @@ impl Detector {
             let block = samples.range(done, done + m);
             let ahead = samples.range(done + m, (done + 2 * m).min(samples.len()));
             let n = if contiguous {
-                self.quiet_block_mains::<I, true>(block, ahead, delta_rho_out)
+                self.quiet_block_mains::<I, true, SETTLE>(block, ahead, delta_rho_out)
             } else {
-                self.quiet_block_mains::<I, false>(block, ahead, delta_rho_out)
+                self.quiet_block_mains::<I, false, SETTLE>(block, ahead, delta_rho_out)
             };
             done += n;
             if n < m {
@@ -260,31 +289,50 @@ impl Detector {
 
     /// [`Self::quiet_block`] for the canceller's number of sinusoids.
     #[inline(always)]
-    fn quiet_block_mains<I: QuietInput, const CONTIG: bool>(
+    fn quiet_block_mains<I: QuietInput, const CONTIG: bool, const SETTLE: bool>(
         &mut self,
         block: I,
         ahead: I,
         delta_rho_out: &mut Vec<f64>,
     ) -> usize {
         match self.mains.as_ref().map(|x| x.n) {
-            None => self.quiet_block::<I, false, 1, CONTIG>(block, ahead, delta_rho_out),
-            Some(1) => self.quiet_block::<I, true, 1, CONTIG>(block, ahead, delta_rho_out),
-            Some(2) => self.quiet_block::<I, true, 2, CONTIG>(block, ahead, delta_rho_out),
-            Some(3) => self.quiet_block::<I, true, 3, CONTIG>(block, ahead, delta_rho_out),
-            Some(4) => self.quiet_block::<I, true, 4, CONTIG>(block, ahead, delta_rho_out),
-            Some(_) => self.quiet_block::<I, true, MAX_HARMONICS, CONTIG>(block, ahead, delta_rho_out),
+            None => self.quiet_block::<I, false, 1, CONTIG, SETTLE>(block, ahead, delta_rho_out),
+            Some(1) => self.quiet_block::<I, true, 1, CONTIG, SETTLE>(block, ahead, delta_rho_out),
+            Some(2) => self.quiet_block::<I, true, 2, CONTIG, SETTLE>(block, ahead, delta_rho_out),
+            Some(3) => self.quiet_block::<I, true, 3, CONTIG, SETTLE>(block, ahead, delta_rho_out),
+            Some(4) => self.quiet_block::<I, true, 4, CONTIG, SETTLE>(block, ahead, delta_rho_out),
+            Some(_) => self.quiet_block::<I, true, MAX_HARMONICS, CONTIG, SETTLE>(block, ahead, delta_rho_out),
         }
     }
 
     /// One block of at most [`QUIET_BLOCK`] samples through the three passes; returns how many
     /// were committed. `CONTIG`: [`Self::baseline_contiguous`] holds at the block's start.
-    fn quiet_block<I: QuietInput, const MAINS: bool, const N: usize, const CONTIG: bool>(
+    /// `SETTLE`: before the reference ([`Self::settle_ready`]): Δρ/ρ against the provisional
+    /// reference (as `process` computes it then), no pop-in or threshold test (the general path
+    /// detects nothing yet), the reference window fed, NaN out, and the block ends before the
+    /// sample that sets the reference.
+    fn quiet_block<I: QuietInput, const MAINS: bool, const N: usize, const CONTIG: bool, const SETTLE: bool>(
         &mut self,
         block: I,
         ahead: I,
         delta_rho_out: &mut Vec<f64>,
     ) -> usize {
-        let Some(terms) = self.terms else { return 0 };
+        // Whichever reference this variant's Δρ/ρ is relative to (the other is never read).
+        let unused = RefState { strain: f64::NAN, current_a: f64::NAN };
+        let (terms, provisional) = match (SETTLE, self.terms, self.provisional) {
+            (false, Some(t), _) => (t, unused),
+            (true, None, Some(p)) => (
+                ReferenceTerms {
+                    strain: f64::NAN,
+                    current_a: f64::NAN,
+                    inv_current_a: f64::NAN,
+                    geometric_factor: f64::NAN,
+                },
+                p,
+            ),
+            _ => return 0,
+        };
+        let (poisson_ratio, settle_s) = (self.pillar.poisson_ratio, self.settle_s);
         let m = block.len().min(QUIET_BLOCK);
         let block = block.range(0, m);
 
@@ -308,11 +356,13 @@ impl Detector {
         // general path re-synchronises the phasor then).
         // Non-short-circuit `|`: no branches in the hot pass.
         let (check_grid, dt) = mains_dt.map_or((false, 0.0), |(_, dt)| (true, dt));
+        // Settle: the sample at or past `settle_s` sets the reference.
         let needs_general = |j: usize, prev_time_s: f64, d: f64, y: f64| {
             (block.flags(j) & FLAG_CURRENT_INVALID != 0)
                 | !y.is_finite()
                 | !d.is_finite()
                 | (check_grid & !on_grid(block.time_s(j) - prev_time_s, dt))
+                | (SETTLE & (block.time_s(j) >= settle_s))
         };
         let fresh = reused.min(m);
         let first_prev_time_s =
@@ -321,7 +371,17 @@ impl Detector {
         let mut any_bad = false;
         for j in fresh..m {
             let disp_nm = block.disp_nm(j);
-            dr[j] = terms.delta_rho(disp_nm * inv_height_nm, block.current_a(j));
+            dr[j] = if SETTLE {
+                resistivity_change(
+                    disp_nm * inv_height_nm,
+                    provisional.strain,
+                    block.current_a(j),
+                    provisional.current_a,
+                    poisson_ratio,
+                )
+            } else {
+                terms.delta_rho(disp_nm * inv_height_nm, block.current_a(j))
+            };
             yv[j] = disp_nm - elastic_nm_per_un * block.load_un(j);
             // Accumulated without a branch; the first offender is searched for only if there is one.
             any_bad |= needs_general(j, prev_time_s, dr[j], yv[j]);
@@ -379,7 +439,8 @@ impl Detector {
                     let new_total = total + y_nm;
                     let post = (new_total - post_start[jj].get().csum) * inv_a;
                     let pre = (pre_end[jj].get().csum - pre_start[jj].get().csum) * inv_a;
-                    if (j + jj) as u64 >= refractory_j && post - pre > popin_threshold {
+                    // Before the reference the general path only stores the samples.
+                    if !SETTLE && (j + jj) as u64 >= refractory_j && post - pre > popin_threshold {
                         m2 = j + jj;
                         break 'runs;
                     }
@@ -395,7 +456,12 @@ impl Detector {
                 j += n;
             }
         }
-        self.ahead = Ahead { k: k0, good: if m <= reused { reused } else { m1 }, cleared: m2.max(reused_clear) };
+        // Nothing is kept of a settle block: its Δρ/ρ is against the provisional reference.
+        self.ahead = if SETTLE {
+            Ahead::default()
+        } else {
+            Ahead { k: k0, good: if m <= reused { reused } else { m1 }, cleared: m2.max(reused_clear) }
+        };
 
         // Pass 3: baseline, mains, threshold, noise.
         let (threshold_sigma, min_magnitude) = (self.threshold_sigma, self.min_magnitude);
@@ -477,7 +543,7 @@ impl Detector {
                 // As `MainsCanceller::predict`.
                 let predicted = if MAINS { crate::mains::predict(&nzr, n_sin) } else { 0.0 };
                 let residual = r0 - predicted;
-                if residual.abs() > on {
+                if !SETTLE && residual.abs() > on {
                     accepted = jj;
                     break;
                 }
@@ -515,7 +581,9 @@ impl Detector {
                 since_refresh += 1;
                 if since_refresh >= SIGMA_REFRESH {
                     since_refresh = 0;
-                    (median_bin, below, sigma) = median_refresh(&counts[..], noise_len, median_bin, below);
+                    // The window's length after this push (it may still be filling).
+                    let len = (noise_len + j + 1).min(n_ring);
+                    (median_bin, below, sigma) = median_refresh(&counts[..], len, median_bin, below);
                     on = (threshold_sigma * sigma).max(min_magnitude);
                 }
                 // Mains learn (as `MainsCanceller::learn`, whose error r0 − predict() is the
@@ -563,7 +631,7 @@ impl Detector {
         line.since_recompute += m3;
         let noise = &mut self.noise;
         (noise.head, noise.len, noise.median_bin, noise.below, noise.sigma, noise.since_refresh) =
-            (n_head, noise_len, median_bin, below, sigma, since_refresh);
+            (n_head, (noise_len + m3).min(n_ring), median_bin, below, sigma, since_refresh);
         self.noise_prev = noise_prev;
         let pop = &mut self.popin;
         pop.k = pk_before + m3 as u64;
@@ -582,8 +650,35 @@ impl Detector {
             self.prev.residual = last_residual;
         }
         self.k = k0 + m3 as u64;
-        delta_rho_out.extend_from_slice(&self.scratch_delta_rho[..m3]);
+        if SETTLE {
+            // The reference window (as `process` stores each sample before the reference) and
+            // the NaN that `process` returns then.
+            self.store_reference_window(block.range(0, m3));
+            delta_rho_out.resize(delta_rho_out.len() + m3, f64::NAN);
+        } else {
+            delta_rho_out.extend_from_slice(&self.scratch_delta_rho[..m3]);
+        }
         m3
+    }
+
+    /// Each sample's (strain, current) into the reference window, in order, as `process` stores
+    /// them before the reference: samples the general path would take as valid (no invalid flag).
+    #[inline]
+    pub(crate) fn store_reference_window<I: QuietInput>(&mut self, samples: I) {
+        let (len, inv_height_nm) = (self.ref_ring.len(), self.inv_height_nm);
+        let mut j = 0;
+        while j < samples.len() {
+            // Runs up to the ring's end: a slice, no wrap test a sample.
+            let n = (samples.len() - j).min(len - self.ref_head);
+            for (jj, slot) in self.ref_ring[self.ref_head..self.ref_head + n].iter_mut().enumerate() {
+                *slot = [samples.disp_nm(j + jj) * inv_height_nm, samples.current_a(j + jj)];
+            }
+            self.ref_head = if self.ref_head + n == len { 0 } else { self.ref_head + n };
+            j += n;
+        }
+        if self.contact_seen || !self.detect_contact {
+            self.ref_available = (self.ref_available + samples.len()).min(len);
+        }
     }
 }
 
@@ -623,6 +718,6 @@ impl Ahead {
 /// Whether a time step is the sampling period, within a quarter of it (as
 /// `MainsCanceller::advance` decides); false for a NaN step.
 #[inline(always)]
-fn on_grid(step_s: f64, dt_s: f64) -> bool {
+pub(crate) fn on_grid(step_s: f64, dt_s: f64) -> bool {
     (step_s - dt_s).abs() < 0.25 * dt_s
 }

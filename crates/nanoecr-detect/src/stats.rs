@@ -196,9 +196,14 @@ const OCTAVES: i64 = 40;
 /// Number of histogram bins.
 const BINS: usize = (OCTAVES as usize) << SUB_BITS;
 /// Length of the counts array: every value a `u16` bin index can take, although only the first
-/// [`BINS`] are used, so that indexing it with a stored `u16` needs no bounds check in the quiet
-/// loop. The unused tail is never touched (the allocator's zeroed pages stay unmapped).
+/// [`BINS`] + 1 are used, so that indexing it with a stored `u16` needs no bounds check in the
+/// quiet loop. The unused tail is never touched (the allocator's zeroed pages stay unmapped).
 pub(crate) const COUNT_SLOTS: usize = 1 << 16;
+/// The bin of a ring slot that holds no value yet: past every real bin, so it is never below the
+/// median bin, and no median walk reaches it (the real values alone hold every rank). With the
+/// empty slots counted there, a push into a window that is still filling drops "the oldest value"
+/// like one into a full window, and the quiet loop needs no separate filling variant.
+const EMPTY_BIN: usize = BINS;
 /// Bits of the f64 representation kept for the bin index: sign, exponent and `SUB_BITS` mantissa bits.
 const SHIFT: u32 = 52 - SUB_BITS;
 /// `(bits >> SHIFT)` of 2^MIN_EXP: the index offset of bin 0.
@@ -239,9 +244,11 @@ pub(crate) const YOUNG_WINDOW: usize = 1024;
 impl MedianTracker {
     pub(crate) fn new(cap: usize) -> Self {
         let cap = cap.max(1);
+        let mut counts = vec![0; COUNT_SLOTS];
+        counts[EMPTY_BIN] = cap as u32;
         Self {
-            counts: vec![0; COUNT_SLOTS],
-            ring: vec![0; cap],
+            counts,
+            ring: vec![EMPTY_BIN as u16; cap],
             head: 0,
             len: 0,
             median_bin: 0,
@@ -270,13 +277,12 @@ impl MedianTracker {
     pub(crate) fn push(&mut self, abs_x: f64) {
         let cap = self.ring.len();
         // Branch-free `below` updates: half the values lie below the median bin, so a branch on
-        // it would be mispredicted half the time.
-        let mut leaving_below = 0;
-        if self.len == cap {
-            let old = self.ring[self.head] as usize;
-            self.counts[old] -= 1;
-            leaving_below = usize::from(old < self.median_bin);
-        } else {
+        // it would be mispredicted half the time. A slot not yet filled leaves [`EMPTY_BIN`],
+        // never below the median.
+        let old = self.ring[self.head] as usize;
+        self.counts[old] -= 1;
+        let leaving_below = usize::from(old < self.median_bin);
+        if self.len < cap {
             self.len += 1;
         }
         let b = Self::bin_of(abs_x);
