@@ -261,6 +261,9 @@ impl Detector {
             // next one runs contiguous.
             let contiguous = self.baseline_contiguous();
             let m = if contiguous { m } else { m.min(self.baseline.pushes_to_contiguity(self.k).max(1)) };
+            // The contiguous variant adds the index sums' exact steps (see `quiet_block`); for
+            // the rare window too long for that, the general variant is as right, and slower.
+            let contiguous = contiguous && self.baseline.index_sums_exact(self.k, m);
             let block = samples.range(done, done + m);
             let ahead = samples.range(done + m, (done + 2 * m).min(samples.len()));
             let n = if contiguous {
@@ -306,7 +309,10 @@ impl Detector {
     }
 
     /// One block of at most [`QUIET_BLOCK`] samples through the three passes; returns how many
-    /// were committed. `CONTIG`: [`Self::baseline_contiguous`] holds at the block's start.
+    /// were committed. `CONTIG`: [`Self::baseline_contiguous`] holds at the block's start, and
+    /// [`crate::stats::TrailingLine::index_sums_exact`] for the block: Σt then moves by exactly
+    /// the window length a push, and Σt², which only a gapped window's slope reads, is brought up
+    /// to date once, after the loop.
     /// `SETTLE`: before the reference ([`Self::settle_ready`]): Δρ/ρ against the provisional
     /// reference (as `process` computes it then), no pop-in or threshold test (the general path
     /// detects nothing yet), the reference window fed, NaN out, and the block ends before the
@@ -499,7 +505,6 @@ impl Detector {
         let res = &mut self.scratch_residual[..m];
         let mut noise_prev = self.noise_prev;
         let mut m3 = m2;
-        let mut last_residual = f64::NAN;
         let mut touched = 0u8;
         let cap_f = cap as f64;
         // The offset of sample k from the sums' origin (as `offset(k, origin)`), counted up in
@@ -553,17 +558,22 @@ impl Detector {
                 // Contiguous: the oldest index is exactly k − cap (integers, exact in f64).
                 let t_old = if CONTIG { t - cap_f } else { offset(line_idx[jj], origin) };
                 let x_old = line_x[jj];
-                s_t -= t_old;
-                s_tt -= t_old * t_old;
+                if CONTIG {
+                    // (Σt − (t − cap)) + t, exactly (`index_sums_exact`); Σt² after the loop.
+                    s_t += cap_f;
+                } else {
+                    s_t -= t_old;
+                    s_tt -= t_old * t_old;
+                }
                 s_x -= x_old;
                 s_tx -= t_old * x_old;
                 // The slot's new value and index are written after the segment (below); only a
                 // gapped window reads the newest index here.
                 if !CONTIG {
                     last_k = k;
+                    s_t += t;
+                    s_tt += t * t;
                 }
-                s_t += t;
-                s_tt += t * t;
                 s_x += delta_rho;
                 s_tx += t * delta_rho;
                 t += 1.0;
@@ -595,7 +605,6 @@ impl Detector {
                     }
                 }
                 seg_res[jj] = residual;
-                last_residual = residual;
             }
             // The baseline ring's slots of the accepted samples: each slot was read (as the value
             // leaving) once above, before this write, as in `TrailingLine::push`. Out of the loop,
@@ -625,6 +634,13 @@ impl Detector {
             sm.push_learn_quiet(&self.scratch_residual[..m3]);
         }
         // Commit the first m3 samples.
+        if CONTIG {
+            // Σ over the pushes of t² − (t − cap)² = 2·cap·t − cap², for t = t0 … t0 + m3 − 1:
+            // integers, exact in i128, and the sum below 2⁵³ (`index_sums_exact`), so s_tt
+            // takes the bits the per-push updates would have given it.
+            let (t0, c, n) = (i128::from(k0.wrapping_sub(origin) as i64), cap as i128, m3 as i128);
+            s_tt += (n * (2 * c * t0 - c * c) + c * n * (n - 1)) as f64;
+        }
         let line = &mut self.baseline;
         (line.s_t, line.s_tt, line.s_x, line.s_tx) = (s_t, s_tt, s_x, s_tx);
         (line.head, line.last_k) = (l_head, last_k);
@@ -647,7 +663,8 @@ impl Detector {
             self.prev.time_s = last_time_s;
             self.prev.load_un = block.load_un(last);
             self.prev.segment = block.segment(last);
-            self.prev.residual = last_residual;
+            // The last committed residual.
+            self.prev.residual = noise_prev;
         }
         self.k = k0 + m3 as u64;
         if SETTLE {

@@ -125,6 +125,20 @@ impl TrailingLine {
         }
     }
 
+    /// Whether `pushes` pushes of the consecutive indices from `next_k` on, into this full
+    /// window of consecutive indices, keep every partial result of the updates of Σt and Σt²
+    /// below 2⁵³ in magnitude. They are sums of integers, so every step is then exact: Σt grows
+    /// by exactly `cap` a push and Σt² by exactly (t² − (t − cap)²), and a loop may add those
+    /// instead (the same bits). True unless the window is tens of thousands of samples long.
+    #[inline]
+    pub(crate) fn index_sums_exact(&self, next_k: u64, pushes: usize) -> bool {
+        const EXACT: f64 = (1u64 << 53) as f64;
+        let t0 = offset(next_k, self.origin);
+        let t_max = (t0 - self.x.len() as f64).abs().max((t0 + pushes as f64).abs());
+        let terms = 2.0 * pushes as f64;
+        self.s_t.abs() + terms * t_max < EXACT && self.s_tt.abs() + terms * t_max * t_max < EXACT
+    }
+
     /// How many pushes of consecutive indices from `next_k` on make a full window contiguous
     /// again (its indices consecutive, ending at the newest): those that push out every value
     /// older than the last gap. 0 when it is contiguous and `next_k` continues it; the whole
