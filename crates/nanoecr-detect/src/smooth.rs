@@ -71,7 +71,8 @@ impl Smoother {
     /// [`Self::push`] then [`Self::learn`] for each of `residuals` (quiet samples), in order: the
     /// same operations on the same values. The running mean is only read where a value goes into
     /// the σ estimate, and the sum is only re-added where the ring wraps, so the samples between
-    /// those points (a window's worth) go through a loop that only moves the ring and the sum.
+    /// those points (a window's worth) go through a loop that only moves the ring and the sum,
+    /// or only the ring when the sum is re-added before anything reads it.
     /// Called once per quiet block; kept out of line so that its registers and the quiet loop's
     /// are allocated apart.
     #[inline(never)]
@@ -84,10 +85,17 @@ impl Smoother {
             let n = rest.len().min(w - head).min(w - since_learn);
             let (run, after) = rest.split_at(n);
             rest = after;
-            for (slot, &residual) in self.ring[head..head + n].iter_mut().zip(run) {
-                let old = *slot;
-                *slot = residual;
-                sum += residual - old;
+            if head + n == w {
+                // The run ends where the ring wraps and the sum is re-added from the ring: the
+                // running sum is read nowhere before (a learn in the run's last sample reads it
+                // after the re-add), so only the ring moves.
+                self.ring[head..].copy_from_slice(run);
+            } else {
+                for (slot, &residual) in self.ring[head..head + n].iter_mut().zip(run) {
+                    let old = *slot;
+                    *slot = residual;
+                    sum += residual - old;
+                }
             }
             head += n;
             since_learn += n;
