@@ -370,11 +370,22 @@ impl Detector {
                 | (check_grid & !on_grid(block.time_s(j) - prev_time_s, dt))
                 | (SETTLE & (block.time_s(j) >= settle_s))
         };
+        // The same test, without the flags, in fewer operations, for the loop that only asks
+        // whether there is an offender (the search below uses the exact test): x − x is 0 for a
+        // finite x and NaN otherwise, and |step − dt| − dt/4 is negative exactly on the grid, so
+        // their sum is negative exactly when all three are fine (one that overflows only sends
+        // the block to the search).
+        let grid_slack = 0.25 * dt;
+        let any_offender = |j: usize, prev_time_s: f64, d: f64, y: f64| {
+            let grid = if check_grid { ((block.time_s(j) - prev_time_s) - dt).abs() - grid_slack } else { -1.0 };
+            !((d - d) + (y - y) + grid < 0.0) | (SETTLE & (block.time_s(j) >= settle_s))
+        };
         let fresh = reused.min(m);
         let first_prev_time_s =
             if fresh == 0 { mains_dt.map_or(f64::NAN, |(t, _)| t) } else { block.time_s(fresh - 1) };
         let mut prev_time_s = first_prev_time_s;
         let mut any_bad = false;
+        let mut any_flags = 0u8;
         for j in fresh..m {
             let disp_nm = block.disp_nm(j);
             dr[j] = if SETTLE {
@@ -390,9 +401,11 @@ impl Detector {
             };
             yv[j] = disp_nm - elastic_nm_per_un * block.load_un(j);
             // Accumulated without a branch; the first offender is searched for only if there is one.
-            any_bad |= needs_general(j, prev_time_s, dr[j], yv[j]);
+            any_bad |= any_offender(j, prev_time_s, dr[j], yv[j]);
+            any_flags |= block.flags(j);
             prev_time_s = block.time_s(j);
         }
+        any_bad |= any_flags & FLAG_CURRENT_INVALID != 0;
         let mut m1 = m;
         if any_bad {
             let mut prev_time_s = first_prev_time_s;

@@ -278,9 +278,9 @@ impl MedianTracker {
 
     #[inline]
     pub(crate) fn bin_of(abs_x: f64) -> usize {
-        // abs_x ≥ 0, so the sign bit is clear and the shifted bits grow monotonically with the value.
-        let idx = (abs_x.to_bits() >> SHIFT) as i64 - BASE;
-        idx.clamp(0, BINS as i64 - 1) as usize
+        // abs_x ≥ 0, so the sign bit is clear and the shifted bits grow monotonically with the
+        // value; below bin 0's edge the subtraction saturates at 0.
+        ((abs_x.to_bits() >> SHIFT) as usize).saturating_sub(BASE as usize).min(BINS - 1)
     }
 
     #[inline(always)]
