@@ -437,40 +437,37 @@ impl Detector {
             // window is shorter than a block), so the slices alias: cells.
             let ring_len = mask + 1;
             let slots = Cell::from_mut(&mut pop.slots[..ring_len]).as_slice_of_cells();
-            // The first sample past the refractory period, counted from the block's start.
+            // The first sample past the refractory period, counted from the block's start: runs
+            // also end there, so that each run either tests every sample for a jump or none.
             let refractory_j = refractory_until.saturating_sub(pk_before);
             let mut j = cleared;
-            'runs: while j < m1 {
+            while j < m1 {
                 let i = pk_before + j as u64;
                 let at = |back: u64| (i - back) as usize & mask;
                 let (own, post_start, pre_end, pre_start) = (at(0), at(a), at(a + g), at(2 * a + g));
+                let before_refractory_end = (j as u64) < refractory_j;
                 let n = (m1 - j)
                     .min(ring_len - own)
                     .min(ring_len - post_start)
                     .min(ring_len - pre_end)
-                    .min(ring_len - pre_start);
-                let own = &slots[own..own + n];
-                let post_start = &slots[post_start..post_start + n];
-                let pre_end = &slots[pre_end..pre_end + n];
-                let pre_start = &slots[pre_start..pre_start + n];
-                let run = block.range(j, j + n);
-                for (jj, &y_nm) in yv[j..j + n].iter().enumerate() {
-                    let new_total = total + y_nm;
-                    let post = (new_total - post_start[jj].get().csum) * inv_a;
-                    let pre = (pre_end[jj].get().csum - pre_start[jj].get().csum) * inv_a;
-                    // Before the reference the general path only stores the samples.
-                    if !SETTLE && (j + jj) as u64 >= refractory_j && post - pre > popin_threshold {
-                        m2 = j + jj;
-                        break 'runs;
-                    }
-                    total = new_total;
-                    own[jj].set(Slot {
-                        csum: total,
-                        y_nm,
-                        time_s: run.time_s(jj),
-                        load_un: run.load_un(jj),
-                        segment: run.segment(jj),
-                    });
+                    .min(ring_len - pre_start)
+                    .min(if before_refractory_end { (refractory_j - j as u64) as usize } else { usize::MAX });
+                let edges = RunEdges {
+                    own: &slots[own..own + n],
+                    post_start: &slots[post_start..post_start + n],
+                    pre_end: &slots[pre_end..pre_end + n],
+                    pre_start: &slots[pre_start..pre_start + n],
+                };
+                let (run, run_y) = (block.range(j, j + n), &yv[j..j + n]);
+                // Before the reference the general path only stores the samples.
+                let done = if SETTLE || before_refractory_end {
+                    popin_run::<I, false>(run, run_y, edges, &mut total, inv_a, popin_threshold)
+                } else {
+                    popin_run::<I, true>(run, run_y, edges, &mut total, inv_a, popin_threshold)
+                };
+                if done < n {
+                    m2 = j + done;
+                    break;
                 }
                 j += n;
             }
@@ -710,6 +707,59 @@ impl Detector {
             self.ref_available = (self.ref_available + samples.len()).min(len);
         }
     }
+}
+
+/// The four pop-in ring positions of a run of samples in pass 2 (see `quiet_block`), each a
+/// slice indexed by the sample: its own slot and the three window edges it reads.
+#[derive(Clone, Copy)]
+struct RunEdges<'a> {
+    own: &'a [Cell<Slot>],
+    post_start: &'a [Cell<Slot>],
+    pre_end: &'a [Cell<Slot>],
+    pre_start: &'a [Cell<Slot>],
+}
+
+/// Pass 2 over one run: each sample's pop-in windows (as `PopinDetector::push` then `step` when
+/// idle), storing its slot, up to the first sample whose jump opens a pop-in when `CHECK` (left
+/// unstored); returns how many were stored. `total` is the cumulative sum before the run, then
+/// after its last stored sample.
+#[inline(always)]
+fn popin_run<I: QuietInput, const CHECK: bool>(
+    run: I,
+    y: &[f64],
+    edges: RunEdges<'_>,
+    total: &mut f64,
+    inv_a: f64,
+    threshold_nm: f64,
+) -> usize {
+    let n = y.len();
+    // Equal lengths, stated so that the loop carries no bounds check.
+    let (own, post_start, pre_end, pre_start) =
+        (&edges.own[..n], &edges.post_start[..n], &edges.pre_end[..n], &edges.pre_start[..n]);
+    let run = run.range(0, n);
+    let mut sum = *total;
+    for jj in 0..n {
+        let y_nm = y[jj];
+        let new_total = sum + y_nm;
+        if CHECK {
+            let post = (new_total - post_start[jj].get().csum) * inv_a;
+            let pre = (pre_end[jj].get().csum - pre_start[jj].get().csum) * inv_a;
+            if post - pre > threshold_nm {
+                *total = sum;
+                return jj;
+            }
+        }
+        sum = new_total;
+        own[jj].set(Slot {
+            csum: sum,
+            y_nm,
+            time_s: run.time_s(jj),
+            load_un: run.load_un(jj),
+            segment: run.segment(jj),
+        });
+    }
+    *total = sum;
+    n
 }
 
 /// Passes 1 and 2 of the last quiet block, kept in the scratch columns for the samples after the
