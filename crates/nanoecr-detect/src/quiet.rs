@@ -531,6 +531,8 @@ impl Detector {
             let line_idx = &mut lidx[l_head..l_head + seg];
             let seg_dr = &dr[j0..j0 + seg];
             let seg_res = &mut res[j0..j0 + seg];
+            // The next block's samples that this segment reads ahead (see below).
+            let seg_ahead = ahead.range(j0.min(ahead.len()), (j0 + seg).min(ahead.len()));
             let mut accepted = seg;
             for jj in 0..seg {
                 let delta_rho = seg_dr[jj];
@@ -538,7 +540,7 @@ impl Detector {
                 // Read the next block's sample j now, one a sample at this loop's pace, so that
                 // the hardware prefetcher streams it in ahead of pass 1 (which would otherwise
                 // take every miss of the block in a burst). Safe code has no prefetch instruction.
-                touched ^= ahead.touch(j);
+                touched ^= seg_ahead.touch(jj);
                 let k = k0 + j as u64;
                 // Mains weights at this sample (as `MainsCanceller::advance` on the grid).
                 let (mut nzr, mut nzi) = (zr, zi);
