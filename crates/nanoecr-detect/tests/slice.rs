@@ -49,13 +49,34 @@ fn event_bits(e: &Event) -> String {
     )
 }
 
-/// Per-sample reference, then every slicing in `chunks`: identical outputs; returns the events
-/// and the share of samples the quiet loop took (for the whole-slice pass).
+/// What a detector exports about itself, as bits: the reference, σ and the counts of level
+/// shifts and short excursions.
+fn exported(det: &Detector) -> String {
+    let reference = det.reference().map(|r| (r.time_s.to_bits(), r.strain.to_bits(), r.current_a.to_bits()));
+    format!("{reference:?} {:x} {} {}", det.noise_sigma().to_bits(), det.level_shifts(), det.short_rejected())
+}
+
+/// Per-sample reference, then every slicing in `chunks`: identical outputs, and identical
+/// exported state wherever a slice ends (for slicings of 1000 samples and more) and at the end;
+/// returns the events and the share of samples the quiet loop took (for the whole-slice pass).
 fn check(cfg: &DetectionConfig, rate_hz: f64, samples: &[Sample], chunks: &[usize]) -> (Vec<Event>, f64) {
     let mut det = Detector::new(cfg, PILLAR, rate_hz, SETTLE_S);
     let mut want_events = Vec::new();
-    let want_rho: Vec<u64> = samples.iter().map(|s| det.process(s, &mut |e| want_events.push(e)).to_bits()).collect();
+    // The exported state after each sample whose index + 1 is a multiple of 1000.
+    let mut want_state = Vec::new();
+    let want_rho: Vec<u64> = samples
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let d = det.process(s, &mut |e| want_events.push(e)).to_bits();
+            if (i + 1) % 1000 == 0 {
+                want_state.push(exported(&det));
+            }
+            d
+        })
+        .collect();
     det.finish(&mut |e| want_events.push(e));
+    let want_end = exported(&det);
     assert_eq!(det.quiet_samples(), 0, "per-sample calls never take the quiet loop");
     let want: Vec<String> = want_events.iter().map(event_bits).collect();
     let mut quiet_share = 0.0;
@@ -65,8 +86,13 @@ fn check(cfg: &DetectionConfig, rate_hz: f64, samples: &[Sample], chunks: &[usiz
         let mut rho = Vec::with_capacity(samples.len());
         for part in samples.chunks(chunk) {
             det.process_slice(part, &mut rho, &mut |e| events.push(e));
+            if chunk >= 1000 && chunk % 1000 == 0 && rho.len() % chunk == 0 {
+                let at = rho.len() / 1000 - 1;
+                assert_eq!(exported(&det), want_state[at], "chunk {chunk}: exported state after {} samples", rho.len());
+            }
         }
         det.finish(&mut |e| events.push(e));
+        assert_eq!(exported(&det), want_end, "chunk {chunk}: exported state at the end");
         assert_eq!(rho.len(), samples.len(), "chunk {chunk}: one Δρ/ρ per sample");
         if let Some(i) = rho.iter().zip(&want_rho).position(|(a, b)| a.to_bits() != *b) {
             panic!("chunk {chunk}: Δρ/ρ differs first at sample {i}: {} vs {}", rho[i], f64::from_bits(want_rho[i]));
@@ -78,7 +104,7 @@ fn check(cfg: &DetectionConfig, rate_hz: f64, samples: &[Sample], chunks: &[usiz
     (want_events, quiet_share)
 }
 
-const CHUNKS: [usize; 5] = [1, 7, 1000, 4096, usize::MAX];
+const CHUNKS: [usize; 6] = [1, 7, 1000, 4000, 4096, usize::MAX];
 
 #[test]
 fn slices_match_per_sample_calls_with_spikes_popins_mains_drift_and_pink_noise() {
@@ -146,4 +172,40 @@ fn slices_match_with_invalid_and_missing_samples() {
     let (events, quiet) = check(&DetectionConfig::default(), 1000.0, &samples, &CHUNKS);
     assert!(!events.is_empty());
     assert!(quiet > 0.6, "quiet share {quiet}");
+}
+
+#[test]
+fn slices_match_through_the_settle_window_with_invalid_and_missing_samples_at_100_khz() {
+    // The settle window's own loops (before contact; the provisional reference up to the final
+    // one; the noise window still filling after it), interrupted by what they hand to the
+    // general path: invalid and non-finite currents (which restart the contact window before
+    // contact), missing displacements and a gap in time, before and after contact.
+    let sim = SimulationConfig { seed: 14, mains_amplitude: 1e-4, mains_harmonics: 2, ..Default::default() };
+    let mut samples = simulate(&sim, 100_000.0, 6000.0, 0.2);
+    for (i, s) in samples.iter_mut().enumerate() {
+        if i % 29_989 == 7_000 {
+            s.flags |= FLAG_CURRENT_INVALID;
+        }
+        if i % 40_009 == 13_000 {
+            s.current_a = f64::NAN;
+        }
+        if i % 35_017 == 21_000 {
+            s.disp_nm = f64::NAN;
+        }
+    }
+    samples.drain(90_000..90_013);
+    samples.drain(170_000..170_005);
+    let cfg = DetectionConfig::default();
+    let (events, _) = check(&cfg, 100_000.0, &samples, &[5, 4000, usize::MAX]);
+    assert!(!events.is_empty());
+    // Before the reference the loops took nearly every sample: all but the contact window's
+    // first fill (and refills after an invalid current), the baseline's and the noise window's
+    // warm-up after contact and the samples handed over.
+    let settle = samples.iter().take_while(|s| s.time_s < SETTLE_S).count();
+    let mut det = Detector::new(&cfg, PILLAR, 100_000.0, SETTLE_S);
+    let mut rho = Vec::new();
+    det.process_slice(&samples[..settle], &mut rho, &mut |_| {});
+    assert!(det.reference().is_none(), "the reference comes at the first sample at or past settle_s");
+    let quiet = det.quiet_samples() as f64 / settle as f64;
+    assert!(quiet > 0.8, "settle window through the block loops: {quiet}");
 }
