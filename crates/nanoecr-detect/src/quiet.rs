@@ -18,8 +18,11 @@
 //! A sample that stops a pass is left, untouched, to the general path. What passes 1 and 2
 //! computed past that sample is kept for the next block ([`Ahead`]), and a block whose baseline
 //! window has a gap ends where the gap leaves it, so the blocks after it take the contiguous
-//! window's cheaper slope. The quiet loop takes only a full noise window (it fills during the
-//! settle window by default), so its histogram push always drops the oldest value. Pass 2 writes
+//! window's cheaper slope. The noise histogram counts a window's empty slots in a bin of their
+//! own, so a push into a window still filling drops one of them as it would the oldest value,
+//! and the loop needs no variant for it. Before the reference its `SETTLE` variant takes the
+//! provisional tracking (Δρ/ρ against the provisional reference, nothing detected, NaN out);
+//! before contact `settle.rs` does. Pass 2 writes
 //! its ring slots before pass 3 has accepted the samples; that is harmless because a later push
 //! of the same sample writes the same values there, and the ring has [`QUIET_BLOCK`] slots to
 //! spare so no history the general path still reads is overwritten. Every arithmetic step is written
@@ -371,14 +374,15 @@ impl Detector {
                 | (SETTLE & (block.time_s(j) >= settle_s))
         };
         // The same test, without the flags, in fewer operations, for the loop that only asks
-        // whether there is an offender (the search below uses the exact test): x − x is 0 for a
+        // whether there is an offender (the search below uses the exact test): x · 0 is ±0 for a
         // finite x and NaN otherwise, and |step − dt| − dt/4 is negative exactly on the grid, so
-        // their sum is negative exactly when all three are fine (one that overflows only sends
+        // their sum is negative exactly when all three are fine (a sum that overflows only sends
         // the block to the search).
         let grid_slack = 0.25 * dt;
         let any_offender = |j: usize, prev_time_s: f64, d: f64, y: f64| {
             let grid = if check_grid { ((block.time_s(j) - prev_time_s) - dt).abs() - grid_slack } else { -1.0 };
-            !((d - d) + (y - y) + grid < 0.0) | (SETTLE & (block.time_s(j) >= settle_s))
+            let fine = d * 0.0 + y * 0.0 + grid < 0.0;
+            !fine | (SETTLE & (block.time_s(j) >= settle_s))
         };
         let fresh = reused.min(m);
         let first_prev_time_s =

@@ -35,7 +35,9 @@ impl Detector {
 
     /// Process the leading pre-contact samples of `samples` (call only when
     /// [`Self::precontact_ready`]), appending a NaN Δρ/ρ for each; returns how many were
-    /// consumed. Stops before the first sample that needs the general path, untouched.
+    /// consumed. Stops before the first sample that needs the general path, untouched. Out of
+    /// line: it runs once per stretch of samples, and its registers are allocated apart.
+    #[inline(never)]
     pub(crate) fn run_precontact<I: QuietInput>(&mut self, samples: I, delta_rho_out: &mut Vec<f64>) -> usize {
         let mut done = 0;
         while done < samples.len() {
