@@ -3,12 +3,13 @@
 //! pop-ins, mains pick-up, 1/f noise, invalid currents, missing displacements, a time gap and
 //! unknown segment codes.
 
-use nanoecr_core::config::{DetectionConfig, SimulationConfig};
-use nanoecr_core::{Event, EventKind, LoadFunction, Pillar, Sample, Segment};
-use nanoecr_detect::{detect_columns, Columns, Detector};
-use nanoecr_sim::World;
+mod common;
 
-const PILLAR: Pillar = Pillar { diameter_um: 2.0, height_um: 5.0, poisson_ratio: 1.0 / 3.0, youngs_modulus_gpa: 88.0 };
+use common::{event_bits, simulated_trapezoid, PILLAR};
+use nanoecr_core::config::{DetectionConfig, SimulationConfig};
+use nanoecr_core::{Event, EventKind, Sample, Segment};
+use nanoecr_detect::{detect_columns, Columns, Detector};
+
 const SETTLE_S: f64 = 2.0;
 
 /// Stored columns of one run.
@@ -54,25 +55,11 @@ impl Stored {
 /// displacements, 7 samples lost in transport and a few unknown segment codes, about once a
 /// second each at 1 kHz and as often in time at other rates (so the reference window is clean).
 fn stored_run(sim: &SimulationConfig, rate_hz: f64, peak_un: f64, hold_s: f64) -> Stored {
-    let lf = LoadFunction::from_targets(
-        SETTLE_S,
-        0.0,
-        &[(Segment::Load, 5.0, peak_un), (Segment::Hold, hold_s, peak_un), (Segment::Unload, 5.0, 0.0)],
-    );
-    let mut world = World::new(sim, PILLAR, rate_hz);
-    let n = (lf.total_s() * rate_hz).round() as usize;
     // Perturbations every `p` samples, at an offset `o`, scaled to the rate.
     let per = |p: usize| ((p as f64 * rate_hz / 1000.0) as usize).max(p);
     let hit = |k: usize, p: usize, o: usize| k % per(p) == per(o);
     let mut st = Stored { time_s: vec![], disp_nm: vec![], current_a: vec![], load_un: vec![], segment: vec![] };
-    for k in 0..n {
-        let (segment, setpoint_un) = lf.setpoint_at(k as f64 / rate_hz);
-        let s = world.step(setpoint_un / sim.actuator_gain, segment).to_sample(
-            setpoint_un,
-            segment,
-            5.0,
-            sim.circuit_resistance_ohm,
-        );
+    for (k, s) in simulated_trapezoid(sim, rate_hz, SETTLE_S, peak_un, hold_s).into_iter().enumerate() {
         if (per(9000)..per(9000) + 7).contains(&k) {
             continue;
         }
@@ -83,22 +70,6 @@ fn stored_run(sim: &SimulationConfig, rate_hz: f64, peak_un: f64, hold_s: f64) -
         st.segment.push(if hit(k, 3001, 1200) { 9 } else { s.segment.code() });
     }
     st
-}
-
-/// Bits of everything an event carries, so NaN fields compare equal to themselves.
-fn event_bits(e: &Event) -> String {
-    format!(
-        "{:?} {:?} {:?} {:x} {:x} {:x} {:x} {:x} {:x}",
-        e.kind,
-        e.sign,
-        e.segment,
-        e.onset_time_s.to_bits(),
-        e.peak_time_s.to_bits(),
-        e.duration_s.to_bits(),
-        e.magnitude.to_bits(),
-        e.linked_delta_rho.to_bits(),
-        e.stress_mpa.to_bits()
-    )
 }
 
 /// `process_slice` over the rows in `chunk`-row calls: (Δρ/ρ bits, event bits, quiet share).

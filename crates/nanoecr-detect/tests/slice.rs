@@ -2,51 +2,19 @@
 //! simulated runs that exercise each way out of the quiet loop (spikes, pop-ins, held spikes
 //! falling due, mains pick-up, drift, 1/f noise, invalid and missing samples).
 
+mod common;
+
+use common::{event_bits, simulated_trapezoid, PILLAR};
 use nanoecr_core::config::{DetectionConfig, SimulationConfig};
 use nanoecr_core::sample::FLAG_CURRENT_INVALID;
-use nanoecr_core::{Event, EventKind, LoadFunction, Pillar, Sample, Segment};
+use nanoecr_core::{Event, EventKind, Sample};
 use nanoecr_detect::Detector;
-use nanoecr_sim::World;
 
-const PILLAR: Pillar = Pillar { diameter_um: 2.0, height_um: 5.0, poisson_ratio: 1.0 / 3.0, youngs_modulus_gpa: 88.0 };
 const SETTLE_S: f64 = 2.0;
 
 /// A simulated trapezoid to `peak_un` with `hold_s` of hold, open loop.
 fn simulate(sim: &SimulationConfig, rate_hz: f64, peak_un: f64, hold_s: f64) -> Vec<Sample> {
-    let lf = LoadFunction::from_targets(
-        SETTLE_S,
-        0.0,
-        &[(Segment::Load, 5.0, peak_un), (Segment::Hold, hold_s, peak_un), (Segment::Unload, 5.0, 0.0)],
-    );
-    let mut world = World::new(sim, PILLAR, rate_hz);
-    let n = (lf.total_s() * rate_hz).round() as u64;
-    (0..n)
-        .map(|k| {
-            let (segment, setpoint_un) = lf.setpoint_at(k as f64 / rate_hz);
-            world.step(setpoint_un / sim.actuator_gain, segment).to_sample(
-                setpoint_un,
-                segment,
-                5.0,
-                sim.circuit_resistance_ohm,
-            )
-        })
-        .collect()
-}
-
-/// Bits of everything an event carries, so NaN fields compare equal to themselves.
-fn event_bits(e: &Event) -> String {
-    format!(
-        "{:?} {:?} {:?} {:x} {:x} {:x} {:x} {:x} {:x}",
-        e.kind,
-        e.sign,
-        e.segment,
-        e.onset_time_s.to_bits(),
-        e.peak_time_s.to_bits(),
-        e.duration_s.to_bits(),
-        e.magnitude.to_bits(),
-        e.linked_delta_rho.to_bits(),
-        e.stress_mpa.to_bits()
-    )
+    simulated_trapezoid(sim, rate_hz, SETTLE_S, peak_un, hold_s)
 }
 
 /// What a detector exports about itself, as bits: the reference, σ and the counts of level

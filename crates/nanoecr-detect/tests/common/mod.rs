@@ -1,10 +1,11 @@
 //! Hand-built sample streams with a known Δρ/ρ, shared by the integration tests.
 #![allow(dead_code)]
 
-use nanoecr_core::config::DetectionConfig;
+use nanoecr_core::config::{DetectionConfig, SimulationConfig};
 use nanoecr_core::resistivity::current_for_resistivity_change;
-use nanoecr_core::{Event, EventKind, Pillar, Sample, Segment};
+use nanoecr_core::{Event, EventKind, LoadFunction, Pillar, Sample, Segment};
 use nanoecr_detect::Detector;
+use nanoecr_sim::World;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -141,4 +142,49 @@ pub fn spikes(events: &[Event]) -> Vec<Event> {
 
 pub fn popins(events: &[Event]) -> Vec<Event> {
     events.iter().copied().filter(|e| e.kind == EventKind::Popin).collect()
+}
+
+/// A simulated trapezoid on [`PILLAR`] after `settle_s`: load to `peak_un` in 5 s, `hold_s` of
+/// hold, unload in 5 s; open loop (command = set-point / actuator gain), 5 V bias.
+pub fn simulated_trapezoid(
+    sim: &SimulationConfig,
+    rate_hz: f64,
+    settle_s: f64,
+    peak_un: f64,
+    hold_s: f64,
+) -> Vec<Sample> {
+    let lf = LoadFunction::from_targets(
+        settle_s,
+        0.0,
+        &[(Segment::Load, 5.0, peak_un), (Segment::Hold, hold_s, peak_un), (Segment::Unload, 5.0, 0.0)],
+    );
+    let mut world = World::new(sim, PILLAR, rate_hz);
+    let n = (lf.total_s() * rate_hz).round() as u64;
+    (0..n)
+        .map(|k| {
+            let (segment, setpoint_un) = lf.setpoint_at(k as f64 / rate_hz);
+            world.step(setpoint_un / sim.actuator_gain, segment).to_sample(
+                setpoint_un,
+                segment,
+                5.0,
+                sim.circuit_resistance_ohm,
+            )
+        })
+        .collect()
+}
+
+/// Bits of everything an event carries, so NaN fields compare equal to themselves.
+pub fn event_bits(e: &Event) -> String {
+    format!(
+        "{:?} {:?} {:?} {:x} {:x} {:x} {:x} {:x} {:x}",
+        e.kind,
+        e.sign,
+        e.segment,
+        e.onset_time_s.to_bits(),
+        e.peak_time_s.to_bits(),
+        e.duration_s.to_bits(),
+        e.magnitude.to_bits(),
+        e.linked_delta_rho.to_bits(),
+        e.stress_mpa.to_bits()
+    )
 }
