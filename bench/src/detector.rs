@@ -161,7 +161,7 @@ pub fn section(size: crate::Size, tmp: &std::path::Path) -> Result<(Vec<Row>, se
             )
             .target("≥ 50 M samples/s", |v| v >= TARGET_SAMPLES_PER_S)
             .note(format!(
-                "{n} simulated samples ({seconds} s), {events} events, {quiet_pct:.1} % through the quiet loop; \
+                "{n} simulated samples ({seconds} s), {events} events, {quiet_pct:.1} % through the block loops (quiet and settle); \
                  {CHUNK}-sample slices as the daemon's consumer reads them; one core, generation not timed"
             )),
         );
@@ -184,8 +184,9 @@ pub fn section(size: crate::Size, tmp: &std::path::Path) -> Result<(Vec<Row>, se
             )
             .target("≥ 50 M samples/s", |v| v >= TARGET_SAMPLES_PER_S)
             .note(format!(
-                "offline over stored columns (`analyze --redetect`): rows to samples in 4096-row chunks, \
-                 then process_slice; {column_events} events ({events} from the samples); columns built untimed"
+                "offline over stored columns (`analyze --redetect`): the quiet loops read the columns in place, \
+                 rows are built only for the general path's samples; {column_events} events ({events} from the \
+                 samples); columns built untimed"
             )),
         );
     }

@@ -344,7 +344,7 @@ pub struct Detector {
     level_shifts: u64,
     /// Excursions dropped for being shorter than `min_duration_s`.
     short_rejected: u64,
-    /// Samples that went through the quiet loop of `process_slice`.
+    /// Samples that went through the block loops of `process_slice` (quiet and settle).
     quiet_samples: u64,
     /// Scratch columns of the quiet loop (Δρ/ρ and pop-in input of one block).
     scratch_delta_rho: Vec<f64>,
@@ -439,8 +439,9 @@ impl Detector {
         self.noise.sigma()
     }
 
-    /// How many samples [`Detector::process_slice`] ran through its quiet loop (the rest took the
-    /// general path): a diagnostic for benchmarks and tests.
+    /// How many samples [`Detector::process_slice`] ran through its block loops (the quiet loop,
+    /// and before the reference the settle window's; the rest took the general path): a
+    /// diagnostic for benchmarks and tests.
     pub fn quiet_samples(&self) -> u64 {
         self.quiet_samples
     }
