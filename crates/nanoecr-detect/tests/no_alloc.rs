@@ -6,6 +6,7 @@ mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use common::{boxcar, Extra, Synth, PILLAR};
 use nanoecr_core::config::DetectionConfig;
@@ -36,8 +37,13 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The count is process-wide and the test harness runs tests on parallel threads: each test
+/// holds this while it runs, so no other test's set-up allocates inside its measured window.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 #[test]
 fn process_does_not_allocate_after_warm_up() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut syn = Synth::new(1000.0, 105.0);
     syn.mains_amplitude = 1e-4;
     let samples = syn.build(|i, _| {
@@ -101,6 +107,7 @@ fn process_does_not_allocate_after_warm_up() {
 
 #[test]
 fn process_at_100_khz_with_the_smoother_does_not_allocate() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     // At 100 kHz the 0.2 ms running mean confirms events: its buffers too are allocated up front.
     let syn = Synth::new(100_000.0, 5.0);
     let samples = syn.build(|i, _| Extra {
