@@ -757,8 +757,9 @@ impl ControlLoop {
                 Ok(n) => merger.n_smus += n,
                 Err(e) => return EndReason::DeviceFault(e.to_string()),
             }
-            // A frame sample is about to be given up for lack of its reading: ask the meter now
-            // rather than at its next poll. A burst of frame samples (a backlog arriving a block
+            // A frame sample has waited its longest, and is given up for lack of its reading only
+            // once the meter was asked after that: ask now rather than at its next poll (at most
+            // every eighth of the bound, see `Merger`). A burst of frame samples (a backlog arriving a block
             // per tick) can outrun the poll interval; the meter then either has the readings, or
             // its link says why not (closed, timed out), and the run ends on that cause.
             if merger.needs_meter() {
