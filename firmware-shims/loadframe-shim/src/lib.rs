@@ -121,6 +121,13 @@ pub struct Args {
     /// Fault: device time at which --smu-hold-readings-ms begins, s.
     #[arg(long)]
     pub smu_hold_readings_at_s: Option<f64>,
+    /// Fault (without --smu-hold-readings-at-s): the meter stores the reading of each trigger
+    /// this many ms (device time) later, one by one (a meter steadily behind its triggers).
+    #[arg(long, default_value_t = 0)]
+    pub smu_lag_readings_ms: u64,
+    /// Fault: device time at which --smu-lag-readings-ms ends (the meter catches up at once), s.
+    #[arg(long)]
+    pub smu_lag_readings_until_s: Option<f64>,
 }
 
 /// `FC:CODE[@N]` → (function, code, from request).
@@ -143,6 +150,8 @@ struct GroundTruth {
     compliance_onsets_s: Vec<f64>,
     /// SCPI queries whose replies `--smu-delay-reply` held back.
     smu_delayed_queries: Vec<String>,
+    /// SCPI queries the meter answered (set-up included).
+    smu_queries: u64,
 }
 
 fn terminator(name: &str) -> anyhow::Result<String> {
@@ -190,6 +199,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             delay_reply: args.smu_delay_reply,
             hold_readings_at_s: args.smu_hold_readings_at_s,
             hold_readings: Duration::from_millis(args.smu_hold_readings_ms),
+            lag_readings: Duration::from_millis(args.smu_lag_readings_ms),
+            lag_readings_until_s: args.smu_lag_readings_until_s,
             ..MeterConfig::default()
         })))
     } else {
@@ -301,6 +312,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             faults: f.records.clone(),
             compliance_onsets_s: meter.as_ref().map(|m| m.compliance_onsets_s()).unwrap_or_default(),
             smu_delayed_queries: meter.as_ref().map(|m| m.delayed_queries()).unwrap_or_default(),
+            smu_queries: meter.as_ref().map(|m| m.queries()).unwrap_or_default(),
         };
         let text = serde_json::to_string_pretty(&gt)?;
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
