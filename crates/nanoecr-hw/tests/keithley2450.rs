@@ -13,7 +13,8 @@ use nanoecr_hw::keithley::Keithley2450;
 use nanoecr_hw::scpi::RunPlan;
 use nanoecr_hw::{HwError, SmuPacing, SmuReading, SourceMeter};
 
-/// *IDN? of a 2450 — manual §6 "*IDN?": `KEITHLEY INSTRUMENTS,MODEL 2450,<serial>,<version>`.
+/// *IDN? of a 2450 as current firmware answers it (the shim's; manual appendix B "*IDN?", p. B-5,
+/// documents `KEITHLEY INSTRUMENTS INC.,MODEL nnnn,<serial>,<firmware>`: both are accepted).
 const IDN: &str = "KEITHLEY INSTRUMENTS,MODEL 2450,04512345,1.7.12b";
 /// Empty error queue — manual §6 ":SYSTem:ERRor:NEXT?": `0,"No error"`.
 const NO_ERROR: &str = "0,\"No error\"";
@@ -32,7 +33,7 @@ fn k2450(
     let mut ends: VecDeque<u64> = ends.iter().copied().collect();
     let mut data: VecDeque<&str> = data.iter().copied().collect();
     common::with_ese(common::with_output(Box::new(move |m: &str| match m {
-        // *LANG? — manual §6 "*LANG": SCPI, SCPI2400 or TSP.
+        // *LANG? — manual appendix B "*LANG" (p. B-5): SCPI, SCPI2400 or TSP.
         "*LANG?" => line(lang),
         "*IDN?" => line(idn),
         ":SYST:ERR:NEXT?" => line(errors.pop_front().unwrap_or(NO_ERROR)),
@@ -140,13 +141,21 @@ fn timer_trigger_waits_on_timer1() {
 
 #[test]
 fn tsp_command_set_is_refused_with_the_front_panel_fix() {
-    // A 2450 set to TSP still answers *LANG? — manual §6 "*LANG": returns TSP.
+    // A 2450 set to TSP still answers *LANG? — manual appendix B "*LANG" (p. B-5): returns TSP.
     let (k, _) = open(k2450("TSP", IDN, &[], &[0], &[]));
     let e = k.expect_err("TSP refused").to_string();
     assert!(e.contains("SMU0") && e.contains("keithley-2450"), "{e}");
     assert!(e.contains("\"TSP\"") && e.contains("Command Set") && e.contains("power-cycle"), "{e}");
     let (k, _) = open(k2450("SCPI2400", IDN, &[], &[0], &[]));
     assert!(k.expect_err("2400 emulation refused").to_string().contains("SCPI2400"));
+}
+
+#[test]
+fn the_manuals_own_idn_example_is_a_2450() {
+    // 2450 Reference Manual 2450-901-01 Rev. B, appendix B "*IDN?" (p. B-5), its example output.
+    let (k, _) = open(k2450("SCPI", "KEITHLEY INSTRUMENTS INC.,MODEL 2450,01234567,1.0.0i", &[], &[0], &[]));
+    let info = k.expect("the manual's example identifies a 2450").identify().expect("*IDN? again");
+    assert_eq!((info.serial.as_str(), info.firmware.as_str()), ("01234567", "1.0.0i"));
 }
 
 #[test]
