@@ -469,8 +469,12 @@ impl ScpiClient {
         let mut discarded = 0usize;
         loop {
             let line = self.next_raw_line(operation, deadline)?;
-            let value =
-                std::str::from_utf8(&line).ok().and_then(|t| t.trim().trim_start_matches('+').parse::<u8>().ok());
+            // The value is the last word: NR1 with or without a sign (the B2900 family writes
+            // `+16`), and after a header should an instrument echo one (`*ESE 186`).
+            let value = std::str::from_utf8(&line)
+                .ok()
+                .and_then(|t| t.split_whitespace().last())
+                .and_then(|w| w.trim_start_matches('+').parse::<u8>().ok());
             if value == Some(m) {
                 return Ok(discarded);
             }
