@@ -63,7 +63,9 @@ fn a_refusal_after_a_late_echo_is_reported(transport: Transport) -> anyhow::Resu
     })?;
     let mut frame = ModbusLoadFrame::connect("LOADFRAME0", &cfg.raw.hardware.loadframe, 1000.0)?;
     let refused = FrameLimits { max_load_un: -1.0, max_displacement_nm: 600.0 };
+    let started = Instant::now();
     let e = frame.prepare(&refused).expect_err("the controller refuses a max load of -1 µN");
+    let took = started.elapsed();
     let text = e.to_string();
     assert!(matches!(e, HwError::Device { code: 3, .. }), "{label}: {text}");
     assert!(text.contains("limits") && text.contains("LOADFRAME0"), "{label}: {text}");
@@ -75,7 +77,7 @@ fn a_refusal_after_a_late_echo_is_reported(transport: Transport) -> anyhow::Resu
     assert_eq!(id.model, "LF-SHIM-1", "{label}");
     let stats = frame.stats();
     assert!(stats.retries >= 1, "{label}: the late echo was a timeout and a retry: {stats:?}");
-    eprintln!("{label}: {text}; {stats:?}");
+    eprintln!("{label}: {text} after {took:?}; {stats:?}");
     drop(frame);
     shim.stop()?;
     let delayed = delayed_replies(&gt_path)?;
@@ -96,12 +98,56 @@ fn a_write_echo_late_past_the_timeout_never_answers_the_next_write_over_tcp() ->
     a_refusal_after_a_late_echo_is_reported(Transport::Tcp)
 }
 
+/// As above with no retries, so the late echo is left on the line when `prepare` gives up:
+/// `prepare` → rate write (request 2) times out → [`HwError::Timeout`]; then `make_safe`, whose
+/// first request is function 06 (mode ← 3) and expects the echo `01 06 00 00 00 03 <crc>`
+/// (Modbus Application Protocol V1.1b3 §6.6; RTU framing: Modbus over Serial Line V1.02 §2.5.1).
+/// Before the fix, over RTU, it read the late `01 10 00 09 00 02 <crc>` instead (a function-code
+/// mismatch: a protocol error, not retried), and so did every request after it: the frame could
+/// not be made safe. The late echo leaves 100 ms after the 2 s timeout: the wait for a silent
+/// line (one timeout) has 1.9 s of margin for a descheduled shim.
+fn make_safe_after_a_late_echo_gets_its_own_replies(transport: Transport) -> anyhow::Result<()> {
+    let label = transport_name(transport);
+    let shim = start_rig_shim(SHIM, &["--latency-ms", "20", "--delay-reply", "16@1:2100"])?;
+    let cfg = hil_config(&shim, transport, |c| {
+        c.raw.hardware.loadframe.timeout_ms = 2000;
+        c.raw.hardware.loadframe.retries = 0;
+    })?;
+    let mut frame = ModbusLoadFrame::connect("LOADFRAME0", &cfg.raw.hardware.loadframe, 1000.0)?;
+    let limits = FrameLimits { max_load_un: 3000.0, max_displacement_nm: 600.0 };
+    let e = frame.prepare(&limits).expect_err("the rate write's echo is late past the timeout, no retries");
+    assert!(matches!(e, HwError::Timeout { .. }), "{label}: {e}");
+    let started = Instant::now();
+    frame.make_safe().with_context(|| format!("{label}: make_safe after a late echo"))?;
+    let took = started.elapsed();
+    let id = frame.identify().with_context(|| format!("{label}: identify after make_safe"))?;
+    assert_eq!(id.vendor, "NANOECR", "{label}");
+    eprintln!("{label}: make_safe took {took:?} after the timeout; {:?}", frame.stats());
+    drop(frame);
+    shim.stop()?;
+    Ok(())
+}
+
+#[test]
+fn make_safe_after_a_late_echo_and_no_retries_reads_its_own_replies_over_rtu() -> anyhow::Result<()> {
+    make_safe_after_a_late_echo_gets_its_own_replies(Transport::Rtu)
+}
+
+#[test]
+fn make_safe_after_a_late_echo_and_no_retries_reads_its_own_replies_over_tcp() -> anyhow::Result<()> {
+    make_safe_after_a_late_echo_gets_its_own_replies(Transport::Tcp)
+}
+
 /// A whole run through the daemon (control loop → ring → HDF5) with one frame reply late past the
 /// timeout mid-run (`spec`, e.g. `23@600:1200`: the first FIFO read from request 600 on, ≈ 0.3 s
 /// into the 3 s program). The retry must neither lose nor repeat a sample: h5py, an independent
 /// reader, finds every sequence number once, in order. Timing interlocks and the integral term
 /// are off ([`data_only`]): the ≈ 2 s the loop waits for the late reply is not what is judged.
-fn a_late_reply_mid_run_keeps_every_sample_once(transport: Transport, spec: &str, function: &str) -> anyhow::Result<()> {
+fn a_late_reply_mid_run_keeps_every_sample_once(
+    transport: Transport,
+    spec: &str,
+    function: &str,
+) -> anyhow::Result<()> {
     let label = format!("{} {spec}", transport_name(transport));
     let (dir, gt_path) = temp_path("gt.json")?;
     let gt_arg = gt_path.to_str().context("utf-8 path")?.to_string();
