@@ -14,7 +14,9 @@ use anyhow::Context;
 use nanoecr_core::config::hardware::Transport;
 use nanoecr_core::RunStatus;
 use nanoecr_daemon::run::{start_run, RunOptions};
-use nanoecr_hil_tests::{covers_the_program, data_only, hil_config, start_rig_shim, temp_path};
+use nanoecr_hil_tests::{
+    covers_the_program, data_only, hil_config, hil_toml, start_rig_shim, temp_path, workspace_root, Shim,
+};
 use nanoecr_hw::modbus::ModbusLoadFrame;
 use nanoecr_hw::{FrameLimits, HwError, LoadFrame};
 
@@ -209,4 +211,31 @@ fn a_command_echo_late_past_the_timeout_loses_and_repeats_no_sample() -> anyhow:
     // Function 16 at 2 is the per-tick command (load f32 + segment).
     a_late_reply_mid_run_keeps_every_sample_once(Transport::Rtu, "16@600:1200", "WriteMultipleRegisters(2, ")?;
     a_late_reply_mid_run_keeps_every_sample_once(Transport::Tcp, "16@600:1200", "WriteMultipleRegisters(2, ")
+}
+
+/// The device side of the fault, checked by an independent client written from the specifications
+/// (hil-tests/python/late_reply.py: pyserial with pymodbus's CRC over RTU, a hand-built MBAP
+/// header and pymodbus over TCP): over RTU the late echo leaves no earlier than the delay, is a
+/// well-formed echo, and is followed by the echo of the request sent meanwhile, byte for byte the
+/// same (what the host cannot tell apart); over TCP the held write has taken effect at once, a
+/// second connection is served meanwhile, and the late reply returns on its own connection with
+/// its own transaction id.
+#[test]
+fn an_independent_client_sees_the_late_reply_as_the_specifications_frame_it() -> anyhow::Result<()> {
+    let probe = Command::new("python3").args(["-c", "import pymodbus, serial"]).status().context("python3")?;
+    anyhow::ensure!(probe.success(), "pymodbus or pyserial is missing (scripts/setup.sh installs them)");
+    let delay = format!("16@1:{DELAY_MS}");
+    let shim = Shim::spawn(SHIM, &hil_toml(), &["--rtu", "--tcp", "127.0.0.1:0", "--delay-reply", &delay])?;
+    let rtu = shim.rtu.clone().context("rtu endpoint")?;
+    let tcp = shim.tcp.context("tcp endpoint")?;
+    let script = workspace_root().join("hil-tests/python/late_reply.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args([rtu, tcp.ip().to_string(), tcp.port().to_string(), DELAY_MS.to_string()])
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && stdout.contains("ALL OK"), "late-reply check failed");
+    shim.stop()?;
+    Ok(())
 }
