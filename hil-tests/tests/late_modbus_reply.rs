@@ -15,7 +15,8 @@ use nanoecr_core::config::hardware::Transport;
 use nanoecr_core::RunStatus;
 use nanoecr_daemon::run::{start_run, RunOptions};
 use nanoecr_hil_tests::{
-    covers_the_program, data_only, hil_config, hil_toml, start_rig_shim, temp_path, workspace_root, Shim,
+    covers_the_program, data_only, hil_config, hil_config_from, hil_toml, start_rig_shim, temp_path, workspace_root,
+    Shim,
 };
 use nanoecr_hw::modbus::ModbusLoadFrame;
 use nanoecr_hw::{FrameLimits, HwError, LoadFrame};
@@ -141,10 +142,15 @@ fn make_safe_after_a_late_echo_and_no_retries_reads_its_own_replies_over_tcp() -
 }
 
 /// A whole run through the daemon (control loop → ring → HDF5) with one frame reply late past the
-/// timeout mid-run (`spec`, e.g. `23@600:1200`: the first FIFO read from request 600 on, ≈ 0.3 s
-/// into the 3 s program). The retry must neither lose nor repeat a sample: h5py, an independent
-/// reader, finds every sequence number once, in order. Timing interlocks and the integral term
-/// are off ([`data_only`]): the ≈ 2 s the loop waits for the late reply is not what is judged.
+/// timeout mid-run (`spec`, e.g. `23@100:1200`: the first FIFO read from request 100 on, ≈ 50 ms
+/// into the program on an idle host, two requests a tick after ≈ 10 of set-up). The retry must
+/// neither lose nor repeat a sample: h5py, an independent reader, finds every sequence number
+/// once, in order. Timing interlocks and the integral term are off ([`data_only`]): the ≈ 2 s the
+/// loop waits for the late reply is not what is judged. The program is config/hil.toml's with a
+/// 2.5 s hold (5 s in all), and the request is an early one, so that the wait ends well before the
+/// program does on a loaded host too (the loop skips late ticks, so it then reaches request 600
+/// only in the hold, and a wait over the program's end adds its backlog to the file: seen at
+/// load 7 with request 600, 5170 samples for 3000).
 fn a_late_reply_mid_run_keeps_every_sample_once(
     transport: Transport,
     spec: &str,
@@ -153,8 +159,16 @@ fn a_late_reply_mid_run_keeps_every_sample_once(
     let label = format!("{} {spec}", transport_name(transport));
     let (dir, gt_path) = temp_path("gt.json")?;
     let gt_arg = gt_path.to_str().context("utf-8 path")?.to_string();
-    let shim = start_rig_shim(SHIM, &["--delay-reply", spec, "--ground-truth", &gt_arg])?;
-    let cfg = hil_config(&shim, transport, |c| {
+    let text = std::fs::read_to_string(hil_toml())?.replace("hold_s = 0.5", "hold_s = 2.5");
+    anyhow::ensure!(text.contains("hold_s = 2.5"), "fixture edit did not apply");
+    let cfg_path = dir.path().join("hil.toml");
+    std::fs::write(&cfg_path, &text)?;
+    let shim = Shim::spawn(
+        SHIM,
+        &cfg_path,
+        &["--tcp", "127.0.0.1:0", "--rtu", "--smu", "--delay-reply", spec, "--ground-truth", &gt_arg],
+    )?;
+    let cfg = hil_config_from(&cfg_path, &shim, transport, |c| {
         data_only(c);
         c.raw.hardware.loadframe.timeout_ms = TIMEOUT_MS;
         c.raw.hardware.loadframe.retries = 2;
@@ -201,16 +215,16 @@ print(len(seq), int(seq[0]), int(seq[-1]), gaps, repeats)
 
 #[test]
 fn a_fifo_read_late_past_the_timeout_loses_and_repeats_no_sample() -> anyhow::Result<()> {
-    // Function 23 is the FIFO read (ack written, window read); the first one from request 600 on.
-    a_late_reply_mid_run_keeps_every_sample_once(Transport::Rtu, "23@600:1200", "ReadWriteMultipleRegisters(200, ")?;
-    a_late_reply_mid_run_keeps_every_sample_once(Transport::Tcp, "23@600:1200", "ReadWriteMultipleRegisters(200, ")
+    // Function 23 is the FIFO read (ack written, window read); the first one from request 100 on.
+    a_late_reply_mid_run_keeps_every_sample_once(Transport::Rtu, "23@100:1200", "ReadWriteMultipleRegisters(200, ")?;
+    a_late_reply_mid_run_keeps_every_sample_once(Transport::Tcp, "23@100:1200", "ReadWriteMultipleRegisters(200, ")
 }
 
 #[test]
 fn a_command_echo_late_past_the_timeout_loses_and_repeats_no_sample() -> anyhow::Result<()> {
     // Function 16 at 2 is the per-tick command (load f32 + segment).
-    a_late_reply_mid_run_keeps_every_sample_once(Transport::Rtu, "16@600:1200", "WriteMultipleRegisters(2, ")?;
-    a_late_reply_mid_run_keeps_every_sample_once(Transport::Tcp, "16@600:1200", "WriteMultipleRegisters(2, ")
+    a_late_reply_mid_run_keeps_every_sample_once(Transport::Rtu, "16@100:1200", "WriteMultipleRegisters(2, ")?;
+    a_late_reply_mid_run_keeps_every_sample_once(Transport::Tcp, "16@100:1200", "WriteMultipleRegisters(2, ")
 }
 
 /// The device side of the fault, checked by an independent client written from the specifications
