@@ -19,7 +19,7 @@
 //! - no new sample for longer than the stall window while armed → [`HwError::Stream`]
 //!   ("sample counter frozen").
 //!
-//! Out of step (docs/hardware.md, "Out of step"). A reply that comes after its timeout is still
+//! Out of step (docs/hardware.md, "Out of step, Modbus"). A reply that comes after its timeout is still
 //! on its way when the host retries. Over TCP the retry goes over a new connection, so the late
 //! reply reaches the old one, and tokio-modbus also checks the MBAP transaction id. Modbus RTU
 //! frames carry no transaction id (Modbus over Serial Line V1.02 §2.5.1), tokio-modbus matches
@@ -176,7 +176,7 @@ fn reply_words(op: &Op, response: Response) -> Result<Vec<u16>, String> {
     // answers an earlier read, whose acknowledgement was smaller.
     if let Op::ReadWrite(regs::FIFO_WINDOW, _, regs::FIFO_ACK, ack) = op {
         let (ack, o) = (u32_of(ack), usize::from(regs::WINDOW_HEADER));
-        if words[0] > 0 && words.len() >= o + 2 {
+        if words.first().is_some_and(|&k| k > 0) && words.len() >= o + 2 {
             let first = u32_of(&words[o..o + 2]);
             if (first.wrapping_sub(ack) as i32) < 0 {
                 return Err(mismatch(format!("window starts at sample {first}, before the ack {ack}")));
