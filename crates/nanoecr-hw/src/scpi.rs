@@ -13,7 +13,7 @@
 //! resynchronises ([`ScpiClient::resync`]): [`ByteLink::restart`] (TCP reconnects, so a late
 //! reply goes to the old connection; serial and USB-TMC cannot refuse one still on its way),
 //! then a marker the instrument echoes — `*ESE <a>`, `*ESE?`, `*ESE <b>`, `*ESE?` (IEEE
-//! 488.2-1992 §10.10 and §10.11; 2450 reference manual section 6, `*ESE`; B2900 SCPI Command
+//! 488.2-1992 §10.10 and §10.11; 2450 reference manual appendix B, `*ESE`, p. B-2; B2900 SCPI Command
 //! Reference, "Common Commands", `*ESE`), fresh values each time — and every line before the
 //! two answers `<a>`, `<b>` in a row is a late reply, discarded. Replies leave an instrument in
 //! order, so nothing sent before the markers can come after them. Then `*ESE 0`, the register's

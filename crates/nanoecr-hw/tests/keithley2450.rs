@@ -31,22 +31,11 @@ fn k2450(
     let mut errors: VecDeque<&str> = errors.iter().copied().collect();
     let mut ends: VecDeque<u64> = ends.iter().copied().collect();
     let mut data: VecDeque<&str> = data.iter().copied().collect();
-    let mut output_on = false;
-    common::with_ese(Box::new(move |m: &str| match m {
+    common::with_ese(common::with_output(Box::new(move |m: &str| match m {
         // *LANG? — manual §6 "*LANG": SCPI, SCPI2400 or TSP.
         "*LANG?" => line(lang),
         "*IDN?" => line(idn),
         ":SYST:ERR:NEXT?" => line(errors.pop_front().unwrap_or(NO_ERROR)),
-        ":OUTP ON" => {
-            output_on = true;
-            Answer::Silent
-        }
-        ":OUTP OFF" => {
-            output_on = false;
-            Answer::Silent
-        }
-        // :OUTPut[:STATe]? — manual §6: 0 or 1.
-        ":OUTP?" => line(if output_on { "1" } else { "0" }),
         m if m.starts_with(":TRAC:ACT:END?") => {
             let e = if ends.len() > 1 { ends.pop_front() } else { ends.front().copied() };
             line(&e.unwrap_or(0).to_string())
@@ -56,7 +45,7 @@ fn k2450(
             None => Answer::Silent,
         },
         _ => Answer::Silent,
-    }))
+    })))
 }
 
 fn open(script: Script) -> (Result<Keithley2450, HwError>, common::Log) {
@@ -329,7 +318,7 @@ fn the_same_driver_over_a_pseudo_terminal() {
 /// reconnected socket does): the host retries, and the late `:TRAC:ACT:END?` reply arrives while
 /// it waits. Before the client resynchronised, the retry took the late reply for its own and the
 /// retry's own reply was read as the answer to `:TRAC:DATA?`: "got 1 values", a stream error.
-/// Now the retry first writes two markers to `*ESE` (2450 manual §6 "*ESE": sets the Standard
+/// Now the retry first writes two markers to `*ESE` (2450 manual appendix B "*ESE", p. B-2: sets the Standard
 /// Event Enable register, 0–255; `*ESE?` reads it) and discards every line before their echoes.
 #[test]
 fn a_reply_later_than_the_timeout_is_discarded_not_read_as_the_next_answer() {

@@ -126,6 +126,13 @@ pub struct Args {
     /// Fault: device time at which --smu-hold-readings-ms begins, s.
     #[arg(long)]
     pub smu_hold_readings_at_s: Option<f64>,
+    /// Fault (without --smu-hold-readings-at-s): the meter stores the reading of each trigger
+    /// this many ms (device time) later, one by one (a meter steadily behind its triggers).
+    #[arg(long, default_value_t = 0)]
+    pub smu_lag_readings_ms: u64,
+    /// Fault: device time at which --smu-lag-readings-ms ends (the meter catches up at once), s.
+    #[arg(long)]
+    pub smu_lag_readings_until_s: Option<f64>,
 }
 
 /// `FC:CODE[@N]` → (function, code, from request).
@@ -165,6 +172,8 @@ struct GroundTruth {
     /// Modbus requests whose replies `--delay-reply` held back, as `tcp request N: <request>` or
     /// `rtu request N: …`.
     delayed_replies: Vec<String>,
+    /// SCPI queries the meter answered (set-up included).
+    smu_queries: u64,
 }
 
 fn terminator(name: &str) -> anyhow::Result<String> {
@@ -213,6 +222,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             delay_reply: args.smu_delay_reply,
             hold_readings_at_s: args.smu_hold_readings_at_s,
             hold_readings: Duration::from_millis(args.smu_hold_readings_ms),
+            lag_readings: Duration::from_millis(args.smu_lag_readings_ms),
+            lag_readings_until_s: args.smu_lag_readings_until_s,
             ..MeterConfig::default()
         })))
     } else {
@@ -332,6 +343,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .iter()
                 .flat_map(|(t, b)| b.delayed_requests().into_iter().map(move |r| format!("{t} {r}")))
                 .collect(),
+            smu_queries: meter.as_ref().map(|m| m.queries()).unwrap_or_default(),
         };
         let text = serde_json::to_string_pretty(&gt)?;
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
