@@ -243,6 +243,49 @@ fn a_meter_600_samples_late_within_the_lag_bound_completes_with_every_current() 
     Ok(())
 }
 
+/// A meter steadily 249 ms behind its triggers (`--smu-lag-readings-ms 249`, until 2.5 s into the
+/// 3 s program, when it catches up), just inside the default bound of 250 ms: each reading is
+/// stored one sample before its frame sample falls due, so between two polls (20 ms) the loop
+/// asked the meter out of turn whenever new frame samples came, each ask the fill index and the
+/// data: the shim answered 1 799 (2450) and 1 860 (B2900) queries for ≈ 3 050 samples. Now at
+/// most one ask per 31 frame samples (an eighth of the bound): 354 and 358. Counted at the shim (ground truth `smu_queries`, set-up and shut-down included)
+/// and bounded by what the host may ask: a poll at most every 20 ms of the run's wall time (or
+/// at the next tick after a fetch that could not take the whole backlog, 256 readings), an
+/// out-of-turn ask at most every 31 samples, two queries each, and the set-up's and shut-down's.
+#[test]
+fn a_meter_lagging_just_inside_the_bound_is_not_asked_out_of_turn_every_tick() -> anyhow::Result<()> {
+    for (config, model) in [("hil-keithley2450.toml", "keithley-2450"), ("hil-b2900.toml", "keysight-b2900")] {
+        let dir = tempfile::tempdir()?;
+        let truth_path = dir.path().join("truth.json");
+        let truth_arg = truth_path.to_str().context("utf-8 temp path")?;
+        let fault = ["--smu-lag-readings-ms", "249", "--smu-lag-readings-until-s", "2.5", "--ground-truth", truth_arg];
+        let started = std::time::Instant::now();
+        let (summary, run) = run_shim(config, model, &fault, |_| {})?;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        assert_eq!(summary.status, RunStatus::Complete, "{model}: {}", summary.end_reason);
+        let first = run.data.seq[0];
+        assert_eq!(first_gap(run.data.seq.iter().map(|s| s - first)), None, "{model}: sequence gap");
+        let samples = run.data.len() as u64;
+        let missing = run.data.current_a.iter().filter(|c| !c.is_finite()).count();
+        assert!(missing <= 2, "{model}: {missing} currents missing");
+        let truth: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&truth_path)?)?;
+        let queries = truth["smu_queries"].as_u64().context("ground truth counts the queries")?;
+        let d = run.diagnostics.as_ref().expect("diagnostics");
+        let bound = SET_UP_AND_SHUT_DOWN_QUERIES + 2 * (elapsed_ms / 20 + samples / 256 + 1) + 2 * (samples / 31 + 1);
+        eprintln!(
+            "{model}: {queries} queries for {samples} samples in {elapsed_ms} ms (bound {bound}); meter lag at most \
+             {:.0} ms",
+            d.smu_lag_max_ms
+        );
+        assert!(queries <= bound, "{model}: {queries} queries for {samples} samples in {elapsed_ms} ms > {bound}");
+    }
+    Ok(())
+}
+
+/// Queries of a meter's set-up and shut-down, at most (both models ask fewer: the error queue
+/// after set-up, `*IDN?`, `:OUTP?`).
+const SET_UP_AND_SHUT_DOWN_QUERIES: u64 = 40;
+
 /// The same late meter against the default bound (250 ms): the run ends as a device fault naming
 /// the meter, the key and its unit.
 #[test]

@@ -206,9 +206,9 @@ pub fn score_markdown(s: &ScoreReport) -> String {
         c.n_detected_big
     );
     let _ = writeln!(m, "| sign accuracy | {} | {}/{} |", pct(s.sign_accuracy), c.n_sign_correct, c.n_matched);
-    let _ = writeln!(m, "| median \\|onset error\\| (samples) | {} | |", num(s.onset_error_median_samples));
-    let _ = writeln!(m, "| median onset bias (samples) | {} | |", num(s.onset_bias_median_samples));
-    let _ = writeln!(m, "| median relative magnitude error | {} | |", num(s.magnitude_error_median));
+    let _ = writeln!(m, "| median \\|onset error\\| (samples) | {} | |", sig2(s.onset_error_median_samples));
+    let _ = writeln!(m, "| median onset bias (samples) | {} | |", sig2(s.onset_bias_median_samples));
+    let _ = writeln!(m, "| median relative magnitude error | {} | |", sig2(s.magnitude_error_median));
     let _ = writeln!(m, "| pop-in recall | {} | {}/{} |", pct(s.popin_recall), c.n_matched_popins, c.n_true_popins);
     let _ = writeln!(
         m,
@@ -217,10 +217,10 @@ pub fn score_markdown(s: &ScoreReport) -> String {
         c.n_matched_popins,
         c.n_detected_popins
     );
-    let _ = writeln!(m, "\nDetection efficiency (tolerance {} samples):\n", num(s.tolerance_samples));
+    let _ = writeln!(m, "\nDetection efficiency (tolerance {} samples):\n", sig2(s.tolerance_samples));
     let _ = writeln!(m, "| true \\|Δρ/ρ\\| | true | detected | recall |\n| --- | --- | --- | --- |");
     for b in s.efficiency.iter().filter(|b| b.n_true > 0) {
-        let _ = writeln!(m, "| {}–{} | {} | {} | {} |", num(b.lo), num(b.hi), b.n_true, b.n_detected, pct(b.recall));
+        let _ = writeln!(m, "| {:.2e}–{:.2e} | {} | {} | {} |", b.lo, b.hi, b.n_true, b.n_detected, pct(b.recall));
     }
     m
 }

@@ -108,9 +108,9 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                 s["recall_big"].as_f64().unwrap_or(f64::NAN),
                 s["precision_big"].as_f64().unwrap_or(f64::NAN),
                 s["sign_accuracy"].as_f64().unwrap_or(f64::NAN),
-                f["fit_vs_truth"]["alpha"],
-                f["fit_vs_truth"]["alpha_measured"],
-                f["fit_vs_truth"]["true_alpha"],
+                alpha_text(&f["fit_vs_truth"]["alpha"]),
+                alpha_text(&f["fit_vs_truth"]["alpha_measured"]),
+                alpha_text(&f["fit_vs_truth"]["true_alpha"]),
             );
         }
         println!(
@@ -120,4 +120,10 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// An exponent as the fits carry it (two decimals; their intervals are ≥ 0.1 wide), "—" when the
+/// fit gave none.
+fn alpha_text(v: &serde_json::Value) -> String {
+    v.as_f64().filter(|a| a.is_finite()).map_or_else(|| "—".into(), |a| format!("{a:.2}"))
 }

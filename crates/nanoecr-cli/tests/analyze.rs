@@ -70,6 +70,23 @@ fn analyze_json_has_event_keys_and_score_works() {
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("score JSON");
     let recall = s["aggregate"]["recall_big"].as_f64().expect("recall_big");
     assert!((0.0..=1.0).contains(&recall));
+
+    // The text form prints numbers with the precision they carry: exponents to two decimals,
+    // medians to two significant figures, not the JSON's full doubles.
+    let out = nanoecr().args(["score", &file]).output().expect("score (text)");
+    assert!(out.status.success(), "score failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().expect("a line per file");
+    let true_alpha = s["files"][0]["fit_vs_truth"]["true_alpha"].as_f64().expect("the simulated α");
+    assert!(first.ends_with(&format!("vs true {true_alpha:.2}")), "{first}");
+    let long_number =
+        |w: &str| w.split(['.', 'e']).nth(1).is_some_and(|f| f.len() > 4 && f.bytes().all(|b| b.is_ascii_digit()));
+    for line in text.lines() {
+        assert!(
+            !line.split([' ', '|', '–']).any(long_number),
+            "a number printed with more digits than it carries: {line}"
+        );
+    }
 }
 
 /// `headline` has exactly the promised keys and repeats the diagnostics entry of its method.

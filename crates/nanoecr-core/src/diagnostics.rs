@@ -308,7 +308,9 @@ pub struct Diagnostics {
     pub smu_misalignment_max_us: Option<f64>,
     /// The longest a frame sample waited for its meter reading, ms of the frame's samples (the
     /// newest frame sample in hand when the reading was merged, less this one):
-    /// `limits.max_meter_lag_ms` bounds it. About one poll interval for a healthy buffered
+    /// about `limits.max_meter_lag_ms` at most, plus up to an eighth of it waiting for the loop's
+    /// rate-limited out-of-turn ask, plus a burst of frame samples read in one tick (the
+    /// newest in hand jumps). About one poll interval for a healthy buffered
     /// meter (20 ms at 1 kHz); 0 when the reading comes with the frame sample (simulated rig).
     #[serde(default)]
     pub smu_lag_max_ms: f64,

@@ -296,3 +296,136 @@ fn a_link_closed_during_a_burst_is_what_ends_the_run() {
     assert!(reason.contains("SMU0 (polled test meter)") && reason.contains("closed by the instrument"), "{reason}");
     assert!(f.data.len() >= 40, "the samples before the stall are kept: {}", f.data.len());
 }
+
+/// A meter that stores each reading `lag` frame samples after its frame sample (a meter behind
+/// its triggers by a constant time), polled every 20 calls (its poll interval at 1 kHz) unless
+/// asked out of turn. `asked` counts the out-of-turn asks: on the 2450 and the B2900 each is one
+/// or two round trips (the buffer's fill index, then the data when there is any), on top of the
+/// two per poll. The readings of the program's last `lag` samples come once the frame has
+/// delivered its last sample (the triggers stop and the meter catches up).
+struct LaggingMeter {
+    inner: Box<dyn SourceMeter>,
+    held: VecDeque<SmuReading>,
+    /// Newest frame sample delivered + 1 (0: none yet).
+    frame_seen: Arc<AtomicU64>,
+    lag: u64,
+    last_seq: u64,
+    calls: u64,
+    asked: Arc<AtomicU64>,
+}
+
+impl LaggingMeter {
+    fn fetch(&mut self, out: &mut [SmuReading]) -> Result<usize, HwError> {
+        let mut buf = [SmuReading::default(); 64];
+        loop {
+            let n = self.inner.acquire(&mut buf)?;
+            self.held.extend(&buf[..n]);
+            if n < buf.len() {
+                break;
+            }
+        }
+        let seen = self.frame_seen.load(Ordering::Relaxed);
+        let stored = |r: &SmuReading| seen > self.last_seq || r.seq + self.lag < seen;
+        let ready = self.held.iter().take_while(|r| stored(r)).count();
+        let k = ready.min(out.len());
+        for (slot, r) in out.iter_mut().zip(self.held.drain(..k)) {
+            *slot = r;
+        }
+        Ok(k)
+    }
+}
+
+impl SourceMeter for LaggingMeter {
+    fn identify(&mut self) -> Result<DeviceInfo, HwError> {
+        self.inner.identify()
+    }
+    fn bias_on(&mut self, voltage_v: f64, compliance_a: f64) -> Result<(), HwError> {
+        self.inner.bias_on(voltage_v, compliance_a)
+    }
+    fn acquire(&mut self, out: &mut [SmuReading]) -> Result<usize, HwError> {
+        self.calls += 1;
+        if self.calls % 20 != 0 {
+            return Ok(0);
+        }
+        self.fetch(out)
+    }
+    fn acquire_now(&mut self, out: &mut [SmuReading]) -> Result<usize, HwError> {
+        self.asked.fetch_add(1, Ordering::Relaxed);
+        self.fetch(out)
+    }
+    fn bias_off(&mut self) -> Result<(), HwError> {
+        self.inner.bias_off()
+    }
+    fn pacing(&self) -> SmuPacing {
+        SmuPacing::ExternalTrigger
+    }
+    fn device(&self) -> &str {
+        "SMU0 (lagging test meter)"
+    }
+}
+
+/// The short program with a meter `lag` samples behind the frame from the first sample on, at the
+/// default `limits.max_meter_lag_ms` (250 ms = 250 samples at 1 kHz); returns the out-of-turn
+/// asks too.
+fn run_lagging(lag: u64) -> (nanoecr_core::RunSummary, nanoecr_store::RunFile, u64, u64) {
+    let cfg = short_config();
+    assert_eq!(cfg.raw.limits.max_meter_lag_ms, 250.0);
+    assert_eq!(cfg.dt_s(), 1e-3);
+    let expected = cfg.expected_samples();
+    let sim = nanoecr_hw::sim::rig(&cfg);
+    let frame_seen = Arc::new(AtomicU64::new(0));
+    let seen = frame_seen.clone();
+    let frame = FaultyFrame::passing(sim.frame).acquiring_through(move |inner, out| {
+        let n = inner.acquire(out)?;
+        if let Some(f) = out[..n].last() {
+            seen.store(f.seq + 1, Ordering::Relaxed);
+        }
+        Ok(n)
+    });
+    let asked = Arc::new(AtomicU64::new(0));
+    let smu = LaggingMeter {
+        inner: sim.smu,
+        held: VecDeque::new(),
+        frame_seen,
+        lag,
+        last_seq: expected - 1,
+        calls: 0,
+        asked: asked.clone(),
+    };
+    let (summary, file) = run_rig(cfg, Rig { frame, smu: Box::new(smu) });
+    (summary, file, expected, asked.load(Ordering::Relaxed))
+}
+
+/// A meter right at the bound: each reading is stored just as its frame sample reaches
+/// `max_meter_lag_ms`. The loop used to ask it out of turn at every tick between its polls (1 183
+/// asks in 1 500 ticks, up to two round trips each: more than the polls' own traffic ten times
+/// over); now at most once per eighth of the bound (31 samples), and a sample waits up to that
+/// much longer for the ask rather than being given up. Every sample still has its current.
+#[test]
+fn a_meter_lagging_right_at_the_bound_is_not_asked_out_of_turn_every_tick() {
+    let (s, f, expected, asked) = run_lagging(250);
+    assert_eq!(s.status, RunStatus::Complete, "{}", s.end_reason);
+    assert_eq!(f.data.len() as u64, expected);
+    let invalid = f.data.current_a.iter().filter(|c| !c.is_finite()).count();
+    assert_eq!(invalid, 0, "every sample has its reading");
+    // Fewer out-of-turn asks than the meter's own polls (one per 20 samples).
+    assert!(asked <= expected / 20, "{asked} out-of-turn asks in {expected} samples");
+    let d = f.diagnostics.expect("diagnostics");
+    eprintln!("{asked} out-of-turn asks in {expected} samples; longest wait {} ms", d.smu_lag_max_ms);
+    assert!(d.smu_lag_max_ms >= 250.0 && d.smu_lag_max_ms < 250.0 + 31.0, "{}", d.smu_lag_max_ms);
+}
+
+/// Past the bound and the wait for the rate-limited ask: the run still ends naming the meter and
+/// the bound.
+#[test]
+fn a_meter_lagging_past_the_bound_and_the_ask_interval_still_fails_the_run() {
+    let (s, _, _, _) = run_lagging(250 + 31);
+    assert_eq!(s.status, RunStatus::Failed, "{}", s.end_reason);
+    let reason = s.end_reason.to_string();
+    assert!(
+        reason.contains("SMU0 (lagging test meter)")
+            && reason.contains("no reading for frame sample")
+            && reason.contains("limits.max_meter_lag_ms = 250 ms"),
+        "{reason}"
+    );
+}

@@ -214,6 +214,26 @@ fn an_unpaced_run_waits_for_the_writer_instead_of_dropping() {
 }
 
 #[test]
+fn an_unpaced_run_naps_on_a_full_default_sized_ring_and_keeps_every_sample() {
+    let _files = files();
+    // From 8 192 slots up the unpaced loop naps instead of yielding when the ring is full: the
+    // same guarantee must hold on that path. 10 kHz for 3.5 s is 35 000 samples through 8 192
+    // slots, and the rig outruns the writer, so the ring fills (checked) and the loop naps.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = short_config(&[
+        ("settle_s = 0.5", "settle_s = 0.5\nring_capacity_samples = 8192"),
+        ("rate_hz = 1000", "rate_hz = 10000"),
+    ]);
+    let total = cfg.expected_samples();
+    let (s, f) = run(cfg, dir.path(), "nap_ring.h5", fast());
+    assert_eq!(s.dropped, 0);
+    assert_eq!(s.samples, total);
+    assert_eq!(f.data.seq.len() as u64, total);
+    assert!(f.data.seq.windows(2).all(|w| w[1] == w[0] + 1), "no gaps in the sequence");
+    assert_eq!(f.diagnostics.expect("diagnostics").ring_high_water, 8192, "the ring did fill up");
+}
+
+#[test]
 fn a_paced_100_khz_run_ticks_in_batches_and_gives_the_same_samples_as_an_unpaced_one() {
     let _files = files();
     // 100 kHz wakes once per 40 ticks (the default `acquisition.wakeup_period_us`, 400 µs);

@@ -71,7 +71,7 @@ impl Keithley2450 {
     /// As [`open`](Self::open) over an already connected client.
     pub fn with_client(mut scpi: ScpiClient, cfg: &SmuConfig, plan: RunPlan) -> Result<Self, HwError> {
         // Before *IDN?: in its 2400 emulation mode a 2450 identifies as a MODEL 2400, which would
-        // hide the one fix the operator needs. *LANG? — 2450 reference manual, section 6, *LANG.
+        // hide the one fix the operator needs. *LANG? — 2450 reference manual, appendix B, *LANG (p. B-5).
         let lang = scpi.query("checking the command set", "*LANG?")?.trim().to_ascii_uppercase();
         if lang != "SCPI" {
             return Err(scpi.protocol(
@@ -83,7 +83,8 @@ impl Keithley2450 {
             ));
         }
         let info = scpi.identify()?;
-        // *IDN? — 2450 reference manual, section 6: "KEITHLEY INSTRUMENTS,MODEL 2450,<serial>,<version>".
+        // *IDN? — 2450 reference manual, appendix B, p. B-5: "KEITHLEY INSTRUMENTS INC.,MODEL nnnn,
+        // <serial>,<firmware>" (Rev. B); later firmware drops "INC.", so the vendor is matched by prefix.
         if !(info.vendor.to_ascii_uppercase().starts_with("KEITHLEY") && info.model.eq_ignore_ascii_case("MODEL 2450"))
         {
             return Err(scpi.protocol(

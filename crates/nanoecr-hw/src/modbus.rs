@@ -10,13 +10,29 @@
 //! Error policy (the fault table in docs/hardware.md):
 //! - a Modbus exception is the device's final word → [`HwError::Device`] with the exception code,
 //!   never retried;
-//! - a timeout, a transport error or an undecodable/short reply drops the connection (the byte
-//!   stream may be out of step) and is retried up to `retries` times over a fresh connection;
-//!   after that it surfaces as [`HwError::Timeout`], [`HwError::Transport`] or [`HwError::Protocol`];
+//! - a timeout, a transport error or an undecodable, short or mismatched reply drops the
+//!   connection (the byte stream may be out of step) and is retried up to `retries` times over a
+//!   fresh connection; after that it surfaces as [`HwError::Timeout`], [`HwError::Transport`] or
+//!   [`HwError::Protocol`];
 //! - FIFO reads are idempotent (the acknowledgement travels with the read), so a retry never
 //!   loses samples, and a sequence gap can only be a FIFO overflow → [`HwError::Stream`];
 //! - no new sample for longer than the stall window while armed → [`HwError::Stream`]
 //!   ("sample counter frozen").
+//!
+//! Out of step (docs/hardware.md, "Out of step, Modbus"). A reply that comes after its timeout is still
+//! on its way when the host retries. Over TCP the retry goes over a new connection, so the late
+//! reply reaches the old one, and tokio-modbus also checks the MBAP transaction id. Modbus RTU
+//! frames carry no transaction id (Modbus over Serial Line V1.02 §2.5.1), tokio-modbus matches
+//! an RTU reply by unit id and function code only, and reopening a serial port cannot refuse
+//! bytes still on the wire: the late reply would be read as the retry's, and the retry's as the
+//! next request's — a late echo of one write taken for the echo of the next, hiding that
+//! write's exception. So, over RTU, the first attempt after a failed exchange first waits until
+//! the line has been silent for the reply timeout (at least t3.5, §2.5.1.1), discarding every
+//! byte that arrives meanwhile ([`LinkStats::discarded_bytes`]), and every reply is checked
+//! against its request on both transports: a write echo must carry the request's address and
+//! value or quantity (Modbus Application Protocol V1.1b3 §6.6, §6.12), a read its register count
+//! (§6.4, §6.17), and a FIFO read must start at the sequence number it acknowledged. A mismatch
+//! is a [`HwError::Protocol`], retried the same way.
 
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
@@ -93,6 +109,10 @@ pub struct LinkStats {
     pub retries: u64,
     /// Connections opened (the first included).
     pub connects: u64,
+    /// RTU: waits for a silent line before a retry (see the module documentation).
+    pub resyncs: u64,
+    /// RTU: bytes those waits discarded (late replies, or the rest of a garbled one).
+    pub discarded_bytes: u64,
 }
 
 /// One request, owned, so it can be re-sent on a retry.
@@ -122,6 +142,48 @@ impl Op {
             _ => 0,
         }
     }
+}
+
+/// The registers of a reply, once it is shown to answer `op`: a reply to another request — a
+/// late one — must never pass for this one's (see the module documentation).
+fn reply_words(op: &Op, response: Response) -> Result<Vec<u16>, String> {
+    let mismatch = |what: String| format!("reply answers another request: {what}");
+    let words = match (op, response) {
+        (Op::ReadInput(..), Response::ReadInputRegisters(w))
+        | (Op::ReadWrite(..), Response::ReadWriteMultipleRegisters(w)) => w,
+        // Function 06's reply echoes the request (Modbus Application Protocol V1.1b3 §6.6).
+        (&Op::WriteSingle(a, v), Response::WriteSingleRegister(ra, rv)) => {
+            if (ra, rv) != (a, v) {
+                return Err(mismatch(format!("echo of {rv} at {ra}, {v} was written at {a}")));
+            }
+            Vec::new()
+        }
+        // Function 16's reply echoes the starting address and the quantity (§6.12).
+        (&Op::WriteMultiple(a, _, n), Response::WriteMultipleRegisters(ra, rn)) => {
+            if (ra, usize::from(rn)) != (a, n) {
+                return Err(mismatch(format!("echo of {rn} registers at {ra}, {n} were written at {a}")));
+            }
+            Vec::new()
+        }
+        (_, other) => return Err(format!("unexpected response {other:?}")),
+    };
+    // A read's byte count is 2 × the quantity asked for (§6.4, §6.17).
+    if words.len() != op.expected_words() {
+        return Err(format!("{} registers instead of {}", words.len(), op.expected_words()));
+    }
+    // A FIFO read acknowledges every sample before `ack`, so a window with samples starts at
+    // `ack` (or after it if the FIFO overflowed: a gap `acquire` reports). One that starts before
+    // answers an earlier read, whose acknowledgement was smaller.
+    if let Op::ReadWrite(regs::FIFO_WINDOW, _, regs::FIFO_ACK, ack) = op {
+        let (ack, o) = (u32_of(ack), usize::from(regs::WINDOW_HEADER));
+        if words.first().is_some_and(|&k| k > 0) && words.len() >= o + 2 {
+            let first = u32_of(&words[o..o + 2]);
+            if (first.wrapping_sub(ack) as i32) < 0 {
+                return Err(mismatch(format!("window starts at sample {first}, before the ack {ack}")));
+            }
+        }
+    }
+    Ok(words)
 }
 
 fn f32_words(v: f32) -> [u16; 2] {
@@ -157,6 +219,9 @@ pub struct ModbusLoadFrame {
     rt: tokio::runtime::Runtime,
     ctx: Option<Context>,
     timeout: Duration,
+    /// Whether an exchange failed since the line was last known quiet: over RTU, a late reply
+    /// may still come, so the next connection first waits for silence.
+    resync: bool,
     rate_hz: f64,
     armed: bool,
     prepared: bool,
@@ -198,6 +263,7 @@ impl ModbusLoadFrame {
             rt,
             ctx: None,
             timeout,
+            resync: false,
             rate_hz,
             armed: false,
             prepared: false,
@@ -274,14 +340,77 @@ impl ModbusLoadFrame {
                     .parity(parity)
                     .data_bits(tokio_serial::DataBits::Eight)
                     .stop_bits(tokio_serial::StopBits::One);
-                // Opening registers the fd with the reactor, so it must happen inside the runtime.
-                let _enter = self.rt.enter();
-                let stream = tokio_serial::SerialStream::open(&builder).map_err(|e| transport(e.into()))?;
+                let mut stream = {
+                    // Opening registers the fd with the reactor, so it must happen inside the runtime.
+                    let _enter = self.rt.enter();
+                    tokio_serial::SerialStream::open(&builder).map_err(|e| transport(e.into()))?
+                };
+                if self.resync {
+                    self.wait_for_silence(&mut stream)?;
+                }
                 tokio_modbus::client::rtu::attach_slave(stream, slave)
             }
         };
+        self.resync = false;
         self.stats.connects += 1;
         self.ctx = Some(ctx);
+        Ok(())
+    }
+
+    /// How long an RTU line must stay silent before a retry: the reply timeout, the longest a
+    /// device is expected to take, so a reply up to one timeout later than that is caught; never
+    /// less than t3.5, the silence that ends a frame (Modbus over Serial Line V1.02 §2.5.1.1:
+    /// 3.5 characters of 11 bits, fixed at 1.75 ms above 19 200 baud).
+    fn quiet_window(&self) -> Duration {
+        let t3_5 = if self.cfg.baud > 19_200 {
+            Duration::from_micros(1750)
+        } else {
+            Duration::from_secs_f64(3.5 * 11.0 / f64::from(self.cfg.baud.max(1)))
+        };
+        self.timeout.max(t3_5)
+    }
+
+    /// Read and discard until the line has been silent for [`Self::quiet_window`]: whatever
+    /// arrives after a failed exchange answers a request the host has given up on. A line that
+    /// does not go quiet within four windows (one late reply and its silence fit in two) is a
+    /// [`HwError::Protocol`] (noise, or another master on the bus).
+    fn wait_for_silence(&mut self, stream: &mut tokio_serial::SerialStream) -> Result<(), HwError> {
+        use tokio::io::AsyncReadExt;
+        let quiet = self.quiet_window();
+        let give_up = quiet * 4;
+        let started = Instant::now();
+        let read = self.rt.block_on(async {
+            let mut buf = [0u8; 256];
+            let mut discarded = 0u64;
+            loop {
+                match tokio::time::timeout(quiet, stream.read(&mut buf)).await {
+                    Err(_) => return Ok((discarded, true)),
+                    // A serial port does not end; a closed pseudo-terminal would spin here.
+                    Ok(Ok(0)) => return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+                    Ok(Ok(n)) => discarded += n as u64,
+                    Ok(Err(e)) => return Err(e),
+                }
+                if started.elapsed() > give_up {
+                    return Ok((discarded, false));
+                }
+            }
+        });
+        let (discarded, quiet_reached) = read.map_err(|source| HwError::Transport {
+            device: self.device.clone(),
+            operation: "waiting for a silent line".into(),
+            source,
+        })?;
+        self.stats.resyncs += 1;
+        self.stats.discarded_bytes += discarded;
+        if discarded > 0 {
+            tracing::warn!(device = %self.device, discarded, "discarded a late reply before retrying");
+        }
+        if !quiet_reached {
+            return Err(self.protocol(
+                "waiting for a silent line",
+                format!("{discarded} bytes in {:?} and no {quiet:?} of silence", started.elapsed()),
+            ));
+        }
         Ok(())
     }
 
@@ -323,8 +452,10 @@ impl ModbusLoadFrame {
                     HwError::Timeout { device: self.device.clone(), operation: operation.into(), after: self.timeout }
                 }
             };
-            // The byte stream may be out of step (half a reply still in flight): start afresh.
+            // The byte stream may be out of step (half a reply, or a late one, still in flight):
+            // start afresh, over RTU after a silent line.
             self.ctx = None;
+            self.resync = true;
             last = Some(err);
         }
         Err(last.unwrap_or_else(|| self.protocol(operation, "no attempt made")))
@@ -342,18 +473,9 @@ impl ModbusLoadFrame {
         }
     }
 
+    /// The reply's registers, once it is shown to answer `op` ([`reply_words`]).
     fn words_of(&self, operation: &str, op: &Op, response: Response) -> Result<Vec<u16>, HwError> {
-        let words = match response {
-            Response::ReadInputRegisters(w) | Response::ReadWriteMultipleRegisters(w) => w,
-            Response::WriteSingleRegister(..) | Response::WriteMultipleRegisters(..) => Vec::new(),
-            other => return Err(self.protocol(operation, format!("unexpected response {other:?}"))),
-        };
-        if words.len() != op.expected_words() {
-            return Err(
-                self.protocol(operation, format!("{} registers instead of {}", words.len(), op.expected_words()))
-            );
-        }
-        Ok(words)
+        reply_words(op, response).map_err(|message| self.protocol(operation, message))
     }
 
     fn write_multiple(&mut self, operation: &str, addr: u16, words: &[u16]) -> Result<(), HwError> {
@@ -530,5 +652,70 @@ impl LoadFrame for ModbusLoadFrame {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A FIFO read of one sample (header + 8 registers) acknowledging `ack`, and a reply whose
+    /// window holds `k` samples from `first` on.
+    fn fifo(ack: u32, k: u16, first: u32) -> (Op, Response) {
+        let quantity = regs::WINDOW_HEADER + regs::WORDS_PER_SAMPLE;
+        let op = Op::ReadWrite(regs::FIFO_WINDOW, quantity, regs::FIFO_ACK, [(ack >> 16) as u16, ack as u16]);
+        let mut w = vec![0u16; usize::from(quantity)];
+        w[0] = k;
+        w[4] = (first >> 16) as u16;
+        w[5] = first as u16;
+        (op, Response::ReadWriteMultipleRegisters(w))
+    }
+
+    #[test]
+    fn a_write_echo_must_carry_the_written_address_and_value() {
+        let op = Op::WriteSingle(regs::MODE, regs::MODE_SAFE_UNLOAD);
+        assert_eq!(reply_words(&op, Response::WriteSingleRegister(0, 3)), Ok(Vec::new()));
+        // The echo of the write before (enable ← 0) or of another value at the same address.
+        assert!(reply_words(&op, Response::WriteSingleRegister(1, 0)).is_err());
+        assert!(reply_words(&op, Response::WriteSingleRegister(0, 0)).is_err());
+        // A reply of another function altogether.
+        assert!(reply_words(&op, Response::WriteMultipleRegisters(0, 1)).is_err());
+    }
+
+    #[test]
+    fn a_write_multiple_echo_must_carry_the_written_address_and_quantity() {
+        let op = Op::WriteMultiple(regs::LIMITS, [1, 2, 3, 4], 4);
+        assert_eq!(reply_words(&op, Response::WriteMultipleRegisters(5, 4)), Ok(Vec::new()));
+        // The sample rate's echo (2 registers at 9), as a late reply brought it before the fix.
+        assert!(reply_words(&op, Response::WriteMultipleRegisters(9, 2)).is_err());
+        assert!(reply_words(&op, Response::WriteMultipleRegisters(5, 2)).is_err());
+    }
+
+    #[test]
+    fn a_read_must_carry_the_quantity_asked_for() {
+        let op = Op::ReadInput(regs::STATUS, 1);
+        assert_eq!(reply_words(&op, Response::ReadInputRegisters(vec![4])), Ok(vec![4]));
+        assert!(reply_words(&op, Response::ReadInputRegisters(vec![4, 0])).is_err());
+        assert!(reply_words(&op, Response::ReadHoldingRegisters(vec![4])).is_err());
+    }
+
+    #[test]
+    fn a_fifo_window_starting_before_its_ack_answers_an_earlier_read() {
+        let (op, r) = fifo(300, 1, 300);
+        assert!(reply_words(&op, r).is_ok());
+        // Overflowed past the ack: accepted here, reported as a gap by `acquire`.
+        let (op, r) = fifo(300, 1, 310);
+        assert!(reply_words(&op, r).is_ok());
+        // Empty windows carry no sample to tell by.
+        let (op, r) = fifo(300, 0, 0);
+        assert!(reply_words(&op, r).is_ok());
+        let (op, r) = fifo(300, 1, 299);
+        let e = reply_words(&op, r).expect_err("a window from before the ack is stale");
+        assert!(e.contains("before the ack 300"), "{e}");
+        // Across the 32-bit wrap of the sequence number.
+        let (op, r) = fifo(2, 1, u32::MAX);
+        assert!(reply_words(&op, r).is_err());
+        let (op, r) = fifo(u32::MAX, 1, 0);
+        assert!(reply_words(&op, r).is_ok());
     }
 }

@@ -12,11 +12,14 @@
 //! answer to another query (the instrument's replies carry no tag). So the next exchange first
 //! resynchronises ([`ScpiClient::resync`]): [`ByteLink::restart`] (TCP reconnects, so a late
 //! reply goes to the old connection; serial and USB-TMC cannot refuse one still on its way),
-//! then a marker the instrument echoes — `*ESE <a>`, `*ESE?`, `*ESE <b>`, `*ESE?` (IEEE
-//! 488.2-1992 §10.10 and §10.11; 2450 reference manual section 6, `*ESE`; B2900 SCPI Command
-//! Reference, "Common Commands", `*ESE`), fresh values each time — and every line before the
-//! two answers `<a>`, `<b>` in a row is a late reply, discarded. Replies leave an instrument in
-//! order, so nothing sent before the markers can come after them. Then `*ESE 0`, the register's
+//! then markers the instrument echoes — `*ESE <a>`, `*ESE?`, read until `<a>`, then `*ESE <b>`,
+//! `*ESE?`, read until `<b>` (IEEE 488.2-1992 §10.10 and §10.11; 2450 reference manual appendix
+//! B, `*ESE`, p. B-2; B2900 SCPI Command Reference, "Common Commands", `*ESE`), fresh values each
+//! time — and every other line is a late reply, discarded. Replies leave an instrument in order,
+//! so nothing sent before a marker can come after its answer; the second marker covers a stale
+//! line that happened to equal the first. Each marker is read before the next is sent because
+//! an instrument that speaks only when asked (USB-TMC, GPIB) discards unread output when a new
+//! message comes (IEEE 488.2 §6.3.2.3). Then `*ESE 0`, the register's
 //! power-on value (nanoecr enables no status events). A connection the instrument closed is not retried either: an instrument
 //! that ends the session (power cycle, another controller, a cable pulled) has lost its trigger
 //! model and buffer, and continuing would silently shift readings.
@@ -413,8 +416,8 @@ impl ScpiClient {
     }
 
     /// Bring the conversation back in step after a failed exchange (see the module
-    /// documentation): restart the link, then write two fresh markers to `*ESE` and query each,
-    /// discarding every line until their answers come in a row, then `*ESE 0`. Queries do this
+    /// documentation): restart the link, then write a fresh marker to `*ESE`, query it and discard
+    /// every line until its answer; the same with a second marker; then `*ESE 0`. Queries do this
     /// on their own when needed; a no-op when the conversation is in step. On failure the
     /// conversation stays out of step and the next query tries again.
     pub fn resync(&mut self, operation: &str) -> Result<(), HwError> {
@@ -441,32 +444,43 @@ impl ScpiClient {
     }
 
     fn exchange_markers(&mut self, operation: &str, a: u8, b: u8) -> Result<(), HwError> {
-        for m in [a, b] {
-            self.write(operation, &format!("*ESE {m}"))?;
-            self.write(operation, "*ESE?")?;
-        }
-        let deadline = Instant::now() + self.timeout;
-        let mut discarded = 0usize;
-        let mut after_a = false;
-        loop {
-            let line = self.next_raw_line(operation, deadline)?;
-            let value =
-                std::str::from_utf8(&line).ok().and_then(|t| t.trim().trim_start_matches('+').parse::<u8>().ok());
-            if after_a && value == Some(b) {
-                break;
-            }
-            if value != Some(a) || after_a {
-                // A late reply (or a coincidence followed by one): not ours.
-                discarded += 1;
-            }
-            after_a = value == Some(a);
-        }
+        // One marker at a time, each read before the next is sent: an instrument that speaks
+        // only when asked (USB-TMC, GPIB) discards unread output when a new message comes (IEEE
+        // 488.2 §6.3.2.3, "query interrupted"), so `*ESE b` sent before `a` was read would
+        // throw `a` away and the two would never come in a row.
+        let mut discarded = self.await_marker(operation, a)?;
+        // Everything sent before `*ESE a` has been read by now unless a stale line happened to
+        // equal `a`; then the real `a` comes before `b` and is discarded with the rest.
+        discarded += self.await_marker(operation, b)?;
         if discarded > 0 {
             tracing::warn!(device = %self.device, operation, discarded, "late replies discarded");
         }
         self.sync = Step::In;
         // Leave the register as nanoecr found it at power-on.
         self.write(operation, "*ESE 0")
+    }
+
+    /// Write `*ESE m`, `*ESE?` and read lines until one answers `m` (within one timeout);
+    /// returns how many lines came before it.
+    fn await_marker(&mut self, operation: &str, m: u8) -> Result<usize, HwError> {
+        self.write(operation, &format!("*ESE {m}"))?;
+        self.write(operation, "*ESE?")?;
+        let deadline = Instant::now() + self.timeout;
+        let mut discarded = 0usize;
+        loop {
+            let line = self.next_raw_line(operation, deadline)?;
+            // The value is the last word: NR1 with or without a sign (the B2900 family writes
+            // `+16`), and after a header should an instrument echo one (`*ESE 186`).
+            let value = std::str::from_utf8(&line)
+                .ok()
+                .and_then(|t| t.split_whitespace().last())
+                .and_then(|w| w.trim_start_matches('+').parse::<u8>().ok());
+            if value == Some(m) {
+                return Ok(discarded);
+            }
+            // A late reply: not ours.
+            discarded += 1;
+        }
     }
 
     /// The next terminator-delimited line, as bytes (a late binary block may hold anything).

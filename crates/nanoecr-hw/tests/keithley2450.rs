@@ -13,7 +13,8 @@ use nanoecr_hw::keithley::Keithley2450;
 use nanoecr_hw::scpi::RunPlan;
 use nanoecr_hw::{HwError, SmuPacing, SmuReading, SourceMeter};
 
-/// *IDN? of a 2450 — manual §6 "*IDN?": `KEITHLEY INSTRUMENTS,MODEL 2450,<serial>,<version>`.
+/// *IDN? of a 2450 as current firmware answers it (the shim's; manual appendix B "*IDN?", p. B-5,
+/// documents `KEITHLEY INSTRUMENTS INC.,MODEL nnnn,<serial>,<firmware>`: both are accepted).
 const IDN: &str = "KEITHLEY INSTRUMENTS,MODEL 2450,04512345,1.7.12b";
 /// Empty error queue — manual §6 ":SYSTem:ERRor:NEXT?": `0,"No error"`.
 const NO_ERROR: &str = "0,\"No error\"";
@@ -31,22 +32,11 @@ fn k2450(
     let mut errors: VecDeque<&str> = errors.iter().copied().collect();
     let mut ends: VecDeque<u64> = ends.iter().copied().collect();
     let mut data: VecDeque<&str> = data.iter().copied().collect();
-    let mut output_on = false;
-    common::with_ese(Box::new(move |m: &str| match m {
-        // *LANG? — manual §6 "*LANG": SCPI, SCPI2400 or TSP.
+    common::with_ese(common::with_output(Box::new(move |m: &str| match m {
+        // *LANG? — manual appendix B "*LANG" (p. B-5): SCPI, SCPI2400 or TSP.
         "*LANG?" => line(lang),
         "*IDN?" => line(idn),
         ":SYST:ERR:NEXT?" => line(errors.pop_front().unwrap_or(NO_ERROR)),
-        ":OUTP ON" => {
-            output_on = true;
-            Answer::Silent
-        }
-        ":OUTP OFF" => {
-            output_on = false;
-            Answer::Silent
-        }
-        // :OUTPut[:STATe]? — manual §6: 0 or 1.
-        ":OUTP?" => line(if output_on { "1" } else { "0" }),
         m if m.starts_with(":TRAC:ACT:END?") => {
             let e = if ends.len() > 1 { ends.pop_front() } else { ends.front().copied() };
             line(&e.unwrap_or(0).to_string())
@@ -56,7 +46,7 @@ fn k2450(
             None => Answer::Silent,
         },
         _ => Answer::Silent,
-    }))
+    })))
 }
 
 fn open(script: Script) -> (Result<Keithley2450, HwError>, common::Log) {
@@ -151,13 +141,21 @@ fn timer_trigger_waits_on_timer1() {
 
 #[test]
 fn tsp_command_set_is_refused_with_the_front_panel_fix() {
-    // A 2450 set to TSP still answers *LANG? — manual §6 "*LANG": returns TSP.
+    // A 2450 set to TSP still answers *LANG? — manual appendix B "*LANG" (p. B-5): returns TSP.
     let (k, _) = open(k2450("TSP", IDN, &[], &[0], &[]));
     let e = k.expect_err("TSP refused").to_string();
     assert!(e.contains("SMU0") && e.contains("keithley-2450"), "{e}");
     assert!(e.contains("\"TSP\"") && e.contains("Command Set") && e.contains("power-cycle"), "{e}");
     let (k, _) = open(k2450("SCPI2400", IDN, &[], &[0], &[]));
     assert!(k.expect_err("2400 emulation refused").to_string().contains("SCPI2400"));
+}
+
+#[test]
+fn the_manuals_own_idn_example_is_a_2450() {
+    // 2450 Reference Manual 2450-901-01 Rev. B, appendix B "*IDN?" (p. B-5), its example output.
+    let (k, _) = open(k2450("SCPI", "KEITHLEY INSTRUMENTS INC.,MODEL 2450,01234567,1.0.0i", &[], &[0], &[]));
+    let info = k.expect("the manual's example identifies a 2450").identify().expect("*IDN? again");
+    assert_eq!((info.serial.as_str(), info.firmware.as_str()), ("01234567", "1.0.0i"));
 }
 
 #[test]
@@ -329,7 +327,7 @@ fn the_same_driver_over_a_pseudo_terminal() {
 /// reconnected socket does): the host retries, and the late `:TRAC:ACT:END?` reply arrives while
 /// it waits. Before the client resynchronised, the retry took the late reply for its own and the
 /// retry's own reply was read as the answer to `:TRAC:DATA?`: "got 1 values", a stream error.
-/// Now the retry first writes two markers to `*ESE` (2450 manual §6 "*ESE": sets the Standard
+/// Now the retry first writes two markers to `*ESE` (2450 manual appendix B "*ESE", p. B-2: sets the Standard
 /// Event Enable register, 0–255; `*ESE?` reads it) and discards every line before their echoes.
 #[test]
 fn a_reply_later_than_the_timeout_is_discarded_not_read_as_the_next_answer() {

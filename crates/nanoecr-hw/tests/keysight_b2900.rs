@@ -42,19 +42,9 @@ fn b2900(idn: &'static str, errors: &[&'static str], counts: &[u64], data: Vec<V
     let mut errors: VecDeque<&str> = errors.iter().copied().collect();
     let mut counts: VecDeque<u64> = counts.iter().copied().collect();
     let mut data: VecDeque<Vec<u8>> = data.into();
-    let mut output_on = false;
-    common::with_ese(Box::new(move |m: &str| match m {
+    common::with_ese(common::with_output(Box::new(move |m: &str| match m {
         "*IDN?" => line(idn),
         ":SYST:ERR:NEXT?" => line(errors.pop_front().unwrap_or(NO_ERROR)),
-        ":OUTP ON" => {
-            output_on = true;
-            Answer::Silent
-        }
-        ":OUTP OFF" => {
-            output_on = false;
-            Answer::Silent
-        }
-        ":OUTP?" => line(if output_on { "1" } else { "0" }),
         // :TRACe:POINts:ACTual? — reference: number of data in the trace buffer (NR1).
         ":TRAC:POIN:ACT?" => {
             let c = if counts.len() > 1 { counts.pop_front() } else { counts.front().copied() };
@@ -65,7 +55,7 @@ fn b2900(idn: &'static str, errors: &[&'static str], counts: &[u64], data: Vec<V
             None => Answer::Silent,
         },
         _ => Answer::Silent,
-    }))
+    })))
 }
 
 /// [`common::REPLY_TIMEOUT_MS`]: every reply these tests wait for does come.

@@ -11,24 +11,14 @@ use nanoecr_hw::{HwError, SmuReading, SourceMeter};
 /// The dialect's instrument: `*OPC?` → 1, an empty error queue, the output state, and
 /// `:TRAC:DATA? <n>,<seq>` answered from `data` by the `<seq>` asked for.
 fn inhouse(data: &'static [(&'static str, &'static str)]) -> Script {
-    let mut output_on = false;
-    common::with_ese(Box::new(move |m: &str| match m {
+    common::with_ese(common::with_output(Box::new(move |m: &str| match m {
         "*OPC?" => line("1"),
         ":SYST:ERR?" => line("0,\"No error\""),
-        ":OUTP ON" => {
-            output_on = true;
-            Answer::Silent
-        }
-        ":OUTP OFF" => {
-            output_on = false;
-            Answer::Silent
-        }
-        ":OUTP?" => line(if output_on { "1" } else { "0" }),
         m => match data.iter().find(|(q, _)| *q == m) {
             Some((_, reply)) => line(reply),
             None => Answer::Silent,
         },
-    }))
+    })))
 }
 
 /// `:TRAC:DATA? <n>,<seq>` drops every reading before `<seq>` before it answers (docs/hardware.md,

@@ -91,6 +91,11 @@ pub struct Args {
     /// Fault: the reply to request N is cut in half and the connection closed (TCP).
     #[arg(long)]
     pub truncate_after: Option<u64>,
+    /// Fault: `FC@N:MS` — the reply to the first function-FC request from Modbus request N on
+    /// (1-based, counted per transport) leaves MS ms late, once: a reply late past the host's
+    /// timeout (listed in the ground truth). The request itself takes effect at once.
+    #[arg(long, value_parser = parse_delay_reply)]
+    pub delay_reply: Option<(u8, u64, Duration)>,
     /// Fault: the sample counter freezes at this device time, s.
     #[arg(long)]
     pub freeze_at_s: Option<f64>,
@@ -121,6 +126,13 @@ pub struct Args {
     /// Fault: device time at which --smu-hold-readings-ms begins, s.
     #[arg(long)]
     pub smu_hold_readings_at_s: Option<f64>,
+    /// Fault (without --smu-hold-readings-at-s): the meter stores the reading of each trigger
+    /// this many ms (device time) later, one by one (a meter steadily behind its triggers).
+    #[arg(long, default_value_t = 0)]
+    pub smu_lag_readings_ms: u64,
+    /// Fault: device time at which --smu-lag-readings-ms ends (the meter catches up at once), s.
+    #[arg(long)]
+    pub smu_lag_readings_until_s: Option<f64>,
 }
 
 /// `FC:CODE[@N]` → (function, code, from request).
@@ -133,6 +145,20 @@ pub fn parse_exception(spec: &str) -> anyhow::Result<(u8, u8, u64)> {
     Ok((fc.parse().context("function code")?, code.parse().context("exception code")?, from))
 }
 
+/// `FC@N:MS` → (function, from request, delay).
+pub fn parse_delay_reply(spec: &str) -> Result<(u8, u64, Duration), String> {
+    let bad = || format!("expected FC@N:MS (function code, request number, delay in ms), got {spec:?}");
+    let (fc, rest) = spec.split_once('@').ok_or_else(bad)?;
+    let (n, ms) = rest.split_once(':').ok_or_else(bad)?;
+    let fc: u8 = fc.trim().parse().map_err(|_| bad())?;
+    let n: u64 = n.trim().parse().map_err(|_| bad())?;
+    let ms: u64 = ms.trim().parse().map_err(|_| bad())?;
+    if n == 0 {
+        return Err(format!("request numbers start at 1, got {spec:?}"));
+    }
+    Ok((fc, n, Duration::from_millis(ms)))
+}
+
 /// Ground truth written on exit.
 #[derive(Debug, Serialize)]
 struct GroundTruth {
@@ -143,6 +169,11 @@ struct GroundTruth {
     compliance_onsets_s: Vec<f64>,
     /// SCPI queries whose replies `--smu-delay-reply` held back.
     smu_delayed_queries: Vec<String>,
+    /// Modbus requests whose replies `--delay-reply` held back, as `tcp request N: <request>` or
+    /// `rtu request N: …`.
+    delayed_replies: Vec<String>,
+    /// SCPI queries the meter answered (set-up included).
+    smu_queries: u64,
 }
 
 fn terminator(name: &str) -> anyhow::Result<String> {
@@ -168,6 +199,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         exception,
         garbage_after: args.garbage_after,
         truncate_after: args.truncate_after,
+        delay_reply: args.delay_reply,
     };
     if args.smu_drop_after_s.is_some() && args.smu_listen.is_none() {
         bail!("--smu-drop-after-s needs --smu-listen (it drops the SCPI TCP connection)");
@@ -190,6 +222,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             delay_reply: args.smu_delay_reply,
             hold_readings_at_s: args.smu_hold_readings_at_s,
             hold_readings: Duration::from_millis(args.smu_hold_readings_ms),
+            lag_readings: Duration::from_millis(args.smu_lag_readings_ms),
+            lag_readings_until_s: args.smu_lag_readings_until_s,
             ..MeterConfig::default()
         })))
     } else {
@@ -214,11 +248,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("tokio runtime")?;
     let mut lines = Vec::new();
     let _guard = rt.enter();
+    // Every bus, by transport, for the ground truth.
+    let mut buses: Vec<(&str, Arc<Bus>)> = Vec::new();
 
     if let Some(addr) = args.tcp {
         let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).with_context(|| format!("binding {addr}"))?;
         lines.push(format!("MODBUS_TCP {}", listener.local_addr()?));
         let bus = Bus::new(frame.clone(), faults.clone(), None);
+        buses.push(("tcp", bus.clone()));
         rt.spawn(async move {
             let server = tokio_modbus::server::tcp::Server::new(listener);
             let on_connected = |stream, _addr| {
@@ -241,6 +278,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         _rtu_slave = Some(slave);
         let stream = tokio_serial::SerialStream::try_from(master).context("pty master as async stream")?;
         let bus = Bus::new(frame.clone(), faults.clone(), Some(args.unit_id));
+        buses.push(("rtu", bus.clone()));
         rt.spawn(async move {
             let server = tokio_modbus::server::rtu::Server::new(stream);
             if let Err(e) = server.serve_forever(FrameService(bus)).await {
@@ -301,6 +339,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             faults: f.records.clone(),
             compliance_onsets_s: meter.as_ref().map(|m| m.compliance_onsets_s()).unwrap_or_default(),
             smu_delayed_queries: meter.as_ref().map(|m| m.delayed_queries()).unwrap_or_default(),
+            delayed_replies: buses
+                .iter()
+                .flat_map(|(t, b)| b.delayed_requests().into_iter().map(move |r| format!("{t} {r}")))
+                .collect(),
+            smu_queries: meter.as_ref().map(|m| m.queries()).unwrap_or_default(),
         };
         let text = serde_json::to_string_pretty(&gt)?;
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;

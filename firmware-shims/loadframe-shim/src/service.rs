@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -28,6 +28,10 @@ pub struct BusFaults {
     pub garbage_after: Option<u64>,
     /// Send only half of the reply to request N, then close (TCP only).
     pub truncate_after: Option<u64>,
+    /// `(FC, N, delay)`: the reply to the first function-FC request from request N on leaves
+    /// `delay` late (once). The request takes effect at once, only its reply waits, and the bus
+    /// answers nothing else meanwhile on that connection (a serial line: requests queue behind it).
+    pub delay_reply: Option<(u8, u64, Duration)>,
 }
 
 /// What the wire wrapper must do to the next reply it writes.
@@ -47,12 +51,39 @@ pub struct Bus {
     pending: Mutex<Option<WireFault>>,
     /// RTU: answer only this unit id (Modbus RTU slaves ignore frames for others). TCP: None.
     unit_id: Option<u8>,
+    /// Whether `faults.delay_reply` has fired.
+    delay_fired: AtomicBool,
+    /// The requests whose replies `faults.delay_reply` held back (ground truth).
+    delayed: Mutex<Vec<String>>,
 }
 
 impl Bus {
     /// A bus over `frame`.
     pub fn new(frame: SharedFrame, faults: BusFaults, unit_id: Option<u8>) -> Arc<Self> {
-        Arc::new(Self { frame, faults, requests: AtomicU64::new(0), pending: Mutex::new(None), unit_id })
+        Arc::new(Self {
+            frame,
+            faults,
+            requests: AtomicU64::new(0),
+            pending: Mutex::new(None),
+            unit_id,
+            delay_fired: AtomicBool::new(false),
+            delayed: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The requests whose replies `--delay-reply` held back, as `request N: <request>`.
+    pub fn delayed_requests(&self) -> Vec<String> {
+        self.delayed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The delay to apply to request `n` of function `fc`, recording it (once).
+    fn take_delay(&self, n: u64, fc: u8, req: &Request<'_>) -> Option<Duration> {
+        let (f, from, delay) = self.faults.delay_reply?;
+        if f != fc || n < from || self.delay_fired.swap(true, Ordering::Relaxed) {
+            return None;
+        }
+        self.delayed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(format!("request {n}: {req:?}"));
+        Some(delay)
     }
 
     fn take_pending(&self) -> Option<WireFault> {
@@ -115,12 +146,16 @@ impl Service for FrameService {
             if faults.truncate_after == Some(n) {
                 bus.set_pending(WireFault::Truncate);
             }
+            let late = bus.take_delay(n, fc, &req.request);
             let result = match faults.exception {
                 Some((f, code, from)) if f == fc && n >= from => Err(ExceptionCode::new(code)),
                 _ => bus.answer(req.request),
             };
             if !faults.latency.is_zero() {
                 tokio::time::sleep(faults.latency).await;
+            }
+            if let Some(late) = late {
+                tokio::time::sleep(late).await;
             }
             result.map(Some)
         })

@@ -195,10 +195,15 @@ impl InHouse {
             (["*RST"], false) => s.reset(),
             (["*CLS"], false) => s.errors.clear(),
             (["*OPC"], true) => return Some("1".into()),
-            // IEEE 488.2 §10.10 *ESE <0…255> and §10.11 *ESE? (NR1).
-            (["*ESE"], false) => match arg.parse::<u8>() {
-                Ok(v) => self.ese = v,
-                Err(_) => err(s, -222, "Data out of range"),
+            // IEEE 488.2 §10.10 *ESE <DECIMAL NUMERIC PROGRAM DATA> (any of NR1, NR2, NR3,
+            // §7.7.2), rounded to an integer in 0…255, and §10.11 *ESE? (NR1). A missing, non-
+            // numeric or out-of-range value leaves the register as it was (SCPI-99 -109, -104,
+            // -222).
+            (["*ESE"], false) => match arg.parse::<f64>().map(f64::round) {
+                _ if arg.is_empty() => err(s, -109, "Missing parameter"),
+                Ok(v) if (0.0..=255.0).contains(&v) => self.ese = v as u8,
+                Ok(_) => err(s, -222, "Data out of range"),
+                Err(_) => err(s, -104, "Data type error"),
             },
             (["*ESE"], true) => return Some(self.ese.to_string()),
             (["SOUR", "FUNC"], false) => match arg_upper.as_str() {
@@ -278,5 +283,28 @@ impl InHouse {
             _ => err(s, -113, "Undefined header"),
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// IEEE 488.2 §10.10: `*ESE` takes decimal numeric program data (NR1, NR2 or NR3, §7.7.2),
+    /// rounded to an integer in 0…255; anything else is an error and leaves the register.
+    #[test]
+    fn ese_takes_decimal_numeric_data_rounded_and_rejects_the_rest() {
+        let mut m = InHouse::new(&MeterConfig::default());
+        for (sent, expect) in [("*ESE 7", "7"), ("*ESE 2.6", "3"), ("*ESE 1.2E1", "12"), ("*ESE +255", "255")] {
+            assert_eq!(m.handle(sent), None, "{sent}");
+            assert_eq!(m.handle("*ESE?").as_deref(), Some(expect), "{sent}");
+            assert_eq!(m.handle(":SYST:ERR?").as_deref(), Some("0,\"No error\""), "{sent}");
+        }
+        for (sent, code) in [("*ESE 256", -222), ("*ESE -1", -222), ("*ESE", -109), ("*ESE ON", -104)] {
+            assert_eq!(m.handle(sent), None, "{sent}");
+            assert_eq!(m.handle("*ESE?").as_deref(), Some("255"), "{sent} changed the register");
+            let err = m.handle(":SYST:ERR?").unwrap_or_default();
+            assert!(err.starts_with(&format!("{code},")), "{sent}: {err}");
+        }
     }
 }

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, VecDeque};
 use crate::scpi::{arity, boolean, number, source_is_voltage, word_is, NumSpec, Param, Pattern, ScpiError, Unit};
 use crate::{Ctx, MeterConfig, Sample};
 
-/// `*IDN?` reply (manufacturer, model, serial, firmware; RM §6 "*IDN?").
+/// `*IDN?` reply (manufacturer, model, serial, firmware; RM appendix B "*IDN?", p. B-5; without the "INC." of its Rev. B example, as later firmware answers).
 pub const IDN: &str = "KEITHLEY INSTRUMENTS,MODEL 2450,04512345,1.7.12b";
 
 /// Source status bit: the source function level was limited (RM §8
@@ -618,7 +618,7 @@ impl K2450 {
             return match (name, u.query) {
                 ("*IDN", true) => reply(IDN.into()),
                 ("*LANG", true) => reply(self.lang.clone()),
-                // RM §6 "*LANG": takes effect after the next power cycle.
+                // RM appendix B "*LANG" (p. B-5): takes effect after the next power cycle.
                 ("*LANG", false) => Ok(None),
                 ("*RST", false) => {
                     self.reset();

@@ -107,6 +107,14 @@ pub struct MeterConfig {
     pub hold_readings_at_s: Option<f64>,
     /// With `hold_readings_at_s`: how long the readings are held, in device time.
     pub hold_readings: Duration,
+    /// Fault (without `hold_readings_at_s`): the meter stores the reading of each trigger of a
+    /// run this long later in device time, one by one (a meter steadily behind its triggers);
+    /// queries are answered at once.
+    pub lag_readings: Duration,
+    /// With `lag_readings`: from this device time on the meter catches up (stores the held
+    /// readings and every later one at once), so a run's last readings do not depend on how
+    /// long the host waits for them.
+    pub lag_readings_until_s: Option<f64>,
 }
 
 impl Default for MeterConfig {
@@ -128,6 +136,8 @@ impl Default for MeterConfig {
             drop_after_s: None,
             hold_readings_at_s: None,
             hold_readings: Duration::ZERO,
+            lag_readings: Duration::ZERO,
+            lag_readings_until_s: None,
         }
     }
 }
@@ -387,6 +397,20 @@ impl Meter {
             for (seq, s) in held.drain(..) {
                 Self::take(ctx, inst, seq, s);
             }
+        } else if !self.cfg.lag_readings.is_zero() {
+            let lag_s = self.cfg.lag_readings.as_secs_f64();
+            let lagging = self.cfg.lag_readings_until_s.is_none_or(|t| time_s < t);
+            let in_run = (!self.cfg.gate_on_frame_reset || ctx.frame_resets > 0) && ctx.wire_live() && lagging;
+            // The readings due by this pulse (all once the lag ends), then this one (or at once
+            // outside a run). A nanosecond's slack: device times are sample counts over the rate.
+            let due = held.iter().take_while(|(_, h)| !lagging || h.time_s + lag_s <= time_s + 1e-9).count();
+            for (seq, s) in held.drain(..due) {
+                Self::take(ctx, inst, seq, s);
+            }
+            if in_run {
+                held.push((seq, s));
+                return;
+            }
         }
         Self::take(ctx, inst, seq, s);
     }
@@ -509,6 +533,11 @@ impl Meter {
         let mut bytes = if garbage { b"\x15\xfe#!garbage\x00".to_vec() } else { reply };
         bytes.extend_from_slice(self.cfg.terminator.as_bytes());
         Some(bytes)
+    }
+
+    /// Queries answered so far (set-up included; for ground truth).
+    pub fn queries(&self) -> u64 {
+        self.lock().queries
     }
 
     /// The queries whose replies the `delay_reply` fault held back (for ground truth).

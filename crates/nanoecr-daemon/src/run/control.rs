@@ -129,6 +129,16 @@ const FEEDBACK_STALE_S: f64 = 5e-3;
 const WARM_UP: Duration = Duration::from_millis(5);
 /// Buckets of the sliding late-tick window (`limits.late_window_s` is cut into this many).
 const LATE_WINDOW_BUCKETS: usize = 32;
+/// How long an unpaced loop naps when the ring is full. It used to yield in a loop: ≈ 115 000
+/// `sched_yield` calls in a 30-minute `--fast` run at 1 kHz, ≈ 4 % of the run's CPU (`perf`),
+/// spent on the CPU the consumer and the compression workers could use. The consumer frees up to
+/// 4 096 slots a round, and in 100 µs (≈ 150 µs with the kernel's timer slack) it can take
+/// ≈ 1 000 samples at most, so a ring of [`RING_FULL_NAP_MIN_SLOTS`] or more never runs dry
+/// while the loop naps.
+const RING_FULL_NAP: Duration = Duration::from_micros(100);
+/// Rings from this size up nap when full; smaller ones (set by hand) yield as before, since a
+/// nap could let them run dry.
+const RING_FULL_NAP_MIN_SLOTS: usize = 8192;
 
 // A wake-up period near the spin window would bring the (almost) never-sleeping loop back:
 // keep at least half of every wake-up period free of spinning.
@@ -233,8 +243,13 @@ impl Default for TickContext {
 ///
 /// A frame sample waits for its meter reading until the frame is `max_lag_samples` samples past
 /// it (`limits.max_meter_lag_ms` in the frame's own samples, so a host stall, during which both
-/// instruments buffer, does not count); the loop asks the meter out of turn before that
-/// ([`Merger::needs_meter`]), and only then is the sample given up. Both queues are sized for
+/// instruments buffer, does not count); the loop then asks the meter out of turn
+/// ([`Merger::needs_meter`]), and only when that ask brought no reading is the sample given up.
+/// Out-of-turn asks come at most once per [`ask_every`](Merger::ask_every) frame samples: a meter
+/// lagging right at the bound has each reading just as its sample falls due, and asking it at
+/// every tick cost up to two round trips a tick (1 187 asks in 1 500 ticks,
+/// `tests/buffered_meter.rs`). A due sample waits for the next allowed ask instead, so a reading
+/// may come up to `ask_every` − 1 samples past the bound. Both queues are sized for
 /// that lag at the start of the run and popped from the front by index (compacted when the free
 /// tail runs short, [`Merger::make_room`]): a meter thousands of samples behind costs O(1) per
 /// sample, not a copy of the queue.
@@ -253,6 +268,10 @@ struct Merger {
     n_smus: usize,
     /// A frame sample this many samples older than the newest one has waited too long.
     max_lag_samples: u64,
+    /// Frame samples between two out-of-turn asks (an eighth of the bound, at least 1).
+    ask_every: u64,
+    /// The newest frame sample in hand at the last out-of-turn ask.
+    asked_at: Option<u64>,
     /// The longest wait of a merged frame sample for its reading, samples (diagnostics).
     lag_max_samples: u64,
     /// Pop frames without a reading instead of waiting (end of the run).
@@ -260,11 +279,14 @@ struct Merger {
 }
 
 impl Merger {
-    /// Queues for a meter up to `max_lag_samples` behind the frame, plus room for one acquire of
-    /// each instrument.
+    /// Queues for a meter up to `max_lag_samples` behind the frame (and the wait for the next
+    /// out-of-turn ask), plus room for one acquire of each instrument.
     fn new(max_lag_samples: u64) -> Self {
         let max_lag_samples = max_lag_samples.max(1);
-        let capacity = usize::try_from(max_lag_samples).unwrap_or(usize::MAX / 4).saturating_add(2 * READ_BATCH);
+        let ask_every = (max_lag_samples / 8).max(1);
+        let capacity = usize::try_from(max_lag_samples.saturating_add(ask_every))
+            .unwrap_or(usize::MAX / 4)
+            .saturating_add(2 * READ_BATCH);
         Self {
             frames: vec![FrameReading::default(); capacity].into_boxed_slice(),
             ticks: vec![TickContext::default(); capacity].into_boxed_slice(),
@@ -274,6 +296,8 @@ impl Merger {
             smu_head: 0,
             n_smus: 0,
             max_lag_samples,
+            ask_every,
+            asked_at: None,
             lag_max_samples: 0,
             give_up: false,
         }
@@ -315,8 +339,10 @@ impl Merger {
         }
     }
 
-    /// Whether a waiting frame sample beyond the readings in hand has waited its longest: the
-    /// meter must be asked now, before [`next`](Merger::next) gives the sample up.
+    /// Whether a waiting frame sample beyond the readings in hand has waited its longest and an
+    /// out-of-turn ask is allowed ([`ask_every`](Merger::ask_every) samples after the last): the
+    /// meter must be asked now (then [`asked`](Merger::asked)), before [`next`](Merger::next)
+    /// may give the sample up.
     #[inline(always)]
     fn needs_meter(&self) -> bool {
         if self.frame_head == self.n_frames {
@@ -329,13 +355,23 @@ impl Merger {
             Some(s) => (s.seq + 1).max(oldest),
             None => oldest,
         };
-        newest >= first_missing && newest - first_missing >= self.max_lag_samples
+        newest >= first_missing
+            && newest - first_missing >= self.max_lag_samples
+            && self.asked_at.is_none_or(|a| newest >= a + self.ask_every)
+    }
+
+    /// The meter was asked out of turn, with the frame samples now in hand.
+    #[inline(always)]
+    fn asked(&mut self) {
+        if self.n_frames > self.frame_head {
+            self.asked_at = Some(self.frames[self.n_frames - 1].seq);
+        }
     }
 
     /// Pops the next frame reading together with its current reading, when both have arrived or
     /// when the meter has moved past it (then the current is missing), or without it once the
-    /// frame is [`max_lag_samples`](Merger::max_lag_samples) past it or the run gave up.
-    /// `None`: wait for more.
+    /// meter was asked out of turn with the frame [`max_lag_samples`](Merger::max_lag_samples)
+    /// past it, or the run gave up. `None`: wait for more.
     // Inlined, like the merger's other per-tick helpers and `Alignment::check`: called as
     // functions, twice a tick, their 100-byte results went through the stack (with the
     // `pushed` change: 1 433 → 1 341 instructions a tick of the control thread, callgrind).
@@ -359,7 +395,7 @@ impl Merger {
             }
             // The meter has moved past this sample: its reading will never come.
             Some(_) => None,
-            None if self.give_up || newest - f.seq >= self.max_lag_samples => None,
+            None if self.give_up || self.asked_at.is_some_and(|a| a >= f.seq + self.max_lag_samples) => None,
             None => return None,
         };
         self.frame_head += 1;
@@ -519,6 +555,7 @@ impl ControlLoop {
         let mut off_track_since: Option<f64> = None;
         let max_tracking_error_s = limits.max_tracking_error_ms / 1000.0;
         let mut high_water = 0usize;
+        let nap_when_full = self.ring.buffer().capacity() >= RING_FULL_NAP_MIN_SLOTS;
         let mut contact_seen = false;
         let mut low_current_since: Option<f64> = None;
         // Paced, the loop sleeps only before the first tick of each batch; 1 up to 10 kHz.
@@ -731,8 +768,9 @@ impl ControlLoop {
                 Ok(n) => merger.n_smus += n,
                 Err(e) => return EndReason::DeviceFault(e.to_string()),
             }
-            // A frame sample is about to be given up for lack of its reading: ask the meter now
-            // rather than at its next poll. A burst of frame samples (a backlog arriving a block
+            // A frame sample has waited its longest, and is given up for lack of its reading only
+            // once the meter was asked after that: ask now rather than at its next poll (at most
+            // every eighth of the bound, see `Merger`). A burst of frame samples (a backlog arriving a block
             // per tick) can outrun the poll interval; the meter then either has the readings, or
             // its link says why not (closed, timed out), and the run ends on that cause.
             if merger.needs_meter() {
@@ -741,6 +779,7 @@ impl ControlLoop {
                     Ok(n) => merger.n_smus += n,
                     Err(e) => return EndReason::DeviceFault(e.to_string()),
                 }
+                merger.asked();
             }
 
             while let Some((f, tick, smu)) = merger.next() {
@@ -815,7 +854,11 @@ impl ControlLoop {
                         // Unpaced: let the consumer catch up, unless it is gone.
                         Err(rtrb::PushError::Full(back)) if self.wait_for_ring && !self.ring.is_abandoned() => {
                             pending = back;
-                            std::thread::yield_now();
+                            if nap_when_full {
+                                std::thread::sleep(RING_FULL_NAP);
+                            } else {
+                                std::thread::yield_now();
+                            }
                         }
                         Err(_) => {
                             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
@@ -1483,6 +1526,7 @@ mod tests {
     #[test]
     fn a_sample_is_given_up_at_the_bound_and_the_loop_is_told_to_ask_the_meter_first() {
         let mut m = Merger::new(250);
+        assert_eq!(m.ask_every, 31, "an eighth of the bound");
         push_readings(&mut m, 0..10);
         push_frames(&mut m, 0..200);
         push_frames(&mut m, 200..260);
@@ -1496,14 +1540,27 @@ mod tests {
         assert!(m.needs_meter(), "frame 10 is 250 samples old: ask the meter before giving up");
         // The meter, asked, delivers it: nothing is given up.
         push_readings(&mut m, 10..11);
+        m.asked();
         assert!(!m.needs_meter(), "frame 11 is 249 samples old");
         assert_eq!(m.next().and_then(|(_, _, r)| r).map(|r| r.seq), Some(10));
         assert!(m.next().is_none());
+        // Frame 11 falls due one sample later, but the meter was asked a sample ago: no ask until
+        // 31 samples after the last one, and frame 11 waits for it rather than being given up.
         push_frames(&mut m, 261..262);
-        assert!(m.needs_meter());
-        // Asked again, the meter has nothing: frame 11 goes without its reading, frame 12 waits.
-        let (f, _, r) = m.next().expect("given up");
-        assert_eq!((f.seq, r), (11, None));
+        assert!(!m.needs_meter(), "asked at frame 260: the next ask at 291");
+        assert!(m.next().is_none(), "frame 11 is not given up before the meter was asked");
+        push_frames(&mut m, 262..291);
+        assert!(!m.needs_meter());
+        assert!(m.next().is_none());
+        push_frames(&mut m, 291..292);
+        assert!(m.needs_meter(), "31 samples after the last ask");
+        // Asked again, the meter has nothing: frames 11 to 41 (due by frame 291) go without
+        // their readings, frame 42 waits.
+        m.asked();
+        for seq in 11..42 {
+            let (f, _, r) = m.next().expect("given up");
+            assert_eq!((f.seq, r), (seq, None));
+        }
         assert!(m.next().is_none());
     }
 

@@ -34,9 +34,9 @@ pub fn line(s: &str) -> Answer {
 pub type Script = Box<dyn FnMut(&str) -> Answer + Send>;
 
 /// `script` with the IEEE 488.2 event status enable register in front of it: `*ESE <n>` sets
-/// it, `*ESE?` answers it in NR1 (IEEE 488.2-1992 §10.10, §10.11; 2450 reference manual section
-/// 6, `*ESE`; B2900 SCPI Command Reference, `*ESE`). The host writes markers to it to
-/// resynchronise after a failed exchange.
+/// it, `*ESE?` answers it in NR1 (IEEE 488.2-1992 §10.10, §10.11; 2450 Reference Manual
+/// 2450-901-01, appendix B "Common commands", `*ESE` (p. B-2); B2900 SCPI Command Reference,
+/// `*ESE`). The host writes markers to it to resynchronise after a failed exchange.
 pub fn with_ese(mut script: Script) -> Script {
     let mut ese = 0u8;
     Box::new(move |m: &str| {
@@ -48,6 +48,26 @@ pub fn with_ese(mut script: Script) -> Script {
             return Answer::Silent;
         }
         script(m)
+    })
+}
+
+/// `script` with the source output switch in front of it: `:OUTP ON` / `:OUTP OFF` set it,
+/// `:OUTP?` answers `1` or `0` (2450 Reference Manual 2450-901-01 section 6, `:OUTPut[:STATe]`;
+/// B2900 SCPI Command Reference, `:OUTPut[:STATe]`; the in-house dialect, docs/hardware.md). The
+/// output starts off, as after `*RST`. The shut-down reads it back after `:OUTP OFF`.
+pub fn with_output(mut script: Script) -> Script {
+    let mut output_on = false;
+    Box::new(move |m: &str| match m {
+        ":OUTP ON" => {
+            output_on = true;
+            Answer::Silent
+        }
+        ":OUTP OFF" => {
+            output_on = false;
+            Answer::Silent
+        }
+        ":OUTP?" => line(if output_on { "1" } else { "0" }),
+        m => script(m),
     })
 }
 
