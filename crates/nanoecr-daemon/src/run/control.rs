@@ -371,36 +371,56 @@ impl Merger {
     /// Pops the next frame reading together with its current reading, when both have arrived or
     /// when the meter has moved past it (then the current is missing), or without it once the
     /// meter was asked out of turn with the frame [`max_lag_samples`](Merger::max_lag_samples)
-    /// past it, or the run gave up. `None`: wait for more.
-    // Inlined, like the merger's other per-tick helpers and `Alignment::check`: called as
-    // functions, twice a tick, their 100-byte results went through the stack (with the
-    // `pushed` change: 1 433 → 1 341 instructions a tick of the control thread, callgrind).
+    /// past it, or the run gave up. `None`: wait for more. The pair is returned as indices
+    /// ([`Merged`]): read it in place before the next acquire.
+    // Indices, not the readings: returned by value, the tuple of readings (inlined, twice a
+    // tick) was copied through the stack with its padding (the 7 bytes after `compliance`) as two
+    // overlapping 4-byte moves, and each read-back of those waited on a failed store forward: the
+    // two hottest instructions of `ticks` at 100 kHz (docs/performance.md, eighth write-side pass).
     #[inline(always)]
-    fn next(&mut self) -> Option<(FrameReading, TickContext, Option<SmuReading>)> {
+    fn next(&mut self) -> Option<Merged> {
         if self.frame_head == self.n_frames {
             return None;
         }
-        let f = self.frames[self.frame_head];
-        let tick = self.ticks[self.frame_head];
+        let frame = self.frame_head;
+        let seq = self.frames[frame].seq;
         // Readings older than the oldest waiting frame sample can never be matched any more.
-        while self.smu_head < self.n_smus && self.smus[self.smu_head].seq < f.seq {
+        while self.smu_head < self.n_smus && self.smus[self.smu_head].seq < seq {
             self.smu_head += 1;
         }
-        let newest = self.frames[self.n_frames - 1].seq;
-        let smu = match self.smus[self.smu_head..self.n_smus].first().copied() {
-            Some(s) if s.seq == f.seq => {
+        let smu = if self.smu_head < self.n_smus {
+            if self.smus[self.smu_head].seq == seq {
+                let newest = self.frames[self.n_frames - 1].seq;
+                self.lag_max_samples = self.lag_max_samples.max(newest - seq);
                 self.smu_head += 1;
-                self.lag_max_samples = self.lag_max_samples.max(newest - f.seq);
-                Some(s)
+                Some(self.smu_head - 1)
+            } else {
+                // The meter has moved past this sample: its reading will never come.
+                None
             }
-            // The meter has moved past this sample: its reading will never come.
-            Some(_) => None,
-            None if self.give_up || self.asked_at.is_some_and(|a| a >= f.seq + self.max_lag_samples) => None,
-            None => return None,
+        } else if self.give_up || self.asked_at.is_some_and(|a| a >= seq + self.max_lag_samples) {
+            None
+        } else {
+            return None;
         };
         self.frame_head += 1;
-        Some((f, tick, smu))
+        Some(Merged { frame, smu })
     }
+
+    /// The readings of a pair [`next`](Merger::next) returned, copied (tests).
+    #[cfg(test)]
+    fn take(&mut self) -> Option<(FrameReading, TickContext, Option<SmuReading>)> {
+        self.next().map(|m| (self.frames[m.frame], self.ticks[m.frame], m.smu.map(|i| self.smus[i])))
+    }
+}
+
+/// A merged pair, as indices into the [`Merger`]'s queues; valid until its next acquire.
+#[derive(Debug, Clone, Copy)]
+struct Merged {
+    /// Index into `frames` and `ticks`.
+    frame: usize,
+    /// Index into `smus`; `None`: the reading is missing.
+    smu: Option<usize>,
 }
 
 impl ControlLoop {
@@ -782,8 +802,12 @@ impl ControlLoop {
                 merger.asked();
             }
 
-            while let Some((f, tick, smu)) = merger.next() {
-                let aligned = align.check(&f, smu.as_ref());
+            while let Some(pair) = merger.next() {
+                // Read in place (see `Merger::next`): no reading is copied whole.
+                let f = &merger.frames[pair.frame];
+                let tick = &merger.ticks[pair.frame];
+                let smu = pair.smu.map(|i| &merger.smus[i]);
+                let aligned = align.check(f, smu);
                 // Kept current per sample, so a run that ends on any error still records it.
                 diag.smu_misalignment_max_us = align.worst_us();
                 diag.smu_lag_max_ms = merger.lag_max_samples as f64 * dt_s * 1e3;
@@ -797,18 +821,11 @@ impl ControlLoop {
                 if !current_a.is_finite() {
                     flags |= FLAG_CURRENT_INVALID;
                 }
-                // The sample carries the setpoint and segment of the tick it was acquired in.
-                let sample = Sample {
-                    seq: f.seq,
-                    time_s: f.time_s,
-                    setpoint_un: tick.setpoint_un,
-                    load_un: f.load_un,
-                    disp_nm: f.disp_nm,
-                    current_a,
-                    voltage_v,
-                    segment: tick.segment,
-                    flags,
-                };
+                // The sample carries the setpoint and segment of the tick it was acquired in. It is
+                // built twice from these values, for the interlocks and into its ring slot, never
+                // copied whole: see the push below.
+                let (seq, time_s, load_un, disp_nm) = (f.seq, f.time_s, f.load_un, f.disp_nm);
+                let (tick_setpoint_un, tick_segment) = (tick.setpoint_un, tick.segment);
                 if tick.segment != Segment::Settle && tick.segment != Segment::SafeUnload {
                     let e = f.load_un - tick.setpoint_un;
                     tracking_sq += e * e;
@@ -819,6 +836,17 @@ impl ControlLoop {
                 // Interlocks: only while following the program; a trip during a safe unload
                 // changes nothing (we are already unloading).
                 if phase == Phase::Program {
+                    let sample = Sample {
+                        seq,
+                        time_s,
+                        setpoint_un: tick_setpoint_un,
+                        load_un,
+                        disp_nm,
+                        current_a,
+                        voltage_v,
+                        segment: tick_segment,
+                        flags,
+                    };
                     let mut trip = check_interlocks(
                         &limits,
                         &sample,
@@ -844,16 +872,31 @@ impl ControlLoop {
                     }
                 }
 
-                let mut pending = sample;
+                // The slot is written field by field from a fresh literal on each try. Pushing a
+                // copy of the interlocks' `sample` (or the value a full ring hands back) moved its
+                // flags and padding as two overlapping 4-byte moves through the stack, whose
+                // read-back failed to store-forward; a literal built from the same fields as that
+                // one, where it is in scope, is turned back into that copy by the compiler
+                // (docs/performance.md, eighth write-side pass). Same fields, same bits.
                 loop {
-                    match self.ring.push(pending) {
+                    let slot = Sample {
+                        seq,
+                        time_s,
+                        setpoint_un: tick_setpoint_un,
+                        load_un,
+                        disp_nm,
+                        current_a,
+                        voltage_v,
+                        segment: tick_segment,
+                        flags,
+                    };
+                    match self.ring.push(slot) {
                         Ok(()) => {
                             self.shared.count_pushed();
                             break;
                         }
                         // Unpaced: let the consumer catch up, unless it is gone.
-                        Err(rtrb::PushError::Full(back)) if self.wait_for_ring && !self.ring.is_abandoned() => {
-                            pending = back;
+                        Err(rtrb::PushError::Full(_)) if self.wait_for_ring && !self.ring.is_abandoned() => {
                             if nap_when_full {
                                 std::thread::sleep(RING_FULL_NAP);
                             } else {
@@ -990,8 +1033,11 @@ impl ControlLoop {
                 // Let the merger give up on the readings still missing.
                 merger.give_up = true;
             }
-            while let Some((f, TickContext { setpoint_un, segment, .. }, smu)) = merger.next() {
-                align.check(&f, smu.as_ref())?;
+            while let Some(pair) = merger.next() {
+                let f = &merger.frames[pair.frame];
+                let TickContext { setpoint_un, segment, .. } = merger.ticks[pair.frame];
+                let smu = pair.smu.map(|i| &merger.smus[i]);
+                align.check(f, smu)?;
                 let (current_a, voltage_v, mut flags) = match smu {
                     Some(s) => (s.current_a, s.voltage_v, if s.compliance { FLAG_COMPLIANCE } else { 0 }),
                     None => (f64::NAN, f64::NAN, FLAG_CURRENT_INVALID),
@@ -1508,18 +1554,18 @@ mod tests {
         for start in (0..1000).step_by(100) {
             push_frames(&mut m, start..start + 100);
             assert!(!m.needs_meter(), "frame {start}: within the bound");
-            assert!(m.next().is_none(), "frame {start}: still waiting, not given up");
+            assert!(m.take().is_none(), "frame {start}: still waiting, not given up");
         }
         assert_eq!(m.pending(), 1000);
         // The meter catches up: every sample gets its own reading, in order.
         for start in (0..1000).step_by(250) {
             push_readings(&mut m, start..start + 250);
             for seq in start..start + 250 {
-                let (f, _, r) = m.next().expect("matched");
+                let (f, _, r) = m.take().expect("matched");
                 assert_eq!((f.seq, r.map(|r| r.seq)), (seq, Some(seq)));
             }
         }
-        assert!(m.next().is_none());
+        assert!(m.take().is_none());
         assert_eq!(m.lag_max_samples, 999, "frame 0 waited until frame 999 was in hand");
     }
 
@@ -1533,35 +1579,35 @@ mod tests {
         // Readings reach frame 9; frame 10 is the first without one, 249 samples before the newest.
         assert!(!m.needs_meter());
         for seq in 0..10 {
-            assert_eq!(m.next().and_then(|(_, _, r)| r).map(|r| r.seq), Some(seq));
+            assert_eq!(m.take().and_then(|(_, _, r)| r).map(|r| r.seq), Some(seq));
         }
-        assert!(m.next().is_none(), "frame 10 waits: 249 < 250 samples");
+        assert!(m.take().is_none(), "frame 10 waits: 249 < 250 samples");
         push_frames(&mut m, 260..261);
         assert!(m.needs_meter(), "frame 10 is 250 samples old: ask the meter before giving up");
         // The meter, asked, delivers it: nothing is given up.
         push_readings(&mut m, 10..11);
         m.asked();
         assert!(!m.needs_meter(), "frame 11 is 249 samples old");
-        assert_eq!(m.next().and_then(|(_, _, r)| r).map(|r| r.seq), Some(10));
-        assert!(m.next().is_none());
+        assert_eq!(m.take().and_then(|(_, _, r)| r).map(|r| r.seq), Some(10));
+        assert!(m.take().is_none());
         // Frame 11 falls due one sample later, but the meter was asked a sample ago: no ask until
         // 31 samples after the last one, and frame 11 waits for it rather than being given up.
         push_frames(&mut m, 261..262);
         assert!(!m.needs_meter(), "asked at frame 260: the next ask at 291");
-        assert!(m.next().is_none(), "frame 11 is not given up before the meter was asked");
+        assert!(m.take().is_none(), "frame 11 is not given up before the meter was asked");
         push_frames(&mut m, 262..291);
         assert!(!m.needs_meter());
-        assert!(m.next().is_none());
+        assert!(m.take().is_none());
         push_frames(&mut m, 291..292);
         assert!(m.needs_meter(), "31 samples after the last ask");
         // Asked again, the meter has nothing: frames 11 to 41 (due by frame 291) go without
         // their readings, frame 42 waits.
         m.asked();
         for seq in 11..42 {
-            let (f, _, r) = m.next().expect("given up");
+            let (f, _, r) = m.take().expect("given up");
             assert_eq!((f.seq, r), (seq, None));
         }
-        assert!(m.next().is_none());
+        assert!(m.take().is_none());
     }
 
     #[test]
@@ -1571,16 +1617,16 @@ mod tests {
         push_readings(&mut m, 0..1);
         push_readings(&mut m, 2..4);
         push_frames(&mut m, 1..4);
-        assert_eq!(m.next().map(|(f, _, r)| (f.seq, r.map(|r| r.seq))), Some((1, None)), "meter moved past 1");
-        assert_eq!(m.next().map(|(f, _, r)| (f.seq, r.map(|r| r.seq))), Some((2, Some(2))));
-        assert_eq!(m.next().map(|(f, _, r)| (f.seq, r.map(|r| r.seq))), Some((3, Some(3))));
-        assert!(m.next().is_none());
+        assert_eq!(m.take().map(|(f, _, r)| (f.seq, r.map(|r| r.seq))), Some((1, None)), "meter moved past 1");
+        assert_eq!(m.take().map(|(f, _, r)| (f.seq, r.map(|r| r.seq))), Some((2, Some(2))));
+        assert_eq!(m.take().map(|(f, _, r)| (f.seq, r.map(|r| r.seq))), Some((3, Some(3))));
+        assert!(m.take().is_none());
         // At the end of the run the merger gives up on what is still missing.
         push_frames(&mut m, 4..6);
         m.give_up = true;
-        assert_eq!(m.next().map(|(f, _, r)| (f.seq, r)), Some((4, None)));
-        assert_eq!(m.next().map(|(f, _, r)| (f.seq, r)), Some((5, None)));
-        assert!(m.next().is_none());
+        assert_eq!(m.take().map(|(f, _, r)| (f.seq, r)), Some((4, None)));
+        assert_eq!(m.take().map(|(f, _, r)| (f.seq, r)), Some((5, None)));
+        assert!(m.take().is_none());
     }
 
     #[test]
@@ -1603,7 +1649,7 @@ mod tests {
                 readings_in += n;
             }
             assert!(!m.needs_meter(), "the meter is within the bound");
-            while let Some((f, _, r)) = m.next() {
+            while let Some((f, _, r)) = m.take() {
                 assert_eq!((f.seq, r.map(|r| r.seq)), (merged, Some(merged)));
                 merged += 1;
             }
