@@ -237,6 +237,12 @@ pub struct Diagnostics {
     pub ring_capacity: u64,
     /// Samples lost because the ring was full.
     pub dropped_samples: u64,
+    /// Times an unpaced (`--fast`) loop found the ring full and waited for the writer: a
+    /// 100 µs nap each on a ring of 8 192 slots or more, a yield on a smaller one. Non-zero means
+    /// the writer, not the rig, set the run's pace. Always 0 paced (a full ring drops there) and
+    /// in older files.
+    #[serde(default)]
+    pub ring_full_waits: u64,
     /// Sample timestamp → event emitted, µs (wall clock; only meaningful when paced in real time).
     pub detection_latency: LatencyHistogram,
     /// Whether the loop got real-time scheduling (SCHED_FIFO).

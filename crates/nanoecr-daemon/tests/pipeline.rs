@@ -200,41 +200,52 @@ fn a_large_ring_faulted_in_ahead_of_the_loop_gives_the_same_samples_as_a_small_o
 #[test]
 fn an_unpaced_run_waits_for_the_writer_instead_of_dropping() {
     let _files = files();
-    // A 64-sample ring against a simulated rig that outruns the HDF5 writer many times over:
-    // paced, this would drop; unpaced there is no deadline, so every sample must arrive.
+    // A 64-sample ring, unpaced: paced, a full ring would drop; unpaced there is no deadline, so
+    // every sample must arrive. The consumer is held until the loop finds the ring full, so the
+    // wait (a yield below 8 192 slots) is taken on any host, however fast it runs the writer.
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = short_config(&[("settle_s = 0.5", "settle_s = 0.5\nring_capacity_samples = 64")]);
     let total = cfg.expected_samples();
-    let (s, f) = run(cfg, dir.path(), "tiny_ring.h5", fast());
+    let opts = RunOptions { hold_consumer_until_ring_full: true, ..fast() };
+    let (s, f) = run(cfg, dir.path(), "tiny_ring.h5", opts);
     assert_eq!(s.dropped, 0);
     assert_eq!(s.samples, total);
     assert_eq!(f.data.seq.len() as u64, total);
     assert!(f.data.seq.windows(2).all(|w| w[1] == w[0] + 1), "no gaps in the sequence");
-    assert_eq!(f.diagnostics.expect("diagnostics").ring_high_water, 64, "the ring did fill up");
+    let d = f.diagnostics.expect("diagnostics");
+    assert_eq!(d.ring_high_water, 64, "the ring did fill up");
+    assert!(d.ring_full_waits >= 1, "the loop waited for the writer");
 }
 
 #[test]
-fn an_unpaced_run_with_a_nap_sized_ring_keeps_every_sample() {
+fn an_unpaced_run_with_a_nap_sized_ring_naps_when_full_and_keeps_every_sample() {
     let _files = files();
     // From 8 192 slots up the unpaced loop naps instead of yielding when the ring is full: the
     // same guarantee must hold on that path. 10 kHz for 3.5 s is 35 000 samples through 8 192
-    // slots. Whether the ring fills depends on how fast the host runs the writer against the
-    // rig (it filled on an idle host, it did not in one CI run at 13:48 on 2026-12-03: high
-    // water 3 532), so the fill is not asserted: a test may not depend on the host's speed.
-    // What must hold either way: nothing dropped, every sample, in order.
+    // slots. Left to itself, whether the ring fills depends on how fast the host runs the writer
+    // against the rig (a CI run at 13:48 on 2026-12-03 peaked at 3 532), so the consumer is held
+    // until the loop has found the ring full; the loop then naps (counted in the file), and the
+    // consumer drains the ring while it does.
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = short_config(&[
         ("settle_s = 0.5", "settle_s = 0.5\nring_capacity_samples = 8192"),
         ("rate_hz = 1000", "rate_hz = 10000"),
     ]);
+    assert!(cfg.ring_capacity_samples >= nanoecr_daemon::run::control::RING_FULL_NAP_MIN_SLOTS, "a ring that naps");
     let total = cfg.expected_samples();
-    let (s, f) = run(cfg, dir.path(), "nap_ring.h5", fast());
+    assert!(total > 8192, "more samples than slots, so the held consumer lets the ring fill");
+    let opts = RunOptions { hold_consumer_until_ring_full: true, ..fast() };
+    let (s, f) = run(cfg, dir.path(), "nap_ring.h5", opts);
+    assert_eq!(s.status, RunStatus::Complete, "{}", s.end_reason);
     assert_eq!(s.dropped, 0);
     assert_eq!(s.samples, total);
     assert_eq!(f.data.seq.len() as u64, total);
+    assert_eq!(f.data.seq.first(), Some(&0));
     assert!(f.data.seq.windows(2).all(|w| w[1] == w[0] + 1), "no gaps in the sequence");
-    let high_water = f.diagnostics.expect("diagnostics").ring_high_water;
-    assert!(high_water > 0 && high_water <= 8192, "ring high water {high_water} of 8192 slots");
+    let d = f.diagnostics.expect("diagnostics");
+    assert_eq!((d.ring_capacity, d.ring_high_water), (8192, 8192), "the ring filled");
+    assert!(d.ring_full_waits >= 1, "the loop napped on the full ring");
+    assert_eq!(d.dropped_samples, 0);
 }
 
 #[test]

@@ -676,7 +676,7 @@ pub(crate) fn compact(path: &Path) -> Option<(u64, u64)> {
 }
 
 /// Scalars of `/entry/diagnostics`: (name, value, units).
-fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static str); 37] {
+fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static str); 38] {
     use DiagValue::{F64, I64, U64, U8};
     [
         ("loop_lateness_max_us", F64(d.loop_lateness.max_us), "us"),
@@ -687,6 +687,7 @@ fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static st
         ("ring_high_water", U64(d.ring_high_water), "1"),
         ("ring_capacity", U64(d.ring_capacity), "1"),
         ("dropped_samples", U64(d.dropped_samples), "1"),
+        ("ring_full_waits", U64(d.ring_full_waits), "1"),
         ("detection_latency_max_us", F64(d.detection_latency.max_us), "us"),
         ("realtime_scheduling", U8(u8::from(d.realtime_scheduling)), "1"),
         ("paced", U8(u8::from(d.paced)), "1"),

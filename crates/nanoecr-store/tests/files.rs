@@ -93,6 +93,7 @@ fn write_complete(path: &Path, rows: u64) -> Vec<Event> {
         ticks: rows,
         ring_capacity: 16384,
         ring_high_water: 12,
+        ring_full_waits: 345,
         rate_hz: 1000.0,
         smu_pacing: "timer".into(),
         smu_misalignment_max_us: Some(12.5),
@@ -145,6 +146,7 @@ fn round_trip_through_our_reader() {
     assert_eq!((d.smu_pacing.as_str(), d.smu_misalignment_max_us), ("timer", Some(12.5)));
     assert_eq!((d.lateness_split.wakeups, d.lateness_split.missed), ([4990, 7, 0, 3], [1, 2, 0, 40]));
     assert_eq!(d.control_cpu_us, 81_250.5);
+    assert_eq!(d.ring_full_waits, 345);
     assert_eq!(d.smu_lag_max_ms, 21.0);
     assert_eq!(f.pillar.diameter_um, 2.0);
     assert_eq!(f.rate_hz, Some(1000.0));
@@ -196,6 +198,7 @@ assert s(dg["lateness_class_lower_us"].attrs["units"]) == "us"
 assert list(dg["wakeups_by_lateness"][:]) == [4990, 7, 0, 3] and list(dg["missed_by_lateness"][:]) == [1, 2, 0, 40]
 assert dg["missed_by_lateness"].dtype == np.uint64
 assert dg["control_cpu_us"][()] == 81250.5 and s(dg["control_cpu_us"].attrs["units"]) == "us"
+assert dg["ring_full_waits"][()] == 345 and dg["ring_full_waits"].dtype == np.uint64
 assert e["diagnostics/smu_lag_max_ms"][()] == 21.0 and s(e["diagnostics/smu_lag_max_ms"].attrs["units"]) == "ms"
 from nexusformat.nexus import nxload
 root = nxload(sys.argv[1])

@@ -84,6 +84,9 @@ pub struct Consumer {
     pub paced: bool,
     /// See `RunOptions::hold_consumer_until_control_ends`.
     pub hold_until_control_ends: bool,
+    /// See `RunOptions::hold_consumer_until_ring_full`: the consumer starts once the loop has
+    /// dropped the sending end (on a full ring, or at its end).
+    pub ring_full_gate: Option<Receiver<()>>,
 }
 
 #[derive(Default)]
@@ -135,6 +138,10 @@ impl Consumer {
         let mut outcome: Option<ControlOutcome> = None;
         if self.hold_until_control_ends {
             outcome = self.control_done.recv().ok();
+        }
+        if let Some(gate) = self.ring_full_gate.take() {
+            // Nothing is ever sent: this returns when the loop drops the sender.
+            let _ = gate.recv();
         }
         let mut decimated = LiveBatch::with_capacity(SAMPLES_PER_PUBLISH);
         // Whether the last kept sample's bucket is still collecting Δρ/ρ extremes.

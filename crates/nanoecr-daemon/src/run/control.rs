@@ -138,7 +138,7 @@ const LATE_WINDOW_BUCKETS: usize = 32;
 const RING_FULL_NAP: Duration = Duration::from_micros(100);
 /// Rings from this size up nap when full; smaller ones (set by hand) yield as before, since a
 /// nap could let them run dry.
-const RING_FULL_NAP_MIN_SLOTS: usize = 8192;
+pub const RING_FULL_NAP_MIN_SLOTS: usize = 8192;
 
 // A wake-up period near the spin window would bring the (almost) never-sleeping loop back:
 // keep at least half of every wake-up period free of spinning.
@@ -203,6 +203,9 @@ pub struct ControlOutcome {
 
 /// Everything the loop needs, moved into its thread.
 pub struct ControlLoop {
+    // First, so that even on a panic it is stopped and joined before `ring` is dropped: the
+    // thread faults in the ring's memory, which must not be freed under it.
+    prefault: Option<super::RingPrefault>,
     cfg: RunConfig,
     rig: Rig,
     ring: rtrb::Producer<Sample>,
@@ -210,6 +213,9 @@ pub struct ControlLoop {
     shared: Arc<Shared>,
     paced: bool,
     wait_for_ring: bool,
+    /// Dropped the first time the loop finds the ring full (and at the loop's end), which
+    /// releases the consumer held on its receiver (`RunOptions::hold_consumer_until_ring_full`).
+    ring_full_gate: Option<crossbeam_channel::Sender<()>>,
 }
 
 /// State of the program.
@@ -433,7 +439,32 @@ impl ControlLoop {
         shared: Arc<Shared>,
         paced: bool,
     ) -> Self {
-        Self { cfg, rig, ring, control_events, shared, paced, wait_for_ring: !paced }
+        Self {
+            prefault: None,
+            cfg,
+            rig,
+            ring,
+            control_events,
+            shared,
+            paced,
+            wait_for_ring: !paced,
+            ring_full_gate: None,
+        }
+    }
+
+    /// Drop `gate` the first time the ring is found full (or when the loop ends), so that a
+    /// consumer blocked on its receiver starts only once the ring has filled: tests of the
+    /// full-ring paths that hold on any host, however fast it runs the writer.
+    pub fn releasing_on_full_ring(mut self, gate: crossbeam_channel::Sender<()>) -> Self {
+        self.ring_full_gate = Some(gate);
+        self
+    }
+
+    /// Keep the thread faulting the ring in until the loop ends, and stop and join it then,
+    /// before the loop's end of the ring is dropped.
+    pub(crate) fn with_prefault(mut self, prefault: super::RingPrefault) -> Self {
+        self.prefault = Some(prefault);
+        self
     }
 
     /// Drop samples on a full ring even when unpaced, as a paced loop must: only for measuring
@@ -487,6 +518,9 @@ impl ControlLoop {
         if let Err(e) = self.rig.smu.bias_off() {
             tracing::error!(error = %e, "source-measure unit did not confirm output off");
         }
+        // After the safe state, which it must not delay: stop the prefault thread and wait for
+        // it (at most one 2 MiB step), while this end of the ring still keeps the ring alive.
+        drop(self.prefault.take());
         // Logged here, after the tick loop and the safe state: a log line may block on I/O.
         if let EndReason::Interlock(detail) = &end {
             tracing::warn!(%detail, "interlock tripped; unloaded safely");
@@ -575,6 +609,7 @@ impl ControlLoop {
         let mut off_track_since: Option<f64> = None;
         let max_tracking_error_s = limits.max_tracking_error_ms / 1000.0;
         let mut high_water = 0usize;
+        let mut ring_full_waits = 0u64;
         let nap_when_full = self.ring.buffer().capacity() >= RING_FULL_NAP_MIN_SLOTS;
         let mut contact_seen = false;
         let mut low_current_since: Option<f64> = None;
@@ -897,6 +932,8 @@ impl ControlLoop {
                         }
                         // Unpaced: let the consumer catch up, unless it is gone.
                         Err(rtrb::PushError::Full(_)) if self.wait_for_ring && !self.ring.is_abandoned() => {
+                            ring_full_waits += 1;
+                            self.ring_full_gate = None;
                             if nap_when_full {
                                 std::thread::sleep(RING_FULL_NAP);
                             } else {
@@ -904,6 +941,7 @@ impl ControlLoop {
                             }
                         }
                         Err(_) => {
+                            self.ring_full_gate = None;
                             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
                             break;
                         }
@@ -976,6 +1014,7 @@ impl ControlLoop {
         }
         diag.smu_misalignment_max_us = align.worst_us();
         diag.ring_high_water = high_water as u64;
+        diag.ring_full_waits = ring_full_waits;
         diag.load_tracking_rms_un = if tracking_n > 0 { (tracking_sq / tracking_n as f64).sqrt() } else { 0.0 };
         diag.load_tracking_max_un = tracking_max;
         end.unwrap_or(EndReason::Completed)

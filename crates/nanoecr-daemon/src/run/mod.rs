@@ -12,6 +12,7 @@ mod feedback;
 pub mod shared;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -46,6 +47,12 @@ pub struct RunOptions {
     /// ring even when unpaced. Only for tests and benchmarks of the drop accounting: with it,
     /// exactly `ring capacity` samples survive a long run.
     pub hold_consumer_until_control_ends: bool,
+    /// Keep the consumer idle until the control loop first finds the ring full (or ends), then
+    /// let it run as usual. Unpaced, the loop then waits for ring space (a nap on a ring of
+    /// [`control::RING_FULL_NAP_MIN_SLOTS`] or more, a yield below) and drops nothing; paced, it
+    /// drops. Only for tests: it takes them down the full-ring paths on any host, where whether
+    /// the ring fills otherwise depends on how fast the host runs the writer against the rig.
+    pub hold_consumer_until_ring_full: bool,
 }
 
 /// Something that happened in a running test, for displays and subscribers.
@@ -229,11 +236,18 @@ pub fn start_run(cfg: RunConfig, mut rig: Rig, opts: RunOptions) -> Result<RunHa
         }
     }
     let (mut ring_tx, mut ring_rx) = rtrb::RingBuffer::<Sample>::new(cfg.ring_capacity_samples);
-    if paced {
+    let prefault = if paced {
         prefault_ring(&mut ring_tx, &mut ring_rx);
+        None
     } else {
-        populate_ring_ahead(&mut ring_tx);
-    }
+        populate_ring_ahead(&mut ring_tx)
+    };
+    let (gate_tx, gate_rx) = if opts.hold_consumer_until_ring_full {
+        let (tx, rx) = crossbeam_channel::bounded::<()>(0);
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
     let (ev_tx, ev_rx) = rtrb::RingBuffer::<Event>::new(CONTROL_EVENTS_CAPACITY);
     let (done_tx, done_rx) = crossbeam_channel::bounded(1);
     let (upd_tx, upd_rx) = crossbeam_channel::bounded(UPDATES_CAPACITY);
@@ -242,6 +256,12 @@ pub fn start_run(cfg: RunConfig, mut rig: Rig, opts: RunOptions) -> Result<RunHa
         let mut lp = ControlLoop::new(cfg.clone(), rig, ring_tx, ev_tx, Arc::clone(&shared), paced);
         if opts.hold_consumer_until_control_ends {
             lp = lp.dropping_when_full();
+        }
+        if let Some(gate) = gate_tx {
+            lp = lp.releasing_on_full_ring(gate);
+        }
+        if let Some(p) = prefault {
+            lp = lp.with_prefault(p);
         }
         let shared = Arc::clone(&shared);
         let span = span.clone();
@@ -267,6 +287,7 @@ pub fn start_run(cfg: RunConfig, mut rig: Rig, opts: RunOptions) -> Result<RunHa
             updates: upd_tx.clone(),
             paced,
             hold_until_control_ends: opts.hold_consumer_until_control_ends,
+            ring_full_gate: gate_rx,
         };
         let shared = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -342,51 +363,99 @@ fn prefault_ring(tx: &mut rtrb::Producer<Sample>, rx: &mut rtrb::Consumer<Sample
     }
 }
 
-/// Fault a large ring's pages in on a short-lived thread of their own, for unpaced (`--fast`)
-/// runs: their control loop writes every slot once on its first pass, and with a whole-run ring
-/// (the bench's 1.9 M-sample ring at 1 kHz is 115 MB) it took 34 000 page faults there, 20 % of
-/// the CPU of the thread that sets the pace of a `--fast` run (`perf`). `MADV_POPULATE_WRITE`
-/// (Linux 5.14) faults the pages in 2 MiB at a time from the ring's start, ahead of the loop,
-/// on whichever CPU the consumer and the compression workers leave free; it never reads or
-/// writes the slots, so it cannot race the loop's writes. Where the kernel refuses the call the
-/// thread ends and the loop faults the rest in itself, as before. Paced runs prefault the ring
-/// before they start instead ([`prefault_ring`]); rings under 8 MiB (the default ring below
-/// 100 kHz) are left alone. (Huge pages were tried first: on this host's virtual machine zeroing
-/// them cost the control thread more than the faults they saved.)
+/// Fault a large ring's pages in on a thread of its own, for unpaced (`--fast`) runs: their
+/// control loop writes every slot once on its first pass, and with a whole-run ring (the bench's
+/// 1.9 M-sample ring at 1 kHz is 115 MB) it took 34 000 page faults there, 20 % of the CPU of the
+/// thread that sets the pace of a `--fast` run (`perf`). `MADV_POPULATE_WRITE` (Linux 5.14)
+/// faults the pages in 2 MiB at a time from the ring's start, ahead of the loop, on whichever CPU
+/// the consumer and the compression workers leave free; it never reads or writes the slots, so it
+/// cannot race the loop's writes. Where the kernel refuses the call the thread ends and the loop
+/// faults the rest in itself, as before. Paced runs prefault the ring before they start instead
+/// ([`prefault_ring`]); rings under 8 MiB (the default ring below 100 kHz) are left alone. (Huge
+/// pages were tried first: on this host's virtual machine zeroing them cost the control thread
+/// more than the faults they saved.)
+///
+/// The returned [`RingPrefault`] must be dropped before the ring: the control loop holds it and
+/// drops it at its end. The thread once ran detached, and a run that ends early (an abort, a
+/// device fault at arming) outlived it: faulting in 115 MB takes it 55–76 ms
+/// (docs/performance.md), and once the ring was freed it went on populating whatever the
+/// allocator had made of those pages (heap pages `free` had just released, or the next run's
+/// buffers in the daemon) — memory held after the run, on addresses the run no longer owned.
 #[allow(unsafe_code)] // madvise on memory the ring owns
-fn populate_ring_ahead(tx: &mut rtrb::Producer<Sample>) {
+fn populate_ring_ahead(tx: &mut rtrb::Producer<Sample>) -> Option<RingPrefault> {
     const PAGE: usize = 4096;
     const STEP: usize = 2 << 20;
     const MIN_BYTES: usize = 8 << 20;
     let n = tx.slots();
     // A chunk that is never committed: only a view of the (uninitialised) slots, nothing written.
-    let Ok(mut chunk) = tx.write_chunk_uninit(n) else { return };
+    let Ok(mut chunk) = tx.write_chunk_uninit(n) else { return None };
     let (first, second) = chunk.as_mut_slices();
     // A fresh ring's free slots start at its first slot: one slice over the whole buffer.
     let bytes = std::mem::size_of_val(first) + std::mem::size_of_val(second);
     if bytes < MIN_BYTES || !second.is_empty() {
-        return;
+        return None;
     }
     let start = first.as_mut_ptr() as usize;
     let (lo, hi) = (start.div_ceil(PAGE) * PAGE, (start + bytes) / PAGE * PAGE);
-    let spawned = std::thread::Builder::new().name("nanoecr-prefault".into()).spawn(move || {
-        let mut at = lo;
-        while at < hi {
-            let len = STEP.min(hi - at);
-            // SAFETY: [at, at + len) is page-aligned and inside the ring's buffer. The buffer
-            // lives as long as the run, far longer than this thread; were it freed first, the
-            // call would fail (unmapped) or prefault memory reused by something else, which
-            // MADV_POPULATE_WRITE never reads or writes: it only maps the pages.
-            let rc = unsafe { libc::madvise(at as *mut libc::c_void, len, libc::MADV_POPULATE_WRITE) };
-            if rc != 0 {
-                tracing::debug!(error = %std::io::Error::last_os_error(), "madvise(MADV_POPULATE_WRITE) on the ring refused");
-                return;
+    let stop = Arc::new(AtomicBool::new(false));
+    #[cfg(test)]
+    let done = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let stop = Arc::clone(&stop);
+        #[cfg(test)]
+        let done = Arc::clone(&done);
+        std::thread::Builder::new().name("nanoecr-prefault".into()).spawn(move || {
+            let mut at = lo;
+            while at < hi && !stop.load(Ordering::Acquire) {
+                let len = STEP.min(hi - at);
+                // SAFETY: [at, at + len) is page-aligned and inside the ring's buffer, which
+                // outlives this thread: the thread is joined when its `RingPrefault` drops, and
+                // the control loop drops that before its end of the ring. MADV_POPULATE_WRITE
+                // only maps the pages; it never reads or writes them.
+                let rc = unsafe { libc::madvise(at as *mut libc::c_void, len, libc::MADV_POPULATE_WRITE) };
+                if rc != 0 {
+                    tracing::debug!(error = %std::io::Error::last_os_error(), "madvise(MADV_POPULATE_WRITE) on the ring refused");
+                    break;
+                }
+                at += len;
             }
-            at += len;
+            #[cfg(test)]
+            done.store(true, Ordering::Release);
+        })
+    };
+    match thread {
+        Ok(t) => Some(RingPrefault {
+            stop,
+            thread: Some(t),
+            #[cfg(test)]
+            done,
+        }),
+        Err(e) => {
+            tracing::debug!(error = %e, "no thread to fault the ring in ahead of the loop");
+            None
         }
-    });
-    if let Err(e) = spawned {
-        tracing::debug!(error = %e, "no thread to fault the ring in ahead of the loop");
+    }
+}
+
+/// The thread of [`populate_ring_ahead`]. Dropping it stops the thread (between two 2 MiB
+/// steps) and joins it; it must be dropped before the ring it faults in.
+#[derive(Debug)]
+pub(crate) struct RingPrefault {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    /// Set by the thread as it ends.
+    #[cfg(test)]
+    done: Arc<AtomicBool>,
+}
+
+impl Drop for RingPrefault {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::warn!("the ring prefault thread panicked");
+            }
+        }
     }
 }
 
@@ -465,6 +534,30 @@ mod tests {
             assert_eq!(d.lateness_split.missed.iter().sum::<u64>(), d.missed_deadlines);
             assert!(d.control_cpu_us > 0.0, "the control thread's CPU time is recorded");
         }
+    }
+
+    /// The prefault thread faults in memory the ring owns: it must be over when the control
+    /// loop, which holds one end of the ring, returns. A run aborted before its first tick ends
+    /// long before 12.8 MB are faulted in, so a detached thread would still be running here.
+    #[test]
+    fn the_ring_prefault_thread_has_ended_when_the_control_loop_returns() {
+        let text = include_str!("../../../../config/demo.toml")
+            .replace("[acquisition]\n", "[acquisition]\nring_capacity_samples = 200000\n");
+        let cfg = nanoecr_core::config::parse(&text, None).expect("test config is valid");
+        let rig = nanoecr_hw::sim::rig(&cfg);
+        let (mut tx, rx) = rtrb::RingBuffer::<Sample>::new(cfg.ring_capacity_samples);
+        let prefault = populate_ring_ahead(&mut tx).expect("a 12.8 MB ring is faulted in ahead");
+        let done = Arc::clone(&prefault.done);
+        let (ev_tx, _ev_rx) = rtrb::RingBuffer::<Event>::new(CONTROL_EVENTS_CAPACITY);
+        let shared = Arc::new(Shared::default());
+        shared.request_abort(EndReason::OperatorAbort);
+        let outcome = ControlLoop::new(cfg, rig, tx, ev_tx, shared, false).with_prefault(prefault).run();
+        assert_eq!(outcome.end_reason, EndReason::OperatorAbort);
+        assert!(done.load(Ordering::Acquire), "the prefault thread outlived the control loop");
+        drop(rx);
+        // Rings under 8 MiB get no thread at all.
+        let (mut small, _rx) = rtrb::RingBuffer::<Sample>::new(100_000);
+        assert!(populate_ring_ahead(&mut small).is_none());
     }
 
     #[test]
