@@ -4,9 +4,8 @@
 
 mod common;
 
-use common::{event_bits, simulated_trapezoid, PILLAR};
+use common::{event_bits, simulated_trapezoid, spoil, Spoil, PILLAR};
 use nanoecr_core::config::{DetectionConfig, SimulationConfig};
-use nanoecr_core::sample::FLAG_CURRENT_INVALID;
 use nanoecr_core::{Event, EventKind, Sample};
 use nanoecr_detect::Detector;
 
@@ -128,17 +127,7 @@ fn slices_match_at_100_khz_where_the_smoothed_residual_confirms_events() {
 fn slices_match_with_invalid_and_missing_samples() {
     let sim = SimulationConfig { seed: 13, mains_amplitude: 5e-5, ..Default::default() };
     let mut samples = simulate(&sim, 1000.0, 6000.0, 5.0);
-    for (i, s) in samples.iter_mut().enumerate() {
-        if i % 997 == 500 {
-            s.flags |= FLAG_CURRENT_INVALID;
-        }
-        if i % 1499 == 700 {
-            s.disp_nm = f64::NAN;
-        }
-        if i % 2003 == 900 {
-            s.current_a = f64::NAN;
-        }
-    }
+    spoil(&mut samples, &Spoil { invalid_current: (997, 500), nan_disp: (1499, 700), nan_current: (2003, 900) });
     // A gap: 7 samples lost in transport (the mains phasor must re-synchronise from the time stamp).
     samples.drain(9000..9007);
     let (events, quiet) = check(&DetectionConfig::default(), 1000.0, &samples, &CHUNKS);
@@ -154,17 +143,8 @@ fn slices_match_through_the_settle_window_with_invalid_and_missing_samples_at_10
     // contact), missing displacements and a gap in time, before and after contact.
     let sim = SimulationConfig { seed: 14, mains_amplitude: 1e-4, mains_harmonics: 2, ..Default::default() };
     let mut samples = simulate(&sim, 100_000.0, 6000.0, 0.2);
-    for (i, s) in samples.iter_mut().enumerate() {
-        if i % 29_989 == 7_000 {
-            s.flags |= FLAG_CURRENT_INVALID;
-        }
-        if i % 40_009 == 13_000 {
-            s.current_a = f64::NAN;
-        }
-        if i % 35_017 == 21_000 {
-            s.disp_nm = f64::NAN;
-        }
-    }
+    let broken = Spoil { invalid_current: (29_989, 7_000), nan_current: (40_009, 13_000), nan_disp: (35_017, 21_000) };
+    spoil(&mut samples, &broken);
     samples.drain(90_000..90_013);
     samples.drain(170_000..170_005);
     let cfg = DetectionConfig::default();

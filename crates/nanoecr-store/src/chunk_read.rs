@@ -602,6 +602,19 @@ fn decode_chunk<T: LeScalar>(
 mod tests {
     use super::*;
     use std::process::Command;
+    use std::sync::{Mutex, MutexGuard};
+
+    /// One file test of this module at a time. libhdf5 opens files without `O_CLOEXEC`, so the
+    /// python3 child one test starts inherits the descriptors of the files another test has open
+    /// at that moment, with their `flock`s, for the child's whole life: a read-only open's shared
+    /// lock held by the child then makes the other test's later read-write open fail with
+    /// "unable to lock file, errno = 11" (seen in CI, stop 22). Serialising removes the race,
+    /// as in tests/files.rs.
+    fn serial() -> MutexGuard<'static, ()> {
+        static LOCK: Mutex<()> = Mutex::new(());
+        // A failed test poisons the lock; the next one may still run.
+        LOCK.lock().unwrap_or_else(|e| e.into_inner())
+    }
 
     /// The SSE2 and block transposes and the byte gather agree for every length (whole blocks of
     /// sixteen and of eight and a remainder) and for a chunk longer than the rows wanted (the
@@ -764,6 +777,7 @@ with h5py.File(path, "r") as f, open(dump, "w") as out:
 
     #[test]
     fn fast_reads_equal_what_h5py_reads_and_other_pipelines_are_refused() {
+        let _serial = serial();
         let (_dir, path, dump) = write_with_h5py(WRITE, "chunks.h5");
         let file = hdf5::File::open(&path).expect("open");
         let direct = DirectFile::open(&path, &file).expect("a file opened read-only by this process alone is direct");
@@ -798,6 +812,7 @@ with h5py.File(path, "r") as f, open(dump, "w") as out:
     /// are not file offsets.
     #[test]
     fn direct_reads_only_where_nothing_writes_and_addresses_are_offsets() {
+        let _serial = serial();
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("w.h5");
         {
@@ -856,6 +871,7 @@ with h5py.File(path, "r") as f, open(dump, "w") as out:
     /// libhdf5.
     #[test]
     fn chunk_index_read_from_the_file_equals_libhdf5_lookups() {
+        let _serial = serial();
         let (_dir, path, dump) = write_with_h5py(WRITE_INDEXED, "indexed.h5");
         let file = hdf5::File::open(&path).expect("open");
         let direct = DirectFile::open(&path, &file).expect("direct");

@@ -16,6 +16,7 @@
 mod chunk_index;
 mod chunk_read;
 mod chunk_write;
+mod cloexec;
 mod names;
 mod reader;
 mod recover;

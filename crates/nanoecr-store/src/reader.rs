@@ -322,6 +322,7 @@ where
             }
         },
     };
+    crate::cloexec::close_on_exec(&file);
     let invalid = |what: &str| StoreError::Invalid { path: path.to_path_buf(), what: what.to_string() };
     let entry = file.group("entry").map_err(|_| invalid("no /entry group"))?;
     let data_g = entry.group("data").map_err(|_| invalid("no /entry/data group"))?;
@@ -725,6 +726,7 @@ impl RunColumns {
                 source,
             })
         })?;
+        crate::cloexec::close_on_exec(&file);
         let invalid = |what: &str| StoreError::Invalid { path: path.to_path_buf(), what: what.to_string() };
         let data = file.group("entry/data").map_err(|_| invalid("no /entry/data group"))?;
         let mut rows = usize::MAX;

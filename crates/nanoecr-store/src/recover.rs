@@ -91,6 +91,7 @@ pub(crate) fn recover(path: &Path) -> Result<RecoverOutcome, StoreError> {
             File::open_rw(path).map_err(h5err(path, "opening for recovery after clearing the status flags"))?
         }
     };
+    crate::cloexec::close_on_exec(&file);
     let entry = file
         .group("entry")
         .map_err(|_| StoreError::Invalid { path: path.to_path_buf(), what: "no /entry group".into() })?;

@@ -275,6 +275,7 @@ impl RunWriter {
             .with_fapl(|p| p.libver_bounds(LibraryVersion::V110, LibraryVersion::V110))
             .create_excl(path)
             .map_err(h5err(path, "creating the run file"))?;
+        crate::cloexec::close_on_exec(&file);
         let layout = Self::layout(&file, cfg, instrument, cap).map_err(h5err(path, "writing the file layout"))?;
         file.flush().map_err(h5err(path, "flushing the new file"))?;
         file.start_swmr().map_err(h5err(path, "switching to SWMR writing"))?;
@@ -621,6 +622,7 @@ pub(crate) fn compact(path: &Path) -> Option<(u64, u64)> {
     let r = (|| -> Result<Option<(u64, u64)>, String> {
         let size = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
         let src = File::open(path).map_err(|e| e.to_string())?;
+        crate::cloexec::close_on_exec(&src);
         let entry = src.group("entry").map_err(|e| e.to_string())?;
         let stored = stored_bytes(&entry).map_err(|e| e.to_string())?;
         let dead = size.saturating_sub(stored);
@@ -642,6 +644,7 @@ pub(crate) fn compact(path: &Path) -> Option<(u64, u64)> {
                 .with_fapl(|p| p.libver_bounds(LibraryVersion::V110, LibraryVersion::V110))
                 .create_excl(&tmp)
                 .map_err(|e| e.to_string())?;
+            crate::cloexec::close_on_exec(&dst);
             for name in ["default", "creator"] {
                 if let Some(v) = crate::reader::read_str_attr(&src, name) {
                     set_str_attr(&dst, name, &v).map_err(|e| e.to_string())?;

@@ -173,6 +173,33 @@ pub fn simulated_trapezoid(
         .collect()
 }
 
+/// Samples a stream delivers broken, each picked as `(every, at)`: sample `i` is hit when
+/// `i % every == at`.
+pub struct Spoil {
+    /// The SMU flagged the current invalid (compliance, overflow).
+    pub invalid_current: (usize, usize),
+    /// The current arrived as NaN.
+    pub nan_current: (usize, usize),
+    /// The displacement arrived as NaN.
+    pub nan_disp: (usize, usize),
+}
+
+/// Breaks the samples `spoil` names, in place.
+pub fn spoil(samples: &mut [Sample], spoil: &Spoil) {
+    let hit = |i: usize, (every, at): (usize, usize)| i % every == at;
+    for (i, s) in samples.iter_mut().enumerate() {
+        if hit(i, spoil.invalid_current) {
+            s.flags |= nanoecr_core::sample::FLAG_CURRENT_INVALID;
+        }
+        if hit(i, spoil.nan_current) {
+            s.current_a = f64::NAN;
+        }
+        if hit(i, spoil.nan_disp) {
+            s.disp_nm = f64::NAN;
+        }
+    }
+}
+
 /// Bits of everything an event carries, so NaN fields compare equal to themselves.
 pub fn event_bits(e: &Event) -> String {
     format!(
