@@ -129,9 +129,12 @@ fn an_interlock_trip_unloads_safely_and_ends_aborted() {
 fn an_operator_abort_ramps_down_and_records_the_reason() {
     let _files = files();
     let dir = tempfile::tempdir().expect("tempdir");
-    // Paced, so the timing interlocks are off: a busy machine must not end it first.
+    // Paced, so the timing interlocks are off: a busy machine must not end it first. A 10 s load
+    // ramp: the abort must land before the hold however long the host takes to deliver the
+    // progress update and run this thread (500 µN is reached 0.8 s into the ramp; with the
+    // 1 s ramp there were 0.9 s of margin, a few host stalls).
     let off = format!("max_displacement_nm = 600.0\n{TIMING_INTERLOCKS_OFF}");
-    let cfg = short_config(&[("max_displacement_nm = 600.0", &off)]);
+    let cfg = short_config(&[("max_displacement_nm = 600.0", &off), ("\nload_s = 1.0", "\nload_s = 10.0")]);
     let rig = nanoecr_hw::sim::rig(&cfg);
     let path = dir.path().join("abort.h5");
     // Paced, so the abort lands mid-run: wait for the first progress update after the settle.
@@ -307,8 +310,10 @@ fn a_paced_100_khz_run_ticks_in_batches_and_gives_the_same_samples_as_an_unpaced
     assert!(d.missed_deadlines <= d.ticks);
     // One work time per wake-up that ran its ticks (the last one finds the program over), one
     // raw wake-up lateness per wake-up that slept, and every missed tick charged to one cause.
+    // How many wake-ups slept is the host's speed: one that never catches up (a debug build on
+    // a slow or loaded host at 100 kHz) never sleeps, so there is no lower bound.
     assert_eq!(d.batch_work.total, d.ticks / batch);
-    assert!(d.wakeup_lateness.total > 0 && d.wakeup_lateness.total <= d.loop_lateness.total);
+    assert!(d.wakeup_lateness.total <= d.loop_lateness.total);
     assert_eq!(d.missed_by_cause.total(), d.missed_deadlines);
     // The same wake-ups and missed ticks by the class of the wake-up's raw lateness.
     assert_eq!(d.lateness_split.lower_us, [0.0, d.spin_window_us, 400.0, 1000.0]);
@@ -414,6 +419,22 @@ fn python(script: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The stall that holds the one injected at command 1200 of a 1 kHz run: the last one listed that
+/// began at or before t = 1.201 s (the deadline the loop woke late for), at least `min_us` long.
+/// Not "the one that starts in [1.2, 1.25)": a host stall of its own that the loop had not caught
+/// up from by tick 1200 merges with the injected one into one stall that starts earlier (a 50 ms
+/// host stall within 50 ms before it does).
+fn injected_stall(stalls: &[nanoecr_core::Stall], min_us: f64) -> nanoecr_core::Stall {
+    let stall = stalls
+        .iter()
+        .rev()
+        .find(|st| st.start_s <= 1.2015)
+        .copied()
+        .unwrap_or_else(|| panic!("no stall listed by t = 1.201 s: {stalls:?}"));
+    assert!(stall.length_us >= min_us, "the injected stall is listed: {stall:?} of {stalls:?}");
+    stall
+}
+
 #[test]
 fn a_host_stall_longer_than_the_command_gap_limit_on_a_device_clocked_frame_unloads_safely() {
     let _files = files();
@@ -478,11 +499,7 @@ fn the_same_stall_on_the_tick_clocked_simulator_is_listed_and_the_run_completes(
     assert_eq!(d.skipped_ticks, 0);
     // One period in sample time (1000 µs at 1 kHz), to rounding: not the 150 ms of wall time.
     assert!((d.max_command_gap_us - 1000.0).abs() < 1e-3, "{}", d.max_command_gap_us);
-    let stall = d
-        .stalls
-        .iter()
-        .find(|st| (1.2..1.25).contains(&st.start_s) && st.length_us >= 149_000.0)
-        .unwrap_or_else(|| panic!("the injected stall is listed: {:?}", d.stalls));
+    let stall = injected_stall(&d.stalls, 149_000.0);
     assert!(stall.ticks >= 140, "{stall:?}");
     // The stall was the work of one tick (the command blocked): the work histogram holds it,
     // and its late ticks are charged to a cause each.
@@ -514,11 +531,7 @@ fn a_short_host_stall_is_listed_in_the_file_not_fatal_and_h5py_reads_the_list() 
     assert_eq!(s.status, RunStatus::Complete, "{}", s.end_reason);
     assert_eq!(s.dropped, 0);
     let d = f.diagnostics.expect("diagnostics");
-    let stall = d
-        .stalls
-        .iter()
-        .find(|st| (1.2..1.25).contains(&st.start_s) && st.length_us >= 11_000.0)
-        .unwrap_or_else(|| panic!("the injected stall is listed: {:?}", d.stalls));
+    let stall = injected_stall(&d.stalls, 11_000.0);
     assert!(stall.ticks >= 11, "{stall:?}");
     assert!(d.late_wakeups >= 1);
     let path = dir.path().join("hiccup.h5");
@@ -534,8 +547,8 @@ assert d["stall_start_time"].attrs["units"] in (b"s", "s")
 assert d["stall_length_us"].attrs["units"] in (b"us", "us")
 start, length, ticks = d["stall_start_time"][:n], d["stall_length_us"][:n], d["stall_ticks"][:n]
 assert np.isnan(d["stall_start_time"][n:]).all()
-hit = np.flatnonzero((start >= 1.2) & (start < 1.25) & (length >= 11000.0))
-assert hit.size == 1, (start, length)
+hit = np.flatnonzero(start <= 1.2015)[-1:]  # as injected_stall() picks it
+assert hit.size == 1 and length[hit[0]] >= 11000.0, (start, length)
 assert ticks[hit[0]] >= 11, ticks
 assert int(d["stalls_overflow"][()]) == 0
 print(n, start[hit[0]], length[hit[0]], ticks[hit[0]])
