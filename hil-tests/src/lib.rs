@@ -84,14 +84,14 @@ impl Shim {
     /// Close the shim's stdin (its signal to write ground truth and exit) and wait, bounded.
     pub fn stop(mut self) -> anyhow::Result<ExitStatus> {
         drop(self.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(st) = self.child.try_wait()? {
                 return Ok(st);
             }
             if Instant::now() > deadline {
                 self.child.kill()?;
-                bail!("shim did not exit within 10 s of stdin closing");
+                bail!("shim did not exit within 60 s of stdin closing");
             }
             std::thread::sleep(Duration::from_millis(10));
         }

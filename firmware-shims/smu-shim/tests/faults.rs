@@ -84,7 +84,7 @@ fn lan_drop_closes_the_connection_at_its_device_time_and_later_connections_work(
     let stop = Arc::new(AtomicBool::new(false));
     let server = serve_tcp(meter.clone(), "127.0.0.1:0".parse().expect("addr"), stop.clone()).expect("listen");
     let mut conn = TcpStream::connect(server.addr).expect("connect");
-    conn.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    conn.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
     let mut reader = BufReader::new(conn.try_clone().expect("clone"));
     let mut line = String::new();
     conn.write_all(b"*IDN?\n").expect("write");
@@ -108,7 +108,7 @@ fn lan_drop_closes_the_connection_at_its_device_time_and_later_connections_work(
     }
     // The drop happens once: a reconnecting host is served.
     let mut again = TcpStream::connect(server.addr).expect("reconnect");
-    again.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    again.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
     again.write_all(b"*LANG?\n").expect("write");
     let mut reply = [0u8; 5];
     again.read_exact(&mut reply).expect("reply");

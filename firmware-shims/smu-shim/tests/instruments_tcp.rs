@@ -33,7 +33,7 @@ impl Rig {
         let server = serve_tcp(meter.clone(), "127.0.0.1:0".parse().expect("addr"), stop.clone()).expect("listen");
         let writer = TcpStream::connect(server.addr).expect("connect");
         // Bounds a missing reply so a failing test ends instead of hanging.
-        writer.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        writer.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
         let reader = BufReader::new(writer.try_clone().expect("clone"));
         Self { meter, stop, reader, writer }
     }

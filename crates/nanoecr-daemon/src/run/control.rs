@@ -1798,11 +1798,13 @@ mod tests {
     #[test]
     fn a_batched_wake_up_starts_at_its_window_and_a_single_tick_waits_for_its_deadline() {
         // Batched: the sleep ends a window before the deadline and the batch starts at once. The
-        // deadline is a minute away and the window all but 2 ms of it, so the wait returns a
+        // deadline is a minute away and the window all but 200 ms of it, so the wait returns a
         // minute before the deadline on any host that is not stalled that long; spinning to the
-        // deadline would return after it.
+        // deadline would return after it. The 200 ms it sleeps are what a host stall between
+        // reading the clock here and the call may take before there is no time left to sleep
+        // (it was 2 ms: any stall longer than that there failed the test).
         let deadline = Instant::now() + Duration::from_secs(60);
-        let lead = Duration::from_secs(60) - Duration::from_millis(2);
+        let lead = Duration::from_secs(60) - Duration::from_millis(200);
         let woke = wait_for_wakeup(deadline, lead, true).expect("there was time to sleep");
         assert!(Instant::now() < deadline, "the batch starts ahead of its deadline");
         assert_eq!(woke.past_deadline, Duration::ZERO);

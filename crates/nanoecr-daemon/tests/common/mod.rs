@@ -100,7 +100,7 @@ impl TestDaemon {
                 server::serve(listener, cfg, shutdown).await.expect("serve");
             });
         });
-        ready_rx.recv_timeout(Duration::from_secs(10)).expect("listener bound");
+        ready_rx.recv_timeout(Duration::from_secs(60)).expect("listener bound");
         Self { dir, socket, out_dir, shutdown: Some(tx), thread: Some(thread) }
     }
 
