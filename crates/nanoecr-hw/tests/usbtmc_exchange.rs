@@ -55,11 +55,16 @@ struct Talker {
     output: Vec<u8>,
     late: Option<&'static str>,
     first_outp: bool,
+    /// How `*ESE?` prints the register.
+    ese_form: EseForm,
 }
+
+/// How a talker prints its `*ESE?` reply.
+type EseForm = fn(u8) -> String;
 
 impl Talker {
     fn new(state: Arc<Mutex<State>>) -> Self {
-        Self { state, ese: 0, output: Vec::new(), late: None, first_outp: true }
+        Self { state, ese: 0, output: Vec::new(), late: None, first_outp: true, ese_form: |v| v.to_string() }
     }
 }
 
@@ -75,7 +80,7 @@ impl ByteLink for Talker {
         for m in text.split(['\n', ';']).map(str::trim).filter(|m| !m.is_empty()) {
             st.heard.push(m.to_string());
             match m {
-                "*ESE?" => self.output.extend_from_slice(format!("{}\n", self.ese).as_bytes()),
+                "*ESE?" => self.output.extend_from_slice(format!("{}\n", (self.ese_form)(self.ese)).as_bytes()),
                 ":OUTP?" if self.first_outp => {
                     self.first_outp = false;
                     self.late = Some("0\n");
@@ -163,4 +168,28 @@ fn an_error_of_the_instruments_own_found_by_the_resync_is_reported_by_the_next_e
     }
     // Reported once.
     scpi.drain_errors("set-up").expect("reported once, then gone");
+}
+
+/// The marker's reply as IEEE 488.2 §10.11 defines it (`<NR1>`: `3`, the 2450's form per its
+/// manual, RM p. B-2, and the shims'), with a sign (`+3`: NR1 may carry one, §8.7.2; the B2900
+/// signs its ASCII data and error codes, CR pp. 1-12 and 5-2, though its `*ESE?` page is
+/// unverified), or after a header (`*ESE 3`: neither manual documents one; tolerated). Each is
+/// recognised: the resync ends, and the retried query is answered.
+#[test]
+fn marker_replies_with_a_sign_or_a_header_are_recognised() {
+    let forms: [(&str, EseForm); 3] =
+        [("NR1", |v| v.to_string()), ("signed", |v| format!("+{v}")), ("header", |v| format!("*ESE {v}"))];
+    for (name, form) in forms {
+        let state = Arc::new(Mutex::new(State::default()));
+        let mut talker = Talker::new(state.clone());
+        talker.ese_form = form;
+        let mut scpi =
+            ScpiClient::new("SMU0 (test usbtmc)".into(), Box::new(talker), "\n", Duration::from_millis(30), 1);
+        let reply = scpi.query("reading the output state", ":OUTP?").map(str::to_string);
+        assert_eq!(reply.as_deref().ok(), Some("0"), "{name}: {reply:?}");
+        assert!(scpi.in_step(), "{name}");
+        let st = state.lock().expect("state");
+        let markers: Vec<&str> = st.heard.iter().map(String::as_str).filter(|m| m.starts_with("*ESE")).collect();
+        assert_eq!(markers, ["*ESE 2", "*ESE?", "*ESE 3", "*ESE?", "*ESE 0"], "{name}: {:?}", st.heard);
+    }
 }
