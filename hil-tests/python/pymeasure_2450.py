@@ -23,6 +23,7 @@ k = Keithley2450(
 )
 
 idn = k.id
+# 2450 Reference Manual 2450-901-01 appendix B "*IDN?" (p. B-5): "KEITHLEY INSTRUMENTS INC.,MODEL nnnn,...".
 assert "MODEL 2450" in idn, idn
 print("idn", idn)
 

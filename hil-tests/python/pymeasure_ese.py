@@ -13,7 +13,8 @@ with a client that shares no code with nanoecr, that the shim answers those as t
   (p. B-2): `*ESE <n>` / `*ESE?`, "the value of the Status Enable register of the Standard Event
   Register (0 to 255)", returned as a decimal value; `*CLS` (p. B-2) clears the event registers,
   and "to reset all the bits of the Standard Event Enable Register, send *ESE 0".
-- Keysight B2900 SCPI Command Reference, "Common Commands", `*ESE`: the same register, 0 to 255.
+- Keysight B2900 SCPI Command Reference (B2910-90030), chapter 3 "Common Commands", `*ESE`: the
+  same register, 0 to 255 (page unverified).
 - The in-house dialect (docs/hardware.md "In-house dialect"): IEEE 488.2's `*ESE` as above.
 
 Usage: pymeasure_ese.py MODEL HOST PORT   (MODEL: keithley-2450, keysight-b2900, nanoecr-scpi)
@@ -56,6 +57,8 @@ class GenericScpiEse(SCPIMixin, Instrument):
         super().__init__(adapter, "SMU shim", **kwargs)
 
 
+# 2450 Reference Manual appendix B "*IDN?" (p. B-5, less its Rev. B "INC."); B2900 SCPI Command
+# Reference chapter 3 "*IDN?" (unverified); the in-house dialect, docs/hardware.md.
 IDN = {
     "keithley-2450": "KEITHLEY INSTRUMENTS,MODEL 2450,",
     "keysight-b2900": "Keysight Technologies,B29",

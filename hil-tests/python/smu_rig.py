@@ -56,6 +56,7 @@ idn = smu.query("*IDN?")
 print("idn", idn)
 
 if mode == "align-b2900":
+    # B2900 SCPI Command Reference chapter 3 "*IDN?" (page and exact text unverified).
     assert idn.startswith("Keysight Technologies,B29"), idn
     rate_hz = float(arg)
     n = 300
@@ -68,6 +69,7 @@ if mode == "align-b2900":
     ]:
         smu.write(cmd)
     err = smu.query(":SYST:ERR:NEXT?")
+    # B2900 SCPI Command Reference chapter 5 "Error Messages" (p. 5-2): "+0, "No error"".
     assert err == '+0,"No error"', err
     smu.write(":OUTP ON")
     smu.write(":INIT")
@@ -102,6 +104,7 @@ if mode == "align-b2900":
     smu.write(":OUTP OFF")
     assert smu.query(":OUTP?") == "0"
 elif mode == "align-2450":
+    # 2450 Reference Manual appendix B "*IDN?" (p. B-5).
     assert "MODEL 2450" in idn, idn
     assert smu.query("*LANG?") == "SCPI"
     rate_hz = float(arg)

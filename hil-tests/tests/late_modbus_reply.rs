@@ -18,7 +18,7 @@ use nanoecr_hil_tests::{
     covers_the_program, data_only, hil_config, hil_config_from, hil_toml, start_rig_shim, temp_path, workspace_root,
     Shim,
 };
-use nanoecr_hw::modbus::ModbusLoadFrame;
+use nanoecr_hw::modbus::{LinkStats, ModbusLoadFrame};
 use nanoecr_hw::{FrameLimits, HwError, LoadFrame};
 
 const SHIM: &str = env!("CARGO_BIN_EXE_rig-shim");
@@ -80,6 +80,7 @@ fn a_refusal_after_a_late_echo_is_reported(transport: Transport) -> anyhow::Resu
     assert_eq!(id.model, "LF-SHIM-1", "{label}");
     let stats = frame.stats();
     assert!(stats.retries >= 1, "{label}: the late echo was a timeout and a retry: {stats:?}");
+    assert_late_echo_discarded(transport, &stats);
     eprintln!("{label}: {text} after {took:?}; {stats:?}");
     drop(frame);
     shim.stop()?;
@@ -89,6 +90,20 @@ fn a_refusal_after_a_late_echo_is_reported(transport: Transport) -> anyhow::Resu
     assert!(delayed[0].starts_with(&expected), "{label}: the delayed request is {:?}", delayed[0]);
     drop(dir);
     Ok(())
+}
+
+/// Over RTU, the wait for a silent line after the timeout discarded the late echo of the rate
+/// write, `01 10 00 09 00 02 91 ca` (function 16's reply: Modbus Application Protocol V1.1b3 §6.12;
+/// the CRC as hil-tests/python/late_reply.py builds it from the serial line spec, §6.2.2): those
+/// 8 bytes and nothing else, in the one wait before the one retry — and the wait ended on that
+/// frame (the reply the device owed), not a whole timeout of silence later. That the retry then
+/// read its own echo is what the caller's assertions show. Over TCP nothing is waited for.
+fn assert_late_echo_discarded(transport: Transport, stats: &LinkStats) {
+    let waited = (stats.resyncs, stats.waits_ended_by_frame, stats.discarded_bytes);
+    match transport {
+        Transport::Rtu => assert_eq!(waited, (1, 1, 8), "rtu: {stats:?}"),
+        Transport::Tcp => assert_eq!(waited, (0, 0, 0), "tcp: {stats:?}"),
+    }
 }
 
 #[test]
@@ -125,6 +140,8 @@ fn make_safe_after_a_late_echo_gets_its_own_replies(transport: Transport) -> any
     let took = started.elapsed();
     let id = frame.identify().with_context(|| format!("{label}: identify after make_safe"))?;
     assert_eq!(id.vendor, "NANOECR", "{label}");
+    assert_eq!(frame.stats().retries, 0, "{label}");
+    assert_late_echo_discarded(transport, &frame.stats());
     eprintln!("{label}: make_safe took {took:?} after the timeout; {:?}", frame.stats());
     drop(frame);
     shim.stop()?;

@@ -25,8 +25,8 @@ pub const VOLTAGE_RANGES_V: [f64; 5] = [0.02, 0.2, 2.0, 20.0, 200.0];
 pub const CURRENT_RANGES_A: [f64; 9] = [1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0];
 /// Source-status bit "source function was limited because the complementary function would be
 /// over the source limit" (STAT_LIMIT, bit 5, decimal 32): 2450 reference manual section 8,
-/// `bufferVar.sourcestatuses`, table "Buffer status bits for source function" (p. 8-29); the
-/// SOURSTATus element of `:TRACe:DATA?` (p. 6-109) reports the same bits.
+/// `bufferVar.sourcestatuses`, table "Buffer status bits for source function" (p. 8-29:
+/// unverified); the SOURSTATus element of `:TRACe:DATA?` (p. 6-109) reports the same bits.
 pub const SOURSTAT_LIMIT: u32 = 32;
 /// SCPI's overflow value (IEEE 488.2 / SCPI-99 "9.9E37"): a reading out of range.
 pub const OVERFLOW: f64 = 9.9e37;
@@ -117,8 +117,9 @@ impl Keithley2450 {
         self.scpi.stats()
     }
 
-    /// The set-up sequence (docs/hardware.md, "Keithley 2450"): every command is in the 2450
-    /// reference manual's section 6 under its long form.
+    /// The set-up sequence (docs/hardware.md, "Keithley 2450"): `*RST` and `*CLS` are common
+    /// commands, in the 2450 reference manual's appendix B (`*CLS` p. B-2; `*RST`'s page
+    /// unverified); every other command is in its section 6 under its long form.
     pub fn setup_commands(&self, voltage_v: f64, compliance_a: f64) -> Vec<String> {
         let n = self.plan.readings;
         let mut c = vec![

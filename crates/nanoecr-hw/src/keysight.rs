@@ -1,11 +1,12 @@
 //! Keysight (formerly Agilent) B2900 series precision source/measure units
 //! (`model = "keysight-b2900"`: B2901A/B2902A/B2911A/B2912A and the B-models), channel 1.
 //!
-//! Written from the B2900 SCPI Command Reference (Agilent edition 2 / Keysight editions) and the
-//! B2900 User's Guide (chapter 6 "Function Details", "Trigger System"): every command below is in
-//! the reference's chapter 4 "Subsystem Commands" under its long form; chapter 1 "Data Output
-//! Format" gives the binary block layout and Table 1-2 the status bits. docs/hardware.md lists
-//! the exact sequence.
+//! Written from the B2900 SCPI Command Reference (B2910-90030, Agilent edition 2 / Keysight
+//! editions) and the B2900 User's Guide (chapter 6 "Function Details", "Trigger System"): `*RST`
+//! and `*CLS` are in the reference's chapter 3 "Common Commands", every other command below is in
+//! its chapter 4 "Subsystem Commands" under its long form; chapter 1 "Data Output Format" (p. 1-12
+//! in edition 2) gives the ASCII and binary layouts and Table 1-2 (p. 1-14) the status bits.
+//! docs/hardware.md lists the exact sequence.
 //!
 //! The meter sources a fixed voltage with a current compliance and measures current at a fixed
 //! range, one reading per trigger from the frame's sample clock on the rear Digital I/O pin 1
@@ -26,12 +27,14 @@ use crate::{DeviceInfo, HwError, SmuPacing, SmuReading, SourceMeter};
 /// `:SENSe:CURRent[:DC]:RANGe[:UPPer]`; the 10 nA range exists on the B2911/B2912 only).
 pub const CURRENT_RANGES_A: [f64; 10] = [1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 1.5, 3.0];
 /// Status bits 1 and 2: compliance condition (values 2, 4 or 6 mean yes) — B2900 SCPI Command
-/// Reference, chapter 1, Table 1-2 "Bit Definitions of Status Data".
+/// Reference, chapter 1, Table 1-2 "Bit Definitions of Status Data" (p. 1-14, edition 2: "0: No
+/// or 1, 2, 3: Yes"; what 1, 2 and 3 tell apart is not said there, so any of them is compliance).
 pub const STATUS_COMPLIANCE: u32 = 2 | 4;
 /// Status bit 13: measurement range overflow (same table).
 pub const STATUS_RANGE_OVERFLOW: u32 = 8192;
-/// SCPI's overflow value: in ASCII the B2900 sends ±9.9E37 for ±infinity and 9.91E37 for NaN
-/// ("Data Output Format"); in binary it sends IEEE ±inf and NaN.
+/// SCPI's overflow value: in ASCII the B2900 sends `+9.900000E+37` / `-9.900000E+37` for
+/// ±infinity and `+9.910000E+37` for NaN ("Data Output Format", p. 1-12); in binary it sends
+/// IEEE ±inf and NaN.
 pub const OVERFLOW: f64 = 9.9e37;
 /// Values per reading: `:FORM:ELEM:SENS CURR,TIME,STAT`.
 const ELEMENTS: usize = 3;
@@ -39,7 +42,7 @@ const ELEMENTS: usize = 3;
 const MAX_FETCH: usize = 256;
 
 /// Decode float64 values from a `:FORM:DATA REAL,64` block in `:FORM:BORD NORM` order (byte 1
-/// first: big-endian) — B2900 SCPI Command Reference, "Data Output Format".
+/// first: big-endian) — B2900 SCPI Command Reference, chapter 1 "Data Output Format" (p. 1-12).
 pub fn decode_real64(block: &[u8]) -> impl Iterator<Item = f64> + '_ {
     block.chunks_exact(8).map(|c| f64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
 }
@@ -88,8 +91,9 @@ impl KeysightB2900 {
     pub fn with_client(mut scpi: ScpiClient, cfg: &SmuConfig, plan: RunPlan) -> Result<Self, HwError> {
         let info = scpi.identify()?;
         let vendor = info.vendor.to_ascii_uppercase();
-        // *IDN? — B2900 SCPI Command Reference, "*IDN?": "Keysight Technologies,<model>,<serial>,<firmware>"
-        // (Agilent Technologies on units sold before 2014).
+        // *IDN? — B2900 SCPI Command Reference, chapter 3, "*IDN?" (page and exact text unverified):
+        // "Keysight Technologies,<model>,<serial>,<firmware>" (Agilent Technologies on units sold
+        // before 2014); compared in upper case, as other Agilent units answer "AGILENT TECHNOLOGIES".
         let vendor_ok = vendor.starts_with("KEYSIGHT") || vendor.starts_with("AGILENT");
         if !(vendor_ok && is_b29xx(&info.model)) {
             return Err(scpi.protocol(

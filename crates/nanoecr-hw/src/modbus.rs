@@ -27,12 +27,14 @@
 //! bytes still on the wire: the late reply would be read as the retry's, and the retry's as the
 //! next request's — a late echo of one write taken for the echo of the next, hiding that
 //! write's exception. So, over RTU, the first attempt after a failed exchange first waits until
-//! the line has been silent for the reply timeout (at least t3.5, §2.5.1.1), discarding every
-//! byte that arrives meanwhile ([`LinkStats::discarded_bytes`]), and every reply is checked
-//! against its request on both transports: a write echo must carry the request's address and
-//! value or quantity (Modbus Application Protocol V1.1b3 §6.6, §6.12), a read its register count
-//! (§6.4, §6.17), and a FIFO read must start at the sequence number it acknowledged. A mismatch
-//! is a [`HwError::Protocol`], retried the same way.
+//! the line has been silent for the reply timeout (at least t3.5, §2.5.1.1), or until the one
+//! reply the device owed has come whole and t3.5 has passed after it, discarding every byte that
+//! arrives meanwhile ([`LinkStats::discarded_bytes`]); every new RTU connection, the first
+//! included, waits the same way (a line can hold stale bytes when it is opened); and every
+//! reply is checked against its request on both transports: a write echo must carry the
+//! request's address and value or quantity (Modbus Application Protocol V1.1b3 §6.6, §6.12), a
+//! read its register count (§6.4, §6.17), and a FIFO read must start at the sequence number it
+//! acknowledged. A mismatch is a [`HwError::Protocol`], retried the same way.
 
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
@@ -111,8 +113,37 @@ pub struct LinkStats {
     pub connects: u64,
     /// RTU: waits for a silent line before a retry (see the module documentation).
     pub resyncs: u64,
-    /// RTU: bytes those waits discarded (late replies, or the rest of a garbled one).
+    /// RTU: those of them that ended on the late reply itself (one complete frame, then t3.5
+    /// of silence) rather than after a whole quiet window.
+    pub waits_ended_by_frame: u64,
+    /// RTU: bytes discarded before the first request over a new connection: stale bytes found
+    /// on opening the line, late replies, or the rest of a garbled one.
     pub discarded_bytes: u64,
+}
+
+/// How a wait for a silent RTU line ended.
+struct Silence {
+    discarded: u64,
+    /// False if the line never went quiet within the wait's bound.
+    quiet_reached: bool,
+    /// The wait after a failed exchange ended on one complete frame (the reply owed).
+    owed_reply_came: bool,
+}
+
+/// CRC-16 of an RTU frame (Modbus over Serial Line V1.02 §6.2.2: polynomial 0xA001 reflected,
+/// initial value 0xFFFF; sent low byte first).
+fn rtu_crc(bytes: &[u8]) -> u16 {
+    bytes.iter().fold(0xFFFF, |crc, &b| {
+        (0..8).fold(crc ^ u16::from(b), |c, _| if c & 1 != 0 { (c >> 1) ^ 0xA001 } else { c >> 1 })
+    })
+}
+
+/// Whether `bytes` are exactly one RTU frame from `unit`: its address first, a CRC over the rest
+/// that checks (§2.5.1, §6.2.2), and at least 5 bytes, the shortest reply (an exception: address,
+/// function, exception code, CRC).
+fn is_one_rtu_frame(bytes: &[u8], unit: u8) -> bool {
+    let Some((body, crc)) = bytes.split_last_chunk::<2>() else { return false };
+    bytes.len() >= 5 && body[0] == unit && rtu_crc(body) == u16::from_le_bytes(*crc)
 }
 
 /// One request, owned, so it can be re-sent on a retry.
@@ -220,7 +251,7 @@ pub struct ModbusLoadFrame {
     ctx: Option<Context>,
     timeout: Duration,
     /// Whether an exchange failed since the line was last known quiet: over RTU, a late reply
-    /// may still come, so the next connection first waits for silence.
+    /// may still come, so the next connection's wait for silence may end on it.
     resync: bool,
     rate_hz: f64,
     armed: bool,
@@ -345,9 +376,7 @@ impl ModbusLoadFrame {
                     let _enter = self.rt.enter();
                     tokio_serial::SerialStream::open(&builder).map_err(|e| transport(e.into()))?
                 };
-                if self.resync {
-                    self.wait_for_silence(&mut stream)?;
-                }
+                self.wait_for_silence(&mut stream)?;
                 tokio_modbus::client::rtu::attach_slave(stream, slave)
             }
         };
@@ -357,55 +386,93 @@ impl ModbusLoadFrame {
         Ok(())
     }
 
-    /// How long an RTU line must stay silent before a retry: the reply timeout, the longest a
-    /// device is expected to take, so a reply up to one timeout later than that is caught; never
-    /// less than t3.5, the silence that ends a frame (Modbus over Serial Line V1.02 §2.5.1.1:
-    /// 3.5 characters of 11 bits, fixed at 1.75 ms above 19 200 baud).
-    fn quiet_window(&self) -> Duration {
-        let t3_5 = if self.cfg.baud > 19_200 {
+    /// t3.5, the silence that ends an RTU frame (Modbus over Serial Line V1.02 §2.5.1.1: 3.5
+    /// characters of 11 bits, fixed at 1.75 ms above 19 200 baud).
+    fn t3_5(&self) -> Duration {
+        if self.cfg.baud > 19_200 {
             Duration::from_micros(1750)
         } else {
             Duration::from_secs_f64(3.5 * 11.0 / f64::from(self.cfg.baud.max(1)))
-        };
-        self.timeout.max(t3_5)
+        }
     }
 
-    /// Read and discard until the line has been silent for [`Self::quiet_window`]: whatever
-    /// arrives after a failed exchange answers a request the host has given up on. A line that
-    /// does not go quiet within four windows (one late reply and its silence fit in two) is a
-    /// [`HwError::Protocol`] (noise, or another master on the bus).
+    /// How long an RTU line must stay silent, with nothing received, before the first request
+    /// over a new connection: the reply timeout, the longest a device is expected to take, so a
+    /// reply up to one timeout later than that is caught; never less than t3.5.
+    fn quiet_window(&self) -> Duration {
+        self.timeout.max(self.t3_5())
+    }
+
+    /// Read and discard until the line is quiet, before the first request over a new RTU
+    /// connection. A serial line may hold bytes when it is opened (a session that died
+    /// mid-reply, a controller's power-up chatter, a USB adapter's buffer; Linux keeps a tty's
+    /// pending input across opens), and after a failed exchange whatever arrives answers a
+    /// request the host has given up on: either would otherwise be parsed as the next reply.
+    /// Reading rather than `tcflush(TCIFLUSH)` discards the same pending bytes, and also the
+    /// tail of a frame still on the wire, and counts them ([`LinkStats::discarded_bytes`]).
+    ///
+    /// Quiet means [`Self::quiet_window`] of silence — except after a failed exchange once the
+    /// bytes discarded form exactly one complete frame from our unit (CRC-valid) followed by
+    /// t3.5 of silence: that is the one reply the device owed (a Modbus slave answers one
+    /// request at a time, and the host had one outstanding), so nothing more is due and the
+    /// wait ends there instead of a whole window later ([`LinkStats::waits_ended_by_frame`]).
+    /// Silence alone, however long in units of t3.5, cannot end the wait early: a device still
+    /// working on the request it timed out says nothing until it answers, and that late answer
+    /// is what the wait exists to catch; only the reply timeout bounds how long it may take.
+    /// A line that does not go quiet within four windows (one late reply and its silence fit
+    /// in two) is a [`HwError::Protocol`] (noise, or another master on the bus).
     fn wait_for_silence(&mut self, stream: &mut tokio_serial::SerialStream) -> Result<(), HwError> {
         use tokio::io::AsyncReadExt;
         let quiet = self.quiet_window();
+        let gap = self.t3_5();
+        let after_failure = self.resync;
+        let unit = self.cfg.unit_id;
         let give_up = quiet * 4;
         let started = Instant::now();
         let read = self.rt.block_on(async {
             let mut buf = [0u8; 256];
+            // The bytes discarded so far, while they may still be one frame (256 bytes at most,
+            // §2.5.1); `None` once they cannot.
+            let mut frame = [0u8; 256];
+            let mut frame_len = Some(0usize);
             let mut discarded = 0u64;
             loop {
-                match tokio::time::timeout(quiet, stream.read(&mut buf)).await {
-                    Err(_) => return Ok((discarded, true)),
+                let owed_reply_came = after_failure && frame_len.is_some_and(|n| is_one_rtu_frame(&frame[..n], unit));
+                let wait = if owed_reply_came { gap } else { quiet };
+                let n = match tokio::time::timeout(wait, stream.read(&mut buf)).await {
+                    Err(_) => return Ok(Silence { discarded, quiet_reached: true, owed_reply_came }),
                     // A serial port does not end; a closed pseudo-terminal would spin here.
                     Ok(Ok(0)) => return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
-                    Ok(Ok(n)) => discarded += n as u64,
+                    Ok(Ok(n)) => n,
                     Ok(Err(e)) => return Err(e),
-                }
+                };
+                discarded += n as u64;
+                frame_len = frame_len.and_then(|len| {
+                    let end = len + n;
+                    frame.get_mut(len..end)?.copy_from_slice(&buf[..n]);
+                    Some(end)
+                });
                 if started.elapsed() > give_up {
-                    return Ok((discarded, false));
+                    return Ok(Silence { discarded, quiet_reached: false, owed_reply_came: false });
                 }
             }
         });
-        let (discarded, quiet_reached) = read.map_err(|source| HwError::Transport {
+        let silence = read.map_err(|source| HwError::Transport {
             device: self.device.clone(),
             operation: "waiting for a silent line".into(),
             source,
         })?;
-        self.stats.resyncs += 1;
+        let discarded = silence.discarded;
+        if after_failure {
+            self.stats.resyncs += 1;
+            self.stats.waits_ended_by_frame += u64::from(silence.owed_reply_came);
+        }
         self.stats.discarded_bytes += discarded;
         if discarded > 0 {
-            tracing::warn!(device = %self.device, discarded, "discarded a late reply before retrying");
+            let why = if after_failure { "a late reply before retrying" } else { "stale bytes on opening the line" };
+            tracing::warn!(device = %self.device, discarded, "discarded {why}");
         }
-        if !quiet_reached {
+        if !silence.quiet_reached {
             return Err(self.protocol(
                 "waiting for a silent line",
                 format!("{discarded} bytes in {:?} and no {quiet:?} of silence", started.elapsed()),
@@ -658,6 +725,26 @@ impl LoadFrame for ModbusLoadFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_rtu_frame_is_told_by_its_unit_and_crc() {
+        // CRC-16/MODBUS check value of "123456789" (the catalogued parameters of §6.2.2's CRC).
+        assert_eq!(rtu_crc(b"123456789"), 0x4B37);
+        // Function 16's echo of 2 registers at 9 from unit 1, as hil-tests/python/late_reply.py
+        // builds it from the specifications (docs/hardware.md: `01 10 00 09 00 02 91 ca`).
+        let echo = [0x01, 0x10, 0x00, 0x09, 0x00, 0x02, 0x91, 0xCA];
+        assert!(is_one_rtu_frame(&echo, 1));
+        assert!(!is_one_rtu_frame(&echo, 2), "another unit's frame");
+        assert!(!is_one_rtu_frame(&echo[..7], 1), "a frame cut short");
+        assert!(!is_one_rtu_frame(&echo[1..], 1), "a frame's tail");
+        let mut two = echo.to_vec();
+        two.extend_from_slice(&echo);
+        assert!(!is_one_rtu_frame(&two, 1), "two frames");
+        let mut bad = echo;
+        bad[3] = 0x0A;
+        assert!(!is_one_rtu_frame(&bad, 1), "a corrupted frame");
+        assert!(!is_one_rtu_frame(&[], 1));
+    }
 
     /// A FIFO read of one sample (header + 8 registers) acknowledging `ack`, and a reply whose
     /// window holds `k` samples from `first` on.

@@ -72,6 +72,8 @@ impl ScpiSourceMeter {
         let reply = self.scpi.query(operation, ":SYST:ERR?")?.to_string();
         let (code, message) = crate::scpi::parse_error_entry(&reply)
             .ok_or_else(|| self.scpi.protocol(operation, format!("error queue reply {reply:?}")))?;
+        // Entries a resynchronisation read off the queue (this query's included) are older.
+        self.scpi.carried_errors(operation)?;
         if code != 0 {
             return Err(HwError::Device {
                 device: self.scpi.device().to_string(),

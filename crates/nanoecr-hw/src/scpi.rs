@@ -13,14 +13,18 @@
 //! resynchronises ([`ScpiClient::resync`]): [`ByteLink::restart`] (TCP reconnects, so a late
 //! reply goes to the old connection; serial and USB-TMC cannot refuse one still on its way),
 //! then markers the instrument echoes — `*ESE <a>`, `*ESE?`, read until `<a>`, then `*ESE <b>`,
-//! `*ESE?`, read until `<b>` (IEEE 488.2-1992 §10.10 and §10.11; 2450 reference manual appendix
-//! B, `*ESE`, p. B-2; B2900 SCPI Command Reference, "Common Commands", `*ESE`), fresh values each
+//! `*ESE?`, read until `<b>` (IEEE 488.2-1992 §10.10 and §10.11; 2450 Reference Manual 2450-901-01
+//! appendix B "Common commands", `*ESE`, p. B-2; B2900 SCPI Command Reference, chapter 3 "Common
+//! Commands", `*ESE`, page unverified), fresh values each
 //! time — and every other line is a late reply, discarded. Replies leave an instrument in order,
 //! so nothing sent before a marker can come after its answer; the second marker covers a stale
 //! line that happened to equal the first. Each marker is read before the next is sent because
 //! an instrument that speaks only when asked (USB-TMC, GPIB) discards unread output when a new
 //! message comes (IEEE 488.2 §6.3.2.3). Then `*ESE 0`, the register's
-//! power-on value (nanoecr enables no status events). A connection the instrument closed is not retried either: an instrument
+//! power-on value (nanoecr enables no status events), and `:SYST:ERR?` until `0`: such an
+//! instrument logged −410 "Query INTERRUPTED" for the late reply the first marker interrupted,
+//! an error nanoecr caused, which is drained and logged; any other entry is kept for the next
+//! [`ScpiClient::drain_errors`]. A connection the instrument closed is not retried either: an instrument
 //! that ends the session (power cycle, another controller, a cable pulled) has lost its trigger
 //! model and buffer, and continuing would silently shift readings.
 
@@ -42,6 +46,9 @@ pub struct ScpiStats {
     pub messages: u64,
     /// Queries repeated after a timeout or a garbled reply.
     pub retries: u64,
+    /// Query errors (−4xx: −410 "Query INTERRUPTED" above all) that a resynchronisation found
+    /// in the instrument's error queue and drained: the out-of-step exchange caused them.
+    pub resync_query_errors: u64,
 }
 
 /// One SCPI conversation with one instrument.
@@ -62,6 +69,10 @@ pub struct ScpiClient {
     sync: Step,
     /// The last marker written to `*ESE` by [`resync`](ScpiClient::resync).
     marker: u8,
+    /// Entries a resynchronisation drained from the error queue that it did not cause (not
+    /// query errors): the next [`drain_errors`](ScpiClient::drain_errors) or
+    /// [`carried_errors`](ScpiClient::carried_errors) reports them, oldest first.
+    carried: Vec<(i32, String)>,
 }
 
 /// How far the conversation is from being in step.
@@ -111,6 +122,7 @@ impl ScpiClient {
             sync: Step::In,
             // The first resynchronisation uses 2 and 3: never 0 or 1, the commonest replies.
             marker: 1,
+            carried: Vec::new(),
         }
     }
 
@@ -242,7 +254,7 @@ impl ScpiClient {
 
     /// Read one IEEE 488.2 definite-length arbitrary block (`#<n><len><len bytes>`, then the
     /// terminator) into `reply`. IEEE 488.2-1992 §8.7.9 (definite length arbitrary block response
-    /// data); B2900 SCPI Command Reference, "Data Output Format" (`#<number of digits for byte
+    /// data); B2900 SCPI Command Reference, chapter 1 "Data Output Format", p. 1-12 (`#<number of digits for byte
     /// length><byte length><byte>…<byte><terminator>`).
     fn read_block(&mut self, operation: &str, deadline: Instant) -> Result<(), HwError> {
         while self.rx.len() < 2 {
@@ -366,14 +378,15 @@ impl ScpiClient {
         Ok(&self.reply)
     }
 
-    /// Read the error queue with `:SYSTem:ERRor:NEXT?` until it reports `0` (2450 reference
-    /// manual, `:SYSTem:ERRor:NEXT?`; B2900 SCPI Command Reference, `:SYSTem:ERRor[:NEXT]?`: each
-    /// entry is `<code>,"<message>"`, `0,"No error"` / `+0,"No error"` when empty). The first
-    /// entry becomes [`HwError::Device`] with the instrument's own code and text; later ones are
-    /// appended to the text.
+    /// Read the error queue with `:SYSTem:ERRor:NEXT?` until it reports `0` (2450 Reference
+    /// Manual 2450-901-01, section 6, `:SYSTem:ERRor[:NEXT]?`; B2900 SCPI Command Reference,
+    /// chapter 4, `:SYSTem:ERRor[:NEXT]?`, and chapter 5 "Error Messages": each entry is
+    /// `<code>,"<message>"`, `0,"No error"` / `+0,"No error"` when empty). Entries a
+    /// resynchronisation carried over come first (they are older). The first entry becomes
+    /// [`HwError::Device`] with the instrument's own code and text; later ones are appended to
+    /// the text.
     pub fn drain_errors(&mut self, operation: &str) -> Result<(), HwError> {
-        let mut first: Option<(i32, String)> = None;
-        let mut more = Vec::new();
+        let mut found = Vec::new();
         for _ in 0..MAX_ERRORS_DRAINED {
             let reply = self.query(operation, ":SYST:ERR:NEXT?")?.to_string();
             let (code, message) = parse_error_entry(&reply).ok_or_else(|| {
@@ -383,20 +396,30 @@ impl ScpiClient {
                 break;
             }
             tracing::error!(device = %self.device, code, message = %message, "instrument error queue");
-            match first {
-                None => first = Some((code, message)),
-                Some(_) => more.push(format!("{code} {message:?}")),
-            }
+            found.push((code, message));
         }
-        match first {
-            None => Ok(()),
-            Some((code, mut message)) => {
-                if !more.is_empty() {
-                    message = format!("{message} (then: {})", more.join(", "));
-                }
-                Err(HwError::Device { device: self.device.clone(), operation: operation.into(), code, message })
-            }
+        // Taken after the queries: one of them may have resynchronised and carried entries over.
+        let mut all = std::mem::take(&mut self.carried);
+        all.extend(found);
+        self.device_error(operation, all)
+    }
+
+    /// Report the entries a resynchronisation carried over from the error queue (see
+    /// [`resync`](Self::resync)) as [`HwError::Device`], without a query: for a driver that
+    /// reads the queue its own way (the in-house dialect's single `:SYST:ERR?`).
+    pub fn carried_errors(&mut self, operation: &str) -> Result<(), HwError> {
+        let all = std::mem::take(&mut self.carried);
+        self.device_error(operation, all)
+    }
+
+    fn device_error(&self, operation: &str, entries: Vec<(i32, String)>) -> Result<(), HwError> {
+        let mut it = entries.into_iter();
+        let Some((code, mut message)) = it.next() else { return Ok(()) };
+        let more: Vec<String> = it.map(|(c, m)| format!("{c} {m:?}")).collect();
+        if !more.is_empty() {
+            message = format!("{message} (then: {})", more.join(", "));
         }
+        Err(HwError::Device { device: self.device.clone(), operation: operation.into(), code, message })
     }
 
     /// `*IDN?` (IEEE 488.2 §10.14): `<manufacturer>,<model>,<serial>,<firmware>`.
@@ -417,7 +440,8 @@ impl ScpiClient {
 
     /// Bring the conversation back in step after a failed exchange (see the module
     /// documentation): restart the link, then write a fresh marker to `*ESE`, query it and discard
-    /// every line until its answer; the same with a second marker; then `*ESE 0`. Queries do this
+    /// every line until its answer; the same with a second marker; then `*ESE 0` and empty the
+    /// error queue of the query errors the exchange caused (`drain_after_resync`). Queries do this
     /// on their own when needed; a no-op when the conversation is in step. On failure the
     /// conversation stays out of step and the next query tries again.
     pub fn resync(&mut self, operation: &str) -> Result<(), HwError> {
@@ -457,7 +481,50 @@ impl ScpiClient {
         }
         self.sync = Step::In;
         // Leave the register as nanoecr found it at power-on.
-        self.write(operation, "*ESE 0")
+        self.write(operation, "*ESE 0")?;
+        self.drain_after_resync(operation)
+    }
+
+    /// Empty the error queue after the markers, one `:SYST:ERR?` at a time until `0`. An
+    /// instrument that speaks only when asked logged −410 "Query INTERRUPTED" when the first
+    /// marker found the late reply unread (IEEE 488.2-1992 §6.3.2.3; SCPI-99 query errors −4xx
+    /// set the QYE bit, IEEE 488.2 §11.5.1.1.7): nanoecr caused it, and left in the queue it
+    /// would show in the operator's next `:SYST:ERR?` and be reported by our own next error
+    /// check as the instrument's fault. Query errors are logged and counted
+    /// ([`ScpiStats::resync_query_errors`]); any other entry is the instrument's own (a command
+    /// sent while out of step, say) and is carried to the next [`drain_errors`](Self::drain_errors).
+    ///
+    /// Not `*CLS`, though both instruments document that it empties the queue (2450 Reference
+    /// Manual 2450-901-01 appendix B, `*CLS`, p. B-2; B2900 SCPI Command Reference chapter 5,
+    /// "Error Messages"): it would throw away those other entries unseen, and under the 2450's
+    /// TSP command set it also clears enable registers. `:SYST:ERR?` — `:SYSTem:ERRor[:NEXT]?`
+    /// with its optional node left out — is the form all three dialects take (the in-house one
+    /// documents no `:NEXT`). Sent as one exchange each, without retries: a failure leaves the
+    /// conversation out of step and the next query resynchronises again.
+    fn drain_after_resync(&mut self, operation: &str) -> Result<(), HwError> {
+        for _ in 0..MAX_ERRORS_DRAINED {
+            self.write(operation, ":SYST:ERR?")?;
+            let deadline = Instant::now() + self.timeout;
+            self.read_line(operation, deadline)?;
+            let Some((code, message)) = parse_error_entry(self.reply()) else {
+                let shown = self.reply().to_string();
+                return Err(self.protocol(operation, format!("error queue entry {shown:?} is not <code>,\"<text>\"")));
+            };
+            match code {
+                0 => return Ok(()),
+                -499..=-400 => {
+                    self.stats.resync_query_errors += 1;
+                    tracing::warn!(device = %self.device, operation, code, message = %message,
+                        "query error left by the out-of-step exchange: drained from the error queue");
+                }
+                _ => {
+                    tracing::error!(device = %self.device, operation, code, message = %message,
+                        "instrument error queue (read while resynchronising; reported at the next error check)");
+                    self.carried.push((code, message));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Write `*ESE m`, `*ESE?` and read lines until one answers `m` (within one timeout);

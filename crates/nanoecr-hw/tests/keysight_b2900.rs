@@ -16,14 +16,15 @@ use nanoecr_hw::scpi::{RunPlan, ScpiClient};
 use nanoecr_hw::transport::{ByteLink, TcpLink, UsbtmcLink};
 use nanoecr_hw::{HwError, SmuPacing, SmuReading, SourceMeter};
 
-/// *IDN? — B2900 SCPI Command Reference, "*IDN?": `Keysight Technologies,<model>,<serial>,<firmware>`.
+/// *IDN? — B2900 SCPI Command Reference, chapter 3, "*IDN?": `Keysight Technologies,<model>,<serial>,
+/// <firmware>` (page and exact text unverified).
 const IDN: &str = "Keysight Technologies,B2901A,MY12345678,3.4.2011.5100";
-/// Empty queue — reference, ":SYSTem:ERRor[:NEXT]?": `+0,"No error"`.
+/// Empty queue — reference, chapter 5 "Error Messages" (p. 5-2, edition 2): `+0,"No error"`.
 const NO_ERROR: &str = "+0,\"No error\"";
 const PLAN: RunPlan = RunPlan { rate_hz: 1000.0, readings: 4000 };
 
 /// An IEEE 488.2 definite-length block of float64 values in `:FORM:BORD NORM` order — reference,
-/// chapter 1 "Data Output Format": `#<number of digits for byte length><byte length><byte>…
+/// chapter 1 "Data Output Format" (p. 1-12, edition 2): `#<number of digits for byte length><byte length><byte>…
 /// <byte><terminator>`, 8 bytes per element, "byte 1 to 8" (most significant first).
 fn real64_block(values: &[f64]) -> Vec<u8> {
     let len = values.len() * 8;
@@ -44,7 +45,8 @@ fn b2900(idn: &'static str, errors: &[&'static str], counts: &[u64], data: Vec<V
     let mut data: VecDeque<Vec<u8>> = data.into();
     common::with_ese(common::with_output(Box::new(move |m: &str| match m {
         "*IDN?" => line(idn),
-        ":SYST:ERR:NEXT?" => line(errors.pop_front().unwrap_or(NO_ERROR)),
+        // `:SYSTem:ERRor[:NEXT]?` in either spelling: the resync drains with the short one.
+        ":SYST:ERR:NEXT?" | ":SYST:ERR?" => line(errors.pop_front().unwrap_or(NO_ERROR)),
         // :TRACe:POINts:ACTual? — reference: number of data in the trace buffer (NR1).
         ":TRAC:POIN:ACT?" => {
             let c = if counts.len() > 1 { counts.pop_front() } else { counts.front().copied() };
@@ -120,6 +122,10 @@ fn indefinite_and_mislengthed_blocks_are_protocol_errors() {
     let (addr, _) = serve_tcp(common::with_ese(Box::new(move |m: &str| {
         if m == ":TRAC:DATA? 0,1" {
             replies.pop_front().map_or(Answer::Silent, Answer::Bytes)
+        } else if m == ":SYST:ERR?" {
+            // The resync's drain; an empty queue (B2900 SCPI Command Reference, chapter 5
+            // "Error Messages", p. 5-2: `+0,"No error"`).
+            line("+0,\"No error\"")
         } else {
             Answer::Silent
         }
@@ -142,7 +148,7 @@ fn indefinite_and_mislengthed_blocks_are_protocol_errors() {
 #[test]
 fn set_up_binary_readings_and_shut_down_over_tcp() {
     // Two readings, three elements each (CURR, TIME, STAT — :FORM:ELEM:SENS). Status bits —
-    // reference, Table 1-2 "Bit Definitions of Status Data": bits 1–2 compliance (2, 4 or 6),
+    // reference, Table 1-2 "Bit Definitions of Status Data" (p. 1-14): bits 1–2 compliance (2, 4 or 6),
     // bit 13 (8192) measurement range overflow.
     let first = real64_block(&[2.5e-6, 0.0, 0.0, 1.0e-4, 1.0e-3, 4.0]);
     let second = real64_block(&[9.9e37, 2.0e-3, 8192.0]);
@@ -195,7 +201,7 @@ fn set_up_binary_readings_and_shut_down_over_tcp() {
 
 #[test]
 fn ascii_fallback_and_timer_trigger() {
-    // ASCII format — reference "Data Output Format": comma-separated, e.g.
+    // ASCII format — reference "Data Output Format" (p. 1-12): comma-separated, e.g.
     // "+1.000001E-06,+1.000002E-06,+9.999999E-07"; +9.900000E+37 is +infinity.
     let data = b"+1.000000E-06,+0.000000E+00,+0.000000E+00,+9.900000E+37,+1.000000E-03,+2.000000E+00\n".to_vec();
     let (k, log) = open(b2900(IDN, &[], &[2], vec![data]), |c| {
@@ -301,7 +307,7 @@ fn binary_readings_over_a_pseudo_terminal() {
 /// resynchronised, the retry took the late reply for its own and `:TRAC:DATA?` then read the
 /// retry's "+1" as its data: "got 1 values", a stream error. (In binary format the "+1" is not a
 /// #-block, a protocol error that happened to be retried clean.) Now the retry first writes two markers to `*ESE` (B2900
-/// SCPI Command Reference, "*ESE": Standard Event Status Enable register, 0–255; `*ESE?` reads
+/// SCPI Command Reference, chapter 3, "*ESE" (page unverified): Standard Event Status Enable register, 0–255; `*ESE?` reads
 /// it) and discards every line before their echoes.
 #[test]
 fn a_reply_later_than_the_timeout_is_discarded_not_read_as_the_next_answer() {

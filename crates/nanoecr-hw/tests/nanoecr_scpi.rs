@@ -50,5 +50,10 @@ fn a_reading_before_the_acknowledged_one_is_a_late_reply_and_the_link_resynchron
     m.bias_off().expect("bias off reads the real output state");
     let sent = log.lines();
     let tail: Vec<&str> = sent.iter().map(String::as_str).skip_while(|s| *s != ":TRAC:DATA? 256,2").collect();
-    assert_eq!(tail, [":TRAC:DATA? 256,2", ":OUTP OFF", "*ESE 2", "*ESE?", "*ESE 3", "*ESE?", "*ESE 0", ":OUTP?"]);
+    // The markers, then the error queue read until empty (docs/hardware.md "In-house dialect":
+    // `:SYST:ERR?` → `0,"No error"` when empty), then the query.
+    assert_eq!(
+        tail,
+        [":TRAC:DATA? 256,2", ":OUTP OFF", "*ESE 2", "*ESE?", "*ESE 3", "*ESE?", "*ESE 0", ":SYST:ERR?", ":OUTP?"]
+    );
 }

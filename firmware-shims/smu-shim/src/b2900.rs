@@ -637,7 +637,8 @@ impl B2900 {
             return Ok(Some(self.format(&[r])));
         }
         if q && p.syst_err.matches(k).is_some() {
-            // The B2900 prints the code with a sign: `+0,"No error"` (CR §4 `:SYSTem:ERRor`).
+            // The B2900 prints the code with a sign: `+0,"No error"` (CR chapter 5 "Error
+            // Messages", p. 5-2; the space the manual's prose puts after the comma is unverified).
             return reply(match ctx.errors.pop() {
                 Some(e) => format!("{:+},\"{}\"", e.code, e.text),
                 None => "+0,\"No error\"".into(),

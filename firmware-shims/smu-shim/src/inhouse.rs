@@ -167,6 +167,14 @@ impl InHouse {
         self.state.compliance_onsets_s.clone()
     }
 
+    /// Queue an error raised outside a command (the message exchange's −410), as a command's
+    /// error is queued: at most 32 entries.
+    pub(crate) fn push_error(&mut self, code: i32, message: &'static str) {
+        if self.state.errors.len() < 32 {
+            self.state.errors.push_back((code, message));
+        }
+    }
+
     /// Handle one command line (terminator stripped). `Some(reply)` for queries.
     pub(crate) fn handle(&mut self, line: &str) -> Option<String> {
         let line = line.trim();

@@ -545,6 +545,19 @@ impl Meter {
         self.lock().delayed.clone()
     }
 
+    /// Queue −410 "Query INTERRUPTED" (a message came while a reply was unread; see
+    /// [`MessageExchange`]).
+    fn query_interrupted(&self) {
+        let mut g = self.lock();
+        let Inner { ctx, inst, .. } = &mut *g;
+        match inst {
+            Instrument::InHouse(m) => {
+                m.push_error(ScpiError::QUERY_INTERRUPTED.code, ScpiError::QUERY_INTERRUPTED.text)
+            }
+            _ => ctx.error(ScpiError::QUERY_INTERRUPTED),
+        }
+    }
+
     /// Advance the meter's own clock (timer triggers) without a frame sample.
     pub fn poll_clock(&self) {
         let mut g = self.lock();
@@ -554,6 +567,64 @@ impl Meter {
             Instrument::B2900(m) => m.run_timers(ctx),
             Instrument::InHouse(_) => {}
         }
+    }
+}
+
+/// The meter as a USB-TMC (or GPIB) controller meets it, in process: IEEE 488.2-1992's message
+/// exchange protocol, which a byte stream (the pty and TCP services) does not have. A reply waits
+/// in the output queue until the controller reads it; a program message that arrives while it is
+/// still unread clears it and queues −410 "Query INTERRUPTED" (§6.3.2.3). No USB-TMC gadget
+/// exists on a test machine, so a test puts this behind its own transport; the meter itself can
+/// be served on TCP at the same time ([`serve_tcp`]), and an independent client reads what the
+/// exchange left in the error queue there.
+#[derive(Debug)]
+pub struct MessageExchange {
+    meter: Arc<Meter>,
+    /// The output queue: reply bytes not yet read.
+    output: Vec<u8>,
+    /// Fault: the reply to this query (1-based, counted over this exchange) is late — it reaches
+    /// the output queue only when the next message arrives, which then interrupts it (a query
+    /// still executing when the controller's read gave up).
+    late_query: Option<u64>,
+    queries: u64,
+    held: Option<Vec<u8>>,
+}
+
+impl MessageExchange {
+    /// An exchange with `meter`; with `late_query = Some(n)` the reply to its n-th query is late.
+    pub fn new(meter: Arc<Meter>, late_query: Option<u64>) -> Self {
+        Self { meter, output: Vec::new(), late_query, queries: 0, held: None }
+    }
+
+    /// The controller sends one program message (a trailing terminator is ignored).
+    pub fn write(&mut self, message: &str) {
+        if let Some(late) = self.held.take() {
+            self.output.extend_from_slice(&late);
+        }
+        if !self.output.is_empty() {
+            // §6.3.2.3: the unread response is discarded and the query error reported.
+            self.output.clear();
+            self.meter.query_interrupted();
+        }
+        let message = message.trim_end_matches(['\n', '\r']);
+        if let Some(mut reply) = self.meter.handle(message) {
+            self.queries += 1;
+            reply.extend_from_slice(self.meter.config().terminator.as_bytes());
+            if Some(self.queries) == self.late_query {
+                self.held = Some(reply);
+            } else {
+                self.output = reply;
+            }
+        }
+    }
+
+    /// The controller reads: up to `buf.len()` bytes of the output queue, 0 when it is empty
+    /// (where USB-TMC would wait out its timeout).
+    pub fn read(&mut self, buf: &mut [u8]) -> usize {
+        let n = self.output.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.output[..n]);
+        self.output.drain(..n);
+        n
     }
 }
 

@@ -45,6 +45,9 @@ impl ScpiError {
     pub const OUT_OF_RANGE: Self = Self { code: -222, text: "Data out of range" };
     /// -224: a value the command does not know (an unknown enumeration word).
     pub const ILLEGAL_VALUE: Self = Self { code: -224, text: "Illegal parameter value" };
+    /// -410: a new program message came while a response was still unread; the response is
+    /// discarded (IEEE 488.2-1992 §6.3.2.3, the message exchange protocol's INTERRUPTED action).
+    pub const QUERY_INTERRUPTED: Self = Self { code: -410, text: "Query INTERRUPTED" };
     /// -350: more errors than the queue holds; replaces the newest entry.
     pub const QUEUE_OVERFLOW: Self = Self { code: -350, text: "Queue overflow" };
 }

@@ -14,6 +14,7 @@ fn the_nth_reply_is_garbage_once() {
     let meter =
         Meter::new(MeterConfig { model: Model::Keithley2450, garbage_after: Some(2), ..MeterConfig::default() });
     let ok = meter.reply_bytes("*IDN?").expect("reply");
+    // 2450 RM appendix B "*IDN?" (p. B-5).
     assert!(ok.starts_with(b"KEITHLEY INSTRUMENTS,MODEL 2450"));
     let bad = meter.reply_bytes("*IDN?").expect("reply");
     assert!(!bad.starts_with(b"KEITHLEY") && bad.ends_with(b"\n"), "{bad:?}");

@@ -77,10 +77,14 @@ fn numbers(reply: &str) -> Vec<f64> {
 #[test]
 fn k2450_identity_language_and_error_queue() {
     let mut k = Rig::new(Model::Keithley2450);
-    // 2450 RM §6 "*IDN?": manufacturer, model, serial number, firmware version.
+    // 2450 RM appendix B "Common commands", "*IDN?" (p. B-5): manufacturer, model, serial
+    // number, firmware revision (the Rev. B example's "INC." left out, as later firmware does).
     assert_eq!(k.query("*IDN?"), "KEITHLEY INSTRUMENTS,MODEL 2450,04512345,1.7.12b");
-    // 2450 RM §6 "*LANG": the active command set.
+    // 2450 RM appendix B "*LANG" (p. B-5): the active command set.
     assert_eq!(k.query("*LANG?"), "SCPI");
+    // The empty queue's text: SCPI-99 Vol. 2 §21.8 `0,"No error"`; the 2450's own page for
+    // `:SYSTem:ERRor[:NEXT]?` is unverified (its `:SYSTem:EVENtlog:NEXT?`, RM p. 6-101, answers
+    // `0,"No error;0,0,0"`).
     assert_eq!(k.query(":SYST:ERR?"), "0,\"No error\"");
     // SCPI-99 Vol. 2 §21.8: -113 undefined header, -222 data out of range (2450 RM §6
     // `:SOURce[1]:VOLTage`: −210 to 210 V), -109 missing parameter, -108 parameter not allowed,
@@ -282,7 +286,9 @@ fn read_block(b: &mut Rig) -> Vec<u8> {
 fn b2900_identity_errors_and_ascii_format() {
     let mut b = Rig::new(Model::KeysightB2900);
     assert_eq!(b.query("*IDN?"), "Keysight Technologies,B2901A,MY12345678,3.4.2011.5100");
-    // The B2900 prints the error code with its sign (CR §4 `:SYSTem:ERRor[:NEXT]?`).
+    // The B2900 prints the error code with its sign: CR chapter 5 "Error Messages" (p. 5-2,
+    // Agilent edition 2), "the instrument responds with +0, "No error"" when the queue is empty
+    // (whether a space follows the comma on the wire is unverified; the shim sends none).
     assert_eq!(b.query(":SYST:ERR?"), "+0,\"No error\"");
     b.send(":TRAC:BOGUS?");
     assert_eq!(b.query(":SYST:ERR?"), "-113,\"Undefined header\"");

@@ -28,7 +28,7 @@ fn k2450_answers_on_a_pseudo_terminal_with_crlf() {
     let stop = Arc::new(AtomicBool::new(false));
     let server = serve_pty(meter, stop.clone()).expect("pty");
     let mut port = serialport::new(&server.path, 115_200).timeout(Duration::from_secs(30)).open().expect("open pty");
-    // 2450 RM §6 "*IDN?"; the reply ends in the configured terminator.
+    // 2450 RM appendix B "*IDN?" (p. B-5); the reply ends in the configured terminator.
     assert_eq!(ask(&mut port, b"*IDN?\r\n"), "KEITHLEY INSTRUMENTS,MODEL 2450,04512345,1.7.12b\r\n");
     assert_eq!(ask(&mut port, b":sour:volt 5;volt?\n"), "5.00000000E+00\r\n");
     stop.store(true, Ordering::Relaxed);

@@ -36,7 +36,8 @@ pub type Script = Box<dyn FnMut(&str) -> Answer + Send>;
 /// `script` with the IEEE 488.2 event status enable register in front of it: `*ESE <n>` sets
 /// it, `*ESE?` answers it in NR1 (IEEE 488.2-1992 §10.10, §10.11; 2450 Reference Manual
 /// 2450-901-01, appendix B "Common commands", `*ESE` (p. B-2); B2900 SCPI Command Reference,
-/// `*ESE`). The host writes markers to it to resynchronise after a failed exchange.
+/// chapter 3 "Common Commands", `*ESE`, page unverified). The host writes markers to it to
+/// resynchronise after a failed exchange.
 pub fn with_ese(mut script: Script) -> Script {
     let mut ese = 0u8;
     Box::new(move |m: &str| {
