@@ -46,7 +46,9 @@ fn the_first_read_after_opening_a_line_with_stale_bytes_gets_its_own_reply() -> 
         serial_path: Some(path.to_string()),
         baud: 921_600,
         unit_id: 1,
-        timeout_ms: 500,
+        // Generous, so that no host stall makes the device's answer late and forces a retry
+        // (the test asserts none): the price is one timeout of silence waited on opening.
+        timeout_ms: 5_000,
         retries: 2,
         ..LoadFrameConfig::default()
     };
