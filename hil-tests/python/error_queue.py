@@ -15,6 +15,8 @@ import sys
 from pymeasure.instruments import Instrument, SCPIMixin
 from pymeasure.instruments.keithley import Keithley2450
 
+from socket_visa import open_socket
+
 model, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 
 
@@ -26,14 +28,7 @@ class GenericScpi(SCPIMixin, Instrument):
 
 
 cls = Keithley2450 if model == "keithley-2450" else GenericScpi
-# Socket resources have no end-of-message signal: the reply terminator must be given.
-inst = cls(
-    f"TCPIP::{host}::{port}::SOCKET",
-    visa_library="@py",
-    read_termination="\n",
-    write_termination="\n",
-    timeout=5000,
-)
+inst = open_socket(cls, host, port)
 for _ in range(32):
     code, message = inst.next_error
     if int(code) == 0:

@@ -11,16 +11,11 @@ import sys
 
 from pymeasure.instruments.keithley import Keithley2450
 
+from socket_visa import open_socket
+
 host, port, r_ohm = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 
-# Socket resources have no end-of-message signal: the reply terminator must be given.
-k = Keithley2450(
-    f"TCPIP::{host}::{port}::SOCKET",
-    visa_library="@py",
-    read_termination="\n",
-    write_termination="\n",
-    timeout=5000,
-)
+k = open_socket(Keithley2450, host, port)
 
 idn = k.id
 # 2450 Reference Manual 2450-901-01 appendix B "*IDN?" (p. B-5): "KEITHLEY INSTRUMENTS INC.,MODEL nnnn,...".

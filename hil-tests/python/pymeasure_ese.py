@@ -28,6 +28,8 @@ from pymeasure.instruments import Instrument, SCPIMixin
 from pymeasure.instruments.keithley import Keithley2450
 from pymeasure.instruments.validators import strict_range
 
+from socket_visa import open_socket
+
 model, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 
 # The register as a PyMeasure property: `*ESE %d` to set, `*ESE?` cast to int to read.
@@ -65,14 +67,7 @@ IDN = {
     "nanoecr-scpi": "NANOECR,SMU-SHIM-1,",
 }[model]
 cls = Keithley2450Ese if model == "keithley-2450" else GenericScpiEse
-# Socket resources have no end-of-message signal: the reply terminator must be given.
-inst = cls(
-    f"TCPIP::{host}::{port}::SOCKET",
-    visa_library="@py",
-    read_termination="\n",
-    write_termination="\n",
-    timeout=5000,
-)
+inst = open_socket(cls, host, port)
 visa = inst.adapter.connection
 
 idn = inst.id
