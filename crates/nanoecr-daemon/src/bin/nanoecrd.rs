@@ -16,7 +16,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 /// nanoecr daemon: runs NanoECR tests for clients on a local socket (docs/operator-guide.md).
 #[derive(Debug, Parser)]
-#[command(name = "nanoecrd", version, about)]
+#[command(name = "nanoecrd", version)]
 struct Args {
     /// Daemon config (TOML; see config/nanoecrd.toml). Without it, built-in defaults.
     #[arg(long)]
