@@ -363,7 +363,7 @@ impl RunConfig {
 
     /// Number of samples in the full program (settle included).
     pub fn expected_samples(&self) -> u64 {
-        (self.load_function.total_s() * self.rate_hz()).round() as u64
+        program_ticks(self.load_function.total_s(), self.dt_s())
     }
 
     /// Readings a buffered source-measure unit must be able to take for this run: every sample
@@ -777,6 +777,19 @@ pub fn parse(text: &str, file: Option<&Path>) -> Result<RunConfig, ConfigError> 
     };
     let raw: RawConfig = toml::from_str(text).map_err(|e| locate(from_toml_error(text, &e)))?;
     RunConfig::validate(raw, text.to_string()).map_err(locate)
+}
+
+/// Ticks of a program of `total_s` (settle included) at `dt_s` a tick: every k ≥ 0 with
+/// k · dt_s < total_s, the rule the control loop ends the program by. A sum of durations that
+/// floats a hair above a whole number of ticks (0.2 + 0.4 + 0.2 + 0.4 s = 1.2000000000000002 s)
+/// has its last tick at 1.2 s: rounding total_s / dt_s would count one sample fewer than a
+/// complete run writes.
+pub fn program_ticks(total_s: f64, dt_s: f64) -> u64 {
+    let mut k = (total_s / dt_s).ceil() as u64;
+    while k > 0 && k as f64 * dt_s >= total_s {
+        k -= 1;
+    }
+    k + 1
 }
 
 /// Read, parse and validate a config file (a regular file of at most [`MAX_CONFIG_BYTES`]; see
