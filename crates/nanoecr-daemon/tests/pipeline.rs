@@ -108,6 +108,20 @@ fn a_program_whose_durations_do_not_add_up_exactly_writes_the_samples_it_announc
 }
 
 #[test]
+fn an_output_directory_that_is_a_file_is_named_as_such_and_nothing_starts() {
+    // `--out-dir` pointing at a file gave "cannot create output directory F: File exists".
+    let dir = tempfile::tempdir().expect("tempdir");
+    let not_a_dir = dir.path().join("runs");
+    std::fs::write(&not_a_dir, b"a file").expect("write");
+    let cfg = short_config(&[]);
+    let rig = nanoecr_hw::sim::rig(&cfg);
+    let opts = RunOptions { out_dir: Some(not_a_dir.clone()), ..fast() };
+    let e = start_run(cfg, rig, opts).err().expect("refused").to_string();
+    assert!(e.contains(&not_a_dir.display().to_string()) && e.contains("exists and is not a directory"), "{e}");
+    assert_eq!(std::fs::read(&not_a_dir).expect("read"), b"a file", "the file is untouched");
+}
+
+#[test]
 fn the_same_seed_gives_bit_identical_data_and_another_seed_does_not() {
     let _files = files();
     let dir = tempfile::tempdir().expect("tempdir");
