@@ -116,7 +116,8 @@ fn an_output_directory_that_is_a_file_is_named_as_such_and_nothing_starts() {
     let cfg = short_config(&[]);
     let rig = nanoecr_hw::sim::rig(&cfg);
     let opts = RunOptions { out_dir: Some(not_a_dir.clone()), ..fast() };
-    let e = start_run(cfg, rig, opts).err().expect("refused").to_string();
+    let Err(e) = start_run(cfg, rig, opts) else { panic!("a run started with a file as its output directory") };
+    let e = e.to_string();
     assert!(e.contains(&not_a_dir.display().to_string()) && e.contains("exists and is not a directory"), "{e}");
     assert_eq!(std::fs::read(&not_a_dir).expect("read"), b"a file", "the file is untouched");
 }
