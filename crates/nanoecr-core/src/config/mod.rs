@@ -863,6 +863,9 @@ fn from_toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
             None if expected.is_empty() => expected,
             None => format!("one of {expected}"),
         };
+        // A removed key that lives on as a field only to be refused with directions is not one
+        // to suggest.
+        let expected = expected.replace(", `missed_deadline_fraction`", "");
         (ConfigErrorKind::UnknownKey, quoted.clone(), format!("unknown key `{quoted}`"), expected)
     } else if msg.starts_with("missing field") {
         let unit = unit_of_key(&quoted);

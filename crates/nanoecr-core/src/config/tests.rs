@@ -56,6 +56,8 @@ fn unknown_key_is_rejected_with_its_line() {
     let line = text.lines().position(|l| l.starts_with("max_lod_un")).expect("line") + 1;
     assert_eq!(e.line, Some(line));
     assert!(e.expected.contains("max_load_un"), "{e}");
+    // Not offered: a removed key, refused when set (limits.rs).
+    assert!(!e.expected.contains("missed_deadline_fraction"), "{e}");
 }
 
 #[test]
