@@ -33,8 +33,8 @@ pub const EXIT_RUN_NOT_COMPLETE: u8 = 4;
 /// Options shared by every client command.
 #[derive(Debug, clap::Args)]
 pub struct CommonArgs {
-    /// Socket path of nanoecrd (default: $XDG_RUNTIME_DIR/nanoecr/nanoecrd.sock, else
-    /// /run/nanoecr/nanoecrd.sock).
+    /// Socket path of nanoecrd (default: $XDG_RUNTIME_DIR/nanoecr/nanoecrd.sock; without
+    /// XDG_RUNTIME_DIR, /run/nanoecr/nanoecrd.sock for root, else $TMPDIR/nanoecr-<uid>/nanoecrd.sock).
     #[arg(long, env = "NANOECR_SOCKET")]
     pub socket: Option<PathBuf>,
     /// Print results (and, for `watch`, every notification) as JSON lines on stdout.

@@ -226,7 +226,7 @@ fn say_out(text: &str) {
 /// The one-line progress display, shared by `nanoecr run` and `nanoecr watch`.
 pub(crate) fn progress_line(p: &Progress) -> String {
     format!(
-        "t {:6.2}/{:.0} s  {:<11} load {:7.1} µN  h {:6.2} nm  Δρ/ρ {:>10}  samples {}  drops {}  spikes p{} n{}  pop-ins {}",
+        "t {:6.2}/{:.1} s  {:<11} load {:7.1} µN  h {:6.2} nm  Δρ/ρ {:>10}  samples {}  drops {}  spikes p{} n{}  pop-ins {}",
         p.time_s,
         p.total_s,
         p.segment.name(),

@@ -43,7 +43,7 @@ fn run_and_signal(sig: Signal, hang_up: bool) -> (Option<i32>, String, String) {
     let stderr = child.stderr.take().expect("piped stderr");
     let mut lines = BufReader::new(stderr).lines();
     // Off a terminal the progress display is one plain line a second:
-    // "t   3.03/32 s  load        load   614.2 µN  h …". Signal once the pillar carries load, so
+    // "t   3.03/32.0 s  load        load   614.2 µN  h …". Signal once the pillar carries load, so
     // the safe unload has something to take off.
     let mut seen = Vec::new();
     loop {

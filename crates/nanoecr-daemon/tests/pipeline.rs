@@ -87,6 +87,42 @@ fn a_complete_run_tracks_the_load_function_and_writes_every_sample() {
 }
 
 #[test]
+fn a_program_whose_durations_do_not_add_up_exactly_writes_the_samples_it_announces() {
+    // docs/socket-protocol.md's example program: 0.2 + 0.4 + 0.2 + 0.4 s adds up to
+    // 1.2000000000000002 s, whose last tick falls at 1.2 s. run.start announced 1200 samples and
+    // the complete run wrote 1201.
+    let _files = files();
+    let cfg = short_config(&[
+        ("settle_s = 0.5", "settle_s = 0.2"),
+        ("\nload_s = 1.0", "\nload_s = 0.4"),
+        ("hold_s = 1.0", "hold_s = 0.2"),
+        ("unload_s = 1.0", "unload_s = 0.4"),
+    ]);
+    assert!(cfg.load_function.total_s() > 1.2, "the fixture must float above 1.2 s");
+    let expected = cfg.expected_samples();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (s, f) = run(cfg, dir.path(), "sum.h5", fast());
+    assert_eq!(s.status, RunStatus::Complete, "{}", s.end_reason);
+    assert_eq!(s.samples, expected, "announced {expected}, wrote {}", s.samples);
+    assert_eq!(f.data.seq.len() as u64, expected);
+}
+
+#[test]
+fn an_output_directory_that_is_a_file_is_named_as_such_and_nothing_starts() {
+    // `--out-dir` pointing at a file gave "cannot create output directory F: File exists".
+    let dir = tempfile::tempdir().expect("tempdir");
+    let not_a_dir = dir.path().join("runs");
+    std::fs::write(&not_a_dir, b"a file").expect("write");
+    let cfg = short_config(&[]);
+    let rig = nanoecr_hw::sim::rig(&cfg);
+    let opts = RunOptions { out_dir: Some(not_a_dir.clone()), ..fast() };
+    let Err(e) = start_run(cfg, rig, opts) else { panic!("a run started with a file as its output directory") };
+    let e = e.to_string();
+    assert!(e.contains(&not_a_dir.display().to_string()) && e.contains("exists and is not a directory"), "{e}");
+    assert_eq!(std::fs::read(&not_a_dir).expect("read"), b"a file", "the file is untouched");
+}
+
+#[test]
 fn the_same_seed_gives_bit_identical_data_and_another_seed_does_not() {
     let _files = files();
     let dir = tempfile::tempdir().expect("tempdir");

@@ -178,6 +178,9 @@ fn a_second_daemon_on_a_live_socket_refuses_to_start() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // stderr is a pipe here, as under systemd: no colour codes, which journalctl shows as
+    // "[… blob data]" instead of the line (docs/operator-guide.md: `journalctl -u nanoecrd -f`).
+    assert!(!out.stderr.contains(&0x1b), "ANSI escapes in piped logs: {:?}", String::from_utf8_lossy(&out.stderr));
     // The first one is untouched.
     assert!(Client::connect(&d.socket).expect("connect").call("daemon.info", json!({})).is_ok());
 }

@@ -454,3 +454,77 @@ fn config_path_is_confined_to_the_configured_directory_and_never_blocks_or_reads
     c.call("run.start", json!({ "config_path": dir.join("ok.toml"), "fast": true })).expect("a config inside runs");
     assert_eq!(end_note(&sub.until_run_end()).status, RunStatus::Complete);
 }
+
+#[test]
+fn hostile_clients_get_one_clear_error_each_and_the_run_and_the_daemon_go_on() {
+    let d = TestDaemon::start_with(|c| c.max_clients = 4);
+    let mut watcher = d.client();
+    watcher.call("events.subscribe", json!({ "samples": false })).expect("subscribe");
+    watcher.call("run.start", start_params(&short_config())).expect("start");
+
+    // Nested far deeper than any request: the parser's recursion is bounded (serde_json's 128
+    // levels), so this is a parse error, not a stack overflow of the daemon.
+    let mut c = d.client();
+    let depth = 100_000;
+    let mut line = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"daemon.info\",\"params\":".to_vec();
+    line.extend(std::iter::repeat_n(b'[', depth));
+    line.extend(std::iter::repeat_n(b']', depth));
+    line.extend_from_slice(b"}\n");
+    c.send_raw(&line);
+    let r = c.response();
+    match r.outcome {
+        nanoecr_proto::jsonrpc::Outcome::Error(e) => {
+            assert_eq!(e.code, codes::PARSE_ERROR, "{}", e.message);
+            assert!(e.message.contains("recursion limit"), "{}", e.message);
+        }
+        other => panic!("expected a parse error, got {other:?}"),
+    }
+    assert!(c.call("daemon.info", json!({})).is_ok(), "the connection survives");
+    drop(c);
+
+    // An over-long line the client never ends before hanging up its write side: reported once
+    // (docs/socket-protocol.md, "Framing"), and the connection then ends like any other.
+    let mut c = d.client();
+    c.send_raw(&vec![b'x'; 4 * nanoecr_proto::MAX_LINE_BYTES]);
+    c.shutdown_write();
+    let r = c.response();
+    assert_eq!(r.id, Value::Null);
+    assert!(matches!(&r.outcome, nanoecr_proto::jsonrpc::Outcome::Error(e) if e.code == codes::LINE_TOO_LONG), "{r:?}");
+    assert_eq!(c.read_line(), None, "one error for the one line, then the end");
+    drop(c);
+
+    // Connections beyond `subscribers.max_clients`: one error line that names the key, then
+    // closed. The watcher is one of the four.
+    let mut admitted: Vec<_> = (0..3).map(|_| d.client()).collect();
+    for c in &mut admitted {
+        // Each is counted once the daemon answers it.
+        assert!(c.call("daemon.info", json!({})).is_ok());
+    }
+    let mut extra = d.client();
+    let r = extra.response();
+    assert_eq!(r.id, Value::Null);
+    match &r.outcome {
+        nanoecr_proto::jsonrpc::Outcome::Error(e) => {
+            assert_eq!(e.code, codes::INTERNAL_ERROR, "{}", e.message);
+            assert!(e.message.contains("subscribers.max_clients = 4"), "{}", e.message);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(extra.read_line(), None, "a refused connection is closed");
+    // A freed place is given to the next client (the count drops when the daemon sees the close).
+    drop(admitted.pop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut c = d.client();
+        c.send_raw(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"daemon.info\"}\n");
+        if c.response().into_result().is_ok() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the freed place was never given back (a hang guard)");
+        std::thread::yield_now();
+    }
+
+    let end = end_note(&watcher.until_run_end());
+    assert_eq!(end.status, RunStatus::Complete, "no hostile client disturbed the run");
+    assert_eq!(end.summary.expect("summary").dropped, 0);
+}

@@ -31,7 +31,7 @@ pub fn within(key: &str, v: f64, lo: f64, hi: f64, what: &str) -> Result<f64, Co
     } else {
         Err(ConfigError::new(ConfigErrorKind::OutOfRange, key, format!("{what} is out of range"))
             .value(v)
-            .expected(with_unit(key, &format!("{lo} to {hi}"))))
+            .expected(with_unit(key, &format!("{} to {}", num(lo), num(hi)))))
     }
 }
 
@@ -42,7 +42,17 @@ pub fn strictly_within(key: &str, v: f64, lo: f64, hi: f64, what: &str) -> Resul
     } else {
         Err(ConfigError::new(ConfigErrorKind::OutOfRange, key, format!("{what} is out of range"))
             .value(v)
-            .expected(with_unit(key, &format!("a value strictly between {lo} and {hi}"))))
+            .expected(with_unit(key, &format!("a value strictly between {} and {}", num(lo), num(hi)))))
+    }
+}
+
+/// A bound as an operator writes it: `1e-12`, not `0.000000000001` (Rust's `{}` for f64).
+pub fn num(v: f64) -> String {
+    let a = v.abs();
+    if a != 0.0 && a.is_finite() && !(1e-4..1e7).contains(&a) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
     }
 }
 

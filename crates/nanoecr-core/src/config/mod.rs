@@ -363,7 +363,7 @@ impl RunConfig {
 
     /// Number of samples in the full program (settle included).
     pub fn expected_samples(&self) -> u64 {
-        (self.load_function.total_s() * self.rate_hz()).round() as u64
+        program_ticks(self.load_function.total_s(), self.dt_s())
     }
 
     /// Readings a buffered source-measure unit must be able to take for this run: every sample
@@ -779,6 +779,19 @@ pub fn parse(text: &str, file: Option<&Path>) -> Result<RunConfig, ConfigError> 
     RunConfig::validate(raw, text.to_string()).map_err(locate)
 }
 
+/// Ticks of a program of `total_s` (settle included) at `dt_s` a tick: every k ≥ 0 with
+/// k · dt_s < total_s, the rule the control loop ends the program by. A sum of durations that
+/// floats a hair above a whole number of ticks (0.2 + 0.4 + 0.2 + 0.4 s = 1.2000000000000002 s)
+/// has its last tick at 1.2 s: rounding total_s / dt_s would count one sample fewer than a
+/// complete run writes.
+pub fn program_ticks(total_s: f64, dt_s: f64) -> u64 {
+    let mut k = (total_s / dt_s).ceil() as u64;
+    while k > 0 && k as f64 * dt_s >= total_s {
+        k -= 1;
+    }
+    k + 1
+}
+
 /// Read, parse and validate a config file (a regular file of at most [`MAX_CONFIG_BYTES`]; see
 /// [`read_config_file`]).
 pub fn load(path: &Path) -> Result<RunConfig, ConfigError> {
@@ -850,6 +863,9 @@ fn from_toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
             None if expected.is_empty() => expected,
             None => format!("one of {expected}"),
         };
+        // A removed key that lives on as a field only to be refused with directions is not one
+        // to suggest.
+        let expected = expected.replace(", `missed_deadline_fraction`", "");
         (ConfigErrorKind::UnknownKey, quoted.clone(), format!("unknown key `{quoted}`"), expected)
     } else if msg.starts_with("missing field") {
         let unit = unit_of_key(&quoted);
@@ -876,9 +892,24 @@ fn from_toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
         None
     };
     let section = line.and_then(|l| section_of_line(text, l));
+    // An unknown table is reported on its own header (`[biass]`, `[hardware.smuu]`): the key is
+    // the header's path, not the header's path with the key appended again.
+    let header = line.and_then(|l| text.lines().nth(l - 1)).and_then(header_path);
     let key = match (section, key.is_empty()) {
+        (_, false) if header.as_deref().is_some_and(|h| h == key || h.ends_with(&format!(".{key}"))) => {
+            header.unwrap_or(key)
+        }
         (Some(s), false) if !key.contains('.') => format!("{s}.{key}"),
         _ => key,
+    };
+    // A unit typo (`peak_load_mn`, `voltage_mv`) is the likeliest unknown key: name the key
+    // with the same stem and its unit.
+    let expected = match kind {
+        ConfigErrorKind::UnknownKey => match same_stem(&quoted, &expected) {
+            Some(k) => format!("{expected}; did you mean `{k}` (in {})?", unit_of_key(&k)),
+            None => expected,
+        },
+        _ => expected,
     };
     let (message, expected) = match REMOVED_KEYS.iter().find(|(k, _, _)| *k == key) {
         Some((_, why, instead)) if kind == ConfigErrorKind::UnknownKey => {
@@ -950,6 +981,31 @@ fn key_on_line(text: &str, line: usize) -> Option<String> {
     let (k, _) = l.split_once('=')?;
     let k = k.trim().trim_matches('"');
     (!k.is_empty() && !k.starts_with('[')).then(|| k.to_string())
+}
+
+/// The dotted path of a table header line (`[a.b]`, `[[a.b]]`, a trailing comment allowed).
+fn header_path(line: &str) -> Option<String> {
+    let t = line.split('#').next().unwrap_or("").trim();
+    t.strip_prefix("[[")
+        .and_then(|r| r.strip_suffix("]]"))
+        .or_else(|| t.strip_prefix('[').and_then(|r| r.strip_suffix(']')))
+        .map(|s| s.split('.').map(str::trim).collect::<Vec<_>>().join("."))
+}
+
+/// The one accepted key (from toml's "one of `a`, `b`" list) that differs from `unknown` only in
+/// its unit suffix: `peak_load_mn` → `peak_load_un`, `voltage_mv` → `voltage_v`.
+fn same_stem(unknown: &str, accepted: &str) -> Option<String> {
+    let stem = |k: &str| -> Option<String> { k.rsplit_once('_').map(|(s, _)| s.to_string()) };
+    let want = stem(unknown)?;
+    let mut hits = accepted
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|k| *k != unknown && !unit_of_key(k).is_empty() && stem(k).as_deref() == Some(want.as_str()));
+    match (hits.next(), hits.next()) {
+        (Some(k), None) => Some(k.to_string()),
+        _ => None,
+    }
 }
 
 fn section_of_line(text: &str, line: usize) -> Option<String> {

@@ -56,6 +56,8 @@ fn unknown_key_is_rejected_with_its_line() {
     let line = text.lines().position(|l| l.starts_with("max_lod_un")).expect("line") + 1;
     assert_eq!(e.line, Some(line));
     assert!(e.expected.contains("max_load_un"), "{e}");
+    // Not offered: a removed key, refused when set (limits.rs).
+    assert!(!e.expected.contains("missed_deadline_fraction"), "{e}");
 }
 
 #[test]
@@ -392,4 +394,50 @@ fn a_real_meter_model_bounds_the_run_and_the_integration_time_with_the_line_of_t
     let e = err(&HIL_B2900.replace("nplc = 0.01", "nplc = 0.1"));
     assert_eq!(e.key, "hardware.smu.nplc");
     assert!(e.to_string().contains("2.000 ms") && e.to_string().contains("PLC"), "{e}");
+}
+
+#[test]
+fn an_unknown_table_is_named_once_not_twice() {
+    // `[biass]` was reported as `biass.biass`, a key that exists nowhere in the file.
+    let text = DEMO.replace("[bias]\n", "[biass]\n");
+    assert_ne!(text, DEMO);
+    let e = err(&text);
+    assert_eq!(e.kind, ConfigErrorKind::UnknownKey);
+    assert_eq!(e.key, "biass", "{e}");
+    assert_eq!(e.line, Some(text.lines().position(|l| l == "[biass]").expect("header") + 1));
+    // A misspelt sub-table keeps its parent: `[hardware.smuu]`, not `hardware.smuu.smuu`.
+    let text = DEMO.replace("[hardware]\n", "[hardware]\n[hardware.smuu]\nmodel = \"keithley-2450\"\n");
+    let e = err(&text);
+    assert_eq!(e.kind, ConfigErrorKind::UnknownKey);
+    assert_eq!(e.key, "hardware.smuu", "{e}");
+}
+
+#[test]
+fn a_unit_typo_names_the_key_with_the_right_unit() {
+    for (from, to, typo, right, unit) in [
+        ("peak_load_un = 6000.0", "peak_load_mn = 6.0", "peak_load_mn", "peak_load_un", "µN"),
+        ("voltage_v = 5.0", "voltage_mv = 5000.0", "voltage_mv", "voltage_v", "V"),
+        ("rate_hz = 1000", "rate_khz = 1", "rate_khz", "rate_hz", "Hz"),
+    ] {
+        let text = DEMO.replace(from, to);
+        assert_ne!(text, DEMO, "{from}");
+        let e = err(&text);
+        assert_eq!(e.kind, ConfigErrorKind::UnknownKey, "{e}");
+        assert!(e.key.ends_with(typo), "{e}");
+        assert!(e.expected.contains(&format!("did you mean `{right}` (in {unit})")), "{e}");
+    }
+    // No guess when nothing shares the stem.
+    let e = err(&DEMO.replace("max_displacement_nm = 600.0", "max_displacement_nm = 600.0\nmax_lod_un = 5.0"));
+    assert!(!e.expected.contains("did you mean"), "{e}");
+}
+
+#[test]
+fn a_range_is_written_as_an_operator_writes_it() {
+    // `bias.compliance_a` accepts 1e-12 to 1 A (docs/config.md); the message said 0.000000000001.
+    let e = err(&DEMO.replace("compliance_a = 1e-4", "compliance_a = 5.0"));
+    assert_eq!(e.kind, ConfigErrorKind::OutOfRange);
+    assert_eq!(e.expected, "1e-12 to 1 A", "{e}");
+    assert_eq!(check::num(100000.0), "100000");
+    assert_eq!(check::num(0.5), "0.5");
+    assert_eq!(check::num(0.0), "0");
 }

@@ -16,7 +16,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 /// nanoecr daemon: runs NanoECR tests for clients on a local socket (docs/operator-guide.md).
 #[derive(Debug, Parser)]
-#[command(name = "nanoecrd", version, about)]
+#[command(name = "nanoecrd", version)]
 struct Args {
     /// Daemon config (TOML; see config/nanoecrd.toml). Without it, built-in defaults.
     #[arg(long)]
@@ -112,7 +112,10 @@ fn run(args: Args) -> anyhow::Result<()> {
 fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only on a terminal: under systemd stderr is a pipe to journald, and journalctl
+    // shows a line with escape codes as "[… blob data]".
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Human => builder.init(),

@@ -562,14 +562,7 @@ impl ControlLoop {
         let mut cursor = lf.cursor();
         // The program's last tick (the largest k with k · dt inside it): a catch-up on a
         // device-clocked frame may skip to it but not past it, so its final setpoint is commanded.
-        let last_program_k = {
-            let total_s = lf.total_s();
-            let mut k = (total_s / dt_s).ceil() as u64;
-            while k > 0 && k as f64 * dt_s >= total_s {
-                k -= 1;
-            }
-            k
-        };
+        let last_program_k = nanoecr_core::config::program_ticks(lf.total_s(), dt_s) - 1;
         // Set when a catch-up reached the program's last tick by skipping: the frame then got the
         // final setpoint only now, and the program ends with a short rest so that the file shows
         // the frame reach it (else it would end on the stale command of the stall).

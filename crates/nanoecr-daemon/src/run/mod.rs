@@ -190,7 +190,15 @@ pub fn start_run(cfg: RunConfig, mut rig: Rig, opts: RunOptions) -> Result<RunHa
         Some(p) => p.clone(),
         None => {
             let dir = opts.out_dir.clone().unwrap_or_else(|| PathBuf::from(&cfg.raw.output.directory));
-            std::fs::create_dir_all(&dir).map_err(|source| RunError::OutputDir { path: dir.clone(), source })?;
+            std::fs::create_dir_all(&dir).map_err(|source| {
+                // create_dir_all says only "File exists" when the path is a file: say which.
+                let source = if dir.exists() && !dir.is_dir() {
+                    std::io::Error::new(std::io::ErrorKind::AlreadyExists, "it exists and is not a directory")
+                } else {
+                    source
+                };
+                RunError::OutputDir { path: dir.clone(), source }
+            })?;
             unique_path(&dir, &cfg)
         }
     };

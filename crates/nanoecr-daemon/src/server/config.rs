@@ -21,11 +21,11 @@ pub enum DaemonConfigError {
         source: nanoecr_core::config::ReadConfigError,
     },
     /// Not valid TOML, or an unknown key or wrong type.
-    #[error("{file}: {message}")]
+    #[error("{file}:{message}")]
     Syntax {
         /// The file (or `<inline>`).
         file: String,
-        /// The TOML parser's message (names line and key).
+        /// `LINE: message` (after `{file}:`), the key dotted; one line.
         message: String,
     },
     /// A value out of range.
@@ -168,7 +168,7 @@ impl DaemonConfig {
     /// Parse and validate TOML text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Self, DaemonConfigError> {
         let raw: RawDaemonConfig = toml::from_str(text)
-            .map_err(|e| DaemonConfigError::Syntax { file: file.into(), message: e.to_string().trim_end().into() })?;
+            .map_err(|e| DaemonConfigError::Syntax { file: file.into(), message: one_line(text, &e) })?;
         let invalid = |key: &str, value: &dyn std::fmt::Display, message: &str| DaemonConfigError::Invalid {
             file: file.into(),
             key: key.into(),
@@ -259,6 +259,29 @@ pub fn default_socket_path() -> PathBuf {
     }
 }
 
+/// toml's error as one log line, `LINE: message`, with an unknown key named by its dotted path
+/// (`subscribers.queue_line`) as in a run config's errors: toml's own text spans five lines
+/// (a source excerpt with a caret), which journald splits into five entries.
+fn one_line(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim().replace('\n', "; ");
+    // Follows `{file}:` in the error: a space when there is no line to name.
+    let Some(start) = e.span().map(|s| s.start.min(text.len())) else { return format!(" {msg}") };
+    let line = text.as_bytes()[..start].iter().filter(|&&b| b == b'\n').count() + 1;
+    let section = text
+        .lines()
+        .take(line - 1)
+        .filter_map(|l| {
+            let t = l.split('#').next().unwrap_or("").trim();
+            t.strip_prefix('[').and_then(|r| r.strip_suffix(']')).map(|s| s.trim().to_string())
+        })
+        .last();
+    match (msg.strip_prefix("unknown field `").and_then(|r| r.split_once('`')), section) {
+        (Some((key, rest)), Some(sec)) => format!("{line}: `{sec}.{key}`: unknown key{rest}"),
+        (Some((key, rest)), None) => format!("{line}: `{key}`: unknown key{rest}"),
+        _ => format!("{line}: {msg}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,6 +300,13 @@ mod tests {
         assert!(e.to_string().contains("socket.mode"), "{e}");
         let e = DaemonConfig::parse("[socket]\nmodes = \"0660\"\n", "x.toml").expect_err("unknown key");
         assert!(e.to_string().contains("modes"), "{e}");
+        // One line naming file, line and dotted key (it was toml's five-line excerpt).
+        let e = DaemonConfig::parse("[output]\nrecent_runs = 5\n\n[subscribers]\nqueue_line = 10\n", "x.toml")
+            .expect_err("unknown key")
+            .to_string();
+        assert!(!e.contains('\n'), "{e}");
+        assert!(e.starts_with("x.toml:5: `subscribers.queue_line`: unknown key"), "{e}");
+        assert!(e.contains("`queue_lines`"), "{e}");
         let e = DaemonConfig::parse("[limits]\nmax_load_un = -1.0\n", "x.toml").expect_err("negative");
         assert!(e.to_string().contains("limits.max_load_un"), "{e}");
         let e = DaemonConfig::parse("[run_configs]\ndirectory = \"rel\"\n", "x.toml").expect_err("relative");

@@ -107,7 +107,10 @@ pub async fn serve_with_reload(
                     conns.spawn(async move {
                         if d.clients.fetch_add(1, Ordering::AcqRel) >= max {
                             tracing::warn!(conn = conn_id, max, "too many clients; refusing");
-                            conn::refuse(stream, RpcError::new(codes::INTERNAL_ERROR, format!("too many clients (max {max})"))).await;
+                            conn::refuse(stream, RpcError::new(codes::INTERNAL_ERROR, format!(
+                                    "too many clients: subscribers.max_clients = {max} connections are open; \
+                                     try again when one closes"
+                                ))).await;
                         } else {
                             conn::handle(Arc::clone(&d), stream, conn_id, closing).await;
                         }

@@ -150,6 +150,11 @@ impl Client {
         self.writer.write_all(bytes).expect("write");
     }
 
+    /// Half-close: the daemon sees the end of this client's requests.
+    pub fn shutdown_write(&mut self) {
+        self.writer.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    }
+
     /// Read one line; `None` at end of stream.
     pub fn read_line(&mut self) -> Option<String> {
         let mut line = String::new();
