@@ -64,6 +64,23 @@ fn clear_status_flags(path: &Path) -> hdf5::Result<()> {
     })
 }
 
+/// The outcome for a file its writer closed (status not `running`), found with a read-only
+/// open, so such a file is left as it is to the byte and its modification time: a read-write
+/// open writes the superblock, and fails outright on a file the caller may only read (a closed
+/// run in a shared archive). `None` when the file must be opened for writing: it is `running`, or
+/// a read-only open fails (a writer that died leaves the superblock's write flags set).
+fn closed_properly(path: &Path) -> Option<RecoverOutcome> {
+    let file = File::open(path).ok()?;
+    crate::cloexec::close_on_exec(&file);
+    let entry = file.group("entry").ok()?;
+    let status = crate::reader::read_str_attr(&entry, "status").and_then(|s| RunStatus::from_name(&s))?;
+    if status == RunStatus::Running {
+        return None;
+    }
+    let rows = file.dataset("entry/data/time").map(|d| d.size() as u64).unwrap_or(0);
+    Some(RecoverOutcome { status_before: status, changed: false, cleared_flag: false, rows, compacted: None })
+}
+
 /// See [`crate::recover`].
 pub(crate) fn recover(path: &Path) -> Result<RecoverOutcome, StoreError> {
     if !path.exists() {
@@ -74,6 +91,9 @@ pub(crate) fn recover(path: &Path) -> Result<RecoverOutcome, StoreError> {
         });
     }
     ensure_not_in_use(path)?;
+    if let Some(outcome) = closed_properly(path) {
+        return Ok(outcome);
+    }
     let mut cleared_flag = false;
     let file = match File::open_rw(path) {
         Ok(f) => f,

@@ -418,9 +418,19 @@ with h5py.File(sys.argv[1], "r") as f:
     assert_eq!(to, size, "stored {stored}");
     assert!(from.abs_diff(crashed_size) < 64 * 1024, "compacted from {from}, crashed file {crashed_size}");
     assert!(size < stored * 3 / 2 + 64 * 1024, "{size} bytes on disk for {stored} bytes of data");
-    // Recovering again changes nothing.
+    // Recovering again changes nothing: not a byte, not the modification time (a read-write
+    // open would write the superblock, and fails on a closed file the caller may only read).
+    let (bytes, mtime) =
+        (std::fs::read(&path).expect("read"), std::fs::metadata(&path).and_then(|m| m.modified()).expect("mtime"));
     let again = recover(&path).expect("second recover");
     assert!(!again.changed && again.compacted.is_none());
+    assert_eq!((again.status_before, again.rows), (RunStatus::Failed, rows));
+    assert!(std::fs::read(&path).expect("read") == bytes, "a second recover rewrote the file");
+    assert_eq!(
+        std::fs::metadata(&path).and_then(|m| m.modified()).expect("mtime"),
+        mtime,
+        "a second recover wrote to the file"
+    );
 }
 
 /// Prints the bytes every dataset of the file stores (h5py's `get_storage_size`).
