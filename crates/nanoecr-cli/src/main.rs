@@ -47,6 +47,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    if !matches!(cli.command, Command::Run(_) | Command::Ui(_)) {
+        end_quietly_on_a_closed_pipe();
+    }
     let result = match cli.command {
         Command::Run(a) => run::exec(a),
         Command::Analyze(a) => analyze::exec(a),
@@ -65,6 +68,22 @@ fn main() -> ExitCode {
             eprintln!("error: {}", nanoecr_daemon::report::one_line(e.as_ref()));
             ExitCode::from(1)
         }
+    }
+}
+
+/// `nanoecr analyze run.h5 | head` ends as a Unix tool does when `head` has read enough: killed by
+/// SIGPIPE, silently. Rust ignores SIGPIPE, so the next write failed with EPIPE instead and
+/// `println!` panicked with a backtrace (exit 101). Not for `run` and `ui`: they own a test or a
+/// live view, which must reach their safe end whatever happens to stdout (run.rs ignores write
+/// errors); the offline commands and socket clients here own nothing a signal could leave half
+/// done (`recover` prints after each file is complete).
+#[allow(unsafe_code)] // one sigaction, before any other thread exists
+fn end_quietly_on_a_closed_pipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: the default disposition installs no handler, so no async-signal-safety question
+    // arises; called from main before this process starts any thread.
+    if let Err(e) = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
+        tracing::debug!(error = %e, "could not restore SIGPIPE's default action");
     }
 }
 

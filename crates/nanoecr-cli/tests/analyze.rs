@@ -279,3 +279,29 @@ fn with_a_static_libhdf5_nanoecr_loads_neither_libhdf5_nor_libcurl() {
         assert!(!listing.contains(lib), "linked against {archive}, yet loads {lib}:\n{listing}");
     }
 }
+
+/// `nanoecr analyze FILE | head` and the like: when the reader of stdout has gone, the offline
+/// commands end as Unix tools do, killed by SIGPIPE with nothing on stderr (they panicked with a
+/// backtrace, exit 101, before). The pipe's read end is closed before the command starts, so
+/// its first write meets a closed pipe on any host.
+#[test]
+fn a_closed_stdout_pipe_ends_analyze_and_score_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = simulate(dir.path(), 8);
+    for args in [vec!["analyze", file.as_str()], vec!["analyze", file.as_str(), "--json"], vec!["score", file.as_str()]]
+    {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out =
+            nanoecr().args(&args).stdout(writer).stderr(std::process::Stdio::piped()).output().expect("start nanoecr");
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {:?}, stderr {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.stderr.is_empty(), "{args:?} wrote to stderr: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
