@@ -67,7 +67,7 @@ pub(crate) trait QuietInput: Copy {
     fn segment(self, j: usize) -> Segment;
     /// Flags of sample `j`.
     fn flags(self, j: usize) -> u8;
-    /// A byte of sample `j`'s data, 0 past the end: read so the prefetcher streams it in early.
+    /// A byte of sample `j`'s data (or 0), read so the prefetcher streams it in early.
     fn touch(self, j: usize) -> u8;
 }
 
@@ -106,7 +106,7 @@ impl QuietInput for &[Sample] {
     }
     #[inline(always)]
     fn touch(self, j: usize) -> u8 {
-        self.get(j).map_or(0, |s| s.flags)
+        self[j].flags
     }
 }
 
@@ -536,91 +536,102 @@ impl Detector {
             let seg_dr = &dr[j0..j0 + seg];
             let seg_res = &mut res[j0..j0 + seg];
             // The next block's samples that this segment reads ahead (see below).
-            let seg_ahead = ahead.range(j0.min(ahead.len()), (j0 + seg).min(ahead.len()));
+            // Where the input ends before the next block does, the segment reads its own
+            // samples instead (in cache already), so every read is in bounds without a test.
+            let seg_ahead = if j0 + seg <= ahead.len() { ahead.range(j0, j0 + seg) } else { block.range(j0, j0 + seg) };
             let mut accepted = seg;
-            for jj in 0..seg {
-                let delta_rho = seg_dr[jj];
-                let j = j0 + jj;
-                // Read the next block's sample j now, one a sample at this loop's pace, so that
-                // the hardware prefetcher streams it in ahead of pass 1 (which would otherwise
-                // take every miss of the block in a burst). Safe code has no prefetch instruction.
-                touched ^= seg_ahead.touch(jj);
-                let k = k0 + j as u64;
-                // Mains weights at this sample (as `MainsCanceller::advance` on the grid).
-                let (mut nzr, mut nzi) = (zr, zi);
-                if MAINS {
-                    crate::mains::rotate(&mut nzr, &mut nzi, &rc, &rs, n_sin);
+            // Groups that end where σ is due for its refresh: the refresh follows the group, at
+            // the same sample as in `MedianTracker::push`, and the loop carries no counter.
+            let mut g0 = 0;
+            'seg: while g0 < seg {
+                let g1 = (g0 + SIGMA_REFRESH.saturating_sub(since_refresh).max(1) as usize).min(seg);
+                for jj in g0..g1 {
+                    let delta_rho = seg_dr[jj];
+                    let j = j0 + jj;
+                    // Read the next block's sample j now, one a sample at this loop's pace, so that
+                    // the hardware prefetcher streams it in ahead of pass 1 (which would otherwise
+                    // take every miss of the block in a burst). Safe code has no prefetch instruction.
+                    touched ^= seg_ahead.touch(jj);
+                    let k = k0 + j as u64;
+                    // Mains weights at this sample (as `MainsCanceller::advance` on the grid).
+                    let (mut nzr, mut nzi) = (zr, zi);
+                    if MAINS {
+                        crate::mains::rotate(&mut nzr, &mut nzi, &rc, &rs, n_sin);
+                    }
+                    // Residual against the baseline line extrapolated to k (as `TrailingLine::value_at`).
+                    let mean_x = s_x * inv_cap;
+                    let mean_t = s_t * inv_cap;
+                    let numerator = n_line * s_tx - s_t * s_x;
+                    let slope = if CONTIG || last_k - line_idx[jj] + 1 == cap as u64 {
+                        numerator * inv_den
+                    } else {
+                        numerator / (n_line * s_tt - s_t * s_t)
+                    };
+                    let r0 = delta_rho - (mean_x + slope * (t - mean_t));
+                    // As `MainsCanceller::predict`.
+                    let predicted = if MAINS { crate::mains::predict(&nzr, n_sin) } else { 0.0 };
+                    let residual = r0 - predicted;
+                    if !SETTLE && residual.abs() > on {
+                        accepted = jj;
+                        // The group's committed samples (fewer than a refresh needs).
+                        since_refresh += (jj - g0) as u32;
+                        break 'seg;
+                    }
+                    // Quiet: commit, in the general path's order. Mains advance.
+                    (zr, zi) = (nzr, nzi);
+                    // Baseline push (as `TrailingLine::push` on a full window, before its recompute).
+                    // Contiguous: the oldest index is exactly k − cap (integers, exact in f64).
+                    let t_old = if CONTIG { t - cap_f } else { offset(line_idx[jj], origin) };
+                    let x_old = line_x[jj];
+                    if CONTIG {
+                        // (Σt − (t − cap)) + t, exactly (`index_sums_exact`); Σt² after the loop.
+                        s_t += cap_f;
+                    } else {
+                        s_t -= t_old;
+                        s_tt -= t_old * t_old;
+                    }
+                    s_x -= x_old;
+                    s_tx -= t_old * x_old;
+                    // The slot's new value and index are written after the segment (below); only a
+                    // gapped window reads the newest index here.
+                    if !CONTIG {
+                        last_k = k;
+                        s_t += t;
+                        s_tt += t * t;
+                    }
+                    s_x += delta_rho;
+                    s_tx += t * delta_rho;
+                    t += 1.0;
+                    // Noise push (as `MedianTracker::push` on a full window). Branch-free `below` updates: half the
+                    // values lie below the median bin, so a branch on it would be mispredicted half
+                    // the time.
+                    let old = noise_slots[jj] as usize;
+                    counts[old] -= 1;
+                    let leaving_below = usize::from(old < median_bin);
+                    let b = MedianTracker::bin_of(crate::noise_step(residual, noise_prev));
+                    noise_prev = residual;
+                    noise_slots[jj] = b as u16;
+                    counts[b] += 1;
+                    below = below + usize::from(b < median_bin) - leaving_below;
+                    // Mains learn (as `MainsCanceller::learn`, whose error r0 − predict() is the
+                    // residual: the same operations on the same values).
+                    if MAINS {
+                        let step = mu * residual;
+                        for z in zr.iter_mut().take(n_sin) {
+                            *z += step;
+                        }
+                    }
+                    seg_res[jj] = residual;
                 }
-                // Residual against the baseline line extrapolated to k (as `TrailingLine::value_at`).
-                let mean_x = s_x * inv_cap;
-                let mean_t = s_t * inv_cap;
-                let numerator = n_line * s_tx - s_t * s_x;
-                let slope = if CONTIG || last_k - line_idx[jj] + 1 == cap as u64 {
-                    numerator * inv_den
-                } else {
-                    numerator / (n_line * s_tt - s_t * s_t)
-                };
-                let r0 = delta_rho - (mean_x + slope * (t - mean_t));
-                // As `MainsCanceller::predict`.
-                let predicted = if MAINS { crate::mains::predict(&nzr, n_sin) } else { 0.0 };
-                let residual = r0 - predicted;
-                if !SETTLE && residual.abs() > on {
-                    accepted = jj;
-                    break;
-                }
-                // Quiet: commit, in the general path's order. Mains advance.
-                (zr, zi) = (nzr, nzi);
-                // Baseline push (as `TrailingLine::push` on a full window, before its recompute).
-                // Contiguous: the oldest index is exactly k − cap (integers, exact in f64).
-                let t_old = if CONTIG { t - cap_f } else { offset(line_idx[jj], origin) };
-                let x_old = line_x[jj];
-                if CONTIG {
-                    // (Σt − (t − cap)) + t, exactly (`index_sums_exact`); Σt² after the loop.
-                    s_t += cap_f;
-                } else {
-                    s_t -= t_old;
-                    s_tt -= t_old * t_old;
-                }
-                s_x -= x_old;
-                s_tx -= t_old * x_old;
-                // The slot's new value and index are written after the segment (below); only a
-                // gapped window reads the newest index here.
-                if !CONTIG {
-                    last_k = k;
-                    s_t += t;
-                    s_tt += t * t;
-                }
-                s_x += delta_rho;
-                s_tx += t * delta_rho;
-                t += 1.0;
-                // Noise push (as `MedianTracker::push` on a full window). Branch-free `below` updates: half the
-                // values lie below the median bin, so a branch on it would be mispredicted half
-                // the time.
-                let old = noise_slots[jj] as usize;
-                counts[old] -= 1;
-                let leaving_below = usize::from(old < median_bin);
-                let b = MedianTracker::bin_of(crate::noise_step(residual, noise_prev));
-                noise_prev = residual;
-                noise_slots[jj] = b as u16;
-                counts[b] += 1;
-                below = below + usize::from(b < median_bin) - leaving_below;
-                since_refresh += 1;
+                since_refresh += (g1 - g0) as u32;
                 if since_refresh >= SIGMA_REFRESH {
                     since_refresh = 0;
-                    // The window's length after this push (it may still be filling).
-                    let len = (noise_len + j + 1).min(n_ring);
+                    // The window's length after the group's last push (it may still be filling).
+                    let len = (noise_len + j0 + g1).min(n_ring);
                     (median_bin, below, sigma) = median_refresh(&counts[..], len, median_bin, below);
                     on = (threshold_sigma * sigma).max(min_magnitude);
                 }
-                // Mains learn (as `MainsCanceller::learn`, whose error r0 − predict() is the
-                // residual: the same operations on the same values).
-                if MAINS {
-                    let step = mu * residual;
-                    for z in zr.iter_mut().take(n_sin) {
-                        *z += step;
-                    }
-                }
-                seg_res[jj] = residual;
+                g0 = g1;
             }
             // The baseline ring's slots of the accepted samples: each slot was read (as the value
             // leaving) once above, before this write, as in `TrailingLine::push`. Out of the loop,
