@@ -28,16 +28,27 @@ impl LoadSegment {
     }
 
     /// Setpoint in µN at time `t_s` (clamped to the segment).
+    ///
+    /// The fraction is taken with the reciprocal of the duration, not a division, so that this
+    /// offline form and the control loop's [`SetpointCursor`] (which keeps the reciprocal per
+    /// segment: a division per tick was ≈ 8 % of the loop's own time) give the same bits.
     #[inline]
     pub fn setpoint_un(&self, t_s: f64) -> f64 {
-        let f = ((t_s - self.start_s) / self.duration_s).clamp(0.0, 1.0);
-        self.start_load_un + f * (self.target_load_un - self.start_load_un)
+        ramp_un(self.start_s, 1.0 / self.duration_s, self.start_load_un, self.target_load_un - self.start_load_un, t_s)
     }
 
     /// Load rate in µN/s.
     pub fn rate_un_per_s(&self) -> f64 {
         (self.target_load_un - self.start_load_un) / self.duration_s
     }
+}
+
+/// The one formula for a point on a segment, shared by [`LoadSegment::setpoint_un`] and the cursor
+/// so that they cannot drift apart.
+#[inline(always)]
+fn ramp_un(start_s: f64, inv_duration_per_s: f64, start_load_un: f64, span_un: f64, t_s: f64) -> f64 {
+    let f = ((t_s - start_s) * inv_duration_per_s).clamp(0.0, 1.0);
+    start_load_un + f * span_un
 }
 
 /// The whole program. Built only by config validation, so its invariants hold: positive
@@ -88,19 +99,54 @@ impl LoadFunction {
         (s.kind, s.setpoint_un(t_s))
     }
 
-    /// A cursor for monotonically increasing times.
+    /// A cursor for monotonically increasing times. Use it only with this load function.
     pub fn cursor(&self) -> SetpointCursor {
-        SetpointCursor { index: 0 }
+        let mut c = SetpointCursor {
+            index: 0,
+            kind: Segment::Settle,
+            start_s: 0.0,
+            end_s: f64::NEG_INFINITY,
+            inv_duration_per_s: 0.0,
+            start_load_un: 0.0,
+            span_un: 0.0,
+        };
+        c.enter(self, 0);
+        c
     }
 }
 
 /// Walks a [`LoadFunction`] forward in time in O(1) amortised per call.
+///
+/// It keeps the current segment's numbers (end time, reciprocal duration, span) so that a tick
+/// costs a compare, a subtraction and two multiply-adds: no division, no bounds check.
 #[derive(Debug, Clone, Copy)]
 pub struct SetpointCursor {
+    /// Index of the segment cached below; `segments.len()` once the program is over.
     index: usize,
+    kind: Segment,
+    start_s: f64,
+    /// −∞ while no segment is cached (an empty program), so that every call looks further.
+    end_s: f64,
+    inv_duration_per_s: f64,
+    start_load_un: f64,
+    span_un: f64,
 }
 
 impl SetpointCursor {
+    /// Cache segment `i` if there is one; false past the end.
+    #[cold]
+    fn enter(&mut self, lf: &LoadFunction, i: usize) -> bool {
+        self.index = i.min(lf.segments.len());
+        let Some(s) = lf.segments.get(i) else { return false };
+        self.kind = s.kind;
+        self.start_s = s.start_s;
+        self.end_s = s.end_s();
+        self.inv_duration_per_s = 1.0 / s.duration_s;
+        self.start_load_un = s.start_load_un;
+        self.span_un = s.target_load_un - s.start_load_un;
+        true
+    }
+
     /// Segment and setpoint at `t_s`, which must not decrease between calls. Returns `None` once
     /// the program is over.
     #[inline]
@@ -108,13 +154,12 @@ impl SetpointCursor {
         if t_s < lf.settle_s {
             return Some((Segment::Settle, lf.preload_un));
         }
-        while let Some(s) = lf.segments.get(self.index) {
-            if t_s < s.end_s() {
-                return Some((s.kind, s.setpoint_un(t_s)));
+        while t_s >= self.end_s {
+            if !self.enter(lf, self.index + 1) {
+                return None;
             }
-            self.index += 1;
         }
-        None
+        Some((self.kind, ramp_un(self.start_s, self.inv_duration_per_s, self.start_load_un, self.span_un, t_s)))
     }
 }
 
@@ -150,5 +195,43 @@ mod tests {
             assert_eq!(c.at(&lf, t), Some(lf.setpoint_at(t)), "t = {t}");
         }
         assert_eq!(c.at(&lf, 32.0), None);
+    }
+
+    /// The setpoint before the reciprocal (fast9): the fraction by a division.
+    fn by_division_un(lf: &LoadFunction, t_s: f64) -> f64 {
+        if t_s < lf.settle_s {
+            return lf.preload_un;
+        }
+        let i = lf.segments.partition_point(|s| s.end_s() <= t_s).min(lf.segments.len() - 1);
+        let s = &lf.segments[i];
+        let f = ((t_s - s.start_s) / s.duration_s).clamp(0.0, 1.0);
+        s.start_load_un + f * (s.target_load_un - s.start_load_un)
+    }
+
+    #[test]
+    fn the_reciprocal_moves_the_demo_setpoint_by_at_most_two_ulps_of_its_peak() {
+        // The demo program (config/demo.toml) at its own 1 kHz and at 100 kHz, every tick k · dt as
+        // the loop takes it: the cursor's setpoint against the old division form.
+        let cfg = crate::config::parse(include_str!("../../../config/demo.toml"), None).expect("demo parses");
+        let lf = cfg.load_function.clone();
+        let peak_un = lf.peak_load_un();
+        // One unit in the last place of the peak load: the spacing of f64 near it.
+        let ulp_un = f64::from_bits(peak_un.to_bits() + 1) - peak_un;
+        for rate_hz in [1_000.0, 100_000.0] {
+            let dt_s = 1.0 / rate_hz;
+            let mut c = lf.cursor();
+            let (mut worst_un, mut differing, mut k) = (0.0_f64, 0_u64, 0_u64);
+            while let Some((_, sp)) = c.at(&lf, k as f64 * dt_s) {
+                let d = (sp - by_division_un(&lf, k as f64 * dt_s)).abs();
+                worst_un = worst_un.max(d);
+                differing += u64::from(d != 0.0);
+                k += 1;
+            }
+            eprintln!(
+                "{rate_hz} Hz: {k} ticks, {differing} setpoints differ, largest by {worst_un:e} µN (ulp {ulp_un:e})"
+            );
+            assert_eq!(k as f64, (lf.total_s() * rate_hz).ceil(), "every tick of the program was compared");
+            assert!(worst_un <= 2.0 * ulp_un, "{rate_hz} Hz: {worst_un:e} µN > 2 ulp ({ulp_un:e} µN)");
+        }
     }
 }
