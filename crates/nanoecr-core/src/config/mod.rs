@@ -863,9 +863,7 @@ fn from_toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
             None if expected.is_empty() => expected,
             None => format!("one of {expected}"),
         };
-        // A removed key that lives on as a field only to be refused with directions is not one
-        // to suggest.
-        let expected = expected.replace(", `missed_deadline_fraction`", "");
+        let expected = without_refused_fields(&expected);
         (ConfigErrorKind::UnknownKey, quoted.clone(), format!("unknown key `{quoted}`"), expected)
     } else if msg.starts_with("missing field") {
         let unit = unit_of_key(&quoted);
@@ -918,6 +916,22 @@ fn from_toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
         _ => (message, expected),
     };
     ConfigError { kind, file: None, line, key, value, message, expected }
+}
+
+/// Removed keys that live on as fields only to be refused with directions (their old values must
+/// still be checked, see limits.rs): never offered among the keys to write.
+const REFUSED_FIELDS: &[&str] = &["missed_deadline_fraction"];
+
+/// toml's list of accepted keys (`` `a`, `b` ``, after any "one of ") without [`REFUSED_FIELDS`],
+/// wherever in the list they stand.
+fn without_refused_fields(expected: &str) -> String {
+    let (prefix, list) = match expected.strip_prefix("one of ") {
+        Some(list) => ("one of ", list),
+        None => ("", expected),
+    };
+    let kept: Vec<&str> =
+        list.split(", ").filter(|k| !REFUSED_FIELDS.iter().any(|r| k.trim_matches('`') == *r)).collect();
+    format!("{prefix}{}", kept.join(", "))
 }
 
 /// Keys earlier versions accepted, with why they went and what to write instead, so an old
