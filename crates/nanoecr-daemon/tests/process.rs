@@ -181,6 +181,8 @@ fn a_second_daemon_on_a_live_socket_refuses_to_start() {
     // stderr is a pipe here, as under systemd: no colour codes, which journalctl shows as
     // "[… blob data]" instead of the line (docs/operator-guide.md: `journalctl -u nanoecrd -f`).
     assert!(!out.stderr.contains(&0x1b), "ANSI escapes in piped logs: {:?}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("already listening").count(), 1, "the error once, not once per channel: {stderr}");
     // The first one is untouched.
     assert!(Client::connect(&d.socket).expect("connect").call("daemon.info", json!({})).is_ok());
 }

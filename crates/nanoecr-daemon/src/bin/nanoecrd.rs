@@ -40,12 +40,17 @@ enum LogFormat {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_tracing(args.log_format);
+    let format = args.log_format;
+    init_tracing(format);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let line = nanoecr_daemon::report::one_line(e.as_ref());
-            tracing::error!("{line}");
+            // Human logs and this line both go to stderr: one of them, not the same error twice.
+            // JSON logs also get it as a record, for whatever collects them.
+            if matches!(format, LogFormat::Json) {
+                tracing::error!("{line}");
+            }
             eprintln!("nanoecrd: error: {line}");
             ExitCode::from(1)
         }
