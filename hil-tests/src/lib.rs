@@ -22,6 +22,27 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Fail (never skip) unless python3 can import every module in `modules`: the independent
+/// clients of the HIL tests, which scripts/setup.sh installs.
+pub fn require_python_modules(modules: &[&str]) -> anyhow::Result<()> {
+    let probe =
+        Command::new("python3").arg("-c").arg(format!("import {}", modules.join(", "))).status().context("python3")?;
+    anyhow::ensure!(probe.success(), "python modules {modules:?} are missing (scripts/setup.sh installs them)");
+    Ok(())
+}
+
+/// Run the independent client `hil-tests/python/<script>` with `args`, echo what it printed into
+/// the test's log, and fail unless it exits 0 having printed `ALL OK` (each of its checks raises
+/// on a mismatch).
+pub fn python_check<S: AsRef<std::ffi::OsStr>>(script: &str, args: &[S]) -> anyhow::Result<()> {
+    let path = workspace_root().join("hil-tests/python").join(script);
+    let out = Command::new("python3").arg(&path).args(args).output().with_context(|| format!("python3 {script}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{script}:\n{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(out.status.success() && stdout.contains("ALL OK"), "{script} failed ({})", out.status);
+    Ok(())
+}
+
 /// Path of config/hil.toml.
 pub fn hil_toml() -> PathBuf {
     workspace_root().join("config/hil.toml")

@@ -15,8 +15,8 @@ use nanoecr_core::config::hardware::Transport;
 use nanoecr_core::RunStatus;
 use nanoecr_daemon::run::{start_run, RunOptions};
 use nanoecr_hil_tests::{
-    covers_the_program, data_only, hil_config, hil_config_from, hil_toml, start_rig_shim, temp_path, workspace_root,
-    Shim,
+    covers_the_program, data_only, hil_config, hil_config_from, hil_toml, python_check, require_python_modules,
+    start_rig_shim, temp_path, Shim,
 };
 use nanoecr_hw::modbus::{LinkStats, ModbusLoadFrame};
 use nanoecr_hw::{FrameLimits, HwError, LoadFrame};
@@ -253,20 +253,12 @@ fn a_command_echo_late_past_the_timeout_loses_and_repeats_no_sample() -> anyhow:
 /// its own transaction id.
 #[test]
 fn an_independent_client_sees_the_late_reply_as_the_specifications_frame_it() -> anyhow::Result<()> {
-    let probe = Command::new("python3").args(["-c", "import pymodbus, serial"]).status().context("python3")?;
-    anyhow::ensure!(probe.success(), "pymodbus or pyserial is missing (scripts/setup.sh installs them)");
+    require_python_modules(&["pymodbus", "serial"])?;
     let delay = format!("16@1:{DELAY_MS}");
     let shim = Shim::spawn(SHIM, &hil_toml(), &["--rtu", "--tcp", "127.0.0.1:0", "--delay-reply", &delay])?;
     let rtu = shim.rtu.clone().context("rtu endpoint")?;
     let tcp = shim.tcp.context("tcp endpoint")?;
-    let script = workspace_root().join("hil-tests/python/late_reply.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .args([rtu, tcp.ip().to_string(), tcp.port().to_string(), DELAY_MS.to_string()])
-        .output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && stdout.contains("ALL OK"), "late-reply check failed");
+    python_check("late_reply.py", &[rtu, tcp.ip().to_string(), tcp.port().to_string(), DELAY_MS.to_string()])?;
     shim.stop()?;
     Ok(())
 }

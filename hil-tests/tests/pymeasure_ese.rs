@@ -4,32 +4,17 @@
 //! and checks the reply's bytes. The sources of each byte string are cited in
 //! python/pymeasure_ese.py.
 
-use std::process::Command;
-
 use anyhow::Context;
-use nanoecr_hil_tests::{hil_toml, workspace_root, Shim};
+use nanoecr_hil_tests::{hil_toml, python_check, require_python_modules, Shim};
 
 const SMU: &str = env!("CARGO_BIN_EXE_hil-smu-shim");
 
 fn check_model(model: &str) -> anyhow::Result<()> {
-    let probe =
-        Command::new("python3").args(["-c", "import pymeasure, pyvisa, pyvisa_py"]).status().context("python3")?;
-    anyhow::ensure!(
-        probe.success(),
-        "pymeasure / pyvisa-py are missing: `pip install pymeasure pyvisa pyvisa-py` (scripts/setup.sh installs them)"
-    );
+    require_python_modules(&["pymeasure", "pyvisa", "pyvisa_py"])?;
     let shim = Shim::spawn(SMU, &hil_toml(), &["--model", model, "--listen", "127.0.0.1:0"])?;
     let addr = shim.scpi_tcp.context("SCPI_TCP endpoint")?;
-    let script = workspace_root().join("hil-tests/python/pymeasure_ese.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .arg(model)
-        .arg(addr.ip().to_string())
-        .arg(addr.port().to_string())
-        .output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{model}:\n{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && stdout.contains("ALL OK"), "{model}: PyMeasure *ESE check failed");
+    python_check("pymeasure_ese.py", &[model.to_string(), addr.ip().to_string(), addr.port().to_string()])
+        .with_context(|| format!("{model}: PyMeasure *ESE check"))?;
     shim.stop()?;
     Ok(())
 }

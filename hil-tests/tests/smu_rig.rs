@@ -2,23 +2,14 @@
 //! clients (pyvisa-py for the SMU, pymodbus for the frame): one reading per frame sample after
 //! the frame's reset, REAL,64 blocks parsed by pyvisa, and the LAN drop fault.
 
-use std::process::Command;
-
 use anyhow::Context;
-use nanoecr_hil_tests::{hil_toml, workspace_root, Shim};
+use nanoecr_hil_tests::{hil_toml, python_check, require_python_modules, Shim};
 
 const SHIM: &str = env!("CARGO_BIN_EXE_rig-shim");
 
 fn run_script(args: &[String]) -> anyhow::Result<()> {
-    let probe =
-        Command::new("python3").args(["-c", "import pyvisa, pyvisa_py, pymodbus"]).status().context("python3")?;
-    anyhow::ensure!(probe.success(), "pyvisa-py / pymodbus are missing (scripts/setup.sh installs them)");
-    let script = workspace_root().join("hil-tests/python/smu_rig.py");
-    let out = Command::new("python3").arg(&script).args(args).output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    anyhow::ensure!(out.status.success() && stdout.contains("ALL OK"), "smu_rig.py {} failed", args[0]);
-    Ok(())
+    require_python_modules(&["pyvisa", "pyvisa_py", "pymodbus"])?;
+    python_check("smu_rig.py", args).with_context(|| format!("smu_rig.py {}", args[0]))
 }
 
 fn endpoints(shim: &Shim) -> anyhow::Result<Vec<String>> {
