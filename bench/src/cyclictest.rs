@@ -138,30 +138,36 @@ pub fn count_above(text: &str, threshold_us: u64) -> u64 {
     h.overflows + h.bins.iter().filter(|&&(us, _)| us >= threshold_us).map(|&(_, n)| n).sum::<u64>()
 }
 
-/// The ticks a control loop of sample period `tick_us` would have missed had its wake-ups come
-/// as late as cyclictest's: the like-for-like counterpart of the loop's missed deadlines. The loop
-/// sets its timer `spin_us` before each deadline and spins the rest, so a wake-up that comes L
-/// late from sleep makes its first tick max(0, L − spin) late, and every tick due in that time is
-/// late too: the wake-up costs ⌊max(0, L − spin) / tick⌋ ticks, however many ticks a wake-up
-/// normally serves. Uncapped, because cyclictest does not replay what it slept through: after a
-/// late wake-up its timer thread advances `next` by whole intervals until it is past `now`
-/// (rt-tests, src/cyclictest/cyclictest.c, `timerthread`: `while (tsgreater(&now, &next))`), so a
-/// stall of L is one histogram entry of L, not a cascade of late wake-ups, while the loop, with
-/// absolute deadlines, runs every tick it owes late. Each 1 µs bin counts at its lower edge and each
-/// overflow at the histogram's top, so the figure is a lower bound (it never flatters the loop).
-pub fn ticks_missed_equivalent(text: &str, tick_us: f64, spin_us: f64) -> u64 {
-    let cost = |us: f64| ((us - spin_us).max(0.0) / tick_us).floor() as u64;
+/// What one wake-up `us` µs late from sleep costs a loop of sample period `tick_us` that sets
+/// its timer `spin_us` before each deadline and serves `batch` ticks per wake-up: its first tick
+/// starts max(0, L − spin) late and every tick due meanwhile ends late, ⌊max(0, L − spin) /
+/// tick⌋, but at most the wake-up's own `batch` ticks: past one wake-up period the simulated
+/// rig's schedule moves instead of running the ticks slept through late (the control loop's
+/// catch-up policy, `moved_ticks` in the diagnostics), as cyclictest's own timer thread advances
+/// `next` by whole intervals until it is past `now` (rt-tests, src/cyclictest/cyclictest.c,
+/// `timerthread`: `while (tsgreater(&now, &next))`).
+fn wakeup_cost(us: f64, tick_us: f64, spin_us: f64, batch: u64) -> u64 {
+    (((us - spin_us).max(0.0) / tick_us).floor() as u64).min(batch.max(1))
+}
+
+/// The ticks a control loop of sample period `tick_us`, spin window `spin_us` and `batch` ticks
+/// per wake-up would have missed had its wake-ups come as late as cyclictest's: the like-for-like
+/// counterpart of the loop's missed deadlines, [`wakeup_cost`] summed over cyclictest's
+/// histogram. Each 1 µs bin counts at its lower edge and each overflow at the histogram's top,
+/// so the figure is a lower bound (it never flatters the loop).
+pub fn ticks_missed_equivalent(text: &str, tick_us: f64, spin_us: f64, batch: u64) -> u64 {
+    let cost = |us: f64| wakeup_cost(us, tick_us, spin_us, batch);
     let h = Histogram::read(text);
     h.bins.iter().map(|&(us, n)| n * cost(us as f64)).sum::<u64>() + h.overflows * cost(h.top_us())
 }
 
 /// cyclictest's wake-ups in the classes of a loop's lateness split (`nanoecr_core::LatenessSplit`:
 /// class k from `lower_us[k]` µs up to `lower_us[k + 1]`, the last everything above), and per
-/// class the ticks they would have cost that loop ([`ticks_missed_equivalent`]'s charge,
-/// ⌊max(0, L − spin) / tick⌋ each). A 1 µs bin goes to the class of its lower edge, overflows
-/// (beyond the histogram's top, always ≥ 2 ms here) to the last class at the top.
-pub fn split(text: &str, lower_us: [f64; 4], tick_us: f64, spin_us: f64) -> ([u64; 4], [u64; 4]) {
-    let cost = |us: f64| ((us - spin_us).max(0.0) / tick_us).floor() as u64;
+/// class the ticks they would have cost that loop ([`wakeup_cost`] each). A 1 µs bin goes to the
+/// class of its lower edge, overflows (beyond the histogram's top, always ≥ 2 ms here) to the last
+/// class at the top.
+pub fn split(text: &str, lower_us: [f64; 4], tick_us: f64, spin_us: f64, batch: u64) -> ([u64; 4], [u64; 4]) {
+    let cost = |us: f64| wakeup_cost(us, tick_us, spin_us, batch);
     let class = |us: f64| (1..4).rev().find(|&k| us >= lower_us[k]).unwrap_or(0);
     let h = Histogram::read(text);
     let mut wakeups = [0u64; 4];
@@ -231,16 +237,21 @@ mod tests {
     }
 
     #[test]
-    fn equivalent_missed_ticks_charge_lateness_past_the_spin_window() {
-        // 10 µs ticks, 30 µs spin: 5 and 6 µs cost nothing, 40 µs costs ⌊10 / 10⌋ = 1 tick,
-        // 95 µs costs ⌊65 / 10⌋ = 6 ticks each, and an overflow past a 100 µs top ⌊70 / 10⌋ = 7.
+    fn equivalent_missed_ticks_charge_lateness_past_the_spin_window_up_to_one_wake_ups_ticks() {
+        // 10 µs ticks, 30 µs spin, 40 ticks per wake-up: 5 and 6 µs cost nothing, 40 µs costs
+        // ⌊10 / 10⌋ = 1 tick, 95 µs costs ⌊65 / 10⌋ = 6 ticks each, and an overflow past a 100 µs
+        // top ⌊70 / 10⌋ = 7.
         let text = "000005 000090\n000006 000009\n000040 000001\n000095 000002\n000099 000000\n\
                     # Max Latencies: 00200\n# Histogram Overflows: 00003\n";
-        assert_eq!(ticks_missed_equivalent(text, 10.0, 30.0), 1 + 2 * 6 + 3 * 7);
-        // 100 µs ticks (10 kHz, one per wake-up): a 1.23 ms wake-up costs the 12 ticks due in it,
-        // not one: cyclictest skipped those periods, the loop runs them late.
-        assert_eq!(ticks_missed_equivalent("001230 000001\n# Histogram Overflows: 00000\n", 100.0, 30.0), 12);
-        assert_eq!(ticks_missed_equivalent(text, 1000.0, 30.0), 0);
+        assert_eq!(ticks_missed_equivalent(text, 10.0, 30.0, 40), 1 + 2 * 6 + 3 * 7);
+        // With 4 ticks per wake-up the 95 µs wake-ups and the overflows cost their wake-up's 4.
+        assert_eq!(ticks_missed_equivalent(text, 10.0, 30.0, 4), 1 + 2 * 4 + 3 * 4);
+        // 100 µs ticks (10 kHz, one per wake-up): a 1.23 ms wake-up costs its own tick, not the
+        // 12 due in it: the loop moves the ticks slept through, as cyclictest skips those periods.
+        let stall = "001230 000001\n# Histogram Overflows: 00000\n";
+        assert_eq!(ticks_missed_equivalent(stall, 100.0, 30.0, 1), 1);
+        assert_eq!(ticks_missed_equivalent(stall, 100.0, 30.0, 40), 12);
+        assert_eq!(ticks_missed_equivalent(text, 1000.0, 30.0, 1), 0);
     }
 
     #[test]
@@ -248,15 +259,15 @@ mod tests {
         // 10 µs ticks, 30 µs spin, 100 µs wake-ups: classes from 0, 30, 100 and 1000 µs.
         let text = "000005 000090\n000029 000004\n000030 000002\n000099 000001\n000100 000003\n\
                     000999 000001\n001000 000001\n001999 000000\n# Histogram Overflows: 00002\n";
-        let (wakeups, ticks) = split(text, [0.0, 30.0, 100.0, 1000.0], 10.0, 30.0);
+        let (wakeups, ticks) = split(text, [0.0, 30.0, 100.0, 1000.0], 10.0, 30.0, 10);
         assert_eq!(wakeups, [94, 3, 4, 3]);
-        // 30 µs costs 0, 99 µs ⌊69 / 10⌋ = 6; 100 µs 7 each, 999 µs 96; 1000 µs 97 and each
-        // overflow at the 2000 µs top 197.
-        assert_eq!(ticks, [0, 6, 3 * 7 + 96, 97 + 2 * 197]);
-        assert_eq!(ticks.iter().sum::<u64>(), ticks_missed_equivalent(text, 10.0, 30.0));
+        // 30 µs costs 0, 99 µs ⌊69 / 10⌋ = 6; 100 µs 7 each; 999 µs, 1000 µs and each overflow
+        // at the 2000 µs top the wake-up's 10 ticks (⌊(L − 30) / 10⌋ would be 96, 97, 197).
+        assert_eq!(ticks, [0, 6, 3 * 7 + 10, 10 + 2 * 10]);
+        assert_eq!(ticks.iter().sum::<u64>(), ticks_missed_equivalent(text, 10.0, 30.0, 10));
         assert_eq!(wakeups[2] + wakeups[3], count_above(text, 100), "cyclictest's late wake-ups");
         // 1 kHz: the third class (≥ 1 ms period, < 1 ms) is empty by construction.
-        let (w, _) = split(text, [0.0, 30.0, 1000.0, 1000.0], 1000.0, 30.0);
+        let (w, _) = split(text, [0.0, 30.0, 1000.0, 1000.0], 1000.0, 30.0, 1);
         assert_eq!(w, [94, 7, 0, 3]);
     }
 }

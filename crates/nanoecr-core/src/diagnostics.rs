@@ -119,7 +119,8 @@ pub struct Stall {
     /// How late the loop ran at worst during the stall, µs.
     pub length_us: f64,
     /// Ticks affected: those that ended after their next deadline, plus those skipped (a
-    /// device-clocked rig's stale ticks), until the loop was back on time.
+    /// device-clocked rig's stale ticks) or moved (the simulator's schedule, see
+    /// [`Diagnostics::moved_ticks`]), until the loop was back on time.
     pub ticks: u64,
 }
 
@@ -227,7 +228,8 @@ pub struct Diagnostics {
     #[serde(default)]
     pub control_cpu_us: f64,
     /// Ticks whose work finished after the next tick's deadline, counted per tick at every rate
-    /// (batched or not), so `missed_deadlines / ticks` is the fraction of ticks that missed.
+    /// (batched or not), so `missed_deadlines / ticks` is the fraction of ticks that missed. The
+    /// ticks a stall skipped or moved are counted apart (`skipped_ticks`, `moved_ticks`).
     pub missed_deadlines: u64,
     /// Control ticks executed.
     pub ticks: u64,
@@ -263,6 +265,20 @@ pub struct Diagnostics {
     /// device's FIFO kept their samples). Always 0 on the simulated rig, whose ticks are samples.
     #[serde(default)]
     pub skipped_ticks: u64,
+    /// Ticks by which host stalls moved a tick-clocked rig's schedule (the simulator, whose
+    /// time stands still while the host stalls): after a wake-up later than one wake-up period
+    /// has run its ticks, the next deadline is moved forward by whole ticks until it is not
+    /// already past, as cyclictest moves its next wake-up, instead of running the ticks slept
+    /// through late back to back. Their samples are the same, produced later in wall time; the
+    /// late-tick window counts them as late. Always 0 on a device-clocked rig (see
+    /// `skipped_ticks`), unpaced and in older files.
+    #[serde(default)]
+    pub moved_ticks: u64,
+    /// Longest run of consecutive ticks that missed their deadline, paced runs (the catch-up
+    /// policy bounds it to about two wake-ups' ticks per stall on the simulator). 0 in older
+    /// files.
+    #[serde(default)]
+    pub max_late_streak: u64,
     /// Ticks at which a device-clocked frame's newest sample was stale (a stall's backlog still
     /// arriving, or no sample) so the loop held its correction and sent the setpoint plus the
     /// held integral, not acting on an error from the past. Always 0 on the simulated rig.

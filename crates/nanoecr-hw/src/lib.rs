@@ -131,8 +131,9 @@ pub enum FrameClock {
     #[default]
     Device,
     /// The frame advances one sample per command (the simulator): while the host stalls its
-    /// time stands still, so a host stall costs nothing physically; every tick is replayed and
-    /// a gap between commands is measured in sample time.
+    /// time stands still, so a host stall costs nothing physically; no tick is skipped (the loop
+    /// moves its schedule past the stall instead) and a gap between commands is measured in
+    /// sample time.
     Tick,
 }
 

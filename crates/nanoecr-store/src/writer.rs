@@ -679,7 +679,7 @@ pub(crate) fn compact(path: &Path) -> Option<(u64, u64)> {
 }
 
 /// Scalars of `/entry/diagnostics`: (name, value, units).
-fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static str); 38] {
+fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static str); 40] {
     use DiagValue::{F64, I64, U64, U8};
     [
         ("loop_lateness_max_us", F64(d.loop_lateness.max_us), "us"),
@@ -699,6 +699,8 @@ fn diagnostic_scalars(d: &Diagnostics) -> [(&'static str, DiagValue, &'static st
         ("load_tracking_max_un", F64(d.load_tracking_max_un), "uN"),
         ("late_wakeups", U64(d.late_wakeups), "1"),
         ("skipped_ticks", U64(d.skipped_ticks), "1"),
+        ("moved_ticks", U64(d.moved_ticks), "1"),
+        ("max_late_streak", U64(d.max_late_streak), "1"),
         ("stale_feedback_ticks", U64(d.stale_feedback_ticks), "1"),
         ("max_command_gap_us", F64(d.max_command_gap_us), "us"),
         ("stall_count", U64(d.stalls.len() as u64), "1"),

@@ -38,7 +38,8 @@ pub struct LimitsConfig {
     #[serde(default = "default_max_tracking_error_ms")]
     pub max_tracking_error_ms: f64,
     /// Timing interlock: abort when more than this fraction of the ticks of the last
-    /// `late_window_s` missed their deadline (real-time runs only; 0 to 1, 1 turns it off).
+    /// `late_window_s` missed their deadline or were moved (simulator) or skipped (device) by a
+    /// host stall (real-time runs only; 0 to 1, 1 turns it off).
     #[serde(default = "default_max_late_fraction")]
     pub max_late_fraction: f64,
     /// The sliding window of `max_late_fraction`, s.

@@ -640,13 +640,28 @@ impl ControlLoop {
             Alignment::new(self.rig.smu.pacing(), self.rig.smu.device().to_string(), dt_s, limits.max_meter_lag_ms);
         let t0 = Instant::now();
         self.shared.set_start(t0);
+        // Deadlines are `anchor + k · dt`. A tick-clocked rig's schedule moves after a late
+        // wake-up (see `move_after_batch`), so its anchor does; a device-clocked rig's stays t0.
+        let mut anchor = t0;
+        let mut moved_total = Duration::ZERO;
+        // Set when a wake-up came later than one wake-up period on a tick-clocked rig: once its
+        // ticks have run (late, each counted), the schedule moves forward by whole ticks until
+        // the next deadline is not already past. cyclictest's policy (rt-tests,
+        // src/cyclictest/cyclictest.c, `timerthread`: `while (tsgreater(&now, &next))`): the
+        // periods a stall slept through are moved, not run late back to back. The simulator's
+        // time stood still during the stall, so moving loses nothing: the same samples come out,
+        // later in wall time. So at most the ticks of the wake-up a stall interrupted and of the
+        // one after it run late back to back, and a stall costs its own wake-up, not L / dt
+        // ticks.
+        let mut move_after_batch = false;
+        let mut late_streak = 0u64;
 
         let mut k: u64 = 0;
         loop {
             if self.paced && k >= next_wake_k {
                 // The batch's deadline is that of its first tick; the others run right after it,
                 // ahead of their own deadlines, so lateness is recorded once per wake-up.
-                let deadline = t0 + dt.mul_f64(k as f64);
+                let deadline = anchor + dt.mul_f64(k as f64);
                 // Batched, the wake-up's ticks start as soon as the thread wakes, up to the
                 // spin window ahead of the first deadline; one tick per wake-up spins to it.
                 let woke = wait_for_wakeup(deadline, spin, batch > 1);
@@ -664,6 +679,7 @@ impl ControlLoop {
                 wake_start = now;
                 if late > wake_period {
                     diag.late_wakeups += 1;
+                    move_after_batch = tick_clocked;
                 }
                 if late >= stall_min {
                     let late_us = late.as_secs_f64() * 1e6;
@@ -769,7 +785,7 @@ impl ControlLoop {
                 // Timing interlock: how long the frame held one command, in the frame's own
                 // clock. A device acts on wall time, so a host stall leaves it open-loop on a
                 // stale command for as long as the stall lasts. The simulator's time stands still
-                // while the host stalls (one sample per command, every tick replayed), so in its
+                // while the host stalls (one sample per command, no tick skipped), so in its
                 // clock a stall costs nothing: the stall is listed, and the late-tick window
                 // below still stops a host that cannot keep the rate.
                 let now_s = match clock {
@@ -950,9 +966,11 @@ impl ControlLoop {
             if self.paced {
                 // Per tick, batched or not: this tick's work ended after the next tick's
                 // deadline. A batch that starts on time ends each tick well before it.
-                let next = t0 + dt.mul_f64(k as f64);
+                let next = anchor + dt.mul_f64(k as f64);
                 let ended = Instant::now();
                 let missed = ended > next;
+                late_streak = if missed { late_streak + 1 } else { 0 };
+                diag.max_late_streak = diag.max_late_streak.max(late_streak);
                 if missed {
                     diag.missed_deadlines += 1;
                     let by = &mut diag.missed_by_cause;
@@ -976,12 +994,31 @@ impl ControlLoop {
                     }
                     (None, _) => {}
                 }
+                if move_after_batch && k >= next_wake_k {
+                    move_after_batch = false;
+                    if ended > next {
+                        // Whole ticks, so every tick keeps its place in the batch grid's phase
+                        // and the next deadline lies less than one period ahead.
+                        let moved = ((ended - next).as_secs_f64() / dt_s).ceil().max(1.0) as u64;
+                        let by = dt.mul_f64(moved as f64);
+                        anchor += by;
+                        moved_total += by;
+                        self.shared.set_schedule_moved(moved_total);
+                        diag.moved_ticks += moved;
+                        // They count as late in the window: a host that keeps stalling still
+                        // stops the test, as when they were run late.
+                        late_window.record(moved, moved);
+                        if let Some(st) = &mut open_stall {
+                            st.ticks += moved;
+                        }
+                    }
+                }
                 // Timing interlock: the share of late ticks over the last window, so a host that
                 // cannot keep up stops the test while one hiccup (recorded as a stall) does not.
                 if phase == Phase::Program && late_window.fraction() > limits.max_late_fraction {
                     let detail = format!(
-                        "{} of the last {} ticks missed their deadline ({:.1} % > limits.max_late_fraction {} % over \
-                         limits.late_window_s {} s)",
+                        "{} of the last {} ticks missed their deadline or were moved or skipped by a stall ({:.1} % > \
+                         limits.max_late_fraction {} % over limits.late_window_s {} s)",
                         late_window.late,
                         late_window.window_ticks(),
                         late_window.fraction() * 100.0,

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nanoecr_core::EndReason;
 
@@ -29,6 +29,8 @@ pub struct Shared {
     /// Non-zero when a termination signal arrived (the signal number), set by signal-hook.
     pub signal: Arc<AtomicUsize>,
     start: OnceLock<Instant>,
+    /// How far a tick-clocked rig's schedule has moved after stalls, ns (see `start`).
+    schedule_moved_ns: AtomicU64,
 }
 
 impl Shared {
@@ -85,9 +87,18 @@ impl Shared {
         let _ = self.start.set(t0);
     }
 
-    /// The instant of the first tick (sample time 0), once known.
+    /// Record how far the simulated rig's schedule has moved after host stalls in all (the
+    /// control loop's catch-up policy): sample time t is due at `start + moved + t` from then on.
+    /// One relaxed store, only after a stall.
+    pub fn set_schedule_moved(&self, moved: Duration) {
+        self.schedule_moved_ns.store(moved.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// The instant sample time 0 stands for on the wall clock, once known: the first tick's,
+    /// plus whatever host stalls have moved a tick-clocked rig's schedule by so far.
     pub fn start(&self) -> Option<Instant> {
-        self.start.get().copied()
+        let moved = Duration::from_nanos(self.schedule_moved_ns.load(Ordering::Relaxed));
+        self.start.get().map(|&t0| t0 + moved)
     }
 }
 
