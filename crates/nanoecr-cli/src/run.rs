@@ -210,14 +210,14 @@ fn print_summary(s: &RunSummary) {
 /// Write to stderr, ignoring failure: after a hang-up the terminal is gone and every write fails
 /// (EIO, or EPIPE on a closed pipe); `eprintln!` would panic and end the process in the middle of
 /// the safe unload.
-fn say_err(line: &str) {
+pub(crate) fn say_err(line: &str) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// Write to stdout, ignoring failure (see [`say_err`]): the file is closed by now and says how
 /// the run ended, so a lost terminal must not turn the exit code into a panic's.
-fn say_out(text: &str) {
+pub(crate) fn say_out(text: &str) {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());

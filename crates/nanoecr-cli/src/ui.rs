@@ -68,20 +68,30 @@ pub fn exec(a: Args) -> anyhow::Result<ExitCode> {
                 (nanoecr_ui::Listener::Tcp(l), nanoecr_ui::url(addr, token.as_deref()))
             }
         };
-        // The first line of stdout is the URL, for scripts and tests.
-        println!("{url}");
-        std::io::stdout().flush().ok();
-        eprintln!("serving the live view of nanoecrd at {} (Ctrl-C to stop)", socket.display());
+        // The first line of stdout is the URL, for scripts and tests. The page is served
+        // whatever became of the terminal (`println!` panicked on a closed stdout, SIGPIPE being
+        // ignored here): a URL that cannot go to stdout goes to stderr, and lost stderr lines are
+        // dropped.
+        let printed = {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{url}").and_then(|()| out.flush())
+        };
+        if let Err(e) = printed {
+            crate::run::say_err(&format!("the page is at {url} (stdout: {e})"));
+        }
+        crate::run::say_err(&format!("serving the live view of nanoecrd at {} (Ctrl-C to stop)", socket.display()));
         if let Some(path) = &bound {
             let query = token.as_deref().map(|t| format!("?token={t}")).unwrap_or_default();
-            eprintln!(
+            crate::run::say_err(&format!(
                 "from your desktop: ssh -L 8080:{} <this host>, then open http://localhost:8080/{query}",
                 path.display()
-            );
+            ));
         }
         if a.open {
             if let Err(e) = std::process::Command::new("xdg-open").arg(&url).spawn() {
-                eprintln!("warning: cannot open a browser (xdg-open: {e}); open the URL above yourself");
+                crate::run::say_err(&format!(
+                    "warning: cannot open a browser (xdg-open: {e}); open the URL above yourself"
+                ));
             }
         }
         let cfg = nanoecr_ui::UiConfig { socket, configs_dir: a.configs, token };

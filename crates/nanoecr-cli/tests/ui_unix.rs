@@ -128,3 +128,35 @@ fn a_unix_socket_keeps_the_token_unless_told_and_refuses_a_shared_directory() {
     assert!(why.contains("has mode 755") && why.contains(&shared.display().to_string()), "{why}");
     assert!(!shared.join("page.sock").exists(), "nothing bound");
 }
+
+#[test]
+fn a_closed_stdout_does_not_end_the_page_and_the_url_goes_to_stderr() {
+    // `nanoecr ui` ignores SIGPIPE (like `run`), so a write to a pipe nobody reads fails with
+    // EPIPE: it printed its URL with `println!`, which panicked and took the page down.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("ui").join("page.sock");
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let mut child = nanoecr()
+        .args(["ui", "--no-token", "--socket", "/nonexistent/nanoecrd.sock", "--unix"])
+        .arg(&sock)
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn nanoecr ui");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let ui = Kill(child);
+    let mut said = String::new();
+    let mut line = String::new();
+    while !said.contains("serving the live view") {
+        line.clear();
+        let n = stderr.read_line(&mut line).expect("read stderr");
+        assert!(n > 0, "nanoecr ui ended before serving; stderr: {said}");
+        said.push_str(&line);
+    }
+    assert!(said.contains("the page is at http+unix://") && said.contains("page.sock/"), "{said}");
+    assert!(!said.contains("panicked"), "{said}");
+    let (code, body) = http(&sock, "GET", "/", &[("Host", "localhost:8080")]);
+    assert_eq!(code, 200, "the page is served: {body}");
+    drop(ui);
+}
