@@ -561,6 +561,46 @@ fn the_same_stall_on_the_tick_clocked_simulator_moves_its_schedule_loses_nothing
 }
 
 #[test]
+fn a_stall_in_the_middle_of_a_100_khz_batch_costs_two_wake_ups_late_ticks_and_moves_the_rest() {
+    let _files = files();
+    // 100 kHz, 40 ticks per wake-up; the frame blocks 5 ms in tick 30 020, the middle of a batch.
+    // The rest of that batch (19 ticks) and the next wake-up's 40 run late, ≈ 60 in a row; then
+    // the schedule moves past the ≈ 400 ticks the stall slept through (the old loop ran all
+    // ≈ 460 late back to back). The samples are those of an unpaced run, bit for bit. Timing
+    // interlocks off: a busy machine may add stalls of its own (each only moves more ticks).
+    let edits = [
+        ("rate_hz = 1000", "rate_hz = 100000"),
+        ("settle_s = 0.5", "settle_s = 0.2"),
+        ("\nload_s = 1.0", "\nload_s = 0.1"),
+        ("hold_s = 1.0", "hold_s = 0.1"),
+        ("unload_s = 1.0", "unload_s = 0.1"),
+        ("max_displacement_nm = 600.0", &format!("max_displacement_nm = 600.0\n{TIMING_INTERLOCKS_OFF}")),
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = short_config(&edits);
+    let batch = nanoecr_daemon::run::control::ticks_per_wakeup(cfg.dt_s(), cfg.raw.acquisition.wakeup_period_us);
+    assert_eq!(batch, 40);
+    let (s, paced) = run_with_stall(cfg, dir.path(), "stalled.h5", (30_020, 5), None);
+    let (_, unpaced) = run(short_config(&edits), dir.path(), "unpaced.h5", fast());
+    assert_eq!(s.status, RunStatus::Complete, "{}", s.end_reason);
+    assert_eq!(s.dropped, 0);
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(paced.data.seq, unpaced.data.seq);
+    assert_eq!(bits(&paced.data.load_un), bits(&unpaced.data.load_un), "moving the schedule changed the load");
+    assert_eq!(bits(&paced.data.current_a), bits(&unpaced.data.current_a));
+    assert_eq!(bits(&paced.data.delta_rho), bits(&unpaced.data.delta_rho));
+    let d = paced.diagnostics.expect("diagnostics");
+    // 5 ms less the ≤ 400 µs the batch ran ahead and the two wake-ups' 80 ticks: ≥ 300 moved.
+    assert!(d.moved_ticks >= 300, "{}", d.moved_ticks);
+    assert!(d.max_late_streak >= 20, "tick 30 020 and the rest of its batch ran late: {}", d.max_late_streak);
+    assert!(d.max_late_streak < 300, "{} ticks late back to back", d.max_late_streak);
+    // Wake-ups stay one per 40 ticks: the move shifts deadlines, not the batches.
+    assert_eq!(d.loop_lateness.total, d.ticks / batch + 1);
+    let stall = d.stalls.iter().find(|st| st.length_us >= 3_000.0).unwrap_or_else(|| panic!("{:?}", d.stalls));
+    assert!(stall.ticks >= 300, "{stall:?}");
+}
+
+#[test]
 fn a_short_host_stall_is_listed_in_the_file_not_fatal_and_h5py_reads_the_list() {
     let _files = files();
     // 1 kHz, the frame blocks 12 ms at command 1200: under the 20 ms command-gap limit, and 12
