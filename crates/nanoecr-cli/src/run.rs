@@ -186,6 +186,14 @@ fn print_summary(s: &RunSummary) {
             s.ticks,
             if s.realtime_scheduling { "yes (SCHED_FIFO)" } else { "no (normal priority)" }
         );
+        if s.moved_ticks + s.skipped_ticks > 0 {
+            let _ = writeln!(
+                o,
+                "  host stalls: {} ticks moved (simulated rig: same samples, later), {} stale ticks skipped (real frame); \
+                 list in /entry/diagnostics/stall_*",
+                s.moved_ticks, s.skipped_ticks
+            );
+        }
     } else {
         let _ = writeln!(o, "  unpaced (--fast): {} ticks, no lateness figures", s.ticks);
     }

@@ -108,8 +108,15 @@ pub struct RunSummary {
     pub lateness_p99_us: f64,
     /// Tick lateness maximum, µs.
     pub lateness_max_us: f64,
-    /// Ticks that missed their deadline.
+    /// Ticks that missed their deadline (ran late).
     pub missed_deadlines: u64,
+    /// Ticks by which host stalls moved a simulated rig's schedule (not run late: see
+    /// `Diagnostics::moved_ticks`). 0 in records from before issue 15's catch-up policy.
+    #[serde(default)]
+    pub moved_ticks: u64,
+    /// Stale ticks a device-clocked rig skipped after host stalls (`Diagnostics::skipped_ticks`).
+    #[serde(default)]
+    pub skipped_ticks: u64,
     /// Whether the loop ran paced in real time.
     pub paced: bool,
     /// Whether the loop got SCHED_FIFO.

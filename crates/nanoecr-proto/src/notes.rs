@@ -256,6 +256,10 @@ pub struct WireSummary {
     #[serde(with = "crate::float::nan_null")]
     pub lateness_max_us: f64,
     pub missed_deadlines: u64,
+    #[serde(default)]
+    pub moved_ticks: u64,
+    #[serde(default)]
+    pub skipped_ticks: u64,
     pub paced: bool,
     pub realtime_scheduling: bool,
     #[serde(with = "crate::float::nan_null")]
@@ -285,6 +289,8 @@ impl From<&RunSummary> for WireSummary {
             lateness_p99_us: s.lateness_p99_us,
             lateness_max_us: s.lateness_max_us,
             missed_deadlines: s.missed_deadlines,
+            moved_ticks: s.moved_ticks,
+            skipped_ticks: s.skipped_ticks,
             paced: s.paced,
             realtime_scheduling: s.realtime_scheduling,
             load_tracking_rms_un: s.load_tracking_rms_un,
@@ -321,4 +327,30 @@ pub struct RunEndNote {
 pub struct DroppedNote {
     /// Why.
     pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_carries_the_stall_counts_and_an_older_record_reads_as_zero() {
+        // A `run.end` summary as daemons wrote it before the counts existed
+        // (docs/socket-protocol.md's example).
+        let old = r#"{"dropped":0,"duration_s":1.2,"end_reason":"completed","file":"r.h5","ground_truth_events":0,
+            "interlocks":0,"lateness_max_us":814.5,"lateness_p50_us":0.6,"lateness_p99_us":125.0,
+            "load_tracking_rms_un":10.2,"missed_deadlines":0,"paced":true,"peak_load_un":6000.0,"popins":0,
+            "realtime_scheduling":true,"samples":1201,"spikes_by_segment":[["load",0,0]],"spikes_n":0,
+            "spikes_p":0,"status":"complete","ticks":1201,"wall_s":1.2}"#;
+        let mut w: WireSummary = serde_json::from_str(old).expect("an older summary still reads");
+        assert_eq!((w.moved_ticks, w.skipped_ticks), (0, 0));
+        let core: RunSummary = serde_json::from_str(old).expect("and as the core's summary");
+        assert_eq!((core.moved_ticks, core.skipped_ticks), (0, 0));
+        w.moved_ticks = 148;
+        w.skipped_ticks = 3;
+        let text = serde_json::to_string(&w).expect("serialise");
+        assert!(text.contains(r#""moved_ticks":148"#) && text.contains(r#""skipped_ticks":3"#), "{text}");
+        let core = RunSummary { moved_ticks: 7, skipped_ticks: 2, ..core };
+        assert_eq!((WireSummary::from(&core).moved_ticks, WireSummary::from(&core).skipped_ticks), (7, 2));
+    }
 }

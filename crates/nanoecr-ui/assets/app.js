@@ -294,7 +294,7 @@ function renderStatus() {
   text("dropped", p ? p.dropped : "–");
   const s = S.end && S.end.summary;
   if (s) {
-    text("health", `${s.end_reason}; lateness p99 ${fmt(s.lateness_p99_us, 0)} µs, max ${fmt(s.lateness_max_us, 0)} µs; missed deadlines ${s.missed_deadlines}; dropped ${s.dropped}`);
+    text("health", `${s.end_reason}; lateness p99 ${fmt(s.lateness_p99_us, 0)} µs, max ${fmt(s.lateness_max_us, 0)} µs; missed deadlines ${s.missed_deadlines}${(s.moved_ticks || s.skipped_ticks) ? ` (host stalls: ${s.moved_ticks || 0} ticks moved, ${s.skipped_ticks || 0} skipped)` : ""}; dropped ${s.dropped}`);
   } else if (p) {
     text("health", `ring ${p.ring_occupancy} samples waiting; ${p.dropped} dropped`);
   } else text("health", "–");

@@ -327,6 +327,8 @@ impl Consumer {
             lateness_p99_us: diag.loop_lateness.quantile_us(0.99).unwrap_or(0.0),
             lateness_max_us: diag.loop_lateness.max_us,
             missed_deadlines: diag.missed_deadlines,
+            moved_ticks: diag.moved_ticks,
+            skipped_ticks: diag.skipped_ticks,
             paced: diag.paced,
             realtime_scheduling: diag.realtime_scheduling,
             load_tracking_rms_un: diag.load_tracking_rms_un,

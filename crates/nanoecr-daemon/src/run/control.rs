@@ -31,7 +31,7 @@
 //!   histogram holds about ticks / batch values and its quantiles are those of the wake-ups.
 //! - **Missed deadlines** (`missed_deadlines`) are counted per tick: a tick whose work ended
 //!   after the next tick's deadline, exactly as without batches (`limits.max_late_fraction`
-//!   judges them over the last `limits.late_window_s`). A wake-up that comes L late misses
+//!   judges them, with the ticks a stall moved or skipped, over the last `limits.late_window_s`). A wake-up that comes L late misses
 //!   about the first L / dt ticks of its batch, the ones that cannot catch up with their own
 //!   deadlines, whatever the batch's size; on time, every tick of a batch ends well before its
 //!   next deadline (tick j of a batch runs j · (dt − its work) ahead of its own deadline: up to
@@ -45,7 +45,11 @@
 //! After a stall (a wake-up ≥ 1 ms and more than one wake-up period late, listed in the
 //! diagnostics with its length and the ticks it affected) the catch-up depends on who clocks the
 //! samples, which the frame reports ([`FrameClock`]): a tick-clocked frame (the simulated rig)
-//! makes one sample per command, so its due ticks run back to back; a device samples into its
+//! makes one sample per command and its time stood still during the stall, so once a wake-up
+//! later than one wake-up period has run its ticks (late, each missed) the schedule moves
+//! forward by whole ticks until the next deadline is not already past, as cyclictest moves its
+//! next wake-up (`moved_ticks`; the samples are those of an unpaced run, later in wall time, and
+//! at most about two wake-ups' ticks run late back to back); a device samples into its
 //! FIFO on its own clock, so the loop skips to the newest due tick and sends one command at the
 //! current setpoint instead of a burst of stale ones (each a round trip that would make the next
 //! ticks late too). It never skips past the program's last tick: that tick's final setpoint is
