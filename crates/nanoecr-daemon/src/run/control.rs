@@ -31,7 +31,8 @@
 //!   histogram holds about ticks / batch values and its quantiles are those of the wake-ups.
 //! - **Missed deadlines** (`missed_deadlines`) are counted per tick: a tick whose work ended
 //!   after the next tick's deadline, exactly as without batches (`limits.max_late_fraction`
-//!   judges them, with the ticks a stall moved or skipped, over the last `limits.late_window_s`). A wake-up that comes L late misses
+//!   judges them, with the ticks a stall moved or skipped, over the last
+//!   `limits.late_window_s`). A wake-up that comes L late (less than one wake-up period) misses
 //!   about the first L / dt ticks of its batch, the ones that cannot catch up with their own
 //!   deadlines, whatever the batch's size; on time, every tick of a batch ends well before its
 //!   next deadline (tick j of a batch runs j · (dt − its work) ahead of its own deadline: up to
@@ -1001,8 +1002,8 @@ impl ControlLoop {
                 if move_after_batch && k >= next_wake_k {
                     move_after_batch = false;
                     if ended > next {
-                        // Whole ticks, so every tick keeps its place in the batch grid's phase
-                        // and the next deadline lies less than one period ahead.
+                        // Rounded up to whole ticks: the next deadline lands less than one
+                        // period after the batch's end, and the samples keep their tick times.
                         let moved = ((ended - next).as_secs_f64() / dt_s).ceil().max(1.0) as u64;
                         let by = dt.mul_f64(moved as f64);
                         anchor += by;
