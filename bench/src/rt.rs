@@ -37,8 +37,8 @@
 //! A fourth table gives ratios of totals over all demos of a rate ([`Totals`]) next to the
 //! medians of per-run ratios, which stay the judged figures: the figure, the
 //! lateness-weighted one, the late wake-ups that slept; the ticks one wake-up a period or more
-//! late cost the loop against what cyclictest's would have cost it (the structural part: a stall
-//! is one wake-up to cyclictest and ≈ L / period ticks to the loop); and the figure for a
+//! late cost the loop against what cyclictest's would have cost it (one wake-up's ticks each on
+//! the simulated rig since the catch-up policy; ≈ L / period before it); and the figure for a
 //! loop whose wake-ups came exactly as late as cyclictest's, the host's part of it.
 
 use std::path::Path;
