@@ -138,9 +138,10 @@ def follow(client, run_id):
         elif method == "run.end":
             s = p.get("summary") or {}
             print(
-                "run.end run=%d status=%s file=%s samples=%s dropped=%s reason=%s"
+                "run.end run=%d status=%s file=%s samples=%s dropped=%s moved=%s skipped=%s reason=%s"
                 % (
                     p["run_id"], p["status"], p["file"], s.get("samples", "-"), s.get("dropped", "-"),
+                    s.get("moved_ticks", "-"), s.get("skipped_ticks", "-"),
                     s.get("end_reason") or p.get("error") or "-",
                 ),
                 flush=True,

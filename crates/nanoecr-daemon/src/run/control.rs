@@ -648,7 +648,6 @@ impl ControlLoop {
         // Deadlines are `anchor + k · dt`. A tick-clocked rig's schedule moves after a late
         // wake-up (see `move_after_batch`), so its anchor does; a device-clocked rig's stays t0.
         let mut anchor = t0;
-        let mut moved_total = Duration::ZERO;
         // Set when a wake-up came later than one wake-up period on a tick-clocked rig: once its
         // ticks have run (late, each counted), the schedule moves forward by whole ticks until
         // the next deadline is not already past. cyclictest's policy (rt-tests,
@@ -1007,8 +1006,7 @@ impl ControlLoop {
                         let moved = ((ended - next).as_secs_f64() / dt_s).ceil().max(1.0) as u64;
                         let by = dt.mul_f64(moved as f64);
                         anchor += by;
-                        moved_total += by;
-                        self.shared.set_schedule_moved(moved_total);
+                        self.shared.set_schedule_moved(anchor - t0);
                         diag.moved_ticks += moved;
                         // They count as late in the window: a host that keeps stalling still
                         // stops the test, as when they were run late.
